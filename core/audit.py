@@ -1,0 +1,176 @@
+"""Append-only audit log with an SM3 hash chain.
+
+Each row stores ``hash = SM3(previous hash || canonical encoding of the row)``;
+the first row chains from 32 zero bytes. The single ``audit_head`` row records
+the last sequence number and hash, and is locked while a row is appended, so the
+chain has one order even with many workers. :func:`verify_chain` walks the
+chain and names the first row that was altered, deleted or inserted out of
+order, and notices a truncated tail through the head row.
+
+Audit rows hold identifiers (account ids, client ids), never passwords, tokens
+or personal data such as ID or phone numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core.db import Base, UTCDateTime, utcnow
+
+GENESIS = bytes(32)
+
+
+def sm3(data: bytes) -> bytes:
+    return hashlib.new("sm3", data).digest()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(String(20))
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """One row: the end of the chain. Locked during every append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The bytes that the hash covers: every field but the hashes, sorted JSON."""
+    fields = {
+        "seq": event.seq,
+        "at": event.at.isoformat(timespec="microseconds"),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "detail": event.detail,
+    }
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def chain_hash(prev_hash: bytes, event: AuditEvent) -> bytes:
+    return sm3(prev_hash + canonical(event))
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who and where: taken from the request by the web kit."""
+
+    ip: str = ""
+    user_agent: str = ""
+    request_id: str = ""
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    target: str = "",
+    context: Context | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event in the caller's transaction (it commits with the caller)."""
+    context = context or Context()
+    # Take the write lock first: a no-op UPDATE locks the head row on PostgreSQL and
+    # takes SQLite's write lock before the head is read, so appends never interleave.
+    session.execute(update(AuditHead).where(AuditHead.id == 1)
+                    .values(last_seq=AuditHead.last_seq))
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar()
+    if head is None:
+        head = AuditHead(id=1, last_seq=0, last_hash=GENESIS)
+        session.add(head)
+    event = AuditEvent(
+        seq=head.last_seq + 1,
+        at=utcnow(),
+        actor=actor[:200],
+        action=action[:100],
+        target=target[:200],
+        outcome=outcome[:20],
+        ip=context.ip[:64],
+        user_agent=context.user_agent[:400],
+        request_id=context.request_id[:64],
+        detail=json.dumps(detail or {}, sort_keys=True, ensure_ascii=False),
+        prev_hash=head.last_hash,
+    )
+    event.hash = chain_hash(head.last_hash, event)
+    head.last_seq, head.last_hash = event.seq, event.hash
+    session.add(event)
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    rows: int
+    problem: str = ""
+    seq: int | None = None
+
+
+def _walk(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Walk the chain; report the first row that breaks it."""
+    prev_hash, expected_seq, count = GENESIS, 1, 0
+    for event in _walk(session):
+        if event.seq != expected_seq:
+            return ChainReport(False, count, f"row {expected_seq} is missing (deleted)", event.seq)
+        if event.prev_hash != prev_hash:
+            return ChainReport(
+                False, count, f"row {event.seq} does not follow row {event.seq - 1} "
+                "(deleted, replaced or inserted out of order)", event.seq
+            )
+        if chain_hash(prev_hash, event) != event.hash:
+            return ChainReport(False, count, f"row {event.seq} was altered", event.seq)
+        prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
+    head = session.get(AuditHead, 1)
+    last_seq, last_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS)
+    if (last_seq, last_hash) != (count, prev_hash):
+        return ChainReport(
+            False, count, f"the chain ends at row {count} but the head says row {last_seq} "
+            "(rows were removed from the end, or the head was altered)", count + 1
+        )
+    return ChainReport(True, count)

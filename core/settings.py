@@ -1,0 +1,220 @@
+"""Service settings, read from ``IDP_*`` environment variables.
+
+Defaults run locally with no other services: an SQLite file and the master key
+under ``var/``, the in-process store. In ``production`` mode every secret must
+be given explicitly and the service refuses to start without it.
+
+Every problem is reported as a :class:`ConfigError` with a one-line message
+that says what is wrong and how to fix it; the CLI prints it without a trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "IDP_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Variables with our prefix that are not settings of the service itself.
+_NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS"}
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or malformed. The message is one line."""
+
+
+class Mode(StrEnum):
+    dev = "dev"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """All settings of the service. Field ``x`` is read from ``IDP_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    mode: Mode = Mode.dev
+    issuer: str = "http://127.0.0.1:8000"
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""  # empty: sqlite file var/idp.sqlite3
+    database_pool_size: int = 10
+    redis_url: str | None = None  # unset: in-process MemoryStore (one process only)
+    store_prefix: str = "idp:"
+    # Master key (32 bytes, base64url or hex). Every key for data at rest, cookies
+    # and CSRF is derived from it. Dev: generated once into var/master.key.
+    master_key: str | None = None
+    master_key_id: str = "k1"
+    # Earlier master keys still needed to read old data: "id:key,id:key".
+    old_master_keys: str = ""
+    default_locale: str = "zh-CN"
+    log_level: str = "INFO"
+    sm2_backend: str = "auto"  # auto | tongsuo | gmssl
+    password_scheme: str = "argon2id"  # noqa: S105 - a scheme name, not a password
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://id.example.edu.cn")
+        if parts.query or parts.fragment:
+            raise ValueError("must not contain a query or fragment (OpenID Connect Discovery 3)")
+        return value.rstrip("/")
+
+    @field_validator("sm2_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in ("auto", "tongsuo", "gmssl"):
+            raise ValueError("must be auto, tongsuo or gmssl")
+        return value
+
+    @field_validator("password_scheme")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value not in ("argon2id", "pbkdf2-sm3"):
+            raise ValueError("must be argon2id or pbkdf2-sm3")
+        return value
+
+    # -- derived values ---------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'idp.sqlite3'}"
+
+    @property
+    def master_key_bytes(self) -> bytes:
+        assert self.master_key is not None, "load_settings() always fills master_key"
+        return decode_key(self.master_key, "IDP_MASTER_KEY")
+
+    @property
+    def old_master_key_bytes(self) -> dict[str, bytes]:
+        keys: dict[str, bytes] = {}
+        for item in filter(None, (p.strip() for p in self.old_master_keys.split(","))):
+            key_id, sep, value = item.partition(":")
+            if not sep or not key_id:
+                raise ConfigError("IDP_OLD_MASTER_KEYS must look like 'id:key,id:key'")
+            keys[key_id] = decode_key(value, f"IDP_OLD_MASTER_KEYS[{key_id}]")
+        return keys
+
+
+def decode_key(value: str, name: str) -> bytes:
+    """Decode a 32-byte key given as hex or base64url; the message never shows it."""
+    text = value.strip()
+    try:
+        raw = bytes.fromhex(text) if len(text) == 64 else base64.urlsafe_b64decode(
+            text + "=" * (-len(text) % 4)
+        )
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{name} must be 32 random bytes as 64 hex or 43 base64url characters")
+    return raw
+
+
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    problems = []
+    for var in sorted(environ):
+        if var.startswith(ENV_PREFIX) and var not in known and var not in _NOT_SETTINGS:
+            close = difflib.get_close_matches(var, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{var}{hint}")
+    return problems
+
+
+def _dev_secret(var_dir: Path, filename: str) -> str:
+    """Read a dev secret from var/, creating it once with mode 0600."""
+    path = var_dir / filename
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+    return path.read_text().strip()
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "IDP_DATABASE_URL is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"IDP_DATABASE_URL uses '{parsed.get_backend_name()}'; "
+            "supported are sqlite and postgresql (postgresql+psycopg://...)"
+        )
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment, or raise ConfigError with one line."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = _unknown_variables(env)
+    if unknown:
+        raise ConfigError("unknown setting " + ", ".join(unknown) + "; see README 'Configuration'")
+    values = {
+        key[len(ENV_PREFIX):].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key not in _NOT_SETTINGS
+    }
+    values.update(overrides)
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None
+    return _complete(settings)
+
+
+def _complete(settings: Settings) -> Settings:
+    if settings.database_url:
+        _check_database_url(settings.database_url)
+    redis_scheme = urlsplit(settings.redis_url or "").scheme
+    if settings.redis_url and redis_scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("IDP_REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.mode is Mode.production:
+        missing = [
+            name
+            for name, value in (
+                ("IDP_MASTER_KEY", settings.master_key),
+                ("IDP_DATABASE_URL", settings.database_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"production mode needs {', '.join(missing)}; "
+                "generate a key with: idp keys new-master-key"
+            )
+        if not settings.issuer.startswith("https://"):
+            raise ConfigError("production mode needs an https:// IDP_ISSUER")
+    if not settings.master_key:
+        settings = settings.model_copy(
+            update={"master_key": _dev_secret(settings.var_dir, "master.key")}
+        )
+    settings.master_key_bytes  # noqa: B018 - validate now, not at first use
+    settings.old_master_key_bytes  # noqa: B018
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (a FastAPI dependency; tests override it)."""
+    return load_settings()

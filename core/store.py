@@ -1,0 +1,220 @@
+"""Short-lived state: a small key-value interface with two backends.
+
+SSO sessions, authorization codes, OTP attempts, WebAuthn challenges,
+rate-limit counters, QR-login tickets and device codes live here, never in the
+relational database. :class:`MemoryStore` serves one process (the embedded
+default); :class:`RedisStore` serves many processes and hosts. Both pass one
+conformance suite (``tests/core/test_store.py``).
+
+One-time values are consumed with :meth:`Store.take`, which reads and deletes
+in one atomic step (``GETDEL`` on Redis), so a code is redeemed at most once
+even across workers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from abc import ABC, abstractmethod
+
+from core.settings import ConfigError, Settings
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached; the message names it without credentials."""
+
+
+class Store(ABC):
+    """Keys are ``str``, values ``bytes``; ``ttl`` is in seconds (``None``: no expiry)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    @abstractmethod
+    def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; True when it was stored."""
+
+    @abstractmethod
+    def take(self, key: str) -> bytes | None:
+        """Read and delete ``key`` atomically: of many concurrent takers one wins."""
+
+    @abstractmethod
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        """Add ``amount`` atomically; a new counter expires ``ttl`` seconds after creation."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def ttl(self, key: str) -> float | None:
+        """Seconds left, ``None`` when the key is absent or never expires."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` when the backend cannot be used."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class MemoryStore(Store):
+    """A thread-safe in-process store with expiry. One process only."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._expiries: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+
+    def _live(self, key: str, now: float) -> tuple[bytes, float | None] | None:
+        item = self._data.get(key)
+        if item is not None and item[1] is not None and item[1] <= now:
+            del self._data[key]
+            return None
+        return item
+
+    def _purge(self, now: float) -> None:
+        while self._expiries and self._expiries[0][0] <= now:
+            _, key = heapq.heappop(self._expiries)
+            self._live(key, now)
+
+    def _put(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+        expires = None if ttl is None else now + ttl
+        self._data[key] = (value, expires)
+        if expires is not None:
+            heapq.heappush(self._expiries, (expires, key))
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._live(key, time.monotonic())
+            return None if item is None else item[0]
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._purge(now)
+            self._put(key, value, ttl, now)
+
+    def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._live(key, now) is not None:
+                return False
+            self._put(key, value, ttl, now)
+            return True
+
+    def take(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._live(key, time.monotonic())
+            if item is None:
+                return None
+            del self._data[key]
+            return item[0]
+
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(key, now)
+            if item is None:
+                self._put(key, str(amount).encode(), ttl, now)
+                return amount
+            value = int(item[0]) + amount
+            self._data[key] = (str(value).encode(), item[1])
+            return value
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def ttl(self, key: str) -> float | None:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(key, now)
+            if item is None or item[1] is None:
+                return None
+            return item[1] - now
+
+    def ping(self) -> None:
+        return None
+
+
+# INCRBY, then set the expiry only on a counter this call created.
+_INCR_WITH_TTL = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+
+class RedisStore(Store):
+    """Redis (or a Redis-compatible server) through redis-py; keys get a prefix."""
+
+    def __init__(self, url: str, prefix: str = "idp:") -> None:
+        import redis
+
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+        self._prefix = prefix
+        self._incr = self._redis.register_script(_INCR_WITH_TTL)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    @staticmethod
+    def _ms(ttl: float | None) -> int | None:
+        return None if ttl is None else max(1, int(ttl * 1000))
+
+    def get(self, key: str) -> bytes | None:
+        return self._redis.get(self._k(key))
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._redis.set(self._k(key), value, px=self._ms(ttl))
+
+    def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        return bool(self._redis.set(self._k(key), value, px=self._ms(ttl), nx=True))
+
+    def take(self, key: str) -> bytes | None:
+        return self._redis.getdel(self._k(key))
+
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        return int(self._incr(keys=[self._k(key)], args=[amount, self._ms(ttl)]))
+
+    def delete(self, key: str) -> None:
+        self._redis.delete(self._k(key))
+
+    def ttl(self, key: str) -> float | None:
+        left = self._redis.pttl(self._k(key))
+        return None if left < 0 else left / 1000
+
+    def ping(self) -> None:
+        try:
+            self._redis.ping()
+        except self._errors as exc:
+            raise StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
+
+    def delete_prefix(self) -> int:
+        """Remove every key under this store's prefix (test clean-up)."""
+        removed = 0
+        for key in self._redis.scan_iter(match=self._prefix + "*", count=500):
+            removed += self._redis.delete(key)
+        return removed
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def make_store(settings: Settings) -> Store:
+    """The store the settings ask for; a Redis URL that does not answer is a ConfigError."""
+    if not settings.redis_url:
+        return MemoryStore()
+    store = RedisStore(settings.redis_url, settings.store_prefix)
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        raise ConfigError(f"IDP_REDIS_URL: {exc}; start Redis or unset IDP_REDIS_URL") from None
+    return store

@@ -1,0 +1,147 @@
+"""Errors as people and programs expect them.
+
+People get a translated HTML page (:class:`PageError`); APIs get RFC 9457
+problem details (:class:`Problem`, ``application/problem+json``); protocol
+endpoints answer with their own error format (the ``idp`` layer). Unexpected
+exceptions are logged with the request id and answered with a plain 500 that
+reveals nothing; an unavailable database or store answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.web.i18n import N_
+
+log = logging.getLogger("idp.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class PageError(Exception):
+    """An error shown to a person as a translated page. Texts are English msgids."""
+
+    def __init__(
+        self, status: int, message: str, *, title: str = N_("Something went wrong")
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.title = status, message, title
+
+
+class Problem(Exception):
+    """An API error answered as problem+json."""
+
+    def __init__(
+        self, status: int, title: str, detail: str = "", *, type_: str = "about:blank", **extra: Any
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.type, self.extra = (
+            status, title, detail, type_, extra,
+        )
+
+
+def problem_response(
+    status: int, title: str, detail: str = "", type_: str = "about:blank", **extra: Any
+) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, **extra}
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "json" not in accept.split(",")[0]
+
+
+_STATUS_TEXT = {
+    400: (N_("Bad request"), N_("The request could not be understood.")),
+    401: (N_("Sign-in required"), N_("Please sign in to continue.")),
+    403: (N_("Not allowed"), N_("You are not allowed to do this.")),
+    404: (N_("Page not found"), N_("The page you asked for does not exist.")),
+    405: (N_("Not allowed"), N_("This page does not accept that kind of request.")),
+    413: (N_("Too large"), N_("What you sent is too large.")),
+    429: (N_("Too many requests"), N_("Too many attempts. Please wait a moment and try again.")),
+    503: (
+        N_("Temporarily unavailable"),
+        N_("The service is temporarily unavailable. Please try again in a moment."),
+    ),
+}
+
+
+_FALLBACK = (N_("Something went wrong"), N_("Please try again later."))
+
+
+def _page(request: Request, status: int, title: str, message: str) -> Response:
+    from core.web.templates import render
+
+    return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+def _for_status(request: Request, status: int, detail: str = "") -> Response:
+    title, message = _STATUS_TEXT.get(status, _FALLBACK)
+    if wants_html(request):
+        return _page(request, status, title, message)
+    return problem_response(status, title, detail)
+
+
+async def _page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    return _page(request, exc.status, exc.title, exc.message)
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc.status, exc.title, exc.detail, exc.type, **exc.extra)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    response = _for_status(request, exc.status_code, detail)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if wants_html(request):
+        return _page(request, 400, *_STATUS_TEXT[400])
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
+        for e in exc.errors()[:20]
+    ]
+    return problem_response(400, "Invalid request", "The request has invalid fields.",
+                            errors=errors)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("backend unavailable: %s", type(exc).__name__)
+    response = _for_status(request, 503)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error")
+    if wants_html(request):
+        return _page(request, 500, N_("Something went wrong"), N_("Please try again later."))
+    return problem_response(500, "Internal error")
+
+
+def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
+    """Register the handlers; ``unavailable`` are the backends' connection errors."""
+    app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)
+    for kind in unavailable:
+        app.add_exception_handler(kind, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,95 @@
+"""One pure-ASGI middleware for every response: request id, security headers,
+metrics and the access log.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the token
+endpoint's hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.web.logs import request_id_var
+
+access_log = logging.getLogger("idp.access")
+
+REQUESTS = Counter("idp_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "idp_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'"
+)
+_BASE_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def _route_name(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class WebKitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {"status": 500}
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                extra = [(n, v) for n, v in _BASE_HEADERS if n not in present]
+                if b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", CSP.encode()))
+                if b"cache-control" not in present:
+                    extra.append((b"cache-control", b"no-store"))
+                if https:
+                    extra.append(HSTS)
+                extra.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_name(scope)
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status_holder["status"])).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            access_log.info(
+                "%s %s %s", method, scope["path"], status_holder["status"],
+                extra={"route": route, "status": status_holder["status"],
+                       "duration_ms": round(elapsed * 1000, 2)},
+            )
+            request_id_var.reset(token)

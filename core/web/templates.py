@@ -1,0 +1,81 @@
+"""Jinja2 templates shared by all layers, rendered in the request's language.
+
+Each layer registers its own template folder with :func:`add_folder`; the
+core folder holds the base layout and the error page. Autoescaping is on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+
+from core.web import i18n
+from core.web.csrf import COOKIE as CSRF_COOKIE
+from core.web.csrf import csrf_token
+
+_folders: list[Path] = [Path(__file__).parent / "templates"]
+_env: Environment | None = None
+
+
+def add_folder(folder: Path) -> None:
+    """Let a layer's templates be found (their names should be unique)."""
+    global _env
+    if folder not in _folders:
+        _folders.insert(0, folder)
+        _env = None
+
+
+def environment() -> Environment:
+    global _env
+    if _env is None:
+        _env = Environment(
+            loader=ChoiceLoader([FileSystemLoader(str(f)) for f in _folders]),
+            autoescape=select_autoescape(default=True),
+            extensions=["jinja2.ext.i18n"],
+            auto_reload=False,
+        )
+    return _env
+
+
+def locale_of(request: Request) -> str:
+    """The request's language (negotiated once, then cached on the request)."""
+    locale = getattr(request.state, "locale", None)
+    if locale is None:
+        settings = request.app.state.settings
+        locale = i18n.negotiate(
+            request.query_params.get("ui_locales"),
+            request.cookies.get(i18n.LANG_COOKIE),
+            request.headers.get("accept-language"),
+            settings.default_locale,
+        )
+        request.state.locale = locale
+    return locale
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> HTMLResponse:
+    locale = locale_of(request)
+    translations = i18n.translations(locale)
+    template = environment().get_template(name)
+    values = {
+        "request": request,
+        "lang": locale,
+        "csrf_token": csrf_token(request),
+        "_": translations.gettext,
+        "gettext": translations.gettext,
+        "ngettext": translations.ngettext,
+        **(context or {}),
+    }
+    response = HTMLResponse(template.render(values), status_code=status)
+    new_cookie = getattr(request.state, "new_csrf_cookie", None)
+    if new_cookie:
+        response.set_cookie(
+            CSRF_COOKIE, new_cookie, httponly=True, samesite="lax",
+            secure=request.url.scheme == "https", path="/",
+        )
+    return response

@@ -1,0 +1,51 @@
+"""Login identifiers: normalisation, so that one person types it any way they like.
+
+Student and teacher numbers and usernames are case-folded and stripped of
+spaces; e-mail addresses are lower-cased; phone numbers are reduced to the
+11-digit mainland form (``+86 138-0013-8000`` -> ``13800138000``) and stored
+only as a blind index, never in clear.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from directory.models import IdentifierKind
+
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise_phone(raw: str) -> str | None:
+    digits = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", raw))
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and len(digits) == 11 + len(prefix):
+            digits = digits[len(prefix):]
+    return digits if _MOBILE.match(digits) else None
+
+
+def normalise(kind: IdentifierKind, raw: str) -> str:
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if kind is IdentifierKind.phone:
+        phone = normalise_phone(text)
+        if phone is None:
+            raise ValueError("not a mainland mobile number")
+        return phone
+    if kind is IdentifierKind.email:
+        if not _EMAIL.match(text):
+            raise ValueError("not an e-mail address")
+        return text.lower()
+    return re.sub(r"\s+", "", text).casefold()
+
+
+def guess_kinds(raw: str) -> list[IdentifierKind]:
+    """Which identifier kinds a login form entry may be, most specific first."""
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if "@" in text:
+        return [IdentifierKind.email, IdentifierKind.username]
+    if normalise_phone(text):
+        return [IdentifierKind.phone, IdentifierKind.student_number,
+                IdentifierKind.teacher_number, IdentifierKind.username]
+    return [IdentifierKind.student_number, IdentifierKind.teacher_number,
+            IdentifierKind.username]

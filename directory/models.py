@@ -1,0 +1,148 @@
+"""The identity model: org units, people, accounts, identifiers, affiliations.
+
+Follows "Identity model" in the design: one source of truth for each datum.
+Personal data (national ID number, phone) is stored only encrypted with
+SM4-GCM, with an HMAC-SM3 blind index for exact lookups (``*_bidx``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, UTCDateTime, new_id, utcnow
+
+
+class OrgKind(StrEnum):
+    city = "city"
+    district = "district"
+    school = "school"
+    campus = "campus"
+    grade = "grade"
+    class_ = "class"
+    department = "department"
+
+
+class PersonStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"
+    graduated = "graduated"
+    transferred = "transferred"
+    left = "left"
+
+
+class Role(StrEnum):
+    student = "student"
+    teacher = "teacher"
+    head_teacher = "head_teacher"
+    school_admin = "school_admin"
+    district_admin = "district_admin"
+    city_admin = "city_admin"
+    staff = "staff"
+    guardian = "guardian"
+
+
+class IdentifierKind(StrEnum):
+    student_number = "student_number"
+    teacher_number = "teacher_number"
+    username = "username"
+    phone = "phone"  # value is the phone's blind index, never the number
+    email = "email"
+
+
+class OrgUnit(Base):
+    __tablename__ = "org_unit"
+    __table_args__ = (
+        Index("ix_org_unit_path", "path", postgresql_ops={"path": "text_pattern_ops"}),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Materialised path of ids, "/1/7/42/": a subtree is one prefix query.
+    path: Mapped[str] = mapped_column(String(400), default="")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[OrgUnit | None] = relationship(remote_side=[id])
+
+
+class Person(Base):
+    __tablename__ = "person"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    gender: Mapped[str | None] = mapped_column(String(10))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    national_id_enc: Mapped[str | None] = mapped_column(Text)
+    national_id_bidx: Mapped[str | None] = mapped_column(String(64), unique=True)
+    phone_enc: Mapped[str | None] = mapped_column(Text)
+    phone_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=PersonStatus.active.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account | None] = relationship(back_populates="person", uselist=False)
+    affiliations: Mapped[list[Affiliation]] = relationship(back_populates="person")
+
+
+class Account(Base):
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), unique=True)
+    # The OIDC subject: stable and opaque, never derived from personal data.
+    sub: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="account")
+    identifiers: Mapped[list[LoginIdentifier]] = relationship(back_populates="account")
+
+
+class LoginIdentifier(Base):
+    __tablename__ = "login_identifier"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(200))
+
+    account: Mapped[Account] = relationship(back_populates="identifiers")
+
+
+class Affiliation(Base):
+    """Person x org unit x role over a period; ended rows are history, never deleted."""
+
+    __tablename__ = "affiliation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+
+    person: Mapped[Person] = relationship(back_populates="affiliations")
+    org_unit: Mapped[OrgUnit] = relationship()
+
+
+class GuardianLink(Base):
+    __tablename__ = "guardian_link"
+    __table_args__ = (UniqueConstraint("guardian_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guardian_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(20), default="guardian")

@@ -1,0 +1,79 @@
+"""The composition root: builds the FastAPI application from every layer.
+
+This is the one module allowed to import the layers above ``idp`` (the
+import-linter contract names it), because it mounts their routers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+
+from core import web
+from core.db import Database
+from core.settings import Settings, get_settings
+from core.store import Store, StoreUnavailable, make_store
+from core.web import errors, health, logs, templates
+from core.web.middleware import WebKitMiddleware
+from idp import home
+
+IDP_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    import redis
+
+    return (StoreUnavailable, OperationalError, redis.ConnectionError, redis.TimeoutError)
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, store: Store | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own settings, database and store."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level)
+    database = db or Database(settings)
+    kv = store or make_store(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if db is None:
+            database.dispose()
+        if store is None:
+            kv.close()
+
+    app = FastAPI(
+        title="City Education Unified Identity",
+        version=version(),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.db, app.state.store = settings, database, kv
+
+    templates.add_folder(IDP_TEMPLATES)
+    errors.install(app, _unavailable_errors())
+    app.add_middleware(WebKitMiddleware)
+    app.mount(
+        "/static/core", StaticFiles(directory=Path(web.__file__).parent / "static"), "static-core"
+    )
+    app.include_router(health.router)
+    app.include_router(home.router)
+    return app
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("edu-idp")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,161 @@
+"""``idp demo``: seed a small demo city and write ``var/demo.json``.
+
+Idempotent: running it again changes nothing that already exists, and keeps
+the passwords recorded in ``var/demo.json`` (they are random per installation;
+an account whose recorded password no longer matches gets a new one). Scripts,
+docs and integrators read ``var/demo.json``; its keys are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.passwords import Passwords
+from core.settings import Settings
+from directory.models import IdentifierKind, OrgKind, OrgUnit, Role
+from directory.orgs import ensure_org_unit
+from directory.people import affiliate, create_person_with_account, find_account
+
+SCHOOL_YEAR_START = date(2026, 9, 1)
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    login: str
+    name: str
+    kind: IdentifierKind
+    role: Role
+    unit: str  # org unit code
+
+
+DISTRICT = ("DEMO-D01", "示范区")
+SCHOOLS = [
+    ("3111000001", "示范区第一实验小学", [("G1", "一年级", ["1班", "2班"])]),
+    ("3111000002", "示范区第二中学", [("G7", "七年级", ["1班"])]),
+]
+USERS = [
+    DemoUser("t20260001", "王老师", IdentifierKind.teacher_number, Role.teacher, "3111000001"),
+    DemoUser("t20260002", "李老师", IdentifierKind.teacher_number, Role.teacher, "3111000002"),
+    DemoUser("s20260001", "张小明", IdentifierKind.student_number, Role.student,
+             "3111000001-G1-1"),
+    DemoUser("s20260002", "陈小红", IdentifierKind.student_number, Role.student,
+             "3111000001-G1-2"),
+    DemoUser("s20260003", "刘小刚", IdentifierKind.student_number, Role.student,
+             "3111000002-G7-1"),
+]
+ADMINS = [
+    DemoUser("cityadmin", "市级管理员", IdentifierKind.username, Role.city_admin, "DEMO-CITY"),
+]
+
+
+def demo_path(settings: Settings) -> Path:
+    return settings.var_dir / "demo.json"
+
+
+def _previous(settings: Settings) -> dict[str, Any]:
+    try:
+        return json.loads(demo_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def seed_org_tree(session: Session) -> dict[str, OrgUnit]:
+    units: dict[str, OrgUnit] = {}
+    city = ensure_org_unit(session, code="DEMO-CITY", name="示范市", kind=OrgKind.city)
+    district = ensure_org_unit(
+        session, code=DISTRICT[0], name=DISTRICT[1], kind=OrgKind.district, parent=city
+    )
+    units.update({city.code: city, district.code: district})
+    for code, name, grades in SCHOOLS:
+        school = ensure_org_unit(session, code=code, name=name, kind=OrgKind.school,
+                                 parent=district)
+        units[code] = school
+        for grade_code, grade_name, classes in grades:
+            grade = ensure_org_unit(session, code=f"{code}-{grade_code}", name=grade_name,
+                                    kind=OrgKind.grade, parent=school)
+            units[grade.code] = grade
+            for number, class_name in enumerate(classes, start=1):
+                unit = ensure_org_unit(session, code=f"{grade.code}-{number}", name=class_name,
+                                       kind=OrgKind.class_, parent=grade)
+                units[unit.code] = unit
+    return units
+
+
+def _school_of(unit: OrgUnit) -> OrgUnit:
+    while unit.kind != OrgKind.school.value and unit.parent is not None:
+        unit = unit.parent
+    return unit
+
+
+def _ensure_user(
+    session: Session, user: DemoUser, unit: OrgUnit, known_password: str | None,
+    passwords: Passwords,
+) -> str:
+    account = find_account(session, user.kind, user.login)
+    if account is None:
+        password = known_password or _new_password()
+        account = create_person_with_account(
+            session, name=user.name, identifiers={user.kind: user.login},
+            password_hash=passwords.hash(password),
+        )
+    elif known_password and passwords.verify(account.password_hash, known_password).ok:
+        password = known_password
+    else:
+        password = _new_password()
+        account.password_hash = passwords.hash(password)
+    affiliate(session, account.person, unit, user.role, SCHOOL_YEAR_START)
+    return password
+
+
+def _new_password() -> str:
+    return "Demo-" + secrets.token_urlsafe(9)
+
+
+def seed(session: Session, settings: Settings) -> dict[str, Any]:
+    """Create what is missing and return the content of ``var/demo.json``."""
+    previous = _previous(settings)
+    known = {u["login"]: u["password"] for u in previous.get("users", []) + previous.get(
+        "admins", []) if "login" in u and "password" in u}
+    passwords = Passwords(settings.password_scheme)
+    units = seed_org_tree(session)
+    users = []
+    for user in USERS:
+        unit = units[user.unit]
+        users.append({
+            "login": user.login, "name": user.name, "roles": [user.role.value],
+            "password": _ensure_user(session, user, unit, known.get(user.login), passwords),
+            "school": _school_of(unit).name,
+        })
+    admins = [
+        {"login": a.login, "name": a.name, "scope": "city",
+         "password": _ensure_user(session, a, units[a.unit], known.get(a.login), passwords)}
+        for a in ADMINS
+    ]
+    return {
+        "issuer": settings.issuer,
+        "users": users,
+        "admins": admins,
+        "clients": previous.get("clients", []),
+        "scim": previous.get("scim", {}),
+    }
+
+
+def write(settings: Settings, content: dict[str, Any]) -> Path:
+    """Write ``var/demo.json`` readable by its owner only (it holds passwords)."""
+    path = demo_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+    temporary.replace(path)
+    return path

@@ -1,0 +1,131 @@
+"""The store conformance suite: every backend must pass all of it."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core.store import MemoryStore, RedisStore, Store, StoreUnavailable
+from tests.conftest import REDIS_URL, RUN_ID
+
+
+@pytest.fixture(params=["memory", "redis"])
+def kv(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if not REDIS_URL:
+        pytest.skip("IDP_TEST_REDIS_URL is not set (make test sets it in the PostgreSQL+Redis run)")
+    store = RedisStore(REDIS_URL, prefix=f"idp-test:{RUN_ID}:conf:{secrets.token_hex(4)}:")
+    yield store
+    store.delete_prefix()
+    store.close()
+
+
+def test_get_set_delete(kv: Store) -> None:
+    assert kv.get("a") is None
+    kv.set("a", b"1")
+    assert kv.get("a") == b"1"
+    kv.set("a", b"2")
+    assert kv.get("a") == b"2"
+    kv.delete("a")
+    assert kv.get("a") is None
+    kv.delete("never-there")
+
+
+def test_values_are_bytes_exactly(kv: Store) -> None:
+    value = bytes(range(256))
+    kv.set("bin", value)
+    assert kv.get("bin") == value
+
+
+def test_ttl_expires(kv: Store) -> None:
+    kv.set("short", b"x", ttl=0.2)
+    kv.set("long", b"y", ttl=60)
+    kv.set("forever", b"z")
+    assert 0 < kv.ttl("short") <= 0.2
+    assert 59 < kv.ttl("long") <= 60
+    assert kv.ttl("forever") is None
+    assert kv.ttl("absent") is None
+    time.sleep(0.3)
+    assert kv.get("short") is None
+    assert kv.take("short") is None
+    assert kv.get("long") == b"y"
+
+
+def test_set_if_absent(kv: Store) -> None:
+    assert kv.set_if_absent("k", b"first", ttl=10) is True
+    assert kv.set_if_absent("k", b"second", ttl=10) is False
+    assert kv.get("k") == b"first"
+
+
+def test_set_if_absent_after_expiry(kv: Store) -> None:
+    assert kv.set_if_absent("k", b"1", ttl=0.1)
+    time.sleep(0.2)
+    assert kv.set_if_absent("k", b"2", ttl=10)
+    assert kv.get("k") == b"2"
+
+
+def test_take_reads_and_deletes(kv: Store) -> None:
+    kv.set("code", b"v", ttl=30)
+    assert kv.take("code") == b"v"
+    assert kv.take("code") is None
+    assert kv.get("code") is None
+
+
+def test_incr_counts_and_keeps_first_expiry(kv: Store) -> None:
+    assert kv.incr("n", ttl=0.4) == 1
+    assert kv.incr("n", ttl=100) == 2
+    assert kv.incr("n", ttl=100, amount=5) == 7
+    assert kv.ttl("n") <= 0.4  # the second call did not extend the window
+    time.sleep(0.5)
+    assert kv.get("n") is None
+    assert kv.incr("n", ttl=10) == 1
+
+
+def _race(kv: Store, threads: int, action) -> list:
+    barrier = threading.Barrier(threads)
+    results: list = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        value = action()
+        with lock:
+            results.append(value)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_concurrent_take_has_exactly_one_winner(kv: Store, round_: int) -> None:
+    kv.set("one-time", b"code", ttl=30)
+    results = _race(kv, 16, lambda: kv.take("one-time"))
+    assert results.count(b"code") == 1
+    assert results.count(None) == 15
+
+
+def test_concurrent_set_if_absent_has_exactly_one_winner(kv: Store) -> None:
+    results = _race(kv, 16, lambda: kv.set_if_absent("lock", b"x", ttl=30))
+    assert results.count(True) == 1
+
+
+def test_concurrent_incr_loses_no_update(kv: Store) -> None:
+    results = _race(kv, 16, lambda: [kv.incr("c", ttl=30) for _ in range(25)])
+    assert int(kv.get("c")) == 400
+    assert sorted(v for batch in results for v in batch) == list(range(1, 401))
+
+
+def test_redis_down_is_reported() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        store.ping()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from core.db import Database
+from core.passwords import Passwords
+from core.settings import Settings
+from directory.models import Account, Affiliation, IdentifierKind, OrgUnit
+from directory.people import find_account
+from idp import demo
+
+
+def test_seed_is_idempotent_and_passwords_verify(db: Database, settings: Settings) -> None:
+    with db.session() as session:
+        content = demo.seed(session, settings)
+    demo.write(settings, content)
+    with db.session() as session:
+        counts = (session.scalar(select(func.count(OrgUnit.id))),
+                  session.scalar(select(func.count(Account.id))),
+                  session.scalar(select(func.count(Affiliation.id))))
+        again = demo.seed(session, settings)
+    with db.session() as session:
+        assert counts == (session.scalar(select(func.count(OrgUnit.id))),
+                          session.scalar(select(func.count(Account.id))),
+                          session.scalar(select(func.count(Affiliation.id))))
+    assert again == content
+    roles = {r for u in content["users"] for r in u["roles"]}
+    assert {"teacher", "student"} <= roles
+    assert content["admins"][0]["scope"] == "city"
+    passwords = Passwords()
+    with db.session() as session:
+        for user in content["users"]:
+            kind = (IdentifierKind.teacher_number if user["login"].startswith("t")
+                    else IdentifierKind.student_number)
+            account = find_account(session, kind, user["login"].upper())
+            assert account is not None
+            assert passwords.verify(account.password_hash, user["password"]).ok
+    (settings.var_dir / "demo.json").unlink()
