@@ -21,11 +21,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
-if command -v npm >/dev/null; then
-  if [ ! -d tests/interop/node_modules ] || [ tests/interop/package-lock.json -nt tests/interop/node_modules ]; then
-    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
-    touch tests/interop/node_modules
+peers=tests/interop
+if [ -f "$peers/package.json" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "warning: npm is not installed; the node interop tests will skip" >&2
+  elif [ ! -d "$peers/node_modules" ] || [ "$peers/package-lock.json" -nt "$peers/node_modules" ]; then
+    (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$peers/node_modules"
   fi
-else
-  echo "warning: npm is not installed; the node interop tests will skip" >&2
 fi
