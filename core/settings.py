@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     sm2_backend: str = "auto"  # auto | tongsuo | gmssl
     password_scheme: str = "argon2id"  # noqa: S105 - a scheme name, not a password
+    # Token signing keys: the algorithms kept ready, how long a new key is published
+    # before it signs, how long a replaced key stays published.
+    signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")
+    key_publish_seconds: int = 86400
+    key_retire_seconds: int = 172800
 
     @field_validator("issuer")
     @classmethod
@@ -84,6 +89,18 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if value not in ("argon2id", "pbkdf2-sm3"):
             raise ValueError("must be argon2id or pbkdf2-sm3")
+        return value
+
+    @field_validator("signing_algs", mode="before")
+    @classmethod
+    def _split_algs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        known = ("SM2", "RS256", "ES256", "EdDSA")
+        if isinstance(value, tuple | list):
+            unknown = [v for v in value if v not in known]
+            if unknown or not value:
+                raise ValueError(f"must be a comma-separated list of {', '.join(known)}")
         return value
 
     # -- derived values ---------------------------------------------------

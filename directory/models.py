@@ -14,6 +14,7 @@ from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, new_id, utcnow
+from core.field_crypto import EncryptedColumn, register
 
 
 class OrgKind(StrEnum):
@@ -77,6 +78,8 @@ class Person(Base):
     __tablename__ = "person"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Stable opaque id: SCIM resource id and the row key in encrypted fields' context.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100))
     gender: Mapped[str | None] = mapped_column(String(10))
     birth_date: Mapped[date | None] = mapped_column(Date)
@@ -90,6 +93,20 @@ class Person(Base):
 
     account: Mapped[Account | None] = relationship(back_populates="person", uselist=False)
     affiliations: Mapped[list[Affiliation]] = relationship(back_populates="person")
+
+    def __init__(self, **values: object) -> None:
+        values.setdefault("uid", new_id())  # known before flush: encryption binds to it
+        super().__init__(**values)
+
+
+NATIONAL_ID = register(EncryptedColumn(
+    Person, "national_id_enc", "person/national_id", row_key="uid",
+    index_column="national_id_bidx", index_kind="national_id",
+))
+PHONE = register(EncryptedColumn(
+    Person, "phone_enc", "person/phone", row_key="uid",
+    index_column="phone_bidx", index_kind="phone",
+))
 
 
 class Account(Base):

@@ -17,10 +17,11 @@ from sqlalchemy.exc import OperationalError
 from core import web
 from core.db import Database
 from core.settings import Settings, get_settings
+from core.signing_keys import KeyRing
 from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
-from idp import home
+from idp import home, jwks
 
 IDP_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -57,6 +58,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings, app.state.db, app.state.store = settings, database, kv
+    app.state.keys = KeyRing(settings, database.sessions)
 
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())
@@ -66,6 +68,7 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(home.router)
+    app.include_router(jwks.router)
     return app
 
 

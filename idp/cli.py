@@ -16,7 +16,9 @@ from core.settings import ConfigError, Settings, load_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="City education identity.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 audit_app = typer.Typer(no_args_is_help=True, help="Audit log.")
+keys_app = typer.Typer(no_args_is_help=True, help="Signing keys and encryption keys.")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 out = Console()
 err = Console(stderr=True)
@@ -92,10 +94,17 @@ def demo() -> None:
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     from core import migrate
+    from core.signing_keys import ensure_keys
 
-    database = _database(_settings())
+    settings = _settings()
+    database = _database(settings)
     migrate.upgrade(database.engine, revision)
     out.print(f"database at revision {migrate.current(database.engine)}")
+    if revision == "head":
+        with database.session() as session:
+            created = ensure_keys(session, settings)
+        for key in created:
+            out.print(f"created the first {key.alg} signing key {key.kid}")
 
 
 @db_app.command("downgrade")
@@ -121,6 +130,83 @@ def audit_verify() -> None:
         return
     err.print(f"audit chain BROKEN after {report.rows} good rows: {report.problem}")
     raise typer.Exit(1)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Show every signing key and its state."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from core.db import utcnow
+    from core.signing_keys import SigningKey, statuses
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        rows = list(session.scalars(select(SigningKey)))
+    table = Table("alg", "kid", "state", "active from", "published until")
+    for status in sorted(statuses(rows, settings, utcnow()), key=lambda s: (s.alg, s.active_from)):
+        table.add_row(status.alg, status.kid, status.state,
+                      status.active_from.isoformat(timespec="seconds"),
+                      status.published_until.isoformat(timespec="seconds")
+                      if status.published_until else "-")
+    out.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    algs: list[str] = typer.Argument(None, help="Algorithms (default: all configured)."),
+) -> None:
+    """Create the next signing key: published now, signing after IDP_KEY_PUBLISH_SECONDS."""
+    from core.signing_keys import rotate
+
+    settings = _settings()
+    chosen = algs or list(settings.signing_algs)
+    with _database(settings).session() as session:
+        for alg in chosen:
+            try:
+                key = rotate(session, settings, alg)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            out.print(f"{alg}: new key {key.kid} signs from "
+                      f"{key.active_from.isoformat(timespec='seconds')}")
+
+
+@keys_app.command("prune")
+def keys_prune() -> None:
+    """Delete signing keys that are no longer published."""
+    from core.signing_keys import prune
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        removed = prune(session, settings)
+    out.print(f"removed {len(removed)} expired keys: {', '.join(removed) or '-'}")
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transaction.")) -> None:
+    """Re-encrypt every encrypted field under the current master key (resumable)."""
+    from rich.progress import Progress
+
+    import migrations.models  # noqa: F401 - registers every layer's encrypted columns
+    from core.field_crypto import reencrypt
+
+    settings = _settings()
+    database = _database(settings)
+    with Progress(console=out) as progress:
+        task = progress.add_task("re-encrypting", total=None)
+        counts = reencrypt(settings, database.sessions, batch=batch,
+                           progress=lambda _column, n: progress.advance(task, n))
+    for column, count in counts.items():
+        out.print(f"{column}: {count} rows re-encrypted")
+
+
+@keys_app.command("new-master-key")
+def keys_new_master_key() -> None:
+    """Print a new random master key (for IDP_MASTER_KEY)."""
+    import secrets
+
+    print(secrets.token_hex(32))
 
 
 def main() -> None:

@@ -99,14 +99,22 @@ def settings(var_dir: Path, database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def database(settings: Settings) -> Iterator[Database]:
+    from core.signing_keys import ensure_keys
+
     db = Database(settings)
     migrate.upgrade(db.engine)
+    with db.session() as session:
+        ensure_keys(session, settings)
     yield db
     db.dispose()
 
 
+# Kept between tests: made once per run (RSA key generation is slow); key tests use their own.
+KEPT_TABLES = {"signing_key"}
+
+
 def _empty_all_tables(db: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in KEPT_TABLES]
     with db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             quoted = ", ".join(f'"{t}"' for t in tables)
