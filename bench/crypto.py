@@ -116,8 +116,44 @@ def symmetric_benchmarks() -> list[Benchmark]:
     ]
 
 
-BENCHMARKS: list[Benchmark] = [*sm2_benchmarks(), *jws_benchmarks(), *symmetric_benchmarks()]
-# Append further lines here, e.g. BENCHMARKS.append(("argon2id (m=64 MiB, t=3)", hash_once)).
+def password_benchmarks() -> list[Benchmark]:
+    """One verification each, at the service's default parameters (core.passwords)."""
+    from core.passwords import Passwords
+
+    argon2, pbkdf2 = Passwords("argon2id"), Passwords("pbkdf2-sm3")
+    argon2_hash, pbkdf2_hash = argon2.hash("correct horse"), pbkdf2.hash("correct horse")
+    return [
+        ("argon2id verify (19 MiB, t=2, p=1)", lambda: argon2.verify(argon2_hash, "x")),
+        ("pbkdf2-sm3 verify (100,000 iterations)", lambda: pbkdf2.verify(pbkdf2_hash, "x")),
+    ]
+
+
+def key_ring_benchmarks() -> list[Benchmark]:
+    """A whole ID token through the service's own KeyRing.sign (JSON, header, signature),
+    with keys stored, sealed and loaded as in production (temporary SQLite database)."""
+    import tempfile
+
+    from core import migrate
+    from core.db import Database
+    from core.settings import load_settings
+    from core.signing_keys import KeyRing, ensure_keys
+
+    var = tempfile.mkdtemp(prefix="bench-keys-")
+    settings = load_settings({"IDP_VAR_DIR": var})
+    database = Database(settings)
+    migrate.upgrade(database.engine)
+    with database.session() as session:
+        ensure_keys(session, settings)
+    ring = KeyRing(settings, database.sessions)
+    claims = json.loads(id_token_claims())
+    return [(f"{alg} ID token via KeyRing.sign", lambda alg=alg: ring.sign(claims, alg))
+            for alg in ("SM2", "RS256", "ES256", "EdDSA")]
+
+
+BENCHMARKS: list[Benchmark] = [
+    *sm2_benchmarks(), *jws_benchmarks(), *key_ring_benchmarks(), *symmetric_benchmarks(),
+    *password_benchmarks(),
+]
 
 
 def ops_per_second(operation: Callable[[], object], seconds: float) -> float:

@@ -16,7 +16,6 @@ sm-crypto runs in node through tests/interop/sm2_crypto.mjs; a missing
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,6 +32,7 @@ from core.gm.sm2 import (
     signature_from_der,
     signature_to_der,
 )
+from tests.interop import node
 
 pytestmark = pytest.mark.interop
 
@@ -183,36 +183,8 @@ def test_openssl_reads_our_private_key(openssl: str, tmp_path: Path, backend: st
 # --------------------------------------------------------------------------- sm-crypto (node)
 
 
-def ensure_node_peers() -> str:
-    """Path of ``node``, after installing tests/interop's pinned packages if missing."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed; the sm-crypto interop peer needs it")
-    if not (INTEROP_DIR / "node_modules" / "sm-crypto").is_dir():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("node is installed but npm is not; cannot install tests/interop peers")
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=INTEROP_DIR,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-    return node
-
-
 def sm_crypto(request: dict) -> dict:
-    node = ensure_node_peers()
-    result = subprocess.run(
-        [node, str(INTEROP_DIR / "sm2_crypto.mjs")],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(result.stdout)
+    return node.run_json("sm2_crypto.mjs", stdin=request)
 
 
 def b64(data: bytes) -> str:
