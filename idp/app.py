@@ -22,6 +22,7 @@ from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
 from idp import home, jwks
+from idp.oidc import clients, discovery, token_endpoint
 
 IDP_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -59,6 +60,7 @@ def create_app(
     )
     app.state.settings, app.state.db, app.state.store = settings, database, kv
     app.state.keys = KeyRing(settings, database.sessions)
+    app.state.clients = clients.ClientRegistry(database.sessions)
 
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())
@@ -69,6 +71,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(home.router)
     app.include_router(jwks.router)
+    app.include_router(discovery.router)
+    app.include_router(token_endpoint.router)
     return app
 
 

@@ -1,9 +1,12 @@
-"""Every layer's models, imported so that ``Base.metadata`` holds the whole schema."""
+"""Every layer's models, imported so that ``Base.metadata`` holds the whole schema.
 
-import core.audit
-import core.signing_keys  # noqa: F401
-import directory.api_tokens
-import directory.models  # noqa: F401
+A module that defines tables must be listed in ``MODEL_MODULES``.
+"""
+
+from core import audit, signing_keys
 from core.db import Base
+from directory import api_tokens, apps, models
+
+MODEL_MODULES = (audit, signing_keys, models, api_tokens, apps)
 
 metadata = Base.metadata

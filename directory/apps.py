@@ -1,0 +1,180 @@
+"""The registry of school applications (OIDC clients; later CAS services, SAML SPs).
+
+An ``App`` is registered by an org unit and approved before use. Its OIDC client
+metadata follows RFC 7591 / OpenID Connect Dynamic Client Registration names
+(``redirect_uris``, ``grant_types``, ``token_endpoint_auth_method``,
+``id_token_signed_response_alg`` ...). Client secrets are generated here with
+256 bits of entropy and stored only as ``HMAC-SM3(key, secret)``: checking one
+costs a MAC, not a password hash, because the token endpoint checks it on every
+request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core.db import Base, UTCDateTime, utcnow
+from core.keyring import key_for
+from core.settings import Settings
+
+
+class AppStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    suspended = "suspended"
+
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+ID_TOKEN_ALGS = ("SM2", "RS256", "ES256", "EdDSA")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+
+class App(Base):
+    __tablename__ = "app"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    status: Mapped[str] = mapped_column(String(20), default=AppStatus.pending.value)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_secret_mac: Mapped[str | None] = mapped_column(String(64))
+    # OIDC client metadata (RFC 7591 member names), JSON object
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Consent(Base):
+    """Scopes a person granted to an app; revocable, history kept by ``revoked_at``."""
+
+    __tablename__ = "consent"
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True)
+class ClientMetadata:
+    """The parts of an app the OIDC provider reads on every request (immutable, cacheable)."""
+
+    client_id: str
+    name: str
+    status: str
+    first_party: bool
+    client_secret_mac: str | None
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    response_types: tuple[str, ...] = ("code",)
+    token_endpoint_auth_method: str = "client_secret_basic"
+    token_endpoint_auth_signing_alg: str | None = None
+    id_token_signed_response_alg: str = "RS256"
+    access_token_format: str = "jwt"  # jwt (RFC 9068) | opaque
+    access_token_signed_response_alg: str = "RS256"
+    scope: str = "openid profile"
+    jwks: dict[str, Any] | None = None
+    subject_type: str = "public"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    @property
+    def allowed_scopes(self) -> frozenset[str]:
+        return frozenset(self.scope.split())
+
+    def to_public_dict(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "client_name": self.name,
+                "redirect_uris": list(self.redirect_uris),
+                "grant_types": list(self.grant_types),
+                "token_endpoint_auth_method": self.token_endpoint_auth_method,
+                "id_token_signed_response_alg": self.id_token_signed_response_alg,
+                "scope": self.scope}
+
+
+_FIELDS = {f for f in ClientMetadata.__dataclass_fields__} - {
+    "client_id", "name", "status", "first_party", "client_secret_mac", "extra"}
+
+
+def metadata_of(app: App) -> ClientMetadata:
+    data = json.loads(app.metadata_json or "{}")
+    known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in _FIELDS}
+    extra = {k: v for k, v in data.items() if k not in _FIELDS}
+    return ClientMetadata(client_id=app.client_id, name=app.name, status=app.status,
+                          first_party=app.first_party, client_secret_mac=app.client_secret_mac,
+                          extra=extra, **known)
+
+
+def secret_mac(settings: Settings, secret: str) -> str:
+    return hmac.new(key_for(settings, "client-secret/v1"), secret.encode(), "sm3").hexdigest()
+
+
+def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> bool:
+    if not client.client_secret_mac or len(secret) > 512:
+        return False
+    return hmac.compare_digest(client.client_secret_mac, secret_mac(settings, secret))
+
+
+def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """Check registration metadata; ValueError names the first bad member."""
+    from urllib.parse import urlsplit
+
+    uris = data.get("redirect_uris", [])
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("https", "http") and "." not in parts.scheme:
+            raise ValueError(f"redirect_uris: {uri!r} is not an https URL or app scheme")
+        if parts.fragment:
+            raise ValueError("redirect_uris must not contain a fragment")
+    method = data.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+    if data.get("id_token_signed_response_alg", "RS256") not in ID_TOKEN_ALGS:
+        raise ValueError(f"id_token_signed_response_alg must be one of {', '.join(ID_TOKEN_ALGS)}")
+    unknown = set(data.get("grant_types", [])) - set(GRANT_TYPES)
+    if unknown:
+        raise ValueError(f"grant_types not supported: {', '.join(sorted(unknown))}")
+    if method == "private_key_jwt" and not data.get("jwks"):
+        raise ValueError("private_key_jwt needs the client's public keys in jwks")
+    return data
+
+
+def register_app(
+    session: Session, settings: Settings, *, name: str, metadata: dict[str, Any],
+    client_id: str | None = None, status: AppStatus = AppStatus.approved,
+    first_party: bool = False, org_unit_id: int | None = None,
+) -> tuple[App, str | None]:
+    """Register an app; return it and its client secret (shown once; None if public)."""
+    validate_metadata(metadata)
+    secret = None
+    if metadata.get("token_endpoint_auth_method", "client_secret_basic") in (
+        "client_secret_basic", "client_secret_post"
+    ):
+        secret = secrets.token_urlsafe(32)  # 256 bits
+    app = App(client_id=client_id or "app_" + secrets.token_hex(10), name=name,
+              status=status.value, first_party=first_party, org_unit_id=org_unit_id,
+              client_secret_mac=secret_mac(settings, secret) if secret else None,
+              metadata_json=json.dumps(metadata, ensure_ascii=False, sort_keys=True))
+    session.add(app)
+    session.flush()
+    return app, secret
+
+
+def find_app(session: Session, client_id: str) -> App | None:
+    return session.scalar(select(App).where(App.client_id == client_id))

@@ -1,0 +1,167 @@
+"""Clients: a cached registry and client authentication at the token endpoint.
+
+Methods (OpenID Connect Core 9): ``client_secret_basic``, ``client_secret_post``,
+``private_key_jwt`` (RFC 7523 assertions signed with SM2, ES256, RS256 or
+EdDSA; each ``jti`` accepted once) and ``none`` for public clients (which
+must then use PKCE). A client may only use the method it registered.
+
+Client metadata is cached per process for ``CACHE_SECONDS``: the token
+endpoint must not query the database on every request. Suspending an app
+therefore takes effect within that time on every worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.gm import jose as gm_jose
+from core.settings import Settings
+from core.store import Store
+from directory.apps import AppStatus, ClientMetadata, check_secret, find_app, metadata_of
+from idp.oidc.errors import invalid_client, invalid_request
+
+CACHE_SECONDS = 30.0
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ["SM2", "ES256", "RS256", "EdDSA"]
+ASSERTION_MAX_AGE = 600
+
+
+class ClientRegistry:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._cache: dict[str, tuple[float, ClientMetadata | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ClientMetadata | None:
+        """An approved client's metadata, or None (unknown, pending or suspended)."""
+        if not client_id or len(client_id) > 64:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(client_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        with self._sessions() as session:
+            app = find_app(session, client_id)
+            client = metadata_of(app) if app else None
+        if client and client.status != AppStatus.approved.value:
+            client = None
+        with self._lock:
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[client_id] = (now + CACHE_SECONDS, client)
+        return client
+
+    def forget(self, client_id: str) -> None:
+        self._cache.pop(client_id, None)
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise invalid_client("malformed Basic credentials", basic=True) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise invalid_client("malformed Basic credentials", basic=True)
+    # RFC 6749 2.3.1: both parts are form-urlencoded inside Basic
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def authenticate(
+    form: dict[str, str], authorization: str, registry: ClientRegistry, settings: Settings,
+    store: Store, endpoint_url: str,
+) -> ClientMetadata:
+    """The authenticated client of a back-channel request, or ``invalid_client``."""
+    basic = _basic_credentials(authorization) if authorization else None
+    assertion = form.get("client_assertion")
+    methods_sent = sum(bool(m) for m in (basic, form.get("client_secret"), assertion))
+    if methods_sent > 1:
+        raise invalid_request("more than one client authentication method was used")
+    if basic:
+        client_id, secret = basic
+        return _by_secret(registry, settings, client_id, secret, "client_secret_basic")
+    if form.get("client_secret"):
+        return _by_secret(registry, settings, form.get("client_id", ""), form["client_secret"],
+                          "client_secret_post")
+    if assertion:
+        return _by_assertion(form, registry, store, endpoint_url, settings)
+    client = registry.get(form.get("client_id", ""))
+    if client is None or client.token_endpoint_auth_method != "none":
+        raise invalid_client("client authentication is required")
+    return client
+
+
+def _by_secret(registry: ClientRegistry, settings: Settings, client_id: str, secret: str,
+               method: str) -> ClientMetadata:
+    client = registry.get(client_id)
+    basic = method == "client_secret_basic"
+    if client is None or client.token_endpoint_auth_method != method:
+        raise invalid_client("unknown client or wrong authentication method", basic=basic)
+    if not check_secret(settings, client, secret):
+        raise invalid_client("client authentication failed", basic=basic)
+    return client
+
+
+def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
+                  endpoint_url: str, settings: Settings) -> ClientMetadata:
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise invalid_request("client_assertion_type must be " + ASSERTION_TYPE)
+    token = form["client_assertion"]
+    claims = _unverified_claims(token)
+    client_id = claims.get("sub") or claims.get("iss") or ""
+    client = registry.get(str(client_id))
+    if client is None or client.token_endpoint_auth_method != "private_key_jwt" or not client.jwks:
+        raise invalid_client("unknown client or wrong authentication method")
+    try:
+        keys = gm_jose.import_key_set(client.jwks)
+        verified = jwt.decode(token, keys, algorithms=ASSERTION_ALGS).claims
+    except (JoseError, ValueError):
+        raise invalid_client("client assertion signature is invalid") from None
+    _check_assertion_claims(verified, client.client_id, endpoint_url, settings)
+    if form.get("client_id") and form["client_id"] != client.client_id:
+        raise invalid_client("client_id does not match the assertion")
+    ttl = max(1, int(verified["exp"] - time.time()) + 60)
+    if not store.set_if_absent(f"jti:{client.client_id}:{verified['jti']}", b"1", ttl=ttl):
+        raise invalid_client("client assertion was already used")
+    return client
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        raise invalid_client("client assertion is not a JWT") from None
+
+
+def _check_assertion_claims(claims: dict[str, Any], client_id: str, endpoint_url: str,
+                            settings: Settings) -> None:
+    now = time.time()
+    expires = claims.get("exp")
+    has_exp = isinstance(expires, int | float)
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    problems = [
+        (claims.get("iss") != client_id or claims.get("sub") != client_id,
+         "iss and sub must be the client_id"),
+        (not set(audiences) & {endpoint_url, settings.issuer}, "aud must name the token endpoint"),
+        (not has_exp or expires < now, "assertion expired"),
+        (has_exp and expires > now + ASSERTION_MAX_AGE, "assertion lives too long"),
+        (not isinstance(claims.get("jti"), str) or not claims["jti"], "jti is required"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise invalid_client(message)

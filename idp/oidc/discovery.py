@@ -1,0 +1,75 @@
+"""OpenID Provider metadata (OpenID Connect Discovery 1.0, RFC 8414).
+
+Everything supported is advertised and nothing else. ``jwks_uri`` holds the
+standard keys; ``sm2_jwks_uri`` (an extension member) adds the SM2 keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["oidc"])
+
+SCOPES = ["openid", "profile", "email", "phone", "address", "edu", "offline_access"]
+CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+          "at_hash", "c_hash", "name", "family_name", "given_name", "gender", "birthdate",
+          "preferred_username", "locale", "updated_at", "email", "email_verified",
+          "phone_number", "phone_number_verified", "edu_roles", "school", "grade", "class",
+          "org_path"]
+SIGNING_ALGS = ["SM2", "RS256", "ES256", "EdDSA"]
+
+
+def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "jwks_uri": f"{issuer}/oauth2/jwks",
+        "sm2_jwks_uri": f"{issuer}/oauth2/jwks/all",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "scopes_supported": SCOPES,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": SIGNING_ALGS,
+        "userinfo_signing_alg_values_supported": [],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": CLAIMS,
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": False,
+        "authorization_response_iss_parameter_supported": True,
+        "ui_locales_supported": ["zh-CN", "en"],
+        "claims_locales_supported": ["zh-CN", "en"],
+        "display_values_supported": ["page", "touch"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": ["urn:edu:acr:pwd"],
+    }
+    document.update(extra or {})
+    return document
+
+
+@router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
+def openid_configuration(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    return JSONResponse(metadata(settings.issuer),
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
+def oauth_metadata(request: Request) -> JSONResponse:
+    return openid_configuration(request)
