@@ -28,7 +28,7 @@ def _run(engine: Engine, action: str, revision: str) -> None:
         getattr(command, action)(config, revision)
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     _run(engine, "upgrade", revision)
 
 

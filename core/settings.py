@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     default_locale: str = "zh-CN"
     log_level: str = "INFO"
     sm2_backend: str = "auto"  # auto | tongsuo | gmssl
-    password_scheme: str = "argon2id"  # noqa: S105 - a scheme name, not a password
+    password_scheme: str = "argon2id"
     # Token signing keys: the algorithms kept ready, how long a new key is published
     # before it signs, how long a replaced key stays published.
     signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")
@@ -116,15 +116,10 @@ class Settings(BaseSettings):
 
     @property
     def old_master_key_bytes(self) -> dict[str, bytes]:
-        keys: dict[str, bytes] = {}
-        for item in filter(None, (p.strip() for p in self.old_master_keys.split(","))):
-            key_id, sep, value = item.partition(":")
-            if not sep or not key_id:
-                raise ConfigError("IDP_OLD_MASTER_KEYS must look like 'id:key,id:key'")
-            keys[key_id] = decode_key(value, f"IDP_OLD_MASTER_KEYS[{key_id}]")
-        return keys
+        return _parse_old_keys(self.old_master_keys)
 
 
+@lru_cache(maxsize=64)  # on every seal and blind index: decode once
 def decode_key(value: str, name: str) -> bytes:
     """Decode a 32-byte key given as hex or base64url; the message never shows it."""
     text = value.strip()
@@ -137,6 +132,17 @@ def decode_key(value: str, name: str) -> bytes:
     if len(raw) != 32:
         raise ConfigError(f"{name} must be 32 random bytes as 64 hex or 43 base64url characters")
     return raw
+
+
+@lru_cache(maxsize=16)
+def _parse_old_keys(text: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key_id, sep, value = item.partition(":")
+        if not sep or not key_id:
+            raise ConfigError("IDP_OLD_MASTER_KEYS must look like 'id:key,id:key'")
+        keys[key_id] = decode_key(value, f"IDP_OLD_MASTER_KEYS[{key_id}]")
+    return keys
 
 
 def _unknown_variables(environ: dict[str, str]) -> list[str]:

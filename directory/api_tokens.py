@@ -23,7 +23,7 @@ from core.keyring import key_for
 from core.settings import Settings
 from directory.models import OrgUnit
 
-TOKEN_PREFIX = "idp_"  # noqa: S105 - a public prefix, not a token
+TOKEN_PREFIX = "idp_"
 PERMISSIONS = frozenset({"scim", "directory:read"})
 
 

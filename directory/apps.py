@@ -176,5 +176,12 @@ def register_app(
     return app, secret
 
 
+def new_secret(settings: Settings, app: App) -> str:
+    """Give a confidential app a new client secret; return it (shown once)."""
+    secret = secrets.token_urlsafe(32)
+    app.client_secret_mac = secret_mac(settings, secret)
+    return secret
+
+
 def find_app(session: Session, client_id: str) -> App | None:
     return session.scalar(select(App).where(App.client_id == client_id))

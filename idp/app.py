@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
+from admin_ui import account
 from core import web
 from core.db import Database
 from core.settings import Settings, get_settings
@@ -21,8 +22,18 @@ from core.signing_keys import KeyRing
 from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
-from idp import home, jwks
-from idp.oidc import clients, discovery, token_endpoint
+from directory import api as directory_api
+from directory.scim import router as scim
+from idp import demo_rp, home, jwks, login
+from idp.oidc import (
+    authorize,
+    clients,
+    discovery,
+    introspection,
+    revocation,
+    token_endpoint,
+    userinfo,
+)
 
 IDP_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -65,14 +76,18 @@ def create_app(
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())
     app.add_middleware(WebKitMiddleware)
-    app.mount(
-        "/static/core", StaticFiles(directory=Path(web.__file__).parent / "static"), "static-core"
-    )
-    app.include_router(health.router)
-    app.include_router(home.router)
-    app.include_router(jwks.router)
-    app.include_router(discovery.router)
-    app.include_router(token_endpoint.router)
+    # Routes are matched in order: the protocol hot paths come first.
+    for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,
+                   discovery.router, authorize.router, revocation.router, login.router,
+                   health.router, home.router, scim.router, directory_api.router,
+                   account.router):
+        app.include_router(router)
+    if settings.mode == "dev":
+        app.include_router(demo_rp.router)
+    app.mount("/static/core", StaticFiles(directory=Path(web.__file__).parent / "static"),
+              "static-core")
+    app.mount("/static/idp", StaticFiles(directory=Path(__file__).parent / "static"),
+              "static-idp")
     return app
 
 

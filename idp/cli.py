@@ -209,6 +209,11 @@ def keys_new_master_key() -> None:
     print(secrets.token_hex(32))
 
 
+from idp import cli_directory  # noqa: E402 - its commands register on the app above
+
+cli_directory.register(app)
+
+
 def main() -> None:
     try:
         app()

@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from core.passwords import Passwords
 from core.settings import Settings
+from directory.apps import check_secret, find_app, metadata_of, new_secret, register_app
 from directory.models import IdentifierKind, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate, create_person_with_account, find_account
+from directory.scim.demo import demo_token
 
 SCHOOL_YEAR_START = date(2026, 9, 1)
 
@@ -54,6 +56,57 @@ USERS = [
 ADMINS = [
     DemoUser("cityadmin", "市级管理员", IdentifierKind.username, Role.city_admin, "DEMO-CITY"),
 ]
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    client_id: str
+    name: str
+    auth_method: str
+    id_token_alg: str
+    demo_rp: bool = False
+
+
+CLIENTS = [
+    DemoClient("demo-sm2", "示范应用（SM2）", "client_secret_basic", "SM2", demo_rp=True),
+    DemoClient("demo-rs256", "示范应用（RS256）", "client_secret_basic", "RS256"),
+    DemoClient("demo-es256", "示范应用（ES256）", "client_secret_post", "ES256"),
+    DemoClient("demo-public", "示范移动应用（公开客户端）", "none", "SM2"),
+]
+DEMO_SCOPE = "openid profile edu email phone offline_access"
+
+
+def _client_metadata(settings: Settings, demo: DemoClient) -> dict[str, Any]:
+    grants = ["authorization_code", "refresh_token"]
+    if demo.auth_method != "none":
+        grants.append("client_credentials")
+    return {
+        "redirect_uris": [f"{settings.issuer}/demo/rp/callback", "http://127.0.0.1:3000/callback",
+                          "http://localhost:3000/callback"],
+        "grant_types": grants, "token_endpoint_auth_method": demo.auth_method,
+        "id_token_signed_response_alg": demo.id_token_alg,
+        "access_token_signed_response_alg": demo.id_token_alg, "scope": DEMO_SCOPE,
+    }
+
+
+def _ensure_client(session: Session, settings: Settings, demo: DemoClient,
+                   known_secret: str | None) -> dict[str, Any]:
+    app = find_app(session, demo.client_id)
+    metadata = _client_metadata(settings, demo)
+    if app is None:
+        app, secret = register_app(session, settings, name=demo.name, metadata=metadata,
+                                   client_id=demo.client_id, first_party=True)
+    else:
+        secret = None
+        if demo.auth_method != "none":
+            secret = (known_secret if known_secret and check_secret(
+                settings, metadata_of(app), known_secret) else new_secret(settings, app))
+    entry: dict[str, Any] = {"client_id": demo.client_id, "name": demo.name, **metadata}
+    if secret:
+        entry["client_secret"] = secret
+    if demo.demo_rp:
+        entry["demo_rp"] = True
+    return entry
 
 
 def demo_path(settings: Settings) -> Path:
@@ -139,12 +192,16 @@ def seed(session: Session, settings: Settings) -> dict[str, Any]:
          "password": _ensure_user(session, a, units[a.unit], known.get(a.login), passwords)}
         for a in ADMINS
     ]
+    known_secrets = {c.get("client_id"): c.get("client_secret")
+                     for c in previous.get("clients", [])}
+    clients = [_ensure_client(session, settings, demo, known_secrets.get(demo.client_id))
+               for demo in CLIENTS]
     return {
         "issuer": settings.issuer,
         "users": users,
         "admins": admins,
-        "clients": previous.get("clients", []),
-        "scim": previous.get("scim", {}),
+        "clients": clients,
+        "scim": demo_token(session, settings, units["DEMO-CITY"], previous.get("scim")),
     }
 
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(openssl oathtool chromium redis-server)
+debian_packages=(openssl oathtool chromium fonts-noto-cjk redis-server jq libbcprov-java golang-go golang-github-tjfoc-gmsm-dev wrk)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -38,6 +38,7 @@ def environment() -> Environment:
             extensions=["jinja2.ext.i18n"],
             auto_reload=False,
         )
+        _env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
     return _env
 
 
@@ -62,16 +63,28 @@ def render(
     locale = locale_of(request)
     translations = i18n.translations(locale)
     template = environment().get_template(name)
+
+    def gettext(message: str, **params: object) -> str:
+        """New-style gettext: ``_("Hello %(name)s", name=...)``; the result is escaped."""
+        text = translations.gettext(message)
+        return text % params if params else text
+
     values = {
         "request": request,
         "lang": locale,
         "csrf_token": csrf_token(request),
-        "_": translations.gettext,
-        "gettext": translations.gettext,
+        "_": gettext,
+        "gettext": gettext,
         "ngettext": translations.ngettext,
         **(context or {}),
     }
     response = HTMLResponse(template.render(values), status_code=status)
+    asked = request.query_params.get("ui_locales")
+    if asked and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.negotiate(
+        asked, None, None, ""
+    ):  # a language chosen explicitly (switcher link or the app's ui_locales) sticks
+        response.set_cookie(i18n.LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax",
+                            path="/")
     new_cookie = getattr(request.state, "new_csrf_cookie", None)
     if new_cookie:
         response.set_cookie(

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 router = APIRouter(tags=["oidc"])
 
-SCOPES = ["openid", "profile", "email", "phone", "address", "edu", "offline_access"]
+SCOPES = ["openid", "profile", "email", "phone", "edu", "offline_access"]
 CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
           "at_hash", "c_hash", "name", "family_name", "given_name", "gender", "birthdate",
           "preferred_username", "locale", "updated_at", "email", "email_verified",
@@ -38,7 +38,6 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": SIGNING_ALGS,
-        "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
@@ -54,7 +53,6 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
         "ui_locales_supported": ["zh-CN", "en"],
-        "claims_locales_supported": ["zh-CN", "en"],
         "display_values_supported": ["page", "touch"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "acr_values_supported": ["urn:edu:acr:pwd"],

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
-from idp.oidc import clients
+from idp.oidc import clients, codes, refresh_tokens
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.tokens import Grant, issue_access_token
 
@@ -63,7 +63,7 @@ def requested_scope(form: dict[str, str], client: ClientMetadata,
 
 
 async def client_credentials(request: Request, form: dict[str, str],
-                             client: ClientMetadata) -> JSONResponse:
+                             client: ClientMetadata) -> dict[str, Any]:
     if client.is_public:
         raise OAuthError("unauthorized_client", "public clients cannot use client_credentials")
     scope = requested_scope(form, client, client.allowed_scopes - USER_SCOPES)
@@ -75,22 +75,22 @@ async def client_credentials(request: Request, form: dict[str, str],
     body = {"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in}
     if scope:
         body["scope"] = scope
-    return token_response(body)
+    return body
 
 
-GrantHandler = Callable[[Request, dict[str, str], ClientMetadata], Awaitable[JSONResponse]]
-GRANTS: dict[str, GrantHandler] = {"client_credentials": client_credentials}
-
-
-def register_grant(name: str, handler: GrantHandler) -> None:
-    GRANTS[name] = handler
+GrantHandler = Callable[[Request, dict[str, str], ClientMetadata], Awaitable[dict[str, Any]]]
+GRANTS: dict[str, GrantHandler] = {
+    "authorization_code": codes.authorization_code,
+    "refresh_token": refresh_tokens.refresh,
+    "client_credentials": client_credentials,
+}
 
 
 @router.post(TOKEN_PATH, summary="OAuth 2.0 token endpoint")
 async def token(request: Request) -> JSONResponse:
     try:
         form = await read_form(request)
-        client = await _authenticate(request, form)
+        client = await authenticate_request(request, form)
         grant_type = form.get("grant_type", "")
         if not grant_type:
             raise invalid_request("grant_type is required")
@@ -99,12 +99,12 @@ async def token(request: Request) -> JSONResponse:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
-        return await handler(request, form, client)
+        return token_response(await handler(request, form, client))
     except OAuthError as error:
         return error.json_response()
 
 
-async def _authenticate(request: Request, form: dict[str, str]) -> ClientMetadata:
+async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:
     state = request.app.state
     args = (form, request.headers.get("authorization", ""), state.clients, state.settings,
             state.store, endpoint_url(request))

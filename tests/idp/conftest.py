@@ -39,3 +39,40 @@ def make_client(db: Database, settings: Settings):
         return RegisteredClient(app.client_id, secret, values)
 
     return make
+
+
+@dataclass
+class Person:
+    login: str
+    password: str
+    account_id: int
+    sub: str
+
+
+@pytest.fixture
+def make_person(db: Database, settings: Settings):
+    from directory.models import IdentifierKind, OrgKind, Role
+    from directory.orgs import ensure_org_unit
+    from directory.people import affiliate, create_person_with_account
+    from idp.login import passwords
+
+    def make(login: str = "s20269999", password: str = "Correct-Horse-9", *,
+             name: str = "赵同学", status: str = "active", role: Role = Role.student) -> Person:
+        with db.session() as session:
+            city = ensure_org_unit(session, code="T-CITY", name="测试市", kind=OrgKind.city)
+            school = ensure_org_unit(session, code="T-SCHOOL", name="测试学校",
+                                     kind=OrgKind.school, parent=city)
+            grade = ensure_org_unit(session, code="T-G1", name="一年级", kind=OrgKind.grade,
+                                    parent=school)
+            klass = ensure_org_unit(session, code="T-G1-1", name="1班", kind=OrgKind.class_,
+                                    parent=grade)
+            account = create_person_with_account(
+                session, name=name, identifiers={IdentifierKind.student_number: login},
+                password_hash=passwords(settings.password_scheme).hash(password))
+            account.person.status = status
+            from datetime import date
+
+            affiliate(session, account.person, klass, role, date(2026, 9, 1))
+            return Person(login, password, account.id, account.sub)
+
+    return make

@@ -1,0 +1,55 @@
+"""Self-service account pages: the apps a person has allowed, and withdrawing that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from core.audit import Context, record
+from core.web.csrf import require_csrf
+from core.web.templates import add_folder, render
+from directory.apps import App, Consent
+from idp import sessions
+from idp.oidc import consent
+
+router = APIRouter(prefix="/account", include_in_schema=False,
+                   dependencies=[Depends(require_csrf)])
+add_folder(Path(__file__).parent / "templates")
+
+
+def _signed_in(request: Request) -> sessions.SSOSession | None:
+    loaded = sessions.load(request.app.state.store, request)
+    return loaded[1] if loaded else None
+
+
+@router.get("/apps")
+def allowed_apps(request: Request) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    with request.app.state.db.sessions() as db:
+        rows = db.execute(
+            select(Consent, App.name).join(App, App.client_id == Consent.client_id)
+            .where(Consent.account_id == session.account_id, Consent.revoked_at.is_(None))
+            .order_by(Consent.granted_at.desc())
+        ).all()
+    apps = [{"client_id": c.client_id, "name": name, "scope": c.scope,
+             "granted_at": c.granted_at.strftime("%Y-%m-%d %H:%M")} for c, name in rows]
+    return render(request, "account_apps.html", {"apps": apps})
+
+
+@router.post("/apps/revoke")
+def revoke_app(request: Request, client_id: str = Form(..., max_length=64)) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    if consent.revoke(request.app.state.db, session.account_id, client_id):
+        with request.app.state.db.session() as db:
+            record(db, actor=f"account:{session.account_id}", action="consent.revoke",
+                   outcome="success", target=f"client:{client_id}", context=Context(
+                       request.client.host if request.client else "",
+                       request.headers.get("user-agent", ""), request.state.request_id))
+    return RedirectResponse("/account/apps", status_code=303)

@@ -1,0 +1,26 @@
+"""Bulk import of schools, classes, students, teachers and guardians (``idp import``).
+
+The steps of a run, each in its own module:
+
+``formats``     read CSV (UTF-8, GBK/GB18030, ...) or XLSX, streaming
+``columns``     the columns of each kind, Chinese aliases, kind detection
+``rows``        check each row on its own; errors in plain words, PII masked
+``ledger``      keys seen so far (duplicates, snapshot coverage), on disk
+``lookups``     batch queries: what a chunk of rows refers to
+``units``       org units by code; bulk creation
+``plan``        the diff of a chunk, as operations
+``apply``       write a chunk's operations with bulk statements
+``snapshot``    deactivate people missing from a full snapshot
+``diff``        counts and examples of what changes
+``error_file``  the CSV of row errors
+``runs``        the ``ImportRun`` record
+``pipeline``    one run: the ordered steps, the transaction, the record
+
+The operator's guide is ``docs/import.md``.
+"""
+
+from directory.importer.columns import Kind
+from directory.importer.formats import FileProblem
+from directory.importer.pipeline import ImportOptions, ImportResult, import_file
+
+__all__ = ["FileProblem", "ImportOptions", "ImportResult", "Kind", "import_file"]

@@ -1,0 +1,86 @@
+"""The ledger of keys already seen in this file: duplicates and snapshot coverage.
+
+Finding the second occurrence of a student number, and (in snapshot mode) the
+people a file does *not* mention, needs every key of the file. Kept in a Python
+set that would grow with the file; the ledger keeps them in a temporary SQLite
+file instead, so memory stays flat whatever the file size.
+
+No personal data reaches the disk: keys are stored as a keyed BLAKE2b digest
+under a random per-run secret, and the file is deleted when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import sqlite3
+import tempfile
+from collections.abc import Iterable
+
+_BATCH = 900  # below SQLite's oldest limit on bound parameters
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+        fd, self._path = tempfile.mkstemp(prefix="idp-import-", suffix=".ledger")
+        os.close(fd)
+        self._db = sqlite3.connect(self._path)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
+            "CREATE TABLE seen (digest BLOB PRIMARY KEY, row INTEGER) WITHOUT ROWID;"
+        )
+
+    def _digest(self, kind: str, key: str) -> bytes:
+        return hashlib.blake2b(f"{kind}\x00{key}".encode(), key=self._secret,
+                               digest_size=16).digest()
+
+    def claim(self, kind: str, entries: Iterable[tuple[str, int]]) -> dict[int, int]:
+        """Record ``(key, row)`` pairs; return ``{row: first row}`` for keys seen before."""
+        first: dict[bytes, int] = {}
+        repeats: dict[int, int] = {}
+        for key, row in entries:
+            digest = self._digest(kind, key)
+            if digest in first:
+                repeats[row] = first[digest]
+            else:
+                first[digest] = row
+        known = self._lookup(list(first))
+        for digest, row in first.items():
+            if digest in known:
+                repeats[row] = known[digest]
+        self._db.executemany("INSERT INTO seen VALUES (?, ?)",
+                             [(d, r) for d, r in first.items() if d not in known])
+        return repeats
+
+    def mark(self, kind: str, entries: Iterable[tuple[str, int]]) -> None:
+        """Record ``(key, row)`` pairs without duplicate checks (keys of invalid rows)."""
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)",
+                             [(self._digest(kind, k), r) for k, r in entries])
+
+    def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        by_digest = {self._digest(kind, k): k for k in keys}
+        return {by_digest[d] for d in self._lookup(list(by_digest))}
+
+    def _lookup(self, digests: list[bytes]) -> dict[bytes, int]:
+        found: dict[bytes, int] = {}
+        for start in range(0, len(digests), _BATCH):
+            part = digests[start:start + _BATCH]
+            marks = ",".join("?" * len(part))
+            found.update(self._db.execute(
+                f"SELECT digest, row FROM seen WHERE digest IN ({marks})", part  # noqa: S608
+            ))
+        return found
+
+    def close(self) -> None:
+        self._db.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,174 @@
+"""Batch queries that find what a chunk of rows refers to: one query per question.
+
+Every function takes a whole chunk's keys (a few thousand) and answers with a
+dict, so planning a chunk costs a handful of indexed queries, never one query
+per row. National IDs and phones are looked up through their blind indexes
+under every known master key (``blind_index_candidates``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.field_crypto import blind_index_candidates
+from core.settings import Settings
+from directory.importer.bulk import among
+from directory.models import (
+    Account,
+    Affiliation,
+    GuardianLink,
+    IdentifierKind,
+    LoginIdentifier,
+    OrgUnit,
+    Person,
+)
+
+IN_BATCH = 2000  # bound parameters per IN (...): well below every backend's limit
+
+
+def batches(values: Sequence, size: int = IN_BATCH) -> Iterable[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A person already in the directory, as far as an import needs to know them."""
+
+    person_id: int
+    uid: str
+    account_id: int | None
+    name: str
+    gender: str | None
+    birth_date: date | None
+    national_id_bidx: str | None
+    phone_bidx: str | None
+    status: str
+    disabled: bool
+
+
+_KNOWN_COLUMNS = (Person.id, Person.uid, Account.id, Person.name, Person.gender,
+                  Person.birth_date, Person.national_id_bidx, Person.phone_bidx, Person.status,
+                  Account.disabled)
+
+
+def _known(row: tuple) -> Known:
+    return Known(*row[:9], bool(row[9]))
+
+
+def people_by_identifier(session: Session, kind: IdentifierKind, values: Sequence[str]
+                         ) -> dict[str, Known]:
+    """Login identifier value -> the person who owns it."""
+    found: dict[str, Known] = {}
+    for part in batches(sorted(set(values))):
+        query = (select(LoginIdentifier.value, *_KNOWN_COLUMNS)
+                 .join(Account, Account.id == LoginIdentifier.account_id)
+                 .join(Person, Person.id == Account.person_id)
+                 .where(LoginIdentifier.kind == kind.value,
+                        among(session, LoginIdentifier.value, part)))
+        found.update((row[0], _known(row[1:])) for row in session.execute(query))
+    return found
+
+
+def people_by_id(session: Session, person_ids: Sequence[int]) -> dict[int, Known]:
+    found: dict[int, Known] = {}
+    for part in batches(sorted(set(person_ids))):
+        query = (select(*_KNOWN_COLUMNS).outerjoin(Account, Account.person_id == Person.id)
+                 .where(among(session, Person.id, part)))
+        found.update((row[0], _known(row)) for row in session.execute(query))
+    return found
+
+
+def index_candidates(settings: Settings, kind: str, values: Iterable[str]
+                     ) -> dict[str, list[str]]:
+    """Normalised value -> its blind index under every known key (current first)."""
+    return {value: blind_index_candidates(settings, kind, value) for value in set(values)}
+
+
+def people_by_national_id(session: Session, candidates: dict[str, list[str]]) -> dict[str, int]:
+    """National ID -> person id, through the blind indexes in ``candidates``."""
+    by_index = {index: value for value, indexes in candidates.items() for index in indexes}
+    found: dict[str, int] = {}
+    for part in batches(list(by_index)):
+        query = select(Person.national_id_bidx, Person.id).where(
+            among(session, Person.national_id_bidx, part))
+        found.update((by_index[index], pid) for index, pid in session.execute(query))
+    return found
+
+
+def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str, int]:
+    """Phone number -> the account id whose phone login it is."""
+    by_index = {index: value for value, indexes in candidates.items() for index in indexes}
+    found: dict[str, int] = {}
+    for part in batches(list(by_index)):
+        query = select(LoginIdentifier.value, LoginIdentifier.account_id).where(
+            LoginIdentifier.kind == IdentifierKind.phone.value,
+            among(session, LoginIdentifier.value, part))
+        found.update((by_index[index], aid) for index, aid in session.execute(query))
+    return found
+
+
+def logins_of(session: Session, kind: IdentifierKind, account_ids: Sequence[int]
+              ) -> dict[int, tuple[int, str]]:
+    """Account id -> (identifier id, value) of its login of ``kind``."""
+    found: dict[int, tuple[int, str]] = {}
+    for part in batches(sorted(set(account_ids))):
+        query = select(LoginIdentifier.account_id, LoginIdentifier.id, LoginIdentifier.value).where(
+            LoginIdentifier.kind == kind.value, among(session, LoginIdentifier.account_id, part))
+        found.update((aid, (iid, value)) for aid, iid, value in session.execute(query))
+    return found
+
+
+def people_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, int]:
+    """Account id -> person id."""
+    found: dict[int, int] = {}
+    for part in batches(sorted(set(account_ids))):
+        found.update(session.execute(select(Account.id, Account.person_id)
+                                     .where(among(session, Account.id, part))).all())
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """A current (open) affiliation."""
+
+    id: int
+    person_id: int
+    unit_id: int
+    unit_code: str
+    role: str
+
+
+def current_affiliations(session: Session, person_ids: Sequence[int], roles: Iterable[str]
+                         ) -> dict[int, list[Current]]:
+    found: dict[int, list[Current]] = {}
+    roles = list(roles)
+    for part in batches(sorted(set(person_ids))):
+        query = (select(Affiliation.id, Affiliation.person_id, Affiliation.org_unit_id,
+                        OrgUnit.code, Affiliation.role)
+                 .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+                 .where(among(session, Affiliation.person_id, part), Affiliation.role.in_(roles),
+                        Affiliation.valid_to.is_(None)))
+        for row in session.execute(query):
+            found.setdefault(row[1], []).append(Current(*row))
+    return found
+
+
+def guardian_links(session: Session, pairs: Iterable[tuple[int, int]]
+                   ) -> dict[tuple[int, int], tuple[int, str]]:
+    """(guardian id, student id) -> (link id, relation) for the pairs that exist."""
+    pairs = set(pairs)
+    students = sorted({student for _, student in pairs})
+    found: dict[tuple[int, int], tuple[int, str]] = {}
+    for part in batches(students):
+        query = select(GuardianLink.guardian_id, GuardianLink.student_id, GuardianLink.id,
+                       GuardianLink.relation).where(among(session, GuardianLink.student_id, part))
+        for guardian, student, link, relation in session.execute(query):
+            if (guardian, student) in pairs:
+                found[(guardian, student)] = (link, relation)
+    return found

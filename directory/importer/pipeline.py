@@ -1,0 +1,259 @@
+"""One import run, as an ordered list of steps: read, check, plan, apply, record.
+
+Decisions:
+
+- **All or nothing**: the whole run is one database transaction. Chunks are
+  planned and written as the file streams by; at the end the run commits, or
+  rolls back if anything failed. With invalid rows the run is *rejected*:
+  nothing is written and the exit code is non-zero, unless ``skip_invalid``
+  is set, in which case the valid rows are applied and the invalid ones are
+  only reported. Once a row is invalid (without ``skip_invalid``), later
+  chunks are still checked but no longer written: the rollback is coming.
+- **Idempotent**: every row is compared with the directory, so importing the
+  same file again finds nothing to change and writes nothing (status
+  ``unchanged``). The file's SHA-256 names an earlier run of the same bytes.
+- **Memory stays flat**: rows are read one at a time and handled in chunks of
+  ``chunk_size`` (5,000) rows; keys seen so far live in an on-disk
+  :class:`Ledger`; the diff keeps counts and a few examples only.
+- **Dry run**: the same steps without writing anything, not even the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.db import Database, utcnow
+from core.settings import Settings
+from directory.importer import apply, plan, snapshot
+from directory.importer.bulk import refresh_statistics
+from directory.importer.columns import Columns, Kind, detect_kind, resolve
+from directory.importer.diff import Change, Diff
+from directory.importer.error_file import ErrorFile, default_path
+from directory.importer.formats import FileProblem, Progress, Table, content_hash, open_table
+from directory.importer.ledger import Ledger
+from directory.importer.rows import parse_row
+from directory.importer.runs import ImportRun, RunStatus, previous_run
+from directory.importer.units import Units
+
+CHUNK_SIZE = 5000
+# While a load grows the tables, refresh the planner's statistics now and then.
+ANALYZE_AFTER_CHUNKS = frozenset({1, 4, 10})
+ANALYZE_EVERY_CHUNKS = 40
+SNAPSHOT_KINDS = (Kind.students, Kind.teachers)
+
+
+@dataclass
+class ImportOptions:
+    kind: Kind | None = None
+    dry_run: bool = False
+    snapshot: bool = False
+    skip_invalid: bool = False
+    errors_path: Path | None = None
+    actor: str = "cli"
+    today: date | None = None
+    chunk_size: int = CHUNK_SIZE
+    examples: int = 20  # examples kept per kind of change in the diff
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    kind: Kind
+    sha256: str
+    encoding: str
+    status: str  # a RunStatus, or "dry-run"
+    diff: Diff
+    rows: int = 0
+    errors: int = 0
+    errors_path: Path | None = None
+    ignored_columns: tuple[str, ...] = ()
+    previous_run_id: int | None = None
+    run_id: int | None = None
+
+    skip_invalid: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Success for the exit code: nothing rejected, and no invalid row unless skipped."""
+        return self.status != RunStatus.rejected.value and (
+            not self.errors or self.skip_invalid)
+
+
+@dataclass
+class Run:
+    """The state of one run while its steps execute."""
+
+    settings: Settings
+    session: Session
+    path: Path
+    options: ImportOptions
+    progress: Progress | None
+    today: date = field(default_factory=date.today)
+    started: datetime = field(default_factory=utcnow)
+    sha256: str = ""
+    table: Table | None = None
+    columns: Columns | None = None
+    context: plan.Context | None = None
+    ledger: Ledger | None = None
+    errors: ErrorFile | None = None
+    diff: Diff = field(default_factory=Diff)
+    rows: int = 0
+    previous: ImportRun | None = None
+    run_id: int | None = None
+
+    @property
+    def kind(self) -> Kind:
+        assert self.columns is not None
+        return self.columns.kind
+
+    @property
+    def writing(self) -> bool:
+        """Whether chunks are written now (not a dry run, and no rejection coming)."""
+        assert self.errors is not None
+        return not self.options.dry_run and (self.options.skip_invalid or not self.errors.count)
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+def hash_content(run: Run) -> None:
+    try:
+        run.sha256 = content_hash(run.path)
+    except FileNotFoundError:
+        raise FileProblem(f"{run.path}: no such file") from None
+    except IsADirectoryError:
+        raise FileProblem(f"{run.path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise FileProblem(f"{run.path}: cannot be read ({exc.strerror})") from None
+
+
+def read_header(run: Run) -> None:
+    run.table = open_table(run.path, run.progress)
+    kind = run.options.kind or detect_kind(run.table.header)
+    run.columns = resolve(kind, run.table.header)
+    if run.options.snapshot and kind not in SNAPSHOT_KINDS:
+        raise FileProblem(f"--snapshot applies to students and teachers, not {kind.value}")
+
+
+def note_previous_run(run: Run) -> None:
+    run.previous = previous_run(run.session, run.sha256, run.kind.value)
+
+
+def prepare(run: Run) -> None:
+    run.diff = Diff(run.options.examples)
+    run.context = plan.Context(run.session, run.settings, run.kind, run.ledger,
+                               Units(run.session), run.today)
+
+
+def stream_chunks(run: Run) -> None:
+    """Check, plan and (unless dry or rejected) write the file, chunk after chunk."""
+    refresh_statistics(run.session)
+    for number, valid in enumerate(_checked_chunks(run), start=1):
+        chunk = plan.plan_chunk(run.context, valid)
+        run.errors.write(chunk.errors)
+        run.diff.merge(chunk.diff)
+        if run.writing:
+            apply.apply_plan(run.session, run.settings, chunk, run.today)
+            if number in ANALYZE_AFTER_CHUNKS or number % ANALYZE_EVERY_CHUNKS == 0:
+                refresh_statistics(run.session)
+
+
+def _checked_chunks(run: Run) -> Iterator[list]:
+    """Valid parsed rows in chunks; each record is checked as it is read, then dropped."""
+    valid: list = []
+    invalid_keys: list[tuple[str, int]] = []
+    for record in run.table.records:
+        parsed, errors = parse_row(run.columns, record.row, record.cells)
+        run.rows += 1
+        if errors:
+            run.errors.write(errors)
+            run.diff.add(Change.invalid)
+            if getattr(parsed, "key", None):
+                invalid_keys.append((parsed.key, record.row))
+        else:
+            valid.append(parsed)
+        if len(valid) >= run.options.chunk_size or len(invalid_keys) >= run.options.chunk_size:
+            run.ledger.mark("key", invalid_keys)
+            yield valid
+            valid, invalid_keys = [], []
+    run.ledger.mark("key", invalid_keys)
+    if valid:
+        yield valid
+
+
+def deactivate_missing(run: Run) -> None:
+    if run.options.snapshot:
+        snapshot.deactivate_missing(run.context, run.diff, write=run.writing)
+
+
+STEPS: list[Callable[[Run], None]] = [
+    hash_content, read_header, note_previous_run, prepare, stream_chunks, deactivate_missing,
+]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def import_file(
+    database: Database, settings: Settings, path: Path, options: ImportOptions | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import one file; :class:`FileProblem` when the file itself cannot be used."""
+    options = options or ImportOptions()
+    session = database.sessions()
+    run = Run(settings, session, path, options, progress, today=options.today or date.today())
+    errors_path = options.errors_path or default_path(path)
+    try:
+        with Ledger() as run.ledger, ErrorFile(errors_path) as run.errors:
+            for step in STEPS:
+                step(run)
+            status = _finish(run)
+    except Exception:
+        session.rollback()
+        if run.columns is not None and not options.dry_run:
+            _record(run, RunStatus.failed.value)
+            session.commit()
+        session.close()
+        raise
+    session.close()
+    return ImportResult(
+        path, run.kind, run.sha256, run.table.encoding, status, run.diff, run.rows,
+        run.errors.count, errors_path if run.errors.count else None, run.columns.ignored,
+        run.previous.id if run.previous else None, run.run_id, options.skip_invalid)
+
+
+def _finish(run: Run) -> str:
+    """Commit, or roll back; record the run (not for a dry run)."""
+    if run.options.dry_run:
+        run.session.rollback()
+        return "dry-run"
+    if run.errors.count and not run.options.skip_invalid:
+        run.session.rollback()
+        status = RunStatus.rejected.value
+    else:
+        status = RunStatus.unchanged.value if run.diff.empty else RunStatus.applied.value
+    _record(run, status)
+    run.session.commit()
+    return status
+
+
+def _record(run: Run, status: str) -> None:
+    counts = run.diff.counts
+    row = ImportRun(
+        kind=run.kind.value, file_name=run.path.name[:400], sha256=run.sha256, status=status,
+        snapshot=run.options.snapshot, rows=run.rows, actor=run.options.actor[:200],
+        started_at=run.started, finished_at=utcnow(),
+        message=f"{run.errors.count if run.errors else 0} errors",
+        **{c.value: counts[c.value] for c in Change},
+    )
+    run.session.add(row)
+    run.session.flush()
+    run.run_id = row.id
+    audit.record(run.session, actor=run.options.actor, action="directory.import",
+                 outcome=status, target=f"import_run:{row.id}",
+                 detail={"kind": run.kind.value, "file": run.path.name, "sha256": run.sha256,
+                         "snapshot": run.options.snapshot, "rows": run.rows, **counts})

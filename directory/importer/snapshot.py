@@ -1,0 +1,97 @@
+"""Snapshot mode: a file is the whole truth for the schools it mentions.
+
+With ``--snapshot``, a student (or teacher) whose current affiliation is in a
+school the file mentions, but who is not in the file, has left: the
+affiliation is closed (``valid_to`` = the import date), and when no other
+current affiliation remains the person's status becomes ``left``. Nobody is
+deleted, and the account stays usable until ``idp rollover`` disables it after
+the grace period (someone moving between two schools imported separately must
+not be locked out in between). Rows that were invalid still count as present,
+so a typo never deactivates anyone. Schools the file does not mention are not
+touched. Snapshot mode applies to students and teachers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from directory.importer import lookups
+from directory.importer.diff import Change, Diff
+from directory.importer.plan import PEOPLE, Context
+from directory.importer.rows import mask_name
+from directory.models import (
+    Account,
+    Affiliation,
+    LoginIdentifier,
+    OrgUnit,
+    Person,
+    PersonStatus,
+    Role,
+)
+
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    affiliation_id: int
+    person_id: int
+    number: str
+    name: str
+    unit_code: str
+
+
+def _members(context: Context, school_path: str) -> Iterator[list[Member]]:
+    spec = PEOPLE[context.kind]
+    last = 0
+    while True:
+        query = (
+            select(Affiliation.id, Affiliation.person_id, LoginIdentifier.value, Person.name,
+                   OrgUnit.code)
+            .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+            .join(Person, Person.id == Affiliation.person_id)
+            .join(Account, Account.person_id == Person.id)
+            .join(LoginIdentifier, (LoginIdentifier.account_id == Account.id)
+                  & (LoginIdentifier.kind == spec.login.value))
+            .where(OrgUnit.path.startswith(school_path), Affiliation.role.in_(spec.roles),
+                   Affiliation.valid_to.is_(None), Affiliation.id > last)
+            .order_by(Affiliation.id).limit(BATCH)
+        )
+        batch = [Member(*row) for row in context.session.execute(query)]
+        if not batch:
+            return
+        yield batch
+        last = batch[-1].affiliation_id
+
+
+def deactivate_missing(context: Context, diff: Diff, *, write: bool) -> None:
+    """Close the affiliations of people missing from the file, in every covered school."""
+    for code in sorted(context.covered_schools):
+        school = context.units.get(code)
+        if school is None or not school.path:
+            continue
+        for batch in _members(context, school.path):
+            present = context.ledger.seen("key", [m.number for m in batch])
+            missing = [m for m in batch if m.number not in present]
+            for member in missing:
+                diff.add(Change.deactivated, f"{member.number} {mask_name(member.name)}: "
+                         f"left {member.unit_code}")
+            if write and missing:
+                _close(context, missing)
+
+
+def _close(context: Context, missing: list[Member]) -> None:
+    session = context.session
+    closing = {m.affiliation_id for m in missing}
+    session.execute(update(Affiliation), [{"id": aid, "valid_to": context.today}
+                                          for aid in sorted(closing)])
+    roles = [r.value for r in Role]
+    still = lookups.current_affiliations(session, [m.person_id for m in missing], roles)
+    gone = sorted({m.person_id for m in missing
+                   if not [c for c in still.get(m.person_id, []) if c.id not in closing]})
+    if gone:
+        session.execute(update(Person), [{"id": pid, "status": PersonStatus.left.value}
+                                         for pid in gone])

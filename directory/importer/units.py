@@ -1,0 +1,101 @@
+"""Org units by code for imports: a bounded cache of lookups, and creation in bulk.
+
+Units are found by their official code (school identifier code; grade and class
+codes ``<school>-G<grade>[-<class>]``, see ``rows.class_code``). A new unit's
+materialised path needs its id, so units are inserted a level at a time
+(``INSERT ... RETURNING id``), then their paths are set in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from directory.importer.bulk import among
+from directory.importer.lookups import batches
+from directory.models import OrgKind, OrgUnit
+
+CACHE_LIMIT = 100_000
+
+
+@dataclass(slots=True)
+class Unit:
+    code: str
+    name: str
+    kind: str
+    id: int | None = None  # None until created (or never, in a dry run)
+    path: str = ""
+    parent: Unit | None = None
+    planned: bool = False  # to be created by this run
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
+
+
+@dataclass
+class Units:
+    """Code -> unit, from the database or planned by this run."""
+
+    session: Session
+    known: dict[str, Unit | None] = field(default_factory=dict)
+
+    def load(self, codes: Iterable[str]) -> None:
+        wanted = [c for c in set(codes) if c not in self.known]
+        if len(self.known) + len(wanted) > CACHE_LIMIT:
+            self.known = {c: u for c, u in self.known.items() if u is not None and u.planned}
+        for part in batches(sorted(wanted)):
+            query = select(OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.id, OrgUnit.path
+                           ).where(among(self.session, OrgUnit.code, part))
+            for code, name, kind, unit_id, path in self.session.execute(query):
+                self.known[code] = Unit(code, name, kind, unit_id, path)
+        for code in wanted:
+            self.known.setdefault(code, None)
+
+    def get(self, code: str) -> Unit | None:
+        if code not in self.known:
+            self.load([code])
+        return self.known[code]
+
+    def plan(self, code: str, name: str, kind: OrgKind, parent: Unit | None) -> Unit:
+        unit = Unit(code, name, kind.value, parent=parent, planned=True)
+        self.known[code] = unit
+        return unit
+
+    def the_city(self) -> Unit | None:
+        row = self.session.execute(
+            select(OrgUnit.code).where(OrgUnit.kind == OrgKind.city.value,
+                                       OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
+        ).first()
+        return self.get(row[0]) if row else None
+
+
+def create_units(session: Session, units: list[Unit]) -> None:
+    """Insert planned units, parents first, and give each its id and path."""
+    now = utcnow()
+    for depth in sorted({u.depth for u in units}):
+        level = [u for u in units if u.depth == depth and u.id is None]
+        if not level:
+            continue
+        ids = session.execute(
+            insert(OrgUnit.__table__).returning(OrgUnit.__table__.c.id,
+                                                sort_by_parameter_order=True),
+            [{"parent_id": u.parent.id if u.parent else None, "kind": u.kind, "code": u.code,
+              "name": u.name, "path": "", "status": "active", "created_at": now,
+              "updated_at": now} for u in level],
+        ).scalars().all()
+        for unit, unit_id in zip(level, ids, strict=True):
+            unit.id, unit.planned = unit_id, False
+            unit.path = f"{unit.parent.path if unit.parent else '/'}{unit_id}/"
+        session.execute(update(OrgUnit), [{"id": u.id, "path": u.path} for u in level])
+
+
+def rename_units(session: Session, renames: list[tuple[int, str]]) -> None:
+    if renames:
+        now = utcnow()
+        session.execute(update(OrgUnit), [{"id": unit_id, "name": name, "updated_at": now}
+                                          for unit_id, name in renames])

@@ -1,0 +1,141 @@
+"""``idp import`` and ``idp rollover``: the directory's bulk commands.
+
+Registered on the main app by :func:`register` (``idp/cli.py``). A file that
+cannot be used ends in one ``error: ...`` line and exit code 2, like a
+configuration problem; invalid rows end in exit code 1 with the error file's
+path; success is exit code 0.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from directory.importer import FileProblem, ImportOptions, ImportResult, Kind, import_file
+
+out = Console()
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _fail(message: str) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def import_command(
+    file: Path = typer.Argument(..., help="CSV (UTF-8 or GBK) or XLSX file."),
+    kind: Kind | None = typer.Option(None, "--kind", help="What the file holds (default: "
+                                     "detected from the headers)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff; write nothing."),
+    snapshot: bool = typer.Option(False, "--snapshot", help="The file is complete for its "
+                                  "schools: people missing from it have left."),
+    errors: Path | None = typer.Option(None, "--errors", help="Where to write row errors "
+                                       "(default: FILE.errors.csv next to the file)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Apply the valid rows "
+                                      "even when some rows are invalid."),
+    show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
+) -> None:
+    """Import schools, classes, students, teachers or guardians (see docs/import.md)."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    options = ImportOptions(kind=kind, dry_run=dry_run, snapshot=snapshot,
+                            skip_invalid=skip_invalid, errors_path=errors, actor=_actor(),
+                            examples=show)
+    try:
+        result = _with_progress(lambda progress: import_file(
+            database, settings, file, options, progress), file)
+    except FileProblem as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        database.dispose()
+    _report(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _with_progress(work: Callable[[Callable[[int], None]], ImportResult], file: Path
+                   ) -> ImportResult:
+    size = file.stat().st_size if file.is_file() and file.suffix.lower() != ".xlsx" else None
+    columns = [TextColumn("[bold]importing"), BarColumn(),
+               DownloadColumn() if size else TextColumn("{task.completed} rows"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("import", total=size)
+        return work(lambda done: progress.update(task, completed=done))
+
+
+def _report(result: ImportResult) -> None:
+    out.print(f"{result.path.name}: {result.kind.value}, {result.encoding}, "
+              f"{result.rows} rows")
+    for column in result.ignored_columns:
+        out.print(f"[yellow]warning:[/] column {column!r} is not used and was ignored")
+    if result.previous_run_id:
+        out.print(f"this file was already imported in run {result.previous_run_id}; "
+                  "only the differences are applied")
+    out.print(result.diff.summary())
+    for line in result.diff.lines():
+        out.print(line, markup=False, highlight=False)
+    if result.errors:
+        out.print(f"[red]{result.errors} problems[/] in invalid rows; see {result.errors_path}")
+    message = {
+        "dry-run": "dry run: nothing was written",
+        "applied": f"applied (import run {result.run_id})",
+        "unchanged": f"nothing to change (import run {result.run_id})",
+        "rejected": f"rejected: nothing was written (import run {result.run_id}); fix the "
+                    "rows or use --skip-invalid",
+    }[result.status]
+    out.print(message)
+
+
+def rollover_command(
+    year: int = typer.Option(..., "--year", help="The school year that starts (e.g. 2027 for "
+                             "2027-09-01)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff; write nothing."),
+    graduated_grace_days: int = typer.Option(180, "--graduated-grace-days", min=0,
+                                             help="Days a graduate's account stays usable."),
+    final_grades: str = typer.Option("6,9,12", "--final-grades",
+                                     help="Grades that end a school stage."),
+    show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
+) -> None:
+    """Start a school year: promote students, graduate final years, disable old graduates."""
+    from directory.rollover import RolloverOptions, rollover
+
+    from idp.cli import _database, _settings
+
+    try:
+        finals = frozenset(int(g) for g in final_grades.split(",") if g.strip())
+    except ValueError:
+        raise _fail("--final-grades must be numbers separated by commas, e.g. 6,9,12") from None
+    options = RolloverOptions(year=year, dry_run=dry_run, final_grades=finals,
+                              grace_days=graduated_grace_days, actor=_actor(),
+                              today=date.today(), examples=show)
+    database = _database(_settings())
+    try:
+        with out.status(f"rolling over to the {year} school year..."):
+            result = rollover(database, options)
+    finally:
+        database.dispose()
+    out.print(result.diff.summary())
+    for line in result.diff.lines():
+        out.print(line, markup=False, highlight=False)
+    out.print("dry run: nothing was written" if dry_run else f"school year {year} started")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_command)
+    app.command("rollover")(rollover_command)

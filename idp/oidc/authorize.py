@@ -1,0 +1,386 @@
+"""The authorization endpoint (RFC 6749 4.1, OpenID Connect Core 3.1.2), GET and POST.
+
+Reading ``CHECKS`` tells what the endpoint does. The first two checks run before
+the redirect URI is trusted, so their failures are shown to the person as a
+page and never redirect; every later failure is returned to the client at its
+redirect URI with ``state`` and ``iss`` (RFC 9207), by query or form_post.
+
+After the checks, :func:`decide` compares the request with the browser's SSO
+session: it asks for a login (no session, ``prompt=login``, ``max_age``
+passed, ``id_token_hint`` for someone else), an account choice
+(``prompt=select_account``) or consent (third-party app without remembered
+consent, or ``prompt=consent``); with ``prompt=none`` each of those is an error
+instead. The pending request is kept in the store as an *interaction* bound to
+this browser by a cookie; the login and consent pages resume it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from core.web.errors import PageError
+from core.web.i18n import N_
+from directory.apps import ClientMetadata
+from idp import sessions
+from idp.oidc import codes, consent
+from idp.oidc.errors import OAuthError, clean_description
+from idp.oidc.id_token_hint import subject_of_hint
+from idp.oidc.tokens import Grant
+
+router = APIRouter(tags=["oidc"])
+AUTHORIZE_PATH = "/oauth2/authorize"
+INTERACTION_SECONDS = 600
+INTERACTION_COOKIE = "idp_ia"
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+RESPONSE_MODES = frozenset({"query", "form_post"})
+ACR_PASSWORD = "urn:edu:acr:pwd"
+
+
+@dataclass
+class AuthorizationRequest:
+    """A validated request, as kept between the steps of an interaction."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    state: str | None = None
+    nonce: str | None = None
+    response_mode: str = "query"
+    code_challenge: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    max_age: int | None = None
+    login_hint: str | None = None
+    hint_sub: str | None = None
+    ui_locales: str | None = None
+    acr_values: list[str] = field(default_factory=list)
+    claims: dict[str, Any] = field(default_factory=dict)
+    # filled in by the interaction
+    logged_in_at: int | None = None
+    account_chosen: bool = False
+    consent_given: bool = False
+
+
+class Redirectable(Exception):
+    """An OAuth error to return to a trusted redirect URI."""
+
+    def __init__(self, error: OAuthError) -> None:
+        super().__init__(error.error)
+        self.error = error
+
+
+# -- the checks ---------------------------------------------------------------------
+
+Check = Callable[[dict[str, str], ClientMetadata, AuthorizationRequest], None]
+
+
+def _fail(error: str, description: str) -> Redirectable:
+    return Redirectable(OAuthError(error, description))
+
+
+def check_response_mode(params: dict[str, str], _c: ClientMetadata,
+                        req: AuthorizationRequest) -> None:
+    mode = params.get("response_mode", "query")
+    if mode not in RESPONSE_MODES:
+        raise _fail("invalid_request", "response_mode must be query or form_post")
+    req.response_mode = mode
+
+
+def check_response_type(params: dict[str, str], client: ClientMetadata,
+                        _r: AuthorizationRequest) -> None:
+    response_type = params.get("response_type")
+    if not response_type:
+        raise _fail("invalid_request", "response_type is required")
+    if response_type != "code" or "code" not in client.response_types:
+        raise _fail("unsupported_response_type", "only response_type=code is supported")
+    if "authorization_code" not in client.grant_types:
+        raise _fail("unauthorized_client", "the client may not use the authorization code flow")
+
+
+def check_request_object(params: dict[str, str], _c: ClientMetadata,
+                         _r: AuthorizationRequest) -> None:
+    if "request" in params:
+        raise _fail("request_not_supported", "request objects are not supported")
+    if "request_uri" in params:
+        raise _fail("request_uri_not_supported", "request_uri is not supported")
+
+
+def check_scope(params: dict[str, str], client: ClientMetadata,
+                req: AuthorizationRequest) -> None:
+    scopes = params.get("scope", "").split()
+    if not scopes:
+        raise _fail("invalid_scope", "scope is required")
+    unknown = set(scopes) - client.allowed_scopes
+    if unknown:
+        raise _fail("invalid_scope", "not allowed for this client: " + " ".join(sorted(unknown)))
+    req.scope = " ".join(dict.fromkeys(scopes))
+
+
+def check_pkce(params: dict[str, str], client: ClientMetadata,
+               req: AuthorizationRequest) -> None:
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method")
+    if challenge is None:
+        if method:
+            raise _fail("invalid_request", "code_challenge_method without code_challenge")
+        if client.is_public:
+            raise _fail("invalid_request", "public clients must use PKCE (code_challenge)")
+        return
+    if method != "S256":
+        raise _fail("invalid_request", "code_challenge_method must be S256")
+    if not codes.valid_challenge(challenge):
+        raise _fail("invalid_request", "code_challenge must be 43 base64url characters")
+    req.code_challenge = challenge
+
+
+def check_prompt(params: dict[str, str], _c: ClientMetadata,
+                 req: AuthorizationRequest) -> None:
+    prompt = params.get("prompt", "").split()
+    if set(prompt) - PROMPTS:
+        raise _fail("invalid_request", "prompt has an unknown value")
+    if "none" in prompt and len(prompt) > 1:
+        raise _fail("invalid_request", "prompt=none cannot be combined with other values")
+    req.prompt = prompt
+
+
+def check_max_age(params: dict[str, str], _c: ClientMetadata,
+                  req: AuthorizationRequest) -> None:
+    if "max_age" not in params:
+        return
+    value = params["max_age"]
+    if not value.isdigit() or len(value) > 10:
+        raise _fail("invalid_request", "max_age must be a non-negative integer")
+    req.max_age = int(value)
+
+
+def check_claims(params: dict[str, str], _c: ClientMetadata,
+                 req: AuthorizationRequest) -> None:
+    if "claims" not in params:
+        return
+    try:
+        claims = json.loads(params["claims"])
+    except ValueError:
+        raise _fail("invalid_request", "claims is not valid JSON") from None
+    if not isinstance(claims, dict) or set(claims) - {"id_token", "userinfo"} or not all(
+        isinstance(v, dict) for v in claims.values()
+    ):
+        raise _fail("invalid_request", "claims must be an object with id_token / userinfo")
+    req.claims = claims
+
+
+def check_hints(params: dict[str, str], _c: ClientMetadata,
+                req: AuthorizationRequest) -> None:
+    req.state = params.get("state")
+    req.nonce = params.get("nonce")
+    req.login_hint = (params.get("login_hint") or "")[:100] or None
+    req.ui_locales = params.get("ui_locales")
+    req.acr_values = params.get("acr_values", "").split()
+
+
+CHECKS: list[Check] = [
+    check_response_mode,
+    check_response_type,
+    check_request_object,
+    check_scope,
+    check_pkce,
+    check_prompt,
+    check_max_age,
+    check_claims,
+    check_hints,
+]
+
+
+# -- reading the request --------------------------------------------------------------
+
+
+async def read_params(request: Request) -> dict[str, str]:
+    if request.method == "POST":
+        form = await request.form()
+        items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    else:
+        items = list(request.query_params.multi_items())
+    params: dict[str, str] = {}
+    for name, value in items:
+        if name in params:
+            raise PageError(400, N_("The sign-in request is malformed (a parameter is "
+                                    "repeated). Go back to the app and try again."),
+                            title=N_("Invalid sign-in request"))
+        params[name] = value
+    return params
+
+
+def trusted_client(request: Request, params: dict[str, str]) -> ClientMetadata:
+    """check_client and check_redirect_uri: failures are pages, never redirects."""
+    client = request.app.state.clients.get(params.get("client_id", ""))
+    if client is None:
+        raise PageError(400, N_("This app is not registered, or it has been suspended."),
+                        title=N_("Invalid sign-in request"))
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri or redirect_uri not in client.redirect_uris:
+        raise PageError(400, N_("The app sent a return address that is not registered for it, "
+                                "so we will not send you back there."),
+                        title=N_("Invalid sign-in request"))
+    return client
+
+
+# -- responses --------------------------------------------------------------------------
+
+
+def respond(request: Request, req: AuthorizationRequest, params: dict[str, str]) -> Response:
+    """Send ``params`` (code or error) to the client's redirect URI."""
+    values = dict(params)
+    if req.state is not None:
+        values["state"] = req.state
+    values["iss"] = request.app.state.settings.issuer
+    if req.response_mode == "form_post":
+        from idp.oidc.form_post import form_post_response
+
+        return form_post_response(request, req.redirect_uri, values)
+    separator = "&" if "?" in req.redirect_uri else "?"
+    return RedirectResponse(req.redirect_uri + separator + urlencode(values), status_code=303)
+
+
+def respond_error(request: Request, req: AuthorizationRequest, error: OAuthError) -> Response:
+    return respond(request, req, error.params())
+
+
+# -- interactions -----------------------------------------------------------------------
+
+
+def save_interaction(request: Request, req: AuthorizationRequest,
+                     interaction_id: str | None = None) -> str:
+    interaction_id = interaction_id or secrets.token_urlsafe(18)
+    request.app.state.store.set(f"ia:{interaction_id}", json.dumps(asdict(req)).encode(),
+                                ttl=INTERACTION_SECONDS)
+    return interaction_id
+
+
+def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequest:
+    """The pending request of this browser, or a page saying it has expired."""
+    raw = None
+    if interaction_id and request.cookies.get(INTERACTION_COOKIE) == interaction_id:
+        raw = request.app.state.store.get(f"ia:{interaction_id}")
+    if raw is None:
+        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
+                                "Go back to the app and sign in again."),
+                        title=N_("Sign-in expired"))
+    return AuthorizationRequest(**json.loads(raw))
+
+
+def _to_page(request: Request, page: str, req: AuthorizationRequest,
+             interaction_id: str | None = None) -> Response:
+    interaction_id = save_interaction(request, req, interaction_id)
+    target = f"/{page}?ia={interaction_id}"
+    if req.ui_locales:  # the pages speak the language the app asked for
+        target += "&" + urlencode({"ui_locales": req.ui_locales[:50]})
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(INTERACTION_COOKIE, interaction_id, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", max_age=INTERACTION_SECONDS,
+                        path="/")
+    return response
+
+
+def needs_login(req: AuthorizationRequest, session: sessions.SSOSession | None) -> bool:
+    if session is None:
+        return True
+    fresh = req.logged_in_at is not None and session.auth_time >= req.logged_in_at
+    if "login" in req.prompt and not fresh:
+        return True
+    if req.max_age is not None and time.time() - session.auth_time > req.max_age and not fresh:
+        return True
+    return bool(req.hint_sub and req.hint_sub != session.sub)
+
+
+def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
+           interaction_id: str | None = None) -> Response:
+    """Login, account choice, consent, or the code: whatever the request needs next."""
+    store = request.app.state.store
+    loaded = sessions.load(store, request)
+    session = loaded[1] if loaded else None
+    silent = "none" in req.prompt
+    if needs_login(req, session):
+        if silent:
+            return respond_error(request, req, OAuthError("login_required", "sign-in needed"))
+        return _to_page(request, "login", req, interaction_id)
+    assert loaded is not None and session is not None
+    if "select_account" in req.prompt and not req.account_chosen:
+        return _to_page(request, "select-account", req, interaction_id)
+    if not client.first_party and not req.consent_given and (
+        "consent" in req.prompt
+        or not consent.covers(request.app.state.db, session.account_id, client.client_id,
+                              req.scope)
+    ):
+        if silent:
+            return respond_error(request, req, OAuthError("consent_required", "consent needed"))
+        return _to_page(request, "consent", req, interaction_id)
+    return _issue_code(request, client, req, loaded)
+
+
+def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,
+                loaded: tuple[str, sessions.SSOSession]) -> Response:
+    token, session = loaded
+    if client.client_id not in session.apps:
+        session.apps.append(client.client_id)
+        sessions.save(request.app.state.store, token, session)
+    grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
+                  account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
+                  acr=session.acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)
+    code = codes.issue(request.app.state.store, grant, req.redirect_uri, req.code_challenge)
+    response = respond(request, req, {"code": code})
+    response.delete_cookie(INTERACTION_COOKIE, path="/")
+    return response
+
+
+# -- the endpoint -----------------------------------------------------------------------
+
+
+@router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"], summary="Authorization endpoint")
+async def authorize(request: Request) -> Response:
+    params = await read_params(request)
+    client = trusted_client(request, params)
+    req = AuthorizationRequest(client_id=client.client_id,
+                               redirect_uri=params["redirect_uri"], scope="",
+                               state=params.get("state"),
+                               response_mode=params.get("response_mode", "query")
+                               if params.get("response_mode") in RESPONSE_MODES else "query")
+    try:
+        for check in CHECKS:
+            check(params, client, req)
+        if params.get("id_token_hint"):
+            req.hint_sub = subject_of_hint(request.app.state.keys, params["id_token_hint"],
+                                           request.app.state.settings.issuer, client.client_id)
+            if req.hint_sub is None:
+                raise _fail("invalid_request", "id_token_hint is not an ID token we issued")
+    except Redirectable as failure:
+        return respond_error(request, req, failure.error)
+    return await run_in_threadpool(decide, request, client, req)
+
+
+@router.get("/oauth2/authorize/resume", include_in_schema=False)
+def resume(request: Request, ia: str = "") -> Response:
+    """Where the login, account and consent pages send the browser back to."""
+    req = load_interaction(request, ia)
+    client = request.app.state.clients.get(req.client_id)
+    if client is None:
+        raise PageError(400, N_("This app is not registered, or it has been suspended."),
+                        title=N_("Invalid sign-in request"))
+    return decide(request, client, req, ia)
+
+
+def deny(request: Request, ia: str, description: str) -> Response:
+    """The person refused: tell the app ``access_denied``."""
+    req = load_interaction(request, ia)
+    request.app.state.store.delete(f"ia:{ia}")
+    response = respond_error(request, req, OAuthError("access_denied",
+                                                      clean_description(description)))
+    response.delete_cookie(INTERACTION_COOKIE, path="/")
+    return response

@@ -1,0 +1,106 @@
+"""Authorization codes (RFC 6749 4.1) with PKCE (RFC 7636).
+
+A code is 256 random bits; the store keeps its grant under ``SM3(code)`` for
+``CODE_SECONDS`` and the token endpoint *takes* it (read and delete in one
+atomic step), so it is redeemed at most once even across workers. After a
+redemption the store remembers, for ``USED_SECONDS``, which tokens came from
+it: a second redemption is refused with ``invalid_grant`` and revokes them
+(RFC 6749 4.1.2: "SHOULD revoke all tokens previously issued based on that
+authorization code").
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+from typing import Any
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from core.audit import Context, record
+from core.store import Store
+from directory.apps import ClientMetadata
+from idp.oidc import refresh_tokens, revocation
+from idp.oidc.errors import invalid_grant, invalid_request
+from idp.oidc.grants import issue_tokens
+from idp.oidc.tokens import Grant, token_key
+
+CODE_SECONDS = 60
+USED_SECONDS = 600
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+def valid_challenge(challenge: str) -> bool:
+    return bool(_CHALLENGE.match(challenge))
+
+
+def issue(store: Store, grant: Grant, redirect_uri: str, challenge: str | None) -> str:
+    code = secrets.token_urlsafe(32)
+    record_ = {"grant": grant.to_json(), "redirect_uri": redirect_uri, "challenge": challenge}
+    store.set("code:" + token_key(code), json.dumps(record_).encode(), ttl=CODE_SECONDS)
+    return code
+
+
+def _check_pkce(challenge: str | None, verifier: str | None, client: ClientMetadata) -> None:
+    if challenge is None:
+        if verifier:
+            raise invalid_grant("code_verifier sent but no code_challenge was")
+        if client.is_public:
+            raise invalid_grant("public clients must use PKCE")
+        return
+    if not verifier or not _VERIFIER.match(verifier):
+        raise invalid_grant("code_verifier is missing or malformed")
+    if not hmac.compare_digest(create_s256_code_challenge(verifier), challenge):
+        raise invalid_grant("code_verifier does not match the code_challenge")
+
+
+def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> dict[str, Any]:
+    """Exchange a code for tokens (runs in a worker thread: store and database)."""
+    state = request.app.state
+    code = form.get("code")
+    if not code:
+        raise invalid_request("code is required")
+    key = token_key(code)
+    raw = state.store.take("code:" + key)
+    if raw is None:
+        _refuse_reuse(request, key)
+        raise invalid_grant("the code is invalid, expired or already used")
+    stored = json.loads(raw)
+    grant = Grant.from_json(stored["grant"])
+    if grant.client_id != client.client_id:
+        raise invalid_grant("the code was issued to another client")
+    if form.get("redirect_uri") != stored["redirect_uri"]:
+        raise invalid_grant("redirect_uri does not match the authorization request")
+    _check_pkce(stored["challenge"], form.get("code_verifier"), client)
+    issued = issue_tokens(request, client, grant, code=code)
+    state.store.set("code-used:" + key, json.dumps({
+        "family": issued.family, "jti": issued.jti, "exp": issued.body["expires_in"]}).encode(),
+        ttl=USED_SECONDS)
+    return issued.body
+
+
+def _refuse_reuse(request: Request, key: str) -> None:
+    used = request.app.state.store.take("code-used:" + key)
+    if used is None:
+        return
+    issued = json.loads(used)
+    revocation.revoke_access_jti(request.app.state.store, issued["jti"], issued["exp"])
+    if issued.get("family"):
+        refresh_tokens.revoke_family(request.app.state.db, issued["family"])
+    with request.app.state.db.session() as session:
+        record(session, actor="client", action="code.reuse", outcome="revoked",
+               target=issued.get("family") or "", context=Context(
+                   request.client.host if request.client else "",
+                   request.headers.get("user-agent", ""), request.state.request_id))
+
+
+async def authorization_code(request: Request, form: dict[str, str],
+                             client: ClientMetadata) -> dict[str, Any]:
+    return await run_in_threadpool(redeem, request, form, client)
+
+

@@ -1,0 +1,42 @@
+"""The tokens a user grant yields: access token, ID token (``openid``), refresh token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from directory.apps import ClientMetadata
+from idp.oidc import refresh_tokens
+from idp.oidc.claims import id_token_claims
+from idp.oidc.tokens import Grant, issue_access_token, issue_id_token
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    body: dict[str, Any]  # the token response
+    jti: str  # of the access token
+    family: str | None  # of the refresh token
+
+
+def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
+                 code: str | None = None, family: str | None = None,
+                 refresh_grant: Grant | None = None,
+                 refresh_expires: datetime | None = None) -> IssuedTokens:
+    """Issue the tokens of ``grant``; ``family`` continues a refresh-token family whose
+    tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope)."""
+    state = request.app.state
+    access = issue_access_token(state.keys, state.store, state.settings.issuer, client, grant)
+    body: dict[str, Any] = {"access_token": access.token, "token_type": "Bearer",
+                            "expires_in": access.expires_in, "scope": grant.scope}
+    if "openid" in grant.scope.split():
+        claims = id_token_claims(state.db, state.settings, grant)
+        body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, grant,
+                                          claims, access_token=access.token, code=code)
+    if "refresh_token" in client.grant_types:
+        body["refresh_token"], family = refresh_tokens.issue(
+            state.db, state.settings, client, refresh_grant or grant, family=family,
+            expires_at=refresh_expires)
+    return IssuedTokens(body, access.jti, family)

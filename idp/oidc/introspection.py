@@ -1,0 +1,58 @@
+"""Token introspection (RFC 7662) for confidential clients, about their own tokens.
+
+A client learns only about tokens issued to it; anything else, and every
+invalid, expired or revoked token, is ``{"active": false}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from core.db import utcnow
+from idp.oidc import refresh_tokens
+from idp.oidc.access_tokens import read_access_token
+from idp.oidc.errors import OAuthError, invalid_client
+
+router = APIRouter(tags=["oidc"])
+PUBLIC = ("iss", "sub", "aud", "exp", "iat", "client_id", "scope", "jti", "auth_time", "acr",
+          "amr", "sid")
+
+
+def _inspect(request: Request, token: str, hint: str | None, client_id: str) -> dict[str, Any]:
+    state = request.app.state
+    if hint != "refresh_token":
+        claims = read_access_token(request, token)
+        if claims is not None:
+            if claims.get("client_id") != client_id:
+                return {"active": False}
+            return {"active": True, "token_type": "Bearer",
+                    **{k: claims[k] for k in PUBLIC if k in claims}}
+    row = refresh_tokens.find(state.db, state.settings, token)
+    if (row is None or row.client_id != client_id or row.revoked_at or row.used_at
+            or row.expires_at <= utcnow()):
+        return {"active": False}
+    return {"active": True, "client_id": row.client_id,
+            "exp": int(row.expires_at.timestamp()), "iss": state.settings.issuer}
+
+
+@router.post("/oauth2/introspect", summary="Token introspection (RFC 7662)")
+async def introspect(request: Request) -> JSONResponse:
+    from idp.oidc.token_endpoint import authenticate_request, read_form
+
+    try:
+        form = await read_form(request)
+        client = await authenticate_request(request, form)
+        if client.is_public:
+            raise invalid_client("public clients cannot introspect")
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "token is required")
+        body = await run_in_threadpool(_inspect, request, token, form.get("token_type_hint"),
+                                       client.client_id)
+    except OAuthError as error:
+        return error.json_response()
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

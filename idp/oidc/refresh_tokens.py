@@ -1,0 +1,150 @@
+"""Refresh tokens: rotation, families and reuse detection (OAuth 2.0 Security BCP 4.14).
+
+Every refresh returns a new refresh token and retires the one presented; all
+tokens descending from one authorization form a *family*. Presenting a retired
+token again means it was stolen (or the client is broken): the whole family is
+revoked. Marking a token used is a conditional ``UPDATE ... WHERE used_at IS
+NULL``, so of two concurrent refreshes exactly one wins and the other is
+treated as reuse. A refresh token is bound to its client; with
+``offline_access`` it lives ``OFFLINE_SECONDS``, otherwise as long as an SSO
+session may (``sessions.MAX_SECONDS``). Only ``HMAC-SM3`` of each token is
+stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import ForeignKey, String, Text, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.concurrency import run_in_threadpool
+
+from core.db import Base, Database, UTCDateTime, utcnow
+from core.keyring import key_for
+from core.settings import Settings
+from directory.apps import ClientMetadata
+from directory.models import Account
+from idp import sessions
+from idp.oidc.errors import invalid_grant, invalid_request
+from idp.oidc.tokens import Grant
+
+OFFLINE_SECONDS = 30 * 24 * 3600
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_mac: Mapped[str] = mapped_column(String(64), unique=True)
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    grant_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def mac(settings: Settings, token: str) -> str:
+    return hmac.new(key_for(settings, "refresh-token/v1"), token.encode(), "sm3").hexdigest()
+
+
+def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant,
+          family: str | None = None, expires_at: datetime | None = None) -> tuple[str, str]:
+    """A new refresh token (and its family id) for ``grant``."""
+    if grant.account_id is None:
+        raise ValueError("refresh tokens are for user grants")
+    token = secrets.token_urlsafe(32)
+    family = family or secrets.token_hex(16)
+    lifetime = OFFLINE_SECONDS if "offline_access" in grant.scope.split() else sessions.MAX_SECONDS
+    with db.session() as session:
+        session.add(RefreshToken(
+            token_mac=mac(settings, token), family=family, client_id=client.client_id,
+            account_id=grant.account_id, grant_json=json.dumps(grant.to_json()),
+            expires_at=expires_at or utcnow() + timedelta(seconds=lifetime)))
+    return token, family
+
+
+def revoke_family(db: Database, family: str) -> None:
+    with db.session() as session:
+        session.execute(update(RefreshToken).where(
+            RefreshToken.family == family, RefreshToken.revoked_at.is_(None)
+        ).values(revoked_at=utcnow()))
+
+
+def find(db: Database, settings: Settings, token: str) -> RefreshToken | None:
+    if not token or len(token) > 200:
+        return None
+    with db.sessions() as session:
+        return session.scalar(select(RefreshToken).where(
+            RefreshToken.token_mac == mac(settings, token)))
+
+
+def _claim(db: Database, row: RefreshToken) -> bool:
+    """Mark ``row`` used; False when another request used it first."""
+    with db.session() as session:
+        result = session.execute(update(RefreshToken).where(
+            RefreshToken.id == row.id, RefreshToken.used_at.is_(None)
+        ).values(used_at=utcnow()))
+        return result.rowcount == 1
+
+
+def _account_may_continue(db: Database, account_id: int) -> bool:
+    from directory.models import PersonStatus
+
+    with db.sessions() as session:
+        account = session.get(Account, account_id)
+        return bool(account and not account.disabled
+                    and account.person.status == PersonStatus.active.value)
+
+
+def _narrowed(grant: Grant, form: dict[str, str]) -> Grant:
+    asked = form.get("scope")
+    if asked is None:
+        return grant
+    wanted = asked.split()
+    if not set(wanted) <= set(grant.scope.split()):
+        from idp.oidc.errors import OAuthError
+
+        raise OAuthError("invalid_scope", "a refresh cannot widen the scope")
+    return Grant.from_json({**grant.to_json(), "scope": " ".join(wanted)})
+
+
+def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> dict[str, Any]:
+    from idp.oidc.grants import issue_tokens
+
+    state = request.app.state
+    token = form.get("refresh_token")
+    if not token:
+        raise invalid_request("refresh_token is required")
+    row = find(state.db, state.settings, token)
+    if row is None or row.revoked_at is not None:
+        raise invalid_grant("the refresh token is invalid or revoked")
+    if row.client_id != client.client_id:
+        raise invalid_grant("the refresh token was issued to another client")
+    if row.used_at is not None or not _claim(state.db, row):
+        revoke_family(state.db, row.family)
+        raise invalid_grant("the refresh token was already used; its whole family is revoked")
+    if row.expires_at <= utcnow():
+        raise invalid_grant("the refresh token has expired")
+    if not _account_may_continue(state.db, row.account_id):
+        revoke_family(state.db, row.family)
+        raise invalid_grant("the account can no longer sign in")
+    original = Grant.from_json(json.loads(row.grant_json))
+    offline = "offline_access" in original.scope.split()
+    # OIDC Core 12.2: a refreshed ID token has no nonce
+    refreshed = Grant.from_json({**_narrowed(original, form).to_json(), "nonce": None})
+    return issue_tokens(request, client, refreshed, family=row.family,
+                        refresh_grant=original,
+                        refresh_expires=None if offline else row.expires_at).body
+
+
+async def refresh(request: Request, form: dict[str, str],
+                  client: ClientMetadata) -> dict[str, Any]:
+    return await run_in_threadpool(rotate, request, form, client)

@@ -1,0 +1,65 @@
+"""Token revocation (RFC 7009) and the access-token deny list.
+
+Any client may revoke its own tokens (public clients identify themselves with
+``client_id``). Revoking a refresh token revokes its whole family; revoking a
+JWT access token puts its ``jti`` on a deny list until it expires; an opaque
+access token is deleted. The answer is 200 whether or not the token existed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from core.store import Store
+from idp.oidc import refresh_tokens
+from idp.oidc.access_tokens import read_access_token
+from idp.oidc.errors import OAuthError
+
+router = APIRouter(tags=["oidc"])
+
+
+def revoke_access_jti(store: Store, jti: str, expires_in: float) -> None:
+    store.set(f"at-revoked:{jti}", b"1", ttl=max(1.0, expires_in))
+
+
+def is_revoked(store: Store, jti: str) -> bool:
+    return store.get(f"at-revoked:{jti}") is not None
+
+
+def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> None:
+    state = request.app.state
+    if hint != "access_token":
+        row = refresh_tokens.find(state.db, state.settings, token)
+        if row is not None:
+            if row.client_id == client_id:
+                refresh_tokens.revoke_family(state.db, row.family)
+            return
+    claims = read_access_token(request, token, check_revoked=False)
+    if claims is None or claims.get("client_id") != client_id:
+        return
+    if claims.get("_opaque_key"):
+        state.store.delete(claims["_opaque_key"])
+    revoke_access_jti(state.store, claims["jti"], claims["exp"] - time.time())
+
+
+@router.post("/oauth2/revoke", summary="Token revocation (RFC 7009)")
+async def revoke(request: Request) -> Response:
+    from idp.oidc.token_endpoint import authenticate_request, read_form
+
+    try:
+        form = await read_form(request)
+        client = await authenticate_request(request, form)
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "token is required")
+        hint = form.get("token_type_hint")
+        await run_in_threadpool(_revoke, request, token, hint, client.client_id)
+    except OAuthError as error:
+        return error.json_response()
+    return JSONResponse({}, headers={"Cache-Control": "no-store"})
+
+

@@ -1,0 +1,52 @@
+"""The UserInfo endpoint (OIDC Core 5.3), GET and POST, bearer token in the header or body."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from idp.oidc.access_tokens import read_access_token
+from idp.oidc.claims import userinfo_claims
+from idp.oidc.tokens import Grant
+
+router = APIRouter(tags=["oidc"])
+
+
+def _bearer_error(error: str, description: str, status: int = 401) -> JSONResponse:
+    challenge = f'Bearer error="{error}", error_description="{description}"'
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
+
+
+async def _token_from(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    in_header = value.strip() if scheme.lower() == "bearer" else None
+    in_body = None
+    if request.method == "POST" and request.headers.get("content-type", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        in_body = (await request.form()).get("access_token")
+    if in_header and in_body:
+        return ""  # RFC 6750 2: one method only
+    return in_header or (in_body if isinstance(in_body, str) else None)
+
+
+@router.api_route("/oauth2/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
+async def userinfo(request: Request) -> JSONResponse:
+    token = await _token_from(request)
+    if token == "":
+        return _bearer_error("invalid_request", "send the token in one place only", 400)
+    if not token:
+        return JSONResponse({"error": "invalid_token", "error_description": "no access token"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    claims = await run_in_threadpool(read_access_token, request, token)
+    if claims is None or claims.get("sub") == claims.get("client_id"):
+        return _bearer_error("invalid_token", "the access token is invalid or expired")
+    if "openid" not in str(claims.get("scope", "")).split():
+        return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
+    grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
+    body = await run_in_threadpool(userinfo_claims, request.app.state.db,
+                                   request.app.state.settings, grant)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+

@@ -1,0 +1,81 @@
+"""SSO sessions: who is signed in in this browser, since when, how, and to which apps.
+
+The browser holds an opaque random token in the ``idp_session`` cookie
+(HttpOnly, SameSite=Lax, Secure over https); the store holds the session under
+``SM3(token)``, so a store dump reveals no usable cookie. ``sid`` is a separate
+random id that ID tokens carry (for logout), never the cookie value. Sessions
+expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+
+from fastapi import Request, Response
+
+from core.store import Store
+
+COOKIE = "idp_session"
+IDLE_SECONDS = 8 * 3600
+MAX_SECONDS = 7 * 24 * 3600
+
+
+@dataclass
+class SSOSession:
+    sid: str
+    account_id: int
+    sub: str
+    auth_time: int
+    amr: list[str]
+    acr: str
+    created: int
+    apps: list[str] = field(default_factory=list)
+
+
+def _key(token: str) -> str:
+    return "sso:" + hashlib.new("sm3", token.encode()).hexdigest()
+
+
+def _ttl(session: SSOSession) -> float:
+    return max(1.0, min(IDLE_SECONDS, session.created + MAX_SECONDS - time.time()))
+
+
+def save(store: Store, token: str, session: SSOSession) -> None:
+    store.set(_key(token), json.dumps(asdict(session)).encode(), ttl=_ttl(session))
+
+
+def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str,
+                                                                                         SSOSession]:
+    now = int(time.time())
+    token = secrets.token_urlsafe(32)
+    session = SSOSession(sid=secrets.token_urlsafe(16), account_id=account_id, sub=sub,
+                         auth_time=now, amr=amr, acr=acr, created=now)
+    save(store, token, session)
+    return token, session
+
+
+def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 100:
+        return None
+    raw = store.get(_key(token))
+    if raw is None:
+        return None
+    return token, SSOSession(**json.loads(raw))
+
+
+def end(store: Store, token: str) -> None:
+    store.delete(_key(token))
+
+
+def set_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=MAX_SECONDS)
+
+
+def clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/")

@@ -1,0 +1,188 @@
+"""Users: create, read, replace, patch, delete; the education extension; ETags; phone at rest."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, text
+
+from core.audit import AuditEvent
+from core.db import Database
+from directory.models import Account, Affiliation, Person, Role
+from tests.directory.scim.conftest import (
+    BASE,
+    EDU,
+    ERROR,
+    PATCH_OP,
+    SCIM_JSON,
+    new_user,
+    seed_person,
+)
+
+
+def _patch(*operations: dict) -> dict:
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+def test_create_returns_the_user_with_location_etag_and_extension(scim, tree) -> None:
+    response = scim.post(f"{BASE}/Users", json=new_user(
+        "Alice", klass="T-S1-G1-1", externalId="ext-1", emails=[{"value": "Alice@Example.cn"}],
+        **{EDU: {"schoolCode": "T-S1", "class": "T-S1-G1-1", "roles": ["student"],
+                 "studentNumber": "S2026-0001"}}))
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"].startswith(SCIM_JSON)
+    user = response.json()
+    assert response.headers["location"] == user["meta"]["location"]
+    assert response.headers["etag"] == user["meta"]["version"]
+    assert user["meta"]["version"].startswith('W/"')
+    assert user["meta"]["resourceType"] == "User"
+    assert user["userName"] == "alice"  # normalised as the login form does
+    assert user["externalId"] == "ext-1"
+    assert user["active"] is True
+    assert user["emails"] == [{"value": "alice@example.cn"}]
+    assert user[EDU] == {"studentNumber": "s2026-0001", "schoolCode": "T-S1",
+                         "grade": "T-S1-G1", "class": "T-S1-G1-1", "roles": ["student"]}
+    assert user["groups"][0]["display"] == "1班"
+    fetched = scim.get(f"{BASE}/Users/{user['id']}").json()
+    assert fetched == user
+
+
+def test_name_parts_are_derived_and_returned_on_request(scim, tree) -> None:
+    uid = scim.post(f"{BASE}/Users", json=new_user("bob", formatted="欧阳小明")).json()["id"]
+    plain = scim.get(f"{BASE}/Users/{uid}").json()
+    assert plain["name"] == {"formatted": "欧阳小明"}
+    asked = scim.get(f"{BASE}/Users/{uid}",
+                     params={"attributes": "name.givenName,name.familyName"}).json()
+    assert asked["name"] == {"familyName": "欧", "givenName": "阳小明"}
+
+
+def test_phone_is_stored_encrypted_and_returned_normalised(scim, tree, db: Database) -> None:
+    body = new_user("carol", phoneNumbers=[{"value": "+86 138-0013-8000", "type": "mobile"}])
+    user = scim.post(f"{BASE}/Users", json=body).json()
+    assert user["phoneNumbers"] == [{"value": "13800138000"}]
+    with db.engine.connect() as connection:
+        raw = connection.execute(text("SELECT phone_enc FROM person WHERE uid = :uid"),
+                                 {"uid": user["id"]}).scalar_one()
+    assert raw.startswith("sm4gcm.") and "13800138000" not in raw
+    found = scim.get(f"{BASE}/Users",
+                     params={"filter": 'phoneNumbers.value eq "138 0013 8000"'}).json()
+    assert [r["id"] for r in found["Resources"]] == [user["id"]]
+    bad = scim.post(f"{BASE}/Users", json=new_user("dan", phoneNumbers=[{"value": "call me"}]))
+    assert bad.status_code == 400 and bad.json()["scimType"] == "invalidValue"
+
+
+def test_put_replaces_and_omitted_attributes_are_cleared(scim, tree) -> None:
+    uid = scim.post(f"{BASE}/Users", json=new_user(
+        "erin", externalId="x", emails=[{"value": "e@x.cn"}])).json()["id"]
+    replaced = scim.put(f"{BASE}/Users/{uid}", json=new_user(
+        "erin2", formatted="李四", klass="T-S1-G1-1", roles=["teacher", "head_teacher"]))
+    assert replaced.status_code == 200, replaced.text
+    user = replaced.json()
+    assert user["userName"] == "erin2" and user["name"]["formatted"] == "李四"
+    assert "externalId" not in user and "emails" not in user
+    assert user[EDU]["roles"] == ["teacher", "head_teacher"]
+    assert user[EDU]["class"] == "T-S1-G1-1"
+
+
+def test_patch_add_replace_remove_with_filters(scim, tree) -> None:
+    uid = scim.post(f"{BASE}/Users", json=new_user(
+        "fay", emails=[{"value": "a@x.cn"}, {"value": "b@x.cn"}])).json()["id"]
+    response = scim.patch(f"{BASE}/Users/{uid}", json=_patch(
+        {"op": "add", "path": "emails", "value": [{"value": "c@x.cn"}]},
+        {"op": "remove", "path": 'emails[value eq "a@x.cn"]'},
+        {"op": "replace", "path": "name.formatted", "value": "赵六"},
+        {"op": "replace", "value": {"active": False, "externalId": "hr-7"}},
+        {"op": "add", "path": f"{EDU}:class", "value": "T-S1-G1-1"},
+        {"op": "add", "path": f"{EDU}:teacherNumber", "value": "T-77"},
+    ))
+    assert response.status_code == 200, response.text
+    user = response.json()
+    assert [e["value"] for e in user["emails"]] == ["b@x.cn", "c@x.cn"]
+    assert user["name"]["formatted"] == "赵六" and user["active"] is False
+    assert user["externalId"] == "hr-7"
+    assert user[EDU]["class"] == "T-S1-G1-1" and user[EDU]["grade"] == "T-S1-G1"
+    assert user[EDU]["teacherNumber"] == "t-77"
+    removed = scim.patch(f"{BASE}/Users/{uid}", json=_patch(
+        {"op": "remove", "path": f"{EDU}:grade"}, {"op": "remove", "path": "externalId"}))
+    user = removed.json()
+    assert "class" not in user[EDU] and "grade" not in user[EDU]  # back at school level
+    assert user[EDU]["schoolCode"] == "T-S1" and "externalId" not in user
+    required = scim.patch(f"{BASE}/Users/{uid}", json=_patch(
+        {"op": "remove", "path": f"{EDU}:schoolCode"}))
+    assert required.status_code == 400 and required.json()["schemas"] == [ERROR]
+
+
+def test_patch_placement_history_is_kept(scim, tree, db: Database) -> None:
+    uid = scim.post(f"{BASE}/Users", json=new_user("gus")).json()["id"]
+    scim.patch(f"{BASE}/Users/{uid}", json=_patch(
+        {"op": "replace", "path": f"{EDU}:class", "value": "T-S1-G1-1"}))
+    with db.session() as session:
+        rows = session.scalars(select(Affiliation).join(Person).where(Person.uid == uid)
+                               .order_by(Affiliation.id)).all()
+        assert [(r.org_unit_id, r.valid_to is not None) for r in rows] == [
+            (tree.school.id, True), (tree.klass.id, False)]
+
+
+def test_if_match_is_honoured(scim, tree) -> None:
+    created = scim.post(f"{BASE}/Users", json=new_user("hal"))
+    uid, etag = created.json()["id"], created.headers["etag"]
+    stale = scim.patch(f"{BASE}/Users/{uid}", headers={"If-Match": 'W/"old"'},
+                       json=_patch({"op": "replace", "path": "active", "value": False}))
+    assert stale.status_code == 412 and stale.json()["schemas"] == [ERROR]
+    fresh = scim.patch(f"{BASE}/Users/{uid}", headers={"If-Match": etag},
+                       json=_patch({"op": "replace", "path": "active", "value": False}))
+    assert fresh.status_code == 200 and fresh.headers["etag"] != etag
+    assert scim.put(f"{BASE}/Users/{uid}", headers={"If-Match": etag},
+                    json=new_user("hal")).status_code == 412
+    assert scim.delete(f"{BASE}/Users/{uid}", headers={"If-Match": etag}).status_code == 412
+    assert scim.delete(f"{BASE}/Users/{uid}",
+                       headers={"If-Match": fresh.headers["etag"]}).status_code == 204
+
+
+def test_uniqueness_conflicts_are_409(scim, tree, db: Database) -> None:
+    seed_person(db, "T-S1", "t900")
+    assert scim.post(f"{BASE}/Users", json=new_user("ivy", emails=[{"value": "i@x.cn"}])
+                     ).status_code == 201
+    for body in (new_user("ivy"), new_user("T900"), new_user("jo", emails=[{"value": "I@x.cn"}]),
+                 new_user("jo", **{EDU: {"schoolCode": "T-S1", "roles": ["teacher"],
+                                         "teacherNumber": "t900"}})):
+        response = scim.post(f"{BASE}/Users", json=body)
+        assert response.status_code == 409, response.text
+        assert response.json()["scimType"] == "uniqueness"
+
+
+def test_delete_deactivates_and_keeps_history(scim, tree, db: Database) -> None:
+    uid = scim.post(f"{BASE}/Users", json=new_user("kim")).json()["id"]
+    assert scim.delete(f"{BASE}/Users/{uid}").status_code == 204
+    assert scim.get(f"{BASE}/Users/{uid}").status_code == 404
+    with db.session() as session:
+        person = session.scalar(select(Person).where(Person.uid == uid))
+        assert person.status == "left"
+        assert session.scalar(select(Account.disabled).where(Account.person_id == person.id))
+        assert session.scalar(select(Affiliation.valid_to).where(
+            Affiliation.person_id == person.id)) is not None
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
+        assert actions == ["scim.user.create", "scim.user.delete"]
+        actors = set(session.scalars(select(AuditEvent.actor)))
+        assert len(actors) == 1 and actors.pop().startswith("api_token:")
+        details = " ".join(session.scalars(select(AuditEvent.detail)))
+        assert "kim" not in details
+
+
+def test_directory_people_and_admin_roles(scim, tree, db: Database) -> None:
+    uid = seed_person(db, "T-S1-G1-1", "T100", role=Role.head_teacher)
+    user = scim.get(f"{BASE}/Users/{uid}").json()
+    assert user["userName"] == "t100" and user[EDU]["teacherNumber"] == "t100"
+    assert user[EDU]["roles"] == ["head_teacher"] and user[EDU]["class"] == "T-S1-G1-1"
+    grant = scim.post(f"{BASE}/Users", json=new_user("lee", roles=["school_admin"]))
+    assert grant.status_code == 400 and grant.json()["scimType"] == "mutability"
+
+
+def test_placement_must_be_consistent_and_known(scim, tree) -> None:
+    for ext in ({"schoolCode": "NOPE", "roles": ["student"]},
+                {"schoolCode": "T-S1", "class": "T-S2-G7-1", "roles": ["student"]},
+                {"schoolCode": "T-S1", "roles": []},
+                {"schoolCode": "T-S1", "roles": ["wizard"]}):
+        response = scim.post(f"{BASE}/Users", json={**new_user("mo"), EDU: ext})
+        assert response.status_code == 400, (ext, response.text)
+    no_extension = new_user("mo")
+    del no_extension[EDU]
+    assert scim.post(f"{BASE}/Users", json=no_extension).status_code == 400

@@ -1,0 +1,125 @@
+"""The directory JSON API: search, subtree pages, person details, token scope, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.db import Database
+from core.settings import Settings
+from directory import api_tokens
+from directory.models import OrgUnit
+from tests.directory.cityfiles import national_id, seed_city
+
+
+def _token(db: Database, settings: Settings, code: str,
+           permissions: frozenset[str] = frozenset({"directory:read"})) -> dict[str, str]:
+    with db.session() as session:
+        unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+        _, token = api_tokens.issue(session, settings, name=f"console {code}", scope=unit,
+                                    permissions=set(permissions))
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def city(db: Database, settings: Settings, tmp_path: Path) -> None:
+    seed_city(db, settings, tmp_path)
+
+
+@pytest.fixture
+def city_token(db: Database, settings: Settings, city: None) -> dict[str, str]:
+    return _token(db, settings, "CITY")
+
+
+def _names(body: dict) -> list[str]:
+    return [item["name"] for item in body["items"]]
+
+
+def test_search_by_name_identifier_and_phone(client, city_token) -> None:
+    by_name = client.get("/api/directory/people", params={"name": "小"}, headers=city_token)
+    assert by_name.status_code == 200
+    assert _names(by_name.json()) == ["张小明", "陈小红", "刘小刚"]
+    assert by_name.json()["items"][0]["current"] == [
+        {"role": "student", "unit": "3100000001-G1-1", "unit_name": "1班"}]
+    by_number = client.get("/api/directory/people", params={"identifier": " s００1 "},
+                           headers=city_token)
+    assert _names(by_number.json()) == ["张小明"]
+    by_phone = client.get("/api/directory/people", params={"phone": "+86 139-0013-9001"},
+                          headers=city_token)
+    assert _names(by_phone.json()) == ["王丽"]
+    nobody = client.get("/api/directory/people", params={"name": "%"}, headers=city_token)
+    assert nobody.json() == {"items": [], "next_cursor": None}
+
+
+def test_search_needs_exactly_one_criterion(client, city_token) -> None:
+    for params in ({}, {"name": "a", "phone": "13800138000"}):
+        response = client.get("/api/directory/people", params=params, headers=city_token)
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/api/directory/people", params={"name": "a", "limit": 201},
+                      headers=city_token).status_code == 400
+
+
+def test_person_details_mask_personal_data(client, city_token) -> None:
+    found = client.get("/api/directory/people", params={"identifier": "S001"},
+                       headers=city_token).json()["items"][0]
+    body = client.get(f"/api/directory/people/{found['id']}", headers=city_token).json()
+    nid = national_id("20140305", 1)
+    assert body["national_id"] == nid[:3] + "*" * 11 + nid[-4:]
+    assert body["phone"] == "138****8001"
+    assert nid not in str(body) and "13800138001" not in str(body)
+    assert body["account"]["identifiers"] == [{"kind": "student_number", "value": "s001"}]
+    assert body["affiliations"][0]["unit"] == "3100000001-G1-1"
+    assert body["affiliations"][0]["current"] is True
+    assert [g["relation"] for g in body["guardians"]] == ["father"]
+
+
+def test_subtree_pages(client, db: Database, settings: Settings, city: None) -> None:
+    headers = _token(db, settings, "310101")
+    seen, cursor = [], None
+    while True:
+        page = client.get("/api/directory/org-units", headers=headers,
+                          params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [unit["code"] for unit in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[0] == "310101" and len(seen) == len(set(seen)) == 14
+    assert "3100000003" not in seen  # another district
+    members = client.get("/api/directory/org-units/3100000001/people",
+                         params={"role": "student"}, headers=headers).json()
+    assert _names(members) == ["张小明", "陈小红"]
+
+
+def test_a_token_sees_only_its_subtree(client, db: Database, settings: Settings,
+                                       city: None) -> None:
+    school_a = _token(db, settings, "3100000001")
+    city_token = _token(db, settings, "CITY")
+    other = client.get("/api/directory/people", params={"identifier": "S003"},
+                       headers=city_token).json()["items"][0]
+    assert client.get("/api/directory/people", params={"identifier": "S003"},
+                      headers=school_a).json()["items"] == []
+    assert client.get(f"/api/directory/people/{other['id']}", headers=school_a
+                      ).status_code == 404
+    assert client.get("/api/directory/org-units", params={"root": "3100000002"},
+                      headers=school_a).status_code == 404
+    assert client.get("/api/directory/org-units/3100000002/people", headers=school_a
+                      ).status_code == 404
+    assert _names(client.get("/api/directory/people", params={"name": "小"},
+                             headers=school_a).json()) == ["张小明", "陈小红"]
+
+
+def test_missing_invalid_or_weak_tokens(client, db: Database, settings: Settings,
+                                        city: None) -> None:
+    for headers in ({}, {"Authorization": "Bearer idp_nope"}, {"Authorization": "Basic x"}):
+        response = client.get("/api/directory/people", params={"name": "a"}, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["status"] == 401
+    scim_only = _token(db, settings, "CITY", frozenset({"scim"}))
+    response = client.get("/api/directory/people", params={"name": "a"}, headers=scim_only)
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -1,0 +1,60 @@
+"""``idp import`` and ``idp rollover`` on the command line: exit codes, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_MASTER_KEY
+from tests.directory.cityfiles import SCHOOLS, STUDENTS, write
+from tests.idp.test_cli import idp
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = {"IDP_VAR_DIR": str(tmp_path / "var"), "IDP_MASTER_KEY": TEST_MASTER_KEY}
+    assert idp("db", "upgrade", env=env).returncode == 0
+    return env
+
+
+@pytest.mark.parametrize(("content", "args", "message"), [
+    (None, [], "error: {path}: no such file"),
+    (b"\x00\x01binary", [], "error: the file is not text"),
+    ("学校标识码,年级\n1,2\n".encode(), ["--kind", "students"],
+     "error: missing columns for students: class (班级), student_number (学号), name (姓名)"),
+    (b"a,b\n1,2\n", [], "error: cannot tell what the file holds"),
+    ("学校标识码,学校名称\n1,x\n".encode(), ["--snapshot"], "error: --snapshot applies to"),
+])
+def test_file_problems_are_one_line(env: dict[str, str], tmp_path: Path, content: bytes | None,
+                                    args: list[str], message: str) -> None:
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_bytes(content)
+    result = idp("import", str(path), *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(message.format(path=path)), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_import_dry_run_apply_and_rejection(env: dict[str, str], tmp_path: Path) -> None:
+    schools = write(tmp_path / "schools.csv", SCHOOLS, "gbk")
+    dry = idp("import", str(schools), "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "schools, gb18030, 3 rows" in dry.stdout and "dry run: nothing was written" in dry.stdout
+    applied = idp("import", str(schools), env=env)
+    assert applied.returncode == 0 and "applied (import run 1)" in applied.stdout
+    again = idp("import", str(schools), env=env)
+    assert "already imported in run 1" in again.stdout and "nothing to change" in again.stdout
+    students = write(tmp_path / "students.csv", STUDENTS)  # no classes yet: every row invalid
+    rejected = idp("import", str(students), "--errors", str(tmp_path / "e.csv"), env=env)
+    assert rejected.returncode == 1 and "rejected: nothing was written" in rejected.stdout
+    assert (tmp_path / "e.csv").exists()
+    assert "138" not in (tmp_path / "e.csv").read_text(encoding="utf-8-sig")
+
+
+def test_rollover_command(env: dict[str, str]) -> None:
+    dry = idp("rollover", "--year", "2027", "--dry-run", env=env)
+    assert dry.returncode == 0 and "promoted 0" in dry.stdout
+    bad = idp("rollover", "--year", "2027", "--final-grades", "six", env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --final-grades")

@@ -1,0 +1,323 @@
+"""``idp import``: creating, updating, moving and deactivating; every bad-input case."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core.audit import AuditEvent
+from core.db import Database
+from core.field_crypto import open_
+from core.settings import Settings
+from directory.importer import Kind, apply
+from directory.importer.runs import ImportRun
+from directory.models import (
+    NATIONAL_ID,
+    PHONE,
+    Account,
+    Affiliation,
+    GuardianLink,
+    LoginIdentifier,
+    OrgUnit,
+    Person,
+)
+from directory.people import find_account
+from tests.directory.cityfiles import (
+    CLASSES,
+    SCHOOLS,
+    STUDENT_HEADER,
+    STUDENTS,
+    TODAY,
+    national_id,
+    run,
+    seed_city,
+    student,
+    write,
+)
+
+DIRECTORY_TABLES = (Person, Account, LoginIdentifier, Affiliation, GuardianLink, OrgUnit)
+
+
+def _errors(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _snapshot_of_directory(db: Database) -> dict[str, list]:
+    with db.session() as session:
+        return {m.__tablename__: [tuple(r) for r in session.execute(
+            select(m.__table__).order_by(*m.__table__.primary_key.columns))]
+            for m in DIRECTORY_TABLES}
+
+
+def _current(db: Database, number: str) -> list[tuple[str, str]]:
+    with db.session() as session:
+        account = find_account(session, *_kind(number))
+        return [(u.code, a.role) for a, u in session.execute(
+            select(Affiliation, OrgUnit).join(OrgUnit)
+            .where(Affiliation.person_id == account.person_id, Affiliation.valid_to.is_(None)))]
+
+
+def _kind(number: str):
+    from directory.models import IdentifierKind
+
+    kind = IdentifierKind.student_number if number.startswith("S") else \
+        IdentifierKind.teacher_number
+    return kind, number
+
+
+@pytest.fixture
+def city(db: Database, settings: Settings, tmp_path: Path) -> Path:
+    seed_city(db, settings, tmp_path)
+    return tmp_path
+
+
+def test_the_city_is_created_with_pii_sealed(db: Database, settings: Settings, city: Path
+                                             ) -> None:
+    with db.session() as session:
+        account = find_account(session, *_kind("S001"))
+        person = account.person
+        assert account.password_hash is None  # activates or resets later
+        assert open_(settings, NATIONAL_ID, person) == national_id("20140305", 1)
+        assert open_(settings, PHONE, person) == "13800138001"
+        assert person.national_id_enc.startswith("sm4gcm.")
+        assert "13800138001" not in person.phone_enc
+        assert session.scalar(select(func.count()).select_from(GuardianLink)) == 3
+        teacher = find_account(session, *_kind("T001"))
+        kinds = sorted(i.kind for i in teacher.identifiers)
+        assert kinds == ["phone", "teacher_number"]
+        phone_login = next(i for i in teacher.identifiers if i.kind == "phone")
+        assert phone_login.value == teacher.person.phone_bidx  # the blind index, not the number
+        guardians = session.scalars(select(Person).where(Person.name == "张大伟")).all()
+        assert len(guardians) == 1  # two children, one guardian
+    assert _current(db, "S001") == [("3100000001-G1-1", "student")]
+    assert _current(db, "T001") == [("3100000001", "teacher")]
+
+
+def test_second_import_is_an_empty_diff_and_writes_nothing(
+        db: Database, settings: Settings, city: Path) -> None:
+    before = _snapshot_of_directory(db)
+    for name, kind in (("schools", Kind.schools), ("classes", Kind.classes),
+                       ("students", Kind.students), ("teachers", Kind.teachers),
+                       ("guardians", Kind.guardians)):
+        result = run(db, settings, city / f"{name}.csv", kind)
+        assert result.status == "unchanged", (name, result.diff.summary())
+        assert result.diff.empty and result.previous_run_id is not None
+    assert _snapshot_of_directory(db) == before
+    with db.session() as session:
+        statuses = session.scalars(select(ImportRun.status).order_by(ImportRun.id)).all()
+        actions = session.scalars(select(AuditEvent.action)).all()
+    assert statuses == ["applied"] * 5 + ["unchanged"] * 5
+    assert actions.count("directory.import") == 10
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(db: Database, settings: Settings,
+                                                   tmp_path: Path) -> None:
+    run(db, settings, write(tmp_path / "s.csv", SCHOOLS))
+    before = _snapshot_of_directory(db)
+    result = run(db, settings, write(tmp_path / "c.csv", CLASSES), dry_run=True)
+    assert result.status == "dry-run" and result.diff.counts["created"] == len(CLASSES[1])
+    assert any("3100000001-G1-1" in line for line in result.diff.lines())
+    assert _snapshot_of_directory(db) == before
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImportRun)) == 1
+
+
+def test_transfer_keeps_the_account_and_the_history(db: Database, settings: Settings,
+                                                    city: Path) -> None:
+    with db.session() as session:
+        account_id = find_account(session, *_kind("S002")).id
+    moved = (STUDENT_HEADER, [student("S002", "陈小红", school="3100000002", grade="初一",
+                                      seq=2)])
+    result = run(db, settings, write(city / "moved.csv", moved))
+    assert result.diff.counts["moved"] == 1 and result.status == "applied"
+    assert "3100000001-G1-2 -> 3100000002-G7-1" in "\n".join(result.diff.lines())
+    with db.session() as session:
+        account = find_account(session, *_kind("S002"))
+        assert account.id == account_id
+        history = session.execute(
+            select(OrgUnit.code, Affiliation.valid_from, Affiliation.valid_to).join(OrgUnit)
+            .where(Affiliation.person_id == account.person_id).order_by(Affiliation.id)).all()
+    assert history == [("3100000001-G1-2", TODAY, TODAY), ("3100000002-G7-1", TODAY, None)]
+
+
+def test_changed_fields_are_updated(db: Database, settings: Settings, city: Path) -> None:
+    renamed = (STUDENT_HEADER, [student("S001", "张晓明", seq=1, phone="13800138009")])
+    result = run(db, settings, write(city / "renamed.csv", renamed))
+    assert result.diff.counts["updated"] == 1
+    assert "name, phone" in result.diff.lines()[1]
+    with db.session() as session:
+        person = find_account(session, *_kind("S001")).person
+        assert person.name == "张晓明"
+        assert open_(settings, PHONE, person) == "13800138009"
+
+
+def test_snapshot_deactivates_people_missing_from_covered_schools(
+        db: Database, settings: Settings, city: Path) -> None:
+    only_s001 = (STUDENT_HEADER, [STUDENTS[1][0]])
+    dry = run(db, settings, write(city / "snap.csv", only_s001), snapshot=True, dry_run=True)
+    assert dry.diff.counts["deactivated"] == 1  # S002 left school 1; S003 (school 2) untouched
+    result = run(db, settings, city / "snap.csv", snapshot=True)
+    assert result.diff.counts["deactivated"] == 1 and result.status == "applied"
+    with db.session() as session:
+        s002 = find_account(session, *_kind("S002"))
+        assert s002.person.status == "left" and not s002.disabled  # never deleted
+        assert find_account(session, *_kind("S003")).person.status == "active"
+    assert _current(db, "S002") == []
+    assert run(db, settings, city / "snap.csv", snapshot=True).status == "unchanged"
+    back = run(db, settings, city / "students.csv")  # S002 returns: reactivated
+    assert back.diff.counts["moved"] == 1
+    with db.session() as session:
+        assert find_account(session, *_kind("S002")).person.status == "active"
+
+
+def test_snapshot_never_deactivates_someone_whose_row_is_invalid(
+        db: Database, settings: Settings, city: Path) -> None:
+    broken = student("S002", "陈小红", klass="2", seq=2)
+    broken[6] = "2014-02-30"
+    rows = (STUDENT_HEADER, [STUDENTS[1][0], broken])
+    result = run(db, settings, write(city / "snap.csv", rows), snapshot=True, skip_invalid=True)
+    assert result.diff.counts["deactivated"] == 0 and result.errors == 1
+
+
+def test_snapshot_is_for_people_only(db: Database, settings: Settings, tmp_path: Path) -> None:
+    from directory.importer import FileProblem
+
+    with pytest.raises(FileProblem, match="--snapshot applies to students and teachers"):
+        run(db, settings, write(tmp_path / "s.csv", SCHOOLS), snapshot=True)
+
+
+def _rejected(db: Database, settings: Settings, folder: Path, rows: list[list[str]],
+              header: list[str] = STUDENT_HEADER) -> list[dict[str, str]]:
+    before = _snapshot_of_directory(db)
+    result = run(db, settings, write(folder / "bad.csv", (header, rows)))
+    assert result.status == "rejected" and not result.ok
+    assert _snapshot_of_directory(db) == before
+    assert result.errors_path == folder / "bad.errors.csv"
+    return _errors(result.errors_path)
+
+
+def test_duplicated_rows_are_errors(db: Database, settings: Settings, city: Path) -> None:
+    new = student("S100", "新同学", seq=100)
+    twin = student("S101", "另一个", seq=100)  # another number, the same national ID
+    errors = _rejected(db, settings, city, [new, new, twin])
+    assert [(e["row"], e["message"]) for e in errors] == [
+        ("3", "student_number repeats row 2"), ("4", "national_id repeats row 2")]
+
+
+def test_a_national_id_of_someone_else_is_an_error(db: Database, settings: Settings,
+                                                    city: Path) -> None:
+    errors = _rejected(db, settings, city, [student("S100", "冒名", seq=1)])  # S001's ID
+    assert errors[0]["message"] == "national ID already belongs to another person in the " \
+                                   "directory"
+    assert errors[0]["value"] == "310***********" + national_id("20140305", 1)[-4:]
+
+
+def test_a_number_of_someone_else_is_an_error(db: Database, settings: Settings, city: Path
+                                              ) -> None:
+    errors = _rejected(db, settings, city, [student("S001", "张小明", seq=77)])
+    assert "student_number s001 already belongs to another person" in errors[0]["message"]
+
+
+def test_a_teacher_phone_login_of_someone_else_is_an_error(
+        db: Database, settings: Settings, city: Path) -> None:
+    errors = _rejected(db, settings, city, [["3100000001", "T009", "周老师", "13900139001"]],
+                       header=["学校标识码", "工号", "姓名", "手机号"])
+    assert errors[0]["message"] == "phone is already the login of another person"
+    assert errors[0]["value"] == "139****9001"
+
+
+def test_unknown_school_and_class_are_errors(db: Database, settings: Settings, city: Path
+                                             ) -> None:
+    errors = _rejected(db, settings, city, [
+        student("S100", "甲", school="9999999999", seq=100),
+        student("S101", "乙", grade="5", seq=101)])
+    assert errors[0]["message"].startswith("school 9999999999 is not in the directory")
+    assert errors[1]["message"].startswith("class 3100000001-G5-1 is not in the directory")
+    class_errors = _rejected(db, settings, city, [["9999999999", "1", "1"]],
+                             header=["学校标识码", "年级", "班级"])
+    assert class_errors[0]["message"].startswith("school 9999999999 is not in the directory")
+
+
+def test_bad_cells_are_explained_in_plain_words_with_pii_masked(
+        db: Database, settings: Settings, city: Path) -> None:
+    bad_check = national_id("20140305", 200)[:-1] + ("0" if national_id("20140305", 200)[-1]
+                                                     != "0" else "1")
+    rows = [
+        ["3100000001", "1", "1", "S200", "甲", "男", "2014-03-05", bad_check, ""],
+        ["3100000001", "1", "1", "S201", "乙", "男", "2014/13/01", "", "12345"],
+        ["3100000001", "十三年级", "1", "S202", "", "X", "", "", ""],
+        ["3100000001", "1", "1", "S203", "丙丙丙", "女", "2014-03-06",
+         national_id("20140305", 203), ""],
+    ]
+    errors = _rejected(db, settings, city, rows)
+    messages = {(e["row"], e["column"]): e["message"] for e in errors}
+    assert messages[("2", "national_id (身份证号)")] == "national_id (身份证号) national ID " \
+        "check digit is wrong"
+    assert "is not a real date" in messages[("3", "birth_date (出生日期)")]
+    assert "not a mainland mobile number" in messages[("3", "phone (手机号)")]
+    assert "not a grade from 1 to 12" in messages[("4", "grade (年级)")]
+    assert messages[("4", "name (姓名)")] == "name (姓名) is empty"
+    assert "must be 男 or 女" in messages[("4", "gender (性别)")]
+    assert messages[("5", "birth_date (出生日期)")].startswith("birth date differs")
+    text = (city / "bad.errors.csv").read_text(encoding="utf-8-sig")
+    assert bad_check not in text and "丙丙丙" not in text and "12345" not in text
+
+
+def test_skip_invalid_applies_the_valid_rows(db: Database, settings: Settings, city: Path
+                                             ) -> None:
+    rows = [student("S300", "好", seq=300), student("S301", "", seq=301)]
+    result = run(db, settings, write(city / "mixed.csv", (STUDENT_HEADER, rows)),
+                 skip_invalid=True, errors_path=city / "e.csv")
+    assert result.status == "applied" and result.ok and result.errors == 1
+    assert result.diff.counts["created"] == 1 and result.diff.counts["invalid"] == 1
+    assert (city / "e.csv").exists()
+
+
+def test_a_failure_mid_apply_leaves_nothing_half_applied(
+        db: Database, settings: Settings, city: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [student(f"S{n}", "学生", seq=n) for n in range(400, 430)]
+    path = write(city / "many.csv", (STUDENT_HEADER, rows))
+    before = _snapshot_of_directory(db)
+    real, calls = apply.write_moves, []
+
+    def failing(writer, plan) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real(writer, plan)
+
+    monkeypatch.setattr(apply, "WRITE_STEPS", [failing if s is real else s
+                                                for s in apply.WRITE_STEPS])
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(db, settings, path, chunk_size=10)
+    assert len(calls) == 2  # the first chunk was written, then the second failed
+    assert _snapshot_of_directory(db) == before
+    with db.session() as session:
+        assert session.scalar(select(ImportRun.status)) is None or session.scalars(
+            select(ImportRun.status).order_by(ImportRun.id.desc())).first() == "failed"
+
+
+def test_guardian_rows_are_checked(db: Database, settings: Settings, city: Path) -> None:
+    header = ["监护人姓名", "手机号", "关系", "学号"]
+    errors = _rejected(db, settings, city, [
+        ["某人", "13700137009", "父亲", "S999"], ["某人", "13700137009", "叔叔", "S001"],
+        ["某人", "", "父亲", "S001"]], header=header)
+    by_row = {e["row"]: e["message"] for e in errors}
+    assert by_row["2"].startswith("student s999 is not in the directory")
+    assert by_row["3"].startswith("relation (关系) must be")
+    assert by_row["4"] == "phone (手机号) is empty"
+
+
+def test_legacy_password_hash_column(db: Database, settings: Settings, city: Path) -> None:
+    from core.passwords import Passwords
+
+    header = [*STUDENT_HEADER, "password_hash"]
+    row = [*student("S500", "旧系统", seq=500), "md5:5f4dcc3b5aa765d61d8327deb882cf99"]
+    assert run(db, settings, write(city / "p.csv", (header, [row]))).status == "applied"
+    with db.session() as session:
+        stored = find_account(session, *_kind("S500")).password_hash
+    assert Passwords(settings.password_scheme).verify(stored, "password").ok

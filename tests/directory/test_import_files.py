@@ -1,0 +1,141 @@
+"""Import files: encodings, XLSX, headers, kind detection, streaming in flat memory."""
+
+from __future__ import annotations
+
+import codecs
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from core.db import Database
+from core.settings import Settings
+from directory.importer import FileProblem, Kind
+from directory.importer.columns import detect_kind, resolve
+from directory.importer.formats import open_table
+from tests.directory.cityfiles import (
+    CLASSES,
+    GUARDIANS,
+    SCHOOLS,
+    STUDENT_HEADER,
+    STUDENTS,
+    TEACHERS,
+    csv_text,
+    national_id,
+    run,
+    seed_city,
+    write,
+)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_utf8_with_or_without_bom_and_gbk_are_read(tmp_path: Path, encoding: str) -> None:
+    path = write(tmp_path / "students.csv", STUDENTS, encoding)
+    table = open_table(path)
+    assert table.header == STUDENT_HEADER
+    assert [r.cells[4] for r in table.records] == ["张小明", "陈小红", "刘小刚"]
+    assert table.encoding == {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig",
+                              "gbk": "gb18030", "gb18030": "gb18030"}[encoding]
+
+
+def test_utf16_with_a_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(codecs.BOM_UTF16_LE + csv_text(*STUDENTS).encode("utf-16-le"))
+    assert open_table(path).header == STUDENT_HEADER
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (csv_text(*STUDENTS).encode("utf-16-le"), "holds NUL bytes"),
+    (bytes(range(256)) * 4, "holds NUL bytes"),
+    (b"\x81\x30\xff\xfe" * 100, "neither UTF-8 nor GBK"),
+    (b"", "the file is empty"),
+])
+def test_other_encodings_and_binary_are_rejected(tmp_path: Path, content: bytes, message: str
+                                                 ) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileProblem, match=message):
+        open_table(path)
+
+
+def test_a_file_that_changes_encoding_midway_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    head = csv_text(*STUDENTS).encode("utf-8")
+    filler = ("3100000001,1,1,S9,名字,男,,,\n" * 80_000).encode("utf-8")  # > 1 MB sample
+    path.write_bytes(head + filler + "3100000001,1,1,S8,王五,男,,,\n".encode("gbk"))
+    table = open_table(path)
+    with pytest.raises(FileProblem, match="not valid utf-8"):
+        for _ in table.records:
+            pass
+
+
+def test_xlsx_is_read(db: Database, settings: Settings, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    seed_city(db, settings, tmp_path, people=False)
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(STUDENT_HEADER)
+    sheet.append(["3100000001", 1, 1, "S700", "表格生", "女", datetime(2014, 3, 5),
+                  national_id("20140305", 700), 13800138700])
+    workbook.save(tmp_path / "students.xlsx")
+    result = run(db, settings, tmp_path / "students.xlsx")
+    assert (result.kind, result.encoding, result.status) == (Kind.students, "xlsx", "applied")
+    assert result.diff.counts["created"] == 1 and result.errors == 0
+
+
+def test_missing_columns_reject_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileProblem, match=r"missing columns for students: name \(姓名\)"):
+        resolve(Kind.students, ["学校标识码", "年级", "班级", "学号"])
+    with pytest.raises(FileProblem, match="appears twice"):
+        resolve(Kind.schools, ["学校标识码", "school_code", "学校名称"])
+
+
+def test_extra_columns_are_ignored_with_a_warning(db: Database, settings: Settings,
+                                                   tmp_path: Path) -> None:
+    header, rows = SCHOOLS
+    table = ([*header, "民族", "备注"], [[*r, "汉", ""] for r in rows])
+    result = run(db, settings, write(tmp_path / "s.csv", table))
+    assert result.ignored_columns == ("民族", "备注") and result.status == "applied"
+
+
+def test_a_row_with_more_cells_than_the_header_is_an_error(db: Database, settings: Settings,
+                                                            tmp_path: Path) -> None:
+    header, rows = SCHOOLS
+    result = run(db, settings, write(tmp_path / "s.csv", (header, [[*rows[0], "x"]])))
+    assert result.status == "rejected" and result.errors == 1
+
+
+def test_headers_match_loosely_and_kinds_are_detected() -> None:
+    columns = resolve(Kind.schools, ["学校标识码*", " School-Name ", "民族"])
+    assert columns.index == {"school_code": 0, "name": 1} and columns.ignored == ("民族",)
+    for (header, _), kind in ((SCHOOLS, Kind.schools), (CLASSES, Kind.classes),
+                              (STUDENTS, Kind.students), (TEACHERS, Kind.teachers),
+                              (GUARDIANS, Kind.guardians)):
+        assert detect_kind(header) is kind
+    assert detect_kind(["School_Code", "NAME"]) is Kind.schools
+    with pytest.raises(FileProblem, match="give --kind"):
+        detect_kind(["a", "b"])
+
+
+@pytest.mark.slow
+def test_a_big_file_streams_in_flat_memory(db: Database, settings: Settings, tmp_path: Path
+                                           ) -> None:
+    """~50 MB of students: parsing, checking and planning stay within a few MB."""
+    seed_city(db, settings, tmp_path, people=False)
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(",".join(STUDENT_HEADER) + ",备注\n")
+        note = "备注" * 50  # wide rows: 50 MB without millions of rows to check
+        for n in range(150_000):
+            handle.write(f"3100000001,1,1,B{n:07d},学生{n % 1000},男,2014-03-05,,,{note}\n")
+    assert path.stat().st_size > 45_000_000
+    tracemalloc.start()
+    result = run(db, settings, path, dry_run=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.rows == 150_000 and result.diff.counts["created"] == 150_000
+    assert peak < 10_000_000, f"peak {peak / 1e6:.1f} MB"
+    print(f"peak {peak / 1e6:.1f} MB for {path.stat().st_size / 1e6:.0f} MB")

@@ -1,0 +1,75 @@
+"""Drive the browser side of the authorization code flow with a TestClient."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi.testclient import TestClient
+
+from tests.idp.conftest import REDIRECT_URI
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+@dataclass
+class Redirect:
+    location: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.location).query).items()}
+
+
+def authorize(client: TestClient, **params: str):
+    query = {"response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+             "state": "st-1", "nonce": "n-1", **params}
+    return client.get("/oauth2/authorize", params=query, follow_redirects=False)
+
+
+def follow(client: TestClient, response):
+    """Follow the provider's resume redirects; stop at a page (login, consent, account
+    choice) or at the client's redirect URI."""
+    while response.status_code in (302, 303) and response.headers["location"].startswith(
+        "/oauth2/authorize/resume"
+    ):
+        response = client.get(response.headers["location"], follow_redirects=False)
+    return response
+
+
+def login(client: TestClient, page, login: str, password: str):
+    """Fill the login page reached by ``page`` (a redirect to /login)."""
+    url = page.headers["location"]
+    form = client.get(url)
+    ia = parse_qs(urlsplit(url).query).get("ia", [""])[0]
+    return client.post("/login", data={"csrf_token": csrf_of(form.text), "ia": ia,
+                                       "login": login, "password": password},
+                       follow_redirects=False)
+
+
+def code_flow(client: TestClient, client_id: str, person, **params: str) -> Redirect:
+    """Authorize and sign in if asked; return the redirect to the client."""
+    response = authorize(client, client_id=client_id, **params)
+    if response.headers.get("location", "").startswith("/login"):
+        response = login(client, response, person.login, person.password)
+    response = follow(client, response)
+    if response.headers.get("location", "").startswith("/consent"):
+        raise AssertionError("consent page reached; use a first-party client or consent")
+    assert response.status_code in (302, 303), response.text[:500]
+    return Redirect(response.headers["location"])

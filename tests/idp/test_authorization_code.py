@@ -1,0 +1,388 @@
+"""The authorization code flow through the real login form, and its rules."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt as pyjwt
+import pytest
+from fastapi.testclient import TestClient
+
+from core.gm import jose as gm_jose
+from idp.oidc.tokens import half_hash
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+
+def _redeem(client: TestClient, registered, code: str, **extra: str):
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            **extra}
+    auth = (registered.client_id, registered.secret) if registered.secret else None
+    if not registered.secret:
+        data["client_id"] = registered.client_id
+    return client.post("/oauth2/token", data=data, auth=auth)
+
+
+def _sm2_claims(client: TestClient, token: str) -> dict:
+    jwks = client.get("/oauth2/jwks/all").json()
+    return json.loads(gm_jose.verify_jws(token, gm_jose.import_key_set(jwks)))
+
+
+def test_code_flow_sm2_id_token(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    redirect = flow.code_flow(client, registered.client_id, person, scope="openid profile edu")
+    params = redirect.params
+    assert params["state"] == "st-1" and params["iss"] == "http://127.0.0.1:8000"
+    response = _redeem(client, registered, params["code"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer" and "refresh_token" in body
+    header = pyjwt.get_unverified_header(body["id_token"])
+    assert header["alg"] == "SM2"
+    claims = _sm2_claims(client, body["id_token"])
+    assert claims["sub"] == person.sub and claims["aud"] == registered.client_id
+    assert claims["nonce"] == "n-1" and claims["amr"] == ["pwd"] and claims["sid"]
+    assert abs(claims["auth_time"] - time.time()) < 60
+    assert claims["at_hash"] == half_hash(body["access_token"], "SM2")
+    assert claims["c_hash"] == half_hash(params["code"], "SM2")
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {body['access_token']}"}).json()
+    assert userinfo["sub"] == person.sub and userinfo["name"] == "赵同学"
+    assert userinfo["school"] == {"code": "T-SCHOOL", "name": "测试学校"}
+    assert userinfo["grade"] == "一年级" and userinfo["class"] == "1班"
+    assert userinfo["edu_roles"] == ["student"]
+
+
+def test_rs256_id_token_with_pyjwt(client: TestClient, make_client, make_person) -> None:
+    registered = make_client(id_token_signed_response_alg="RS256")
+    person = make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    body = _redeem(client, registered, code).json()
+    jwks = pyjwt.PyJWKSet.from_dict(client.get("/oauth2/jwks").json())
+    kid = pyjwt.get_unverified_header(body["id_token"])["kid"]
+    key = next(k for k in jwks.keys if k.key_id == kid).key
+    claims = pyjwt.decode(body["id_token"], key, algorithms=["RS256"],
+                          audience=registered.client_id, issuer="http://127.0.0.1:8000")
+    assert claims["sub"] == person.sub
+
+
+def test_code_is_single_use_and_reuse_revokes(client: TestClient, make_client,
+                                              make_person) -> None:
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    first = _redeem(client, registered, code).json()
+    second = _redeem(client, registered, code)
+    assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+    assert "code" not in second.text.lower().split("error_description")[0]
+    # the tokens issued from the code are revoked
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert userinfo.status_code == 401
+    refresh = client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                                 "refresh_token": first["refresh_token"]},
+                          auth=(registered.client_id, registered.secret))
+    assert refresh.json()["error"] == "invalid_grant"
+
+
+def test_pkce_public_client(client: TestClient, make_client, make_person) -> None:
+    registered = make_client(token_endpoint_auth_method="none",
+                             grant_types=["authorization_code", "refresh_token"])
+    person = make_person()
+    verifier, challenge = flow.pkce_pair()
+    without = flow.authorize(client, client_id=registered.client_id)
+    assert flow.Redirect(without.headers["location"]).params["error"] == "invalid_request"
+    plain = flow.authorize(client, client_id=registered.client_id, code_challenge=challenge,
+                           code_challenge_method="plain")
+    assert flow.Redirect(plain.headers["location"]).params["error"] == "invalid_request"
+    code = flow.code_flow(client, registered.client_id, person, code_challenge=challenge,
+                          code_challenge_method="S256").params["code"]
+    wrong = _redeem(client, registered, code, code_verifier=flow.pkce_pair()[0])
+    assert wrong.json()["error"] == "invalid_grant"
+    code = flow.code_flow(client, registered.client_id, person, code_challenge=challenge,
+                          code_challenge_method="S256").params["code"]
+    assert _redeem(client, registered, code, code_verifier=verifier).status_code == 200
+
+
+def test_redirect_uri_must_match_exactly(client: TestClient, make_client) -> None:
+    registered = make_client()
+    for bad in (REDIRECT_URI + "/x", REDIRECT_URI.replace("https", "http"),
+                "https://evil.example.com/cb", ""):
+        response = flow.authorize(client, client_id=registered.client_id, redirect_uri=bad)
+        assert response.status_code == 400 and "location" not in response.headers
+    unknown = flow.authorize(client, client_id="nope")
+    assert unknown.status_code == 400 and "location" not in unknown.headers
+    assert "未注册" in unknown.text or "not registered" in unknown.text
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": ""}, "invalid_request"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"request": "eyJ..."}, "request_not_supported"),
+        ({"request_uri": "https://x"}, "request_uri_not_supported"),
+        ({"prompt": "none login"}, "invalid_request"),
+        ({"prompt": "bogus"}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"claims": "{not json"}, "invalid_request"),
+        ({"response_mode": "fragment"}, "invalid_request"),
+        ({"prompt": "none"}, "login_required"),
+        ({"id_token_hint": "a.b.c"}, "invalid_request"),
+    ],
+)
+def test_errors_redirect_with_state_and_iss(client: TestClient, make_client, params,
+                                            error) -> None:
+    registered = make_client()
+    response = flow.authorize(client, client_id=registered.client_id, **params)
+    assert response.status_code == 303
+    redirect = flow.Redirect(response.headers["location"])
+    assert redirect.location.startswith(REDIRECT_URI)
+    assert redirect.params["error"] == error
+    assert redirect.params["state"] == "st-1" and redirect.params["iss"] == "http://127.0.0.1:8000"
+    assert "code" not in redirect.params
+
+
+def test_repeated_parameter_is_an_error_page(client: TestClient, make_client) -> None:
+    registered = make_client()
+    response = client.get(f"/oauth2/authorize?client_id={registered.client_id}&scope=openid"
+                          f"&scope=openid&redirect_uri={REDIRECT_URI}&response_type=code")
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+def test_prompt_none_with_session_and_max_age(client: TestClient, make_client,
+                                              make_person) -> None:
+    registered, person = make_client(), make_person()
+    first = flow.code_flow(client, registered.client_id, person)
+    assert "code" in first.params
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    assert "code" in flow.Redirect(silent.headers["location"]).params
+    auth_time_1 = _sm2_claims(client, _redeem(client, registered, first.params["code"])
+                              .json()["id_token"])["auth_time"]
+    time.sleep(1.1)
+    stale = flow.authorize(client, client_id=registered.client_id, prompt="none", max_age="0")
+    assert flow.Redirect(stale.headers["location"]).params["error"] == "login_required"
+    again = flow.code_flow(client, registered.client_id, person, max_age="0")
+    auth_time_2 = _sm2_claims(client, _redeem(client, registered, again.params["code"])
+                              .json()["id_token"])["auth_time"]
+    assert auth_time_2 > auth_time_1
+
+
+def test_prompt_login_forces_a_new_login(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    flow.code_flow(client, registered.client_id, person)
+    response = flow.authorize(client, client_id=registered.client_id, prompt="login")
+    assert response.headers["location"].startswith("/login")
+
+
+def test_login_hint_prefills(client: TestClient, make_client) -> None:
+    registered = make_client()
+    response = flow.authorize(client, client_id=registered.client_id, login_hint="s2026X")
+    page = client.get(response.headers["location"])
+    assert 'value="s2026X"' in page.text
+
+
+def test_wrong_password_and_status_messages(client: TestClient, make_client,
+                                            make_person) -> None:
+    registered = make_client()
+    make_person("s1", "pw-right-1")
+    make_person("s2", "pw-right-2", status="graduated")
+    start = flow.authorize(client, client_id=registered.client_id)
+    wrong = flow.login(client, start, "s1", "nope")
+    assert wrong.status_code == 400 and "账号或密码不正确" in wrong.text
+    unknown = flow.login(client, start, "nobody", "nope")
+    assert "账号或密码不正确" in unknown.text
+    graduated = flow.login(client, start, "s2", "pw-right-2")
+    assert graduated.status_code == 400 and "毕业" in graduated.text
+
+
+def test_progressive_delay_after_failures(client: TestClient, make_client, make_person) -> None:
+    registered = make_client()
+    make_person("s3", "pw-right-3")
+    start = flow.authorize(client, client_id=registered.client_id)
+    for _ in range(4):
+        flow.login(client, start, "s3", "bad")
+    blocked = flow.login(client, start, "s3", "pw-right-3")
+    assert blocked.status_code == 429 and "秒" in blocked.text
+
+
+def test_consent_for_third_party_apps(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(first_party=False), make_person()
+    response = flow.authorize(client, client_id=registered.client_id, scope="openid profile")
+    response = flow.follow(client, flow.login(client, response, person.login, person.password))
+    assert response.headers["location"].startswith("/consent")
+    page = client.get(response.headers["location"])
+    assert "您的姓名" in page.text
+    ia = response.headers["location"].split("ia=")[1]
+    denied = client.post("/consent", data={"csrf_token": flow.csrf_of(page.text), "ia": ia,
+                                           "decision": "deny"}, follow_redirects=False)
+    assert flow.Redirect(denied.headers["location"]).params["error"] == "access_denied"
+    # again, allow; the consent is remembered for the next time
+    response = flow.authorize(client, client_id=registered.client_id, scope="openid profile")
+    assert response.headers["location"].startswith("/consent")
+    page = client.get(response.headers["location"])
+    ia = response.headers["location"].split("ia=")[1]
+    allowed = flow.follow(client, client.post("/consent", data={
+        "csrf_token": flow.csrf_of(page.text), "ia": ia, "decision": "allow"},
+        follow_redirects=False))
+    assert "code" in flow.Redirect(allowed.headers["location"]).params
+    silent = flow.authorize(client, client_id=registered.client_id, scope="openid profile",
+                            prompt="none")
+    assert "code" in flow.Redirect(silent.headers["location"]).params
+    wider = flow.authorize(client, client_id=registered.client_id, scope="openid email",
+                           prompt="none")
+    assert flow.Redirect(wider.headers["location"]).params["error"] == "consent_required"
+
+
+def test_form_post_response_mode(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    response = flow.authorize(client, client_id=registered.client_id, response_mode="form_post")
+    response = flow.follow(client, flow.login(client, response, person.login, person.password))
+    assert response.status_code == 200
+    assert f'action="{REDIRECT_URI}"' in response.text and 'name="code"' in response.text
+    assert 'name="iss"' in response.text and 'name="state" value="st-1"' in response.text
+    assert "form-action 'self' https://app.example.edu.cn" in response.headers[
+        "content-security-policy"]
+
+
+def test_refresh_rotation_and_family_revocation(client: TestClient, make_client,
+                                                make_person) -> None:
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access").params["code"]
+    tokens = _redeem(client, registered, code).json()
+    auth = (registered.client_id, registered.secret)
+    rotated = client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                                 "refresh_token": tokens["refresh_token"]},
+                          auth=auth).json()
+    assert rotated["refresh_token"] != tokens["refresh_token"] and "id_token" in rotated
+    refreshed = _sm2_claims(client, rotated["id_token"])
+    original = _sm2_claims(client, tokens["id_token"])
+    assert "nonce" not in refreshed  # OIDC Core 12.2
+    assert (refreshed["sub"], refreshed["auth_time"]) == (original["sub"], original["auth_time"])
+    reuse = client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                               "refresh_token": tokens["refresh_token"]},
+                        auth=auth)
+    assert reuse.json()["error"] == "invalid_grant"
+    after = client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                               "refresh_token": rotated["refresh_token"]},
+                        auth=auth)
+    assert after.json()["error"] == "invalid_grant"  # the whole family is revoked
+
+
+def test_refresh_token_bound_to_client(client: TestClient, make_client, make_person) -> None:
+    registered, other, person = make_client(), make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    stolen = client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                                "refresh_token": tokens["refresh_token"]},
+                         auth=(other.client_id, other.secret))
+    assert stolen.json()["error"] == "invalid_grant"
+    narrower = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "scope": "openid"}, auth=(registered.client_id, registered.secret)).json()
+    assert narrower["scope"] == "openid"
+
+
+def test_introspection_and_revocation(client: TestClient, make_client, make_person) -> None:
+    registered, other, person = make_client(), make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    auth = (registered.client_id, registered.secret)
+    active = client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                         auth=auth).json()
+    assert active["active"] is True and active["sub"] == person.sub
+    foreign = client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                          auth=(other.client_id, other.secret)).json()
+    assert foreign == {"active": False}
+    refresh = client.post("/oauth2/introspect", data={"token": tokens["refresh_token"],
+                                                      "token_type_hint": "refresh_token"},
+                          auth=auth).json()
+    assert refresh["active"] is True and "token_type" not in refresh
+    assert client.post("/oauth2/revoke", data={"token": tokens["access_token"]},
+                       auth=auth).status_code == 200
+    assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=auth).json() == {"active": False}
+    assert client.post("/oauth2/revoke", data={"token": tokens["refresh_token"]},
+                       auth=auth).status_code == 200
+    assert client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]},
+                       auth=auth).json() == {"active": False}
+    assert client.post("/oauth2/revoke", data={"token": "garbage"}, auth=auth).status_code == 200
+    assert client.post("/oauth2/introspect", data={"token": "x"}).status_code == 401
+
+
+def test_userinfo_post_and_errors(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    posted = client.post("/oauth2/userinfo", data={"access_token": tokens["access_token"]})
+    assert posted.status_code == 200 and posted.json()["sub"] == person.sub
+    assert client.get("/oauth2/userinfo").status_code == 401
+    bad = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer x.y.z"})
+    assert bad.status_code == 401 and "invalid_token" in bad.headers["www-authenticate"]
+    cc = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                     auth=(registered.client_id, registered.secret)).json()
+    machine = client.get("/oauth2/userinfo",
+                         headers={"Authorization": f"Bearer {cc['access_token']}"})
+    assert machine.status_code == 401
+
+
+def test_id_token_hint_for_another_person_forces_login(client: TestClient, make_client,
+                                                       make_person) -> None:
+    registered = make_client()
+    alice, bob = make_person("sa1", "pw-a-1"), make_person("sb1", "pw-b-1")
+    code = flow.code_flow(client, registered.client_id, alice).params["code"]
+    alice_token = _redeem(client, registered, code).json()["id_token"]
+    same = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                          id_token_hint=alice_token)
+    assert "code" in flow.Redirect(same.headers["location"]).params
+    client.cookies.clear()
+    flow.code_flow(client, registered.client_id, bob)
+    other = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                           id_token_hint=alice_token)
+    assert flow.Redirect(other.headers["location"]).params["error"] == "login_required"
+
+
+def test_claims_parameter_puts_claims_in_id_token(client: TestClient, make_client,
+                                                  make_person) -> None:
+    registered, person = make_client(), make_person()
+    claims = json.dumps({"id_token": {"name": {"essential": True}, "phone_number": None}})
+    code = flow.code_flow(client, registered.client_id, person, scope="openid profile",
+                          claims=claims).params["code"]
+    token = _redeem(client, registered, code).json()["id_token"]
+    payload = _sm2_claims(client, token)
+    assert payload["name"] == "赵同学" and "phone_number" not in payload
+
+
+def test_ui_locales_reaches_the_login_page(client: TestClient, make_client) -> None:
+    registered = make_client()
+    response = flow.authorize(client, client_id=registered.client_id, ui_locales="en")
+    page = client.get(response.headers["location"])
+    assert '<html lang="en">' in page.text and "Sign in" in page.text
+    assert client.cookies.get("lang") == "en"  # the choice sticks for the next pages
+    client.cookies.delete("lang")
+    chinese = flow.authorize(client, client_id=registered.client_id)
+    assert '<html lang="zh-CN">' in client.get(chinese.headers["location"]).text
+
+
+def test_consent_can_be_withdrawn(client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(first_party=False), make_person()
+    response = flow.authorize(client, client_id=registered.client_id, scope="openid profile")
+    response = flow.follow(client, flow.login(client, response, person.login, person.password))
+    page = client.get(response.headers["location"])
+    ia = response.headers["location"].split("ia=")[1]
+    client.post("/consent", data={"csrf_token": flow.csrf_of(page.text), "ia": ia,
+                                  "decision": "allow"}, follow_redirects=False)
+    apps = client.get("/account/apps")
+    assert "测试应用" in apps.text
+    withdrawn = client.post("/account/apps/revoke", data={
+        "csrf_token": flow.csrf_of(apps.text), "client_id": registered.client_id},
+        follow_redirects=False)
+    assert withdrawn.status_code == 303
+    assert "测试应用" not in client.get("/account/apps").text
+    silent = flow.authorize(client, client_id=registered.client_id, scope="openid profile",
+                            prompt="none")
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "consent_required"
+    forged = client.post("/account/apps/revoke", data={"client_id": registered.client_id})
+    assert forged.status_code == 403

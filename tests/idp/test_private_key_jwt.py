@@ -1,0 +1,109 @@
+"""private_key_jwt client authentication (RFC 7523) with SM2, ES256, RS256 and EdDSA keys."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from core.gm import jose as gm_jose
+
+TOKEN_URL = "http://127.0.0.1:8000/oauth2/token"
+
+
+def _key(alg: str):
+    return {"SM2": lambda: gm_jose.SM2Key.generate_key(private=True),
+            "ES256": lambda: ECKey.generate_key("P-256", private=True),
+            "RS256": lambda: RSAKey.generate_key(2048, private=True),
+            "EdDSA": lambda: OKPKey.generate_key("Ed25519", private=True)}[alg]()
+
+
+def _assertion(key, alg: str, client_id: str, **overrides) -> str:
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL, "iat": now,
+              "exp": now + 60, "jti": secrets.token_hex(8), **overrides}
+    header = {"alg": alg, "kid": "k1"}
+    return jwt.encode(header, {k: v for k, v in claims.items() if v is not None}, key,
+                      algorithms=[alg])
+
+
+def _client(make_client, key, alg: str):
+    public = {**key.as_dict(private=False), "kid": "k1", "alg": alg, "use": "sig"}
+    return make_client(token_endpoint_auth_method="private_key_jwt",
+                       jwks={"keys": [public]}), public
+
+
+def _token(client: TestClient, client_id: str, assertion: str):
+    return client.post("/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": client_id,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+
+
+@pytest.mark.parametrize("alg", ["SM2", "ES256", "RS256", "EdDSA"])
+def test_private_key_jwt_accepted_once(client: TestClient, make_client, alg: str) -> None:
+    key = _key(alg)
+    registered, _public = _client(make_client, key, alg)
+    assertion = _assertion(key, alg, registered.client_id)
+    first = _token(client, registered.client_id, assertion)
+    assert first.status_code == 200, first.text
+    replay = _token(client, registered.client_id, assertion)
+    assert replay.status_code == 401 and "already used" in replay.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"aud": "https://elsewhere.example.com/token"}, "aud"),
+        ({"exp": int(time.time()) - 10}, "expired"),
+        ({"exp": int(time.time()) + 3600}, "too long"),
+        ({"jti": None}, "jti"),
+        ({"iss": "someone-else"}, "iss and sub"),
+    ],
+)
+def test_bad_assertions_refused(client: TestClient, make_client, overrides, message) -> None:
+    key = _key("ES256")
+    registered, _ = _client(make_client, key, "ES256")
+    response = _token(client, registered.client_id,
+                      _assertion(key, "ES256", registered.client_id, **overrides))
+    assert response.status_code == 401
+    assert message in response.json()["error_description"]
+
+
+def test_assertion_signed_by_another_key_refused(client: TestClient, make_client) -> None:
+    registered, _ = _client(make_client, _key("SM2"), "SM2")
+    forged = _assertion(_key("SM2"), "SM2", registered.client_id)
+    assert _token(client, registered.client_id, forged).status_code == 401
+
+
+def test_alg_none_and_confusion_refused(client: TestClient, make_client) -> None:
+    key = _key("ES256")
+    registered, public = _client(make_client, key, "ES256")
+    import base64
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"iss": registered.client_id, "sub": registered.client_id, "aud": TOKEN_URL,
+              "exp": int(time.time()) + 60, "jti": "x1"}
+    unsigned = f"{b64({'alg': 'none'})}.{b64(claims)}."
+    assert _token(client, registered.client_id, unsigned).status_code == 401
+    import hmac
+
+    signing_input = f"{b64({'alg': 'HS256'})}.{b64(claims)}"
+    mac = hmac.new(json.dumps(public).encode(), signing_input.encode(), "sha256").digest()
+    forged = signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert _token(client, registered.client_id, forged).status_code == 401
+
+
+def test_secret_methods_cannot_be_mixed(client: TestClient, make_client) -> None:
+    registered = make_client()
+    response = client.post("/oauth2/token", data={
+        "grant_type": "client_credentials", "client_secret": registered.secret,
+        "client_id": registered.client_id}, auth=(registered.client_id, registered.secret))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"

@@ -1,0 +1,171 @@
+// A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
+// Reads one JSON request on stdin, prints one JSON object on stdout.
+//   {"scenario": "full" | "tamper", "issuer", "client_id", "client_secret", "alg",
+//    "redirect_uri", "login", "password", "scope"?}
+// The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
+// discovery says authorization_response_iss_parameter_supported); the ID token by
+// processAuthorizationCodeResponse (iss, aud, exp, iat, nonce, alg = the client's
+// id_token_signed_response_alg) and validateApplicationLevelSignature (its signature,
+// with the key of the discovery jwks_uri). at_hash is recomputed with node:crypto.
+import { createHash } from 'node:crypto';
+
+import * as oauth from 'oauth4webapi';
+
+import { loginThroughForm, readStdin } from './browser_login.mjs';
+
+const INSECURE = { [oauth.allowInsecureRequests]: true }; // http://127.0.0.1 only
+
+function failure(error) {
+  return {
+    name: error?.name, code: error?.code, error: error?.error, status: error?.status,
+    message: String(error?.message ?? error),
+  };
+}
+
+async function outcome(thunk) {
+  try {
+    return { ok: true, value: await thunk() };
+  } catch (error) {
+    return { ok: false, ...failure(error) };
+  }
+}
+
+function halfHash(value, alg) {
+  const digest = createHash({ RS256: 'sha256', ES256: 'sha256', EdDSA: 'sha512' }[alg])
+    .update(value).digest();
+  return digest.subarray(0, digest.length / 2).toString('base64url');
+}
+
+function decodeHeader(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString());
+}
+
+async function setup(request) {
+  const issuer = new URL(request.issuer);
+  const as = await oauth.processDiscoveryResponse(issuer,
+    await oauth.discoveryRequest(issuer, INSECURE));
+  const client = { client_id: request.client_id,
+    id_token_signed_response_alg: request.alg };
+  const auth = request.client_secret
+    ? oauth.ClientSecretBasic(request.client_secret) : oauth.None();
+  return { as, client, auth };
+}
+
+async function authorize(ctx, request) {
+  const verifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const nonce = oauth.generateRandomNonce();
+  const url = new URL(ctx.as.authorization_endpoint);
+  for (const [k, v] of Object.entries({
+    client_id: ctx.client.client_id,
+    redirect_uri: request.redirect_uri,
+    response_type: 'code',
+    scope: request.scope ?? 'openid profile edu offline_access',
+    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+  })) url.searchParams.set(k, v);
+  const pages = [];
+  const callback = await loginThroughForm(url, request.login, request.password,
+    request.redirect_uri, pages);
+  return { verifier, state, nonce, callback, pages };
+}
+
+async function redeem(ctx, request, flow, params) {
+  const response = await oauth.authorizationCodeGrantRequest(ctx.as, ctx.client, ctx.auth,
+    params, request.redirect_uri, flow.verifier, INSECURE);
+  const result = await oauth.processAuthorizationCodeResponse(ctx.as, ctx.client, response,
+    { expectedNonce: flow.nonce, requireIdToken: true });
+  await oauth.validateApplicationLevelSignature(ctx.as, response, INSECURE);
+  return result;
+}
+
+function idTokenReport(result, alg) {
+  const claims = oauth.getValidatedIdTokenClaims(result);
+  return { header: decodeHeader(result.id_token), claims,
+    at_hash_ok: claims.at_hash === halfHash(result.access_token, alg) };
+}
+
+async function userinfo(ctx, accessToken, sub) {
+  const response = await oauth.userInfoRequest(ctx.as, ctx.client, accessToken, INSECURE);
+  return oauth.processUserInfoResponse(ctx.as, ctx.client, sub, response);
+}
+
+async function full(request) {
+  const ctx = await setup(request);
+  const flow = await authorize(ctx, request);
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
+    flow.state);
+  const result = await redeem(ctx, request, flow, params);
+  const report = {
+    discovery: {
+      issuer: ctx.as.issuer,
+      iss_parameter_supported: ctx.as.authorization_response_iss_parameter_supported,
+    },
+    pages: flow.pages,
+    nonce: flow.nonce,
+    token_type: result.token_type,
+    scope: result.scope,
+    id_token: idTokenReport(result, request.alg),
+  };
+  const sub = report.id_token.claims.sub;
+  report.userinfo = await userinfo(ctx, result.access_token, sub);
+
+  const refreshed = await oauth.processRefreshTokenResponse(ctx.as, ctx.client,
+    await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, result.refresh_token,
+      INSECURE));
+  report.refresh = {
+    id_token: refreshed.id_token ? idTokenReport(refreshed, request.alg) : null,
+    new_refresh_token: Boolean(refreshed.refresh_token)
+      && refreshed.refresh_token !== result.refresh_token,
+    userinfo_sub: (await userinfo(ctx, refreshed.access_token, sub)).sub,
+  };
+  if (request.client_secret) {
+    const cc = await oauth.processClientCredentialsResponse(ctx.as, ctx.client,
+      await oauth.clientCredentialsGrantRequest(ctx.as, ctx.client, ctx.auth,
+        { scope: 'api.read' }, INSECURE));
+    const introspection = await oauth.processIntrospectionResponse(ctx.as, ctx.client,
+      await oauth.introspectionRequest(ctx.as, ctx.client, ctx.auth, cc.access_token,
+        INSECURE));
+    report.client_credentials = { token_type: cc.token_type, scope: cc.scope,
+      expires_in: cc.expires_in, introspection };
+  }
+  await oauth.processRevocationResponse(await oauth.revocationRequest(ctx.as, ctx.client,
+    ctx.auth, refreshed.refresh_token, INSECURE));
+  report.refresh_after_revocation = await outcome(async () => oauth.processRefreshTokenResponse(
+    ctx.as, ctx.client, await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth,
+      refreshed.refresh_token, INSECURE)));
+  return report;
+}
+
+async function tamper(request) {
+  const ctx = await setup(request);
+  const flow = await authorize(ctx, request);
+  const variant = (change) => {
+    const url = new URL(flow.callback);
+    change(url.searchParams);
+    return outcome(() => oauth.validateAuthResponse(ctx.as, ctx.client, url, flow.state));
+  };
+  const report = {
+    iss_in_callback: new URL(flow.callback).searchParams.get('iss'),
+    wrong_iss: await variant((p) => p.set('iss', 'https://evil.example.com')),
+    trailing_slash_iss: await variant((p) => p.set('iss', `${request.issuer}/`)),
+    missing_iss: await variant((p) => p.delete('iss')),
+    wrong_state: await variant((p) => p.set('state', 'forged')),
+  };
+  // the untouched callback is accepted and its code redeemed: the variants failed
+  // because of what was changed
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
+    flow.state);
+  report.genuine_sub = oauth.getValidatedIdTokenClaims(
+    await redeem(ctx, request, flow, params)).sub;
+  return report;
+}
+
+const SCENARIOS = { full, tamper };
+
+const request = await readStdin();
+const run = SCENARIOS[request.scenario];
+if (!run) throw new Error(`unknown scenario ${request.scenario}`);
+process.stdout.write(JSON.stringify(await run(request)));

@@ -1,0 +1,158 @@
+// A relying party on npm openid-client v6 (pinned in package.json), against our provider.
+// Reads one JSON request on stdin, prints one JSON object on stdout.
+//   {"scenario": "full" | "public" | "reuse", "issuer", "client_id", "client_secret",
+//    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?}
+// The authorization code + PKCE flow goes through the provider's real login form
+// (browser_login.mjs). openid-client checks the ID token (iss, aud, exp, iat, nonce,
+// alg = the client's id_token_signed_response_alg) and, with enableNonRepudiationChecks,
+// its signature against the discovery jwks_uri. at_hash (optional in the code flow,
+// not checked by openid-client) is recomputed here with node:crypto.
+import { createHash } from 'node:crypto';
+
+import * as client from 'openid-client';
+
+import { loginThroughForm, readStdin } from './browser_login.mjs';
+
+function failure(error) {
+  return {
+    name: error?.name, code: error?.code, error: error?.error, status: error?.status,
+    message: String(error?.message ?? error),
+  };
+}
+
+async function outcome(promise) {
+  try {
+    return { ok: true, value: await promise };
+  } catch (error) {
+    return { ok: false, ...failure(error) };
+  }
+}
+
+function decodeHeader(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString());
+}
+
+function halfHash(value, alg) {
+  const digest = createHash({ RS256: 'sha256', ES256: 'sha256', EdDSA: 'sha512' }[alg])
+    .update(value).digest();
+  return digest.subarray(0, digest.length / 2).toString('base64url');
+}
+
+async function configure(request) {
+  const auth = request.client_secret
+    ? client.ClientSecretBasic(request.client_secret) : client.None();
+  const config = await client.discovery(new URL(request.issuer), request.client_id, {
+    id_token_signed_response_alg: request.alg,
+  }, auth, { execute: [client.allowInsecureRequests] });
+  client.enableNonRepudiationChecks(config); // verify ID token signatures with the jwks_uri
+  return config;
+}
+
+async function codeFlow(config, request) {
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: request.redirect_uri,
+    scope: request.scope ?? 'openid profile edu offline_access',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+  });
+  const pages = [];
+  const callback = await loginThroughForm(url, request.login, request.password,
+    request.redirect_uri, pages);
+  const checks = { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
+    idTokenExpected: true };
+  const tokens = await client.authorizationCodeGrant(config, new URL(callback), checks);
+  return { callback, pages, checks, nonce, tokens };
+}
+
+function idTokenReport(tokens, alg) {
+  const claims = tokens.claims();
+  return {
+    header: decodeHeader(tokens.id_token),
+    claims,
+    at_hash_ok: claims.at_hash === halfHash(tokens.access_token, alg),
+  };
+}
+
+async function full(request) {
+  const config = await configure(request);
+  const server = config.serverMetadata();
+  const { callback, pages, nonce, tokens } = await codeFlow(config, request);
+  const report = {
+    discovery: { issuer: server.issuer, jwks_uri: server.jwks_uri },
+    callback_params: Object.fromEntries(new URL(callback).searchParams),
+    pages,
+    nonce,
+    token_type: tokens.token_type,
+    scope: tokens.scope,
+    id_token: idTokenReport(tokens, request.alg),
+  };
+  const sub = report.id_token.claims.sub;
+  report.userinfo = await client.fetchUserInfo(config, tokens.access_token, sub);
+
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+  report.refresh = {
+    id_token: refreshed.id_token ? idTokenReport(refreshed, request.alg) : null,
+    new_access_token: refreshed.access_token !== tokens.access_token,
+    new_refresh_token: Boolean(refreshed.refresh_token)
+      && refreshed.refresh_token !== tokens.refresh_token,
+    userinfo_sub: (await client.fetchUserInfo(config, refreshed.access_token, sub)).sub,
+  };
+
+  if (request.client_secret) {
+    const cc = await client.clientCredentialsGrant(config,
+      { scope: request.cc_scope ?? 'api.read' });
+    report.client_credentials = {
+      token_type: cc.token_type, scope: cc.scope, expires_in: cc.expiresIn(),
+      has_id_token: Boolean(cc.id_token), has_refresh_token: Boolean(cc.refresh_token),
+      introspection: await client.tokenIntrospection(config, cc.access_token),
+      userinfo: await outcome(client.fetchUserInfo(config, cc.access_token,
+        client.skipSubjectCheck)),
+    };
+    report.introspection = {
+      access_token: await client.tokenIntrospection(config, refreshed.access_token),
+      refresh_token: await client.tokenIntrospection(config, refreshed.refresh_token,
+        { token_type_hint: 'refresh_token' }),
+      retired_refresh_token: await client.tokenIntrospection(config, tokens.refresh_token,
+        { token_type_hint: 'refresh_token' }),
+    };
+  }
+
+  await client.tokenRevocation(config, refreshed.access_token,
+    { token_type_hint: 'access_token' });
+  report.after_access_revocation = {
+    userinfo: await outcome(client.fetchUserInfo(config, refreshed.access_token, sub)),
+    introspection: request.client_secret
+      ? await client.tokenIntrospection(config, refreshed.access_token) : null,
+  };
+  await client.tokenRevocation(config, refreshed.refresh_token);
+  report.after_refresh_revocation = {
+    refresh: await outcome(client.refreshTokenGrant(config, refreshed.refresh_token)),
+  };
+  return report;
+}
+
+async function reuse(request) {
+  const config = await configure(request);
+  const { callback, checks, tokens } = await codeFlow(config, request);
+  const second = await outcome(client.authorizationCodeGrant(config, new URL(callback), checks));
+  const sub = tokens.claims().sub;
+  return {
+    first_sub: sub,
+    second,
+    // RFC 6749 4.1.2: tokens issued from a reused code SHOULD be revoked
+    userinfo_after_reuse: await outcome(client.fetchUserInfo(config, tokens.access_token, sub)),
+    refresh_after_reuse: await outcome(client.refreshTokenGrant(config, tokens.refresh_token)),
+  };
+}
+
+const SCENARIOS = { full, public: full, reuse };
+
+const request = await readStdin();
+const run = SCENARIOS[request.scenario];
+if (!run) throw new Error(`unknown scenario ${request.scenario}`);
+process.stdout.write(JSON.stringify(await run(request)));
