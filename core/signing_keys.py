@@ -29,6 +29,7 @@ is the discovery ``jwks_uri``; ``all`` adds the SM2 keys for SM2-aware clients.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import threading
@@ -169,6 +170,10 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
 def _jwks_document(public: list[dict[str, Any]]) -> tuple[bytes, str]:
     body = json.dumps({"keys": public}, separators=(",", ":"), sort_keys=True).encode()
     return body, '"' + hashlib.new("sm3", body).hexdigest()[:32] + '"'
@@ -263,6 +268,28 @@ class KeyRing:
         )).encode()
         signature = JWSRegistry.algorithms[alg].sign(signing_input, key)
         return signing_input.decode() + "." + _b64(signature)
+
+    def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(header, claims) of a compact JWS signed by one of our published keys, else None.
+
+        The ``alg`` must be the key's own (no algorithm confusion); claims are not checked.
+        """
+        try:
+            header_b64, payload_b64, signature_b64 = token.split(".")
+            header = json.loads(_b64decode(header_b64))
+            claims = json.loads(_b64decode(payload_b64))
+            signature = _b64decode(signature_b64)
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            return None
+        found = self.verification_key(str(header.get("kid", "")))
+        if found is None or found[0] != header.get("alg"):
+            return None
+        algorithm = JWSRegistry.algorithms[found[0]]
+        if not algorithm.verify(f"{header_b64}.{payload_b64}".encode(), signature, found[1]):
+            return None
+        return header, claims
 
     def verification_key(self, kid: str) -> tuple[str, Any] | None:
         """(alg, key) of a published key, for checking our own tokens."""
