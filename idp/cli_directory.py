@@ -114,7 +114,6 @@ def rollover_command(
 ) -> None:
     """Start a school year: promote students, graduate final years, disable old graduates."""
     from directory.rollover import RolloverOptions, rollover
-
     from idp.cli import _database, _settings
 
     try:
