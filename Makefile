@@ -8,6 +8,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
+# `make run PORT=9000` serves (and issues tokens) as http://127.0.0.1:9000 unless IDP_ISSUER is set
+RUN_ENV = IDP_ISSUER=$${IDP_ISSUER:-http://$(HOST):$(PORT)}
 
 .PHONY: run install install-dev peers test lint messages bench-crypto clean
 
@@ -26,13 +28,15 @@ peers:  ## third-party peers the tests talk to (openssl, node packages, ...)
 
 run: install  ## migrate, seed the demo city, serve on http://$(HOST):$(PORT)
 	$(BIN)/idp db upgrade
-	$(BIN)/idp demo
+	$(RUN_ENV) $(BIN)/idp demo
 	@echo
 	@echo "  Start page:      http://$(HOST):$(PORT)/"
+	@echo "  Demo app (RP):   http://$(HOST):$(PORT)/demo/rp"
+	@echo "  Discovery:       http://$(HOST):$(PORT)/.well-known/openid-configuration"
 	@echo "  Readiness:       http://$(HOST):$(PORT)/readyz"
 	@echo "  Demo accounts:   var/demo.json"
 	@echo
-	$(BIN)/idp serve --host $(HOST) --port $(PORT)
+	$(RUN_ENV) $(BIN)/idp serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
 	$(BIN)/ruff check .

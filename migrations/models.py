@@ -9,9 +9,11 @@ from directory import api_tokens, apps, models
 from directory.importer import runs as import_runs
 from directory.scim import models as scim_models
 from idp.oidc import refresh_tokens
+from mfa import credentials as mfa_credentials
 
 MODEL_MODULES = (
     audit, signing_keys, models, api_tokens, apps, import_runs, scim_models, refresh_tokens,
+    mfa_credentials,
 )
 
 metadata = Base.metadata

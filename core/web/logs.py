@@ -41,7 +41,8 @@ def redact(text: str) -> str:
     return text
 
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message"}  # uvicorn's ANSI-coloured copy of msg
 
 
 class JsonFormatter(logging.Formatter):
