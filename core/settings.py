@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")
     key_publish_seconds: int = 86400
     key_retire_seconds: int = 172800
+    # Roles whose members must sign in with a second factor (mfa.policy).
+    mfa_required_roles: tuple[str, ...] = (
+        "city_admin", "district_admin", "school_admin", "teacher", "head_teacher")
 
     @field_validator("issuer")
     @classmethod
@@ -89,6 +92,13 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if value not in ("argon2id", "pbkdf2-sm3"):
             raise ValueError("must be argon2id or pbkdf2-sm3")
+        return value
+
+    @field_validator("mfa_required_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("signing_algs", mode="before")

@@ -63,3 +63,9 @@ def affiliate(
     session.add(affiliation)
     session.flush()
     return affiliation
+
+
+def current_roles(session: Session, person_id: int) -> set[str]:
+    """The roles a person holds today (affiliations without an end date)."""
+    return set(session.scalars(select(Affiliation.role).where(
+        Affiliation.person_id == person_id, Affiliation.valid_to.is_(None))))

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
-from admin_ui import account
+from admin_ui import account, security_passkeys, security_totp
 from core import web
 from core.db import Database
 from core.settings import Settings, get_settings
@@ -24,7 +24,7 @@ from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
 from directory import api as directory_api
 from directory.scim import router as scim
-from idp import demo_rp, home, jwks, login
+from idp import demo_rp, home, jwks, login, mfa_step, passkey_login
 from idp.oidc import (
     authorize,
     clients,
@@ -80,7 +80,8 @@ def create_app(
     for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,
                    discovery.router, authorize.router, revocation.router, login.router,
                    health.router, home.router, scim.router, directory_api.router,
-                   account.router):
+                   account.router, mfa_step.router, security_totp.router,
+                   security_passkeys.router, passkey_login.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)
@@ -88,6 +89,8 @@ def create_app(
               "static-core")
     app.mount("/static/idp", StaticFiles(directory=Path(__file__).parent / "static"),
               "static-idp")
+    app.mount("/static/admin", StaticFiles(directory=Path(security_passkeys.__file__).parent
+                                           / "static"), "static-admin")
     return app
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.db import utcnow
+from core.field_crypto import open_
 from core.passwords import Passwords
 from core.settings import Settings
 from directory.apps import check_secret, find_app, metadata_of, new_secret, register_app
@@ -25,6 +27,7 @@ from directory.models import IdentifierKind, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate, create_person_with_account, find_account
 from directory.scim.demo import demo_token
+from mfa import credentials, totp
 
 SCHOOL_YEAR_START = date(2026, 9, 1)
 
@@ -36,6 +39,7 @@ class DemoUser:
     kind: IdentifierKind
     role: Role
     unit: str  # org unit code
+    totp: bool = False  # enrolled with an authenticator app (secret in demo.json)
 
 
 DISTRICT = ("DEMO-D01", "示范区")
@@ -44,7 +48,8 @@ SCHOOLS = [
     ("3111000002", "示范区第二中学", [("G7", "七年级", ["1班"])]),
 ]
 USERS = [
-    DemoUser("t20260001", "王老师", IdentifierKind.teacher_number, Role.teacher, "3111000001"),
+    DemoUser("t20260001", "王老师", IdentifierKind.teacher_number, Role.teacher, "3111000001",
+             totp=True),
     DemoUser("t20260002", "李老师", IdentifierKind.teacher_number, Role.teacher, "3111000002"),
     DemoUser("s20260001", "张小明", IdentifierKind.student_number, Role.student,
              "3111000001-G1-1"),
@@ -54,7 +59,8 @@ USERS = [
              "3111000002-G7-1"),
 ]
 ADMINS = [
-    DemoUser("cityadmin", "市级管理员", IdentifierKind.username, Role.city_admin, "DEMO-CITY"),
+    DemoUser("cityadmin", "市级管理员", IdentifierKind.username, Role.city_admin, "DEMO-CITY",
+             totp=True),
 ]
 
 
@@ -151,7 +157,7 @@ def _school_of(unit: OrgUnit) -> OrgUnit:
 def _ensure_user(
     session: Session, user: DemoUser, unit: OrgUnit, known_password: str | None,
     passwords: Passwords,
-) -> str:
+) -> tuple[str, int]:
     account = find_account(session, user.kind, user.login)
     if account is None:
         password = known_password or _new_password()
@@ -165,7 +171,36 @@ def _ensure_user(
         password = _new_password()
         account.password_hash = passwords.hash(password)
     affiliate(session, account.person, unit, user.role, SCHOOL_YEAR_START)
-    return password
+    return password, account.id
+
+
+def _ensure_totp(session: Session, settings: Settings, account_id: int, login: str,
+                 known_secret: str | None) -> str:
+    """A confirmed authenticator app for the account whose secret demo.json records."""
+    enrolled = credentials.confirmed(session, account_id, credentials.FactorKind.totp)
+    for row in enrolled:
+        if known_secret and open_(settings, credentials.SECRET, row) == known_secret:
+            return known_secret
+    for row in enrolled:
+        totp.remove(session, account_id, row.uid)
+    enrolment = totp.begin_enrolment(session, settings, account_id, "示范身份验证器",
+                                     label=login)
+    row = totp.pending(session, account_id, enrolment.uid)
+    assert row is not None
+    row.confirmed_at = utcnow()
+    return enrolment.secret_base32
+
+
+def _user_entry(session: Session, settings: Settings, user: DemoUser, unit: OrgUnit,
+                known: dict[str, dict[str, Any]], passwords: Passwords) -> dict[str, Any]:
+    previous = known.get(user.login, {})
+    password, account_id = _ensure_user(session, user, unit, previous.get("password"),
+                                        passwords)
+    entry: dict[str, Any] = {"login": user.login, "name": user.name, "password": password}
+    if user.totp:
+        entry["totp_secret"] = _ensure_totp(session, settings, account_id, user.login,
+                                            previous.get("totp_secret"))
+    return entry
 
 
 def _new_password() -> str:
@@ -175,23 +210,17 @@ def _new_password() -> str:
 def seed(session: Session, settings: Settings) -> dict[str, Any]:
     """Create what is missing and return the content of ``var/demo.json``."""
     previous = _previous(settings)
-    known = {u["login"]: u["password"] for u in previous.get("users", []) + previous.get(
-        "admins", []) if "login" in u and "password" in u}
+    known = {u["login"]: u for u in previous.get("users", []) + previous.get("admins", [])
+             if "login" in u}
     passwords = Passwords(settings.password_scheme)
     units = seed_org_tree(session)
     users = []
     for user in USERS:
         unit = units[user.unit]
-        users.append({
-            "login": user.login, "name": user.name, "roles": [user.role.value],
-            "password": _ensure_user(session, user, unit, known.get(user.login), passwords),
-            "school": _school_of(unit).name,
-        })
-    admins = [
-        {"login": a.login, "name": a.name, "scope": "city",
-         "password": _ensure_user(session, a, units[a.unit], known.get(a.login), passwords)}
-        for a in ADMINS
-    ]
+        users.append({**_user_entry(session, settings, user, unit, known, passwords),
+                      "roles": [user.role.value], "school": _school_of(unit).name})
+    admins = [{**_user_entry(session, settings, a, units[a.unit], known, passwords),
+               "scope": "city"} for a in ADMINS]
     known_secrets = {c.get("client_id"): c.get("client_secret")
                      for c in previous.get("clients", [])}
     clients = [_ensure_client(session, settings, demo, known_secrets.get(demo.client_id))

@@ -31,10 +31,10 @@ from core.web.templates import render
 from directory.identifiers import guess_kinds
 from directory.models import Account, PersonStatus
 from directory.people import find_account
-from idp import sessions
+from idp import mfa_step, sessions
 from idp.oidc import authorize, consent
-from idp.oidc.authorize import ACR_PASSWORD, AuthorizationRequest
-from mfa import guards
+from idp.oidc.authorize import AuthorizationRequest, required_level
+from mfa import guards, policy
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 
@@ -151,18 +151,20 @@ def login(request: Request, ia: str = Form(""), login: str = Form("", max_length
     if outcome.account is None:
         return _login_page(request, ia, login, outcome.error,
                            status=429 if outcome.wait else 400, seconds=outcome.wait)
-    store = request.app.state.store
-    if previous := sessions.load(store, request):
-        sessions.end(store, previous[0])
-    token, _session = sessions.start(store, account_id=outcome.account.id,
-                                     sub=outcome.account.sub, amr=["pwd"], acr=ACR_PASSWORD)
     if pending is not None:
         pending.logged_in_at = int(time.time())
         pending.account_chosen = True
         authorize.save_interaction(request, pending, ia)
-        target = f"/oauth2/authorize/resume?ia={ia}"
-    else:
-        target = "/"
+    if required_level(request, outcome.account.id, pending) > policy.level(policy.ACR_SFA):
+        return mfa_step.begin(request, mfa_step.Step(
+            account_id=outcome.account.id, sub=outcome.account.sub, amr=["pwd"], ia=ia))
+    store = request.app.state.store
+    if previous := sessions.load(store, request):
+        sessions.end(store, previous[0])
+    token, _session = sessions.start(store, account_id=outcome.account.id,
+                                     sub=outcome.account.sub, amr=["pwd"],
+                                     acr=policy.acr_for(["pwd"]))
+    target = f"/oauth2/authorize/resume?ia={ia}" if pending is not None else "/"
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookie(response, request, token)
     return response

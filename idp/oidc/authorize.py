@@ -31,11 +31,14 @@ from starlette.concurrency import run_in_threadpool
 from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.apps import ClientMetadata
-from idp import sessions
+from directory.models import Account
+from directory.people import current_roles
+from idp import mfa_step, sessions
 from idp.oidc import codes, consent
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
+from mfa import policy
 
 router = APIRouter(tags=["oidc"])
 AUTHORIZE_PATH = "/oauth2/authorize"
@@ -43,7 +46,6 @@ INTERACTION_SECONDS = 600
 INTERACTION_COOKIE = "idp_ia"
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 RESPONSE_MODES = frozenset({"query", "form_post"})
-ACR_PASSWORD = "urn:edu:acr:pwd"
 
 
 @dataclass
@@ -300,6 +302,19 @@ def needs_login(req: AuthorizationRequest, session: sessions.SSOSession | None) 
     return bool(req.hint_sub and req.hint_sub != session.sub)
 
 
+def required_level(request: Request, account_id: int, req: AuthorizationRequest | None) -> int:
+    """The authentication level this sign-in needs (mfa.policy): roles, app, request."""
+    settings = request.app.state.settings
+    client = request.app.state.clients.get(req.client_id) if req else None
+    with request.app.state.db.sessions() as session:
+        account = session.get(Account, account_id)
+        roles = current_roles(session, account.person_id) if account else set()
+    return policy.required_level(
+        roles, settings.mfa_required_roles,
+        (client.extra.get("default_acr_values") or []) if client else [],
+        req.acr_values if req else [])
+
+
 def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
            interaction_id: str | None = None) -> Response:
     """Login, account choice, consent, or the code: whatever the request needs next."""
@@ -312,6 +327,18 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return respond_error(request, req, OAuthError("login_required", "sign-in needed"))
         return _to_page(request, "login", req, interaction_id)
     assert loaded is not None and session is not None
+    if policy.level(session.acr) < required_level(request, session.account_id, req):
+        if silent:
+            return respond_error(request, req, OAuthError(
+                "interaction_required", "a second factor is needed"))
+        interaction_id = save_interaction(request, req, interaction_id)
+        response = mfa_step.begin(request, mfa_step.Step(
+            account_id=session.account_id, sub=session.sub, amr=session.amr,
+            ia=interaction_id, upgrade=True))
+        response.set_cookie(INTERACTION_COOKIE, interaction_id, httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https", max_age=INTERACTION_SECONDS,
+                            path="/")
+        return response
     if "select_account" in req.prompt and not req.account_chosen:
         return _to_page(request, "select-account", req, interaction_id)
     if not client.first_party and not req.consent_given and (

@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from mfa import policy
+
 router = APIRouter(tags=["oidc"])
 
 SCOPES = ["openid", "profile", "email", "phone", "edu", "offline_access"]
@@ -55,7 +57,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "ui_locales_supported": ["zh-CN", "en"],
         "display_values_supported": ["page", "touch"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "acr_values_supported": ["urn:edu:acr:pwd"],
+        "acr_values_supported": policy.SUPPORTED,
     }
     document.update(extra or {})
     return document

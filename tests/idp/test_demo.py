@@ -36,3 +36,24 @@ def test_seed_is_idempotent_and_passwords_verify(db: Database, settings: Setting
             assert account is not None
             assert passwords.verify(account.password_hash, user["password"]).ok
     (settings.var_dir / "demo.json").unlink()
+
+
+def test_demo_teacher_and_admin_have_working_totp(db: Database, settings: Settings) -> None:
+    import pyotp
+
+    from core.store import MemoryStore
+    from mfa import totp
+
+    with db.session() as session:
+        content = demo.seed(session, settings)
+    demo.write(settings, content)
+    teacher = next(u for u in content["users"] if u["login"] == "t20260001")
+    admin = content["admins"][0]
+    assert "totp_secret" not in next(u for u in content["users"] if u["login"] == "s20260001")
+    with db.session() as session:
+        again = demo.seed(session, settings)
+        assert again["admins"][0]["totp_secret"] == admin["totp_secret"]  # idempotent
+        account = find_account(session, IdentifierKind.teacher_number, "t20260001")
+        code = pyotp.TOTP(teacher["totp_secret"]).now()
+        assert totp.verify(session, settings, MemoryStore(), account.id, code)
+    (settings.var_dir / "demo.json").unlink()

@@ -42,7 +42,7 @@ def assert_id_token(id_token: dict[str, Any], rp: LiveRP, alg: str, nonce: str) 
     assert id_token["header"]["alg"] == alg and id_token["header"]["kid"]
     assert claims["iss"] == rp.server.url and claims["aud"] == rp.client.client_id
     assert claims["sub"] == rp.person.sub and claims["nonce"] == nonce
-    assert claims["amr"] == ["pwd"] and claims["acr"] == "urn:edu:acr:pwd" and claims["sid"]
+    assert claims["amr"] == ["pwd"] and claims["acr"] == "urn:edu:acr:sfa" and claims["sid"]
     assert abs(claims["auth_time"] - time.time()) < 120
     assert id_token["at_hash_ok"] is True
 

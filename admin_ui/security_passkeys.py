@@ -1,0 +1,116 @@
+"""Self-service passkeys: list them (name, added, last use), add one, remove one.
+
+``GET /account/security/passkeys`` is the page; adding a passkey is two JSON
+calls made by ``/static/admin/webauthn.js``: ``POST .../options`` (creation
+options) and ``POST .../register`` (``{"name", "credential"}``), answered with
+``{"redirect": ...}`` or ``{"error": ...}``. ``POST .../remove`` is a plain form.
+All of them are CSRF-protected (scripts send ``X-CSRF-Token``). Administrators'
+passkeys must verify the user (PIN, fingerprint or face).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from core.audit import Context
+from core.web import i18n
+from core.web.csrf import require_csrf
+from core.web.templates import add_folder, locale_of, render
+from directory.models import Account
+from idp import sessions
+from mfa import webauthn as passkeys
+
+PREFIX = "/account/security/passkeys"
+router = APIRouter(prefix=PREFIX, include_in_schema=False,
+                   dependencies=[Depends(require_csrf)])
+add_folder(Path(__file__).parent / "templates")
+
+
+class RegisterBody(BaseModel):
+    name: str = Field("", max_length=200)
+    credential: dict[str, Any]
+
+
+def _signed_in(request: Request) -> sessions.SSOSession | None:
+    loaded = sessions.load(request.app.state.store, request)
+    return loaded[1] if loaded else None
+
+
+def _context(request: Request) -> Context:
+    return Context(request.client.host if request.client else "",
+                   request.headers.get("user-agent", "")[:400],
+                   getattr(request.state, "request_id", ""))
+
+
+def _error(request: Request, message: str, status: int = 400) -> Response:
+    return JSONResponse({"error": i18n.gettext(locale_of(request), message)},
+                        status_code=status)
+
+
+NOT_SIGNED_IN = i18n.N_("Please sign in again.")
+
+
+@router.get("")
+def passkey_page(request: Request) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    with request.app.state.db.sessions() as db:
+        rows = passkeys.passkeys(db, session.account_id)
+        items = [{"uid": r.uid, "name": r.name,
+                  "created_at": r.created_at.strftime("%Y-%m-%d %H:%M"),
+                  "last_used_at": r.last_used_at.strftime("%Y-%m-%d %H:%M")
+                  if r.last_used_at else None} for r in rows]
+        admin = passkeys.is_administrator(db, session.account_id)
+    return render(request, "security_passkeys.html", {"passkeys": items, "admin": admin,
+                                                      "prefix": PREFIX})
+
+
+@router.post("/options")
+def passkey_options(request: Request) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return _error(request, NOT_SIGNED_IN, 401)
+    state = request.app.state
+    with state.db.session() as db:
+        account = db.get(Account, session.account_id)
+        if account is None:
+            return _error(request, NOT_SIGNED_IN, 401)
+        options = passkeys.registration_options(
+            db, state.settings, state.store, account.id, user_name=account.sub,
+            display_name=account.person.name,
+            require_uv=passkeys.is_administrator(db, account.id))
+    return JSONResponse(options)
+
+
+@router.post("/register")
+def passkey_register(request: Request, body: RegisterBody) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return _error(request, NOT_SIGNED_IN, 401)
+    state = request.app.state
+    failure = ""
+    with state.db.session() as db:
+        try:
+            passkeys.register(db, state.settings, state.store, session.account_id,
+                              body.credential, body.name, context=_context(request))
+        except passkeys.PasskeyError as exc:  # audited; commit the audit row
+            failure = exc.message
+    if failure:
+        return _error(request, failure)
+    return JSONResponse({"redirect": PREFIX})
+
+
+@router.post("/remove")
+def passkey_remove(request: Request, uid: str = Form(..., max_length=32)) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    with request.app.state.db.session() as db:
+        passkeys.remove(db, session.account_id, uid, context=_context(request))
+    return RedirectResponse(PREFIX, status_code=303)

@@ -1,0 +1,169 @@
+"""The second-factor step of a sign-in, and step-up of an existing session.
+
+When ``mfa.policy`` asks for more than a session has (or than the password just
+gave), the browser comes here with a *step*: who is signing in, which methods
+they have used, and where to go afterwards (the pending authorization request
+``ia``, or the start page). The step lives in the store, bound to this browser
+by the ``idp_mfa`` cookie, for ``STEP_SECONDS``. Only when the second factor
+succeeds does an SSO session start (or, for step-up, the existing session is
+upgraded with the new ``amr``, ``acr`` and ``auth_time``).
+
+A person who must use a second factor but has none enrolled sets up an
+authenticator app right here: the first valid code both confirms it and
+completes the sign-in.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from core.field_crypto import open_
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from core.web.templates import render
+from directory.identifiers import IdentifierKind
+from directory.models import Account
+from idp import sessions
+from mfa import credentials, policy, totp
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+STEP_SECONDS = 600
+COOKIE = "idp_mfa"
+WRONG_CODE = N_("The code is not correct, or it was already used. Please try the next code.")
+
+
+@dataclass
+class Step:
+    account_id: int
+    sub: str
+    amr: list[str]
+    ia: str = ""
+    upgrade: bool = False  # step-up of the browser's existing session
+    enrolment_uid: str = ""
+
+
+def begin(request: Request, step: Step) -> Response:
+    """Send the browser to the second-factor page for ``step``."""
+    step_id = secrets.token_urlsafe(18)
+    request.app.state.store.set(f"mfa-step:{step_id}", json.dumps(asdict(step)).encode(),
+                                ttl=STEP_SECONDS)
+    response = RedirectResponse("/mfa", status_code=303)
+    response.set_cookie(COOKIE, step_id, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=STEP_SECONDS)
+    return response
+
+
+def _load(request: Request) -> tuple[str, Step]:
+    step_id = request.cookies.get(COOKIE, "")
+    raw = request.app.state.store.get(f"mfa-step:{step_id}") if step_id else None
+    if raw is None:
+        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
+                                "Go back to the app and sign in again."),
+                        title=N_("Sign-in expired"))
+    return step_id, Step(**json.loads(raw))
+
+
+def _save(request: Request, step_id: str, step: Step) -> None:
+    request.app.state.store.set(f"mfa-step:{step_id}", json.dumps(asdict(step)).encode(),
+                                ttl=STEP_SECONDS)
+
+
+def _label_of(session: Any, account_id: int) -> str:
+    """The account name shown in the authenticator app: a login identifier, never a phone."""
+    account = session.get(Account, account_id)
+    for identifier in account.identifiers if account else []:
+        if identifier.kind != IdentifierKind.phone.value:
+            return identifier.value
+    return str(account_id)
+
+
+@dataclass(frozen=True)
+class _Enrolment:
+    secret_base32: str
+    otpauth_uri: str
+
+
+def _enrolment(session: Any, settings: Any, step: Step) -> _Enrolment | None:
+    """The authenticator-app enrolment this step started (to show its QR code again)."""
+    row = totp.pending(session, step.account_id, step.enrolment_uid)  # None once expired
+    secret = open_(settings, credentials.SECRET, row) if row else None
+    if secret is None:
+        return None
+    return _Enrolment(secret, totp.otpauth_uri(secret, _label_of(session, step.account_id)))
+
+
+def _page(request: Request, step_id: str, step: Step, error: str = "",
+          status: int = 200) -> Response:
+    settings = request.app.state.settings
+    with request.app.state.db.session() as session:
+        has_totp = bool(credentials.confirmed(session, step.account_id,
+                                              credentials.FactorKind.totp))
+        enrolment = None
+        if not has_totp:
+            enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
+            if enrolment is None:
+                label = _label_of(session, step.account_id)
+                started = totp.begin_enrolment(session, settings, step.account_id,
+                                               "Authenticator app", label=label)
+                step.enrolment_uid = started.uid
+                _save(request, step_id, step)
+                enrolment = started
+    context = {"error": error, "enrol": enrolment is not None}
+    if enrolment is not None:
+        context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
+                       secret=" ".join(enrolment.secret_base32[i:i + 4]
+                                       for i in range(0, len(enrolment.secret_base32), 4)))
+    return render(request, "mfa.html", context, status=status)
+
+
+@router.get("/mfa")
+def second_factor_form(request: Request) -> Response:
+    step_id, step = _load(request)
+    return _page(request, step_id, step)
+
+
+@router.post("/mfa")
+def second_factor(request: Request, code: str = Form("", max_length=12)) -> Response:
+    step_id, step = _load(request)
+    state = request.app.state
+    code = code.strip().replace(" ", "")
+    with state.db.session() as session:
+        if step.enrolment_uid:
+            ok = totp.confirm(session, state.settings, state.store, step.account_id,
+                              step.enrolment_uid, code)
+        else:
+            ok = totp.verify(session, state.settings, state.store, step.account_id, code)
+    if not ok:
+        return _page(request, step_id, step, WRONG_CODE, status=400)
+    state.store.delete(f"mfa-step:{step_id}")
+    return finish(request, step, "otp")
+
+
+def finish(request: Request, step: Step, method: str) -> Response:
+    """The second factor succeeded: start or upgrade the SSO session, then go on."""
+    store = request.app.state.store
+    amr = policy.with_second_factor(step.amr, method)
+    acr = policy.acr_for(amr)
+    loaded = sessions.load(store, request) if step.upgrade else None
+    if loaded is not None and loaded[1].account_id == step.account_id:
+        token, session = loaded
+        session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
+        sessions.save(store, token, session)
+    else:
+        if previous := sessions.load(store, request):
+            sessions.end(store, previous[0])
+        token, _ = sessions.start(store, account_id=step.account_id, sub=step.sub, amr=amr,
+                                  acr=acr)
+    target = f"/oauth2/authorize/resume?ia={step.ia}" if step.ia else "/"
+    response = RedirectResponse(target, status_code=303)
+    sessions.set_cookie(response, request, token)
+    response.delete_cookie(COOKIE, path="/")
+    return response

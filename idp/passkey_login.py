@@ -1,0 +1,121 @@
+"""Passwordless sign-in with a passkey (usernameless: discoverable credentials).
+
+``POST /login/passkey/options`` answers ``PublicKeyCredentialRequestOptions``
+(JSON) for ``navigator.credentials.get``; ``POST /login/passkey/verify`` checks
+the assertion (``mfa.webauthn.authenticate``), refuses accounts that may not sign
+in (same reasons as the password form), starts a new SSO session with
+``amr`` ``["hwk", "user", "mfa"]`` (user verified) or ``["hwk"]`` and the acr
+that ``mfa.policy.acr_for`` gives them (``urn:edu:acr:mfa`` with user
+verification), resumes the interaction ``ia`` like the password form does and
+answers ``{"redirect": ...}``. Both take JSON and the CSRF token in the
+``X-CSRF-Token`` header; errors answer ``{"error": "<translated message>"}``.
+
+RFC 8176 ``hwk`` (proof of possession of a hardware-secured key) is used for
+every passkey: the server cannot reliably tell a software authenticator.
+Administrators must verify the user: :func:`mfa.webauthn.authenticate`
+enforces it once the credential names the account.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from core.audit import record
+from core.db import utcnow
+from core.web import i18n
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.templates import locale_of
+from directory.models import Account
+from idp import sessions
+from idp.login import WAIT, _context, _pending, _refusal
+from idp.oidc import authorize
+from mfa import guards, policy
+from mfa import webauthn as passkeys
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+
+
+
+class OptionsBody(BaseModel):
+    ia: str = Field("", max_length=100)
+
+
+class VerifyBody(BaseModel):
+    ia: str = Field("", max_length=100)
+    credential: dict[str, Any]
+
+
+def _error(request: Request, message: str, status: int = 400, **params: object) -> Response:
+    text = i18n.gettext(locale_of(request), message, **params)
+    return JSONResponse({"error": text}, status_code=status)
+
+
+@router.post("/login/passkey/options")
+def passkey_options(request: Request, body: OptionsBody) -> Response:
+    try:
+        _pending(request, body.ia)
+    except PageError as exc:
+        return _error(request, exc.message)
+    state = request.app.state
+    options = passkeys.authentication_options(state.settings, state.store, None, False)
+    return JSONResponse(options)
+
+
+@router.post("/login/passkey/verify")
+def passkey_verify(request: Request, body: VerifyBody) -> Response:
+    try:
+        pending = _pending(request, body.ia)
+    except PageError as exc:
+        return _error(request, exc.message)
+    state = request.app.state
+    ip = request.client.host if request.client else "unknown"
+    if wait := guards.wait_seconds(state.store, guards.IP, ip):
+        return _error(request, WAIT, 429, seconds=wait)
+    failure = refusal = ""
+    with state.db.session() as session:
+        try:
+            verified = passkeys.authenticate(session, state.settings, state.store,
+                                             body.credential, False, None,
+                                             context=_context(request))
+        except passkeys.PasskeyError as exc:  # audited; commit the audit row
+            failure = exc.message
+        else:
+            account = session.get(Account, verified.account_id)
+            assert account is not None
+            refusal = _refusal(account)
+            if refusal:
+                record(session, actor=f"account:{account.id}", action="login.passkey",
+                       outcome="refused", detail={"status": account.person.status},
+                       context=_context(request))
+            else:
+                account.last_login_at = utcnow()
+                record(session, actor=f"account:{account.id}", action="login.passkey",
+                       outcome="success", context=_context(request))
+                account_id, sub = account.id, account.sub
+    if failure:
+        guards.record_failure(state.store, guards.IP, ip)
+        return _error(request, failure)
+    if refusal:
+        return _error(request, refusal, 403)
+    store = state.store
+    if previous := sessions.load(store, request):
+        sessions.end(store, previous[0])
+    amr = ["hwk", "user", "mfa"] if verified.user_verified else ["hwk"]
+    token, _session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
+                                     acr=policy.acr_for(amr))
+    if pending is not None:
+        pending.logged_in_at = int(time.time())
+        pending.account_chosen = True
+        authorize.save_interaction(request, pending, body.ia)
+        target = f"/oauth2/authorize/resume?ia={body.ia}"
+    else:
+        target = "/"
+    response = JSONResponse({"redirect": target})
+    sessions.set_cookie(response, request, token)
+    return response

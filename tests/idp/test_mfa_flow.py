@@ -1,0 +1,112 @@
+"""Second factor in the sign-in: required by role, by the app, by the request (step-up)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+
+from core.gm import jose as gm_jose
+from directory.models import Role
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+SECRET_ON_PAGE = re.compile(r"<code>([A-Z2-7 ]+)</code>")
+
+
+def _code(secret: str, at: float | None = None) -> str:
+    """A TOTP code from Debian's oathtool when present (an independent implementation)."""
+    if at is None and shutil.which("oathtool"):
+        return subprocess.run(["oathtool", "--totp", "-b", secret], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    return pyotp.TOTP(secret).at(at or time.time())
+
+
+def _id_token_claims(client: TestClient, registered, code: str) -> dict:
+    body = client.post("/oauth2/token", data={"grant_type": "authorization_code", "code": code,
+                                              "redirect_uri": REDIRECT_URI},
+                       auth=(registered.client_id, registered.secret)).json()
+    jwks = client.get("/oauth2/jwks/all").json()
+    return json.loads(gm_jose.verify_jws(body["id_token"], gm_jose.import_key_set(jwks)))
+
+
+def _submit(client: TestClient, page_html: str, code: str):
+    return client.post("/mfa", data={"csrf_token": flow.csrf_of(page_html), "code": code},
+                       follow_redirects=False)
+
+
+def test_teacher_enrols_at_first_sign_in_then_uses_the_code(client: TestClient, make_client,
+                                                            make_person) -> None:
+    registered = make_client()
+    teacher = make_person("t1", "pw-teacher-1", role=Role.teacher)
+    start = flow.authorize(client, client_id=registered.client_id)
+    after_password = flow.login(client, start, "t1", "pw-teacher-1")
+    assert after_password.headers["location"] == "/mfa"
+    assert "idp_session" not in client.cookies  # no session before the second factor
+    page = client.get("/mfa")
+    assert "<svg" in page.text and "身份验证器" in page.text
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    wrong = _submit(client, page.text, "000000")
+    assert wrong.status_code == 400 and "验证码不正确" in wrong.text
+    first_code = _code(secret)
+    done = flow.follow(client, _submit(client, page.text, first_code))
+    code = flow.Redirect(done.headers["location"]).params["code"]
+    claims = _id_token_claims(client, registered, code)
+    assert claims["acr"] == "urn:edu:acr:mfa" and claims["amr"] == ["pwd", "otp", "mfa"]
+    assert claims["sub"] == teacher.sub
+    # next sign-in: the code of the enrolled app is asked for, no new enrolment
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "t1", "pw-teacher-1").headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    assert "<svg" not in page.text
+    reused = _submit(client, page.text, first_code)
+    assert reused.status_code == 400  # the same code cannot be used twice
+    later = _submit(client, page.text, pyotp.TOTP(secret).at(time.time() + 30))
+    assert "code" in flow.Redirect(flow.follow(client, later).headers["location"]).params
+
+
+def test_step_up_with_acr_values_and_prompt_none(client: TestClient, make_client,
+                                                 make_person) -> None:
+    registered = make_client()
+    student = make_person()
+    first = flow.code_flow(client, registered.client_id, student)
+    assert _id_token_claims(client, registered, first.params["code"])["acr"] == "urn:edu:acr:sfa"
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                            acr_values="urn:edu:acr:mfa")
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "interaction_required"
+    step_up = flow.authorize(client, client_id=registered.client_id,
+                             acr_values="urn:edu:acr:mfa")
+    assert step_up.headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    done = flow.follow(client, _submit(client, page.text, _code(secret)))
+    claims = _id_token_claims(client, registered,
+                              flow.Redirect(done.headers["location"]).params["code"])
+    assert claims["acr"] == "urn:edu:acr:mfa" and "otp" in claims["amr"]
+    assert claims["sub"] == student.sub
+
+
+def test_app_policy_default_acr_values(client: TestClient, make_client, make_person) -> None:
+    registered = make_client(default_acr_values=["urn:edu:acr:mfa"])
+    make_person()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s20269999", "Correct-Horse-9").headers[
+        "location"] == "/mfa"
+
+
+def test_mfa_page_without_a_step_is_a_clear_error(client: TestClient) -> None:
+    response = client.get("/mfa")
+    assert response.status_code == 400 and "登录已过期" in response.text
+
+
+@pytest.mark.parametrize("value", ["urn:edu:acr:sfa", "urn:edu:acr:mfa"])
+def test_discovery_advertises_the_levels(client: TestClient, value: str) -> None:
+    assert value in client.get("/.well-known/openid-configuration").json()[
+        "acr_values_supported"]

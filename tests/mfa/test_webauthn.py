@@ -1,0 +1,562 @@
+"""Passkeys: py_webauthn verification with a software authenticator (unit level), and
+Chromium with a CDP virtual authenticator against a live server (``interop``).
+
+Browsers refuse an IP address as WebAuthn RP id, so the browser tests run their own
+live server whose issuer is ``http://localhost:PORT`` (a secure context).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import cbor2
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+
+from core.audit import AuditEvent
+from core.db import Database
+from core.settings import Settings
+from core.store import Store
+from mfa import webauthn
+from mfa.credentials import MfaCredential
+from tests.conftest import make_settings
+from tests.idp.conftest import REDIRECT_URI, make_client  # noqa: F401 - fixture
+from tests.idp.flow import pkce_pair
+from tests.idp.live import _wait_until_healthy
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SoftKey:
+    """A minimal software authenticator (ES256, attestation ``none``)."""
+
+    def __init__(self, rp_id: str, origin: str, user_handle: bytes) -> None:
+        self.rp_id, self.origin, self.user_handle = rp_id, origin, user_handle
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential_id = secrets.token_bytes(16)
+        self.count = 0
+
+    def _auth_data(self, uv: bool, attested: bytes = b"", rp_id: str | None = None) -> bytes:
+        flags = 0x01 | (0x04 if uv else 0) | (0x40 if attested else 0)
+        rp_hash = hashlib.sha256((rp_id or self.rp_id).encode()).digest()
+        return rp_hash + bytes([flags]) + struct.pack(">I", self.count) + attested
+
+    def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
+        return json.dumps({"type": kind, "challenge": challenge,
+                           "origin": origin or self.origin, "crossOrigin": False}).encode()
+
+    def create(self, options: dict[str, Any], *, uv: bool = True,
+               origin: str | None = None) -> dict[str, Any]:
+        numbers = self.key.public_key().public_numbers()
+        cose = cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"),
+                            -3: numbers.y.to_bytes(32, "big")})
+        attested = bytes(16) + struct.pack(">H", len(self.credential_id)) \
+            + self.credential_id + cose
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {},
+                                   "authData": self._auth_data(uv, attested)})
+        client_data = self._client_data("webauthn.create", options["challenge"], origin)
+        return {"id": b64(self.credential_id), "rawId": b64(self.credential_id),
+                "type": "public-key", "clientExtensionResults": {},
+                "response": {"clientDataJSON": b64(client_data),
+                             "attestationObject": b64(attestation), "transports": ["usb"]}}
+
+    def get(self, options: dict[str, Any], *, uv: bool = True, origin: str | None = None,
+            rp_id: str | None = None, count: int | None = None) -> dict[str, Any]:
+        self.count = self.count + 1 if count is None else count
+        auth_data = self._auth_data(uv, rp_id=rp_id)
+        client_data = self._client_data("webauthn.get", options["challenge"], origin)
+        signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(),
+                                  ec.ECDSA(hashes.SHA256()))
+        return {"id": b64(self.credential_id), "rawId": b64(self.credential_id),
+                "type": "public-key", "clientExtensionResults": {},
+                "response": {"clientDataJSON": b64(client_data),
+                             "authenticatorData": b64(auth_data), "signature": b64(signature),
+                             "userHandle": b64(self.user_handle)}}
+
+
+@pytest.fixture
+def person(make_person):
+    return make_person()
+
+
+def _enrol(db: Database, settings: Settings, store: Store, person, *, uv: bool = True,
+           name: str = "my key") -> tuple[SoftKey, MfaCredential]:
+    key = SoftKey(webauthn.rp_id(settings), webauthn.origin(settings), person.sub.encode())
+    with db.session() as session:
+        options = webauthn.registration_options(session, settings, store, person.account_id,
+                                                person.login, "赵同学", require_uv=False)
+        row = webauthn.register(session, settings, store, person.account_id,
+                                key.create(options, uv=uv), name)
+        session.expunge(row)
+    return key, row
+
+
+def _sign_in(db: Database, settings: Settings, store: Store, key: SoftKey, *,
+             require_uv: bool = False, expected: int | None = None, **signing: Any):
+    options = webauthn.authentication_options(settings, store, expected, require_uv)
+    response = key.get(options, **signing)
+    with db.session() as session:
+        return webauthn.authenticate(session, settings, store, response, require_uv, expected)
+
+
+def _failure(db: Database, settings: Settings, store: Store, key: SoftKey,
+             **kwargs: Any) -> str:
+    with db.session() as session:  # the failure's audit row commits with the caller
+        try:
+            options = webauthn.authentication_options(settings, store, kwargs.pop(
+                "expected", None), kwargs.get("require_uv", False))
+            response = key.get(options, **{k: v for k, v in kwargs.items()
+                                           if k != "require_uv"})
+            webauthn.authenticate(session, settings, store, response,
+                                  kwargs.get("require_uv", False), None)
+        except webauthn.PasskeyError as exc:
+            return exc.message
+    raise AssertionError("the sign-in was accepted")
+
+
+def _audit(db: Database, action: str) -> list[str]:
+    with db.sessions() as session:
+        return list(session.scalars(select(AuditEvent.outcome).where(
+            AuditEvent.action == action).order_by(AuditEvent.seq)))
+
+
+# -- unit level --------------------------------------------------------------------------
+
+
+def test_options_ask_for_discoverable_credentials(db, settings, store, person):
+    with db.session() as session:
+        options = webauthn.registration_options(session, settings, store, person.account_id,
+                                                person.login, "赵同学", require_uv=True)
+    assert options["rp"]["id"] == "127.0.0.1" == webauthn.rp_id(settings)
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    assert options["authenticatorSelection"]["userVerification"] == "required"
+    assert unb64(options["user"]["id"]) == person.sub.encode()
+    assert store.ttl("webauthn:reg:" + options["challenge"]) <= webauthn.CHALLENGE_SECONDS
+    usernameless = webauthn.authentication_options(settings, store, None, False)
+    assert usernameless["allowCredentials"] == []
+    assert usernameless["userVerification"] == "preferred"
+
+
+def test_register_then_sign_in_without_a_username(db, settings, store, person):
+    key, row = _enrol(db, settings, store, person)
+    assert row.kind == "webauthn" and row.confirmed_at is not None
+    assert row.credential_id == b64(key.credential_id)
+    data = json.loads(row.data)
+    assert data["sign_count"] == 0 and data["transports"] == ["usb"] and data["public_key"]
+    verified = _sign_in(db, settings, store, key)
+    assert verified.account_id == person.account_id and verified.user_verified
+    with db.sessions() as session:
+        stored = session.get(MfaCredential, row.id)
+        assert json.loads(stored.data)["sign_count"] == 1 and stored.last_used_at is not None
+    assert _audit(db, "mfa.webauthn.register") == ["success"]
+    assert _audit(db, "mfa.webauthn.authenticate") == ["success"]
+
+
+def test_several_named_passkeys_and_exclusion(db, settings, store, person):
+    first, _ = _enrol(db, settings, store, person, name="  phone  ")
+    _enrol(db, settings, store, person, name="security key")
+    with db.session() as session:
+        assert [p.name for p in webauthn.passkeys(session, person.account_id)] == [
+            "phone", "security key"]
+        options = webauthn.registration_options(session, settings, store, person.account_id,
+                                                person.login, "", require_uv=False)
+        assert b64(first.credential_id) in [c["id"] for c in options["excludeCredentials"]]
+        with pytest.raises(webauthn.PasskeyError) as refused:  # the same key again
+            webauthn.register(session, settings, store, person.account_id,
+                              first.create(options), "again")
+    assert refused.value.message == webauthn.ALREADY
+
+
+def test_a_replayed_response_is_refused(db, settings, store, person):
+    key, _ = _enrol(db, settings, store, person)
+    options = webauthn.authentication_options(settings, store, None, False)
+    response = key.get(options)
+    with db.session() as session:
+        webauthn.authenticate(session, settings, store, response, False, None)
+    with db.session() as session, pytest.raises(webauthn.PasskeyError) as replayed:
+        webauthn.authenticate(session, settings, store, response, False, None)
+    assert replayed.value.message == webauthn.EXPIRED
+    # a registration response is single use too
+    other = SoftKey(webauthn.rp_id(settings), webauthn.origin(settings), person.sub.encode())
+    with db.session() as session:
+        options = webauthn.registration_options(session, settings, store, person.account_id,
+                                                person.login, "", require_uv=False)
+        created = other.create(options)
+        webauthn.register(session, settings, store, person.account_id, created, "x")
+    with db.session() as session, pytest.raises(webauthn.PasskeyError) as again:
+        webauthn.register(session, settings, store, person.account_id, created, "y")
+    assert again.value.message == webauthn.EXPIRED
+
+
+def test_another_origin_or_rp_id_is_refused(db, settings, store, person):
+    key, _ = _enrol(db, settings, store, person)
+    assert _failure(db, settings, store, key,
+                    origin="https://evil.example") == webauthn.NOT_ACCEPTED
+    assert _failure(db, settings, store, key, rp_id="evil.example") == webauthn.NOT_ACCEPTED
+    with db.session() as session:  # registration from another origin
+        options = webauthn.registration_options(session, settings, store, person.account_id,
+                                                person.login, "", require_uv=False)
+        other = SoftKey("127.0.0.1", "https://evil.example", person.sub.encode())
+        with pytest.raises(webauthn.PasskeyError):
+            webauthn.register(session, settings, store, person.account_id,
+                              other.create(options), "evil")
+    assert _audit(db, "mfa.webauthn.authenticate") == ["failure", "failure"]
+    assert _audit(db, "mfa.webauthn.register") == ["success", "failure"]
+
+
+def test_a_sign_counter_that_goes_backwards_is_refused(db, settings, store, person):
+    key, _ = _enrol(db, settings, store, person)
+    _sign_in(db, settings, store, key, count=5)
+    assert _failure(db, settings, store, key, count=5) == webauthn.CLONED  # not increased
+    assert _failure(db, settings, store, key, count=3) == webauthn.CLONED
+    assert _sign_in(db, settings, store, key, count=6).account_id == person.account_id
+    assert _audit(db, "mfa.webauthn.authenticate") == ["success", "refused", "refused",
+                                                       "success"]
+    # authenticators without a counter always send 0: accepted
+    zero, _ = _enrol(db, settings, store, person, name="no counter")
+    _sign_in(db, settings, store, zero, count=0)
+    _sign_in(db, settings, store, zero, count=0)
+
+
+def test_user_verification_required(db, settings, store, person):
+    key, _ = _enrol(db, settings, store, person, uv=False)
+    assert not _sign_in(db, settings, store, key, uv=False).user_verified
+    assert _failure(db, settings, store, key, uv=False, require_uv=True) == webauthn.NO_UV
+
+
+def test_administrators_must_verify_the_user(db, settings, store, make_person):
+    from directory.models import Role
+
+    admin = make_person("admin01", role=Role.city_admin)
+    with db.sessions() as session:
+        assert webauthn.is_administrator(session, admin.account_id)
+    key = SoftKey(webauthn.rp_id(settings), webauthn.origin(settings), admin.sub.encode())
+    with db.session() as session:  # the caller forgot require_uv: still required
+        options = webauthn.registration_options(session, settings, store, admin.account_id,
+                                                admin.login, "", require_uv=False)
+        assert options["authenticatorSelection"]["userVerification"] == "required"
+        with pytest.raises(webauthn.PasskeyError) as refused:
+            webauthn.register(session, settings, store, admin.account_id,
+                              key.create(options, uv=False), "no uv")
+    assert refused.value.message == webauthn.NO_UV
+    key, _ = _enrol(db, settings, store, admin, uv=True)
+    assert _failure(db, settings, store, key, uv=False) == webauthn.NO_UV
+    assert _sign_in(db, settings, store, key).user_verified
+
+
+def test_the_expected_account_and_user_handle_are_checked(db, settings, store, person,
+                                                          make_person):
+    key, _ = _enrol(db, settings, store, person)
+    other = make_person("s20260001")
+    with db.session() as session, pytest.raises(webauthn.PasskeyError) as wrong:
+        options = webauthn.authentication_options(settings, store, other.account_id, False)
+        webauthn.authenticate(session, settings, store, key.get(options), False,
+                              other.account_id)
+    assert wrong.value.message == webauthn.WRONG_ACCOUNT
+    key.user_handle = other.sub.encode()
+    assert _failure(db, settings, store, key) == webauthn.NOT_ACCEPTED
+    assert _failure(db, settings, store, SoftKey("127.0.0.1", "x", b"")) == webauthn.UNKNOWN
+
+
+def test_remove_a_passkey(db, settings, store, person, make_person):
+    key, row = _enrol(db, settings, store, person)
+    other = make_person("s20260002")
+    with db.session() as session:
+        assert not webauthn.remove(session, other.account_id, row.uid)  # not theirs
+        assert webauthn.remove(session, person.account_id, row.uid)
+        assert webauthn.passkeys(session, person.account_id) == []
+    assert _failure(db, settings, store, key) == webauthn.UNKNOWN
+    assert _audit(db, "mfa.webauthn.remove") == ["success"]
+
+
+def test_garbage_is_a_plain_error(db, settings, store, person):
+    with db.session() as session:
+        for junk in ({}, {"response": {"clientDataJSON": "!!"}}, "not json"):
+            with pytest.raises(webauthn.PasskeyError) as refused:
+                webauthn.authenticate(session, settings, store, junk, False, None)
+            assert refused.value.message == webauthn.UNREADABLE
+
+
+# -- the JSON endpoints, through a TestClient ---------------------------------------------
+
+
+def _csrf(client, path: str = "/login") -> dict[str, str]:
+    found = re.search(r'data-csrf="([^"]+)"', client.get(path).text)
+    assert found, "no passkey button with a CSRF token"
+    return {"X-CSRF-Token": found.group(1)}
+
+
+def test_endpoints_register_sign_in_and_remove(client, db, settings, store, person):
+    from idp import sessions
+
+    token, _ = sessions.start(store, account_id=person.account_id, sub=person.sub,
+                              amr=["pwd"], acr="urn:edu:acr:sfa")
+    client.cookies.set(sessions.COOKIE, token)
+    page = "/account/security/passkeys"
+    headers = _csrf(client, page)
+    assert client.post(page + "/options").status_code == 403  # no CSRF header
+    options = client.post(page + "/options", headers=headers).json()
+    key = SoftKey(webauthn.rp_id(settings), webauthn.origin(settings), person.sub.encode())
+    done = client.post(page + "/register", headers=headers,
+                       json={"name": "phone", "credential": key.create(options)})
+    assert done.json() == {"redirect": page}
+    assert "phone" in client.get(page).text
+    again = client.post(page + "/register", headers=headers,
+                        json={"name": "phone", "credential": key.create(options)})
+    assert again.status_code == 400 and again.json()["error"]  # challenge used
+
+    client.cookies.clear()
+    headers = _csrf(client)
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    signed = client.post("/login/passkey/verify", headers=headers,
+                         json={"credential": key.get(options, uv=False)})
+    assert signed.json() == {"redirect": "/"}
+    token = signed.cookies.get(sessions.COOKIE)
+    raw = store.get(sessions._key(token))
+    assert json.loads(raw)["amr"] == ["hwk"] and json.loads(raw)["acr"] == "urn:edu:acr:sfa"
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    signed = client.post("/login/passkey/verify", headers=headers,
+                         json={"credential": key.get(options, uv=True)})
+    raw = store.get(sessions._key(signed.cookies.get(sessions.COOKIE)))
+    assert json.loads(raw)["amr"] == ["hwk", "user", "mfa"]
+
+    uid = _passkeys_of(db, person.account_id)[0].uid
+    removed = client.post(page + "/remove", data={"uid": uid, **{"csrf_token": headers[
+        "X-CSRF-Token"]}}, follow_redirects=False)
+    assert removed.status_code == 303 and _passkeys_of(db, person.account_id) == []
+
+
+def test_sign_in_endpoint_refuses_in_plain_words(client, db, settings, store, make_person):
+    from directory.models import Account, Role
+
+    admin = make_person("admin02", role=Role.district_admin)
+    key, _ = _enrol(db, settings, store, admin, uv=True)
+    headers = _csrf(client)
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    refused = client.post("/login/passkey/verify", headers=headers,
+                          json={"credential": key.get(options, uv=False)})
+    assert refused.status_code == 400 and "idp_session" not in refused.cookies
+    assert refused.json()["error"]
+    garbage = client.post("/login/passkey/verify", headers=headers, json={"credential": {}})
+    assert garbage.status_code == 400 and garbage.json()["error"]
+    with db.session() as session:  # a disabled account may not sign in with a passkey
+        session.get(Account, admin.account_id).disabled = True
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    disabled = client.post("/login/passkey/verify", headers=headers,
+                           json={"credential": key.get(options)})
+    assert disabled.status_code == 403 and "idp_session" not in disabled.cookies
+    assert _audit(db, "login.passkey") == ["refused"]
+    expired = client.post("/login/passkey/options", headers=headers, json={"ia": "nope"})
+    assert expired.status_code == 400 and expired.json()["error"]
+
+
+# -- Chromium with a virtual authenticator ----------------------------------------------
+
+
+@pytest.fixture
+def localhost_server(var_dir: Path, database_url: str, db: Database,
+                     store: Store) -> Iterator[str]:
+    """Like ``tests.idp.live.live_server``, with the issuer on ``localhost``."""
+    from idp.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = make_settings(var_dir, database_url, issuer=f"http://localhost:{port}")
+    app = create_app(settings, db=db, store=store)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}", thread)
+        yield f"http://localhost:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _authenticator(context, page, **options: Any) -> tuple[Any, str]:
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True,
+        **options}})
+    return cdp, added["authenticatorId"]
+
+
+def _add_passkey(page, server: str, name: str) -> None:
+    page.goto(server + "/account/security/passkeys")
+    page.fill("#passkey-name", name)
+    page.click("[data-passkey-register]")
+
+
+def _sso_cookie(context, server: str, store: Store, person) -> None:
+    from idp import sessions
+
+    token, _ = sessions.start(store, account_id=person.account_id, sub=person.sub,
+                              amr=["pwd"], acr="urn:edu:acr:sfa")
+    context.add_cookies([{"name": sessions.COOKIE, "value": token, "url": server}])
+
+
+def _passkeys_of(db: Database, account_id: int) -> list[MfaCredential]:
+    with db.sessions() as session:
+        return webauthn.passkeys(session, account_id)
+
+
+@pytest.mark.interop
+def test_chromium_registers_signs_in_without_username_and_removes(
+        localhost_server, browser, db, store, make_person, make_client):  # noqa: F811
+    server, person, client = localhost_server, make_person(), make_client()
+    context = browser.new_context()
+    page = context.new_page()
+    cdp, authenticator = _authenticator(context, page)
+
+    # 1. sign in with the password form, add a passkey on the self-service page
+    page.goto(server + "/login")
+    page.fill("#login", person.login)
+    page.fill("#password", person.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(server + "/")
+    _add_passkey(page, server, "笔记本电脑")
+    page.wait_for_selector("tr[data-passkey]")
+    assert "笔记本电脑" in page.inner_text("#passkeys")
+    [row] = _passkeys_of(db, person.account_id)
+    assert row.name == "笔记本电脑" and json.loads(row.data)["transports"] == ["internal"]
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+    assert creds["credentials"][0]["isResidentCredential"]
+
+    # 2. a fresh browser context (no cookies) whose authenticator holds the same passkey
+    #    (a virtual authenticator belongs to one page): a real authorization request,
+    #    no username typed
+    context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    cdp, authenticator = _authenticator(context, page)
+    cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator,
+                                        "credential": creds["credentials"][0]})
+    verifier, challenge = pkce_pair()
+    page.goto(server + "/oauth2/authorize?" + urlencode({
+        "response_type": "code", "client_id": client.client_id, "redirect_uri": REDIRECT_URI,
+        "scope": "openid", "state": "st-9", "nonce": "n-9", "code_challenge": challenge,
+        "code_challenge_method": "S256"}))
+    assert urlsplit(page.url).path == "/login"
+    # the redirect URI's host does not resolve: the request itself is what we want
+    with page.expect_request(lambda r: r.url.startswith(REDIRECT_URI)) as callback:
+        page.click("[data-passkey-login]")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(callback.value.url).query).items()}
+    assert params["state"] == "st-9" and params["code"]
+    token = httpx.post(server.replace("localhost", "127.0.0.1") + "/oauth2/token",
+                       auth=(client.client_id, client.secret), data={
+                           "grant_type": "authorization_code", "code": params["code"],
+                           "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+    assert token.status_code == 200, token.text
+    claims = json.loads(unb64(token.json()["id_token"].split(".")[1]))
+    assert claims["sub"] and claims["amr"] == ["hwk", "user", "mfa"]
+    assert claims["acr"] == "urn:edu:acr:mfa"
+    [used] = _passkeys_of(db, person.account_id)
+    assert used.last_used_at is not None and json.loads(used.data)["sign_count"] >= 1
+    assert _audit(db, "login.passkey") == ["success"]
+
+    # 3. remove it on the self-service page (the passkey session is signed in)
+    page.goto(server + "/account/security/passkeys")
+    assert "从未" not in page.inner_text("#passkeys")
+    page.click("tr[data-passkey] button[type=submit]")
+    page.wait_for_selector("#no-passkeys")
+    assert _passkeys_of(db, person.account_id) == []
+    assert _audit(db, "mfa.webauthn.remove") == ["success"]
+    context.close()
+
+
+@pytest.mark.interop
+def test_chromium_administrator_without_user_verification_is_refused(
+        localhost_server, browser, db, store, make_person):
+    """Administrators' options require user verification; an authenticator reporting
+    ``isUserVerified: false`` then fails in the browser, and nothing is stored or
+    signed in. (That the server itself refuses a response without the UV flag for an
+    administrator is tested above with the software authenticator: Chromium never
+    sends one when verification is required.)"""
+    from directory.models import Role
+
+    server = localhost_server
+    admin = make_person("admin01", role=Role.school_admin)
+    context = browser.new_context()
+    page = context.new_page()
+    cdp, authenticator = _authenticator(context, page, isUserVerified=False)
+    _sso_cookie(context, server, store, admin)
+    _add_passkey(page, server, "no verification")
+    error = page.locator("[data-passkey-error]")
+    error.wait_for(state="visible")
+    assert error.inner_text()
+    assert _passkeys_of(db, admin.account_id) == []
+    assert cdp.send("WebAuthn.getCredentials",
+                    {"authenticatorId": authenticator})["credentials"] == []
+
+    # with verification the administrator's passkey is added ...
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator,
+                                          "isUserVerified": True})
+    _add_passkey(page, server, "verified")
+    page.wait_for_selector("tr[data-passkey]")
+    [row] = _passkeys_of(db, admin.account_id)
+    assert json.loads(row.data)["user_verified"] is True
+
+    # ... and signing in with it without verification fails: no SSO session
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator,
+                                          "isUserVerified": False})
+    context.clear_cookies()
+    page.goto(server + "/login")  # the same page: a virtual authenticator is per page
+    page.click("[data-passkey-login]")
+    error = page.locator("[data-passkey-error]")
+    error.wait_for(state="visible")
+    assert error.inner_text()
+    assert urlsplit(page.url).path == "/login"
+    assert not [c for c in context.cookies() if c["name"] == "idp_session"]
+    assert _audit(db, "login.passkey") == []
+    context.close()
+
+
+def _person_of(session, account_id: int):
+    from directory.models import Account
+
+    return session.get(Account, account_id).person
