@@ -20,14 +20,10 @@ router = APIRouter(prefix="/account", include_in_schema=False,
 add_folder(Path(__file__).parent / "templates")
 
 
-def _signed_in(request: Request) -> sessions.SSOSession | None:
-    loaded = sessions.load(request.app.state.store, request)
-    return loaded[1] if loaded else None
-
 
 @router.get("/apps")
 def allowed_apps(request: Request) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     with request.app.state.db.sessions() as db:
@@ -43,13 +39,11 @@ def allowed_apps(request: Request) -> Response:
 
 @router.post("/apps/revoke")
 def revoke_app(request: Request, client_id: str = Form(..., max_length=64)) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     if consent.revoke(request.app.state.db, session.account_id, client_id):
         with request.app.state.db.session() as db:
             record(db, actor=f"account:{session.account_id}", action="consent.revoke",
-                   outcome="success", target=f"client:{client_id}", context=Context(
-                       request.client.host if request.client else "",
-                       request.headers.get("user-agent", ""), request.state.request_id))
+                   outcome="success", target=f"client:{client_id}", context=Context.of(request))
     return RedirectResponse("/account/apps", status_code=303)

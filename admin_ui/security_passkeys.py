@@ -36,15 +36,6 @@ class RegisterBody(BaseModel):
     credential: dict[str, Any]
 
 
-def _signed_in(request: Request) -> sessions.SSOSession | None:
-    loaded = sessions.load(request.app.state.store, request)
-    return loaded[1] if loaded else None
-
-
-def _context(request: Request) -> Context:
-    return Context(request.client.host if request.client else "",
-                   request.headers.get("user-agent", "")[:400],
-                   getattr(request.state, "request_id", ""))
 
 
 def _error(request: Request, message: str, status: int = 400) -> Response:
@@ -57,7 +48,7 @@ NOT_SIGNED_IN = i18n.N_("Please sign in again.")
 
 @router.get("")
 def passkey_page(request: Request) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     with request.app.state.db.sessions() as db:
@@ -73,7 +64,7 @@ def passkey_page(request: Request) -> Response:
 
 @router.post("/options")
 def passkey_options(request: Request) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return _error(request, NOT_SIGNED_IN, 401)
     state = request.app.state
@@ -90,7 +81,7 @@ def passkey_options(request: Request) -> Response:
 
 @router.post("/register")
 def passkey_register(request: Request, body: RegisterBody) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return _error(request, NOT_SIGNED_IN, 401)
     state = request.app.state
@@ -98,7 +89,7 @@ def passkey_register(request: Request, body: RegisterBody) -> Response:
     with state.db.session() as db:
         try:
             passkeys.register(db, state.settings, state.store, session.account_id,
-                              body.credential, body.name, context=_context(request))
+                              body.credential, body.name, context=Context.of(request))
         except passkeys.PasskeyError as exc:  # audited; commit the audit row
             failure = exc.message
     if failure:
@@ -108,9 +99,9 @@ def passkey_register(request: Request, body: RegisterBody) -> Response:
 
 @router.post("/remove")
 def passkey_remove(request: Request, uid: str = Form(..., max_length=32)) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     with request.app.state.db.session() as db:
-        passkeys.remove(db, session.account_id, uid, context=_context(request))
+        passkeys.remove(db, session.account_id, uid, context=Context.of(request))
     return RedirectResponse(PREFIX, status_code=303)

@@ -29,14 +29,6 @@ _LABEL_KINDS = (IdentifierKind.student_number, IdentifierKind.teacher_number,
                 IdentifierKind.username)
 
 
-def _signed_in(request: Request) -> sessions.SSOSession | None:
-    loaded = sessions.load(request.app.state.store, request)
-    return loaded[1] if loaded else None
-
-
-def _context(request: Request) -> Context:
-    return Context(request.client.host if request.client else "",
-                   request.headers.get("user-agent", ""), request.state.request_id)
 
 
 def _label(db: Session, account_id: int, sub: str) -> str:
@@ -76,7 +68,7 @@ def _list_page(request: Request, account_id: int, *, notice: str = "") -> Respon
 
 @router.get("")
 def totp_factors(request: Request) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     notice = {"added": N_("The authenticator app was added."),
@@ -87,7 +79,7 @@ def totp_factors(request: Request) -> Response:
 
 @router.post("/begin")
 def begin(request: Request) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     settings = request.app.state.settings
@@ -95,7 +87,7 @@ def begin(request: Request) -> Response:
         label = _label(db, session.account_id, session.sub)
         enrolment = totp.begin_enrolment(db, settings, session.account_id,
                                          "Authenticator app", label=label,
-                                         context=_context(request))
+                                         context=Context.of(request))
     response = _enrol_page(request, enrolment.uid, enrolment.secret_base32,
                            enrolment.otpauth_uri)
     response.headers["cache-control"] = "no-store"  # the page shows the secret
@@ -105,13 +97,13 @@ def begin(request: Request) -> Response:
 @router.post("/confirm")
 def confirm(request: Request, uid: str = Form(..., max_length=32),
             code: str = Form("", max_length=20)) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     settings, store = request.app.state.settings, request.app.state.store
     with request.app.state.db.session() as db:
         if totp.confirm(db, settings, store, session.account_id, uid, code,
-                        context=_context(request)):
+                        context=Context.of(request)):
             return RedirectResponse(f"{PAGE}?done=added", status_code=303)
         row = totp.pending(db, session.account_id, uid)
         if row is None:  # expired, removed or someone else's: start again
@@ -129,9 +121,9 @@ def confirm(request: Request, uid: str = Form(..., max_length=32),
 
 @router.post("/remove")
 def remove(request: Request, uid: str = Form(..., max_length=32)) -> Response:
-    session = _signed_in(request)
+    session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
     with request.app.state.db.session() as db:
-        removed = totp.remove(db, session.account_id, uid, context=_context(request))
+        removed = totp.remove(db, session.account_id, uid, context=Context.of(request))
     return RedirectResponse(f"{PAGE}?done=removed" if removed else PAGE, status_code=303)

@@ -90,6 +90,13 @@ class Context:
     user_agent: str = ""
     request_id: str = ""
 
+    @classmethod
+    def of(cls, request: Any) -> Context:
+        """The context of a Starlette/FastAPI request (client address, agent, request id)."""
+        return cls(request.client.host if request.client else "",
+                   request.headers.get("user-agent", "")[:400],
+                   getattr(request.state, "request_id", ""))
+
 
 def record(
     session: Session,

@@ -65,11 +65,6 @@ def passwords(scheme: str) -> Passwords:
     return Passwords(scheme)
 
 
-def _context(request: Request) -> Context:
-    return Context(request.client.host if request.client else "",
-                   request.headers.get("user-agent", "")[:400],
-                   getattr(request.state, "request_id", ""))
-
 
 def _pending(request: Request, ia: str) -> AuthorizationRequest | None:
     return authorize.load_interaction(request, ia) if ia else None
@@ -115,21 +110,21 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
             if account:
                 guards.record_failure(state.store, guards.ACCOUNT, str(account.id))
             record(session, actor=f"account:{account.id}" if account else "unknown",
-                   action="login.password", outcome="failure", context=_context(request))
+                   action="login.password", outcome="failure", context=Context.of(request))
             return LoginOutcome(None, WRONG)
         guards.clear(state.store, guards.ACCOUNT, str(account.id))
         refusal = _refusal(account)
         if refusal:
             record(session, actor=f"account:{account.id}", action="login.password",
                    outcome="refused", detail={"status": account.person.status},
-                   context=_context(request))
+                   context=Context.of(request))
             return LoginOutcome(None, refusal)
         if result.new_hash:
             account.password_hash = result.new_hash
             account.password_changed_at = utcnow()
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.password",
-               outcome="success", context=_context(request))
+               outcome="success", context=Context.of(request))
         session.flush()
         session.expunge(account)
         return LoginOutcome(account)

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from core.audit import record
+from core.audit import Context, record
 from core.db import utcnow
 from core.web import i18n
 from core.web.csrf import require_csrf
@@ -33,7 +33,7 @@ from core.web.errors import PageError
 from core.web.templates import locale_of
 from directory.models import Account
 from idp import sessions
-from idp.login import WAIT, _context, _pending, _refusal
+from idp.login import WAIT, _pending, _refusal
 from idp.oidc import authorize
 from mfa import guards, policy
 from mfa import webauthn as passkeys
@@ -82,7 +82,7 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
         try:
             verified = passkeys.authenticate(session, state.settings, state.store,
                                              body.credential, False, None,
-                                             context=_context(request))
+                                             context=Context.of(request))
         except passkeys.PasskeyError as exc:  # audited; commit the audit row
             failure = exc.message
         else:
@@ -92,11 +92,11 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
             if refusal:
                 record(session, actor=f"account:{account.id}", action="login.passkey",
                        outcome="refused", detail={"status": account.person.status},
-                       context=_context(request))
+                       context=Context.of(request))
             else:
                 account.last_login_at = utcnow()
                 record(session, actor=f"account:{account.id}", action="login.passkey",
-                       outcome="success", context=_context(request))
+                       outcome="success", context=Context.of(request))
                 account_id, sub = account.id, account.sub
     if failure:
         guards.record_failure(state.store, guards.IP, ip)

@@ -68,6 +68,12 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     return token, SSOSession(**json.loads(raw))
 
 
+def current(request: Request) -> SSOSession | None:
+    """The signed-in person's session in this browser, if any."""
+    loaded = load(request.app.state.store, request)
+    return loaded[1] if loaded else None
+
+
 def end(store: Store, token: str) -> None:
     store.delete(_key(token))
 

@@ -94,9 +94,7 @@ def _refuse_reuse(request: Request, key: str) -> None:
         refresh_tokens.revoke_family(request.app.state.db, issued["family"])
     with request.app.state.db.session() as session:
         record(session, actor="client", action="code.reuse", outcome="revoked",
-               target=issued.get("family") or "", context=Context(
-                   request.client.host if request.client else "",
-                   request.headers.get("user-agent", ""), request.state.request_id))
+               target=issued.get("family") or "", context=Context.of(request))
 
 
 async def authorization_code(request: Request, form: dict[str, str],
