@@ -426,8 +426,23 @@ def _authenticator(context, page, **options: Any) -> tuple[Any, str]:
     return cdp, added["authenticatorId"]
 
 
+def _goto(page, url: str) -> None:
+    """Navigate once the current page has settled; retry once if Chromium replaces the
+    navigation with its error page (seen once under heavy load on the CI machine)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    page.wait_for_load_state("load")
+    try:
+        page.goto(url, wait_until="load")
+    except PlaywrightError as error:
+        if "interrupted by another navigation" not in str(error):
+            raise
+        page.wait_for_load_state("load")
+        page.goto(url, wait_until="load")
+
+
 def _add_passkey(page, server: str, name: str) -> None:
-    page.goto(server + "/account/security/passkeys")
+    _goto(page, server + "/account/security/passkeys")
     page.fill("#passkey-name", name)
     page.click("[data-passkey-register]")
 
@@ -500,7 +515,7 @@ def test_chromium_registers_signs_in_without_username_and_removes(
     assert _audit(db, "login.passkey") == ["success"]
 
     # 3. remove it on the self-service page (the passkey session is signed in)
-    page.goto(server + "/account/security/passkeys")
+    _goto(page, server + "/account/security/passkeys")
     assert "从未" not in page.inner_text("#passkeys")
     page.click("tr[data-passkey] button[type=submit]")
     page.wait_for_selector("#no-passkeys")
