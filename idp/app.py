@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
-from admin_ui import account, security_passkeys, security_totp
+from admin_ui import account, security_passkeys, security_recovery, security_totp
 from core import web
 from core.db import Database
 from core.settings import Settings, get_settings
@@ -81,7 +81,7 @@ def create_app(
                    discovery.router, authorize.router, revocation.router, login.router,
                    health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,
-                   security_passkeys.router, passkey_login.router):
+                   security_passkeys.router, security_recovery.router, passkey_login.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)

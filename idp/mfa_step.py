@@ -11,6 +11,10 @@ upgraded with the new ``amr``, ``acr`` and ``auth_time``).
 A person who must use a second factor but has none enrolled sets up an
 authenticator app right here: the first valid code both confirms it and
 completes the sign-in.
+
+A person with recovery codes may use one instead of the app's code
+(``POST /mfa/recovery``); it counts as a one-time code (``amr`` ``otp``, see
+docs/mfa.md) and is audited as a recovery-code use.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from core.audit import Context
 from core.field_crypto import open_
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
@@ -32,12 +37,14 @@ from core.web.templates import render
 from directory.identifiers import IdentifierKind
 from directory.models import Account
 from idp import sessions
-from mfa import credentials, policy, totp
+from mfa import credentials, policy, recovery, totp
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
 COOKIE = "idp_mfa"
 WRONG_CODE = N_("The code is not correct, or it was already used. Please try the next code.")
+WRONG_RECOVERY_CODE = N_("The recovery code is not correct, or it was already used.")
+TOO_MANY = N_("Too many wrong codes. Wait a few minutes and try again.")
 
 
 @dataclass
@@ -106,6 +113,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
     with request.app.state.db.session() as session:
         has_totp = bool(credentials.confirmed(session, step.account_id,
                                               credentials.FactorKind.totp))
+        has_recovery = recovery.remaining(session, step.account_id) > 0
         enrolment = None
         if not has_totp:
             enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
@@ -116,7 +124,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                 step.enrolment_uid = started.uid
                 _save(request, step_id, step)
                 enrolment = started
-    context = {"error": error, "enrol": enrolment is not None}
+    context = {"error": error, "enrol": enrolment is not None, "has_recovery": has_recovery}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        secret=" ".join(enrolment.secret_base32[i:i + 4]
@@ -143,6 +151,23 @@ def second_factor(request: Request, code: str = Form("", max_length=12)) -> Resp
             ok = totp.verify(session, state.settings, state.store, step.account_id, code)
     if not ok:
         return _page(request, step_id, step, WRONG_CODE, status=400)
+    state.store.delete(f"mfa-step:{step_id}")
+    return finish(request, step, "otp")
+
+
+@router.post("/mfa/recovery")
+def recovery_code(request: Request,
+                  recovery_code: str = Form("", max_length=40)) -> Response:
+    """A recovery code instead of the authenticator app's code (single use)."""
+    step_id, step = _load(request)
+    state = request.app.state
+    with state.db.session() as session:
+        ok = recovery.use(session, state.settings, state.store, step.account_id,
+                          recovery_code, context=Context.of(request))
+        locked = not ok and recovery.locked_seconds(state.store, step.account_id) > 0
+    if not ok:
+        return _page(request, step_id, step, TOO_MANY if locked else WRONG_RECOVERY_CODE,
+                     status=429 if locked else 400)
     state.store.delete(f"mfa-step:{step_id}")
     return finish(request, step, "otp")
 
