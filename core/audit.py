@@ -13,7 +13,6 @@ or personal data such as ID or phone numbers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +23,9 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, select, u
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
+from core.gm.sm3 import sm3
 
 GENESIS = bytes(32)
-
-
-def sm3(data: bytes) -> bytes:
-    return hashlib.new("sm3", data).digest()
 
 
 class AuditEvent(Base):

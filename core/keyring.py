@@ -9,6 +9,7 @@ on its own.
 
 from __future__ import annotations
 
+import hmac
 from functools import cache
 
 from cryptography.hazmat.primitives import hashes
@@ -31,3 +32,9 @@ def _derived(master_key: bytes, purpose: str, length: int) -> bytes:
 def key_for(settings: Settings, purpose: str, length: int = 32) -> bytes:
     """The current key for ``purpose`` (cached per master key)."""
     return _derived(settings.master_key_bytes, purpose, length)
+
+
+def keyed_mac(settings: Settings, purpose: str, value: str) -> str:
+    """HMAC-SM3 (hex) of ``value`` under the key for ``purpose``: how high-entropy
+    secrets (client secrets, refresh and API tokens, CSRF cookies) are stored or bound."""
+    return hmac.new(key_for(settings, purpose), value.encode(), "sm3").hexdigest()

@@ -9,7 +9,6 @@ everything outside the subtree is invisible to it.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
-from core.keyring import key_for
+from core.keyring import keyed_mac
 from core.settings import Settings
 from directory.models import OrgUnit
 
@@ -43,7 +42,7 @@ class ApiToken(Base):
 
 
 def token_mac(settings: Settings, token: str) -> str:
-    return hmac.new(key_for(settings, "api-token/v1"), token.encode(), "sm3").hexdigest()
+    return keyed_mac(settings, "api-token/v1", token)
 
 
 def issue(

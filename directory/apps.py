@@ -23,7 +23,7 @@ from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint, sele
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
-from core.keyring import key_for
+from core.keyring import keyed_mac
 from core.settings import Settings
 
 
@@ -122,7 +122,7 @@ def metadata_of(app: App) -> ClientMetadata:
 
 
 def secret_mac(settings: Settings, secret: str) -> str:
-    return hmac.new(key_for(settings, "client-secret/v1"), secret.encode(), "sm3").hexdigest()
+    return keyed_mac(settings, "client-secret/v1", secret)
 
 
 def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> bool:

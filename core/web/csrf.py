@@ -15,7 +15,7 @@ import secrets
 
 from fastapi import Request
 
-from core.keyring import key_for
+from core.keyring import keyed_mac
 from core.web.errors import PageError
 from core.web.i18n import N_
 
@@ -25,8 +25,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _mac(request: Request, cookie: str) -> str:
-    key = key_for(request.app.state.settings, "csrf/v1")
-    return hmac.new(key, cookie.encode(), "sm3").hexdigest()
+    return keyed_mac(request.app.state.settings, "csrf/v1", cookie)
 
 
 def csrf_token(request: Request) -> str:

@@ -13,7 +13,6 @@ stored.
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.concurrency import run_in_threadpool
 
 from core.db import Base, Database, UTCDateTime, utcnow
-from core.keyring import key_for
+from core.keyring import keyed_mac
 from core.settings import Settings
 from directory.apps import ClientMetadata
 from directory.models import Account
@@ -52,7 +51,7 @@ class RefreshToken(Base):
 
 
 def mac(settings: Settings, token: str) -> str:
-    return hmac.new(key_for(settings, "refresh-token/v1"), token.encode(), "sm3").hexdigest()
+    return keyed_mac(settings, "refresh-token/v1", token)
 
 
 def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant,
