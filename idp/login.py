@@ -141,24 +141,37 @@ def _refusal(account: Account) -> str:
 @router.post("/login")
 def login(request: Request, ia: str = Form(""), login: str = Form("", max_length=200),
           password: str = Form("", max_length=1024)) -> Response:
-    pending = _pending(request, ia)
     outcome = _check_password(request, login.strip(), password)
     if outcome.account is None:
         return _login_page(request, ia, login, outcome.error,
                            status=429 if outcome.wait else 400, seconds=outcome.wait)
+    return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia)
+
+
+def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str],
+                      ia: str = "", auth_time: int | None = None) -> Response:
+    """A first factor (password, SMS code, QR approval ...) succeeded: go on.
+
+    Marks the pending authorization request (``ia``) as freshly logged in; sends the
+    browser to the second-factor step when the policy needs more than ``amr`` reaches;
+    otherwise starts a new SSO session (a new cookie) and returns to the request or
+    to the start page."""
+    pending = _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
         pending.account_chosen = True
         authorize.save_interaction(request, pending, ia)
-    if required_level(request, outcome.account.id, pending) > policy.level(policy.ACR_SFA):
-        return mfa_step.begin(request, mfa_step.Step(
-            account_id=outcome.account.id, sub=outcome.account.sub, amr=["pwd"], ia=ia))
+    if required_level(request, account_id, pending) > policy.level(policy.acr_for(amr)):
+        return mfa_step.begin(request, mfa_step.Step(account_id=account_id, sub=sub,
+                                                     amr=amr, ia=ia))
     store = request.app.state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])
-    token, _session = sessions.start(store, account_id=outcome.account.id,
-                                     sub=outcome.account.sub, amr=["pwd"],
-                                     acr=policy.acr_for(["pwd"]))
+    token, session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
+                                    acr=policy.acr_for(amr))
+    if auth_time is not None:
+        session.auth_time = auth_time
+        sessions.save(store, token, session)
     target = f"/oauth2/authorize/resume?ia={ia}" if pending is not None else "/"
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookie(response, request, token)
