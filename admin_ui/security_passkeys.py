@@ -48,9 +48,9 @@ NOT_SIGNED_IN = i18n.N_("Please sign in again.")
 
 @router.get("")
 def passkey_page(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PREFIX), status_code=303)
     with request.app.state.db.sessions() as db:
         rows = passkeys.passkeys(db, session.account_id)
         items = [{"uid": r.uid, "name": r.name,
@@ -64,7 +64,7 @@ def passkey_page(request: Request) -> Response:
 
 @router.post("/options")
 def passkey_options(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
         return _error(request, NOT_SIGNED_IN, 401)
     state = request.app.state
@@ -81,7 +81,7 @@ def passkey_options(request: Request) -> Response:
 
 @router.post("/register")
 def passkey_register(request: Request, body: RegisterBody) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
         return _error(request, NOT_SIGNED_IN, 401)
     state = request.app.state
@@ -99,9 +99,9 @@ def passkey_register(request: Request, body: RegisterBody) -> Response:
 
 @router.post("/remove")
 def passkey_remove(request: Request, uid: str = Form(..., max_length=32)) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PREFIX), status_code=303)
     with request.app.state.db.session() as db:
         passkeys.remove(db, session.account_id, uid, context=Context.of(request))
     return RedirectResponse(PREFIX, status_code=303)

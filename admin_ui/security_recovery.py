@@ -20,9 +20,9 @@ add_folder(Path(__file__).parent / "templates")
 
 @router.get("")
 def recovery_codes(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     with request.app.state.db.session() as db:
         count = recovery.remaining(db, session.account_id)
     return render(request, "security_recovery.html", {"remaining": count})
@@ -30,9 +30,9 @@ def recovery_codes(request: Request) -> Response:
 
 @router.post("/generate")
 def generate(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     with request.app.state.db.session() as db:
         codes = recovery.generate(db, request.app.state.settings, session.account_id,
                                   context=Context.of(request))

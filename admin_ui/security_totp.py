@@ -68,9 +68,9 @@ def _list_page(request: Request, account_id: int, *, notice: str = "") -> Respon
 
 @router.get("")
 def totp_factors(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     notice = {"added": N_("The authenticator app was added."),
               "removed": N_("The authenticator app was removed.")}.get(
                   request.query_params.get("done", ""), "")
@@ -79,9 +79,9 @@ def totp_factors(request: Request) -> Response:
 
 @router.post("/begin")
 def begin(request: Request) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     settings = request.app.state.settings
     with request.app.state.db.session() as db:
         label = _label(db, session.account_id, session.sub)
@@ -97,9 +97,9 @@ def begin(request: Request) -> Response:
 @router.post("/confirm")
 def confirm(request: Request, uid: str = Form(..., max_length=32),
             code: str = Form("", max_length=20)) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     settings, store = request.app.state.settings, request.app.state.store
     with request.app.state.db.session() as db:
         if totp.confirm(db, settings, store, session.account_id, uid, code,
@@ -121,9 +121,9 @@ def confirm(request: Request, uid: str = Form(..., max_length=32),
 
 @router.post("/remove")
 def remove(request: Request, uid: str = Form(..., max_length=32)) -> Response:
-    session = sessions.current(request)
+    session = sessions.recent(request)
     if session is None:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
     with request.app.state.db.session() as db:
         removed = totp.remove(db, session.account_id, uid, context=Context.of(request))
     return RedirectResponse(f"{PAGE}?done=removed" if removed else PAGE, status_code=303)

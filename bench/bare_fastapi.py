@@ -17,7 +17,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+# The same FastAPI options as the service (idp.app): OpenTelemetry hooks off.
+app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None,
+              telemetry={"tracing": False, "metrics": False, "logs": False,
+                         "operation_spans": False})
 BODY = {"access_token": "x" * 64, "token_type": "Bearer", "expires_in": 600}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import json
 import os
 import secrets
 from enum import StrEnum
@@ -69,6 +70,14 @@ class Settings(BaseSettings):
     # Roles whose members must sign in with a second factor (mfa.policy).
     mfa_required_roles: tuple[str, ...] = (
         "city_admin", "district_admin", "school_admin", "teacher", "head_teacher")
+    # SMS one-time codes (mfa.sms, docs/sms.md): console (dev default: a file under var/),
+    # http (a JSON webhook; a small relay signs the cloud provider's API call) or none
+    # (production default). Production refuses console.
+    sms_gateway: str = ""
+    sms_webhook_url: str = ""
+    sms_webhook_token: str | None = None  # sent as "Authorization: Bearer ..."
+    sms_webhook_body: str = ""  # JSON template; empty: mfa.sms_gateways.DEFAULT_BODY
+    sms_webhook_timeout: float = 5.0
 
     @field_validator("issuer")
     @classmethod
@@ -92,6 +101,13 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if value not in ("argon2id", "pbkdf2-sm3"):
             raise ValueError("must be argon2id or pbkdf2-sm3")
+        return value
+
+    @field_validator("sms_gateway")
+    @classmethod
+    def _known_sms_gateway(cls, value: str) -> str:
+        if value not in ("", "console", "http", "none"):
+            raise ValueError("must be console, http or none")
         return value
 
     @field_validator("mfa_required_roles", mode="before")
@@ -118,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'idp.sqlite3'}"
+
+    @property
+    def sms_enabled(self) -> bool:
+        return self.sms_gateway not in ("", "none")
 
     @property
     def master_key_bytes(self) -> bytes:
@@ -238,6 +258,7 @@ def _complete(settings: Settings) -> Settings:
             )
         if not settings.issuer.startswith("https://"):
             raise ConfigError("production mode needs an https:// IDP_ISSUER")
+    settings = _complete_sms(settings)
     if not settings.master_key:
         settings = settings.model_copy(
             update={"master_key": _dev_secret(settings.var_dir, "master.key")}
@@ -245,6 +266,26 @@ def _complete(settings: Settings) -> Settings:
     settings.master_key_bytes  # noqa: B018 - validate now, not at first use
     settings.old_master_key_bytes  # noqa: B018
     return settings
+
+
+def _complete_sms(settings: Settings) -> Settings:
+    gateway = settings.sms_gateway or ("none" if settings.mode is Mode.production else "console")
+    if gateway == "console" and settings.mode is Mode.production:
+        raise ConfigError("IDP_SMS_GATEWAY=console writes codes to a file and is for development "
+                          "only; use http (with IDP_SMS_WEBHOOK_URL) or none in production")
+    if gateway == "http":
+        if urlsplit(settings.sms_webhook_url).scheme not in ("http", "https"):
+            raise ConfigError("IDP_SMS_GATEWAY=http needs IDP_SMS_WEBHOOK_URL, an http(s) URL")
+        if settings.sms_webhook_body:
+            try:
+                body = json.loads(settings.sms_webhook_body)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise ConfigError("IDP_SMS_WEBHOOK_BODY must be a JSON object (see docs/sms.md)")
+        if not 0 < settings.sms_webhook_timeout <= 60:
+            raise ConfigError("IDP_SMS_WEBHOOK_TIMEOUT must be between 0 and 60 seconds")
+    return settings.model_copy(update={"sms_gateway": gateway})
 
 
 @lru_cache(maxsize=1)

@@ -3,8 +3,8 @@
 A token is issued once (``idp demo`` or the admin console), shown once, and
 stored only as ``HMAC-SM3(key, token)``: checking it costs one MAC, and a
 database leak reveals no usable token. Each token is scoped to an org subtree
-(``OrgUnit.path`` prefix) and to permissions (``scim``, ``directory:read``);
-everything outside the subtree is invisible to it.
+(``OrgUnit.path`` prefix) and to permissions (``scim``, ``directory:read``,
+``security:unlock``); everything outside the subtree is invisible to it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from core.settings import Settings
 from directory.models import OrgUnit
 
 TOKEN_PREFIX = "idp_"
-PERMISSIONS = frozenset({"scim", "directory:read"})
+PERMISSIONS = frozenset({"scim", "directory:read", "security:unlock"})
 
 
 class ApiToken(Base):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, joinedload
 
-from directory.identifiers import normalise
+from core.field_crypto import blind_index_candidates
+from core.settings import Settings
+from directory.identifiers import guess_kinds, normalise
 from directory.models import (
     Account,
     Affiliation,
@@ -28,6 +30,33 @@ def find_account(session: Session, kind: IdentifierKind, raw: str) -> Account | 
         select(Account).join(LoginIdentifier)
         .where(LoginIdentifier.kind == kind.value, LoginIdentifier.value == value)
     )
+
+
+def find_login_account(session: Session, settings: Settings, raw: str) -> Account | None:
+    """The account a sign-in form entry names, with its person, in one query.
+
+    The entry may be any login identifier (``guess_kinds``); when it matches several
+    kinds (a number that is a student number of one person and a username of another),
+    the most specific kind wins. Phone logins are stored as blind indexes, so a phone
+    number is looked up under the index of every known master key."""
+    kinds = guess_kinds(raw)
+    conditions = []
+    for kind in kinds:
+        try:
+            value = normalise(kind, raw)
+        except ValueError:
+            continue
+        values = blind_index_candidates(settings, "phone", value) \
+            if kind is IdentifierKind.phone else [value]
+        conditions.append((LoginIdentifier.kind == kind.value)
+                          & LoginIdentifier.value.in_(values))
+    if not conditions:
+        return None
+    rows = session.execute(
+        select(Account, LoginIdentifier.kind).join(LoginIdentifier)
+        .where(or_(*conditions)).options(joinedload(Account.person))).all()
+    order = {kind.value: n for n, kind in enumerate(kinds)}
+    return min(rows, key=lambda row: order[row[1]])[0] if rows else None
 
 
 def create_person_with_account(

@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
-from admin_ui import account, security_passkeys, security_recovery, security_totp
+from admin_ui import (
+    account,
+    security_locks,
+    security_passkeys,
+    security_recovery,
+    security_totp,
+)
 from core import web
 from core.db import Database
 from core.settings import Settings, get_settings
@@ -24,7 +30,7 @@ from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
 from directory import api as directory_api
 from directory.scim import router as scim
-from idp import demo_rp, home, jwks, login, mfa_step, passkey_login
+from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, sms_login
 from idp.oidc import (
     authorize,
     clients,
@@ -36,6 +42,7 @@ from idp.oidc import (
 )
 
 IDP_TEMPLATES = Path(__file__).parent / "templates"
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 def _unavailable_errors() -> tuple[type[Exception], ...]:
@@ -68,6 +75,10 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks look up the global providers (and the
+        # environment) on every request: 7 % of the token endpoint's CPU. The service has
+        # its own Prometheus metrics and JSON access log (core.web.middleware).
+        telemetry=NO_TELEMETRY,
     )
     app.state.settings, app.state.db, app.state.store = settings, database, kv
     app.state.keys = KeyRing(settings, database.sessions)
@@ -81,7 +92,8 @@ def create_app(
                    discovery.router, authorize.router, revocation.router, login.router,
                    health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,
-                   security_passkeys.router, security_recovery.router, passkey_login.router):
+                   security_passkeys.router, security_recovery.router, security_locks.router,
+                   passkey_login.router, sms_login.router, qr_login.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)

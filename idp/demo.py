@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.field_crypto import open_
+from core.field_crypto import blind_index, open_, seal
 from core.passwords import Passwords
 from core.settings import Settings
 from directory.apps import check_secret, find_app, metadata_of, new_secret, register_app
-from directory.models import IdentifierKind, OrgKind, OrgUnit, Role
+from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate, create_person_with_account, find_account
 from directory.scim.demo import demo_token
-from mfa import credentials, totp
+from mfa import credentials, sms, totp
 
 SCHOOL_YEAR_START = date(2026, 9, 1)
 
@@ -40,6 +40,7 @@ class DemoUser:
     role: Role
     unit: str  # org unit code
     totp: bool = False  # enrolled with an authenticator app (secret in demo.json)
+    phone: str = ""  # a phone login: signs in with an SMS code (docs/sms.md)
 
 
 DISTRICT = ("DEMO-D01", "示范区")
@@ -54,7 +55,7 @@ USERS = [
     DemoUser("s20260001", "张小明", IdentifierKind.student_number, Role.student,
              "3111000001-G1-1"),
     DemoUser("s20260002", "陈小红", IdentifierKind.student_number, Role.student,
-             "3111000001-G1-2"),
+             "3111000001-G1-2", phone="13800138002"),
     DemoUser("s20260003", "刘小刚", IdentifierKind.student_number, Role.student,
              "3111000002-G7-1"),
 ]
@@ -191,12 +192,28 @@ def _ensure_totp(session: Session, settings: Settings, account_id: int, login: s
     return enrolment.secret_base32
 
 
+def _ensure_phone(session: Session, settings: Settings, account_id: int, phone: str) -> None:
+    """The number as the account's phone login (blind index) and the person's phone."""
+    account = session.get(Account, account_id)
+    assert account is not None
+    if sms.account_for_phone(session, settings, phone) is None:
+        session.add(LoginIdentifier(account=account, kind=IdentifierKind.phone.value,
+                                    value=blind_index(settings, IdentifierKind.phone.value,
+                                                      phone)))
+    if open_(settings, PHONE, account.person) != phone:
+        seal(settings, PHONE, account.person, phone)
+    session.flush()
+
+
 def _user_entry(session: Session, settings: Settings, user: DemoUser, unit: OrgUnit,
                 known: dict[str, dict[str, Any]], passwords: Passwords) -> dict[str, Any]:
     previous = known.get(user.login, {})
     password, account_id = _ensure_user(session, user, unit, previous.get("password"),
                                         passwords)
     entry: dict[str, Any] = {"login": user.login, "name": user.name, "password": password}
+    if user.phone:
+        _ensure_phone(session, settings, account_id, user.phone)
+        entry["phone"] = user.phone
     if user.totp:
         entry["totp_secret"] = _ensure_totp(session, settings, account_id, user.login,
                                             previous.get("totp_secret"))
@@ -230,6 +247,9 @@ def seed(session: Session, settings: Settings) -> dict[str, Any]:
         "users": users,
         "admins": admins,
         "clients": clients,
+        "phone_login": next({"login": u.login, "phone": u.phone,
+                             "how": "/login/sms; the code is in var/sms-outbox.jsonl"}
+                            for u in USERS if u.phone),
         "scim": demo_token(session, settings, units["DEMO-CITY"], previous.get("scim")),
     }
 

@@ -21,16 +21,19 @@ from functools import cache
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from core.audit import Context, record
 from core.db import utcnow
+from core.keyring import keyed_mac
 from core.passwords import Passwords
+from core.settings import Settings
+from core.store import Store
 from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render
-from directory.identifiers import guess_kinds
 from directory.models import Account, PersonStatus
-from directory.people import find_account
+from directory.people import current_roles, find_login_account
 from idp import mfa_step, sessions
 from idp.oidc import authorize, consent
 from idp.oidc.authorize import AuthorizationRequest, required_level
@@ -49,6 +52,11 @@ STATUS_MESSAGES = {
 DISABLED = N_("This account is disabled. Please contact your school.")
 WRONG = N_("The account or password is not correct.")
 WAIT = N_("Too many attempts. Please wait %(seconds)s seconds and try again.")
+LOCKED = N_("This account is temporarily locked after too many wrong passwords. Try again in "
+            "%(minutes)s minutes, sign in with a passkey, or ask your school's administrator "
+            "to unlock it.")
+LOCKED_IP = N_("Too many failed sign-ins came from your network. Sign-in with a password from "
+               "here is paused for %(minutes)s minutes.")
 
 SCOPE_TEXT = {
     "openid": N_("Know who you are (an anonymous account id)"),
@@ -71,18 +79,19 @@ def _pending(request: Request, ia: str) -> AuthorizationRequest | None:
 
 
 def _login_page(request: Request, ia: str, login: str = "", error: str = "",
-                status: int = 200, **params: object) -> Response:
+                status: int = 200, next_url: str = "", **params: object) -> Response:
     pending = _pending(request, ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
     return render(request, "login.html", {
         "ia": ia, "login": login or (pending.login_hint if pending else "") or "",
         "error": error, "error_params": params, "app_name": client.name if client else None,
+        "next": sessions.safe_next(next_url) if not ia else "",
     }, status=status)
 
 
 @router.get("/login")
-def login_form(request: Request, ia: str = "") -> Response:
-    return _login_page(request, ia)
+def login_form(request: Request, ia: str = "", next: str = "") -> Response:
+    return _login_page(request, ia, next_url=next)
 
 
 @dataclass(frozen=True)
@@ -90,29 +99,67 @@ class LoginOutcome:
     account: Account | None
     error: str = ""
     wait: int = 0
+    roles: frozenset[str] = frozenset()
+
+
+def _refused_early(store: Store, limit: guards.Limit, subject: str) -> LoginOutcome | None:
+    """A lock or a progressive delay that refuses this attempt before any check."""
+    locked, seconds = guards.refusal_seconds(store, limit, subject)
+    if locked:
+        message = LOCKED_IP if limit is guards.IP else LOCKED
+        return LoginOutcome(None, message, seconds)
+    return LoginOutcome(None, WAIT, seconds) if seconds else None
+
+
+def _failure_subject(settings: Settings, account: Account | None, login: str) -> str:
+    """Whom a failure counts against: the account, or a keyed MAC of what was typed."""
+    if account is not None:
+        return str(account.id)
+    return "login:" + keyed_mac(settings, "login-guard/v1", login.lower())[:32]
+
+
+def _count_failure(request: Request, session: Session, subject: str, ip: str) -> None:
+    """Count a wrong password per account, per IP and for spraying; audit any new lock."""
+    store, context = request.app.state.store, Context.of(request)
+    if guards.record_failure(store, guards.ACCOUNT, subject):
+        record(session, actor="system", action="security.lock", outcome="success",
+               target=_target(subject), context=context,
+               detail={"scope": "account", "seconds": guards.ACCOUNT.lock_seconds})
+    if guards.record_failure(store, guards.IP, ip):
+        record(session, actor="system", action="security.lock", outcome="success",
+               target=f"ip:{ip}", context=context,
+               detail={"scope": "ip", "seconds": guards.IP.lock_seconds})
+    if guards.record_spraying(store, ip, subject):
+        record(session, actor="system", action="security.spraying", outcome="success",
+               target=f"ip:{ip}", context=context,
+               detail={"distinct_accounts": guards.SPRAY_ACCOUNTS,
+                       "seconds": guards.SPRAY_LOCK_SECONDS})
+
+
+def _target(subject: str) -> str:
+    return "login:unknown" if subject.startswith("login:") else f"account:{subject}"
 
 
 def _check_password(request: Request, login: str, password: str) -> LoginOutcome:
+    """The password steps: IP lock/delay, find, account lock/delay, verify, refuse, record."""
     state = request.app.state
     ip = request.client.host if request.client else "unknown"
-    if wait := guards.wait_seconds(state.store, guards.IP, ip):
-        return LoginOutcome(None, WAIT, wait)
+    if early := _refused_early(state.store, guards.IP, ip):
+        return early
     hasher = passwords(state.settings.password_scheme)
     with state.db.session() as session:
-        account = next((a for kind in guess_kinds(login)
-                        if (a := find_account(session, kind, login))), None)
-        if account and (wait := guards.wait_seconds(state.store, guards.ACCOUNT, str(account.id))):
-            return LoginOutcome(None, WAIT, wait)
+        account = find_login_account(session, state.settings, login)
+        subject = _failure_subject(state.settings, account, login)
+        if early := _refused_early(state.store, guards.ACCOUNT, subject):
+            return early
         result = (hasher.verify(account.password_hash, password) if account
                   else hasher.dummy_verify(password))
         if not result.ok or account is None:
-            guards.record_failure(state.store, guards.IP, ip)
-            if account:
-                guards.record_failure(state.store, guards.ACCOUNT, str(account.id))
-            record(session, actor=f"account:{account.id}" if account else "unknown",
-                   action="login.password", outcome="failure", context=Context.of(request))
+            _count_failure(request, session, subject, ip)
+            record(session, actor=_target(subject), action="login.password",
+                   outcome="failure", context=Context.of(request))
             return LoginOutcome(None, WRONG)
-        guards.clear(state.store, guards.ACCOUNT, str(account.id))
+        guards.clear(state.store, guards.ACCOUNT, subject)
         refusal = _refusal(account)
         if refusal:
             record(session, actor=f"account:{account.id}", action="login.password",
@@ -125,9 +172,10 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.password",
                outcome="success", context=Context.of(request))
+        roles = frozenset(current_roles(session, account.person_id))
         session.flush()
         session.expunge(account)
-        return LoginOutcome(account)
+        return LoginOutcome(account, roles=roles)
 
 
 def _refusal(account: Account) -> str:
@@ -140,30 +188,39 @@ def _refusal(account: Account) -> str:
 
 @router.post("/login")
 def login(request: Request, ia: str = Form(""), login: str = Form("", max_length=200),
-          password: str = Form("", max_length=1024)) -> Response:
+          password: str = Form("", max_length=1024),
+          next: str = Form("", max_length=500)) -> Response:
     outcome = _check_password(request, login.strip(), password)
     if outcome.account is None:
         return _login_page(request, ia, login, outcome.error,
-                           status=429 if outcome.wait else 400, seconds=outcome.wait)
-    return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia)
+                           status=429 if outcome.wait else 400, next_url=next,
+                           seconds=outcome.wait,
+                           minutes=-(-outcome.wait // 60))
+    return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia,
+                             roles=outcome.roles, next_url=next)
 
 
 def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str],
-                      ia: str = "", auth_time: int | None = None) -> Response:
+                      ia: str = "", auth_time: int | None = None,
+                      roles: frozenset[str] | None = None, next_url: str = "") -> Response:
     """A first factor (password, SMS code, QR approval ...) succeeded: go on.
 
     Marks the pending authorization request (``ia``) as freshly logged in; sends the
     browser to the second-factor step when the policy needs more than ``amr`` reaches;
-    otherwise starts a new SSO session (a new cookie) and returns to the request or
-    to the start page."""
+    otherwise starts a new SSO session (a new cookie) and carries on with the pending
+    request right away (no extra redirect through ``/oauth2/authorize/resume``), or
+    goes to ``next_url`` (a path on this site) or the start page. ``roles``: the
+    person's current roles, when the caller has them already (saves a query)."""
     pending = _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
         pending.account_chosen = True
-        authorize.save_interaction(request, pending, ia)
-    if required_level(request, account_id, pending) > policy.level(policy.acr_for(amr)):
+    needed = required_level(request, account_id, pending, roles)
+    if needed > policy.level(policy.acr_for(amr)):
+        if pending is not None:
+            authorize.save_interaction(request, pending, ia)
         return mfa_step.begin(request, mfa_step.Step(account_id=account_id, sub=sub,
-                                                     amr=amr, ia=ia))
+                                                     amr=amr, ia=ia, next=next_url))
     store = request.app.state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])
@@ -172,8 +229,10 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     if auth_time is not None:
         session.auth_time = auth_time
         sessions.save(store, token, session)
-    target = f"/oauth2/authorize/resume?ia={ia}" if pending is not None else "/"
-    response = RedirectResponse(target, status_code=303)
+    if pending is not None:
+        response = authorize.carry_on(request, pending, ia, (token, session), needed)
+    else:
+        response = RedirectResponse(sessions.safe_next(next_url) or "/", status_code=303)
     sessions.set_cookie(response, request, token)
     return response
 

@@ -15,6 +15,11 @@ completes the sign-in.
 A person with recovery codes may use one instead of the app's code
 (``POST /mfa/recovery``); it counts as a one-time code (``amr`` ``otp``, see
 docs/mfa.md) and is audited as a recovery-code use.
+
+A person whose account has a phone login with a known number (``mfa.sms.phone_of``)
+may ask for an SMS code instead (``POST /mfa/sms/send``, then ``POST /mfa/sms``); it
+counts as ``sms`` (``["pwd", "sms", "mfa"]``). Codes for this step are bound to the
+purpose ``mfa`` and to the account, so a sign-in code cannot be used here.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ from core.field_crypto import open_
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
-from core.web.templates import render
+from core.web.templates import locale_of, render
 from directory.identifiers import IdentifierKind
 from directory.models import Account
 from idp import sessions
-from mfa import credentials, policy, recovery, totp
+from mfa import credentials, policy, recovery, sms, totp
+from mfa.sms_gateways import app_gateway
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
@@ -45,6 +51,11 @@ COOKIE = "idp_mfa"
 WRONG_CODE = N_("The code is not correct, or it was already used. Please try the next code.")
 WRONG_RECOVERY_CODE = N_("The recovery code is not correct, or it was already used.")
 TOO_MANY = N_("Too many wrong codes. Wait a few minutes and try again.")
+SMS_WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
+SMS_TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
+SMS_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
+SMS_FAILED = N_("The text message could not be sent just now. Please try again in a few "
+                "minutes, or use your authenticator app.")
 
 
 @dataclass
@@ -55,6 +66,7 @@ class Step:
     ia: str = ""
     upgrade: bool = False  # step-up of the browser's existing session
     enrolment_uid: str = ""
+    next: str = ""  # where to go afterwards without a pending request (a path on this site)
 
 
 def begin(request: Request, step: Step) -> Response:
@@ -107,13 +119,23 @@ def _enrolment(session: Any, settings: Any, step: Step) -> _Enrolment | None:
     return _Enrolment(secret, totp.otpauth_uri(secret, _label_of(session, step.account_id)))
 
 
+def _sms_phone(request: Request, session: Any, step: Step) -> str | None:
+    """The number an SMS code for this step goes to (None: SMS is not offered, e.g. when
+    the first factor was already an SMS code: the same phone is not a second factor)."""
+    settings = request.app.state.settings
+    if not settings.sms_enabled or "sms" in step.amr:
+        return None
+    return sms.phone_of(session, settings, step.account_id)
+
+
 def _page(request: Request, step_id: str, step: Step, error: str = "",
-          status: int = 200) -> Response:
+          status: int = 200, *, sms_sent: bool = False, **params: object) -> Response:
     settings = request.app.state.settings
     with request.app.state.db.session() as session:
         has_totp = bool(credentials.confirmed(session, step.account_id,
                                               credentials.FactorKind.totp))
         has_recovery = recovery.remaining(session, step.account_id) > 0
+        phone = _sms_phone(request, session, step)
         enrolment = None
         if not has_totp:
             enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
@@ -124,7 +146,9 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                 step.enrolment_uid = started.uid
                 _save(request, step_id, step)
                 enrolment = started
-    context = {"error": error, "enrol": enrolment is not None, "has_recovery": has_recovery}
+    context = {"error": error, "error_params": params, "enrol": enrolment is not None,
+               "has_recovery": has_recovery, "sms_phone": sms.mask(phone) if phone else "",
+               "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        secret=" ".join(enrolment.secret_base32[i:i + 4]
@@ -172,6 +196,45 @@ def recovery_code(request: Request,
     return finish(request, step, "otp")
 
 
+@router.post("/mfa/sms/send")
+def sms_send(request: Request) -> Response:
+    """Text a code to the account's phone (rate-limited like the SMS sign-in)."""
+    step_id, step = _load(request)
+    state = request.app.state
+    with state.db.session() as session:
+        phone = _sms_phone(request, session, step)
+        sender = app_gateway(state)
+        if phone is None or sender is None:
+            raise PageError(404, N_("Text message codes are not available for this account."))
+        result = sms.send_code(session, state.settings, state.store, sender, phone,
+                               sms.Purpose.mfa, account_id=step.account_id,
+                               ip=request.client.host if request.client else "unknown",
+                               locale=locale_of(request), context=Context.of(request))
+    if result.status is sms.SendStatus.rate_limited:
+        return _page(request, step_id, step, SMS_WAIT, status=429, seconds=result.wait)
+    if result.status is not sms.SendStatus.sent:
+        return _page(request, step_id, step, SMS_FAILED, status=503)
+    return _page(request, step_id, step, sms_sent=True)
+
+
+@router.post("/mfa/sms")
+def sms_code(request: Request, sms_code: str = Form("", max_length=20)) -> Response:
+    """An SMS code as the second factor (``amr`` ``sms``)."""
+    step_id, step = _load(request)
+    state = request.app.state
+    with state.db.session() as session:
+        phone = _sms_phone(request, session, step)
+        result = (sms.verify_code(session, state.settings, state.store, phone, sms.Purpose.mfa,
+                                  sms_code, account_id=step.account_id,
+                                  context=Context.of(request)) if phone else None)
+    if result is None or result.status is not sms.VerifyStatus.ok:
+        too_many = result is not None and result.status is sms.VerifyStatus.too_many
+        return _page(request, step_id, step, SMS_TOO_MANY if too_many else SMS_WRONG_CODE,
+                     status=429 if too_many else 400, sms_sent=not too_many)
+    state.store.delete(f"mfa-step:{step_id}")
+    return finish(request, step, "sms")
+
+
 def finish(request: Request, step: Step, method: str) -> Response:
     """The second factor succeeded: start or upgrade the SSO session, then go on."""
     store = request.app.state.store
@@ -187,7 +250,8 @@ def finish(request: Request, step: Step, method: str) -> Response:
             sessions.end(store, previous[0])
         token, _ = sessions.start(store, account_id=step.account_id, sub=step.sub, amr=amr,
                                   acr=acr)
-    target = f"/oauth2/authorize/resume?ia={step.ia}" if step.ia else "/"
+    target = (f"/oauth2/authorize/resume?ia={step.ia}" if step.ia
+              else sessions.safe_next(step.next) or "/")
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookie(response, request, token)
     response.delete_cookie(COOKIE, path="/")

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
@@ -22,6 +23,7 @@ from core.store import Store
 COOKIE = "idp_session"
 IDLE_SECONDS = 8 * 3600
 MAX_SECONDS = 7 * 24 * 3600
+REAUTH_SECONDS = 600
 
 
 @dataclass
@@ -72,6 +74,35 @@ def current(request: Request) -> SSOSession | None:
     """The signed-in person's session in this browser, if any."""
     loaded = load(request.app.state.store, request)
     return loaded[1] if loaded else None
+
+
+def is_recent(session: SSOSession, seconds: int = REAUTH_SECONDS) -> bool:
+    """Whether the person signed in (or confirmed it was them) in the last ``seconds``:
+    what changing the sign-in factors requires (a stolen, idle session cannot add one)."""
+    return time.time() - session.auth_time <= seconds
+
+
+def recent(request: Request) -> SSOSession | None:
+    """The browser's session if the person signed in within ``REAUTH_SECONDS``: the pages
+    that change how one signs in (factors, recovery codes) need it, so a session left
+    open on a shared school computer cannot be used to add an attacker's factor."""
+    session = current(request)
+    return session if session is not None and is_recent(session) else None
+
+
+def reauth_url(page: str) -> str:
+    """Where to confirm it is you (the password again, and the second factor if the
+    policy wants one) before coming back to ``page``."""
+    return "/login?" + urlencode({"next": page})
+
+
+def safe_next(value: str) -> str:
+    """``value`` when it is a path on this site, else "" (a ``next`` that can never send
+    the browser to another site: no open redirect)."""
+    if value.startswith("/") and not value.startswith(("//", "/\\")) and len(value) <= 500 \
+            and not any(ord(c) < 32 for c in value):
+        return value
+    return ""
 
 
 def end(store: Store, token: str) -> None:

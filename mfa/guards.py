@@ -1,11 +1,26 @@
-"""Brute-force guards: progressive delays per account and per client IP.
+"""Brute-force guards: progressive delays, temporary locks and password-spraying detection.
 
-Failures are counted in the store for a window (``WINDOW_SECONDS``). After a
-few free attempts each further failure doubles the wait before the next
-attempt is even checked (1 s, 2 s, 4 s ... up to ``MAX_DELAY``), so guessing is
-slow while a person who mistyped twice notices nothing. The wait is enforced
-by refusing early attempts, not by holding a server thread. A success clears
-the account's counter (not the IP's: one IP trying many accounts is spraying).
+Failures are counted in the store per *subject* for a window (``WINDOW_SECONDS``):
+
+- per account (``ACCOUNT``; a login that names no account is counted under a keyed MAC
+  of what was typed, so unknown and known names behave alike and locks tell nothing);
+- per client IP (``IP``).
+
+After a few free attempts each further failure doubles the wait before the next attempt
+is even checked (1 s, 2 s, 4 s ... up to ``MAX_DELAY``), so guessing is slow while a
+person who mistyped twice notices nothing. The wait is enforced by refusing early
+attempts, not by holding a server thread. When a subject's failures in the window reach
+``lock_after`` it is *locked* for ``lock_seconds``: every attempt is refused, even with
+the right password, until the lock expires or an administrator lifts it (:func:`unlock`).
+
+**Password spraying** — one IP trying a few passwords on many accounts stays under every
+per-account limit. So each IP's failures are also counted per *distinct* account
+(``SPRAY_ACCOUNTS`` distinct accounts within ``SPRAY_WINDOW``); reaching the threshold
+locks the IP for ``SPRAY_LOCK_SECONDS``. A school's computer room shares one address,
+so the threshold is far above what a class mistyping produces (docs/mfa.md).
+
+A success clears the account's counter (not the IP's, not the spraying count). Every
+lock is reported to the caller once (when it is set) so it can be audited.
 """
 
 from __future__ import annotations
@@ -13,24 +28,47 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from core.audit import Context, record
 from core.store import Store
 
 WINDOW_SECONDS = 900
 MAX_DELAY = 300
+SPRAY_ACCOUNTS = 30
+SPRAY_WINDOW = 3600
+SPRAY_LOCK_SECONDS = 3600
 
 
 @dataclass(frozen=True)
 class Limit:
     name: str
     free_attempts: int
+    lock_after: int  # failures within the window that lock the subject
+    lock_seconds: int
 
 
-ACCOUNT = Limit("account", 3)
-IP = Limit("ip", 10)
+ACCOUNT = Limit("account", 3, 10, 900)
+IP = Limit("ip", 10, 100, 900)
 
 
 def _keys(limit: Limit, subject: str) -> tuple[str, str]:
     return f"fail:{limit.name}:{subject}", f"fail-at:{limit.name}:{subject}"
+
+
+def _lock_key(limit: Limit, subject: str) -> str:
+    return f"lock:{limit.name}:{subject}"
+
+
+def locked_seconds(store: Store, limit: Limit, subject: str) -> int:
+    """Seconds left on a lock of ``subject`` (0: not locked)."""
+    until = store.get(_lock_key(limit, subject))
+    return max(0, int(float(until) - time.time() + 0.999)) if until else 0
+
+
+def failures(store: Store, limit: Limit, subject: str) -> int:
+    """Failures of ``subject`` counted in the current window."""
+    return int(store.get(_keys(limit, subject)[0]) or 0)
 
 
 def wait_seconds(store: Store, limit: Limit, subject: str) -> int:
@@ -44,12 +82,59 @@ def wait_seconds(store: Store, limit: Limit, subject: str) -> int:
     return max(0, int(last + delay - time.time() + 0.999))
 
 
-def record_failure(store: Store, limit: Limit, subject: str) -> int:
+def refusal_seconds(store: Store, limit: Limit, subject: str) -> tuple[bool, int]:
+    """``(locked, seconds)``: whether an attempt now is refused, and for how long."""
+    if locked := locked_seconds(store, limit, subject):
+        return True, locked
+    return False, wait_seconds(store, limit, subject)
+
+
+def _lock(store: Store, limit: Limit, subject: str, seconds: int) -> bool:
+    """Lock ``subject``; True when this call set the lock (False: it was locked already)."""
+    until = str(time.time() + seconds).encode()
+    return store.set_if_absent(_lock_key(limit, subject), until, ttl=seconds)
+
+
+def record_failure(store: Store, limit: Limit, subject: str) -> bool:
+    """Count a failure; True when it locked ``subject`` (report it once, to the audit)."""
     count_key, at_key = _keys(limit, subject)
     store.set(at_key, str(time.time()).encode(), ttl=WINDOW_SECONDS)
-    return store.incr(count_key, ttl=WINDOW_SECONDS)
+    count = store.incr(count_key, ttl=WINDOW_SECONDS)
+    return count >= limit.lock_after and _lock(store, limit, subject, limit.lock_seconds)
+
+
+def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
+    """Count a failure of ``ip`` on ``account_subject``; True when it reveals spraying.
+
+    Only the first failure per (IP, account) in the window counts; when the distinct
+    accounts reach ``SPRAY_ACCOUNTS`` the IP is locked (the True is returned once)."""
+    first = store.set_if_absent(f"spray-seen:{ip}:{account_subject}", b"1", ttl=SPRAY_WINDOW)
+    if not first:
+        return False
+    distinct = store.incr(f"spray:{ip}", ttl=SPRAY_WINDOW)
+    return distinct >= SPRAY_ACCOUNTS and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
 
 
 def clear(store: Store, limit: Limit, subject: str) -> None:
+    """Forget the failures of ``subject`` (after a success); a lock stays."""
     for key in _keys(limit, subject):
         store.delete(key)
+
+
+def unlock(store: Store, limit: Limit, subject: str) -> bool:
+    """Lift a lock and forget the failures (an administrator's unlock). True if it was locked."""
+    was_locked = store.take(_lock_key(limit, subject)) is not None
+    clear(store, limit, subject)
+    if limit is IP:
+        store.delete(f"spray:{subject}")
+    return was_locked
+
+
+def lift(session: Session, store: Store, limit: Limit, subject: str, *, actor: str,
+         context: Context | None = None) -> bool:
+    """An administrator's unlock of an account or an IP, audited. True if it was locked."""
+    was_locked = unlock(store, limit, subject)
+    target = f"ip:{subject}" if limit is IP else f"account:{subject}"
+    record(session, actor=actor, action="security.unlock", outcome="success", target=target,
+           context=context, detail={"scope": limit.name, "was_locked": was_locked})
+    return was_locked

@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -42,9 +43,34 @@ _BASE_HEADERS = [
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
+_PLAIN_ROUTES: dict[object, str] = {}
+
+
 def _route_name(scope: Scope) -> str:
+    """The route template for metrics: FastAPI routes name themselves in the scope;
+    plain Starlette routes (the token endpoint) are found once by their endpoint."""
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    if route is not None:
+        return getattr(route, "path", None) or "unmatched"
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
+    if endpoint not in _PLAIN_ROUTES:
+        found = _path_of(getattr(scope.get("app"), "routes", ()), endpoint)
+        if found is None:
+            return "unmatched"
+        _PLAIN_ROUTES[endpoint] = found
+    return _PLAIN_ROUTES[endpoint]
+
+
+def _path_of(routes: Iterable[Any], endpoint: object) -> str | None:
+    for route in routes:
+        if getattr(route, "endpoint", None) is endpoint and hasattr(route, "path"):
+            return route.path
+        included = getattr(route, "original_router", None)  # FastAPI's include_router
+        if included is not None and (path := _path_of(included.routes, endpoint)):
+            return path
+    return None
 
 
 class WebKitMiddleware:

@@ -302,13 +302,17 @@ def needs_login(req: AuthorizationRequest, session: sessions.SSOSession | None) 
     return bool(req.hint_sub and req.hint_sub != session.sub)
 
 
-def required_level(request: Request, account_id: int, req: AuthorizationRequest | None) -> int:
-    """The authentication level this sign-in needs (mfa.policy): roles, app, request."""
+def required_level(request: Request, account_id: int, req: AuthorizationRequest | None,
+                   roles: frozenset[str] | None = None) -> int:
+    """The authentication level this sign-in needs (mfa.policy): roles, app, request.
+
+    ``roles``: the person's current roles when the caller has read them already."""
     settings = request.app.state.settings
     client = request.app.state.clients.get(req.client_id) if req else None
-    with request.app.state.db.sessions() as session:
-        account = session.get(Account, account_id)
-        roles = current_roles(session, account.person_id) if account else set()
+    if roles is None:
+        with request.app.state.db.sessions() as session:
+            account = session.get(Account, account_id)
+            roles = frozenset(current_roles(session, account.person_id) if account else ())
     return policy.required_level(
         roles, settings.mfa_required_roles,
         (client.extra.get("default_acr_values") or []) if client else [],
@@ -316,10 +320,14 @@ def required_level(request: Request, account_id: int, req: AuthorizationRequest 
 
 
 def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
-           interaction_id: str | None = None) -> Response:
-    """Login, account choice, consent, or the code: whatever the request needs next."""
-    store = request.app.state.store
-    loaded = sessions.load(store, request)
+           interaction_id: str | None = None,
+           loaded: tuple[str, sessions.SSOSession] | None = None,
+           needed: int | None = None) -> Response:
+    """Login, account choice, consent, or the code: whatever the request needs next.
+
+    ``loaded``: the SSO session, when the caller has just started it (its cookie is not
+    on this request yet); ``needed``: the level it needs, when already computed."""
+    loaded = loaded or sessions.load(request.app.state.store, request)
     session = loaded[1] if loaded else None
     silent = "none" in req.prompt
     if needs_login(req, session):
@@ -327,7 +335,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return respond_error(request, req, OAuthError("login_required", "sign-in needed"))
         return _to_page(request, "login", req, interaction_id)
     assert loaded is not None and session is not None
-    if policy.level(session.acr) < required_level(request, session.account_id, req):
+    if needed is None:
+        needed = required_level(request, session.account_id, req)
+    if policy.level(session.acr) < needed:
         if silent:
             return respond_error(request, req, OAuthError(
                 "interaction_required", "a second factor is needed"))
@@ -401,6 +411,16 @@ def resume(request: Request, ia: str = "") -> Response:
         raise PageError(400, N_("This app is not registered, or it has been suspended."),
                         title=N_("Invalid sign-in request"))
     return decide(request, client, req, ia)
+
+
+def carry_on(request: Request, req: AuthorizationRequest, ia: str,
+             loaded: tuple[str, sessions.SSOSession], needed: int) -> Response:
+    """Continue a pending request right after a sign-in, in the same response."""
+    client = request.app.state.clients.get(req.client_id)
+    if client is None:
+        raise PageError(400, N_("This app is not registered, or it has been suspended."),
+                        title=N_("Invalid sign-in request"))
+    return decide(request, client, req, ia, loaded, needed)
 
 
 def deny(request: Request, ia: str, description: str) -> Response:

@@ -75,9 +75,11 @@ def test_master_key_change_then_reencrypt(db: Database, settings, tmp_path: Path
         assert open_(after, PHONE, person) == "13800138003"
         candidates = blind_index_candidates(after, "phone", "13800138003")
         assert person.phone_bidx in candidates and candidates[0] != person.phone_bidx
-    batches: list[int] = []
-    counts = reencrypt(after, db.sessions, batch=3, progress=lambda _c, n: batches.append(n))
-    assert counts["person/phone"] == 7 and batches[:3] == [3, 3, 1]
+    batches: list[tuple[str, int]] = []
+    counts = reencrypt(after, db.sessions, batch=3,
+                       progress=lambda column, n: batches.append((column.context, n)))
+    phone_batches = [n for context, n in batches if context == "person/phone"]
+    assert counts["person/phone"] == 7 and phone_batches == [3, 3, 1], batches
     assert counts["signing_key/private"] >= 4
     assert counts["person/national_id"] == 0
     with db.session() as session:

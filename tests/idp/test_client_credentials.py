@@ -25,6 +25,8 @@ def test_client_credentials_sm2_jwt(client: TestClient, make_client) -> None:
     claims = json.loads(gm_jose.verify_jws(body["access_token"], gm_jose.import_key_set(jwks)))
     assert claims["client_id"] == registered.client_id == claims["sub"]
     assert claims["iss"] == "http://127.0.0.1:8000" and claims["scope"] == "api.read"
+    metrics = client.get("/metrics").text  # the plain Starlette route is labelled too
+    assert 'route="/oauth2/token",status="200"' in metrics
 
 
 def test_client_credentials_rs256_verifies_with_pyjwt(client: TestClient, make_client) -> None:

@@ -124,6 +124,26 @@ def test_openid_client_code_reuse_is_invalid_grant(live_rp) -> None:  # noqa: F8
 
 
 
+def test_openid_client_step_up_with_acr_values(live_rp, db, store) -> None:  # noqa: F811
+    """A password session, then acr_values=urn:edu:acr:mfa: the provider asks for the
+    authenticator code in the same browser, and openid-client verifies the new ID token."""
+    from core.db import utcnow
+    from mfa import totp
+
+    rp = live_rp(id_token_signed_response_alg="ES256")
+    with db.session() as session:
+        enrolment = totp.begin_enrolment(session, rp.server.settings, rp.person.account_id,
+                                         "手机", label=rp.person.login)
+        totp.pending(session, rp.person.account_id, enrolment.uid).confirmed_at = utcnow()
+    out = peer(OPENID_CLIENT, rp, "step_up", totp_secret=enrolment.secret_base32)
+    first, second = out["first"]["claims"], out["second"]["claims"]
+    assert out["first"]["pages"] == ["/login"] and out["second"]["pages"] == ["/mfa"]
+    assert first["acr"] == "urn:edu:acr:sfa" and first["amr"] == ["pwd"]
+    assert second["acr"] == "urn:edu:acr:mfa" and second["amr"] == ["pwd", "otp", "mfa"]
+    assert second["sub"] == first["sub"] == rp.person.sub
+    assert second["sid"] == first["sid"] and second["auth_time"] >= first["auth_time"]
+
+
 def test_openid_client_refuses_an_unexpected_alg(live_rp) -> None:  # noqa: F811
     """The peer really checks the ID token: told to expect RS256, it refuses ES256."""
     rp = live_rp(id_token_signed_response_alg="ES256")

@@ -8,6 +8,7 @@
 //
 // Run directly, it reads {"authorization_url", "login", "password", "redirect_uri"}
 // on stdin and prints {"callback": url}.
+import { createHmac } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 
 const HIDDEN = /<input type="hidden" name="([^"]+)" value="([^"]*)"/g;
@@ -40,9 +41,27 @@ class CookieJar {
   }
 }
 
+// RFC 6238 (SHA-1, 30 s, 6 digits), for the second-factor page (/mfa): the code an
+// authenticator app would show for the base32 secret.
+export function totp(secretBase32, now = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secretBase32.replace(/[\s=]/g, '').toUpperCase()) {
+    bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30000)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+// options: {jar} to keep the browser's cookies (an SSO session) across flows,
+// {totpSecret} to answer the second-factor page.
 export async function loginThroughForm(authorizationUrl, login, password, redirectUriPrefix,
-  pages = []) {
-  const jar = new CookieJar();
+  pages = [], options = {}) {
+  const jar = options.jar ?? new CookieJar();
   let url = String(authorizationUrl);
   let body;
   for (let hop = 0; hop < 20; hop += 1) {
@@ -70,6 +89,9 @@ export async function loginThroughForm(authorizationUrl, login, password, redire
     pages.push(path);
     if (path === '/login' && hidden.csrf_token && 'ia' in hidden) {
       body = new URLSearchParams({ ...hidden, login, password });
+    } else if (path === '/mfa' && hidden.csrf_token && options.totpSecret) {
+      body = new URLSearchParams({ csrf_token: hidden.csrf_token,
+        code: totp(options.totpSecret) });
     } else if (path === '/consent' && hidden.csrf_token && hidden.ia) {
       body = new URLSearchParams({ ...hidden, decision: 'allow' });
     } else {
@@ -87,7 +109,7 @@ async function readStdin() {
   return JSON.parse(input);
 }
 
-export { readStdin };
+export { CookieJar, readStdin };
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const request = await readStdin();

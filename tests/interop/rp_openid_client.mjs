@@ -1,6 +1,6 @@
 // A relying party on npm openid-client v6 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "public" | "reuse", "issuer", "client_id", "client_secret",
+//   {"scenario": "full" | "public" | "reuse" | "step_up", "issuer", "client_id", "client_secret",
 //    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?}
 // The authorization code + PKCE flow goes through the provider's real login form
 // (browser_login.mjs). openid-client checks the ID token (iss, aud, exp, iat, nonce,
@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 
 import * as client from 'openid-client';
 
-import { loginThroughForm, readStdin } from './browser_login.mjs';
+import { CookieJar, loginThroughForm, readStdin } from './browser_login.mjs';
 
 function failure(error) {
   return {
@@ -48,7 +48,7 @@ async function configure(request) {
   return config;
 }
 
-async function codeFlow(config, request) {
+async function codeFlow(config, request, extra = {}, browser = {}) {
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
@@ -59,10 +59,11 @@ async function codeFlow(config, request) {
     code_challenge_method: 'S256',
     state,
     nonce,
+    ...extra,
   });
   const pages = [];
   const callback = await loginThroughForm(url, request.login, request.password,
-    request.redirect_uri, pages);
+    request.redirect_uri, pages, browser);
   const checks = { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
     idTokenExpected: true };
   const tokens = await client.authorizationCodeGrant(config, new URL(callback), checks);
@@ -150,7 +151,21 @@ async function reuse(request) {
   };
 }
 
-const SCENARIOS = { full, public: full, reuse };
+// Step-up: a password session (acr sfa), then the app asks for acr_values=urn:edu:acr:mfa
+// in the same browser; the provider asks for the authenticator code and the new ID token,
+// verified by openid-client, carries the higher acr.
+async function stepUp(request) {
+  const config = await configure(request);
+  const browser = { jar: new CookieJar(), totpSecret: request.totp_secret };
+  const first = await codeFlow(config, request, {}, browser);
+  const second = await codeFlow(config, request, { acr_values: 'urn:edu:acr:mfa' }, browser);
+  return {
+    first: { pages: first.pages, claims: first.tokens.claims() },
+    second: { pages: second.pages, claims: second.tokens.claims() },
+  };
+}
+
+const SCENARIOS = { full, public: full, reuse, step_up: stepUp };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];

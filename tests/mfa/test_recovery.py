@@ -141,13 +141,32 @@ def sign_in(client, store, person) -> None:
     client.cookies.set(sessions.COOKIE, token)
 
 
+def test_an_old_session_must_sign_in_again_first(client, store, make_person) -> None:
+    """Changing factors needs a sign-in within the last ten minutes; then the person comes
+    straight back to the page."""
+    person = make_person("s60", "pw-right-60")
+    token, old = sessions.start(store, account_id=person.account_id, sub=person.sub,
+                                amr=["pwd"], acr="urn:edu:acr:sfa")
+    old.auth_time -= sessions.REAUTH_SECONDS + 60
+    sessions.save(store, token, old)
+    client.cookies.set(sessions.COOKIE, token)
+    stale = client.get(PAGE, follow_redirects=False)
+    assert stale.headers["location"] == sessions.reauth_url(PAGE)
+    page = client.get(stale.headers["location"])
+    done = client.post("/login", data={"csrf_token": csrf_of(page.text), "ia": "",
+                                       "login": person.login, "password": person.password,
+                                       "next": PAGE}, follow_redirects=False)
+    assert done.headers["location"] == PAGE
+    assert client.get(PAGE, follow_redirects=False).status_code == 200
+
+
 def test_page_needs_a_signed_in_person(client):
     response = client.get(PAGE, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303 and response.headers["location"] == sessions.reauth_url(PAGE)
     csrf = csrf_of(client.get("/login").text)
     response = client.post(PAGE + "/generate", data={"csrf_token": csrf},
                            follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303 and response.headers["location"] == sessions.reauth_url(PAGE)
 
 
 def test_generate_through_the_page(client, db, settings, store, person):

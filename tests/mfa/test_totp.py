@@ -226,12 +226,12 @@ def secret_on(html: str) -> str:
 
 def test_pages_need_a_signed_in_person(client):
     response = client.get(PAGE, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303 and response.headers["location"] == sessions.reauth_url(PAGE)
     csrf = csrf_of(client.get("/login").text)
     for path in ("/begin", "/confirm", "/remove"):
         response = client.post(PAGE + path, data={"csrf_token": csrf, "uid": "x", "code": "1"},
                                follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert response.status_code == 303 and response.headers["location"] == sessions.reauth_url(PAGE)
 
 
 def test_enrol_confirm_and_remove_through_the_pages(client, db, settings, store, person):

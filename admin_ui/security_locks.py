@@ -1,0 +1,93 @@
+"""Sign-in locks for administrators (``/api/admin``): see and lift them.
+
+``mfa.guards`` locks an account after too many wrong passwords and an IP after too many
+failures or after password spraying. Locks expire by themselves; an administrator may
+lift one earlier:
+
+- ``GET /api/admin/people/{uid}/sign-in-lock`` — is this person's account locked, for
+  how long, and how many failures are counted;
+- ``POST /api/admin/people/{uid}/unlock`` — lift the lock and forget the failures;
+- ``POST /api/admin/ip-locks/{ip}/unlock`` — the same for a client IP.
+
+Authentication is a bearer API token with the ``security:unlock`` permission. People are
+visible only inside the token's org subtree (404 otherwise, as in the directory API);
+IP locks concern the whole city, so only a token scoped to the city (the root of the
+org tree) may lift them. Every unlock is audited with the token's name as the actor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import Context
+from core.web.errors import Problem
+from directory.api import visible_person
+from directory.api_tokens import TokenScope, authenticate, bearer_token
+from directory.models import OrgUnit, Person
+from mfa import guards
+
+PERMISSION = "security:unlock"
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with request.app.state.db.session() as session:
+        yield session
+
+
+def _scope(request: Request, session: Session = Depends(_session)) -> TokenScope:
+    token = bearer_token(request)
+    scope = authenticate(session, request.app.state.settings, token) if token else None
+    if scope is None:
+        raise HTTPException(401, "A valid bearer API token is required.",
+                            headers={"WWW-Authenticate": 'Bearer realm="admin"'})
+    if PERMISSION not in scope.permissions:
+        raise Problem(403, "Forbidden", f"The token lacks the {PERMISSION} permission.")
+    return scope
+
+
+def _account_id(session: Session, scope: TokenScope, uid: str) -> int:
+    person = session.scalar(select(Person).where(Person.uid == uid, visible_person(scope)))
+    if person is None or person.account is None:
+        raise Problem(404, "Not found", "No such person, or the person has no account.")
+    return person.account.id
+
+
+@router.get("/people/{uid}/sign-in-lock")
+def sign_in_lock(request: Request, uid: str, session: Session = Depends(_session),
+                 scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
+    subject = str(_account_id(session, scope, uid))
+    store = request.app.state.store
+    seconds = guards.locked_seconds(store, guards.ACCOUNT, subject)
+    return {"locked": seconds > 0, "seconds_left": seconds,
+            "failures": guards.failures(store, guards.ACCOUNT, subject)}
+
+
+@router.post("/people/{uid}/unlock")
+def unlock_person(request: Request, uid: str, session: Session = Depends(_session),
+                  scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
+    subject = str(_account_id(session, scope, uid))
+    was_locked = guards.lift(session, request.app.state.store, guards.ACCOUNT, subject,
+                             actor=f"api-token:{scope.name}", context=Context.of(request))
+    return {"unlocked": True, "was_locked": was_locked}
+
+
+@router.post("/ip-locks/{ip}/unlock")
+def unlock_ip(request: Request, ip: str, session: Session = Depends(_session),
+              scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
+    try:
+        address = str(ipaddress.ip_address(ip))
+    except ValueError:
+        raise Problem(400, "Bad request", "Not an IP address.") from None
+    root = session.get(OrgUnit, scope.org_unit_id)
+    if root is None or root.parent_id is not None:
+        raise Problem(403, "Forbidden", "Only a token scoped to the whole city may lift IP locks.")
+    was_locked = guards.lift(session, request.app.state.store, guards.IP, address,
+                             actor=f"api-token:{scope.name}", context=Context.of(request))
+    return {"unlocked": True, "was_locked": was_locked}

@@ -1,0 +1,121 @@
+"""``idp security unlock`` and ``idp tokens``: the operator's security commands.
+
+- ``idp security unlock --login t20260001`` lifts a sign-in lock of an account (and forgets
+  its failures); ``--ip 203.0.113.7`` does the same for a client IP. Audited with the
+  operator's user name as the actor (``cli:<user>``). Locks live in the store, so this needs
+  the shared Redis store (``IDP_REDIS_URL``); a single-process server keeps them in its own
+  memory, out of reach of another process: use the admin API there.
+- ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
+  for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
+  printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import typer
+from sqlalchemy import select
+
+from core.audit import record
+from core.db import utcnow
+from core.store import make_store
+from directory.api_tokens import PERMISSIONS, ApiToken, issue
+from directory.identifiers import guess_kinds
+from directory.models import OrgUnit
+from directory.people import find_account
+from idp.cli_directory import _actor, _fail
+from mfa import guards
+
+security_app = typer.Typer(no_args_is_help=True, help="Sign-in locks.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Bearer API tokens for machine clients.")
+
+
+def _subject(session, login: str | None, ip: str | None) -> tuple[guards.Limit, str]:
+    if bool(login) == bool(ip):
+        raise _fail("give exactly one of --login and --ip")
+    if ip:
+        try:
+            return guards.IP, str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise _fail(f"not an IP address: {ip!r}") from None
+    assert login is not None
+    account = next((a for kind in guess_kinds(login)
+                    if (a := find_account(session, kind, login))), None)
+    if account is None:
+        raise _fail("no account has this login identifier")
+    return guards.ACCOUNT, str(account.id)
+
+
+@security_app.command("unlock")
+def unlock(login: str = typer.Option(None, help="Any login identifier of the account."),
+           ip: str = typer.Option(None, help="A client IP address.")) -> None:
+    """Lift a sign-in lock and forget the counted failures."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise _fail("without IDP_REDIS_URL the locks live in the running server's memory; "
+                    "lift them with the admin API (POST /api/admin/people/{uid}/unlock)")
+    database, store = _database(settings), make_store(settings)
+    try:
+        with database.session() as session:
+            limit, subject = _subject(session, login, ip)
+            was_locked = guards.lift(session, store, limit, subject, actor=_actor())
+    finally:
+        store.close()
+        database.dispose()
+    print("unlocked" if was_locked else "was not locked; failures forgotten")
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    name: str = typer.Option(..., help="Who uses the token, e.g. 'district SIS sync'."),
+    org: str = typer.Option(..., help="Code of the org unit whose subtree the token sees."),
+    permission: list[str] = typer.Option(..., help=f"One of {sorted(PERMISSIONS)}; repeatable."),
+) -> None:
+    """Issue a bearer API token; it is printed once and never stored."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            unit = session.scalar(select(OrgUnit).where(OrgUnit.code == org))
+            if unit is None:
+                raise _fail(f"no org unit with code {org!r}")
+            try:
+                row, token = issue(session, settings, name=name, scope=unit,
+                                   permissions=set(permission))
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            record(session, actor=_actor(), action="api_token.issue", outcome="success",
+                   target=f"api-token:{row.id}", detail={"permissions": row.permissions})
+    finally:
+        database.dispose()
+    print(token, file=sys.stdout)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str = typer.Option(..., help="The token's name.")) -> None:
+    """Revoke every live token with this name."""
+    from idp.cli import _database, _settings
+
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            rows = session.scalars(select(ApiToken).where(ApiToken.name == name,
+                                                          ApiToken.revoked_at.is_(None))).all()
+            for row in rows:
+                row.revoked_at = utcnow()
+                record(session, actor=_actor(), action="api_token.revoke", outcome="success",
+                       target=f"api-token:{row.id}")
+    finally:
+        database.dispose()
+    print(f"revoked {len(rows)} token(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(security_app, name="security")
+    app.add_typer(tokens_app, name="tokens")

@@ -1,0 +1,266 @@
+"""QR-code login pages: the computer shows a code, a signed-in phone approves it.
+
+Desktop (the browser that wants to sign in):
+
+- ``POST /login/qr/ticket`` (JSON ``{"ia": ...}``, CSRF header): a new ticket; answers
+  ``{"ticket", "svg", "scan_url", "message"}`` and sets the binding cookie ``idp_qr``
+  (HttpOnly, SameSite=Lax, path ``/login/qr``). The login page's script calls it.
+- ``GET /login/qr``: the same as a page (works without JavaScript).
+- ``GET /login/qr/status?t=``: ``{"status", "message", "final"}`` for the poller
+  (``idp/static/qr_login.js``, every 2 s); needs the binding cookie.
+- ``POST /login/qr/redeem`` (form, CSRF, binding cookie): takes the approved ticket
+  once and goes on like a password sign-in (``idp.login.first_factor_done``) with the
+  phone session's ``amr`` and ``auth_time``.
+
+Phone (signed in): ``GET /login/qr/scan?t=`` shows which device, place and app ask;
+``POST /login/qr/approve`` and ``POST /login/qr/deny`` (CSRF).
+
+The logic and the states are in ``mfa.qr_login``; see docs/qr-login.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from core.audit import Context
+from core.web import i18n
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from core.web.templates import locale_of, render
+from directory.models import Account
+from idp import sessions
+from idp.login import _display_name, _refusal, first_factor_done
+from idp.oidc import authorize
+from mfa import qr_login as qr
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+
+COOKIE = "idp_qr"
+COOKIE_PATH = "/login/qr"
+RATE_WINDOW = 60
+RATE_LIMIT = 300  # tickets per IP and minute: generous, a whole school may share one address
+
+HINT = N_("Scan this code with the phone on which you are signed in, then approve on the phone.")
+SCANNED = N_("Scanned. Please approve the sign-in on your phone.")
+APPROVED = N_("Approved. Signing you in ...")
+FRESH_LOGIN = N_("This app asks you to sign in again with your password; a QR code cannot be "
+                 "used for it.")
+TOO_MANY = N_("Too many QR codes were requested. Please wait a minute and try again.")
+SIGN_IN_FIRST = N_("Sign in on this phone first, then scan the code on the computer again.")
+DONE = N_("You approved the sign-in. Continue on the computer.")
+REFUSED = N_("You refused the sign-in. Nothing was unlocked.")
+UNKNOWN = N_("unknown")
+
+MESSAGES = {qr.PENDING: HINT, qr.SCANNED: SCANNED, qr.APPROVED: APPROVED,
+            qr.DENIED: qr.DENIED_TEXT, qr.EXPIRED: qr.EXPIRED_TEXT, qr.USED: qr.USED_TEXT,
+            qr.OTHER_BROWSER: qr.OTHER_BROWSER_TEXT}
+HTTP_STATUS = {qr.EXPIRED: 410, qr.USED: 410, qr.OTHER_BROWSER: 403, qr.DENIED: 200}
+ERROR_STATUS = {qr.EXPIRED: 410, qr.USED: 410, qr.OTHER_BROWSER: 403, qr.DENIED: 403,
+                "not_yet": 409, "other_phone": 409, "stale": 409}
+
+
+class TicketBody(BaseModel):
+    ia: str = Field("", max_length=100)
+
+
+class NoTicket(Exception):
+    """A ticket cannot be made for this request; ``message`` is an English msgid."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _text(request: Request, message: str) -> str:
+    return i18n.gettext(locale_of(request), message)
+
+
+def scan_url(request: Request, ticket_id: str) -> str:
+    return f"{request.app.state.settings.issuer}/login/qr/scan?{urlencode({'t': ticket_id})}"
+
+
+def _new_ticket(request: Request, ia: str) -> tuple[str, str, qr.Ticket]:
+    """Check the pending request (``ia``) and the rate, then make a ticket."""
+    app_name, max_age = "", None
+    if ia:
+        pending = authorize.load_interaction(request, ia)  # PageError when expired
+        if "login" in pending.prompt:
+            raise NoTicket(FRESH_LOGIN, 409)
+        client = request.app.state.clients.get(pending.client_id)
+        app_name, max_age = (client.name if client else ""), pending.max_age
+    store = request.app.state.store
+    if store.incr(f"qr-rate:{_ip(request)}", ttl=RATE_WINDOW) > RATE_LIMIT:
+        raise NoTicket(TOO_MANY, 429)
+    return qr.create(store, user_agent=request.headers.get("user-agent", ""), ip=_ip(request),
+                     ia=ia, app=app_name, max_age=max_age,
+                     secret=request.cookies.get(COOKIE, ""))
+
+
+def _bind(response: Response, request: Request, secret: str) -> Response:
+    response.set_cookie(COOKIE, secret, httponly=True, samesite="lax", path=COOKIE_PATH,
+                        secure=request.url.scheme == "https", max_age=qr.TICKET_SECONDS + 30)
+    return response
+
+
+@router.post("/login/qr/ticket")
+def new_ticket(request: Request, body: TicketBody) -> Response:
+    try:
+        ticket_id, secret, _ticket = _new_ticket(request, body.ia)
+    except PageError as exc:
+        return JSONResponse({"error": _text(request, exc.message)}, status_code=400)
+    except NoTicket as exc:
+        return JSONResponse({"error": _text(request, exc.message)}, status_code=exc.status)
+    url = scan_url(request, ticket_id)
+    return _bind(JSONResponse({"ticket": ticket_id, "scan_url": url, "svg": qr.qr_svg(url),
+                               "message": _text(request, HINT),
+                               "expires_in": qr.TICKET_SECONDS}), request, secret)
+
+
+def _desktop_page(request: Request, ticket_id: str, ia: str, message: str = HINT,
+                  status: int = 200) -> Response:
+    url = scan_url(request, ticket_id)
+    return render(request, "qr_login.html", {
+        "ia": ia, "qr": {"ticket": ticket_id, "scan_url": url, "svg": qr.qr_svg(url)},
+        "qr_message": message}, status=status)
+
+
+def _message(request: Request, message: str, *, title: str = N_("Sign in with a QR code"),
+             status: int = 200, link: str = "", link_text: str = "",
+             error: bool = True) -> Response:
+    return render(request, "qr_message.html", {
+        "title": title, "message": message, "link": link, "link_text": link_text,
+        "error": error}, status=status)
+
+
+def _login_link(ia: str) -> str:
+    return "/login" + (f"?{urlencode({'ia': ia})}" if ia else "")
+
+
+@router.get("/login/qr")
+def desktop_page(request: Request, ia: str = Query("", max_length=100)) -> Response:
+    """The QR code as a page of its own (the login page's link without JavaScript)."""
+    try:
+        ticket_id, secret, _ticket = _new_ticket(request, ia)
+    except NoTicket as exc:
+        return _message(request, exc.message, status=exc.status, link=_login_link(ia),
+                        link_text=N_("Back to sign-in"))
+    return _bind(_desktop_page(request, ticket_id, ia), request, secret)
+
+
+@router.get("/login/qr/status")
+def ticket_status(request: Request, t: str = Query("", max_length=100)) -> Response:
+    state = qr.status(request.app.state.store, t, request.cookies.get(COOKIE, ""))
+    return JSONResponse({"status": state, "message": _text(request, MESSAGES[state]),
+                         "final": state not in (qr.PENDING, qr.SCANNED, qr.APPROVED)},
+                        status_code=HTTP_STATUS.get(state, 200))
+
+
+@router.post("/login/qr/redeem")
+def redeem(request: Request, t: str = Form("", max_length=100),
+           ia: str = Form("", max_length=100)) -> Response:
+    """The desktop takes its approved ticket (once) and signs in."""
+    state = request.app.state
+    secret = request.cookies.get(COOKIE, "")
+    back = {"link": _login_link(ia), "link_text": N_("Back to sign-in")}
+    try:
+        ticket: qr.Ticket | None = qr.load_bound(state.store, t, secret)
+    except qr.QrError:
+        ticket = None  # qr.redeem says why (and audits it)
+    if ticket is not None and ticket.ia:  # the app's request must still wait: check first
+        authorize.load_interaction(request, ticket.ia)
+    failure = refusal = ""
+    with state.db.session() as session:
+        try:
+            won = qr.redeem(session, state.store, t, secret, context=Context.of(request))
+        except qr.QrError as exc:  # refusals are audited: commit their rows
+            failure, reason = exc.message, exc.reason
+        else:
+            account = session.get(Account, won.account_id)
+            refusal = _refusal(account) if account else qr.EXPIRED_TEXT
+    if failure == qr.NOT_YET_TEXT and ticket is not None:
+        return _desktop_page(request, t, ticket.ia, failure, status=409)
+    if failure:
+        return _message(request, failure, status=ERROR_STATUS[reason], **back)
+    if refusal:
+        return _message(request, refusal, status=403, **back)
+    assert won.account_id is not None
+    response = first_factor_done(request, won.account_id, won.sub, won.amr, won.ia,
+                                 auth_time=won.auth_time)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+# -- the phone ----------------------------------------------------------------------------
+
+
+def _phone_session(request: Request) -> sessions.SSOSession | None:
+    return sessions.current(request)
+
+
+def _device(ticket: qr.Ticket) -> dict[str, Any]:
+    return {"browser": ticket.browser or qr.UNKNOWN_BROWSER,
+            "system": ticket.system or qr.UNKNOWN_SYSTEM, "ip": ticket.ip or UNKNOWN}
+
+
+@router.get("/login/qr/scan")
+def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
+    session = _phone_session(request)
+    if session is None:
+        back = "/login?" + urlencode({"next": "/login/qr/scan?" + urlencode({"t": t})})
+        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
+                        status=401, link=back, link_text=N_("Sign in"), error=False)
+    try:
+        ticket = qr.scan(request.app.state.store, t, session.account_id)
+    except qr.QrError as exc:
+        return _message(request, exc.message, status=ERROR_STATUS[exc.reason])
+    if ticket.status == qr.APPROVED:
+        return _message(request, DONE, error=False)
+    if ticket.status == qr.DENIED:
+        return _message(request, REFUSED, error=False)
+    return render(request, "qr_scan.html", {
+        "t": t, "app_name": ticket.app, "name": _display_name(request, session.account_id),
+        **_device(ticket)})
+
+
+def _decide(request: Request, t: str, approve: bool) -> Response:
+    state = request.app.state
+    loaded = sessions.load(state.store, request)
+    if loaded is None:
+        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
+                        status=401, link="/login", link_text=N_("Sign in"), error=False)
+    phone = loaded[1]
+    failure = ""
+    with state.db.session() as session:
+        try:
+            if approve:
+                qr.approve(session, state.store, t, account_id=phone.account_id, sub=phone.sub,
+                           amr=phone.amr, auth_time=phone.auth_time,
+                           context=Context.of(request))
+            else:
+                qr.deny(session, state.store, t, account_id=phone.account_id,
+                        context=Context.of(request))
+        except qr.QrError as exc:
+            failure, reason = exc.message, exc.reason
+    if failure:
+        return _message(request, failure, status=ERROR_STATUS[reason])
+    return _message(request, DONE if approve else REFUSED, error=False)
+
+
+@router.post("/login/qr/approve")
+def approve(request: Request, t: str = Form("", max_length=100)) -> Response:
+    return _decide(request, t, True)
+
+
+@router.post("/login/qr/deny")
+def deny(request: Request, t: str = Form("", max_length=100)) -> Response:
+    return _decide(request, t, False)

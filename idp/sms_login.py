@@ -1,0 +1,129 @@
+"""Sign-in with a phone number and an SMS code (one factor, ``amr`` ``["sms"]``).
+
+``GET /login/sms`` asks for the number; ``POST /login/sms`` sends a code
+(:func:`mfa.sms.send_code`, purpose ``login``) and shows the code form, with the
+same words and status whether or not the number belongs to an account (nothing
+is sent then); ``POST /login/sms/verify`` checks the code and, for an account
+that may sign in, goes on like the password form
+(:func:`idp.login.first_factor_done`), so the policy may still ask for a second
+factor. An account that may not sign in is refused with the plain-words reason
+only after a correct code. Every page carries ``ia``, the pending authorization
+request, and every form is CSRF-protected. With ``IDP_SMS_GATEWAY=none`` the pages
+answer 404.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from core.audit import Context, record
+from core.db import utcnow
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from core.web.templates import locale_of, render
+from directory.models import Account
+from idp.login import _pending, _refusal, first_factor_done
+from mfa import sms
+from mfa.sms_gateways import Gateway, app_gateway
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+
+NOT_AVAILABLE = N_("Signing in with an SMS code is not available here.")
+BAD_PHONE = N_("Please enter an 11-digit mainland mobile number.")
+SEND_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
+SEND_FAILED = N_("The text message could not be sent just now. Please try again in a few "
+                 "minutes, or sign in with your password.")
+WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
+TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
+
+
+def gateway(request: Request) -> Gateway:
+    """The app's SMS gateway (made once; tests may set ``app.state.sms_gateway``)."""
+    found = app_gateway(request.app.state)
+    if found is None:
+        raise PageError(404, NOT_AVAILABLE)
+    return found
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _app_name(request: Request, ia: str) -> str | None:
+    pending = _pending(request, ia)
+    client = request.app.state.clients.get(pending.client_id) if pending else None
+    return client.name if client else None
+
+
+def _phone_page(request: Request, ia: str, phone: str = "", error: str = "",
+                status: int = 200, **params: object) -> Response:
+    return render(request, "sms_login.html", {
+        "ia": ia, "phone": phone, "error": error, "error_params": params,
+        "app_name": _app_name(request, ia)}, status=status)
+
+
+def _code_page(request: Request, ia: str, phone: str, error: str = "",
+               status: int = 200, **params: object) -> Response:
+    return render(request, "sms_code.html", {
+        "ia": ia, "phone": phone, "masked": sms.mask(phone), "error": error,
+        "error_params": params, "minutes": sms.CODE_SECONDS // 60,
+        "app_name": _app_name(request, ia)}, status=status)
+
+
+@router.get("/login/sms")
+def sms_login_form(request: Request, ia: str = "") -> Response:
+    gateway(request)
+    return _phone_page(request, ia)
+
+
+@router.post("/login/sms")
+def sms_send(request: Request, ia: str = Form("", max_length=100),
+             phone: str = Form("", max_length=40)) -> Response:
+    sender = gateway(request)
+    state = request.app.state
+    number = sms.normalise(phone)
+    if number is None:
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
+    with state.db.session() as session:
+        account = sms.account_for_phone(session, state.settings, number)
+        result = sms.send_code(session, state.settings, state.store, sender, number,
+                               sms.Purpose.login, account_id=account.id if account else None,
+                               ip=_ip(request), locale=locale_of(request),
+                               context=Context.of(request))
+    if result.status is sms.SendStatus.rate_limited:
+        return _phone_page(request, ia, number, SEND_WAIT, status=429, seconds=result.wait)
+    if result.status is sms.SendStatus.gateway_failed:
+        return _phone_page(request, ia, number, SEND_FAILED, status=503)
+    return _code_page(request, ia, number)
+
+
+@router.post("/login/sms/verify")
+def sms_verify(request: Request, ia: str = Form("", max_length=100),
+               phone: str = Form("", max_length=40),
+               code: str = Form("", max_length=20)) -> Response:
+    gateway(request)
+    state = request.app.state
+    number = sms.normalise(phone)
+    if number is None:
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
+    with state.db.session() as session:
+        result = sms.verify_code(session, state.settings, state.store, number,
+                                 sms.Purpose.login, code, context=Context.of(request))
+        account = (session.get(Account, result.account_id)
+                   if result.status is sms.VerifyStatus.ok and result.account_id else None)
+        if account is None:
+            if result.status is sms.VerifyStatus.too_many:
+                return _code_page(request, ia, number, TOO_MANY, status=429)
+            return _code_page(request, ia, number, WRONG_CODE, status=400)
+        if refusal := _refusal(account):
+            record(session, actor=f"account:{account.id}", action="login.sms",
+                   outcome="refused", detail={"status": account.person.status},
+                   context=Context.of(request))
+            return _phone_page(request, ia, "", refusal, status=403)
+        account.last_login_at = utcnow()
+        record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
+               context=Context.of(request))
+        account_id, sub = account.id, account.sub
+    return first_factor_done(request, account_id, sub, ["sms"], ia)

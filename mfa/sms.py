@@ -1,0 +1,250 @@
+"""SMS one-time codes: sign-in by phone number, and a second factor.
+
+A code is six digits, valid for :data:`CODE_SECONDS` (five minutes), checked at
+most :data:`MAX_ATTEMPTS` times, and bound to the number and its *purpose*
+(``login`` or ``mfa``): a code sent for one cannot be used for the other. The
+store keeps only ``HMAC-SM3(sms-code/v1, purpose:phone:code)`` with the account
+id, never the code; store keys name the number only by its keyed MAC. A new code
+for the same number and purpose replaces the previous one. A correct code is
+spent with :meth:`Store.take` (atomic), so of two concurrent uses one passes.
+
+Sending is limited with atomic counters in the store (so across workers): per
+number one message per :data:`PHONE_GAP_SECONDS` and :data:`PHONE_DAILY` a day,
+per client IP :data:`IP_HOURLY` an hour. The limits apply to every number, known
+or not, and a number that belongs to no account is answered exactly like one
+that does (nothing is sent): the sign-in page never tells whether a number is
+registered.
+
+Phone numbers are normalised with :func:`directory.identifiers.normalise_phone`
+(mainland mobile, ``+86`` and separators allowed). A number signs in when it is an
+account's phone login identifier (stored as its blind index, or as the number by
+older code paths). For the second factor, the account needs a phone login whose
+number is known: the person's encrypted phone when it is that login (a phone on
+the person that is not a login is not used: students' phones are usually a
+parent's).
+
+Sends and verifications are audited (``sms.send``, ``sms.verify``) by account id,
+never with the number or the code.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import Context, record
+from core.field_crypto import blind_index_candidates, open_
+from core.keyring import keyed_mac
+from core.settings import Settings
+from core.store import Store
+from core.web import i18n
+from core.web.i18n import N_
+from directory.identifiers import normalise_phone
+from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier
+from directory.pii import mask_phone
+from mfa.sms_gateways import Gateway, GatewayError
+
+DIGITS = 6
+CODE_SECONDS = 300
+MAX_ATTEMPTS = 5
+PHONE_GAP_SECONDS = 60
+PHONE_DAILY = 10
+DAY_SECONDS = 86400
+IP_HOURLY = 20
+HOUR_SECONDS = 3600
+CODE_PURPOSE = "sms-code/v1"
+PHONE_KEY_PURPOSE = "sms-phone/v1"
+MESSAGE = N_("Your verification code is %(code)s, valid for %(minutes)s minutes. Do not share "
+             "it with anyone.")
+
+
+class Purpose(StrEnum):
+    login = "login"
+    mfa = "mfa"
+
+
+class SendStatus(StrEnum):
+    sent = "sent"  # also for a number without an account: the caller cannot tell
+    invalid_phone = "invalid_phone"
+    rate_limited = "rate_limited"
+    gateway_failed = "gateway_failed"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: SendStatus
+    wait: int = 0  # seconds, when rate-limited
+
+
+class VerifyStatus(StrEnum):
+    ok = "ok"
+    wrong = "wrong"  # wrong, expired, used, or never sent: one answer
+    too_many = "too_many"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    status: VerifyStatus
+    account_id: int | None = None
+
+
+def normalise(raw: str) -> str | None:
+    """The 11-digit mainland mobile number, or None."""
+    return normalise_phone(raw or "")
+
+
+def mask(phone: str) -> str:
+    return mask_phone(phone)
+
+
+def _phone_id(settings: Settings, phone: str) -> str:
+    return keyed_mac(settings, PHONE_KEY_PURPOSE, phone)[:40]
+
+
+def _code_key(settings: Settings, purpose: Purpose, phone: str) -> str:
+    return f"sms:code:{purpose.value}:{_phone_id(settings, phone)}"
+
+
+def _code_mac(settings: Settings, purpose: Purpose, phone: str, code: str) -> str:
+    return keyed_mac(settings, CODE_PURPOSE, f"{purpose.value}:{phone}:{code}")
+
+
+def _phone_values(settings: Settings, phone: str) -> list[str]:
+    return [*blind_index_candidates(settings, IdentifierKind.phone.value, phone), phone]
+
+
+def account_for_phone(session: Session, settings: Settings, phone: str) -> Account | None:
+    """The account whose phone login ``phone`` (normalised) is."""
+    return session.scalar(select(Account).join(LoginIdentifier).where(
+        LoginIdentifier.kind == IdentifierKind.phone.value,
+        LoginIdentifier.value.in_(_phone_values(settings, phone))))
+
+
+def phone_of(session: Session, settings: Settings, account_id: int) -> str | None:
+    """The number of the account's phone login, when it can be known (for ``/mfa``)."""
+    account = session.get(Account, account_id)
+    logins = [i.value for i in account.identifiers
+              if i.kind == IdentifierKind.phone.value] if account else []
+    if not logins:
+        return None
+    for value in logins:
+        if normalise_phone(value) == value:
+            return value  # an identifier holding the number itself
+    number = open_(settings, PHONE, account.person) if account else None
+    if number and set(_phone_values(settings, number)) & set(logins):
+        return number
+    return None
+
+
+def _retry_after(store: Store, key: str) -> int:
+    return max(1, int((store.ttl(key) or 1) + 0.999))
+
+
+def _limited(settings: Settings, store: Store, phone: str, ip: str) -> int:
+    """Take a sending slot for the number and the IP; seconds to wait when refused."""
+    ip_key = f"sms:ip:{ip}"
+    if store.incr(ip_key, ttl=HOUR_SECONDS) > IP_HOURLY:
+        return _retry_after(store, ip_key)
+    phone_id = _phone_id(settings, phone)
+    gap_key = f"sms:gap:{phone_id}"
+    if not store.set_if_absent(gap_key, b"1", ttl=PHONE_GAP_SECONDS):
+        return _retry_after(store, gap_key)
+    day_key = f"sms:day:{phone_id}"
+    if store.incr(day_key, ttl=DAY_SECONDS) > PHONE_DAILY:
+        return _retry_after(store, day_key)
+    return 0
+
+
+def send_code(session: Session, settings: Settings, store: Store, gateway: Gateway,
+              raw_phone: str, purpose: Purpose, *, account_id: int | None, ip: str,
+              locale: str = i18n.DEFAULT, context: Context | None = None) -> SendResult:
+    """Send a new code to the number for ``purpose``.
+
+    ``account_id`` is the account the number belongs to (None: nothing is sent, but
+    the answer is the same as for a registered number). The limits are taken first,
+    for every number.
+    """
+    phone = normalise(raw_phone)
+    if phone is None:
+        return SendResult(SendStatus.invalid_phone)
+    actor = f"account:{account_id}" if account_id is not None else "unknown"
+    if wait := _limited(settings, store, phone, ip):
+        record(session, actor=actor, action="sms.send", outcome="failure", context=context,
+               detail={"purpose": purpose.value, "reason": "rate_limited"})
+        return SendResult(SendStatus.rate_limited, wait)
+    if account_id is None:
+        record(session, actor=actor, action="sms.send", outcome="failure", context=context,
+               detail={"purpose": purpose.value, "reason": "unknown_number"})
+        return SendResult(SendStatus.sent)
+    code = f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
+    minutes = str(CODE_SECONDS // 60)
+    key = _code_key(settings, purpose, phone)
+    store.set(key, json.dumps({
+        "mac": _code_mac(settings, purpose, phone, code), "account_id": account_id,
+        "nonce": secrets.token_hex(8), "expires": time.time() + CODE_SECONDS,
+    }).encode(), ttl=CODE_SECONDS)
+    message = i18n.gettext(locale, MESSAGE, code=code, minutes=minutes)
+    try:
+        gateway.send(phone, message, {"code": code, "minutes": minutes})
+    except GatewayError as exc:
+        store.delete(key)
+        store.delete(f"sms:gap:{_phone_id(settings, phone)}")  # may try again at once
+        record(session, actor=actor, action="sms.send", outcome="failure", context=context,
+               detail={"purpose": purpose.value, "reason": "gateway_failed",
+                       "gateway": gateway.name, "error": str(exc)[:200]})
+        return SendResult(SendStatus.gateway_failed)
+    record(session, actor=actor, action="sms.send", outcome="success", context=context,
+           detail={"purpose": purpose.value, "gateway": gateway.name})
+    return SendResult(SendStatus.sent)
+
+
+def verify_code(session: Session, settings: Settings, store: Store, raw_phone: str,
+                purpose: Purpose, code: str, *, account_id: int | None = None,
+                context: Context | None = None) -> VerifyResult:
+    """Check and spend a code. ``account_id``, when given, must be the code's account."""
+    phone = normalise(raw_phone)
+    cleaned = "".join(unicodedata.normalize("NFKC", str(code)).split()).replace("-", "")
+    well_formed = len(cleaned) == DIGITS and cleaned.isascii() and cleaned.isdigit()
+
+    def fail(reason: str, status: VerifyStatus = VerifyStatus.wrong,
+             actor_id: int | None = None) -> VerifyResult:
+        actor = f"account:{actor_id}" if actor_id is not None else "unknown"
+        record(session, actor=actor, action="sms.verify", outcome="failure", context=context,
+               detail={"purpose": purpose.value, "reason": reason})
+        return VerifyResult(status)
+
+    if phone is None:
+        return fail("invalid_phone")
+    if not well_formed:
+        return fail("malformed_code")  # cannot be right: costs no attempt
+    key = _code_key(settings, purpose, phone)
+    raw = store.get(key)
+    if raw is None:
+        return fail("no_code")  # never sent, expired, or already used
+    entry = json.loads(raw)
+    owner = int(entry["account_id"])
+    if account_id is not None and owner != account_id:
+        return fail("other_account")
+    tries_key = f"sms:tries:{entry['nonce']}"
+    if store.incr(tries_key, ttl=CODE_SECONDS) > MAX_ATTEMPTS:
+        store.delete(key)  # the code is spent: a new one must be sent
+        return fail("too_many_attempts", VerifyStatus.too_many, owner)
+    if float(entry["expires"]) <= time.time():
+        return fail("expired", actor_id=owner)
+    if not hmac.compare_digest(_code_mac(settings, purpose, phone, cleaned), str(entry["mac"])):
+        return fail("wrong_code", actor_id=owner)
+    taken = store.take(key)
+    if taken is None or json.loads(taken).get("nonce") != entry["nonce"]:
+        return fail("code_reused", actor_id=owner)
+    store.delete(tries_key)
+    record(session, actor=f"account:{owner}", action="sms.verify", outcome="success",
+           context=context, detail={"purpose": purpose.value})
+    return VerifyResult(VerifyStatus.ok, owner)

@@ -1,0 +1,184 @@
+"""Brute-force protection: temporary locks, password spraying, and an administrator's unlock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from core.audit import AuditEvent
+from core.db import Database
+from core.settings import Settings
+from core.store import MemoryStore, Store
+from directory import api_tokens
+from directory.models import OrgKind, OrgUnit, Person
+from directory.orgs import ensure_org_unit
+from mfa import guards
+from tests.conftest import TEST_MASTER_KEY
+from tests.idp import flow
+
+LOCKED = "暂时锁定"
+LOCKED_IP = "暂停"
+
+
+@pytest.fixture(autouse=True)
+def no_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progressive delays would make the tests wait; the counts and locks still apply."""
+    monkeypatch.setattr(guards, "MAX_DELAY", 0)
+
+
+def _start(client: TestClient, make_client):
+    return flow.authorize(client, client_id=make_client().client_id)
+
+
+def _actions(db: Database, action: str) -> list[AuditEvent]:
+    with db.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def _token(db: Database, settings: Settings, code: str, permissions: set[str]) -> str:
+    with db.session() as session:
+        unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+        _, token = api_tokens.issue(session, settings, name=f"console {code}", scope=unit,
+                                    permissions=permissions)
+    return token
+
+
+def _uid(db: Database, name: str) -> str:
+    with db.session() as session:
+        return session.scalar(select(Person.uid).where(Person.name == name))
+
+
+def test_guard_locks_once_at_the_threshold() -> None:
+    store = MemoryStore()
+    results = [guards.record_failure(store, guards.ACCOUNT, "7") for _ in range(12)]
+    assert results.index(True) == guards.ACCOUNT.lock_after - 1 and results.count(True) == 1
+    assert guards.refusal_seconds(store, guards.ACCOUNT, "7")[0]
+    assert guards.unlock(store, guards.ACCOUNT, "7")
+    assert guards.refusal_seconds(store, guards.ACCOUNT, "7") == (False, 0)
+    assert guards.failures(store, guards.ACCOUNT, "7") == 0
+
+
+def test_account_locks_even_for_the_right_password_then_admin_unlocks(
+        client: TestClient, make_client, make_person, db: Database, settings: Settings) -> None:
+    person = make_person("s40", "pw-right-40", name="锁定同学")
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after):
+        assert flow.login(client, start, "s40", "wrong").status_code == 400
+    locked = flow.login(client, start, "s40", "pw-right-40")
+    assert locked.status_code == 429 and LOCKED in locked.text
+    events = _actions(db, "security.lock")
+    assert [e.target for e in events] == [f"account:{person.account_id}"]
+
+    token = _token(db, settings, "T-CITY", {"security:unlock"})
+    headers = {"authorization": f"Bearer {token}"}
+    uid = _uid(db, "锁定同学")
+    state = client.get(f"/api/admin/people/{uid}/sign-in-lock", headers=headers).json()
+    assert state["locked"] and state["seconds_left"] > 0
+    answer = client.post(f"/api/admin/people/{uid}/unlock", headers=headers)
+    assert answer.status_code == 200 and answer.json()["was_locked"] is True
+    unlocked = _actions(db, "security.unlock")
+    assert unlocked[-1].actor == "api-token:console T-CITY"
+    assert flow.login(client, start, "s40", "pw-right-40").status_code == 303
+
+
+def test_unknown_login_locks_like_a_real_one(client: TestClient, make_client) -> None:
+    """No account oracle: a name that belongs to nobody locks exactly like a real one."""
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after):
+        flow.login(client, start, "no-such-person", "wrong")
+    locked = flow.login(client, start, "no-such-person", "wrong")
+    assert locked.status_code == 429 and LOCKED in locked.text
+
+
+def test_password_spraying_locks_the_ip(client: TestClient, make_client, make_person,
+                                        db: Database, settings: Settings,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guards, "SPRAY_ACCOUNTS", 5)
+    make_person("s41", "pw-right-41")
+    start = _start(client, make_client)
+    for n in range(5):  # one wrong password each on five accounts: no account is near a lock
+        flow.login(client, start, f"s9{n}", "Summer2026!")
+    blocked = flow.login(client, start, "s41", "pw-right-41")
+    assert blocked.status_code == 429 and LOCKED_IP in blocked.text
+    spraying = _actions(db, "security.spraying")
+    assert len(spraying) == 1 and spraying[0].target == "ip:testclient"
+
+    school = _token(db, settings, "T-SCHOOL", {"security:unlock"})
+    refused = client.post("/api/admin/ip-locks/127.0.0.1/unlock",
+                          headers={"authorization": f"Bearer {school}"})
+    assert refused.status_code == 403
+    city = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'security:unlock'})}"}
+    assert client.post("/api/admin/ip-locks/not-an-ip/unlock", headers=city).status_code == 400
+    # TestClient's peer is the host name "testclient": lift it through the guard itself.
+    with db.session() as session:
+        assert guards.lift(session, client.app.state.store, guards.IP, "testclient",
+                           actor="test")
+    assert flow.login(client, start, "s41", "pw-right-41").status_code == 303
+
+
+def test_admin_api_rules(client: TestClient, make_person, db: Database,
+                         settings: Settings) -> None:
+    make_person("s42", "pw-right-42", name="范围同学")
+    uid = _uid(db, "范围同学")
+    url = f"/api/admin/people/{uid}/unlock"
+    assert client.post(url).status_code == 401
+    read_only = _token(db, settings, "T-CITY", {"directory:read"})
+    answer = client.post(url, headers={"authorization": f"Bearer {read_only}"})
+    assert answer.status_code == 403
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    with db.session() as session:
+        city = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-CITY"))
+        ensure_org_unit(session, code="T-OTHER", name="另一学校", kind=OrgKind.school,
+                        parent=city)
+    other = _token(db, settings, "T-OTHER", {"security:unlock"})
+    assert client.post(url, headers={"authorization": f"Bearer {other}"}).status_code == 404
+
+
+def test_cli_unlock_needs_the_shared_store(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
+    result = subprocess.run([sys.executable, "-m", "idp.cli", "security", "unlock", "--ip",
+                             "203.0.113.7"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "admin API" in result.stderr
+
+
+def test_cli_unlock_and_tokens_with_redis(tmp_path: Path, store: Store) -> None:
+    redis_url = os.environ.get("IDP_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs IDP_TEST_REDIS_URL (the CLI reaches locks through Redis)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    prefix = f"test-cli-{os.getpid()}:"
+    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY,
+           "IDP_REDIS_URL": redis_url, "IDP_STORE_PREFIX": prefix}
+
+    def idp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert idp("db", "upgrade").returncode == 0
+    assert idp("demo").returncode == 0
+    from core.store import RedisStore
+
+    shared = RedisStore(redis_url, prefix)
+    try:
+        for _ in range(guards.IP.lock_after):
+            guards.record_failure(shared, guards.IP, "203.0.113.7")
+        assert guards.locked_seconds(shared, guards.IP, "203.0.113.7") > 0
+        result = idp("security", "unlock", "--ip", "203.0.113.7")
+        assert result.returncode == 0 and "unlocked" in result.stdout, result.stderr
+        assert guards.locked_seconds(shared, guards.IP, "203.0.113.7") == 0
+    finally:
+        shared.close()
+    issued = idp("tokens", "issue", "--name", "sync", "--org", "DEMO-CITY", "--permission",
+                 "directory:read")
+    assert issued.returncode == 0 and issued.stdout.startswith("idp_"), issued.stderr
+    bad = idp("tokens", "issue", "--name", "x", "--org", "DEMO-CITY", "--permission", "root")
+    assert bad.returncode == 2 and "permissions must be among" in bad.stderr
+    assert "revoked 1 token(s)" in idp("tokens", "revoke", "--name", "sync").stdout

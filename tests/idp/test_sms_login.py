@@ -1,0 +1,290 @@
+"""Sign-in with a phone number and an SMS code, and SMS as the second factor on /mfa."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from core.gm import jose as gm_jose
+from directory.models import Role
+from mfa import sms
+from mfa.sms_gateways import HttpGateway
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.mfa.test_sms import PHONE_NUMBER, Outbox, add_phone
+
+MASKED = re.compile(r"1\d\d\*\*\*\*\d{4}")
+
+
+@pytest.fixture
+def outbox(app, tmp_path: Path) -> Outbox:
+    box = Outbox(tmp_path)
+    app.state.sms_gateway = box.gateway
+    return box
+
+
+def _claims(client: TestClient, registered, code: str) -> dict:
+    body = client.post("/oauth2/token", data={"grant_type": "authorization_code", "code": code,
+                                              "redirect_uri": REDIRECT_URI},
+                       auth=(registered.client_id, registered.secret)).json()
+    jwks = client.get("/oauth2/jwks/all").json()
+    return json.loads(gm_jose.verify_jws(body["id_token"], gm_jose.import_key_set(jwks)))
+
+
+def _ask_code(client: TestClient, phone: str = PHONE_NUMBER, ia: str = ""):
+    page = client.get("/login/sms", params={"ia": ia} if ia else None)
+    assert page.status_code == 200
+    return client.post("/login/sms", data={"csrf_token": flow.csrf_of(page.text), "ia": ia,
+                                           "phone": phone}, follow_redirects=False)
+
+
+def _enter_code(client: TestClient, page, code: str, phone: str = PHONE_NUMBER, ia: str = ""):
+    return client.post("/login/sms/verify", data={"csrf_token": flow.csrf_of(page.text),
+                                                  "ia": ia, "phone": phone, "code": code},
+                       follow_redirects=False)
+
+
+def _wrong(code: str) -> str:
+    return "000000" if code != "000000" else "111111"
+
+
+def test_login_page_links_to_sms_sign_in(client: TestClient) -> None:
+    page = client.get("/login")
+    assert 'href="/login/sms"' in page.text and "用短信验证码登录" in page.text
+    english = client.get("/login/sms", params={"ui_locales": "en"})
+    assert "Sign in with an SMS code" in english.text
+
+
+def test_sign_in_by_phone_to_the_start_page(client, outbox, make_person, db, settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    page = _ask_code(client, "+86 138 0013 8000")
+    assert page.status_code == 200 and "138****8000" in page.text
+    assert PHONE_NUMBER not in MASKED.sub("", page.text.replace(
+        f'value="{PHONE_NUMBER}"', ""))  # the number only in the hidden field
+    done = _enter_code(client, page, outbox.last_code())
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    assert "idp_session" in client.cookies
+
+
+def test_authorization_code_flow_with_sms(client, outbox, make_client, make_person, db,
+                                          settings) -> None:
+    registered = make_client()
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    start = flow.authorize(client, client_id=registered.client_id)
+    ia = parse_qs(urlsplit(start.headers["location"]).query)["ia"][0]
+    login_page = client.get(start.headers["location"])
+    assert f'href="/login/sms?ia={ia}"' in login_page.text
+    page = _ask_code(client, ia=ia)
+    assert f'name="ia" value="{ia}"' in page.text and "测试应用" in page.text
+    done = flow.follow(client, _enter_code(client, page, outbox.last_code(), ia=ia))
+    redirect = flow.Redirect(done.headers["location"])
+    assert redirect.location.startswith(REDIRECT_URI) and redirect.params["state"] == "st-1"
+    claims = _claims(client, registered, redirect.params["code"])
+    assert claims["sub"] == person.sub and claims["amr"] == ["sms"]
+    assert claims["acr"] == "urn:edu:acr:sfa"
+
+
+def test_wrong_reused_and_too_many_codes(client, outbox, make_person, db, settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    page = _ask_code(client)
+    code = outbox.last_code()
+    wrong = _enter_code(client, page, _wrong(code))
+    assert wrong.status_code == 400 and "验证码不正确或已过期" in wrong.text
+    assert "idp_session" not in client.cookies
+    for garbage in ("", "abc", "1" * 20, "12345"):  # malformed: costs no attempt
+        assert _enter_code(client, page, garbage).status_code == 400
+    fullwidth = _wrong(code).translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+    assert _enter_code(client, page, fullwidth).status_code == 400  # counts: 2 of 5
+    assert _enter_code(client, page, code).status_code == 303
+    client.cookies.delete("idp_session")
+    assert _enter_code(client, page, code).status_code == 400  # used once only
+    # a fresh code, five wrong tries, then even the right code is refused
+    client.app.state.store.delete(f"sms:gap:{sms._phone_id(settings, PHONE_NUMBER)}")
+    page = _ask_code(client)
+    code = outbox.last_code()
+    for _ in range(sms.MAX_ATTEMPTS):
+        assert _enter_code(client, page, _wrong(code)).status_code == 400
+    refused = _enter_code(client, page, code)
+    assert refused.status_code == 429 and "错误次数过多" in refused.text
+    assert "idp_session" not in client.cookies
+
+
+def test_expired_code(client, outbox, make_person, db, settings, monkeypatch) -> None:
+    import time
+
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    page = _ask_code(client)
+    now = time.time()
+    monkeypatch.setattr(sms.time, "time", lambda: now + sms.CODE_SECONDS + 5)
+    assert _enter_code(client, page, outbox.last_code()).status_code == 400
+
+
+def test_sending_limits(client, outbox, make_person, db, settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    assert _ask_code(client).status_code == 200
+    again = _ask_code(client)
+    assert again.status_code == 429 and "请等待" in again.text
+    gap = f"sms:gap:{sms._phone_id(settings, PHONE_NUMBER)}"
+    store = client.app.state.store
+    for _ in range(sms.PHONE_DAILY - 1):
+        store.delete(gap)
+        assert _ask_code(client).status_code == 200
+    store.delete(gap)
+    assert _ask_code(client).status_code == 429
+    assert len(outbox.messages()) == sms.PHONE_DAILY
+    # per client IP (the test client is one address); refused asks count too: 12 so far
+    statuses = [_ask_code(client, f"137{n:08d}").status_code for n in range(sms.IP_HOURLY)]
+    assert statuses == [200] * (sms.IP_HOURLY - sms.PHONE_DAILY - 2) + [429] * 12
+
+
+def test_unknown_number_gives_the_identical_answer(client, outbox, make_person, db,
+                                                   settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    known = _ask_code(client)
+    unknown = _ask_code(client, "13912345678")
+    assert known.status_code == unknown.status_code == 200
+
+    def shape(response) -> str:
+        text = re.sub(r'value="1\d{10}"', 'value=""', MASKED.sub("", response.text))
+        return re.sub(r'name="csrf_token" value="[^"]+"', "", text)
+
+    assert shape(known) == shape(unknown)
+    assert [m["phone"] for m in outbox.messages()] == [PHONE_NUMBER]
+    assert _enter_code(client, unknown, "123456", "13912345678").status_code == 400
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    ("suspended", "暂停"), ("graduated", "毕业"), ("transferred", "转学"), ("left", "注销"),
+])
+def test_refused_accounts_are_told_only_after_a_correct_code(
+        client, outbox, make_person, db, settings, status: str, words: str) -> None:
+    from core.web import i18n
+    from idp.login import STATUS_MESSAGES
+
+    person = make_person(status=status)
+    add_phone(db, settings, person.account_id)
+    page = _ask_code(client)
+    code = outbox.last_code()
+    expected = i18n.gettext("zh-CN", STATUS_MESSAGES[status])
+    wrong = _enter_code(client, page, _wrong(code))
+    assert wrong.status_code == 400 and expected not in wrong.text
+    refused = _enter_code(client, page, code)
+    assert refused.status_code == 403 and expected in refused.text and words in refused.text
+    assert "idp_session" not in client.cookies
+
+
+def test_bad_input_is_a_page_not_a_500(client, outbox) -> None:
+    page = client.get("/login/sms")
+    token = flow.csrf_of(page.text)
+    for phone in ("", "abc", "1" * 40, "12345678901", "<script>"):
+        answer = client.post("/login/sms", data={"csrf_token": token, "phone": phone})
+        assert answer.status_code == 400 and "11 位" in answer.text
+        assert "<script>" not in answer.text
+    assert client.post("/login/sms", data={"csrf_token": token,
+                                           "phone": "1" * 41}).status_code in (400, 422)
+    assert client.post("/login/sms/verify", data={"csrf_token": token, "phone": "x",
+                                                  "code": "1"}).status_code == 400
+    assert client.post("/login/sms", data={"phone": PHONE_NUMBER}).status_code == 403  # CSRF
+    assert client.post("/mfa/sms", data={"csrf_token": token, "sms_code": "1"}).status_code == 400
+    assert outbox.messages() == []
+
+
+def test_gateway_failure_is_a_clear_page(client, app, make_person, db, settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    app.state.sms_gateway = HttpGateway(
+        "https://relay.example.edu.cn/sms",
+        transport=httpx.MockTransport(lambda request: httpx.Response(502)))
+    answer = _ask_code(client)
+    assert answer.status_code == 503 and "短信未能发送" in answer.text
+    app.state.sms_gateway = HttpGateway(
+        "https://relay.example.edu.cn/sms",
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+    assert _ask_code(client).status_code == 200  # a failed send does not hold the number
+
+
+def test_sms_off_hides_the_link_and_the_pages(client, app) -> None:
+    app.state.settings = app.state.settings.model_copy(update={"sms_gateway": "none"})
+    assert "/login/sms" not in client.get("/login").text
+    assert client.get("/login/sms").status_code == 404
+
+
+def test_sms_as_second_factor(client, outbox, make_client, make_person, db, settings) -> None:
+    registered = make_client()
+    teacher = make_person("t1", "pw-teacher-1", role=Role.teacher)
+    add_phone(db, settings, teacher.account_id)
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "t1", "pw-teacher-1").headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    assert "发送验证码到 138****8000" in page.text and PHONE_NUMBER not in page.text
+    sent = client.post("/mfa/sms/send", data={"csrf_token": flow.csrf_of(page.text)})
+    assert sent.status_code == 200 and "已发送到 138****8000" in sent.text
+    code = outbox.last_code()
+    wrong = client.post("/mfa/sms", data={"csrf_token": flow.csrf_of(page.text),
+                                          "sms_code": _wrong(code)})
+    assert wrong.status_code == 400 and "idp_session" not in client.cookies
+    done = flow.follow(client, client.post("/mfa/sms", data={
+        "csrf_token": flow.csrf_of(page.text), "sms_code": code}, follow_redirects=False))
+    claims = _claims(client, registered, flow.Redirect(done.headers["location"]).params["code"])
+    assert claims["amr"] == ["pwd", "sms", "mfa"] and claims["acr"] == "urn:edu:acr:mfa"
+    assert claims["sub"] == teacher.sub
+
+
+def test_sms_sign_in_then_second_factor_is_not_sms_again(client, outbox, make_client,
+                                                         make_person, db, settings) -> None:
+    registered = make_client()
+    teacher = make_person("t1", "pw-teacher-1", role=Role.teacher)
+    add_phone(db, settings, teacher.account_id)
+    start = flow.authorize(client, client_id=registered.client_id)
+    ia = parse_qs(urlsplit(start.headers["location"]).query)["ia"][0]
+    page = _ask_code(client, ia=ia)
+    after = _enter_code(client, page, outbox.last_code(), ia=ia)
+    assert after.headers["location"] == "/mfa"  # a teacher needs a second factor
+    mfa_page = client.get("/mfa")
+    assert "/mfa/sms/send" not in mfa_page.text and "<svg" in mfa_page.text
+    assert client.post("/mfa/sms/send", data={
+        "csrf_token": flow.csrf_of(mfa_page.text)}).status_code == 404
+    assert len(outbox.messages()) == 1
+
+
+def test_login_code_does_not_pass_the_mfa_step(client, outbox, make_client, make_person, db,
+                                               settings) -> None:
+    registered = make_client()
+    teacher = make_person("t1", "pw-teacher-1", role=Role.teacher)
+    add_phone(db, settings, teacher.account_id)
+    _ask_code(client)
+    login_code = outbox.last_code()
+    start = flow.authorize(client, client_id=registered.client_id)
+    flow.login(client, start, "t1", "pw-teacher-1")
+    page = client.get("/mfa")
+    answer = client.post("/mfa/sms", data={"csrf_token": flow.csrf_of(page.text),
+                                           "sms_code": login_code})
+    assert answer.status_code == 400 and "idp_session" not in client.cookies
+
+
+def test_demo_student_signs_in_by_phone(client, outbox, db, settings) -> None:
+    from idp import demo
+
+    with db.session() as session:
+        content = demo.seed(session, settings)
+    with db.session() as session:
+        assert demo.seed(session, settings)["phone_login"] == content["phone_login"]
+    entry = content["phone_login"]
+    assert sms.normalise(entry["phone"]) == entry["phone"] and "/login/sms" in entry["how"]
+    student = next(u for u in content["users"] if u["login"] == entry["login"])
+    assert student["phone"] == entry["phone"]
+    page = _ask_code(client, entry["phone"])
+    done = _enter_code(client, page, outbox.last_code(entry["phone"]), entry["phone"])
+    assert done.status_code == 303 and "idp_session" in client.cookies
