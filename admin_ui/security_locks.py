@@ -21,14 +21,14 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import Context
 from core.web.errors import Problem
 from directory.api import visible_person
-from directory.api_tokens import TokenScope, authenticate, bearer_token
+from directory.api_tokens import TokenScope, require
 from directory.models import OrgUnit, Person
 from mfa import guards
 
@@ -42,14 +42,7 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 def _scope(request: Request, session: Session = Depends(_session)) -> TokenScope:
-    token = bearer_token(request)
-    scope = authenticate(session, request.app.state.settings, token) if token else None
-    if scope is None:
-        raise HTTPException(401, "A valid bearer API token is required.",
-                            headers={"WWW-Authenticate": 'Bearer realm="admin"'})
-    if PERMISSION not in scope.permissions:
-        raise Problem(403, "Forbidden", f"The token lacks the {PERMISSION} permission.")
-    return scope
+    return require(request, session, request.app.state.settings, PERMISSION, "admin")
 
 
 def _account_id(session: Session, scope: TokenScope, uid: str) -> int:

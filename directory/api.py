@@ -25,14 +25,14 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from core.field_crypto import blind_index_candidates, open_
 from core.settings import Settings
 from core.web.errors import Problem
-from directory.api_tokens import TokenScope, authenticate, bearer_token
+from directory.api_tokens import TokenScope, require
 from directory.identifiers import guess_kinds, normalise, normalise_phone
 from directory.models import (
     NATIONAL_ID,
@@ -65,14 +65,7 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 def _scope(request: Request, session: Session = Depends(_session)) -> TokenScope:
-    token = bearer_token(request)
-    scope = authenticate(session, _settings(request), token) if token else None
-    if scope is None:
-        raise HTTPException(401, "A valid bearer API token is required.",
-                            headers={"WWW-Authenticate": 'Bearer realm="directory"'})
-    if PERMISSION not in scope.permissions:
-        raise Problem(403, "Forbidden", f"The token lacks the {PERMISSION} permission.")
-    return scope
+    return require(request, session, _settings(request), PERMISSION, "directory")
 
 
 # --- cursors and visibility -----------------------------------------------------------------

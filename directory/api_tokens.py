@@ -13,13 +13,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
+from core.web.errors import Problem
 from directory.models import OrgUnit
 
 TOKEN_PREFIX = "idp_"
@@ -82,6 +83,22 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
         return None
     return TokenScope(row.id, row.name, row.org_unit.path, row.org_unit_id,
                       frozenset(row.permissions.split()))
+
+
+def require(request: Request, session: Session, settings: Settings, permission: str,
+            realm: str) -> TokenScope:
+    """The scope of the request's bearer token, which must carry ``permission``.
+
+    No or an unknown token: 401 with ``WWW-Authenticate``; a token without the
+    permission: 403 problem+json."""
+    token = bearer_token(request)
+    scope = authenticate(session, settings, token) if token else None
+    if scope is None:
+        raise HTTPException(401, "A valid bearer API token is required.",
+                            headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+    if permission not in scope.permissions:
+        raise Problem(403, "Forbidden", f"The token lacks the {permission} permission.")
+    return scope
 
 
 def bearer_token(request: Request) -> str | None:
