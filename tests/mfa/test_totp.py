@@ -231,7 +231,8 @@ def test_pages_need_a_signed_in_person(client):
     for path in ("/begin", "/confirm", "/remove"):
         response = client.post(PAGE + path, data={"csrf_token": csrf, "uid": "x", "code": "1"},
                                follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == sessions.reauth_url(PAGE)
+        assert response.status_code == 303
+        assert response.headers["location"] == sessions.reauth_url(PAGE)
 
 
 def test_enrol_confirm_and_remove_through_the_pages(client, db, settings, store, person):
