@@ -2,21 +2,24 @@
 
 Not a test: it asserts nothing, it prints. Run from the repository root::
 
-    .venv/bin/python bench/import.py [--scale 0.01] [--keep-files DIR]
+    .venv/bin/python bench/import.py [--scale 0.01] [--workers N] [--keep-files DIR]
 
 Generates a deterministic city as CSV files in a temporary folder (at scale 1:
 600 schools, 30,000 classes, 60,000 teachers, 1,000,000 students with national
 ID and phone, one guardian per student), creates a database of its own on the
 server of ``IDP_BENCH_DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), imports every file with
-``directory.importer``, imports them all again (nothing changes), prints rows
-per second and the peak memory of the process (``ru_maxrss``), and drops the
-database.
+``directory.importer`` (``--workers`` worker processes, default: the CPUs beyond two),
+imports them all again (nothing changes), prints rows per second, the CPU
+seconds of the main process and of its PostgreSQL server processes (when the
+server runs on this machine), the peak memory (``ru_maxrss``; the worker
+processes are not included), and drops the database.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import random
@@ -30,13 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from core import migrate
 from core.db import Database
 from core.settings import load_settings
 from directory.importer import ImportOptions, Kind, import_file
+from directory.importer.workers import default_workers
 from directory.pii import national_id_check_char
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -101,20 +105,45 @@ def _admin(url: str):
                          isolation_level="AUTOCOMMIT")
 
 
+_BACKENDS: set[int] = set()
+
+
+def _watch_backends(database: Database) -> None:
+    """Remember the server process of each connection, to read its CPU time."""
+    def connected(dbapi_connection, _record) -> None:
+        _BACKENDS.add(dbapi_connection.info.backend_pid)
+    event.listen(database.engine, "connect", connected)
+
+
+def _server_cpu() -> float:
+    """CPU seconds of this benchmark's PostgreSQL backends (a local server only)."""
+    ticks = 0
+    for pid in _BACKENDS:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _import_all(database: Database, settings, paths: dict[Kind, Path], label: str) -> float:
+def _import_all(database: Database, settings, paths: dict[Kind, Path], label: str,
+                workers: int | None) -> float:
     total_rows, started = 0, time.perf_counter()
     for kind in (Kind.schools, Kind.classes, Kind.teachers, Kind.students, Kind.guardians):
-        t0 = time.perf_counter()
-        result = import_file(database, settings, paths[kind], ImportOptions(kind=kind))
-        seconds = time.perf_counter() - t0
+        t0, cpu0, server0 = time.perf_counter(), time.process_time(), _server_cpu()
+        result = import_file(database, settings, paths[kind],
+                             ImportOptions(kind=kind, workers=workers))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        server = _server_cpu() - server0
         total_rows += result.rows
         print(f"{label:9} {kind.value:9} {result.rows:>9,} rows {seconds:8.1f} s "
               f"{result.rows / seconds:>9,.0f} rows/s  {result.status:9} "
-              f"{result.diff.summary()}  peak {_peak_mb():,.0f} MB", flush=True)
+              f"{result.diff.summary()}  cpu: main {cpu:,.1f} s, server {server:,.1f} s  "
+              f"peak {_peak_mb():,.0f} MB",
+              flush=True)
     elapsed = time.perf_counter() - started
     print(f"{label:9} all       {total_rows:>9,} rows {elapsed:8.1f} s "
           f"{total_rows / elapsed:>9,.0f} rows/s", flush=True)
@@ -125,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--keep-files", type=Path, help="Write the CSV files here and keep them.")
+    parser.add_argument("--workers", type=int,
+                        help="Worker processes (default: the CPUs beyond two; 1: none).")
     args = parser.parse_args()
     url = os.environ.get("IDP_BENCH_DATABASE_URL", DEFAULT_URL)
     folder = args.keep_files or Path(tempfile.mkdtemp(prefix="idp-bench-"))
@@ -145,9 +176,12 @@ def main() -> None:
             "IDP_MASTER_KEY": secrets.token_hex(32), "IDP_VAR_DIR": str(folder),
             "IDP_LOG_LEVEL": "WARNING"})
         database = Database(settings)
+        _watch_backends(database)
         migrate.upgrade(database.engine)
-        _import_all(database, settings, paths, "import")
-        _import_all(database, settings, paths, "re-import")
+        print(f"workers: {args.workers or default_workers()}, cpus: {os.cpu_count()}, "
+              f"load average: {os.getloadavg()[0]:.1f}", flush=True)
+        _import_all(database, settings, paths, "import", args.workers)
+        _import_all(database, settings, paths, "re-import", args.workers)
         print(f"peak memory (ru_maxrss): {_peak_mb():,.0f} MB")
         database.dispose()
     finally:

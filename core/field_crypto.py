@@ -12,6 +12,9 @@
   master-key change is in progress, :func:`blind_index_candidates` gives the
   index under every known key, so lookups keep working until
   :func:`reencrypt` has rewritten every row.
+- **Sealer**: :func:`sealer` gathers the derived keys once (a :class:`Sealer`,
+  picklable), so bulk work such as ``idp import`` can seal and index in
+  worker processes without the settings or the master keys.
 - **Registry**: each layer declares its encrypted columns with
   :func:`register` (an :class:`EncryptedColumn`), so one command re-encrypts all
   of them in batches (``idp keys reencrypt``). Batches commit one by one and
@@ -58,9 +61,20 @@ def _index_key(master_key: bytes) -> bytes:
     return derive(master_key, BLIND_INDEX_PURPOSE, 32)
 
 
+@cache
+def _keyed_mac(index_key: bytes) -> hmac.HMAC:
+    """HMAC-SM3 with the key already absorbed: each index copies it (no key schedule)."""
+    return hmac.new(index_key, digestmod="sm3")
+
+
+def _mac_hex(index_key: bytes, kind: str, value: str) -> str:
+    mac = _keyed_mac(index_key).copy()
+    mac.update(kind.encode() + b"\x00" + value.encode())
+    return mac.hexdigest()
+
+
 def _index(master_key: bytes, kind: str, value: str) -> str:
-    message = kind.encode() + b"\x00" + value.encode()
-    return hmac.new(_index_key(master_key), message, "sm3").hexdigest()
+    return _mac_hex(_index_key(master_key), kind, value)
 
 
 def blind_index(settings: Settings, kind: str, value: str) -> str:
@@ -71,6 +85,35 @@ def blind_index(settings: Settings, kind: str, value: str) -> str:
 def blind_index_candidates(settings: Settings, kind: str, value: str) -> list[str]:
     """The index under every known master key (current first), for lookups."""
     return [_index(key, kind, value) for key in _master_keys(settings).values()]
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """The derived keys of :func:`seal` and :func:`blind_index_candidates`, gathered once.
+
+    Holds no master key and no settings; it pickles, so worker processes can
+    seal and index. Same tokens and indexes as the module functions.
+    """
+
+    cipher: FieldCipher
+    index_keys: tuple[bytes, ...]  # current master key's first
+
+    def candidates(self, kind: str, value: str) -> list[str]:
+        return [_mac_hex(key, kind, value) for key in self.index_keys]
+
+    def seal(self, column: EncryptedColumn, row: object, value: str,
+             index: str | None = None) -> None:
+        """Like :func:`seal` for a non-empty value; ``index``: its blind index, if known."""
+        token = self.cipher.encrypt(value, context=column.associated_data(row))
+        setattr(row, column.column, token)
+        if column.index_column and column.index_kind:
+            setattr(row, column.index_column,
+                    index or _mac_hex(self.index_keys[0], column.index_kind, value))
+
+
+def sealer(settings: Settings) -> Sealer:
+    return Sealer(field_cipher(settings),
+                  tuple(_index_key(key) for key in _master_keys(settings).values()))
 
 
 @dataclass(frozen=True)

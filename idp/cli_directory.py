@@ -47,6 +47,8 @@ def import_command(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Apply the valid rows "
                                       "even when some rows are invalid."),
     show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes that check and "
+                                "encrypt rows (0: the CPUs beyond two; 1: no pool)."),
 ) -> None:
     """Import schools, classes, students, teachers or guardians (see docs/import.md)."""
     from idp.cli import _database, _settings
@@ -55,7 +57,7 @@ def import_command(
     database = _database(settings)
     options = ImportOptions(kind=kind, dry_run=dry_run, snapshot=snapshot,
                             skip_invalid=skip_invalid, errors_path=errors, actor=_actor(),
-                            examples=show)
+                            examples=show, workers=workers or None)
     try:
         result = _with_progress(lambda progress: import_file(
             database, settings, file, options, progress), file)
@@ -111,6 +113,8 @@ def rollover_command(
     final_grades: str = typer.Option("6,9,12", "--final-grades",
                                      help="Grades that end a school stage."),
     show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes that check and "
+                                "encrypt rows (0: the CPUs beyond two; 1: no pool)."),
 ) -> None:
     """Start a school year: promote students, graduate final years, disable old graduates."""
     from directory.rollover import RolloverOptions, rollover

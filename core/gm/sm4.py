@@ -68,8 +68,13 @@ def _check_nonce(nonce: bytes) -> None:
 def sm4_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
     """Encrypt with SM4-GCM; return ``ciphertext || tag`` (tag: 16 bytes)."""
     _check_key(key)
+    return _gcm_encrypt(algorithms.SM4(bytes(key)), nonce, plaintext, aad)
+
+
+def _gcm_encrypt(algorithm: algorithms.SM4, nonce: bytes, plaintext: bytes, aad: bytes
+                 ) -> bytes:
     _check_nonce(nonce)
-    encryptor = Cipher(algorithms.SM4(bytes(key)), modes.GCM(nonce)).encryptor()
+    encryptor = Cipher(algorithm, modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(aad)
     ciphertext = encryptor.update(plaintext) + encryptor.finalize()
     return ciphertext + encryptor.tag
@@ -119,7 +124,7 @@ class FieldCipher:
     map so existing tokens still decrypt until re-encrypted.
     """
 
-    __slots__ = ("_current_key_id", "_keys")
+    __slots__ = ("_current_key_id", "_keys", "_sealing")
 
     def __init__(self, keys: Mapping[str, bytes], current_key_id: str) -> None:
         for key_id, key in keys.items():
@@ -130,6 +135,11 @@ class FieldCipher:
             raise InvalidKeyError("current key id is not among the configured keys")
         self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
         self._current_key_id = current_key_id
+        # The current key as a cipher algorithm, made once: bulk sealing (imports) is hot.
+        self._sealing = algorithms.SM4(self._keys[current_key_id])
+
+    def __reduce__(self) -> tuple:
+        return FieldCipher, (self._keys, self._current_key_id)
 
     def __repr__(self) -> str:
         return f"FieldCipher(key_ids={sorted(self._keys)!r}, current={self._current_key_id!r})"
@@ -142,7 +152,7 @@ class FieldCipher:
         """Seal ``plaintext`` (str is UTF-8 encoded) bound to ``context``; return a token."""
         data = plaintext.encode("utf-8") if isinstance(plaintext, str) else bytes(plaintext)
         nonce = secrets.token_bytes(SM4_GCM_NONCE_SIZE)
-        sealed = sm4_gcm_encrypt(self._keys[self._current_key_id], nonce, data, context)
+        sealed = _gcm_encrypt(self._sealing, nonce, data, context)
         return f"{FIELD_SCHEME}.{self._current_key_id}.{_b64url_encode(nonce + sealed)}"
 
     def decrypt(self, token: str, *, context: bytes) -> bytes:

@@ -2,9 +2,11 @@
 
 The steps of a run, each in its own module:
 
+``lock``        one writing run at a time (advisory lock / SQLite write lock)
 ``formats``     read CSV (UTF-8, GBK/GB18030, ...) or XLSX, streaming
 ``columns``     the columns of each kind, Chinese aliases, kind detection
 ``rows``        check each row on its own; errors in plain words, PII masked
+``workers``     check rows, blind-index and seal PII in worker processes, in order
 ``ledger``      keys seen so far (duplicates, snapshot coverage), on disk
 ``lookups``     batch queries: what a chunk of rows refers to
 ``units``       org units by code; bulk creation
@@ -21,6 +23,7 @@ The operator's guide is ``docs/import.md``.
 
 from directory.importer.columns import Kind
 from directory.importer.formats import FileProblem
+from directory.importer.lock import ImportBusy
 from directory.importer.pipeline import ImportOptions, ImportResult, import_file
 
-__all__ = ["FileProblem", "ImportOptions", "ImportResult", "Kind", "import_file"]
+__all__ = ["FileProblem", "ImportBusy", "ImportOptions", "ImportResult", "Kind", "import_file"]

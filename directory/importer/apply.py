@@ -6,7 +6,8 @@ executemany elsewhere; updates as ORM bulk UPDATE by primary key), so a chunk
 of 5,000 new students costs a few round trips, not 20,000. Ids and uids are
 chosen client-side where encryption needs them first: ``Person.uid`` is the
 row key in the encryption context of the national ID and phone, so it is
-generated (``core.db.new_id``) before the values are sealed. The caller owns
+generated (``core.db.new_id``) before the values are sealed, by a worker
+process ahead of time (``workers``) or here. The caller owns
 the transaction: the whole run commits or rolls back as one.
 """
 
@@ -20,14 +21,12 @@ from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from core.db import new_id, utcnow
-from core.field_crypto import seal
-from core.settings import Settings
+from core.field_crypto import Sealer
 from directory.importer.bulk import insert_rows
 from directory.importer.plan import ChunkPlan, NewPerson
 from directory.importer.units import create_units, rename_units
+from directory.importer.workers import seal_person
 from directory.models import (
-    NATIONAL_ID,
-    PHONE,
     Account,
     Affiliation,
     GuardianLink,
@@ -47,30 +46,9 @@ LINK = GuardianLink.__table__
 @dataclass
 class Writer:
     session: Session
-    settings: Settings
+    sealer: Sealer
     today: date
     now: datetime
-
-
-@dataclass(slots=True)
-class _Sealed:
-    """Holds sealed values for one row; ``seal`` reads ``uid`` and sets the columns."""
-
-    uid: str
-    national_id_enc: str | None = None
-    national_id_bidx: str | None = None
-    phone_enc: str | None = None
-    phone_bidx: str | None = None
-
-
-def _sealed(settings: Settings, uid: str, national_id: str | None, phone: str | None
-            ) -> _Sealed:
-    holder = _Sealed(uid)
-    if national_id:
-        seal(settings, NATIONAL_ID, holder, national_id)
-    if phone:
-        seal(settings, PHONE, holder, phone)
-    return holder
 
 
 def write_units(w: Writer, plan: ChunkPlan) -> None:
@@ -97,7 +75,7 @@ def write_new_people(w: Writer, plan: ChunkPlan) -> None:
 
 
 def _person_row(w: Writer, new: NewPerson) -> dict[str, object]:
-    sealed = _sealed(w.settings, new_id(), new.national_id, new.phone)
+    sealed = new.sealed or seal_person(w.sealer, new_id(), new.national_id, new.phone)
     return {"uid": sealed.uid, "name": new.name, "gender": new.gender,
             "birth_date": new.birth_date, "national_id_enc": sealed.national_id_enc,
             "national_id_bidx": sealed.national_id_bidx, "phone_enc": sealed.phone_enc,
@@ -116,7 +94,7 @@ def write_updates(w: Writer, plan: ChunkPlan) -> None:
     for change in plan.updates:
         known = change.known
         row: dict[str, object] = {"id": known.person_id, **change.values, "updated_at": w.now}
-        sealed = _sealed(w.settings, known.uid, change.national_id, change.phone)
+        sealed = seal_person(w.sealer, known.uid, change.national_id, change.phone)
         if change.national_id:
             row |= {"national_id_enc": sealed.national_id_enc,
                     "national_id_bidx": sealed.national_id_bidx}
@@ -178,7 +156,7 @@ WRITE_STEPS: list[Callable[[Writer, ChunkPlan], None]] = [
 ]
 
 
-def apply_plan(session: Session, settings: Settings, plan: ChunkPlan, today: date) -> None:
-    writer = Writer(session, settings, today, utcnow())
+def apply_plan(session: Session, sealer: Sealer, plan: ChunkPlan, today: date) -> None:
+    writer = Writer(session, sealer, today, utcnow())
     for step in WRITE_STEPS:
         step(writer, plan)

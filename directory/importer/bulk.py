@@ -5,7 +5,9 @@
   ``generate_series``) and streams the rows with ``COPY ... FROM STDIN``
   (psycopg 3): no SQL text per row, nothing for the server to parse. Elsewhere
   (SQLite) it is ``INSERT ... RETURNING`` as an executemany.
-- :func:`refresh_statistics` runs ``ANALYZE`` while a load grows the tables.
+- :class:`Statistics` runs ``ANALYZE`` each time a load has doubled the
+  directory tables (counted by :func:`insert_rows`): a handful of times for a
+  city, never for a re-import that writes nothing.
 - :func:`among` is ``column IN (...)`` for a batch of keys. On PostgreSQL it is
   ``column = ANY(:array)``: one parameter instead of thousands, so neither
   psycopg nor the server parses a statement the size of the batch.
@@ -36,13 +38,14 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *,
     """Insert ``rows`` (all with the same keys); return their new ids in order if ``ids``."""
     if not rows:
         return []
+    session.info[_INSERTED] = session.info.get(_INSERTED, 0) + len(rows)
     if not _is_postgresql(session):
         if not ids:
             session.execute(insert(table), rows)
             return []
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(session.execute(statement, rows).scalars())
-    new_ids = _next_ids(session, table, len(rows)) if ids else []
+    new_ids = (next_ids(session, table, len(rows)) or []) if ids else []
     columns = (["id"] if ids else []) + list(rows[0])
     connection = session.connection().connection.dbapi_connection
     names = ", ".join(f'"{c}"' for c in columns)
@@ -56,20 +59,44 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *,
 
 DIRECTORY_TABLES = ("org_unit", "person", "account", "login_identifier", "affiliation",
                     "guardian_link")
+MIN_GROWTH = 20_000  # rows written before the first ANALYZE of a run
+_INSERTED = "import_rows_inserted"
 
 
-def refresh_statistics(session: Session) -> None:
-    """``ANALYZE`` the directory tables (PostgreSQL): the planner must know they grew.
+class Statistics:
+    """``ANALYZE`` the directory tables (PostgreSQL) whenever a load has doubled them.
 
-    Right after a bulk load the statistics still describe the empty tables, and
-    the planner answers a batch lookup with a scan of every student number.
-    ``ANALYZE`` samples a fixed number of rows, so it costs well under a second.
+    Right after a bulk load the statistics still describe the smaller tables,
+    and the planner answers a batch lookup with a scan of every student number.
+    ``ANALYZE`` samples a fixed number of rows (under a second), but a run of
+    hundreds of chunks need not pay it hundreds of times: the tables are
+    analysed when the rows inserted since the last time reach what they held.
     """
-    if _is_postgresql(session):
-        session.execute(text(f"ANALYZE {', '.join(DIRECTORY_TABLES)}"))
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.enabled = _is_postgresql(session)
+        self.held = self._rows() if self.enabled else 0
+        session.info[_INSERTED] = 0
+
+    def chunk_written(self) -> None:
+        if self.enabled and self.session.info.get(_INSERTED, 0) >= max(MIN_GROWTH, self.held):
+            self.session.execute(text(f"ANALYZE {', '.join(DIRECTORY_TABLES)}"))
+            self.held = self._rows()
+            self.session.info[_INSERTED] = 0
+
+    def _rows(self) -> int:
+        """The planner's estimate of the rows in the directory tables (0: never analysed)."""
+        return int(self.session.execute(text(
+            "SELECT coalesce(sum(greatest(reltuples, 0)), 0) FROM pg_class "
+            "WHERE relname = ANY(:tables) AND relkind = 'r'"),
+            {"tables": list(DIRECTORY_TABLES)}).scalar_one())
 
 
-def _next_ids(session: Session, table: Table, count: int) -> list[int]:
+def next_ids(session: Session, table: Table, count: int) -> list[int] | None:
+    """``count`` new ids from the table's sequence (PostgreSQL); None elsewhere."""
+    if not _is_postgresql(session):
+        return None
     sequence = session.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"),
                                {"t": table.name}).scalar_one()
     return list(session.execute(text("SELECT nextval(:s) FROM generate_series(1, :n)"),

@@ -7,6 +7,7 @@ or teacher number, org-unit code) and a masked name, never by personal data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -37,11 +38,12 @@ class Diff:
         self.counts = {c: 0 for c in self.categories}
         self.examples = {c: [] for c in self.shown}
 
-    def add(self, change: str, example: str = "") -> None:
+    def add(self, change: str, example: str | Callable[[], str] = "") -> None:
+        """Count a change; keep its example while there is room (a callable: made only then)."""
         self.counts[change] += 1
         kept = self.examples.get(change)
         if kept is not None and example and len(kept) < self.examples_kept:
-            kept.append(example)
+            kept.append(example() if callable(example) else example)
 
     def merge(self, other: Diff) -> None:
         for change, count in other.counts.items():

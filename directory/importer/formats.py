@@ -146,7 +146,7 @@ def _csv_records(
             row += 1
             if progress and row % 1000 == 0:
                 progress(raw.tell())
-            if any(cell.strip() for cell in cells):
+            if any(map(str.strip, cells)):
                 yield Record(row, cells)
         if progress:
             progress(raw.tell())
@@ -203,7 +203,7 @@ def _xlsx_records(rows: Iterator[tuple], workbook: object, progress: Progress | 
             cells = [cell_text(v) for v in values]
             if progress and number % 1000 == 0:
                 progress(number)
-            if any(cell.strip() for cell in cells):
+            if any(map(str.strip, cells)):
                 yield Record(number, cells)
     finally:
         workbook.close()  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 Every function takes a whole chunk's keys (a few thousand) and answers with a
 dict, so planning a chunk costs a handful of indexed queries, never one query
-per row. National IDs and phones are looked up through their blind indexes
-under every known master key (``blind_index_candidates``).
+per row. Queries run on the session's connection (Core rows, no ORM loading).
+National IDs and phones are looked up through their blind indexes under every
+known master key (``Sealer.candidates``, computed by the workers).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from core.field_crypto import blind_index_candidates
-from core.settings import Settings
 from directory.importer.bulk import among
 from directory.models import (
     Account,
@@ -29,6 +28,11 @@ from directory.models import (
 )
 
 IN_BATCH = 2000  # bound parameters per IN (...): well below every backend's limit
+
+
+def _core(session: Session) -> Connection:
+    """The session's connection: Core results, without the ORM's per-row loading."""
+    return session.connection()
 
 
 def batches(values: Sequence, size: int = IN_BATCH) -> Iterable[Sequence]:
@@ -71,7 +75,7 @@ def people_by_identifier(session: Session, kind: IdentifierKind, values: Sequenc
                  .join(Person, Person.id == Account.person_id)
                  .where(LoginIdentifier.kind == kind.value,
                         among(session, LoginIdentifier.value, part)))
-        found.update((row[0], _known(row[1:])) for row in session.execute(query))
+        found.update((row[0], _known(row[1:])) for row in _core(session).execute(query))
     return found
 
 
@@ -80,14 +84,8 @@ def people_by_id(session: Session, person_ids: Sequence[int]) -> dict[int, Known
     for part in batches(sorted(set(person_ids))):
         query = (select(*_KNOWN_COLUMNS).outerjoin(Account, Account.person_id == Person.id)
                  .where(among(session, Person.id, part)))
-        found.update((row[0], _known(row)) for row in session.execute(query))
+        found.update((row[0], _known(row)) for row in _core(session).execute(query))
     return found
-
-
-def index_candidates(settings: Settings, kind: str, values: Iterable[str]
-                     ) -> dict[str, list[str]]:
-    """Normalised value -> its blind index under every known key (current first)."""
-    return {value: blind_index_candidates(settings, kind, value) for value in set(values)}
 
 
 def people_by_national_id(session: Session, candidates: dict[str, list[str]]) -> dict[str, int]:
@@ -97,7 +95,7 @@ def people_by_national_id(session: Session, candidates: dict[str, list[str]]) ->
     for part in batches(list(by_index)):
         query = select(Person.national_id_bidx, Person.id).where(
             among(session, Person.national_id_bidx, part))
-        found.update((by_index[index], pid) for index, pid in session.execute(query))
+        found.update((by_index[index], pid) for index, pid in _core(session).execute(query))
     return found
 
 
@@ -109,7 +107,7 @@ def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str
         query = select(LoginIdentifier.value, LoginIdentifier.account_id).where(
             LoginIdentifier.kind == IdentifierKind.phone.value,
             among(session, LoginIdentifier.value, part))
-        found.update((by_index[index], aid) for index, aid in session.execute(query))
+        found.update((by_index[index], aid) for index, aid in _core(session).execute(query))
     return found
 
 
@@ -120,7 +118,7 @@ def logins_of(session: Session, kind: IdentifierKind, account_ids: Sequence[int]
     for part in batches(sorted(set(account_ids))):
         query = select(LoginIdentifier.account_id, LoginIdentifier.id, LoginIdentifier.value).where(
             LoginIdentifier.kind == kind.value, among(session, LoginIdentifier.account_id, part))
-        found.update((aid, (iid, value)) for aid, iid, value in session.execute(query))
+        found.update((aid, (iid, value)) for aid, iid, value in _core(session).execute(query))
     return found
 
 
@@ -128,7 +126,7 @@ def people_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int
     """Account id -> person id."""
     found: dict[int, int] = {}
     for part in batches(sorted(set(account_ids))):
-        found.update(session.execute(select(Account.id, Account.person_id)
+        found.update(_core(session).execute(select(Account.id, Account.person_id)
                                      .where(among(session, Account.id, part))).all())
     return found
 
@@ -154,7 +152,7 @@ def current_affiliations(session: Session, person_ids: Sequence[int], roles: Ite
                  .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
                  .where(among(session, Affiliation.person_id, part), Affiliation.role.in_(roles),
                         Affiliation.valid_to.is_(None)))
-        for row in session.execute(query):
+        for row in _core(session).execute(query):
             found.setdefault(row[1], []).append(Current(*row))
     return found
 
@@ -168,7 +166,7 @@ def guardian_links(session: Session, pairs: Iterable[tuple[int, int]]
     for part in batches(students):
         query = select(GuardianLink.guardian_id, GuardianLink.student_id, GuardianLink.id,
                        GuardianLink.relation).where(among(session, GuardianLink.student_id, part))
-        for guardian, student, link, relation in session.execute(query):
+        for guardian, student, link, relation in _core(session).execute(query):
             if (guardian, student) in pairs:
                 found[(guardian, student)] = (link, relation)
     return found

@@ -16,6 +16,13 @@ Decisions:
   ``chunk_size`` (5,000) rows; keys seen so far live in an on-disk
   :class:`Ledger`; the diff keeps counts and a few examples only.
 - **Dry run**: the same steps without writing anything, not even the run.
+- **One writing run at a time**: the first statement of a writing run takes
+  the import lock (``lock``); a second run fails at once ("another import is
+  running").
+- **CPU work in worker processes**: rows are checked, indexed and sealed by
+  ``workers`` (``options.workers``, default: the CPUs beyond two) while this process
+  plans and writes; batches come back in file order, so the result is that
+  of a single process.
 """
 
 from __future__ import annotations
@@ -29,22 +36,21 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import Database, utcnow
+from core.field_crypto import sealer
 from core.settings import Settings
 from directory.importer import apply, plan, snapshot
-from directory.importer.bulk import refresh_statistics
+from directory.importer.bulk import Statistics
 from directory.importer.columns import Columns, Kind, detect_kind, resolve
 from directory.importer.diff import Change, Diff
 from directory.importer.error_file import ErrorFile, default_path
 from directory.importer.formats import FileProblem, Progress, Table, content_hash, open_table
 from directory.importer.ledger import Ledger
-from directory.importer.rows import parse_row
+from directory.importer.lock import hold_import_lock
 from directory.importer.runs import ImportRun, RunStatus, previous_run
 from directory.importer.units import Units
+from directory.importer.workers import Checked, Checker, default_workers
 
 CHUNK_SIZE = 5000
-# While a load grows the tables, refresh the planner's statistics now and then.
-ANALYZE_AFTER_CHUNKS = frozenset({1, 4, 10})
-ANALYZE_EVERY_CHUNKS = 40
 SNAPSHOT_KINDS = (Kind.students, Kind.teachers)
 
 
@@ -59,6 +65,7 @@ class ImportOptions:
     today: date | None = None
     chunk_size: int = CHUNK_SIZE
     examples: int = 20  # examples kept per kind of change in the diff
+    workers: int | None = None  # processes checking and sealing rows; None/0: the CPUs beyond two
 
 
 @dataclass
@@ -106,6 +113,7 @@ class Run:
     rows: int = 0
     previous: ImportRun | None = None
     run_id: int | None = None
+    seal_ahead: bool = True  # the last chunk was mostly new people
 
     @property
     def kind(self) -> Kind:
@@ -120,6 +128,11 @@ class Run:
 
 
 # --- steps ----------------------------------------------------------------------------------
+
+def lock(run: Run) -> None:
+    if not run.options.dry_run:
+        hold_import_lock(run.session)
+
 
 def hash_content(run: Run) -> None:
     try:
@@ -147,43 +160,54 @@ def note_previous_run(run: Run) -> None:
 def prepare(run: Run) -> None:
     run.diff = Diff(run.options.examples)
     run.context = plan.Context(run.session, run.settings, run.kind, run.ledger,
-                               Units(run.session), run.today)
+                               Units(run.session), run.today, sealer(run.settings))
 
 
 def stream_chunks(run: Run) -> None:
     """Check, plan and (unless dry or rejected) write the file, chunk after chunk."""
-    refresh_statistics(run.session)
-    for number, valid in enumerate(_checked_chunks(run), start=1):
-        chunk = plan.plan_chunk(run.context, valid)
+    statistics = Statistics(run.session)
+    for valid, checked in _checked_chunks(run):
+        chunk = plan.plan_chunk(run.context, valid, checked)
         run.errors.write(chunk.errors)
         run.diff.merge(chunk.diff)
+        run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
         if run.writing:
-            apply.apply_plan(run.session, run.settings, chunk, run.today)
-            if number in ANALYZE_AFTER_CHUNKS or number % ANALYZE_EVERY_CHUNKS == 0:
-                refresh_statistics(run.session)
+            apply.apply_plan(run.session, run.context.sealer, chunk, run.today)
+            statistics.chunk_written()
 
 
-def _checked_chunks(run: Run) -> Iterator[list]:
-    """Valid parsed rows in chunks; each record is checked as it is read, then dropped."""
+def _checked_chunks(run: Run) -> Iterator[tuple[list, Checked]]:
+    """Valid parsed rows in chunks, checked by the workers; errors are written as they come."""
+    checker = Checker(run.columns, run.context.sealer, size=run.options.chunk_size,
+                      workers=run.options.workers or default_workers(),
+                      seal_ahead=lambda: run.seal_ahead and run.writing)
+    valid: list = []
+    chunk = Checked([])
+    for checked in checker.batches(run.table.records):
+        valid += _valid_rows(run, checked)
+        chunk.absorb(checked)
+        if len(valid) >= run.options.chunk_size:
+            yield valid, chunk
+            valid, chunk = [], Checked([])
+    if valid:
+        yield valid, chunk
+
+
+def _valid_rows(run: Run, checked: Checked) -> list:
+    """The valid rows of a batch; invalid ones go to the error file (their keys to the ledger)."""
     valid: list = []
     invalid_keys: list[tuple[str, int]] = []
-    for record in run.table.records:
-        parsed, errors = parse_row(run.columns, record.row, record.cells)
+    for parsed, errors in checked.rows:
         run.rows += 1
         if errors:
             run.errors.write(errors)
             run.diff.add(Change.invalid)
             if getattr(parsed, "key", None):
-                invalid_keys.append((parsed.key, record.row))
+                invalid_keys.append((parsed.key, parsed.row))
         else:
             valid.append(parsed)
-        if len(valid) >= run.options.chunk_size or len(invalid_keys) >= run.options.chunk_size:
-            run.ledger.mark("key", invalid_keys)
-            yield valid
-            valid, invalid_keys = [], []
     run.ledger.mark("key", invalid_keys)
-    if valid:
-        yield valid
+    return valid
 
 
 def deactivate_missing(run: Run) -> None:
@@ -192,7 +216,7 @@ def deactivate_missing(run: Run) -> None:
 
 
 STEPS: list[Callable[[Run], None]] = [
-    hash_content, read_header, note_previous_run, prepare, stream_chunks, deactivate_missing,
+    lock, hash_content, read_header, note_previous_run, prepare, stream_chunks, deactivate_missing,
 ]
 
 

@@ -34,6 +34,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
+from core.field_crypto import Sealer
 from core.settings import Settings
 from directory.importer import lookups
 from directory.importer.columns import ALIASES, Kind, label
@@ -51,6 +52,7 @@ from directory.importer.rows import (
     mask_name,
 )
 from directory.importer.units import Unit, Units
+from directory.importer.workers import Checked, Sealed
 from directory.models import IdentifierKind, OrgKind, PersonStatus, Role
 
 REACTIVATED_FROM = {PersonStatus.left.value, PersonStatus.graduated.value,
@@ -72,6 +74,7 @@ class NewPerson:
     unit: Unit | None
     role: str
     person_id: int | None = None  # set when written
+    sealed: Sealed | None = None  # sealed ahead by a worker (uid and columns)
 
 
 @dataclass(slots=True)
@@ -128,6 +131,7 @@ class Context:
     ledger: Ledger
     units: Units
     today: date
+    sealer: Sealer
     covered_schools: set[str] = field(default_factory=set)
 
 
@@ -137,6 +141,7 @@ class Chunk:
 
     context: Context
     rows: list
+    checked: Checked  # the rows' blind indexes, and what was sealed ahead
     plan: ChunkPlan = field(default_factory=ChunkPlan)
     known: dict[str, lookups.Known] = field(default_factory=dict)
     nid_candidates: dict[str, list[str]] = field(default_factory=dict)
@@ -160,6 +165,12 @@ class Chunk:
     def keep(self, predicate: Callable[[ParsedRow], bool]) -> None:
         self.rows = [r for r in self.rows if predicate(r)]
 
+    def candidates(self, kind: str, values: list[str]) -> dict[str, list[str]]:
+        """Value -> its blind index under every known key (from the workers, else computed)."""
+        known = self.checked.nid_index if kind == "national_id" else self.checked.phone_index
+        sealer = self.context.sealer
+        return {v: known.get(v) or sealer.candidates(kind, v) for v in values}
+
 
 Step = Callable[[Chunk], None]
 
@@ -173,7 +184,8 @@ def reject_repeated_keys(chunk: Chunk) -> None:
         repeats = chunk.context.ledger.claim(field_name, values)
         for row, first in sorted(repeats.items()):
             chunk.reject(row, column, f"{column} repeats row {first}")
-        chunk.keep(lambda r, repeats=repeats: r.row not in repeats)
+        if repeats:
+            chunk.keep(lambda r, repeats=repeats: r.row not in repeats)
 
 
 _UNIQUE_FIELDS: dict[Kind, list[tuple[str, str]]] = {
@@ -320,11 +332,10 @@ def find_people(chunk: Chunk) -> None:
     spec = PEOPLE[context.kind]
     chunk.known = lookups.people_by_identifier(context.session, spec.login,
                                                [r.number for r in rows])
-    chunk.nid_candidates = lookups.index_candidates(
-        context.settings, "national_id", [r.national_id for r in rows if r.national_id])
+    chunk.nid_candidates = chunk.candidates("national_id",
+                                            [r.national_id for r in rows if r.national_id])
     chunk.nid_owner = lookups.people_by_national_id(context.session, chunk.nid_candidates)
-    chunk.phone_candidates = lookups.index_candidates(
-        context.settings, "phone", [r.phone for r in rows if r.phone])
+    chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows if r.phone])
     if spec.phone_login:
         chunk.phone_owner = lookups.phone_logins(context.session, chunk.phone_candidates)
 
@@ -371,7 +382,7 @@ def classify_people(chunk: Chunk) -> None:
             continue
         update = _person_update(chunk, row, known)
         move = _move(chunk, row, known)
-        label = _describe(row, row.number)
+        label = _describe(row, row.number) if move or update.changes else ""
         if move:
             chunk.plan.moves.append(move)
             chunk.plan.diff.add(Change.moved, f"{label}: {_from(chunk, known)} -> "
@@ -392,8 +403,8 @@ def _plan_new_person(chunk: Chunk, row: PersonRow) -> None:
     target = chunk.targets[row.row]
     chunk.plan.new_people.append(NewPerson(
         row.row, row.name, row.gender, row.birth_date, row.national_id, row.phone, logins,
-        row.password_hash, target, row.role))
-    chunk.plan.diff.add(Change.created, f"{_describe(row, row.number)} in {target.code}")
+        row.password_hash, target, row.role, sealed=chunk.checked.sealed.get(row.row)))
+    chunk.plan.diff.add(Change.created, lambda: f"{_describe(row, row.number)} in {target.code}")
 
 
 def _person_update(chunk: Chunk, row: PersonRow | GuardianRow, known: lookups.Known
@@ -463,11 +474,10 @@ def find_guardians(chunk: Chunk) -> None:
     session = context.session
     chunk.students = lookups.people_by_identifier(session, IdentifierKind.student_number,
                                                   [r.student_number for r in rows])
-    chunk.phone_candidates = lookups.index_candidates(context.settings, "phone",
-                                                      [r.phone for r in rows])
+    chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows])
     chunk.phone_owner = lookups.phone_logins(session, chunk.phone_candidates)
-    chunk.nid_candidates = lookups.index_candidates(
-        context.settings, "national_id", [r.national_id for r in rows if r.national_id])
+    chunk.nid_candidates = chunk.candidates("national_id",
+                                            [r.national_id for r in rows if r.national_id])
     chunk.nid_owner = lookups.people_by_national_id(session, chunk.nid_candidates)
     chunk.account_person = lookups.people_of_accounts(session, chunk.phone_owner.values())
     people = lookups.people_by_id(session, [*chunk.nid_owner.values(),
@@ -480,19 +490,31 @@ def find_guardians(chunk: Chunk) -> None:
 
 def resolve_guardians(chunk: Chunk) -> None:
     """Each row's guardian: known (maybe updated), planned new, or an error."""
-    planned: dict[str, NewPerson] = {}
+    found: dict[int, tuple[lookups.Known | None, bool]] = {}  # row -> (known, by phone)
     for row in chunk.rows:
         if row.student_number not in chunk.students:
             chunk.reject(row.row, "student_number", f"student {row.student_number} is not in "
                          "the directory (import the students file first)", row.student_number)
+        elif (guardian := _known_guardian(chunk, row)) is not None:
+            found[row.row] = guardian
+    earlier = _planned_earlier(chunk, [r for r in chunk.rows
+                                       if r.row in found and found[r.row][0] is None])
+    planned: dict[str, NewPerson] = {}
+    for row in chunk.rows:
+        if row.row not in found:
             continue
-        guardian = _guardian(chunk, row, planned)
-        if guardian is not None:
-            chunk.guardians[row.row] = guardian
+        known, by_phone = found[row.row]
+        if known is not None:
+            _update_guardian(chunk, row, known, phone_login=not by_phone)
+            chunk.guardians[row.row] = known
+        elif row.phone in planned:
+            chunk.guardians[row.row] = planned[row.phone]
+        elif row.phone not in earlier:
+            chunk.guardians[row.row] = planned[row.phone] = _new_guardian(chunk, row)
 
 
-def _guardian(chunk: Chunk, row: GuardianRow, planned: dict[str, NewPerson]
-              ) -> lookups.Known | NewPerson | None:
+def _known_guardian(chunk: Chunk, row: GuardianRow) -> tuple[lookups.Known | None, bool] | None:
+    """(the known guardian or None for a new one, found by phone); None: an error."""
     account = chunk.phone_owner.get(row.phone)
     by_phone = chunk.people.get(chunk.account_person[account]) if account else None
     owner = chunk.nid_owner.get(row.national_id) if row.national_id else None
@@ -500,21 +522,25 @@ def _guardian(chunk: Chunk, row: GuardianRow, planned: dict[str, NewPerson]
         chunk.reject(row.row, "national_id", "national ID already belongs to another person "
                      "than the owner of this phone", _masked_nid(row.national_id))
         return None
-    known = by_phone or (chunk.people.get(owner) if owner is not None else None)
-    if known is not None:
-        _update_guardian(chunk, row, known, phone_login=by_phone is None)
-        return known
-    if row.phone in planned:
-        return planned[row.phone]
-    if chunk.context.ledger.claim("guardian_phone", [(row.phone, row.row)]):
-        return None  # planned in an earlier chunk of a dry run: created once, not again
+    return by_phone or (chunk.people.get(owner) if owner is not None else None), bool(by_phone)
+
+
+def _planned_earlier(chunk: Chunk, new_rows: list[GuardianRow]) -> set[str]:
+    """Phones of new guardians already planned by an earlier chunk (of a dry run): one claim."""
+    first: dict[str, int] = {}
+    for row in new_rows:
+        first.setdefault(row.phone, row.row)
+    repeats = chunk.context.ledger.claim("guardian_phone", list(first.items()))
+    return {phone for phone, row in first.items() if row in repeats}
+
+
+def _new_guardian(chunk: Chunk, row: GuardianRow) -> NewPerson:
     new = NewPerson(row.row, row.name, None, None, row.national_id, row.phone,
                     [(IdentifierKind.phone.value, chunk.phone_candidates[row.phone][0])],
-                    None, None, Role.guardian.value)
-    planned[row.phone] = new
+                    None, None, Role.guardian.value, sealed=chunk.checked.sealed.get(row.row))
     chunk.plan.new_people.append(new)
     chunk.plan.diff.add(Change.created,
-                        f"{_describe(row, 'guardian')} {_masked_phone(row.phone)}")
+                        lambda: f"{_describe(row, 'guardian')} {_masked_phone(row.phone)}")
     return new
 
 
@@ -549,8 +575,9 @@ def plan_links(chunk: Chunk) -> None:
             chunk.plan.new_links.append(NewLink(guardian, student.person_id, row.relation))
             _affiliate_new_guardian(chunk, guardian, school)
             continue
-        label = f"{_describe(row, 'guardian')} of {row.student_number}"
         found = links.get((guardian.person_id, student.person_id))
+        label = f"{_describe(row, 'guardian')} of {row.student_number}" if (
+            found is None or found[1] != row.relation) else ""
         if found is None:
             chunk.plan.new_links.append(NewLink(guardian.person_id, student.person_id,
                                                 row.relation))
@@ -602,8 +629,9 @@ STEPS: dict[Kind, list[Step]] = {
 }
 
 
-def plan_chunk(context: Context, rows: list[ParsedRow]) -> ChunkPlan:
-    chunk = Chunk(context, rows)
+def plan_chunk(context: Context, rows: list[ParsedRow], checked: Checked | None = None
+               ) -> ChunkPlan:
+    chunk = Chunk(context, rows, checked or Checked([]))
     for step in STEPS[context.kind]:
         step(chunk)
     return chunk.plan

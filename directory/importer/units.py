@@ -2,24 +2,28 @@
 
 Units are found by their official code (school identifier code; grade and class
 codes ``<school>-G<grade>[-<class>]``, see ``rows.class_code``). A new unit's
-materialised path needs its id, so units are inserted a level at a time
-(``INSERT ... RETURNING id``), then their paths are set in one batch.
+materialised path needs its id, so units are inserted a level at a time. On
+PostgreSQL the ids are taken from the sequence first and each level goes in
+with its paths in one ``COPY``; elsewhere ``INSERT ... RETURNING id``, then the
+paths are set in one batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from directory.importer.bulk import among
+from directory.importer.bulk import among, insert_rows, next_ids
 from directory.importer.lookups import batches
 from directory.models import OrgKind, OrgUnit
 
 CACHE_LIMIT = 100_000
+ORG_UNIT = OrgUnit.__table__
 
 
 @dataclass(slots=True)
@@ -79,19 +83,30 @@ def create_units(session: Session, units: list[Unit]) -> None:
     now = utcnow()
     for depth in sorted({u.depth for u in units}):
         level = [u for u in units if u.depth == depth and u.id is None]
-        if not level:
-            continue
-        ids = session.execute(
-            insert(OrgUnit.__table__).returning(OrgUnit.__table__.c.id,
-                                                sort_by_parameter_order=True),
-            [{"parent_id": u.parent.id if u.parent else None, "kind": u.kind, "code": u.code,
-              "name": u.name, "path": "", "status": "active", "created_at": now,
-              "updated_at": now} for u in level],
-        ).scalars().all()
-        for unit, unit_id in zip(level, ids, strict=True):
-            unit.id, unit.planned = unit_id, False
-            unit.path = f"{unit.parent.path if unit.parent else '/'}{unit_id}/"
-        session.execute(update(OrgUnit), [{"id": u.id, "path": u.path} for u in level])
+        if level:
+            _create_level(session, level, now)
+
+
+def _create_level(session: Session, level: list[Unit], now: datetime) -> None:
+    ids = next_ids(session, ORG_UNIT, len(level))  # None: not PostgreSQL
+    if ids is not None:
+        _number(level, ids)
+        insert_rows(session, ORG_UNIT, [{"id": u.id, **_row(u, now)} for u in level])
+        return
+    _number(level, insert_rows(session, ORG_UNIT, [_row(u, now) for u in level], ids=True))
+    session.execute(update(OrgUnit), [{"id": u.id, "path": u.path} for u in level])
+
+
+def _row(unit: Unit, now: datetime) -> dict[str, object]:
+    return {"parent_id": unit.parent.id if unit.parent else None, "kind": unit.kind,
+            "code": unit.code, "name": unit.name, "path": unit.path, "status": "active",
+            "created_at": now, "updated_at": now}
+
+
+def _number(level: list[Unit], ids: list[int]) -> None:
+    for unit, unit_id in zip(level, ids, strict=True):
+        unit.id, unit.planned = unit_id, False
+        unit.path = f"{unit.parent.path if unit.parent else '/'}{unit_id}/"
 
 
 def rename_units(session: Session, renames: list[tuple[int, str]]) -> None:
