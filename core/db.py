@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from core.settings import Settings
+from core.settings import ConfigError, Settings
 
 # Stable constraint names, so alembic migrations are identical on every backend.
 NAMING_CONVENTION = {
@@ -74,9 +74,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _check_sqlite_version() -> None:
+    """``UPDATE ... RETURNING`` (the audit append) needs SQLite 3.35 (2021) or newer."""
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < (3, 35):
+        raise ConfigError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer is "
+                          "needed (or use PostgreSQL)")
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_version()
         if parsed.database and parsed.database != ":memory:":
             from pathlib import Path
 

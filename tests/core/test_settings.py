@@ -79,3 +79,14 @@ def test_old_master_keys_parse(tmp_path: Path) -> None:
     settings = load_settings({"IDP_VAR_DIR": str(tmp_path),
                               "IDP_OLD_MASTER_KEYS": f"k0:{'cd' * 32}"})
     assert settings.old_master_key_bytes == {"k0": bytes([0xCD]) * 32}
+
+
+def test_too_old_sqlite_is_a_config_error(monkeypatch, tmp_path) -> None:
+    import sqlite3
+
+    from core.db import make_engine
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigError, match=r"SQLite 3\.34\.1 is too old"):
+        make_engine(f"sqlite:///{tmp_path}/x.db")
