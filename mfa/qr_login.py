@@ -281,10 +281,13 @@ def redeem(session: Session, store: Store, ticket_id: str, secret: str,
         raise _error(DENIED)
     if ticket.status != APPROVED:
         raise _error("not_yet")
-    taken = store.take(_key(ticket_id))
-    if taken is None or not store.set_if_absent(_used_key(ticket_id), b"1",
-                                                ttl=TICKET_SECONDS):
+    # The used marker first, then the take: a concurrent redeem sees either the ticket
+    # (and loses the marker) or the marker, so it is told "used", never "expired".
+    if not store.set_if_absent(_used_key(ticket_id), b"1", ttl=TICKET_SECONDS):
         raise refused(USED)
+    taken = store.take(_key(ticket_id))
+    if taken is None:  # expired between the check and the take
+        raise _error(EXPIRED)
     won = Ticket(**json.loads(taken))
     if won.status != APPROVED or not _bound(won, secret) or won.account_id is None:
         raise refused(USED)  # changed between the check and the take (refused meanwhile)
