@@ -22,9 +22,8 @@ from core.audit import record
 from core.db import utcnow
 from core.store import make_store
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
-from directory.identifiers import guess_kinds
 from directory.models import OrgUnit
-from directory.people import find_account
+from directory.people import find_login_account
 from idp.cli_directory import _actor, _fail
 from mfa import guards
 
@@ -32,7 +31,8 @@ security_app = typer.Typer(no_args_is_help=True, help="Sign-in locks.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer API tokens for machine clients.")
 
 
-def _subject(session, login: str | None, ip: str | None) -> tuple[guards.Limit, str]:
+def _subject(session, settings, login: str | None,
+             ip: str | None) -> tuple[guards.Limit, str]:
     if bool(login) == bool(ip):
         raise _fail("give exactly one of --login and --ip")
     if ip:
@@ -41,8 +41,7 @@ def _subject(session, login: str | None, ip: str | None) -> tuple[guards.Limit, 
         except ValueError:
             raise _fail(f"not an IP address: {ip!r}") from None
     assert login is not None
-    account = next((a for kind in guess_kinds(login)
-                    if (a := find_account(session, kind, login))), None)
+    account = find_login_account(session, settings, login)  # as the login form finds it
     if account is None:
         raise _fail("no account has this login identifier")
     return guards.ACCOUNT, str(account.id)
@@ -61,7 +60,7 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
     database, store = _database(settings), make_store(settings)
     try:
         with database.session() as session:
-            limit, subject = _subject(session, login, ip)
+            limit, subject = _subject(session, settings, login, ip)
             was_locked = guards.lift(session, store, limit, subject, actor=_actor())
     finally:
         store.close()
