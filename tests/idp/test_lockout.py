@@ -174,6 +174,12 @@ def test_cli_unlock_and_tokens_with_redis(tmp_path: Path, store: Store) -> None:
         result = idp("security", "unlock", "--ip", "203.0.113.7")
         assert result.returncode == 0 and "unlocked" in result.stdout, result.stderr
         assert guards.locked_seconds(shared, guards.IP, "203.0.113.7") == 0
+        by_login = idp("security", "unlock", "--login", "s20260001")
+        assert by_login.returncode == 0 and "was not locked" in by_login.stdout, by_login.stderr
+        by_phone = idp("security", "unlock", "--login", "13800138002")  # the demo phone login
+        assert by_phone.returncode == 0, by_phone.stderr
+        nobody = idp("security", "unlock", "--login", "nobody-here")
+        assert nobody.returncode == 2 and "no account" in nobody.stderr
     finally:
         shared.close()
     issued = idp("tokens", "issue", "--name", "sync", "--org", "DEMO-CITY", "--permission",
