@@ -106,14 +106,17 @@ def record(
 ) -> AuditEvent:
     """Append one event in the caller's transaction (it commits with the caller).
 
-    Three statements, without the ORM's unit of work (this runs on every sign-in): a
+    Three Core statements, built once, on the session's connection (this runs on every
+    sign-in; the ORM's bulk-update machinery and autoflush cost more than the SQL): a
     no-op ``UPDATE ... RETURNING`` that locks the head row (PostgreSQL) or takes SQLite's
     write lock *and* reads the head, so appends never interleave; the ``INSERT``; the
-    head's new end."""
+    head's new end. Pending ORM changes of the caller are flushed first, so the events
+    keep their order with the caller's own writes."""
     context = context or Context()
-    head = session.execute(update(AuditHead).where(AuditHead.id == 1)
-                           .values(last_seq=AuditHead.last_seq)
-                           .returning(AuditHead.last_seq, AuditHead.last_hash)).first()
+    if session.dirty or session.new or session.deleted:
+        session.flush()
+    connection = session.connection()
+    head = connection.execute(_LOCK_HEAD).first()
     last_seq, last_hash = head if head is not None else (0, GENESIS)
     event = AuditEvent(
         seq=last_seq + 1,
@@ -129,18 +132,22 @@ def record(
         prev_hash=last_hash,
     )
     event.hash = chain_hash(last_hash, event)
-    session.execute(insert(AuditEvent).values({c: getattr(event, c) for c in _EVENT_COLUMNS}))
+    connection.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
     if head is None:
-        session.execute(insert(AuditHead).values(id=1, last_seq=event.seq,
-                                                 last_hash=event.hash))
+        connection.execute(_INSERT_HEAD, {"last_seq": event.seq, "last_hash": event.hash})
     else:
-        session.execute(update(AuditHead).where(AuditHead.id == 1)
-                        .values(last_seq=event.seq, last_hash=event.hash))
+        connection.execute(_MOVE_HEAD, {"last_seq": event.seq, "last_hash": event.hash})
     return event
 
 
 _EVENT_COLUMNS = ("seq", "at", "actor", "action", "target", "outcome", "ip", "user_agent",
                   "request_id", "detail", "prev_hash", "hash")
+_HEAD = AuditHead.__table__
+_LOCK_HEAD = (update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=_HEAD.c.last_seq)
+              .returning(_HEAD.c.last_seq, _HEAD.c.last_hash))
+_INSERT_EVENT = insert(AuditEvent.__table__)
+_INSERT_HEAD = insert(_HEAD).values(id=1)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
 
 
 @dataclass(frozen=True)

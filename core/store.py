@@ -17,6 +17,7 @@ import heapq
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from core.settings import ConfigError, Settings
 
@@ -48,6 +49,15 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (Redis: one ``MGET``, one round trip)."""
+        return [self.get(key) for key in keys]
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` (Redis: one ``DEL``)."""
+        for key in keys:
+            self.delete(key)
 
     @abstractmethod
     def ttl(self, key: str) -> float | None:
@@ -186,6 +196,13 @@ class RedisStore(Store):
 
     def delete(self, key: str) -> None:
         self._redis.delete(self._k(key))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self._redis.mget([self._k(key) for key in keys]) if keys else []
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            self._redis.delete(*(self._k(key) for key in keys))
 
     def ttl(self, key: str) -> float | None:
         left = self._redis.pttl(self._k(key))

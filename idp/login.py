@@ -21,6 +21,7 @@ from functools import cache
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
@@ -166,16 +167,25 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
                    outcome="refused", detail={"status": account.person.status},
                    context=Context.of(request))
             return LoginOutcome(None, refusal)
-        if result.new_hash:
-            account.password_hash = result.new_hash
-            account.password_changed_at = utcnow()
-        account.last_login_at = utcnow()
+        _signed_in(session, account, result.new_hash)
         record(session, actor=f"account:{account.id}", action="login.password",
                outcome="success", context=Context.of(request))
         roles = frozenset(current_roles(session, account.person_id))
-        session.flush()
         session.expunge(account)
         return LoginOutcome(account, roles=roles)
+
+
+_ACCOUNT = Account.__table__
+
+
+def _signed_in(session: Session, account: Account, new_hash: str | None) -> None:
+    """Note the sign-in (and a rehashed password) with one Core ``UPDATE``, no ORM flush."""
+    now = utcnow()
+    values: dict[str, object] = {"last_login_at": now}
+    if new_hash:
+        values.update(password_hash=new_hash, password_changed_at=now)
+    session.connection().execute(update(_ACCOUNT).where(_ACCOUNT.c.id == account.id)
+                                 .values(values))
 
 
 def _refusal(account: Account) -> str:

@@ -73,20 +73,25 @@ def failures(store: Store, limit: Limit, subject: str) -> int:
 
 def wait_seconds(store: Store, limit: Limit, subject: str) -> int:
     """Seconds before the next attempt for ``subject`` may be checked (0: go ahead)."""
-    count_key, at_key = _keys(limit, subject)
-    count = int(store.get(count_key) or 0)
-    if count < limit.free_attempts:
+    return _wait(limit, *store.get_many(_keys(limit, subject)))
+
+
+def _wait(limit: Limit, count: bytes | None, last: bytes | None) -> int:
+    failed = int(count or 0)
+    if failed < limit.free_attempts:
         return 0
-    delay = min(MAX_DELAY, 2 ** (count - limit.free_attempts))
-    last = float(store.get(at_key) or 0)
-    return max(0, int(last + delay - time.time() + 0.999))
+    delay = min(MAX_DELAY, 2 ** (failed - limit.free_attempts))
+    return max(0, int(float(last or 0) + delay - time.time() + 0.999))
 
 
 def refusal_seconds(store: Store, limit: Limit, subject: str) -> tuple[bool, int]:
-    """``(locked, seconds)``: whether an attempt now is refused, and for how long."""
-    if locked := locked_seconds(store, limit, subject):
+    """``(locked, seconds)``: whether an attempt now is refused, and for how long.
+
+    One read of the lock, the count and the last failure (one round trip on Redis)."""
+    until, count, last = store.get_many([_lock_key(limit, subject), *_keys(limit, subject)])
+    if until and (locked := max(0, int(float(until) - time.time() + 0.999))):
         return True, locked
-    return False, wait_seconds(store, limit, subject)
+    return False, _wait(limit, count, last)
 
 
 def _lock(store: Store, limit: Limit, subject: str, seconds: int) -> bool:
@@ -117,8 +122,7 @@ def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
 
 def clear(store: Store, limit: Limit, subject: str) -> None:
     """Forget the failures of ``subject`` (after a success); a lock stays."""
-    for key in _keys(limit, subject):
-        store.delete(key)
+    store.delete_many(_keys(limit, subject))
 
 
 def unlock(store: Store, limit: Limit, subject: str) -> bool:

@@ -37,6 +37,16 @@ def test_get_set_delete(kv: Store) -> None:
     kv.delete("never-there")
 
 
+def test_get_many_and_delete_many(kv: Store) -> None:
+    kv.set("m1", b"one")
+    kv.set("m3", b"three", ttl=60)
+    assert kv.get_many(["m1", "m2", "m3"]) == [b"one", None, b"three"]
+    assert kv.get_many([]) == []
+    kv.delete_many(["m1", "m2", "m3"])
+    assert kv.get_many(["m1", "m3"]) == [None, None]
+    kv.delete_many([])
+
+
 def test_values_are_bytes_exactly(kv: Store) -> None:
     value = bytes(range(256))
     kv.set("bin", value)
