@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -42,6 +43,15 @@ def environment() -> Environment:
     return _env
 
 
+def switch_locale_href(request: Request, locale: str) -> str:
+    """The language switcher's link: this page again, its query kept, ``ui_locales`` replaced.
+
+    Keeping the query matters: the login page of a pending sign-in (``?ia=...``) and the
+    authorization endpoint's own pages must not lose the request they belong to."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "ui_locales"]
+    return "?" + urlencode([*query, ("ui_locales", locale)])
+
+
 def locale_of(request: Request) -> str:
     """The request's language (negotiated once, then cached on the request)."""
     locale = getattr(request.state, "locale", None)
@@ -73,6 +83,7 @@ def render(
         "request": request,
         "lang": locale,
         "csrf_token": csrf_token(request),
+        "switch_locale_href": lambda code: switch_locale_href(request, code),
         "_": gettext,
         "gettext": gettext,
         "ngettext": translations.ngettext,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -50,3 +52,21 @@ def test_next_stays_on_this_site(client: TestClient, make_person, given: str,
                                        "login": person.login, "password": person.password,
                                        "next": given}, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == lands
+
+
+def test_language_switcher_keeps_the_pending_request(client: TestClient, make_client,
+                                                     make_person) -> None:
+    """Switching the login page to English keeps ``ia``: signing in still reaches the app."""
+    person = make_person("s52", "pw-right-52")
+    start = flow.authorize(client, client_id=make_client().client_id)
+    page = client.get(start.headers["location"])
+    ia = start.headers["location"].split("ia=")[1].split("&")[0]
+    links = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', page.text)
+    assert links and f"ia={ia}" in links[0], links
+    english = client.get("/login" + links[0].replace("&amp;", "&"))
+    assert english.status_code == 200 and 'lang="en"' in english.text
+    assert f'name="ia" value="{ia}"' in english.text
+    done = client.post("/login", data={"csrf_token": flow.csrf_of(english.text), "ia": ia,
+                                       "login": person.login, "password": person.password},
+                       follow_redirects=False)
+    assert "code=" in done.headers["location"]
