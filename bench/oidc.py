@@ -14,8 +14,9 @@ Everything is measured side by side in one run on this machine (see
 * ``wrk`` (16 connections, 2 threads, a short warm-up first) against: the bare
   POST, our ``client_credentials`` with SM2 and with RS256 access tokens, our
   introspection and userinfo, oidc-provider's ``client_credentials`` (RS256);
-* complete authorization-code logins with a password (authorize, login page,
-  login POST with argon2id, resume, code, token exchange) from a threaded
+* complete authorization-code logins with a password (authorize, which shows the sign-in
+  page; the login POST with argon2id, answered by the redirect with the code; the token
+  exchange) from a threaded
   httpx driver, and argon2id verifications alone in one process per core.
 
 Everything it creates (servers, database, Redis keys, temporary directory) is
@@ -355,6 +356,7 @@ def userinfo_target(tmp: Path, base: str, client: dict, user: dict, redirect_uri
 # -- complete logins --------------------------------------------------------------------------
 
 CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
+IA_INPUT = re.compile(r'<input type="hidden" name="ia" value="([^"]*)"')
 
 
 class LoginError(Exception):
@@ -394,7 +396,8 @@ class LoginFlow:
             "code_challenge_method": "S256",
         }))
         csrf = CSRF_INPUT.search(page.text)
-        ia = parse_qs(urlsplit(str(page.url)).query).get("ia", [""])[0]
+        ia_field = IA_INPUT.search(page.text)  # the authorization endpoint shows the page
+        ia = ia_field[1] if ia_field else ""
         if page.status_code != 200 or not csrf or not ia:
             raise LoginError(f"no login form (HTTP {page.status_code} at {page.url})")
         done = self._follow(browser, browser.post("/login", data={

@@ -36,6 +36,7 @@ from core.web.templates import render
 from directory.models import Account, PersonStatus
 from directory.people import current_roles, find_login_account
 from idp import mfa_step, sessions
+from idp.login_page import render_login
 from idp.oidc import authorize, consent
 from idp.oidc.authorize import AuthorizationRequest, required_level
 from mfa import guards, policy
@@ -81,13 +82,8 @@ def _pending(request: Request, ia: str) -> AuthorizationRequest | None:
 
 def _login_page(request: Request, ia: str, login: str = "", error: str = "",
                 status: int = 200, next_url: str = "", **params: object) -> Response:
-    pending = _pending(request, ia)
-    client = request.app.state.clients.get(pending.client_id) if pending else None
-    return render(request, "login.html", {
-        "ia": ia, "login": login or (pending.login_hint if pending else "") or "",
-        "error": error, "error_params": params, "app_name": client.name if client else None,
-        "next": sessions.safe_next(next_url) if not ia else "",
-    }, status=status)
+    return render_login(request, ia, _pending(request, ia), login=login, error=error,
+                        status=status, next_url=next_url, **params)
 
 
 @router.get("/login")

@@ -34,6 +34,7 @@ from directory.apps import ClientMetadata
 from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
+from idp.login_page import render_login
 from idp.oidc import codes, consent
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
@@ -284,7 +285,20 @@ def _to_page(request: Request, page: str, req: AuthorizationRequest,
     target = f"/{page}?ia={interaction_id}"
     if req.ui_locales:  # the pages speak the language the app asked for
         target += "&" + urlencode({"ui_locales": req.ui_locales[:50]})
-    response = RedirectResponse(target, status_code=303)
+    return _with_interaction_cookie(RedirectResponse(target, status_code=303), request,
+                                    interaction_id)
+
+
+def _login_here(request: Request, req: AuthorizationRequest,
+                interaction_id: str | None) -> Response:
+    """The sign-in page as this very response (a ``GET``: the browser may reload it)."""
+    interaction_id = save_interaction(request, req, interaction_id)
+    return _with_interaction_cookie(render_login(request, interaction_id, req), request,
+                                    interaction_id)
+
+
+def _with_interaction_cookie(response: Response, request: Request,
+                             interaction_id: str) -> Response:
     response.set_cookie(INTERACTION_COOKIE, interaction_id, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", max_age=INTERACTION_SECONDS,
                         path="/")
@@ -333,6 +347,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
     if needs_login(req, session):
         if silent:
             return respond_error(request, req, OAuthError("login_required", "sign-in needed"))
+        if request.method == "GET":
+            return _login_here(request, req, interaction_id)
         return _to_page(request, "login", req, interaction_id)
     assert loaded is not None and session is not None
     if needed is None:
@@ -342,13 +358,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return respond_error(request, req, OAuthError(
                 "interaction_required", "a second factor is needed"))
         interaction_id = save_interaction(request, req, interaction_id)
-        response = mfa_step.begin(request, mfa_step.Step(
+        return _with_interaction_cookie(mfa_step.begin(request, mfa_step.Step(
             account_id=session.account_id, sub=session.sub, amr=session.amr,
-            ia=interaction_id, upgrade=True))
-        response.set_cookie(INTERACTION_COOKIE, interaction_id, httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", max_age=INTERACTION_SECONDS,
-                            path="/")
-        return response
+            ia=interaction_id, upgrade=True)), request, interaction_id)
     if "select_account" in req.prompt and not req.account_chosen:
         return _to_page(request, "select-account", req, interaction_id)
     if not client.first_party and not req.consent_given and (

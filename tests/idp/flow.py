@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from tests.idp.conftest import REDIRECT_URI
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+IA = re.compile(r'<input type="hidden" name="ia" value="([^"]*)"')
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -53,12 +54,31 @@ def follow(client: TestClient, response):
     return response
 
 
+def is_login_page(response) -> bool:
+    """The authorization endpoint's answer asks for a sign-in: the sign-in page itself
+    (a ``GET``) or a redirect to ``/login`` (a ``POST`` authorization request)."""
+    if response.status_code in (302, 303):
+        return response.headers["location"].startswith("/login?")
+    return response.status_code == 200 and 'action="/login"' in response.text
+
+
+def ia_of(page) -> str:
+    """The interaction id of a sign-in page (its hidden ``ia`` field)."""
+    found = IA.search(page.text)
+    assert found, "no ia field on the page"
+    return found.group(1)
+
+
+def login_form(client: TestClient, page):
+    """The sign-in page ``page`` shows or redirects to."""
+    return client.get(page.headers["location"]) if page.status_code in (302, 303) else page
+
+
 def login(client: TestClient, page, login: str, password: str):
-    """Fill the login page reached by ``page`` (a redirect to /login)."""
-    url = page.headers["location"]
-    form = client.get(url)
-    ia = parse_qs(urlsplit(url).query).get("ia", [""])[0]
-    return client.post("/login", data={"csrf_token": csrf_of(form.text), "ia": ia,
+    """Fill the sign-in page ``page`` (the authorization endpoint's answer, or a redirect
+    to /login)."""
+    form = login_form(client, page)
+    return client.post("/login", data={"csrf_token": csrf_of(form.text), "ia": ia_of(form),
                                        "login": login, "password": password},
                        follow_redirects=False)
 
@@ -66,7 +86,7 @@ def login(client: TestClient, page, login: str, password: str):
 def code_flow(client: TestClient, client_id: str, person, **params: str) -> Redirect:
     """Authorize and sign in if asked; return the redirect to the client."""
     response = authorize(client, client_id=client_id, **params)
-    if response.headers.get("location", "").startswith("/login"):
+    if is_login_page(response):
         response = login(client, response, person.login, person.password)
     response = follow(client, response)
     if response.headers.get("location", "").startswith("/consent"):

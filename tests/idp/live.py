@@ -123,6 +123,7 @@ def live_rp(live_server: LiveServer, make_client, make_person) -> Callable[..., 
 
 # -- the browser side, in Python (for the Python RP library and the SM2 checks) ---------
 
+_FORM_ACTION = re.compile(r'<form method="post" action="(/[^"?]*)"')
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
@@ -143,7 +144,8 @@ def login_through_form(authorization_url: str, login: str, password: str,
             assert response.status_code == 200, f"{url}: {response.status_code} " \
                                                  f"{response.text[:300]}"
             hidden = {k: html.unescape(v) for k, v in _HIDDEN.findall(response.text)}
-            path = urlsplit(url).path
+            action = _FORM_ACTION.search(response.text)  # the sign-in page may be served
+            path = action[1] if action else urlsplit(url).path  # by /oauth2/authorize itself
             if path == "/login":
                 form = {**hidden, "login": login, "password": password}
             elif path == "/consent":

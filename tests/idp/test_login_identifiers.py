@@ -56,17 +56,25 @@ def test_next_stays_on_this_site(client: TestClient, make_person, given: str,
 
 def test_language_switcher_keeps_the_pending_request(client: TestClient, make_client,
                                                      make_person) -> None:
-    """Switching the login page to English keeps ``ia``: signing in still reaches the app."""
+    """Switching the sign-in page to English keeps the app's request: on the page the
+    authorization endpoint shows, and on ``/login?ia=...`` (after a POST request)."""
     person = make_person("s52", "pw-right-52")
-    start = flow.authorize(client, client_id=make_client().client_id)
-    page = client.get(start.headers["location"])
-    ia = start.headers["location"].split("ia=")[1].split("&")[0]
-    links = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', page.text)
-    assert links and f"ia={ia}" in links[0], links
-    english = client.get("/login" + links[0].replace("&amp;", "&"))
+    registered = make_client()
+    start = flow.authorize(client, client_id=registered.client_id)
+    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', start.text)[0].replace("&amp;", "&")
+    assert f"client_id={registered.client_id}" in link
+    english = client.get("/oauth2/authorize" + link)
     assert english.status_code == 200 and 'lang="en"' in english.text
-    assert f'name="ia" value="{ia}"' in english.text
-    done = client.post("/login", data={"csrf_token": flow.csrf_of(english.text), "ia": ia,
-                                       "login": person.login, "password": person.password},
-                       follow_redirects=False)
-    assert "code=" in done.headers["location"]
+    done = flow.login(client, english, person.login, person.password)
+    assert "code=" in flow.follow(client, done).headers["location"]
+
+    posted = client.post("/oauth2/authorize", data={
+        "response_type": "code", "client_id": registered.client_id, "prompt": "login",
+        "redirect_uri": flow.REDIRECT_URI, "scope": "openid", "state": "st-1"},
+        follow_redirects=False)
+    ia = flow.ia_of(flow.login_form(client, posted))
+    page = client.get(posted.headers["location"])
+    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', page.text)[0].replace("&amp;", "&")
+    assert f"ia={ia}" in link
+    english = client.get("/login" + link)
+    assert 'lang="en"' in english.text and flow.ia_of(english) == ia

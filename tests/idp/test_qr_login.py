@@ -157,9 +157,8 @@ def test_through_the_authorization_endpoint(browsers, store, make_client, make_p
     verifier, challenge = flow.pkce_pair()
     start = flow.authorize(desktop, client_id=registered.client_id, code_challenge=challenge,
                            code_challenge_method="S256")
-    login_url = start.headers["location"]
-    ia = re.search(r"ia=([^&]+)", login_url).group(1)
-    ticket = _ticket(desktop, ia, login_url)
+    ia = flow.ia_of(start)  # the authorization endpoint shows the sign-in page itself
+    ticket = _ticket(desktop, ia)
 
     page = _scan(phone, ticket)
     assert "测试应用" in page.text  # the app asking
@@ -386,15 +385,14 @@ def test_requests_that_need_a_fresh_sign_in(browsers, store, make_client,
     registered, person = make_client(), make_person()
     _signed_in_phone(phone, store, person, auth_time=int(time.time()) - 3600)
     start = flow.authorize(desktop, client_id=registered.client_id, prompt="login")
-    ia = re.search(r"ia=([^&]+)", start.headers["location"]).group(1)
-    refused = desktop.post("/login/qr/ticket", json={"ia": ia}, headers=_csrf_header(
-        desktop, start.headers["location"]))
+    ia = flow.ia_of(start)
+    refused = desktop.post("/login/qr/ticket", json={"ia": ia}, headers=_csrf_header(desktop))
     assert refused.status_code == 409 and "sign in again with your password" in refused.json()[
         "error"]
     # max_age: the phone's sign-in is older than the app accepts
     start = flow.authorize(desktop, client_id=registered.client_id, max_age="60")
-    ia = re.search(r"ia=([^&]+)", start.headers["location"]).group(1)
-    ticket = _ticket(desktop, ia, start.headers["location"])
+    ia = flow.ia_of(start)
+    ticket = _ticket(desktop, ia)
     stale = _decide(phone, ticket)
     assert stale.status_code == 409 and "recent sign-in" in stale.text
     assert _status(desktop, ticket)[1]["status"] == "scanned"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -79,9 +78,8 @@ def test_authorization_code_flow_with_sms(client, outbox, make_client, make_pers
     person = make_person()
     add_phone(db, settings, person.account_id)
     start = flow.authorize(client, client_id=registered.client_id)
-    ia = parse_qs(urlsplit(start.headers["location"]).query)["ia"][0]
-    login_page = client.get(start.headers["location"])
-    assert f'href="/login/sms?ia={ia}"' in login_page.text
+    ia = flow.ia_of(start)  # the authorization endpoint shows the sign-in page itself
+    assert f'href="/login/sms?ia={ia}"' in start.text
     page = _ask_code(client, ia=ia)
     assert f'name="ia" value="{ia}"' in page.text and "测试应用" in page.text
     done = flow.follow(client, _enter_code(client, page, outbox.last_code(), ia=ia))
@@ -248,7 +246,7 @@ def test_sms_sign_in_then_second_factor_is_not_sms_again(client, outbox, make_cl
     teacher = make_person("t1", "pw-teacher-1", role=Role.teacher)
     add_phone(db, settings, teacher.account_id)
     start = flow.authorize(client, client_id=registered.client_id)
-    ia = parse_qs(urlsplit(start.headers["location"]).query)["ia"][0]
+    ia = flow.ia_of(start)
     page = _ask_code(client, ia=ia)
     after = _enter_code(client, page, outbox.last_code(), ia=ia)
     assert after.headers["location"] == "/mfa"  # a teacher needs a second factor

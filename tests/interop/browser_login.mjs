@@ -11,6 +11,7 @@
 import { createHmac } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 
+const FORM_ACTION = /<form method="post" action="(\/[^"?]*)"/;
 const HIDDEN = /<input type="hidden" name="([^"]+)" value="([^"]*)"/g;
 
 function unescapeHtml(text) {
@@ -85,7 +86,9 @@ export async function loginThroughForm(authorizationUrl, login, password, redire
     const hidden = Object.fromEntries(
       [...html.matchAll(HIDDEN)].map((m) => [m[1], unescapeHtml(m[2])]),
     );
-    const path = new URL(url).pathname;
+    // The page's form says which page it is (the sign-in page may be served by the
+    // authorization endpoint itself).
+    const path = FORM_ACTION.exec(html)?.[1] ?? new URL(url).pathname;
     pages.push(path);
     if (path === '/login' && hidden.csrf_token && 'ia' in hidden) {
       body = new URLSearchParams({ ...hidden, login, password });

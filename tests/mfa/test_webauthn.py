@@ -496,7 +496,8 @@ def test_chromium_registers_signs_in_without_username_and_removes(
         "response_type": "code", "client_id": client.client_id, "redirect_uri": REDIRECT_URI,
         "scope": "openid", "state": "st-9", "nonce": "n-9", "code_challenge": challenge,
         "code_challenge_method": "S256"}))
-    assert urlsplit(page.url).path == "/login"
+    # the authorization endpoint shows the sign-in page itself
+    assert urlsplit(page.url).path == "/oauth2/authorize" and page.locator("form[action='/login']")
     # the redirect URI's host does not resolve: the request itself is what we want
     with page.expect_request(lambda r: r.url.startswith(REDIRECT_URI)) as callback:
         page.click("[data-passkey-login]")
