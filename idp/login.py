@@ -118,14 +118,9 @@ def _failure_subject(settings: Settings, account: Account | None, login: str) ->
 def _count_failure(request: Request, session: Session, subject: str, ip: str) -> None:
     """Count a wrong password per account, per IP and for spraying; audit any new lock."""
     store, context = request.app.state.store, Context.of(request)
-    if guards.record_failure(store, guards.ACCOUNT, subject):
-        record(session, actor="system", action="security.lock", outcome="success",
-               target=_target(subject), context=context,
-               detail={"scope": "account", "seconds": guards.ACCOUNT.lock_seconds})
-    if guards.record_failure(store, guards.IP, ip):
-        record(session, actor="system", action="security.lock", outcome="success",
-               target=f"ip:{ip}", context=context,
-               detail={"scope": "ip", "seconds": guards.IP.lock_seconds})
+    guards.count_failure(session, store, guards.ACCOUNT, subject, target=_target(subject),
+                         context=context)
+    guards.count_failure(session, store, guards.IP, ip, target=f"ip:{ip}", context=context)
     if guards.record_spraying(store, ip, subject):
         record(session, actor="system", action="security.spraying", outcome="success",
                target=f"ip:{ip}", context=context,

@@ -85,6 +85,8 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
                                              context=Context.of(request))
         except passkeys.PasskeyError as exc:  # audited; commit the audit row
             failure = exc.message
+            guards.count_failure(session, state.store, guards.IP, ip, target=f"ip:{ip}",
+                                 context=Context.of(request))
         else:
             account = session.get(Account, verified.account_id)
             assert account is not None
@@ -99,7 +101,6 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
                        outcome="success", context=Context.of(request))
                 account_id, sub = account.id, account.sub
     if failure:
-        guards.record_failure(state.store, guards.IP, ip)
         return _error(request, failure)
     if refusal:
         return _error(request, refusal, 403)

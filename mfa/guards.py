@@ -108,6 +108,15 @@ def record_failure(store: Store, limit: Limit, subject: str) -> bool:
     return count >= limit.lock_after and _lock(store, limit, subject, limit.lock_seconds)
 
 
+def count_failure(session: Session, store: Store, limit: Limit, subject: str, *,
+                  target: str, context: Context | None = None) -> None:
+    """Count a failure of ``subject``; audit the lock it sets (once, when it is set)."""
+    if record_failure(store, limit, subject):
+        record(session, actor="system", action="security.lock", outcome="success",
+               target=target, context=context,
+               detail={"scope": limit.name, "seconds": limit.lock_seconds})
+
+
 def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
     """Count a failure of ``ip`` on ``account_subject``; True when it reveals spraying.
 

@@ -21,6 +21,8 @@ from directory.orgs import ensure_org_unit
 from mfa import guards
 from tests.conftest import TEST_MASTER_KEY
 from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.mfa.test_webauthn import SoftKey, _csrf, _enrol
 
 LOCKED = "暂时锁定"
 LOCKED_IP = "暂停"
@@ -54,6 +56,26 @@ def _uid(db: Database, name: str) -> str:
         return session.scalar(select(Person.uid).where(Person.name == name))
 
 
+def _passkey(client: TestClient, page, key: SoftKey):
+    """Press "sign in with a passkey" on the sign-in page ``page`` shows or redirects to."""
+    ia = flow.ia_of(flow.login_form(client, page))
+    headers = _csrf(client, f"/login?ia={ia}")
+    options = client.post("/login/passkey/options", headers=headers, json={"ia": ia})
+    assert options.status_code == 200, options.text
+    return client.post("/login/passkey/verify", headers=headers,
+                       json={"ia": ia, "credential": key.get(options.json())})
+
+
+def _reaches_the_app(client: TestClient, signed) -> None:
+    """A passkey answer that resumes the pending request ends at the app with a code."""
+    assert signed.status_code == 200, signed.text
+    at_app = flow.follow(client, client.get(signed.json()["redirect"], follow_redirects=False))
+    assert at_app.status_code in (302, 303), at_app.text[:300]
+    redirect = flow.Redirect(at_app.headers["location"])
+    assert redirect.location.startswith(REDIRECT_URI)
+    assert redirect.params["code"] and redirect.params["state"] == "st-1"
+
+
 def test_guard_locks_once_at_the_threshold() -> None:
     store = MemoryStore()
     results = [guards.record_failure(store, guards.ACCOUNT, "7") for _ in range(12)]
@@ -85,6 +107,89 @@ def test_account_locks_even_for_the_right_password_then_admin_unlocks(
     unlocked = _actions(db, "security.unlock")
     assert unlocked[-1].actor == "api-token:console T-CITY"
     assert flow.login(client, start, "s40", "pw-right-40").status_code == 303
+
+
+def test_account_lock_refuses_the_password_but_not_the_passkey(
+        client: TestClient, make_client, make_person, db: Database, store: Store) -> None:
+    """docs/lockout.md: "Passkeys are not locked out"; the lock on the password stays."""
+    person = make_person("s44", "pw-right-44", name="通行密钥同学")
+    key, _ = _enrol(db, client.app.state.settings, store, person)
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after):
+        assert flow.login(client, start, "s44", "wrong").status_code == 400
+    locked = flow.login(client, start, "s44", "pw-right-44")
+    assert locked.status_code == 429 and LOCKED in locked.text
+    assert "idp_session" not in locked.cookies
+
+    _reaches_the_app(client, _passkey(client, start, key))
+    with db.session() as session:
+        passkey_events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "login.passkey")))
+    assert [(e.outcome, e.actor) for e in passkey_events] == [
+        ("success", f"account:{person.account_id}")]
+
+    # A passkey success does not lift the lock (guards.clear keeps locks; only an
+    # administrator or the expiry does): the password is still refused afterwards.
+    assert guards.locked_seconds(store, guards.ACCOUNT, str(person.account_id)) > 0
+    client.cookies.clear()
+    again = _start(client, make_client)
+    assert flow.is_login_page(again)
+    still = flow.login(client, again, "s44", "pw-right-44")
+    assert still.status_code == 429 and LOCKED in still.text
+    assert [e.target for e in _actions(db, "security.lock")] == [f"account:{person.account_id}"]
+
+
+def test_ip_lock_pauses_passwords_but_not_passkeys(
+        client: TestClient, make_client, make_person, db: Database, store: Store,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IP lock: "Sign-in with a password from here is paused" (docs/lockout.md: a lock
+    stops password guessing only), so a passkey from the locked IP still gets in."""
+    monkeypatch.setattr(guards, "SPRAY_ACCOUNTS", 5)
+    person = make_person("s45", "pw-right-45")
+    key, _ = _enrol(db, client.app.state.settings, store, person)
+    start = _start(client, make_client)
+    for n in range(5):  # spraying through the real form locks the IP
+        flow.login(client, start, f"s8{n}", "Summer2026!")
+    assert guards.locked_seconds(store, guards.IP, "testclient") > 0
+    blocked = flow.login(client, start, "s45", "pw-right-45")
+    assert blocked.status_code == 429 and LOCKED_IP in blocked.text
+
+    _reaches_the_app(client, _passkey(client, start, key))
+    assert guards.locked_seconds(store, guards.IP, "testclient") > 0  # the lock stays
+    client.cookies.clear()
+    still = flow.login(client, _start(client, make_client), "s45", "pw-right-45")
+    assert still.status_code == 429 and LOCKED_IP in still.text
+
+
+def test_ip_delay_refuses_a_passkey_with_a_clear_wait(
+        client: TestClient, make_client, make_person, db: Database, store: Store,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What passkey_login does check for the IP: the progressive delay (not the lock).
+
+    Right after the failure that locks an IP the delay is at its longest, so a passkey
+    from there is refused with a plain "wait N seconds" (429) and no session."""
+    monkeypatch.setattr(guards, "MAX_DELAY", 300)
+    person = make_person("s46", "pw-right-46")
+    key, _ = _enrol(db, client.app.state.settings, store, person)
+    start = _start(client, make_client)
+    # The same counters the login form writes (100 form posts would only be slower).
+    for _ in range(guards.IP.lock_after):
+        guards.record_failure(store, guards.IP, "testclient")
+    assert guards.locked_seconds(store, guards.IP, "testclient") > 0
+    refused = _passkey(client, start, key)
+    assert refused.status_code == 429 and "idp_session" not in refused.cookies
+    error = refused.json()["error"]
+    assert "尝试次数过多" in error and any(str(s) in error for s in (299, 300)), error
+    assert _actions(db, "login.passkey") == []
+
+
+def test_ip_lock_set_by_passkey_failures_is_audited(client: TestClient, db: Database) -> None:
+    headers = _csrf(client)
+    for _ in range(guards.IP.lock_after):
+        failed = client.post("/login/passkey/verify", headers=headers, json={"credential": {}})
+        assert failed.status_code == 400
+    assert guards.locked_seconds(client.app.state.store, guards.IP, "testclient") > 0
+    assert [e.target for e in _actions(db, "security.lock")] == ["ip:testclient"]
 
 
 def test_unknown_login_locks_like_a_real_one(client: TestClient, make_client) -> None:
