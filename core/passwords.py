@@ -83,9 +83,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import threading
 import unicodedata
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -235,6 +238,54 @@ def _legacy_digest(stored: str, password: str) -> tuple[bytes, bytes] | None:
     return hashlib.sha256(message).digest(), bytes.fromhex(m.group(3))
 
 
+# --- how many hashes run at once --------------------------------------------------------
+#
+# argon2id is memory-hard: each verification streams 19 MiB through the CPU caches. With
+# more verifications in flight than cores (a web worker's thread pool runs one per
+# concurrent sign-in), they evict each other's memory and the OS switches between them:
+# measured here, 8 at once on 2 cores cost 24-25 ms of CPU each instead of 18-20 ms, and
+# fewer logins got through. So a process runs at most ``slots`` hashes at a time and the
+# other sign-ins wait their turn. Auto (0): the cores this process may use divided by the
+# number of web worker processes (``WEB_CONCURRENCY``, set by ``idp serve --workers``).
+# The bound also caps the memory a flood of sign-ins can take (slots x 19 MiB).
+
+
+def auto_slots() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    workers = os.environ.get("WEB_CONCURRENCY", "")
+    per_worker = (cores or os.cpu_count() or 1) // max(1, int(workers) if workers.isdigit()
+                                                          else 1)
+    return max(1, per_worker)
+
+
+_gate: threading.BoundedSemaphore | None = None
+_gate_lock = threading.Lock()
+
+
+def limit_concurrency(slots: int = 0) -> int:
+    """Run at most ``slots`` hashes at once in this process (0: :func:`auto_slots`)."""
+    count = slots if slots > 0 else auto_slots()
+    with _gate_lock:
+        _set_gate(count)
+    return count
+
+
+def _hashing() -> AbstractContextManager[bool]:
+    gate = _gate
+    if gate is None:
+        with _gate_lock:
+            if _gate is None:
+                _set_gate(auto_slots())
+            gate = _gate
+    assert gate is not None
+    return gate
+
+
+def _set_gate(count: int) -> None:
+    global _gate
+    _gate = threading.BoundedSemaphore(count)
+
+
 # --- the hasher ------------------------------------------------------------------------
 
 
@@ -294,9 +345,11 @@ class Passwords:
         """
         pw = _encode_current(password)
         if self.scheme == "argon2id":
-            return self._argon2.hash(pw)
+            with _hashing():
+                return self._argon2.hash(pw)
         salt = secrets.token_bytes(PBKDF2_SALT_BYTES)
-        key = _pbkdf2_sm3(pw, salt, self.pbkdf2_iterations, PBKDF2_KEY_BYTES)
+        with _hashing():
+            key = _pbkdf2_sm3(pw, salt, self.pbkdf2_iterations, PBKDF2_KEY_BYTES)
         return f"{_PBKDF2_PREFIX}i={self.pbkdf2_iterations}${_b64encode(salt)}${_b64encode(key)}"
 
     # -- verification --
@@ -349,7 +402,9 @@ class Passwords:
         """Return (ok, needs_rehash); raise ValueError for malformed input."""
         if stored.startswith(_ARGON2_PREFIXES):
             try:
-                self._argon2.verify(stored, _encode_current(password))
+                encoded = _encode_current(password)
+                with _hashing():
+                    self._argon2.verify(stored, encoded)
             except VerifyMismatchError:
                 return False, False
             except (VerificationError, InvalidHashError) as exc:  # undecodable stored value
@@ -358,7 +413,9 @@ class Passwords:
 
         if stored.startswith(_PBKDF2_PREFIX):
             iterations, salt, key = _parse_pbkdf2(stored)
-            computed = _pbkdf2_sm3(_encode_current(password), salt, iterations, len(key))
+            encoded = _encode_current(password)
+            with _hashing():
+                computed = _pbkdf2_sm3(encoded, salt, iterations, len(key))
             if not hmac.compare_digest(computed, key):
                 return False, False
             outdated = (

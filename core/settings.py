@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IDP_"
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     sm2_backend: str = "auto"  # auto | tongsuo | gmssl
     password_scheme: str = "argon2id"
+    # Password hashes computed at once per process (core.passwords): 0 = the process's
+    # cores divided by the web workers (WEB_CONCURRENCY, set by ``idp serve --workers``).
+    password_hash_concurrency: int = Field(default=0, ge=0, le=256)
     # Token signing keys: the algorithms kept ready, how long a new key is published
     # before it signs, how long a replaced key stays published.
     signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")

@@ -21,7 +21,7 @@ from admin_ui import (
     security_recovery,
     security_totp,
 )
-from core import web
+from core import passwords, web
 from core.db import Database
 from core.settings import Settings, get_settings
 from core.signing_keys import KeyRing
@@ -57,6 +57,7 @@ def create_app(
     """Build the app. Tests pass their own settings, database and store."""
     settings = settings or get_settings()
     logs.configure(settings.log_level)
+    passwords.limit_concurrency(settings.password_hash_concurrency)
     database = db or Database(settings)
     kv = store or make_store(settings)
 

@@ -6,6 +6,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -70,6 +71,7 @@ def serve(
     _database(settings).dispose()
     make_store(settings).close()
     out.print(f"Serving [bold]{settings.issuer}[/] on http://{host}:{port}  (workers: {workers})")
+    os.environ["WEB_CONCURRENCY"] = str(workers)  # the workers size their hashing by it
     uvicorn.run(
         "idp.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_config=None, access_log=False, proxy_headers=True, server_header=False,

@@ -482,3 +482,62 @@ def test_import_legacy_hash_rejects_non_str_value() -> None:
         import_legacy_hash("md5", None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="salt must be str or bytes"):
         import_legacy_hash("sha256", "0" * 64, 42)  # type: ignore[arg-type]
+
+
+def test_hashes_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one slot, eight threads verifying at once never run two hashes together."""
+    import threading
+    import time
+
+    from core import passwords as module
+
+    hasher = Passwords("argon2id", argon2_time_cost=1, argon2_memory_cost=8)
+    stored = hasher.hash("right")
+    inside, most = 0, 0
+    lock = threading.Lock()
+    real = hasher._argon2.verify
+
+    def watched(*args: object) -> bool:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.01)
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                inside -= 1
+
+    class Watched:  # argon2's PasswordHasher has slots: wrap it
+        verify = staticmethod(watched)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real.__self__, name)
+
+    monkeypatch.setattr(hasher, "_argon2", Watched())
+    try:
+        for slots, expected in ((1, 1), (3, 3)):
+            assert module.limit_concurrency(slots) == slots
+            most = 0
+            threads = [threading.Thread(target=hasher.verify, args=(stored, "right"))
+                       for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert most == expected
+    finally:
+        module.limit_concurrency(0)
+
+
+def test_auto_slots_share_the_cores_among_web_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import passwords as module
+
+    monkeypatch.setattr(module.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    assert module.auto_slots() == 4
+    monkeypatch.setenv("WEB_CONCURRENCY", "16")
+    assert module.auto_slots() == 1
+    monkeypatch.delenv("WEB_CONCURRENCY")
+    assert module.auto_slots() == 8
