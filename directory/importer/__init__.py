@@ -9,6 +9,7 @@ The steps of a run, each in its own module:
 ``workers``     check rows, blind-index and seal PII in worker processes, in order
 ``ledger``      keys seen so far (duplicates, snapshot coverage), on disk
 ``lookups``     batch queries: what a chunk of rows refers to
+``recall``      guardians as earlier chunks planned them (a dry run writes nothing)
 ``units``       org units by code; bulk creation
 ``plan``        the diff of a chunk, as operations
 ``apply``       write a chunk's operations with bulk statements

@@ -1,4 +1,4 @@
-"""The ledger of keys already seen in this file: duplicates and snapshot coverage.
+"""The ledger of keys already seen in this file: duplicates, snapshot coverage, ``recall``.
 
 Finding the second occurrence of a student number, and (in snapshot mode) the
 people a file does *not* mention, needs every key of the file. Kept in a Python
@@ -59,6 +59,20 @@ class Ledger:
         """Record ``(key, row)`` pairs without duplicate checks (keys of invalid rows)."""
         self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)",
                              [(self._digest(kind, k), r) for k, r in entries])
+
+    def put(self, kind: str, entries: Iterable[tuple[str, int]]) -> None:
+        """Record ``(key, number)`` pairs, replacing the number of a key recorded before."""
+        self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)",
+                             [(self._digest(kind, k), n) for k, n in entries])
+
+    def get(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
+        """The numbers recorded (``claim``, ``mark``, ``put``) for those of ``keys`` seen."""
+        by_digest = {self._digest(kind, k): k for k in keys}
+        return {by_digest[d]: n for d, n in self._lookup(list(by_digest)).items()}
+
+    def fingerprint(self, value: str) -> int:
+        """A keyed 63-bit hash of ``value``: what ``put`` stores in place of a value."""
+        return int.from_bytes(self._digest("value", value)[:8], "big") >> 1
 
     def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         by_digest = {self._digest(kind, k): k for k in keys}

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from core.field_crypto import Sealer
 from core.settings import Settings
-from directory.importer import lookups
+from directory.importer import lookups, recall
 from directory.importer.columns import ALIASES, Kind, label
 from directory.importer.diff import Change, Diff
 from directory.importer.ledger import Ledger
@@ -469,7 +469,8 @@ def _masked_phone(value: str | None) -> str:
 # --- guardians ------------------------------------------------------------------------------
 
 def find_guardians(chunk: Chunk) -> None:
-    """The students, and the guardians already known by phone login or national ID."""
+    """The students, and the guardians known by phone login or national ID: in the directory,
+    or (``recall``) as earlier chunks of the run planned them, written or not."""
     context, rows = chunk.context, chunk.rows
     session = context.session
     chunk.students = lookups.people_by_identifier(session, IdentifierKind.student_number,
@@ -479,12 +480,13 @@ def find_guardians(chunk: Chunk) -> None:
     chunk.nid_candidates = chunk.candidates("national_id",
                                             [r.national_id for r in rows if r.national_id])
     chunk.nid_owner = lookups.people_by_national_id(session, chunk.nid_candidates)
+    recall.owners(chunk)
     chunk.account_person = lookups.people_of_accounts(session, chunk.phone_owner.values())
-    people = lookups.people_by_id(session, [*chunk.nid_owner.values(),
-                                            *chunk.account_person.values()])
-    chunk.people = people
+    chunk.people = lookups.people_by_id(session, [*chunk.nid_owner.values(),
+                                                  *chunk.account_person.values()])
+    recall.people(chunk)
     chunk.current = lookups.current_affiliations(
-        session, [k.person_id for k in chunk.students.values()] + list(people),
+        session, [k.person_id for k in chunk.students.values()] + list(chunk.people),
         (Role.student.value, Role.guardian.value))
 
 
@@ -497,8 +499,6 @@ def resolve_guardians(chunk: Chunk) -> None:
                          "the directory (import the students file first)", row.student_number)
         elif (guardian := _known_guardian(chunk, row)) is not None:
             found[row.row] = guardian
-    earlier = _planned_earlier(chunk, [r for r in chunk.rows
-                                       if r.row in found and found[r.row][0] is None])
     planned: dict[str, NewPerson] = {}
     for row in chunk.rows:
         if row.row not in found:
@@ -509,7 +509,7 @@ def resolve_guardians(chunk: Chunk) -> None:
             chunk.guardians[row.row] = known
         elif row.phone in planned:
             chunk.guardians[row.row] = planned[row.phone]
-        elif row.phone not in earlier:
+        else:
             chunk.guardians[row.row] = planned[row.phone] = _new_guardian(chunk, row)
 
 
@@ -523,15 +523,6 @@ def _known_guardian(chunk: Chunk, row: GuardianRow) -> tuple[lookups.Known | Non
                      "than the owner of this phone", _masked_nid(row.national_id))
         return None
     return by_phone or (chunk.people.get(owner) if owner is not None else None), bool(by_phone)
-
-
-def _planned_earlier(chunk: Chunk, new_rows: list[GuardianRow]) -> set[str]:
-    """Phones of new guardians already planned by an earlier chunk (of a dry run): one claim."""
-    first: dict[str, int] = {}
-    for row in new_rows:
-        first.setdefault(row.phone, row.row)
-    repeats = chunk.context.ledger.claim("guardian_phone", list(first.items()))
-    return {phone for phone, row in first.items() if row in repeats}
 
 
 def _new_guardian(chunk: Chunk, row: GuardianRow) -> NewPerson:
@@ -573,6 +564,8 @@ def plan_links(chunk: Chunk) -> None:
         school = _school_of(chunk, student)
         if isinstance(guardian, NewPerson):
             chunk.plan.new_links.append(NewLink(guardian, student.person_id, row.relation))
+            chunk.plan.diff.add(Change.created, f"{_describe(row, 'guardian')} of "
+                                f"{row.student_number}: link ({row.relation})")
             _affiliate_new_guardian(chunk, guardian, school)
             continue
         found = links.get((guardian.person_id, student.person_id))
@@ -625,7 +618,8 @@ STEPS: dict[Kind, list[Step]] = {
                     reject_identity_conflicts, find_current_affiliations, classify_people],
     Kind.teachers: [reject_repeated_keys, find_targets, find_people,
                     reject_identity_conflicts, find_current_affiliations, classify_people],
-    Kind.guardians: [reject_repeated_keys, find_guardians, resolve_guardians, plan_links],
+    Kind.guardians: [reject_repeated_keys, find_guardians, resolve_guardians, plan_links,
+                     recall.remember],
 }
 
 

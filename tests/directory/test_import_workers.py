@@ -83,7 +83,7 @@ def test_guardians_sharing_a_phone_across_batches_are_one_person(
     rows = [["家长", f"137{n % 4:08d}", "母亲", f"w{n:03d}"] for n in (1, 2, 3, 4, 9, 10, 11, 14)]
     path = write(city / "guardians.csv", (GUARDIAN_HEADER, rows))
     result = run(db, settings, path, Kind.guardians, workers=2, chunk_size=2)
-    assert result.status == "applied" and result.diff.counts["created"] == 8  # 4 + 4 links
+    assert result.status == "applied" and result.diff.counts["created"] == 12  # 4 + 8 links
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(GuardianLink)) == 8
         assert session.scalar(select(func.count()).where(Person.name == "家长")) == 4

@@ -1,0 +1,118 @@
+"""Guardians as earlier chunks left them, for a chunk that cannot read that from the directory.
+
+A guardian appears on many rows (one per child), so a later chunk of a guardians file
+meets guardians that earlier chunks created or changed. A writing run has written those
+chunks and finds them in the directory; a dry run (or a run that stopped writing at an
+invalid row) has not. For it, every chunk leaves here what it planned for guardians, and the
+next chunks see it as if it had been written: the diff of a dry run is the diff of the real
+run. A writing run records the same, and finds it equal to the directory.
+
+Decisions:
+
+- A guardian planned new is known by the number ``-row`` (person and account), the row
+  that planned it: never a directory id, and never written (nothing planned in a chunk
+  that was not written is ever written).
+- It lives in the run's :class:`Ledger`: keys and values as keyed hashes, on disk, so
+  memory stays flat and no personal data reaches the disk. A remembered name or phone is
+  therefore a :class:`Fingerprint`, equal to the values that hash the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from directory.importer.ledger import Ledger
+from directory.importer.lookups import Known
+from directory.models import PersonStatus
+
+if TYPE_CHECKING:
+    from directory.importer.plan import Chunk
+
+PHONE_OWNER = "guardian phone"  # phone -> account id (-row for a planned guardian)
+NID_OWNER = "guardian national_id"  # national ID -> person id
+NAME, PHONE, HAS_NID = "guardian name", "guardian phone of", "guardian has national_id"
+GIVEN = "given earlier"  # the national_id_bidx of a person given one by an earlier chunk
+
+
+class Fingerprint:
+    """A value remembered by its keyed hash: equal to every string with that hash."""
+
+    __slots__ = ("ledger", "value")
+
+    def __init__(self, ledger: Ledger, value: int) -> None:
+        self.ledger, self.value = ledger, value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.ledger.fingerprint(other) == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def owners(chunk: Chunk) -> None:
+    """Owners of the chunk's phones and national IDs that earlier chunks planned."""
+    ledger = chunk.context.ledger
+    chunk.phone_owner |= ledger.get(PHONE_OWNER, _missing(chunk.phone_candidates,
+                                                          chunk.phone_owner))
+    chunk.nid_owner |= ledger.get(NID_OWNER, _missing(chunk.nid_candidates, chunk.nid_owner))
+
+
+def _missing(values: Iterable[str], found: dict[str, int]) -> list[str]:
+    return [v for v in values if v not in found]
+
+
+def people(chunk: Chunk) -> None:
+    """The guardians planned by earlier chunks, and the changes they planned to known ones."""
+    planned = {a for a in chunk.phone_owner.values() if a < 0}
+    chunk.account_person |= {a: a for a in planned}
+    ids = [str(p) for p in {*chunk.people, *planned, *chunk.nid_owner.values()}]
+    ledger = chunk.context.ledger
+    names, phones = ledger.get(NAME, ids), ledger.get(PHONE, ids)
+    given = ledger.get(HAS_NID, ids)
+    for key in {*names, *phones, *given}:
+        person = int(key)
+        known = chunk.people.get(person) or _planned(person)
+        chunk.people[person] = replace(
+            known, name=_fingerprint(ledger, names.get(key), known.name),
+            phone_bidx=_fingerprint(ledger, phones.get(key), known.phone_bidx),
+            national_id_bidx=GIVEN if key in given else known.national_id_bidx)
+
+
+def _planned(person: int) -> Known:
+    return Known(person, "", person, "", None, None, None, None, PersonStatus.active.value,
+                 False)
+
+
+def _fingerprint(ledger: Ledger, value: int | None, default: object) -> object:
+    return default if value is None else Fingerprint(ledger, value)
+
+
+def remember(chunk: Chunk) -> None:
+    """What the chunk plans for guardians: new ones, and changes to known ones."""
+    state: dict[str, list[tuple[str, int]]] = {k: [] for k in
+                                               (PHONE_OWNER, NID_OWNER, NAME, PHONE, HAS_NID)}
+    for new in chunk.plan.new_people:
+        _changed(chunk, state, -new.row, new.name, new.national_id, new.phone)
+        state[PHONE_OWNER].append((new.phone, -new.row))
+    phones = {c[0]: phone for phone, c in chunk.phone_candidates.items()}
+    for update in chunk.plan.updates:
+        known = update.known
+        _changed(chunk, state, known.person_id, update.values.get("name"),
+                 update.national_id, update.phone)
+        if update.phone_login and known.account_id:
+            state[PHONE_OWNER].append((phones[update.phone_login[1]], known.account_id))
+    for kind, entries in state.items():
+        chunk.context.ledger.put(kind, entries)
+
+
+def _changed(chunk: Chunk, state: dict[str, list[tuple[str, int]]], person: int,
+             name: object, national_id: str | None, phone: str | None) -> None:
+    fingerprint, key = chunk.context.ledger.fingerprint, str(person)
+    if isinstance(name, str):
+        state[NAME].append((key, fingerprint(name)))
+    if national_id:
+        state[NID_OWNER].append((national_id, person))
+        state[HAS_NID].append((key, 1))
+    if phone:
+        state[PHONE].append((key, fingerprint(chunk.phone_candidates[phone][0])))
