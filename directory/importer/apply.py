@@ -110,6 +110,9 @@ def write_updates(w: Writer, plan: ChunkPlan) -> None:
                                    "kind": IdentifierKind.phone.value, "value": value})
             else:
                 changed_logins.append({"id": login_id, "value": value})
+        if known.account_id:
+            new_logins += [{"account_id": known.account_id, "kind": IdentifierKind.phone.value,
+                            "value": value} for value in change.more_phone_logins]
     _update(w.session, Person, rows)
     _update(w.session, Account, enable)
     _update(w.session, LoginIdentifier, changed_logins)

@@ -38,7 +38,7 @@ from core import audit
 from core.db import Database, utcnow
 from core.field_crypto import sealer
 from core.settings import Settings
-from directory.importer import apply, plan, snapshot
+from directory.importer import apply, plan, recall, snapshot
 from directory.importer.bulk import Statistics
 from directory.importer.columns import Columns, Kind, detect_kind, resolve
 from directory.importer.diff import Change, Diff
@@ -173,6 +173,8 @@ def stream_chunks(run: Run) -> None:
         run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
         if run.writing:
             apply.apply_plan(run.session, run.context.sealer, chunk, run.today)
+            if run.kind is Kind.guardians:
+                recall.written(run.ledger, chunk.new_people)
             statistics.chunk_written()
 
 

@@ -21,6 +21,11 @@ Decisions:
 - Teachers' phone numbers become a phone login (stored as its blind index);
   students' do not: a student's phone column is usually a parent's, shared by
   siblings.
+- A guardians chunk is resolved row after row, each row seeing what the earlier rows
+  planned (a new guardian, a phone or national ID given to one) as a later chunk sees it
+  through ``recall``: the result does not depend on the chunk size. The same guardian and
+  student a second time (through another phone or national ID) is an error, as a repeated
+  row is.
 - A password hash in the file is used only for new accounts: an existing
   account's password is the person's, not the file's.
 """
@@ -86,11 +91,12 @@ class PersonUpdate:
     enable: bool = False
     # (identifier id or None for a new one, blind index): the person's phone login
     phone_login: tuple[int | None, str] | None = None
+    more_phone_logins: list[str] = field(default_factory=list)  # guardians: further new ones
 
     @property
     def changes(self) -> bool:
         return bool(self.values or self.national_id or self.phone or self.enable
-                    or self.phone_login)
+                    or self.phone_login or self.more_phone_logins)
 
 
 @dataclass(slots=True)
@@ -155,7 +161,9 @@ class Chunk:
     people: dict[int, lookups.Known] = field(default_factory=dict)  # by person id
     account_person: dict[int, int] = field(default_factory=dict)
     guardians: dict[int, lookups.Known | NewPerson] = field(default_factory=dict)  # by row
-    updated_people: set[int] = field(default_factory=set)
+    guardian_updates: dict[int, PersonUpdate] = field(default_factory=dict)  # by person id
+    aliases: dict[int, int] = field(default_factory=dict)  # written id -> planned (-row)
+    links: dict[str, int] = field(default_factory=dict)  # guardian>student -> its first row
 
     def reject(self, row: int, column: str, message: str, value: str = "") -> None:
         shown = label(column) if column in ALIASES else column
@@ -485,44 +493,115 @@ def find_guardians(chunk: Chunk) -> None:
     chunk.people = lookups.people_by_id(session, [*chunk.nid_owner.values(),
                                                   *chunk.account_person.values()])
     recall.people(chunk)
+    recall.aliases(chunk)
     chunk.current = lookups.current_affiliations(
         session, [k.person_id for k in chunk.students.values()] + list(chunk.people),
         (Role.student.value, Role.guardian.value))
 
 
+Guardian = lookups.Known | NewPerson
+
+
 def resolve_guardians(chunk: Chunk) -> None:
-    """Each row's guardian: known (maybe updated), planned new, or an error."""
-    found: dict[int, tuple[lookups.Known | None, bool]] = {}  # row -> (known, by phone)
+    """Each row's guardian: known (maybe updated), planned new, or an error.
+
+    Rows are taken in file order, and each sees what the chunk's earlier rows planned (a new
+    guardian, a phone login or national ID given to one) as a later chunk sees it through
+    ``recall``: the same rows give the same result whatever the chunk size.
+    """
+    phones: dict[str, Guardian] = {}  # phone -> the guardian the chunk gives it as a login
+    nids: dict[str, Guardian] = {}  # national ID -> the guardian the chunk gives it to
+    prefetched = _candidates(chunk)
+    linked = recall.links(chunk, prefetched)
     for row in chunk.rows:
         if row.student_number not in chunk.students:
             chunk.reject(row.row, "student_number", f"student {row.student_number} is not in "
                          "the directory (import the students file first)", row.student_number)
-        elif (guardian := _known_guardian(chunk, row)) is not None:
-            found[row.row] = guardian
-    planned: dict[str, NewPerson] = {}
-    for row in chunk.rows:
-        if row.row not in found:
             continue
-        known, by_phone = found[row.row]
-        if known is not None:
-            _update_guardian(chunk, row, known, phone_login=not by_phone)
-            chunk.guardians[row.row] = known
-        elif row.phone in planned:
-            chunk.guardians[row.row] = planned[row.phone]
+        found = _known_guardian(chunk, row, phones, nids)
+        if found is None:
+            continue
+        guardian, by_phone = found
+        if guardian is not None and _repeated_link(chunk, row, guardian, prefetched, linked):
+            continue
+        if guardian is None:
+            guardian = _new_guardian(chunk, row)
+            given = guardian.national_id
+        elif isinstance(guardian, NewPerson):
+            given = None
+            if not by_phone:
+                _add_phone(chunk, row, guardian)
         else:
-            chunk.guardians[row.row] = planned[row.phone] = _new_guardian(chunk, row)
+            given = _update_guardian(chunk, row, guardian, phone_login=not by_phone)
+        chunk.guardians[row.row] = guardian
+        chunk.links.setdefault(_link_key(chunk, row, guardian), row.row)
+        phones.setdefault(row.phone, guardian)
+        if given:
+            nids.setdefault(given, guardian)
 
 
-def _known_guardian(chunk: Chunk, row: GuardianRow) -> tuple[lookups.Known | None, bool] | None:
-    """(the known guardian or None for a new one, found by phone); None: an error."""
+def _candidates(chunk: Chunk) -> set[str]:
+    """The (guardian, student) keys the rows' phones and national IDs point to."""
+    keys = set()
+    for row in chunk.rows:
+        student = chunk.students.get(row.student_number)
+        account = chunk.phone_owner.get(row.phone)
+        for person in (chunk.account_person.get(account) if account else None,
+                       chunk.nid_owner.get(row.national_id) if row.national_id else None):
+            if student is not None and person is not None:
+                keys.add(f"{chunk.aliases.get(person, person)}>{student.person_id}")
+    return keys
+
+
+def _link_key(chunk: Chunk, row: GuardianRow, guardian: Guardian) -> str:
+    """The guardian and student of a row, the same in a dry and a real run."""
+    person = -guardian.row if isinstance(guardian, NewPerson) else chunk.aliases.get(
+        guardian.person_id, guardian.person_id)
+    return f"{person}>{chunk.students[row.student_number].person_id}"
+
+
+def _repeated_link(chunk: Chunk, row: GuardianRow, guardian: Guardian,
+                   prefetched: set[str], linked: dict[str, int]) -> bool:
+    """The guardian of an earlier row (through another phone or national ID) and the same
+    student: an error, as a repeated row is."""
+    key = _link_key(chunk, row, guardian)
+    first = chunk.links.get(key) or linked.get(key)
+    if first is None and key not in prefetched and not isinstance(guardian, NewPerson):
+        first = recall.links(chunk, [key]).get(key)
+    if first is None:
+        return False
+    chunk.reject(row.row, "national_id" if row.national_id else "phone",
+                 f"the guardian of row {first} (the same person through another phone or "
+                 f"national ID) and student_number {row.student_number}: repeats row {first}",
+                 _masked_nid(row.national_id) if row.national_id else _masked_phone(row.phone))
+    return True
+
+
+def _known_guardian(chunk: Chunk, row: GuardianRow, phones: dict[str, Guardian],
+                    nids: dict[str, Guardian]) -> tuple[Guardian | None, bool] | None:
+    """(the guardian, or None for a new one; found by phone); None: an error.
+
+    Found in the directory, as earlier chunks planned it, or as earlier rows of the chunk did.
+    """
     account = chunk.phone_owner.get(row.phone)
-    by_phone = chunk.people.get(chunk.account_person[account]) if account else None
-    owner = chunk.nid_owner.get(row.national_id) if row.national_id else None
-    if by_phone and owner is not None and owner != by_phone.person_id:
+    by_phone = phones.get(row.phone) or (
+        chunk.people.get(chunk.account_person[account]) if account else None)
+    by_nid = None
+    if row.national_id:
+        owner = chunk.nid_owner.get(row.national_id)
+        by_nid = nids.get(row.national_id) or (
+            chunk.people.get(owner) if owner is not None else None)
+    if by_phone is not None and by_nid is not None and not _same(by_phone, by_nid):
         chunk.reject(row.row, "national_id", "national ID already belongs to another person "
                      "than the owner of this phone", _masked_nid(row.national_id))
         return None
-    return by_phone or (chunk.people.get(owner) if owner is not None else None), bool(by_phone)
+    return by_phone or by_nid, by_phone is not None
+
+
+def _same(one: Guardian, other: Guardian) -> bool:
+    if isinstance(one, lookups.Known) and isinstance(other, lookups.Known):
+        return one.person_id == other.person_id
+    return one is other
 
 
 def _new_guardian(chunk: Chunk, row: GuardianRow) -> NewPerson:
@@ -535,20 +614,50 @@ def _new_guardian(chunk: Chunk, row: GuardianRow) -> NewPerson:
     return new
 
 
+def _add_phone(chunk: Chunk, row: GuardianRow, new: NewPerson) -> None:
+    """A guardian planned new in this chunk, found again by national ID with another phone:
+    the phone is added (a login, and the person's phone), as a later chunk would update it."""
+    new.logins.append((IdentifierKind.phone.value, chunk.phone_candidates[row.phone][0]))
+    new.phone, new.sealed = row.phone, None  # sealed again when written
+    chunk.plan.diff.add(Change.updated, f"{_describe(row, 'guardian')}: phone")
+
+
 def _update_guardian(chunk: Chunk, row: GuardianRow, known: lookups.Known, *,
-                     phone_login: bool) -> None:
-    if known.person_id in chunk.updated_people:
-        return
-    chunk.updated_people.add(known.person_id)
-    update = _person_update(chunk, row, known)
-    update.values.pop("status", None)
-    update.enable = False
-    if phone_login:
-        update.phone_login = (None, chunk.phone_candidates[row.phone][0])
-    if update.changes:
-        chunk.plan.updates.append(update)
-        chunk.plan.diff.add(Change.updated,
-                            f"{_describe(row, 'guardian')}: {', '.join(_what(update))}")
+                     phone_login: bool) -> str | None:
+    """Plan the changes of the row to a known guardian; the national ID it gives it, if any.
+
+    The first row of a guardian in the chunk plans its changes; later ones only add what
+    makes the guardian found again (a phone login, a national ID), as a later chunk would.
+    """
+    login = chunk.phone_candidates[row.phone][0] if phone_login else None
+    update = chunk.guardian_updates.get(known.person_id)
+    if update is None:
+        update = chunk.guardian_updates[known.person_id] = _person_update(chunk, row, known)
+        update.values.pop("status", None)
+        update.enable = False
+        if login:
+            update.phone_login = (None, login)
+        if update.changes:
+            chunk.plan.updates.append(update)
+            chunk.plan.diff.add(Change.updated,
+                                f"{_describe(row, 'guardian')}: {', '.join(_what(update))}")
+        return update.national_id
+    planned, what = update.changes, []
+    if login:
+        if update.phone_login is None:
+            update.phone_login = (None, login)
+        else:
+            update.more_phone_logins.append(login)
+        update.phone = row.phone
+        what.append("phone")
+    if row.national_id and known.national_id_bidx is None and update.national_id is None:
+        update.national_id = row.national_id
+        what.append("national_id")
+    if what:
+        if not planned:
+            chunk.plan.updates.append(update)
+        chunk.plan.diff.add(Change.updated, f"{_describe(row, 'guardian')}: {', '.join(what)}")
+    return row.national_id if "national_id" in what else None
 
 
 def plan_links(chunk: Chunk) -> None:

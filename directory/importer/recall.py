@@ -28,12 +28,14 @@ from directory.importer.lookups import Known
 from directory.models import PersonStatus
 
 if TYPE_CHECKING:
-    from directory.importer.plan import Chunk
+    from directory.importer.plan import Chunk, NewPerson
 
 PHONE_OWNER = "guardian phone"  # phone -> account id (-row for a planned guardian)
 NID_OWNER = "guardian national_id"  # national ID -> person id
 NAME, PHONE, HAS_NID = "guardian name", "guardian phone of", "guardian has national_id"
 GIVEN = "given earlier"  # the national_id_bidx of a person given one by an earlier chunk
+LINK = "guardian link"  # "guardian>student" -> the row that linked them
+WRITTEN = "guardian written"  # id of a guardian this run wrote -> the -row it was planned as
 
 
 class Fingerprint:
@@ -79,6 +81,24 @@ def people(chunk: Chunk) -> None:
             national_id_bidx=GIVEN if key in given else known.national_id_bidx)
 
 
+def aliases(chunk: Chunk) -> None:
+    """The guardians this run wrote, by their planned number: a link's key is the same in a
+    dry and a real run."""
+    found = chunk.context.ledger.get(WRITTEN, [str(p) for p in chunk.people if p > 0])
+    chunk.aliases = {int(person): planned for person, planned in found.items()}
+
+
+def links(chunk: Chunk, keys: Iterable[str]) -> dict[str, int]:
+    """The rows of earlier chunks that linked these ``guardian>student`` keys."""
+    return chunk.context.ledger.get(LINK, keys)
+
+
+def written(ledger: Ledger, new_people: Iterable[NewPerson]) -> None:
+    """After a chunk is written: its new guardians' ids (see :func:`aliases`)."""
+    ledger.put(WRITTEN, [(str(new.person_id), -new.row) for new in new_people
+                         if new.person_id is not None])
+
+
 def _planned(person: int) -> Known:
     return Known(person, "", person, "", None, None, None, None, PersonStatus.active.value,
                  False)
@@ -92,18 +112,22 @@ def remember(chunk: Chunk) -> None:
     """What the chunk plans for guardians: new ones, and changes to known ones."""
     state: dict[str, list[tuple[str, int]]] = {k: [] for k in
                                                (PHONE_OWNER, NID_OWNER, NAME, PHONE, HAS_NID)}
+    phones = {c[0]: phone for phone, c in chunk.phone_candidates.items()}
     for new in chunk.plan.new_people:
         _changed(chunk, state, -new.row, new.name, new.national_id, new.phone)
-        state[PHONE_OWNER].append((new.phone, -new.row))
-    phones = {c[0]: phone for phone, c in chunk.phone_candidates.items()}
+        state[PHONE_OWNER] += [(phones[value], -new.row) for _, value in new.logins]
     for update in chunk.plan.updates:
         known = update.known
         _changed(chunk, state, known.person_id, update.values.get("name"),
                  update.national_id, update.phone)
         if update.phone_login and known.account_id:
             state[PHONE_OWNER].append((phones[update.phone_login[1]], known.account_id))
+        if known.account_id:
+            state[PHONE_OWNER] += [(phones[v], known.account_id)
+                                   for v in update.more_phone_logins]
     for kind, entries in state.items():
         chunk.context.ledger.put(kind, entries)
+    chunk.context.ledger.put(LINK, chunk.links.items())
 
 
 def _changed(chunk: Chunk, state: dict[str, list[tuple[str, int]]], person: int,
