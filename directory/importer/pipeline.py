@@ -111,7 +111,7 @@ class Run:
     errors: ErrorFile | None = None
     diff: Diff = field(default_factory=Diff)
     rows: int = 0
-    previous: ImportRun | None = None
+    previous_id: int | None = None  # an earlier run of the same bytes
     run_id: int | None = None
     seal_ahead: bool = True  # the last chunk was mostly new people
 
@@ -154,7 +154,8 @@ def read_header(run: Run) -> None:
 
 
 def note_previous_run(run: Run) -> None:
-    run.previous = previous_run(run.session, run.sha256, run.kind.value)
+    previous = previous_run(run.session, run.sha256, run.kind.value)
+    run.previous_id = previous.id if previous else None  # read now: a dry run rolls back
 
 
 def prepare(run: Run) -> None:
@@ -249,7 +250,7 @@ def import_file(
     return ImportResult(
         path, run.kind, run.sha256, run.table.encoding, status, run.diff, run.rows,
         run.errors.count, errors_path if run.errors.count else None, run.columns.ignored,
-        run.previous.id if run.previous else None, run.run_id, options.skip_invalid)
+        run.previous_id, run.run_id, options.skip_invalid)
 
 
 def _finish(run: Run) -> str:

@@ -126,6 +126,15 @@ def test_dry_run_shows_the_diff_and_writes_nothing(db: Database, settings: Setti
         assert session.scalar(select(func.count()).select_from(ImportRun)) == 1
 
 
+def test_dry_run_of_a_file_imported_before_names_that_run(db: Database, settings: Settings,
+                                                         tmp_path: Path) -> None:
+    schools = write(tmp_path / "s.csv", SCHOOLS)
+    first = run(db, settings, schools)
+    again = run(db, settings, schools, dry_run=True)
+    assert again.status == "dry-run" and again.previous_run_id == first.run_id
+    assert again.diff.empty
+
+
 def test_transfer_keeps_the_account_and_the_history(db: Database, settings: Settings,
                                                     city: Path) -> None:
     with db.session() as session:
