@@ -28,6 +28,7 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -165,18 +166,45 @@ def prepare(run: Run) -> None:
 
 
 def stream_chunks(run: Run) -> None:
-    """Check, plan and (unless dry or rejected) write the file, chunk after chunk."""
+    """Check, plan and (unless dry or rejected) write the file, chunk after chunk.
+
+    Writing chunk *n* runs in a writer thread (mostly waiting for the database, which
+    frees the interpreter) while this thread reads, checks and seals chunk *n+1*. The
+    lookups and the plan of chunk *n+1* wait until chunk *n* is written, on the same
+    connection and in the same transaction, so every plan sees every earlier write as in
+    a sequential run: only the checking overlaps, and it touches neither the database
+    session nor the ledger."""
     statistics = Statistics(run.session)
-    for valid, checked in _checked_chunks(run):
-        chunk = plan.plan_chunk(run.context, valid, checked)
-        run.errors.write(chunk.errors)
-        run.diff.merge(chunk.diff)
-        run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
-        if run.writing:
-            apply.apply_plan(run.session, run.context.sealer, chunk, run.today)
-            if run.kind is Kind.guardians:
-                recall.written(run.ledger, chunk.new_people)
-            statistics.chunk_written()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
+        pending: tuple[Future[None], plan.ChunkPlan] | None = None
+        for valid, checked in _checked_chunks(run):
+            _written(run, pending)
+            chunk = plan.plan_chunk(run.context, valid, checked)
+            run.errors.write(chunk.errors)
+            run.diff.merge(chunk.diff)
+            run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
+            if run.writing:
+                pending = (writer.submit(_write, run, chunk, statistics), chunk)
+            else:
+                recall.keep(chunk)
+                pending = None
+        _written(run, pending)
+
+
+def _write(run: Run, chunk: plan.ChunkPlan, statistics: Statistics) -> None:
+    """The writer thread's part: the chunk's statements (and, now and then, ``ANALYZE``)."""
+    apply.apply_plan(run.session, run.context.sealer, chunk, run.today)
+    statistics.chunk_written()
+
+
+def _written(run: Run, pending: tuple[Future[None], plan.ChunkPlan] | None) -> None:
+    """Wait until the chunk handed to the writer is in (re-raising its error); note it."""
+    if pending is None:
+        return
+    future, chunk = pending
+    future.result()
+    if run.kind is Kind.guardians:
+        recall.written(run.ledger, chunk.new_people)
 
 
 def _checked_chunks(run: Run) -> Iterator[tuple[list, Checked]]:

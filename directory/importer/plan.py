@@ -125,6 +125,9 @@ class ChunkPlan:
     moves: list[Move] = field(default_factory=list)
     new_links: list[NewLink] = field(default_factory=list)
     link_updates: list[tuple[int, str]] = field(default_factory=list)
+    # What a chunk that is not written must leave in the ledger for the next ones
+    # (recall.keep); a written chunk leaves it in the directory.
+    recall: Callable[[], None] | None = None
 
 
 @dataclass

@@ -3,9 +3,10 @@
 A guardian appears on many rows (one per child), so a later chunk of a guardians file
 meets guardians that earlier chunks created or changed. A writing run has written those
 chunks and finds them in the directory; a dry run (or a run that stopped writing at an
-invalid row) has not. For it, every chunk leaves here what it planned for guardians, and the
-next chunks see it as if it had been written: the diff of a dry run is the diff of the real
-run. A writing run records the same, and finds it equal to the directory.
+invalid row) has not. For it, every chunk that is not written leaves here what it planned
+for guardians, and the next chunks see it as if it had been written: the diff of a dry run
+is the diff of the real run. A written chunk leaves only its links here (they key repeated
+links the same way in both runs): the rest is in the directory.
 
 Decisions:
 
@@ -28,7 +29,7 @@ from directory.importer.lookups import Known
 from directory.models import PersonStatus
 
 if TYPE_CHECKING:
-    from directory.importer.plan import Chunk, NewPerson
+    from directory.importer.plan import Chunk, ChunkPlan, NewPerson
 
 PHONE_OWNER = "guardian phone"  # phone -> account id (-row for a planned guardian)
 NID_OWNER = "guardian national_id"  # national ID -> person id
@@ -109,7 +110,22 @@ def _fingerprint(ledger: Ledger, value: int | None, default: object) -> object:
 
 
 def remember(chunk: Chunk) -> None:
-    """What the chunk plans for guardians: new ones, and changes to known ones."""
+    """The links the chunk plans, now (a repeated link is refused in every run); its new
+    guardians and changes to known ones only if it is not written (:func:`keep`): a
+    written chunk leaves them in the directory, where the next chunks find them."""
+    chunk.context.ledger.put(LINK, chunk.links.items())
+    chunk.plan.recall = lambda: _remember_people(chunk)
+
+
+def keep(plan: ChunkPlan) -> None:
+    """A chunk that will not be written (dry run, or a run being rejected): remember what
+    it planned, as if it had been written."""
+    if plan.recall is not None:
+        plan.recall()
+        plan.recall = None
+
+
+def _remember_people(chunk: Chunk) -> None:
     state: dict[str, list[tuple[str, int]]] = {k: [] for k in
                                                (PHONE_OWNER, NID_OWNER, NAME, PHONE, HAS_NID)}
     phones = {c[0]: phone for phone, c in chunk.phone_candidates.items()}
@@ -127,7 +143,6 @@ def remember(chunk: Chunk) -> None:
                                    for v in update.more_phone_logins]
     for kind, entries in state.items():
         chunk.context.ledger.put(kind, entries)
-    chunk.context.ledger.put(LINK, chunk.links.items())
 
 
 def _changed(chunk: Chunk, state: dict[str, list[tuple[str, int]]], person: int,
