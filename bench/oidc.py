@@ -609,7 +609,9 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
 
     port, bare_port, node_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    # IDP_PASSWORD_HASH_CONCURRENCY passes through, to compare hashing bounds side by side.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("IDP_") or k == "IDP_PASSWORD_HASH_CONCURRENCY"}
     env.update({
         "IDP_VAR_DIR": str(tmp / "var"),
         "IDP_DATABASE_URL": create_database(stack, args.database_url),
