@@ -172,14 +172,15 @@ def stream_chunks(run: Run) -> None:
     frees the interpreter) while this thread reads, checks and seals chunk *n+1*. The
     lookups and the plan of chunk *n+1* wait until chunk *n* is written, on the same
     connection and in the same transaction, so every plan sees every earlier write as in
-    a sequential run: only the checking overlaps, and it touches neither the database
-    session nor the ledger."""
+    a sequential run: only the checking and the ledger's duplicate keys overlap, and
+    neither touches the database session."""
     statistics = Statistics(run.session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
         pending: tuple[Future[None], plan.ChunkPlan] | None = None
         for valid, checked in _checked_chunks(run):
+            begun = plan.begin_chunk(run.context, valid, checked)  # the ledger: no waiting
             _written(run, pending)
-            chunk = plan.plan_chunk(run.context, valid, checked)
+            chunk = plan.finish_chunk(begun)
             run.errors.write(chunk.errors)
             run.diff.merge(chunk.diff)
             run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)

@@ -723,21 +723,34 @@ def _school_of(chunk: Chunk, student: lookups.Known) -> Unit | None:
     return None
 
 
+# Every kind starts with reject_repeated_keys (the ledger only, no database): begin_chunk
+# runs it, so the pipeline may run it while the previous chunk is still being written.
 STEPS: dict[Kind, list[Step]] = {
-    Kind.schools: [reject_repeated_keys, plan_schools],
-    Kind.classes: [reject_repeated_keys, plan_classes],
-    Kind.students: [reject_repeated_keys, find_targets, find_people,
-                    reject_identity_conflicts, find_current_affiliations, classify_people],
-    Kind.teachers: [reject_repeated_keys, find_targets, find_people,
-                    reject_identity_conflicts, find_current_affiliations, classify_people],
-    Kind.guardians: [reject_repeated_keys, find_guardians, resolve_guardians, plan_links,
-                     recall.remember],
+    Kind.schools: [plan_schools],
+    Kind.classes: [plan_classes],
+    Kind.students: [find_targets, find_people, reject_identity_conflicts,
+                    find_current_affiliations, classify_people],
+    Kind.teachers: [find_targets, find_people, reject_identity_conflicts,
+                    find_current_affiliations, classify_people],
+    Kind.guardians: [find_guardians, resolve_guardians, plan_links, recall.remember],
 }
+
+
+def begin_chunk(context: Context, rows: list[ParsedRow], checked: Checked | None = None
+                ) -> Chunk:
+    """The first step, which needs no database: keys repeated in the file (the ledger)."""
+    chunk = Chunk(context, rows, checked or Checked([]))
+    reject_repeated_keys(chunk)
+    return chunk
+
+
+def finish_chunk(chunk: Chunk) -> ChunkPlan:
+    """The steps that read the directory: they must see every earlier chunk's writes."""
+    for step in STEPS[chunk.context.kind]:
+        step(chunk)
+    return chunk.plan
 
 
 def plan_chunk(context: Context, rows: list[ParsedRow], checked: Checked | None = None
                ) -> ChunkPlan:
-    chunk = Chunk(context, rows, checked or Checked([]))
-    for step in STEPS[context.kind]:
-        step(chunk)
-    return chunk.plan
+    return finish_chunk(begin_chunk(context, rows, checked))
