@@ -80,13 +80,18 @@ def test_two_new_guardians_with_one_national_id_and_a_known_phone(
     assert _people(db, "张父") == 1 and _people(db, "李母") == 1
 
 
+def _known_father(db: Database, settings: Settings, folder: Path) -> None:
+    """张父 is in the directory already: phone 1, national ID 7, guardian of K1."""
+    first = [guardian("张父", 1, "父亲", "K1", nid=7)]
+    assert run(db, settings, write(folder / "first.csv", (HEADER, first)),
+               Kind.guardians).status == "applied"
+
+
 @pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
 def test_a_known_guardian_found_by_national_id_then_by_phone(
         db: Database, settings: Settings, city: Path, chunk_size: int) -> None:  # noqa: F811
     """Row 2 gives the known guardian a new phone; row 3 finds it by that phone."""
-    first = [guardian("张父", 1, "父亲", "K1", nid=7)]
-    assert run(db, settings, write(city / "first.csv", (HEADER, first)),
-               Kind.guardians).status == "applied"
+    _known_father(db, settings, city)
     rows = [guardian("张父", 4, "父亲", "K2", nid=7), guardian("张父", 4, "父亲", "K3")]
     counts = _check(db, settings, write(city / "g.csv", (HEADER, rows)), chunk_size)
     assert (counts["created"], counts["updated"], counts["invalid"]) == (2, 1, 0)
@@ -96,9 +101,7 @@ def test_a_known_guardian_found_by_national_id_then_by_phone(
 @pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
 def test_a_known_guardian_given_two_more_phones(
         db: Database, settings: Settings, city: Path, chunk_size: int) -> None:  # noqa: F811
-    first = [guardian("张父", 1, "父亲", "K1", nid=7)]
-    assert run(db, settings, write(city / "first.csv", (HEADER, first)),
-               Kind.guardians).status == "applied"
+    _known_father(db, settings, city)
     rows = [guardian("张父", 4, "父亲", "K2", nid=7), guardian("张父", 5, "父亲", "K3", nid=7),
             guardian("张父", 5, "父亲", "K4"), guardian("张父", 5, "父亲", "K6")]
     counts = _check(db, settings, write(city / "g.csv", (HEADER, rows)), chunk_size)
@@ -128,9 +131,7 @@ def test_a_new_guardian_linked_twice_through_two_phones(
 @pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
 def test_a_known_guardian_linked_twice_through_two_phones(
         db: Database, settings: Settings, city: Path, chunk_size: int) -> None:  # noqa: F811
-    first = [guardian("张父", 1, "父亲", "K1", nid=7)]
-    assert run(db, settings, write(city / "first.csv", (HEADER, first)),
-               Kind.guardians).status == "applied"
+    _known_father(db, settings, city)
     rows = [guardian("张父", 1, "父亲", "K2"), guardian("张父", 4, "父亲", "K2", nid=7),
             guardian("张父", 4, "父亲", "K1", nid=7), guardian("张父", 1, "父亲", "K1")]
     counts = _check(db, settings, write(city / "g.csv", (HEADER, rows)), chunk_size)
