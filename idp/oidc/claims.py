@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from core.db import Database
 from core.field_crypto import open_
@@ -110,9 +110,10 @@ def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str]) -> di
         return {}
     where = (Account.id == grant.account_id if grant.account_id is not None
              else Account.sub == grant.sub)
-    with db.sessions() as session:
-        account = session.scalar(select(Account).options(
-            joinedload(Account.person), selectinload(Account.identifiers)).where(where))
+    with db.sessions() as session:  # account, person and identifiers in one query
+        account = session.scalars(select(Account).options(
+            joinedload(Account.person), joinedload(Account.identifiers)).where(where)
+        ).unique().first()
         if account is None:
             return {}
         return _all_claims(session, settings, account, wanted)
