@@ -25,7 +25,15 @@ from sqlalchemy.orm import joinedload
 from core.db import Database
 from core.field_crypto import open_
 from core.settings import Settings
-from directory.models import PHONE, Account, Affiliation, IdentifierKind, OrgKind, OrgUnit
+from directory.models import (
+    PHONE,
+    Account,
+    Affiliation,
+    IdentifierKind,
+    OrgKind,
+    OrgUnit,
+    Person,
+)
 from idp.oidc.tokens import Grant
 
 SCOPE_CLAIMS = {
@@ -48,10 +56,9 @@ def _chains(session: Any, units: list[OrgUnit]) -> dict[int, list[OrgUnit]]:
 
 
 def _edu(session: Any, account: Account) -> dict[str, Any]:
-    rows = list(session.scalars(
-        select(Affiliation).options(joinedload(Affiliation.org_unit))
-        .where(Affiliation.person_id == account.person_id, Affiliation.valid_to.is_(None))
-        .order_by(Affiliation.id)))
+    """From the current affiliations (loaded with the account, see ``_CURRENT``) and one
+    query for their units' ancestors."""
+    rows = sorted(account.person.affiliations, key=lambda a: a.id)
     chains = _chains(session, [a.org_unit for a in rows])
     roles, claims = set(), {}
     for affiliation in rows:
@@ -110,13 +117,21 @@ def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str]) -> di
         return {}
     where = (Account.id == grant.account_id if grant.account_id is not None
              else Account.sub == grant.sub)
-    with db.sessions() as session:  # account, person and identifiers in one query
-        account = session.scalars(select(Account).options(
-            joinedload(Account.person), joinedload(Account.identifiers)).where(where)
-        ).unique().first()
+    options = [joinedload(Account.person), joinedload(Account.identifiers)]
+    if wanted & set(SCOPE_CLAIMS["edu"]):
+        options.append(_CURRENT)
+    with db.sessions() as session:  # the account, its person, identifiers (and affiliations)
+        account = session.scalars(select(Account).options(*options).where(where)
+                                  ).unique().first()
         if account is None:
             return {}
         return _all_claims(session, settings, account, wanted)
+
+
+# The person's current affiliations with their units, joined into the account's query.
+_CURRENT = (joinedload(Account.person)
+            .joinedload(Person.affiliations.and_(Affiliation.valid_to.is_(None)))
+            .joinedload(Affiliation.org_unit))
 
 
 def id_token_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any]:

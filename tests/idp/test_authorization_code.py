@@ -8,8 +8,10 @@ import time
 import jwt as pyjwt
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from core.gm import jose as gm_jose
+from directory.models import Account
 from idp.oidc.tokens import half_hash
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
@@ -52,6 +54,31 @@ def test_code_flow_sm2_id_token(client: TestClient, make_client, make_person) ->
     assert userinfo["school"] == {"code": "T-SCHOOL", "name": "测试学校"}
     assert userinfo["grade"] == "一年级" and userinfo["class"] == "1班"
     assert userinfo["edu_roles"] == ["student"]
+
+
+def test_userinfo_edu_claims_leave_out_ended_affiliations(client: TestClient, make_client,
+                                                          make_person, db) -> None:
+    """A transferred pupil's former class (an affiliation with an end date) is history:
+    UserInfo names only the current school, grade and class."""
+    from datetime import date
+
+    from directory.models import Affiliation, OrgKind, Role
+    from directory.orgs import ensure_org_unit
+
+    registered, person = make_client(), make_person()
+    with db.session() as session:
+        old = ensure_org_unit(session, code="T-OLD", name="旧学校", kind=OrgKind.school)
+        account_person = session.scalar(select(Account.person_id).where(
+            Account.id == person.account_id))
+        session.add(Affiliation(person_id=account_person, org_unit_id=old.id,
+                                role=Role.teacher.value, valid_from=date(2020, 9, 1),
+                                valid_to=date(2026, 7, 1)))
+    redirect = flow.code_flow(client, registered.client_id, person, scope="openid profile edu")
+    body = _redeem(client, registered, redirect.params["code"]).json()
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {body['access_token']}"}).json()
+    assert userinfo["school"] == {"code": "T-SCHOOL", "name": "测试学校"}
+    assert userinfo["edu_roles"] == ["student"] and userinfo["class"] == "1班"
 
 
 def test_rs256_id_token_with_pyjwt(client: TestClient, make_client, make_person) -> None:
