@@ -113,8 +113,7 @@ def record(
     head's new end. Pending ORM changes of the caller are flushed first, so the events
     keep their order with the caller's own writes."""
     context = context or Context()
-    if session.dirty or session.new or session.deleted:
-        session.flush()
+    session.flush()  # the caller's pending ORM changes first (a no-op when clean)
     connection = session.connection()
     head = connection.execute(_LOCK_HEAD).first()
     last_seq, last_hash = head if head is not None else (0, GENESIS)

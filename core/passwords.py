@@ -88,7 +88,6 @@ import re
 import secrets
 import threading
 import unicodedata
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -258,32 +257,15 @@ def auto_slots() -> int:
     return max(1, per_worker)
 
 
-_gate: threading.BoundedSemaphore | None = None
-_gate_lock = threading.Lock()
-
-
 def limit_concurrency(slots: int = 0) -> int:
     """Run at most ``slots`` hashes at once in this process (0: :func:`auto_slots`)."""
+    global _gate
     count = slots if slots > 0 else auto_slots()
-    with _gate_lock:
-        _set_gate(count)
+    _gate = threading.BoundedSemaphore(count)
     return count
 
 
-def _hashing() -> AbstractContextManager[bool]:
-    gate = _gate
-    if gate is None:
-        with _gate_lock:
-            if _gate is None:
-                _set_gate(auto_slots())
-            gate = _gate
-    assert gate is not None
-    return gate
-
-
-def _set_gate(count: int) -> None:
-    global _gate
-    _gate = threading.BoundedSemaphore(count)
+_gate = threading.BoundedSemaphore(auto_slots())  # the app sets it again from its settings
 
 
 # --- the hasher ------------------------------------------------------------------------
@@ -345,10 +327,10 @@ class Passwords:
         """
         pw = _encode_current(password)
         if self.scheme == "argon2id":
-            with _hashing():
+            with _gate:
                 return self._argon2.hash(pw)
         salt = secrets.token_bytes(PBKDF2_SALT_BYTES)
-        with _hashing():
+        with _gate:
             key = _pbkdf2_sm3(pw, salt, self.pbkdf2_iterations, PBKDF2_KEY_BYTES)
         return f"{_PBKDF2_PREFIX}i={self.pbkdf2_iterations}${_b64encode(salt)}${_b64encode(key)}"
 
@@ -403,7 +385,7 @@ class Passwords:
         if stored.startswith(_ARGON2_PREFIXES):
             try:
                 encoded = _encode_current(password)
-                with _hashing():
+                with _gate:
                     self._argon2.verify(stored, encoded)
             except VerifyMismatchError:
                 return False, False
@@ -414,7 +396,7 @@ class Passwords:
         if stored.startswith(_PBKDF2_PREFIX):
             iterations, salt, key = _parse_pbkdf2(stored)
             encoded = _encode_current(password)
-            with _hashing():
+            with _gate:
                 computed = _pbkdf2_sm3(encoded, salt, iterations, len(key))
             if not hmac.compare_digest(computed, key):
                 return False, False

@@ -113,8 +113,6 @@ def rollover_command(
     final_grades: str = typer.Option("6,9,12", "--final-grades",
                                      help="Grades that end a school stage."),
     show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes that check and "
-                                "encrypt rows (0: the CPUs beyond two; 1: no pool)."),
 ) -> None:
     """Start a school year: promote students, graduate final years, disable old graduates."""
     from directory.rollover import RolloverOptions, rollover

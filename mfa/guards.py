@@ -62,7 +62,11 @@ def _lock_key(limit: Limit, subject: str) -> str:
 
 def locked_seconds(store: Store, limit: Limit, subject: str) -> int:
     """Seconds left on a lock of ``subject`` (0: not locked)."""
-    until = store.get(_lock_key(limit, subject))
+    return _seconds_left(store.get(_lock_key(limit, subject)))
+
+
+def _seconds_left(until: bytes | None) -> int:
+    """Whole seconds until the stored time ``until`` (0: none, or passed)."""
     return max(0, int(float(until) - time.time() + 0.999)) if until else 0
 
 
@@ -89,7 +93,7 @@ def refusal_seconds(store: Store, limit: Limit, subject: str) -> tuple[bool, int
 
     One read of the lock, the count and the last failure (one round trip on Redis)."""
     until, count, last = store.get_many([_lock_key(limit, subject), *_keys(limit, subject)])
-    if until and (locked := max(0, int(float(until) - time.time() + 0.999))):
+    if locked := _seconds_left(until):
         return True, locked
     return False, _wait(limit, count, last)
 

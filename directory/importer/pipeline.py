@@ -23,6 +23,9 @@ Decisions:
   ``workers`` (``options.workers``, default: the CPUs beyond two) while this process
   plans and writes; batches come back in file order, so the result is that
   of a single process.
+- **Writing overlaps checking**: a writer thread writes chunk *n* on the run's
+  connection while this thread checks chunk *n+1*; the plan of chunk *n+1*
+  waits for chunk *n*'s writes (``stream_chunks``).
 """
 
 from __future__ import annotations

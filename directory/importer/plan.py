@@ -676,8 +676,8 @@ def plan_links(chunk: Chunk) -> None:
         school = _school_of(chunk, student)
         if isinstance(guardian, NewPerson):
             chunk.plan.new_links.append(NewLink(guardian, student.person_id, row.relation))
-            chunk.plan.diff.add(Change.created, f"{_describe(row, 'guardian')} of "
-                                f"{row.student_number}: link ({row.relation})")
+            chunk.plan.diff.add(Change.created, lambda row=row: f"{_describe(row, 'guardian')}"
+                                f" of {row.student_number}: link ({row.relation})")
             _affiliate_new_guardian(chunk, guardian, school)
             continue
         found = links.get((guardian.person_id, student.person_id))
