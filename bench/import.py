@@ -9,7 +9,7 @@ Generates a deterministic city as CSV files in a temporary folder (at scale 1:
 ID and phone, one guardian per student), creates a database of its own on the
 server of ``IDP_BENCH_DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), imports every file with
-``directory.importer`` (``--workers`` worker processes, default: the CPUs beyond two),
+``directory.importer`` (``--workers`` worker processes, default: one per CPU beyond the first),
 imports them all again (nothing changes), prints rows per second, the CPU
 seconds of the main process and of its PostgreSQL server processes (when the
 server runs on this machine), the peak memory (``ru_maxrss``; the worker
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--keep-files", type=Path, help="Write the CSV files here and keep them.")
     parser.add_argument("--workers", type=int,
-                        help="Worker processes (default: the CPUs beyond two; 1: none).")
+                        help="Worker processes (default: one per CPU beyond the first; 0: none).")
     args = parser.parse_args()
     url = os.environ.get("IDP_BENCH_DATABASE_URL", DEFAULT_URL)
     folder = args.keep_files or Path(tempfile.mkdtemp(prefix="idp-bench-"))

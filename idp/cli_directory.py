@@ -47,8 +47,9 @@ def import_command(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Apply the valid rows "
                                       "even when some rows are invalid."),
     show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes that check and "
-                                "encrypt rows (0: the CPUs beyond two; 1: no pool)."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Processes that check "
+                                       "and encrypt rows (default: one per CPU beyond the "
+                                       "first; 0: none, all in this process)."),
 ) -> None:
     """Import schools, classes, students, teachers or guardians (see docs/import.md)."""
     from idp.cli import _database, _settings
@@ -57,7 +58,7 @@ def import_command(
     database = _database(settings)
     options = ImportOptions(kind=kind, dry_run=dry_run, snapshot=snapshot,
                             skip_invalid=skip_invalid, errors_path=errors, actor=_actor(),
-                            examples=show, workers=workers or None)
+                            examples=show, workers=workers)
     try:
         result = _with_progress(lambda progress: import_file(
             database, settings, file, options, progress), file)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.db import new_id, utcnow
 from core.field_crypto import Sealer
+from directory.importer import lookups
 from directory.importer.bulk import insert_rows
 from directory.importer.plan import ChunkPlan, NewPerson
 from directory.importer.units import create_units, rename_units
@@ -120,11 +121,18 @@ def write_updates(w: Writer, plan: ChunkPlan) -> None:
 
 
 def write_moves(w: Writer, plan: ChunkPlan) -> None:
-    """Close the current affiliations (history kept) and open the new ones."""
+    """Close the current affiliations (history kept) and open the new ones, unless current.
+
+    An affiliation that is current already is not opened twice: chunks planned ahead
+    (``pipeline``) do not see each other's writes, so two of them may both affiliate a
+    guardian with the same school."""
     _update(w.session, Affiliation, [{"id": aid, "valid_to": w.today}
                                      for move in plan.moves for aid in move.close])
-    _insert(w.session, AFFILIATION, [_affiliation(w, _person_id(m.person_id), m.unit.id, m.role)
-                                     for m in plan.moves])
+    opened = {(_person_id(m.person_id), m.unit.id, m.role): m for m in plan.moves}
+    current = lookups.current_affiliations(w.session, [person for person, _, _ in opened],
+                                           {role for _, _, role in opened}) if opened else {}
+    held = {(c.person_id, c.unit_id, c.role) for found in current.values() for c in found}
+    _insert(w.session, AFFILIATION, [_affiliation(w, *key) for key in opened if key not in held])
 
 
 def _person_id(person: int | NewPerson) -> int | None:

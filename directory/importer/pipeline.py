@@ -20,12 +20,26 @@ Decisions:
   the import lock (``lock``); a second run fails at once ("another import is
   running").
 - **CPU work in worker processes**: rows are checked, indexed and sealed by
-  ``workers`` (``options.workers``, default: the CPUs beyond two) while this process
-  plans and writes; batches come back in file order, so the result is that
+  ``workers`` (``options.workers``, default: one per CPU beyond the first)
+  while this process plans and writes; batches come back in file order, so the result is that
   of a single process.
 - **Writing overlaps checking**: a writer thread writes chunk *n* on the run's
   connection while this thread checks chunk *n+1*; the plan of chunk *n+1*
   waits for chunk *n*'s writes (``stream_chunks``).
+- **Students and guardians are planned ahead** (PostgreSQL): their chunks are
+  planned on a second, read-only connection, which sees the directory as it was
+  before the run (the run's writes are not committed yet), while the writer
+  writes the previous chunk. That is what a dry run sees, and a dry run's diff
+  is the real run's: a students file's keys (student numbers, national IDs)
+  are unique across its chunks (the ledger), so a student's plan reads only
+  what the student's own row changes; a guardian that earlier chunks planned
+  or changed is recalled from the ledger (``recall``) exactly as in a dry run,
+  known by its planned number (``-row``) until ``recall.resolve`` gives the
+  plan the ids the writer gave it. A guardian's school affiliation is written
+  only if it is not current already (``apply.write_moves``): two chunks may
+  both plan it. Teachers are not planned ahead (a teacher's phone login may pass
+  to another teacher of the same file), nor schools and classes (units created
+  by earlier chunks): they are small, and wait.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ from directory.importer.workers import Checked, Checker, default_workers
 
 CHUNK_SIZE = 5000
 SNAPSHOT_KINDS = (Kind.students, Kind.teachers)
+PLANNED_AHEAD = (Kind.students, Kind.guardians)  # planned while the last chunk is written
 
 
 @dataclass
@@ -69,7 +84,8 @@ class ImportOptions:
     today: date | None = None
     chunk_size: int = CHUNK_SIZE
     examples: int = 20  # examples kept per kind of change in the diff
-    workers: int | None = None  # processes checking and sealing rows; None/0: the CPUs beyond two
+    workers: int | None = None  # processes checking and sealing rows; 0: none; None: one per
+    #                             CPU beyond the first
 
 
 @dataclass
@@ -100,6 +116,7 @@ class ImportResult:
 class Run:
     """The state of one run while its steps execute."""
 
+    database: Database
     settings: Settings
     session: Session
     path: Path
@@ -118,6 +135,7 @@ class Run:
     previous_id: int | None = None  # an earlier run of the same bytes
     run_id: int | None = None
     seal_ahead: bool = True  # the last chunk was mostly new people
+    reader: Session | None = None  # plans ahead of the writes (``plan_ahead``), if not None
 
     @property
     def kind(self) -> Kind:
@@ -162,10 +180,18 @@ def note_previous_run(run: Run) -> None:
     run.previous_id = previous.id if previous else None  # read now: a dry run rolls back
 
 
+def plan_ahead(run: Run) -> None:
+    """Open the planning connection of a writing students or guardians run (PostgreSQL)."""
+    if (run.kind in PLANNED_AHEAD and not run.options.dry_run
+            and run.session.get_bind().dialect.name == "postgresql"):
+        run.reader = run.database.sessions()
+
+
 def prepare(run: Run) -> None:
     run.diff = Diff(run.options.examples)
-    run.context = plan.Context(run.session, run.settings, run.kind, run.ledger,
-                               Units(run.session), run.today, sealer(run.settings))
+    planning = run.reader or run.session
+    run.context = plan.Context(planning, run.settings, run.kind, run.ledger,
+                               Units(planning), run.today, sealer(run.settings))
 
 
 def stream_chunks(run: Run) -> None:
@@ -175,24 +201,37 @@ def stream_chunks(run: Run) -> None:
     frees the interpreter) while this thread reads, checks and seals chunk *n+1*. The
     lookups and the plan of chunk *n+1* wait until chunk *n* is written, on the same
     connection and in the same transaction, so every plan sees every earlier write as in
-    a sequential run: only the checking and the ledger's duplicate keys overlap, and
-    neither touches the database session."""
+    a sequential run; only the checking and the ledger's duplicate keys overlap, and
+    neither touches the database session. A run with a ``reader`` plans on it without
+    waiting (see "planned ahead" above): the writer then waits for the plan, not the
+    plan for the writer."""
     statistics = Statistics(run.session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
         pending: tuple[Future[None], plan.ChunkPlan] | None = None
         for valid, checked in _checked_chunks(run):
             begun = plan.begin_chunk(run.context, valid, checked)  # the ledger: no waiting
-            _written(run, pending)
+            if run.reader is None:
+                _written(run, pending)
+                pending = None
             chunk = plan.finish_chunk(begun)
+            if run.reader is not None:
+                run.reader.rollback()  # read only: end the transaction, hold no snapshot
             run.errors.write(chunk.errors)
             run.diff.merge(chunk.diff)
             run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
+            if run.reader is not None:
+                recall.keep(chunk)  # later plans never see this chunk's writes
+            _written(run, pending)
+            pending = None
             if run.writing:
+                if run.reader is not None:
+                    recall.resolve(run.ledger, run.session, chunk)
                 pending = (writer.submit(_write, run, chunk, statistics), chunk)
-            else:
+            elif run.reader is None:
                 recall.keep(chunk)
-                pending = None
         _written(run, pending)
+    if run.reader is not None:  # later steps read what the run wrote
+        run.context.session = run.context.units.session = run.session
 
 
 def _write(run: Run, chunk: plan.ChunkPlan, statistics: Statistics) -> None:
@@ -208,13 +247,14 @@ def _written(run: Run, pending: tuple[Future[None], plan.ChunkPlan] | None) -> N
     future, chunk = pending
     future.result()
     if run.kind is Kind.guardians:
-        recall.written(run.ledger, chunk.new_people)
+        recall.written(run.ledger, chunk.new_people, planned_ahead=run.reader is not None)
 
 
 def _checked_chunks(run: Run) -> Iterator[tuple[list, Checked]]:
     """Valid parsed rows in chunks, checked by the workers; errors are written as they come."""
+    workers = run.options.workers
     checker = Checker(run.columns, run.context.sealer, size=run.options.chunk_size,
-                      workers=run.options.workers or default_workers(),
+                      workers=default_workers() if workers is None else workers,
                       seal_ahead=lambda: run.seal_ahead and run.writing)
     valid: list = []
     chunk = Checked([])
@@ -251,7 +291,8 @@ def deactivate_missing(run: Run) -> None:
 
 
 STEPS: list[Callable[[Run], None]] = [
-    lock, hash_content, read_header, note_previous_run, prepare, stream_chunks, deactivate_missing,
+    lock, hash_content, read_header, note_previous_run, plan_ahead, prepare, stream_chunks,
+    deactivate_missing,
 ]
 
 
@@ -264,7 +305,8 @@ def import_file(
     """Import one file; :class:`FileProblem` when the file itself cannot be used."""
     options = options or ImportOptions()
     session = database.sessions()
-    run = Run(settings, session, path, options, progress, today=options.today or date.today())
+    run = Run(database, settings, session, path, options, progress,
+              today=options.today or date.today())
     errors_path = options.errors_path or default_path(path)
     try:
         with Ledger() as run.ledger, ErrorFile(errors_path) as run.errors:
@@ -276,9 +318,11 @@ def import_file(
         if run.columns is not None and not options.dry_run:
             _record(run, RunStatus.failed.value)
             session.commit()
-        session.close()
         raise
-    session.close()
+    finally:
+        if run.reader is not None:
+            run.reader.close()
+        session.close()
     return ImportResult(
         path, run.kind, run.sha256, run.table.encoding, status, run.diff, run.rows,
         run.errors.count, errors_path if run.errors.count else None, run.columns.ignored,

@@ -24,8 +24,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
 from directory.importer.ledger import Ledger
-from directory.importer.lookups import Known
+from directory.importer.lookups import Known, people_by_id
 from directory.models import PersonStatus
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ NAME, PHONE, HAS_NID = "guardian name", "guardian phone of", "guardian has natio
 GIVEN = "given earlier"  # the national_id_bidx of a person given one by an earlier chunk
 LINK = "guardian link"  # "guardian>student" -> the row that linked them
 WRITTEN = "guardian written"  # id of a guardian this run wrote -> the -row it was planned as
+WRITTEN_AS = "guardian written as"  # -row -> the id it was written with (planned ahead)
 
 
 class Fingerprint:
@@ -94,10 +97,46 @@ def links(chunk: Chunk, keys: Iterable[str]) -> dict[str, int]:
     return chunk.context.ledger.get(LINK, keys)
 
 
-def written(ledger: Ledger, new_people: Iterable[NewPerson]) -> None:
-    """After a chunk is written: its new guardians' ids (see :func:`aliases`)."""
-    ledger.put(WRITTEN, [(str(new.person_id), -new.row) for new in new_people
-                         if new.person_id is not None])
+def written(ledger: Ledger, new_people: Iterable[NewPerson], *, planned_ahead: bool) -> None:
+    """After a chunk is written: its new guardians' ids. A run that plans on its own
+    connection (sees the directory) finds them there and keys them by their planned
+    number (:func:`aliases`); a run that plans ahead never sees them, and its later plans
+    name them by that number until :func:`resolve` gives them their ids."""
+    if planned_ahead:
+        ledger.put(WRITTEN_AS, [(str(-new.row), new.person_id) for new in new_people
+                                if new.person_id is not None])
+    else:
+        ledger.put(WRITTEN, [(str(new.person_id), -new.row) for new in new_people
+                             if new.person_id is not None])
+
+
+def resolve(ledger: Ledger, session: Session, plan: ChunkPlan) -> None:
+    """Before a chunk planned ahead is written: the guardians earlier chunks planned new
+    (``-row``), which the plan links, affiliates or updates, by the ids they were written
+    with (and, for updates, their uids and account ids, from the run's connection)."""
+    planned = {link.guardian for link in plan.new_links if _is_planned(link.guardian)}
+    planned |= {move.person_id for move in plan.moves if _is_planned(move.person_id)}
+    planned |= {u.known.person_id for u in plan.updates if u.known.person_id < 0}
+    if not planned:
+        return
+    ids = {int(key): pid for key, pid in ledger.get(WRITTEN_AS, map(str, planned)).items()}
+    for link in plan.new_links:
+        if _is_planned(link.guardian):
+            link.guardian = ids[link.guardian]
+    for move in plan.moves:
+        if _is_planned(move.person_id):
+            move.person_id = ids[move.person_id]
+    updated = [u for u in plan.updates if u.known.person_id < 0]
+    if updated:
+        found = people_by_id(session, [ids[u.known.person_id] for u in updated])
+        for update in updated:
+            written = found[ids[update.known.person_id]]
+            update.known = replace(update.known, person_id=written.person_id,
+                                   uid=written.uid, account_id=written.account_id)
+
+
+def _is_planned(person: object) -> bool:
+    return isinstance(person, int) and person < 0
 
 
 def _planned(person: int) -> Known:

@@ -51,7 +51,7 @@ def _sizes(db: Database) -> dict[str, int]:
 def _dry_then_real(db: Database, settings: Settings, path: Path, chunk_size: int
                    ) -> tuple[ImportResult, ImportResult, dict[str, int]]:
     """The dry run (which writes nothing), the real run, and what the real run wrote."""
-    options = {"chunk_size": chunk_size, "skip_invalid": True, "workers": 1}
+    options = {"chunk_size": chunk_size, "skip_invalid": True, "workers": 0}
     before = _sizes(db)
     dry = run(db, settings, path, Kind.guardians, dry_run=True, **options)
     assert dry.status == "dry-run" and _sizes(db) == before

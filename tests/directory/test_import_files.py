@@ -137,5 +137,7 @@ def test_a_big_file_streams_in_flat_memory(db: Database, settings: Settings, tmp
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert result.rows == 150_000 and result.diff.counts["created"] == 150_000
-    assert peak < 10_000_000, f"peak {peak / 1e6:.1f} MB"
+    # A chunk of 5,000 rows being planned, and the batches the workers checked ahead of it
+    # (workers.AHEAD + one per worker, 1,000 rows each): a fixed amount, whatever the size.
+    assert peak < 16_000_000, f"peak {peak / 1e6:.1f} MB"
     print(f"peak {peak / 1e6:.1f} MB for {path.stat().st_size / 1e6:.0f} MB")

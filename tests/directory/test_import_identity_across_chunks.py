@@ -30,7 +30,7 @@ def test_two_new_students_sharing_an_identity(db: Database, settings: Settings, 
     else:
         second[8] = first[8]
     path = write(tmp_path / "shared.csv", (STUDENT_HEADER, [first, second, third]))
-    options = {"chunk_size": chunk_size, "skip_invalid": True, "workers": 1}
+    options = {"chunk_size": chunk_size, "skip_invalid": True, "workers": 0}
     dry = run(db, settings, path, Kind.students, dry_run=True, **options)
     real = run(db, settings, path, Kind.students, **options)
     assert real.status == "applied"

@@ -52,13 +52,15 @@ def _errors(path: Path | None) -> list[list[str]]:
         return list(csv.reader(handle))
 
 
+@pytest.mark.parametrize("pool", [1, 2])
 def test_worker_processes_give_the_result_of_one_process(
-        db: Database, settings: Settings, city: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        db: Database, settings: Settings, city: Path, monkeypatch: pytest.MonkeyPatch,
+        pool: int) -> None:
     monkeypatch.setattr(workers, "POOL_AFTER", 10)  # a pool from the second batch on
     path = _students(city)
-    alone = run(db, settings, path, Kind.students, dry_run=True, workers=1, chunk_size=10,
+    alone = run(db, settings, path, Kind.students, dry_run=True, workers=0, chunk_size=10,
                 errors_path=city / "alone.csv")
-    pooled = run(db, settings, path, Kind.students, workers=2, chunk_size=10,
+    pooled = run(db, settings, path, Kind.students, workers=pool, chunk_size=10,
                  skip_invalid=True, errors_path=city / "pooled.csv")
     assert pooled.diff.counts == alone.diff.counts
     assert pooled.diff.counts["created"] == 37 and pooled.diff.counts["invalid"] == 3
