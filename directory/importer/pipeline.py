@@ -194,6 +194,9 @@ def prepare(run: Run) -> None:
                                Units(planning), run.today, sealer(run.settings))
 
 
+Pending = tuple[Future[None], plan.ChunkPlan] | None  # the chunk in the writer's hands
+
+
 def stream_chunks(run: Run) -> None:
     """Check, plan and (unless dry or rejected) write the file, chunk after chunk.
 
@@ -207,31 +210,42 @@ def stream_chunks(run: Run) -> None:
     plan for the writer."""
     statistics = Statistics(run.session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
-        pending: tuple[Future[None], plan.ChunkPlan] | None = None
+        pending: Pending = None
         for valid, checked in _checked_chunks(run):
             begun = plan.begin_chunk(run.context, valid, checked)  # the ledger: no waiting
-            if run.reader is None:
-                _written(run, pending)
-                pending = None
-            chunk = plan.finish_chunk(begun)
-            if run.reader is not None:
-                run.reader.rollback()  # read only: end the transaction, hold no snapshot
-            run.errors.write(chunk.errors)
-            run.diff.merge(chunk.diff)
-            run.seal_ahead = 2 * len(chunk.new_people) >= len(valid)
-            if run.reader is not None:
-                recall.keep(chunk)  # later plans never see this chunk's writes
-            _written(run, pending)
-            pending = None
+            if run.reader is None:  # the plan must see the previous chunk's writes
+                pending = _written(run, pending)
+            chunk = _plan(run, begun, len(valid))
+            pending = _written(run, pending)  # one chunk in the writer's hands at a time
             if run.writing:
-                if run.reader is not None:
-                    recall.resolve(run.ledger, run.session, chunk)
-                pending = (writer.submit(_write, run, chunk, statistics), chunk)
+                pending = _hand_over(run, writer, chunk, statistics)
             elif run.reader is None:
                 recall.keep(chunk)
         _written(run, pending)
     if run.reader is not None:  # later steps read what the run wrote
         run.context.session = run.context.units.session = run.session
+
+
+def _plan(run: Run, begun: plan.Chunk, rows: int) -> plan.ChunkPlan:
+    """The chunk's plan, its errors and diff noted. A plan made ahead is remembered at once
+    (``recall.keep``): later plans never see the chunk's writes."""
+    chunk = plan.finish_chunk(begun)
+    if run.reader is not None:
+        run.reader.rollback()  # read only: end the transaction, hold no snapshot
+        recall.keep(chunk)
+    run.errors.write(chunk.errors)
+    run.diff.merge(chunk.diff)
+    run.seal_ahead = 2 * len(chunk.new_people) >= rows
+    return chunk
+
+
+def _hand_over(run: Run, writer: ThreadPoolExecutor, chunk: plan.ChunkPlan,
+               statistics: Statistics) -> Pending:
+    """Give the chunk to the writer (a plan made ahead first learns the ids of the guardians
+    earlier chunks wrote)."""
+    if run.reader is not None:
+        recall.resolve(run.ledger, run.session, chunk)
+    return writer.submit(_write, run, chunk, statistics), chunk
 
 
 def _write(run: Run, chunk: plan.ChunkPlan, statistics: Statistics) -> None:
@@ -240,14 +254,16 @@ def _write(run: Run, chunk: plan.ChunkPlan, statistics: Statistics) -> None:
     statistics.chunk_written()
 
 
-def _written(run: Run, pending: tuple[Future[None], plan.ChunkPlan] | None) -> None:
-    """Wait until the chunk handed to the writer is in (re-raising its error); note it."""
+def _written(run: Run, pending: Pending) -> Pending:
+    """Wait until the chunk handed to the writer is in (re-raising its error); note it.
+    Returns what is pending then: nothing."""
     if pending is None:
-        return
+        return None
     future, chunk = pending
     future.result()
     if run.kind is Kind.guardians:
         recall.written(run.ledger, chunk.new_people, planned_ahead=run.reader is not None)
+    return None
 
 
 def _checked_chunks(run: Run) -> Iterator[tuple[list, Checked]]:
