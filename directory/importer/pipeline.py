@@ -219,23 +219,23 @@ def stream_chunks(run: Run) -> None:
             pending = _written(run, pending)  # one chunk in the writer's hands at a time
             if run.writing:
                 pending = _hand_over(run, writer, chunk, statistics)
-            elif run.reader is None:
-                recall.keep(chunk)
         _written(run, pending)
     if run.reader is not None:  # later steps read what the run wrote
         run.context.session = run.context.units.session = run.session
 
 
 def _plan(run: Run, begun: plan.Chunk, rows: int) -> plan.ChunkPlan:
-    """The chunk's plan, its errors and diff noted. A plan made ahead is remembered at once
-    (``recall.keep``): later plans never see the chunk's writes."""
+    """The chunk's plan, its errors and diff noted. What later plans cannot read from the
+    directory (a chunk not written, or any chunk when they are made ahead) is remembered
+    (``recall.keep``)."""
     chunk = plan.finish_chunk(begun)
     if run.reader is not None:
         run.reader.rollback()  # read only: end the transaction, hold no snapshot
-        recall.keep(chunk)
     run.errors.write(chunk.errors)
     run.diff.merge(chunk.diff)
     run.seal_ahead = 2 * len(chunk.new_people) >= rows
+    if run.reader is not None or not run.writing:  # the next plans will not read it
+        recall.keep(chunk)
     return chunk
 
 

@@ -125,8 +125,8 @@ class ChunkPlan:
     moves: list[Move] = field(default_factory=list)
     new_links: list[NewLink] = field(default_factory=list)
     link_updates: list[tuple[int, str]] = field(default_factory=list)
-    # What a chunk that is not written must leave in the ledger for the next ones
-    # (recall.keep); a written chunk leaves it in the directory.
+    # What a chunk must leave in the ledger for the next ones when they cannot read it
+    # from the directory (recall.keep): not written, or the next ones planned ahead.
     recall: Callable[[], None] | None = None
 
 
@@ -745,12 +745,8 @@ def begin_chunk(context: Context, rows: list[ParsedRow], checked: Checked | None
 
 
 def finish_chunk(chunk: Chunk) -> ChunkPlan:
-    """The steps that read the directory: they must see every earlier chunk's writes."""
+    """The steps that read the directory: they see every earlier chunk's writes, or (a
+    dry run, a plan made ahead) what ``recall`` remembers of them."""
     for step in STEPS[chunk.context.kind]:
         step(chunk)
     return chunk.plan
-
-
-def plan_chunk(context: Context, rows: list[ParsedRow], checked: Checked | None = None
-               ) -> ChunkPlan:
-    return finish_chunk(begin_chunk(context, rows, checked))

@@ -1,18 +1,20 @@
 """Guardians as earlier chunks left them, for a chunk that cannot read that from the directory.
 
 A guardian appears on many rows (one per child), so a later chunk of a guardians file
-meets guardians that earlier chunks created or changed. A writing run has written those
-chunks and finds them in the directory; a dry run (or a run that stopped writing at an
-invalid row) has not. For it, every chunk that is not written leaves here what it planned
-for guardians, and the next chunks see it as if it had been written: the diff of a dry run
-is the diff of the real run. A written chunk leaves only its links here (they key repeated
-links the same way in both runs): the rest is in the directory.
+meets guardians that earlier chunks created or changed. A run that plans on its own
+connection after each write (SQLite) finds them in the directory; a dry run, a run that
+stopped writing at an invalid row, and a run that plans ahead of its writes (PostgreSQL,
+``pipeline``) do not. For those, every chunk leaves here what it planned for guardians,
+and the next chunks see it as if it had been written: the diff of a dry run is the diff of
+the real run. Otherwise a chunk leaves only its links here (they key repeated links the
+same way in every run): the rest is in the directory.
 
 Decisions:
 
 - A guardian planned new is known by the number ``-row`` (person and account), the row
-  that planned it: never a directory id, and never written (nothing planned in a chunk
-  that was not written is ever written).
+  that planned it, never a directory id. A plan made ahead that names it is given the
+  ids it was written with before it goes to the writer (:func:`resolve`); in a run that
+  does not write, it stays a number.
 - It lives in the run's :class:`Ledger`: keys and values as keyed hashes, on disk, so
   memory stays flat and no personal data reaches the disk. A remembered name or phone is
   therefore a :class:`Fingerprint`, equal to the values that hash the same.
@@ -157,8 +159,9 @@ def remember(chunk: Chunk) -> None:
 
 
 def keep(plan: ChunkPlan) -> None:
-    """A chunk that will not be written (dry run, or a run being rejected): remember what
-    it planned, as if it had been written."""
+    """A chunk whose writes the next plans will not read (not written: a dry run, a run
+    being rejected; or planned ahead): remember what it planned, as if it had been
+    written."""
     if plan.recall is not None:
         plan.recall()
         plan.recall = None

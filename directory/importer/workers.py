@@ -56,8 +56,7 @@ def default_workers() -> int:
 
     The main process is the import's bottleneck (it plans ahead while the writer writes,
     ``pipeline``), so checking and sealing elsewhere pays even on two cores, where the
-    database server shares the second core with the worker: the city of ``bench/import.py``
-    at scale 0.1 went from 3,293 to 3,674 rows/s (students 3,236 -> 4,424)."""
+    database server shares the second core with the worker (docs/benchmarks.md, session 4)."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
