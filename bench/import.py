@@ -11,8 +11,8 @@ server of ``IDP_BENCH_DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), imports every file with
 ``directory.importer`` (``--workers`` worker processes, default: one per CPU beyond the first),
 imports them all again (nothing changes), prints rows per second, the CPU
-seconds of the main process and of its PostgreSQL server processes (when the
-server runs on this machine), the peak memory (``ru_maxrss``; the worker
+seconds of the main process, of its worker processes and of its PostgreSQL server
+processes (when the server runs on this machine), the peak memory (``ru_maxrss``; the worker
 processes are not included), and drops the database.
 """
 
@@ -27,6 +27,7 @@ import resource
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -125,6 +126,42 @@ def _server_cpu() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants_cpu() -> dict[int, float]:
+    """CPU seconds of each process below this one (forkserver and worker processes)."""
+    parents, ticks = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    mine, found = {os.getpid()}, True
+    while found:
+        found = {p for p, parent in parents.items() if parent in mine and p not in mine}
+        mine |= found
+    return {p: ticks[p] / os.sysconf("SC_CLK_TCK") for p in mine - {os.getpid()}}
+
+
+class WorkersCPU:
+    """The worker processes' CPU during one import, sampled twice a second (they end
+    with their pool, and the forkserver's children are not ours to ``wait`` for)."""
+
+    def __init__(self) -> None:
+        self._start, self._last = _descendants_cpu(), {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.5):
+            self._last.update(_descendants_cpu())
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        self._last.update(_descendants_cpu())
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._last.items())
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -134,14 +171,16 @@ def _import_all(database: Database, settings, paths: dict[Kind, Path], label: st
     total_rows, started = 0, time.perf_counter()
     for kind in (Kind.schools, Kind.classes, Kind.teachers, Kind.students, Kind.guardians):
         t0, cpu0, server0 = time.perf_counter(), time.process_time(), _server_cpu()
+        pool = WorkersCPU()
         result = import_file(database, settings, paths[kind],
                              ImportOptions(kind=kind, workers=workers))
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        server = _server_cpu() - server0
+        server, pool_cpu = _server_cpu() - server0, pool.stop()
         total_rows += result.rows
         print(f"{label:9} {kind.value:9} {result.rows:>9,} rows {seconds:8.1f} s "
               f"{result.rows / seconds:>9,.0f} rows/s  {result.status:9} "
-              f"{result.diff.summary()}  cpu: main {cpu:,.1f} s, server {server:,.1f} s  "
+              f"{result.diff.summary()}  cpu: main {cpu:,.1f} s, workers {pool_cpu:,.1f} s, "
+              f"server {server:,.1f} s  "
               f"peak {_peak_mb():,.0f} MB",
               flush=True)
     elapsed = time.perf_counter() - started
@@ -156,6 +195,8 @@ def main() -> None:
     parser.add_argument("--keep-files", type=Path, help="Write the CSV files here and keep them.")
     parser.add_argument("--workers", type=int,
                         help="Worker processes (default: one per CPU beyond the first; 0: none).")
+    parser.add_argument("--keep-database", action="store_true",
+                        help="Keep the database afterwards (its name is printed), to look into.")
     args = parser.parse_args()
     url = os.environ.get("IDP_BENCH_DATABASE_URL", DEFAULT_URL)
     folder = args.keep_files or Path(tempfile.mkdtemp(prefix="idp-bench-"))
@@ -185,8 +226,11 @@ def main() -> None:
         print(f"peak memory (ru_maxrss): {_peak_mb():,.0f} MB")
         database.dispose()
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if args.keep_database:
+            print(f"kept database {name}")
+        else:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
         if not args.keep_files:
             for path in paths.values():

@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import Base, UTCDateTime, new_id, utcnow
+from core.db import Base, UTCDateTime, new_id, new_sortable_id, utcnow
 from core.field_crypto import EncryptedColumn, register
 
 
@@ -79,7 +79,7 @@ class Person(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stable opaque id: SCIM resource id and the row key in encrypted fields' context.
-    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_sortable_id)
     name: Mapped[str] = mapped_column(String(100))
     gender: Mapped[str | None] = mapped_column(String(10))
     birth_date: Mapped[date | None] = mapped_column(Date)
@@ -95,7 +95,7 @@ class Person(Base):
     affiliations: Mapped[list[Affiliation]] = relationship(back_populates="person")
 
     def __init__(self, **values: object) -> None:
-        values.setdefault("uid", new_id())  # known before flush: encryption binds to it
+        values.setdefault("uid", new_sortable_id())  # known before flush: encryption binds to it
         super().__init__(**values)
 
 
@@ -160,6 +160,7 @@ class GuardianLink(Base):
     __table_args__ = (UniqueConstraint("guardian_id", "student_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    guardian_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    # No index of its own: the unique (guardian_id, student_id) serves lookups by guardian.
+    guardian_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     student_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     relation: Mapped[str] = mapped_column(String(20), default="guardian")

@@ -6,7 +6,7 @@ executemany elsewhere; updates as ORM bulk UPDATE by primary key), so a chunk
 of 5,000 new students costs a few round trips, not 20,000. Ids and uids are
 chosen client-side where encryption needs them first: ``Person.uid`` is the
 row key in the encryption context of the national ID and phone, so it is
-generated (``core.db.new_id``) before the values are sealed, by a worker
+generated (``core.db.new_sortable_id``) before the values are sealed, by a worker
 process ahead of time (``workers``) or here. The caller owns
 the transaction: the whole run commits or rolls back as one.
 """
@@ -20,7 +20,7 @@ from datetime import date, datetime
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
-from core.db import new_id, utcnow
+from core.db import new_id, new_sortable_id, utcnow
 from core.field_crypto import Sealer
 from directory.importer import lookups
 from directory.importer.bulk import insert_rows
@@ -76,7 +76,7 @@ def write_new_people(w: Writer, plan: ChunkPlan) -> None:
 
 
 def _person_row(w: Writer, new: NewPerson) -> dict[str, object]:
-    sealed = new.sealed or seal_person(w.sealer, new_id(), new.national_id, new.phone)
+    sealed = new.sealed or seal_person(w.sealer, new_sortable_id(), new.national_id, new.phone)
     return {"uid": sealed.uid, "name": new.name, "gender": new.gender,
             "birth_date": new.birth_date, "national_id_enc": sealed.national_id_enc,
             "national_id_bidx": sealed.national_id_bidx, "phone_enc": sealed.phone_enc,

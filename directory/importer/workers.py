@@ -38,7 +38,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 
-from core.db import new_id
+from core.db import new_sortable_id
 from core.field_crypto import Sealer
 from directory.importer.columns import Columns, Kind
 from directory.importer.formats import Record
@@ -133,7 +133,7 @@ def _index_and_seal(sealer: Sealer, checked: Checked, seal_ahead: bool) -> None:
     for parsed in valid:
         if parsed.national_id or parsed.phone:
             checked.sealed[parsed.row] = seal_person(
-                sealer, new_id(), parsed.national_id, parsed.phone,
+                sealer, new_sortable_id(), parsed.national_id, parsed.phone,
                 lambda kind, value: _first(checked, kind, value))
 
 

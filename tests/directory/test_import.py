@@ -97,6 +97,19 @@ def test_the_city_is_created_with_pii_sealed(db: Database, settings: Settings, c
     assert _current(db, "T001") == [("3100000001", "teacher")]
 
 
+def test_people_get_time_ordered_uids_and_accounts_random_subs(db: Database, settings: Settings,
+                                                                city: Path) -> None:
+    """A person's uid is a UUIDv7 (a bulk import appends to its unique index); ``sub``,
+    which every app sees, stays random (a UUIDv4 tells nobody when the account was made)."""
+    import uuid
+
+    with db.session() as session:
+        people = session.execute(select(Person.uid, Account.sub).join(Account)).all()
+    assert len(people) > 5
+    assert {uuid.UUID(uid).version for uid, _ in people} == {7}
+    assert {uuid.UUID(sub).version for _, sub in people} == {4}
+
+
 def test_second_import_is_an_empty_diff_and_writes_nothing(
         db: Database, settings: Settings, city: Path) -> None:
     before = _snapshot_of_directory(db)
