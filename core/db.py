@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -114,9 +114,40 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(
-        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
-    )
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection may have died while it sat idle (server restart, failover, an idle
+# timeout in a proxy). SQLAlchemy's ``pool_pre_ping`` asks the server on *every* checkout:
+# a round trip per transaction, two or three per sign-in. A connection that was in use a
+# moment ago is alive, so only one idle for longer than this is pinged. A server that dies
+# within that moment fails the request that hits it (503), and SQLAlchemy then discards
+# every pooled connection at once (it invalidates the pool on a disconnect error).
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection on checkout only when it sat idle in the pool for a while."""
+    dialect = engine.dialect
+
+    def note_idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure to ping: the connection is unusable
+            raise exc.DisconnectionError("pooled connection is dead") from error
+        if not alive:
+            raise exc.DisconnectionError("pooled connection is dead")
+
+    event.listen(engine, "checkin", note_idle)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 class Database:

@@ -254,3 +254,15 @@ def test_readyz_names_the_database_while_down(settings, store) -> None:
         response = down_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "unavailable", "store": "ok"}
+
+
+def test_sync_endpoints_get_one_thread_per_pooled_connection(client: TestClient,
+                                                              settings) -> None:
+    """More threads than pooled connections would open throwaway connections (the
+    pool's overflow) under load: the app sizes the thread pool to the connection pool."""
+    import anyio.to_thread
+
+    def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert client.portal.call(tokens) == settings.database_pool_size != 40  # anyio's default
