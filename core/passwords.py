@@ -87,13 +87,17 @@ import os
 import re
 import secrets
 import threading
+import time
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import argon2
 import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Counter
 
 __all__ = [
     "DEFAULT_PBKDF2_ITERATIONS",
@@ -267,6 +271,23 @@ def limit_concurrency(slots: int = 0) -> int:
 
 _gate = threading.BoundedSemaphore(auto_slots())  # the app sets it again from its settings
 
+HASH_CPU = Counter("idp_password_hash_cpu_seconds", "CPU time spent hashing and verifying "
+                   "passwords (the thread's own CPU, waiting for a slot excluded)")
+HASHES = Counter("idp_password_hashes", "Password hashes computed or verified")
+
+
+@contextmanager
+def _hashing() -> Iterator[None]:
+    """One hash at a time per slot (see above), its CPU counted in :data:`HASH_CPU`:
+    what the service spends on passwords, apart from everything else it does."""
+    with _gate:
+        began = time.thread_time()
+        try:
+            yield
+        finally:
+            HASH_CPU.inc(time.thread_time() - began)
+            HASHES.inc()
+
 
 # --- the hasher ------------------------------------------------------------------------
 
@@ -327,10 +348,10 @@ class Passwords:
         """
         pw = _encode_current(password)
         if self.scheme == "argon2id":
-            with _gate:
+            with _hashing():
                 return self._argon2.hash(pw)
         salt = secrets.token_bytes(PBKDF2_SALT_BYTES)
-        with _gate:
+        with _hashing():
             key = _pbkdf2_sm3(pw, salt, self.pbkdf2_iterations, PBKDF2_KEY_BYTES)
         return f"{_PBKDF2_PREFIX}i={self.pbkdf2_iterations}${_b64encode(salt)}${_b64encode(key)}"
 
@@ -385,7 +406,7 @@ class Passwords:
         if stored.startswith(_ARGON2_PREFIXES):
             try:
                 encoded = _encode_current(password)
-                with _gate:
+                with _hashing():
                     self._argon2.verify(stored, encoded)
             except VerifyMismatchError:
                 return False, False
@@ -396,7 +417,7 @@ class Passwords:
         if stored.startswith(_PBKDF2_PREFIX):
             iterations, salt, key = _parse_pbkdf2(stored)
             encoded = _encode_current(password)
-            with _gate:
+            with _hashing():
                 computed = _pbkdf2_sm3(encoded, salt, iterations, len(key))
             if not hmac.compare_digest(computed, key):
                 return False, False

@@ -541,3 +541,23 @@ def test_auto_slots_share_the_cores_among_web_workers(monkeypatch: pytest.Monkey
     assert module.auto_slots() == 1
     monkeypatch.delenv("WEB_CONCURRENCY")
     assert module.auto_slots() == 8
+
+
+def test_hashing_cpu_is_counted_apart_from_the_rest() -> None:
+    """``idp_password_hash_cpu_seconds``: what sign-ins cost in hashing alone."""
+    from prometheus_client import REGISTRY
+
+    from core import passwords as module
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    pw = module.Passwords()
+    stored = pw.hash("correct horse")
+    hashes, cpu = sample("idp_password_hashes_total"), \
+        sample("idp_password_hash_cpu_seconds_total")
+    assert pw.verify(stored, "correct horse").ok
+    assert not pw.verify(stored, "wrong horse").ok
+    pw.dummy_verify("anything")
+    assert sample("idp_password_hashes_total") == hashes + 3
+    assert sample("idp_password_hash_cpu_seconds_total") - cpu > 0.003  # 3 x argon2id, 19 MiB
