@@ -21,7 +21,7 @@ from functools import cache
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
@@ -170,13 +170,16 @@ _ACCOUNT = Account.__table__
 
 
 def _signed_in(session: Session, account: Account, new_hash: str | None) -> None:
-    """Note the sign-in (and a rehashed password) with one Core ``UPDATE``, no ORM flush."""
+    """Note the sign-in (and a rehashed password) with one Core ``UPDATE``, no ORM flush;
+    the statement is built once, its ``SET`` columns are the parameters given."""
     now = utcnow()
-    values: dict[str, object] = {"last_login_at": now}
+    values: dict[str, object] = {"signed_in_id": account.id, "last_login_at": now}
     if new_hash:
         values.update(password_hash=new_hash, password_changed_at=now)
-    session.connection().execute(update(_ACCOUNT).where(_ACCOUNT.c.id == account.id)
-                                 .values(values))
+    session.connection().execute(_SIGNED_IN, values)
+
+
+_SIGNED_IN = update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("signed_in_id"))
 
 
 def _refusal(account: Account) -> str:

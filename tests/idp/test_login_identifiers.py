@@ -78,3 +78,23 @@ def test_language_switcher_keeps_the_pending_request(client: TestClient, make_cl
     assert f"ia={ia}" in link
     english = client.get("/login" + link)
     assert 'lang="en"' in english.text and flow.ia_of(english) == ia
+
+
+def test_a_legacy_password_hash_is_replaced_at_sign_in(client: TestClient, make_client,
+                                                       make_person, db: Database) -> None:
+    """A hash imported from an old school system (here unsalted MD5) signs in once and is
+    stored again as argon2id, with the sign-in time and the password's change time."""
+    from core.passwords import import_legacy_hash
+    from directory.models import Account
+
+    person = make_person("s53", "pw-right-53")
+    with db.session() as session:
+        account = session.get(Account, person.account_id)
+        account.password_hash = import_legacy_hash("md5", "5f4dcc3b5aa765d61d8327deb882cf99")
+    start = flow.authorize(client, client_id=make_client().client_id)
+    done = flow.login(client, start, person.login, "password")
+    assert "code=" in done.headers["location"]
+    with db.session() as session:
+        account = session.get(Account, person.account_id)
+        assert account.password_hash.startswith("$argon2id$")
+        assert account.last_login_at is not None and account.password_changed_at is not None
