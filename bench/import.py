@@ -19,7 +19,6 @@ processes are not included), and drops the database.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import random
@@ -34,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import procstat  # bench/, this script's folder
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -118,27 +118,17 @@ def _watch_backends(database: Database) -> None:
 
 def _server_cpu() -> float:
     """CPU seconds of this benchmark's PostgreSQL backends (a local server only)."""
-    ticks = 0
-    for pid in _BACKENDS:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(found.cpu for pid in _BACKENDS if (found := procstat.stat(pid)) is not None)
 
 
 def _descendants_cpu() -> dict[int, float]:
     """CPU seconds of each process below this one (forkserver and worker processes)."""
-    parents, ticks = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            pid = int(stat.parent.name)
-            parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    processes = list(procstat.every())
     mine, found = {os.getpid()}, True
     while found:
-        found = {p for p, parent in parents.items() if parent in mine and p not in mine}
+        found = {p.pid for p in processes if p.ppid in mine and p.pid not in mine}
         mine |= found
-    return {p: ticks[p] / os.sysconf("SC_CLK_TCK") for p in mine - {os.getpid()}}
+    return {p.pid: p.cpu for p in processes if p.pid in mine and p.pid != os.getpid()}
 
 
 class WorkersCPU:

@@ -47,6 +47,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 
 import httpx
+import procstat  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,16 +111,7 @@ def start_server(stack: contextlib.ExitStack, name: str, command: list[str], env
 
 def group_cpu_seconds(pgid: int) -> float:
     """CPU time (user + system) of every live process in a process group, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ...
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    return sum(p.cpu for p in procstat.every() if p.pgrp == pgid)
 
 
 def wait_ready(server: Server, url: str, timeout: float = 90) -> None:
