@@ -187,6 +187,8 @@ def main() -> None:
                         help="Worker processes (default: one per CPU beyond the first; 0: none).")
     parser.add_argument("--keep-database", action="store_true",
                         help="Keep the database afterwards (its name is printed), to look into.")
+    parser.add_argument("--no-reimport", action="store_true",
+                        help="Import once: skip the second import (nothing changes).")
     args = parser.parse_args()
     url = os.environ.get("IDP_BENCH_DATABASE_URL", DEFAULT_URL)
     folder = args.keep_files or Path(tempfile.mkdtemp(prefix="idp-bench-"))
@@ -212,7 +214,8 @@ def main() -> None:
         print(f"workers: {args.workers or default_workers()}, cpus: {os.cpu_count()}, "
               f"load average: {os.getloadavg()[0]:.1f}", flush=True)
         _import_all(database, settings, paths, "import", args.workers)
-        _import_all(database, settings, paths, "re-import", args.workers)
+        if not args.no_reimport:
+            _import_all(database, settings, paths, "re-import", args.workers)
         print(f"peak memory (ru_maxrss): {_peak_mb():,.0f} MB")
         database.dispose()
     finally:

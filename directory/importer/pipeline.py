@@ -16,6 +16,9 @@ Decisions:
   ``chunk_size`` (5,000) rows; keys seen so far live in an on-disk
   :class:`Ledger`; the diff keeps counts and a few examples only.
 - **Dry run**: the same steps without writing anything, not even the run.
+- **Rare full garbage collections** while the run lasts (``core.gc_policy``): each
+  chunk's objects outlive many young collections and would otherwise trigger a
+  full collection of the whole process every few chunks.
 - **One writing run at a time**: the first statement of a writing run takes
   the import lock (``lock``); a second run fails at once ("another import is
   running").
@@ -55,6 +58,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import Database, utcnow
 from core.field_crypto import sealer
+from core.gc_policy import batch_collections
 from core.settings import Settings
 from directory.importer import apply, plan, recall, snapshot
 from directory.importer.bulk import Statistics
@@ -325,7 +329,7 @@ def import_file(
               today=options.today or date.today())
     errors_path = options.errors_path or default_path(path)
     try:
-        with Ledger() as run.ledger, ErrorFile(errors_path) as run.errors:
+        with batch_collections(), Ledger() as run.ledger, ErrorFile(errors_path) as run.errors:
             for step in STEPS:
                 step(run)
             status = _finish(run)

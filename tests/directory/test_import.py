@@ -343,3 +343,21 @@ def test_legacy_password_hash_column(db: Database, settings: Settings, city: Pat
     with db.session() as session:
         stored = find_account(session, *_kind("S500")).password_hash
     assert Passwords(settings.password_scheme).verify(stored, "password").ok
+
+
+def test_an_import_makes_full_garbage_collections_rare_while_it_runs(
+        db: Database, settings: Settings, tmp_path: Path) -> None:
+    import gc
+
+    from core.gc_policy import BATCH_THRESHOLD2
+    from directory.importer import ImportOptions, import_file
+    from tests.directory.cityfiles import SCHOOLS, TODAY, write
+
+    before = gc.get_threshold()
+    during: list[int] = []
+    path = write(tmp_path / "schools.csv", SCHOOLS)
+    result = import_file(db, settings, path, ImportOptions(kind=Kind.schools, today=TODAY),
+                         progress=lambda done: during.append(gc.get_threshold()[2]))
+    assert result.status == "applied"
+    assert during and set(during) == {max(before[2], BATCH_THRESHOLD2)}
+    assert gc.get_threshold() == before

@@ -1,0 +1,52 @@
+"""core.gc_policy: full collections are rarer inside a batch, and only there."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from core.gc_policy import BATCH_THRESHOLD2, batch_collections
+
+
+def test_batch_raises_only_the_oldest_threshold_and_restores_it() -> None:
+    before = gc.get_threshold()
+    with batch_collections():
+        young, middle, old = gc.get_threshold()
+        assert (young, middle) == before[:2]
+        assert old == max(before[2], BATCH_THRESHOLD2)
+    assert gc.get_threshold() == before
+
+
+def test_nested_and_concurrent_batches_restore_once_the_last_ends() -> None:
+    before = gc.get_threshold()
+    inner_started, outer_may_end = threading.Event(), threading.Event()
+    seen: list[tuple[int, int, int]] = []
+
+    def other_batch() -> None:
+        with batch_collections():
+            inner_started.set()
+            outer_may_end.wait(5)
+        seen.append(gc.get_threshold())
+
+    with batch_collections():
+        thread = threading.Thread(target=other_batch)
+        thread.start()
+        inner_started.wait(5)
+        with batch_collections():
+            pass
+        assert gc.get_threshold()[2] == max(before[2], BATCH_THRESHOLD2)
+    assert gc.get_threshold()[2] == max(before[2], BATCH_THRESHOLD2)  # the thread's batch runs
+    outer_may_end.set()
+    thread.join(5)
+    assert seen == [before]
+    assert gc.get_threshold() == before
+
+
+def test_an_error_in_the_batch_restores_the_settings() -> None:
+    before = gc.get_threshold()
+    try:
+        with batch_collections():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == before
