@@ -10,7 +10,10 @@
   city, never for a re-import that writes nothing.
 - :func:`among` is ``column IN (...)`` for a batch of keys. On PostgreSQL it is
   ``column = ANY(:array)``: one parameter instead of thousands, so neither
-  psycopg nor the server parses a statement the size of the batch.
+  psycopg nor the server parses a statement the size of the batch. The array
+  goes as one text literal (``{"a","b"}``, cast to the column's array type)
+  built with ``str.join``: psycopg's list dumper formats each element in Python,
+  which was a tenth of the guardians' planning time.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, insert, text
+from sqlalchemy import Table, Text, any_, bindparam, cast, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -29,8 +32,17 @@ def _is_postgresql(session: Session) -> bool:
 
 def among(session: Session, column: Any, values: Sequence[Any]) -> Any:
     if _is_postgresql(session):
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        literal = bindparam(None, array_literal(values), type_=Text)
+        return column == any_(cast(literal, ARRAY(column.type)))
     return column.in_(values)
+
+
+def array_literal(values: Sequence[Any]) -> str:
+    """PostgreSQL's text form of a one-dimensional array of strings or integers."""
+    if all(type(value) is int for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for value in values) + "}"
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *,

@@ -1,0 +1,33 @@
+"""directory.importer.bulk.among: a batch of keys as one array, whatever the keys hold."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.db import Database
+from directory.importer.bulk import among, array_literal
+from directory.models import OrgUnit
+
+AWKWARD = ["plain", "with,comma", 'a "quote"', "back\\slash", "{braces}", " spaced ", "NULL",
+           "", "学校", "tab\there"]
+
+
+def test_array_literal_quotes_every_string_and_leaves_integers_bare() -> None:
+    assert array_literal([3, 1, 2]) == "{3,1,2}"
+    assert array_literal([]) == "{}"
+    assert array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
+
+
+@pytest.mark.parametrize("values", [AWKWARD, [], ["学校"], AWKWARD[1:4]])
+def test_among_finds_exactly_the_given_strings(db: Database, values: list[str]) -> None:
+    with db.session() as session:
+        for n, code in enumerate(AWKWARD):
+            session.add(OrgUnit(kind="school", code=code, name=f"s{n}", path=f"/{n}/"))
+        session.flush()
+        found = session.scalars(select(OrgUnit.code).where(among(session, OrgUnit.code, values)))
+        assert sorted(found) == sorted(values)
+        ids = session.scalars(select(OrgUnit.id).where(OrgUnit.code.in_(values[:3]))).all()
+        by_id = session.scalars(select(OrgUnit.code).where(among(session, OrgUnit.id, ids)))
+        assert sorted(by_id) == sorted(values[:3])
+        session.rollback()
