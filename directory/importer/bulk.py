@@ -13,7 +13,11 @@
   psycopg nor the server parses a statement the size of the batch. The array
   goes as one text literal (``{"a","b"}``, cast to the column's array type)
   built with ``str.join``: psycopg's list dumper formats each element in Python,
-  which was a tenth of the guardians' planning time.
+  which was a tenth of the guardians' planning time. The parameter is sent
+  *untyped* (psycopg sends a ``str`` as ``unknown``), so ``CAST($1 AS
+  varchar[])`` makes it a parameter of the array type, parsed once: the plan
+  holds a constant array. A ``text`` parameter would be cast row by row instead
+  (``array_in`` is not immutable), which made the classes file ten times slower.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, Text, any_, bindparam, cast, insert, text
+from sqlalchemy import Table, any_, bindparam, cast, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -32,7 +37,7 @@ def _is_postgresql(session: Session) -> bool:
 
 def among(session: Session, column: Any, values: Sequence[Any]) -> Any:
     if _is_postgresql(session):
-        literal = bindparam(None, array_literal(values), type_=Text)
+        literal = bindparam(None, array_literal(values), type_=NullType())  # sent untyped
         return column == any_(cast(literal, ARRAY(column.type)))
     return column.in_(values)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from directory.importer.bulk import among
@@ -30,9 +30,11 @@ from directory.models import (
 IN_BATCH = 2000  # bound parameters per IN (...): well below every backend's limit
 
 
-def _core(session: Session) -> Connection:
-    """The session's connection: Core results, without the ORM's per-row loading."""
-    return session.connection()
+def _rows(session: Session, query: Select) -> Sequence[Row]:
+    """The rows of ``query`` on the session's connection: Core rows, without the ORM's
+    per-row loading, fetched at once (one ``fetchall`` for at most ``IN_BATCH`` keys'
+    rows rather than a ``fetchone`` call per row)."""
+    return session.connection().execute(query).all()
 
 
 def batches(values: Sequence, size: int = IN_BATCH) -> Iterable[Sequence]:
@@ -75,7 +77,7 @@ def people_by_identifier(session: Session, kind: IdentifierKind, values: Sequenc
                  .join(Person, Person.id == Account.person_id)
                  .where(LoginIdentifier.kind == kind.value,
                         among(session, LoginIdentifier.value, part)))
-        found.update((row[0], _known(row[1:])) for row in _core(session).execute(query))
+        found.update((row[0], _known(row[1:])) for row in _rows(session, query))
     return found
 
 
@@ -84,7 +86,7 @@ def people_by_id(session: Session, person_ids: Sequence[int]) -> dict[int, Known
     for part in batches(sorted(set(person_ids))):
         query = (select(*_KNOWN_COLUMNS).outerjoin(Account, Account.person_id == Person.id)
                  .where(among(session, Person.id, part)))
-        found.update((row[0], _known(row)) for row in _core(session).execute(query))
+        found.update((row[0], _known(row)) for row in _rows(session, query))
     return found
 
 
@@ -95,7 +97,7 @@ def people_by_national_id(session: Session, candidates: dict[str, list[str]]) ->
     for part in batches(list(by_index)):
         query = select(Person.national_id_bidx, Person.id).where(
             among(session, Person.national_id_bidx, part))
-        found.update((by_index[index], pid) for index, pid in _core(session).execute(query))
+        found.update((by_index[index], pid) for index, pid in _rows(session, query))
     return found
 
 
@@ -107,7 +109,7 @@ def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str
         query = select(LoginIdentifier.value, LoginIdentifier.account_id).where(
             LoginIdentifier.kind == IdentifierKind.phone.value,
             among(session, LoginIdentifier.value, part))
-        found.update((by_index[index], aid) for index, aid in _core(session).execute(query))
+        found.update((by_index[index], aid) for index, aid in _rows(session, query))
     return found
 
 
@@ -118,7 +120,7 @@ def logins_of(session: Session, kind: IdentifierKind, account_ids: Sequence[int]
     for part in batches(sorted(set(account_ids))):
         query = select(LoginIdentifier.account_id, LoginIdentifier.id, LoginIdentifier.value).where(
             LoginIdentifier.kind == kind.value, among(session, LoginIdentifier.account_id, part))
-        found.update((aid, (iid, value)) for aid, iid, value in _core(session).execute(query))
+        found.update((aid, (iid, value)) for aid, iid, value in _rows(session, query))
     return found
 
 
@@ -126,8 +128,8 @@ def people_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int
     """Account id -> person id."""
     found: dict[int, int] = {}
     for part in batches(sorted(set(account_ids))):
-        found.update(_core(session).execute(select(Account.id, Account.person_id)
-                                     .where(among(session, Account.id, part))).all())
+        found.update(_rows(session, select(Account.id, Account.person_id)
+                                 .where(among(session, Account.id, part))))
     return found
 
 
@@ -152,7 +154,7 @@ def current_affiliations(session: Session, person_ids: Sequence[int], roles: Ite
                  .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
                  .where(among(session, Affiliation.person_id, part), Affiliation.role.in_(roles),
                         Affiliation.valid_to.is_(None)))
-        for row in _core(session).execute(query):
+        for row in _rows(session, query):
             found.setdefault(row[1], []).append(Current(*row))
     return found
 
@@ -166,7 +168,7 @@ def guardian_links(session: Session, pairs: Iterable[tuple[int, int]]
     for part in batches(students):
         query = select(GuardianLink.guardian_id, GuardianLink.student_id, GuardianLink.id,
                        GuardianLink.relation).where(among(session, GuardianLink.student_id, part))
-        for guardian, student, link, relation in _core(session).execute(query):
+        for guardian, student, link, relation in _rows(session, query):
             if (guardian, student) in pairs:
                 found[(guardian, student)] = (link, relation)
     return found

@@ -31,3 +31,15 @@ def test_among_finds_exactly_the_given_strings(db: Database, values: list[str]) 
         by_id = session.scalars(select(OrgUnit.code).where(among(session, OrgUnit.id, ids)))
         assert sorted(by_id) == sorted(values[:3])
         session.rollback()
+
+
+def test_on_postgresql_the_array_is_a_constant_of_the_plan(db: Database) -> None:
+    """Sent typed as text, the array would be cast again for every row a scan reads."""
+    with db.session() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only: elsewhere among() is IN (...)")
+        query = select(OrgUnit.id).where(among(session, OrgUnit.code, ["a", "b,c"]))
+        compiled = query.compile(dialect=session.get_bind().dialect)
+        plan = "\n".join(row[0] for row in session.connection().exec_driver_sql(
+            "EXPLAIN " + str(compiled), compiled.params))
+        assert """ANY ('{a,"b,c"}'::text[])""" in plan, plan
