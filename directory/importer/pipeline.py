@@ -61,7 +61,7 @@ from core.field_crypto import sealer
 from core.gc_policy import batch_collections
 from core.settings import Settings
 from directory.importer import apply, plan, recall, snapshot
-from directory.importer.bulk import Statistics
+from directory.importer.bulk import Statistics, serial_plans
 from directory.importer.columns import Columns, Kind, detect_kind, resolve
 from directory.importer.diff import Change, Diff
 from directory.importer.error_file import ErrorFile, default_path
@@ -160,6 +160,11 @@ def lock(run: Run) -> None:
         hold_import_lock(run.session)
 
 
+def serial_queries(run: Run) -> None:
+    """Short batch lookups, many of them: no parallel plans (``bulk.serial_plans``)."""
+    serial_plans(run.session)
+
+
 def hash_content(run: Run) -> None:
     try:
         run.sha256 = content_hash(run.path)
@@ -189,6 +194,7 @@ def plan_ahead(run: Run) -> None:
     if (run.kind in PLANNED_AHEAD and not run.options.dry_run
             and run.session.get_bind().dialect.name == "postgresql"):
         run.reader = run.database.sessions()
+        serial_plans(run.reader)
 
 
 def prepare(run: Run) -> None:
@@ -235,6 +241,7 @@ def _plan(run: Run, begun: plan.Chunk, rows: int) -> plan.ChunkPlan:
     chunk = plan.finish_chunk(begun)
     if run.reader is not None:
         run.reader.rollback()  # read only: end the transaction, hold no snapshot
+        serial_plans(run.reader)  # for the next chunk's transaction (SET LOCAL)
     run.errors.write(chunk.errors)
     run.diff.merge(chunk.diff)
     run.seal_ahead = 2 * len(chunk.new_people) >= rows
@@ -311,8 +318,8 @@ def deactivate_missing(run: Run) -> None:
 
 
 STEPS: list[Callable[[Run], None]] = [
-    lock, hash_content, read_header, note_previous_run, plan_ahead, prepare, stream_chunks,
-    deactivate_missing,
+    lock, serial_queries, hash_content, read_header, note_previous_run, plan_ahead, prepare,
+    stream_chunks, deactivate_missing,
 ]
 
 

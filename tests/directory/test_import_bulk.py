@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.db import Database
+from core.settings import Settings
+from directory.importer import Kind
 from directory.importer.bulk import among, array_literal
 from directory.models import OrgUnit
+from tests.directory.cityfiles import GUARDIANS, run, seed_city, write
 
 AWKWARD = ["plain", "with,comma", 'a "quote"', "back\\slash", "{braces}", " spaced ", "NULL",
            "", "学校", "tab\there"]
@@ -43,3 +48,31 @@ def test_on_postgresql_the_array_is_a_constant_of_the_plan(db: Database) -> None
         plan = "\n".join(row[0] for row in session.connection().exec_driver_sql(
             "EXPLAIN " + str(compiled), compiled.params))
         assert """ANY ('{a,"b,c"}'::text[])""" in plan, plan
+
+
+def test_every_plan_of_an_import_runs_without_parallel_query(
+        db: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel plans start server processes for each 2,000-key lookup: not for an import,
+    neither on the run's connection nor on the connection that plans ahead."""
+    from directory.importer import pipeline, plan
+
+    seed_city(db, settings, tmp_path)
+    seen: list[str] = []
+    finish = plan.finish_chunk
+
+    def recording(chunk: plan.Chunk) -> plan.ChunkPlan:
+        seen.append(chunk.context.session.execute(
+            text("SHOW max_parallel_workers_per_gather")).scalar_one()
+            if chunk.context.session.get_bind().dialect.name == "postgresql" else "0")
+        return finish(chunk)
+
+    monkeypatch.setattr(pipeline.plan, "finish_chunk", recording)
+    result = run(db, settings, write(tmp_path / "g.csv", GUARDIANS), Kind.guardians,
+                 chunk_size=1)
+    assert result.status == "unchanged"
+    assert len(seen) == len(GUARDIANS[1]) and set(seen) == {"0"}
+    with db.session() as session:  # only the import's transactions
+        if session.get_bind().dialect.name == "postgresql":
+            assert session.execute(text("SHOW max_parallel_workers_per_gather")).scalar_one() \
+                != "0"
