@@ -81,6 +81,19 @@ def people_by_identifier(session: Session, kind: IdentifierKind, values: Sequenc
     return found
 
 
+def person_ids_by_identifier(session: Session, kind: IdentifierKind, values: Sequence[str]
+                             ) -> dict[str, int]:
+    """Login identifier value -> the id of the person who owns it (no person columns)."""
+    found: dict[str, int] = {}
+    for part in batches(sorted(set(values))):
+        query = (select(LoginIdentifier.value, Account.person_id)
+                 .join(Account, Account.id == LoginIdentifier.account_id)
+                 .where(LoginIdentifier.kind == kind.value,
+                        among(session, LoginIdentifier.value, part)))
+        found.update(_rows(session, query))
+    return found
+
+
 def people_by_id(session: Session, person_ids: Sequence[int]) -> dict[int, Known]:
     found: dict[int, Known] = {}
     for part in batches(sorted(set(person_ids))):

@@ -160,7 +160,7 @@ class Chunk:
     current: dict[int, list[lookups.Current]] = field(default_factory=dict)
     targets: dict[int, Unit] = field(default_factory=dict)  # row -> unit
     phone_logins: dict[int, tuple[int, str]] = field(default_factory=dict)  # by account
-    students: dict[str, lookups.Known] = field(default_factory=dict)  # by student number
+    students: dict[str, int] = field(default_factory=dict)  # student number -> person id
     people: dict[int, lookups.Known] = field(default_factory=dict)  # by person id
     account_person: dict[int, int] = field(default_factory=dict)
     guardians: dict[int, lookups.Known | NewPerson] = field(default_factory=dict)  # by row
@@ -484,8 +484,8 @@ def find_guardians(chunk: Chunk) -> None:
     or (``recall``) as earlier chunks of the run planned them, written or not."""
     context, rows = chunk.context, chunk.rows
     session = context.session
-    chunk.students = lookups.people_by_identifier(session, IdentifierKind.student_number,
-                                                  [r.student_number for r in rows])
+    chunk.students = lookups.person_ids_by_identifier(session, IdentifierKind.student_number,
+                                                      [r.student_number for r in rows])
     chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows])
     chunk.phone_owner = lookups.phone_logins(session, chunk.phone_candidates)
     chunk.nid_candidates = chunk.candidates("national_id",
@@ -498,7 +498,7 @@ def find_guardians(chunk: Chunk) -> None:
     recall.people(chunk)
     recall.aliases(chunk)
     chunk.current = lookups.current_affiliations(
-        session, [k.person_id for k in chunk.students.values()] + list(chunk.people),
+        session, [*chunk.students.values(), *chunk.people],
         (Role.student.value, Role.guardian.value))
 
 
@@ -552,7 +552,7 @@ def _candidates(chunk: Chunk) -> set[str]:
         for person in (chunk.account_person.get(account) if account else None,
                        chunk.nid_owner.get(row.national_id) if row.national_id else None):
             if student is not None and person is not None:
-                keys.add(f"{chunk.aliases.get(person, person)}>{student.person_id}")
+                keys.add(f"{chunk.aliases.get(person, person)}>{student}")
     return keys
 
 
@@ -560,7 +560,7 @@ def _link_key(chunk: Chunk, row: GuardianRow, guardian: Guardian) -> str:
     """The guardian and student of a row, the same in a dry and a real run."""
     person = -guardian.row if isinstance(guardian, NewPerson) else chunk.aliases.get(
         guardian.person_id, guardian.person_id)
-    return f"{person}>{chunk.students[row.student_number].person_id}"
+    return f"{person}>{chunk.students[row.student_number]}"
 
 
 def _repeated_link(chunk: Chunk, row: GuardianRow, guardian: Guardian,
@@ -665,27 +665,26 @@ def _update_guardian(chunk: Chunk, row: GuardianRow, known: lookups.Known, *,
 
 def plan_links(chunk: Chunk) -> None:
     """A guardian link per row (new, relation changed, or unchanged) and a school affiliation."""
-    pairs = [(g.person_id, chunk.students[r.student_number].person_id)
+    pairs = [(g.person_id, chunk.students[r.student_number])
              for r in chunk.rows if isinstance(g := chunk.guardians.get(r.row), lookups.Known)]
     links = lookups.guardian_links(chunk.context.session, pairs)
     for row in chunk.rows:
         guardian = chunk.guardians.get(row.row)
         if guardian is None:
             continue
-        student = chunk.students[row.student_number]
+        student = chunk.students[row.student_number]  # its person id
         school = _school_of(chunk, student)
         if isinstance(guardian, NewPerson):
-            chunk.plan.new_links.append(NewLink(guardian, student.person_id, row.relation))
+            chunk.plan.new_links.append(NewLink(guardian, student, row.relation))
             chunk.plan.diff.add(Change.created, lambda row=row: f"{_describe(row, 'guardian')}"
                                 f" of {row.student_number}: link ({row.relation})")
             _affiliate_new_guardian(chunk, guardian, school)
             continue
-        found = links.get((guardian.person_id, student.person_id))
+        found = links.get((guardian.person_id, student))
         label = f"{_describe(row, 'guardian')} of {row.student_number}" if (
             found is None or found[1] != row.relation) else ""
         if found is None:
-            chunk.plan.new_links.append(NewLink(guardian.person_id, student.person_id,
-                                                row.relation))
+            chunk.plan.new_links.append(NewLink(guardian.person_id, student, row.relation))
             chunk.plan.diff.add(Change.created, f"{label}: link ({row.relation})")
             _affiliate_guardian(chunk, guardian, school)
         elif found[1] != row.relation:
@@ -715,8 +714,9 @@ def _affiliate_new_guardian(chunk: Chunk, guardian: NewPerson, school: Unit | No
         chunk.plan.moves.append(Move(guardian, [], school, Role.guardian.value))
 
 
-def _school_of(chunk: Chunk, student: lookups.Known) -> Unit | None:
-    for current in chunk.current.get(student.person_id, []):
+def _school_of(chunk: Chunk, student: int) -> Unit | None:
+    """The school of the student (a person id) by their current class."""
+    for current in chunk.current.get(student, []):
         match = CLASS_CODE.match(current.unit_code)
         if match and current.role == Role.student.value:
             return chunk.context.units.get(match["school"])
