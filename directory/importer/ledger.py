@@ -7,6 +7,13 @@ file instead, so memory stays flat whatever the file size.
 
 No personal data reaches the disk: keys are stored as a keyed BLAKE2b digest
 under a random per-run secret, and the file is deleted when the run ends.
+
+Most lookups find nothing (a first import asks, for every row, whether an
+earlier chunk planned its phone or national ID), and a miss still walks SQLite's
+B-tree, from disk once the file outgrows SQLite's cache. A Bloom filter of fixed
+size (4 MiB, three bits per key, taken from the digest) answers most misses in
+memory: about 1 % of misses reach SQLite at 2 million keys, 7 % at 6 million.
+Fixed size keeps memory flat; a false positive only costs the query it saved.
 """
 
 from __future__ import annotations
@@ -20,11 +27,34 @@ import tempfile
 from collections.abc import Iterable
 
 _BATCH = 900  # below SQLite's oldest limit on bound parameters
+_BLOOM_BITS = 1 << 25  # 4 MiB
+_MASK = _BLOOM_BITS - 1
+
+
+class _Bloom:
+    """Which digests may have been recorded: three bit positions from each digest."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray(_BLOOM_BITS // 8)
+
+    def add(self, digests: Iterable[bytes]) -> None:
+        bits = self._bits
+        for digest in digests:
+            h = int.from_bytes(digest, "little")
+            for at in (h & _MASK, (h >> 25) & _MASK, (h >> 50) & _MASK):
+                bits[at >> 3] |= 1 << (at & 7)
+
+    def may_hold(self, digest: bytes) -> bool:
+        h, bits = int.from_bytes(digest, "little"), self._bits
+        a, b, c = h & _MASK, (h >> 25) & _MASK, (h >> 50) & _MASK
+        return bool(bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7))
+                    and bits[c >> 3] & (1 << (c & 7)))
 
 
 class Ledger:
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(32)
+        self._bloom = _Bloom()
         fd, self._path = tempfile.mkstemp(prefix="idp-import-", suffix=".ledger")
         os.close(fd)
         self._db = sqlite3.connect(self._path)
@@ -51,19 +81,22 @@ class Ledger:
         for digest, row in first.items():
             if digest in known:
                 repeats[row] = known[digest]
-        self._db.executemany("INSERT INTO seen VALUES (?, ?)",  # in key order: fewer pages
-                             sorted((d, r) for d, r in first.items() if d not in known))
+        new = sorted((d, r) for d, r in first.items() if d not in known)  # key order: fewer pages
+        self._db.executemany("INSERT INTO seen VALUES (?, ?)", new)
+        self._bloom.add(d for d, _ in new)
         return repeats
 
     def mark(self, kind: str, entries: Iterable[tuple[str, int]]) -> None:
         """Record ``(key, row)`` pairs without duplicate checks (keys of invalid rows)."""
-        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)",
-                             [(self._digest(kind, k), r) for k, r in entries])
+        pairs = [(self._digest(kind, k), r) for k, r in entries]
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", pairs)
+        self._bloom.add(d for d, _ in pairs)
 
     def put(self, kind: str, entries: Iterable[tuple[str, int]]) -> None:
         """Record ``(key, number)`` pairs, replacing the number of a key recorded before."""
-        self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)",
-                             [(self._digest(kind, k), n) for k, n in entries])
+        pairs = [(self._digest(kind, k), n) for k, n in entries]
+        self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", pairs)
+        self._bloom.add(d for d, _ in pairs)
 
     def get(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
         """The numbers recorded (``claim``, ``mark``, ``put``) for those of ``keys`` seen."""
@@ -79,6 +112,7 @@ class Ledger:
         return {by_digest[d] for d in self._lookup(list(by_digest))}
 
     def _lookup(self, digests: list[bytes]) -> dict[bytes, int]:
+        digests = [d for d in digests if self._bloom.may_hold(d)]
         found: dict[bytes, int] = {}
         for start in range(0, len(digests), _BATCH):
             part = digests[start:start + _BATCH]
