@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, and_, select
 from sqlalchemy.orm import Session
 
 from directory.importer.bulk import among
@@ -25,6 +25,7 @@ from directory.models import (
     LoginIdentifier,
     OrgUnit,
     Person,
+    Role,
 )
 
 IN_BATCH = 2000  # bound parameters per IN (...): well below every backend's limit
@@ -81,16 +82,21 @@ def people_by_identifier(session: Session, kind: IdentifierKind, values: Sequenc
     return found
 
 
-def person_ids_by_identifier(session: Session, kind: IdentifierKind, values: Sequence[str]
-                             ) -> dict[str, int]:
-    """Login identifier value -> the id of the person who owns it (no person columns)."""
-    found: dict[str, int] = {}
-    for part in batches(sorted(set(values))):
-        query = (select(LoginIdentifier.value, Account.person_id)
+def students_and_classes(session: Session, numbers: Sequence[str]
+                         ) -> list[tuple[str, int, str | None]]:
+    """``(student number, person id, code of a current student affiliation's unit)``: a
+    row per current affiliation, one with ``None`` for a student with none."""
+    found: list[tuple[str, int, str | None]] = []
+    for part in batches(sorted(set(numbers))):
+        current = and_(Affiliation.person_id == Account.person_id,
+                       Affiliation.role == Role.student.value, Affiliation.valid_to.is_(None))
+        query = (select(LoginIdentifier.value, Account.person_id, OrgUnit.code)
                  .join(Account, Account.id == LoginIdentifier.account_id)
-                 .where(LoginIdentifier.kind == kind.value,
+                 .outerjoin(Affiliation, current)
+                 .outerjoin(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+                 .where(LoginIdentifier.kind == IdentifierKind.student_number.value,
                         among(session, LoginIdentifier.value, part)))
-        found.update(_rows(session, query))
+        found.extend(_rows(session, query))
     return found
 
 

@@ -161,6 +161,7 @@ class Chunk:
     targets: dict[int, Unit] = field(default_factory=dict)  # row -> unit
     phone_logins: dict[int, tuple[int, str]] = field(default_factory=dict)  # by account
     students: dict[str, int] = field(default_factory=dict)  # student number -> person id
+    classes: dict[int, list[str]] = field(default_factory=dict)  # student -> current classes
     people: dict[int, lookups.Known] = field(default_factory=dict)  # by person id
     account_person: dict[int, int] = field(default_factory=dict)
     guardians: dict[int, lookups.Known | NewPerson] = field(default_factory=dict)  # by row
@@ -484,8 +485,11 @@ def find_guardians(chunk: Chunk) -> None:
     or (``recall``) as earlier chunks of the run planned them, written or not."""
     context, rows = chunk.context, chunk.rows
     session = context.session
-    chunk.students = lookups.person_ids_by_identifier(session, IdentifierKind.student_number,
-                                                      [r.student_number for r in rows])
+    for number, person_id, class_code in lookups.students_and_classes(
+            session, [r.student_number for r in rows]):
+        chunk.students[number] = person_id
+        if class_code is not None:
+            chunk.classes.setdefault(person_id, []).append(class_code)
     chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows])
     chunk.phone_owner = lookups.phone_logins(session, chunk.phone_candidates)
     chunk.nid_candidates = chunk.candidates("national_id",
@@ -498,7 +502,7 @@ def find_guardians(chunk: Chunk) -> None:
     recall.people(chunk)
     recall.aliases(chunk)
     chunk.current = lookups.current_affiliations(
-        session, [*chunk.students.values(), *chunk.people],
+        session, list(chunk.people),
         (Role.student.value, Role.guardian.value))
 
 
@@ -716,9 +720,8 @@ def _affiliate_new_guardian(chunk: Chunk, guardian: NewPerson, school: Unit | No
 
 def _school_of(chunk: Chunk, student: int) -> Unit | None:
     """The school of the student (a person id) by their current class."""
-    for current in chunk.current.get(student, []):
-        match = CLASS_CODE.match(current.unit_code)
-        if match and current.role == Role.student.value:
+    for class_code in chunk.classes.get(student, []):
+        if match := CLASS_CODE.match(class_code):
             return chunk.context.units.get(match["school"])
     return None
 
