@@ -28,7 +28,10 @@ from directory.models import (
     Role,
 )
 
-IN_BATCH = 2000  # bound parameters per IN (...): well below every backend's limit
+# Keys per query: a whole chunk's (5,000 rows, up to two keys each) in one round trip. On
+# PostgreSQL they are one array parameter; SQLite (3.32 and later) allows 32,766 bound
+# parameters. At 2,000 a guardians chunk took about 18 round trips instead of 6.
+IN_BATCH = 10_000
 
 
 def _rows(session: Session, query: Select) -> Sequence[Row]:
