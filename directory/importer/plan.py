@@ -501,9 +501,8 @@ def find_guardians(chunk: Chunk) -> None:
                                                   *chunk.account_person.values()])
     recall.people(chunk)
     recall.aliases(chunk)
-    chunk.current = lookups.current_affiliations(
-        session, list(chunk.people),
-        (Role.student.value, Role.guardian.value))
+    chunk.current = lookups.current_affiliations(  # the known guardians' schools
+        session, list(chunk.people), (Role.guardian.value,))
 
 
 Guardian = lookups.Known | NewPerson
