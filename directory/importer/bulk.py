@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, cast, insert, text
+from sqlalchemy import Connection, Table, any_, bindparam, cast, event, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
@@ -40,9 +40,20 @@ def _is_postgresql(session: Session) -> bool:
 
 
 def serial_plans(session: Session) -> None:
-    """No parallel query plans for the rest of the session's transaction (PostgreSQL)."""
-    if _is_postgresql(session):
-        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    """No parallel query plans in any of the session's transactions (PostgreSQL): each one
+    begins with ``SET LOCAL``, so a session that ends a transaction per chunk keeps it."""
+    if not _is_postgresql(session):
+        return
+
+    def serial(_session: Session, _transaction: object, connection: Connection) -> None:
+        connection.exec_driver_sql(_SERIAL)
+
+    event.listen(session, "after_begin", serial)
+    if session.in_transaction():
+        session.connection().exec_driver_sql(_SERIAL)
+
+
+_SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0"
 
 
 def among(session: Session, column: Any, values: Sequence[Any]) -> Any:

@@ -40,15 +40,17 @@ class _Bloom:
     def add(self, digests: Iterable[bytes]) -> None:
         bits = self._bits
         for digest in digests:
-            h = int.from_bytes(digest, "little")
-            for at in (h & _MASK, (h >> 25) & _MASK, (h >> 50) & _MASK):
+            for at in _positions(digest):
                 bits[at >> 3] |= 1 << (at & 7)
 
     def may_hold(self, digest: bytes) -> bool:
-        h, bits = int.from_bytes(digest, "little"), self._bits
-        a, b, c = h & _MASK, (h >> 25) & _MASK, (h >> 50) & _MASK
-        return bool(bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7))
-                    and bits[c >> 3] & (1 << (c & 7)))
+        bits = self._bits
+        return all(bits[at >> 3] & (1 << (at & 7)) for at in _positions(digest))
+
+
+def _positions(digest: bytes) -> tuple[int, int, int]:
+    h = int.from_bytes(digest, "little")
+    return h & _MASK, (h >> 25) & _MASK, (h >> 50) & _MASK
 
 
 class Ledger:

@@ -90,9 +90,9 @@ def students_and_classes(session: Session, numbers: Sequence[str]
     """``(student number, person id, code of a current student affiliation's unit)``: a
     row per current affiliation, one with ``None`` for a student with none."""
     found: list[tuple[str, int, str | None]] = []
+    current = and_(Affiliation.person_id == Account.person_id,
+                   Affiliation.role == Role.student.value, Affiliation.valid_to.is_(None))
     for part in batches(sorted(set(numbers))):
-        current = and_(Affiliation.person_id == Account.person_id,
-                       Affiliation.role == Role.student.value, Affiliation.valid_to.is_(None))
         query = (select(LoginIdentifier.value, Account.person_id, OrgUnit.code)
                  .join(Account, Account.id == LoginIdentifier.account_id)
                  .outerjoin(Affiliation, current)

@@ -160,11 +160,6 @@ def lock(run: Run) -> None:
         hold_import_lock(run.session)
 
 
-def serial_queries(run: Run) -> None:
-    """Short batch lookups, many of them: no parallel plans (``bulk.serial_plans``)."""
-    serial_plans(run.session)
-
-
 def hash_content(run: Run) -> None:
     try:
         run.sha256 = content_hash(run.path)
@@ -241,7 +236,6 @@ def _plan(run: Run, begun: plan.Chunk, rows: int) -> plan.ChunkPlan:
     chunk = plan.finish_chunk(begun)
     if run.reader is not None:
         run.reader.rollback()  # read only: end the transaction, hold no snapshot
-        serial_plans(run.reader)  # for the next chunk's transaction (SET LOCAL)
     run.errors.write(chunk.errors)
     run.diff.merge(chunk.diff)
     run.seal_ahead = 2 * len(chunk.new_people) >= rows
@@ -318,7 +312,7 @@ def deactivate_missing(run: Run) -> None:
 
 
 STEPS: list[Callable[[Run], None]] = [
-    lock, serial_queries, hash_content, read_header, note_previous_run, plan_ahead, prepare,
+    lock, hash_content, read_header, note_previous_run, plan_ahead, prepare,
     stream_chunks, deactivate_missing,
 ]
 
@@ -332,6 +326,7 @@ def import_file(
     """Import one file; :class:`FileProblem` when the file itself cannot be used."""
     options = options or ImportOptions()
     session = database.sessions()
+    serial_plans(session)  # short batch lookups, many of them: no parallel plans
     run = Run(database, settings, session, path, options, progress,
               today=options.today or date.today())
     errors_path = options.errors_path or default_path(path)
