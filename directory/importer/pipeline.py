@@ -140,6 +140,7 @@ class Run:
     run_id: int | None = None
     seal_ahead: bool = True  # the last chunk was mostly new people
     reader: Session | None = None  # plans ahead of the writes (``plan_ahead``), if not None
+    chunk_done: Callable[[], None] = lambda: None  # core.gc_policy's step, once per chunk
 
     @property
     def kind(self) -> Kind:
@@ -234,6 +235,7 @@ def _plan(run: Run, begun: plan.Chunk, rows: int) -> plan.ChunkPlan:
     directory (a chunk not written, or any chunk when they are made ahead) is remembered
     (``recall.keep``)."""
     chunk = plan.finish_chunk(begun)
+    run.chunk_done()
     if run.reader is not None:
         run.reader.rollback()  # read only: end the transaction, hold no snapshot
     run.errors.write(chunk.errors)
@@ -331,7 +333,8 @@ def import_file(
               today=options.today or date.today())
     errors_path = options.errors_path or default_path(path)
     try:
-        with batch_collections(), Ledger() as run.ledger, ErrorFile(errors_path) as run.errors:
+        with (batch_collections() as run.chunk_done, Ledger() as run.ledger,
+              ErrorFile(errors_path) as run.errors):
             for step in STEPS:
                 step(run)
             status = _finish(run)

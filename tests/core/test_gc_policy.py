@@ -50,3 +50,24 @@ def test_an_error_in_the_batch_restores_the_settings() -> None:
     except RuntimeError:
         pass
     assert gc.get_threshold() == before
+
+
+def test_a_batch_collects_fully_itself_every_few_steps() -> None:
+    from core.gc_policy import FULL_EVERY
+
+    full: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(note)
+    try:
+        with batch_collections() as step:
+            for _ in range(FULL_EVERY - 1):
+                step()
+            before = len(full)
+            step()
+            assert len(full) == before + 1
+    finally:
+        gc.callbacks.remove(note)
