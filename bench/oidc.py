@@ -16,8 +16,9 @@ Everything is measured side by side in one run on this machine (see
   introspection and userinfo, oidc-provider's ``client_credentials`` (RS256);
 * complete authorization-code logins with a password (authorize, which shows the sign-in
   page; the login POST with argon2id, answered by the redirect with the code; the token
-  exchange) from a threaded
-  httpx driver, and argon2id verifications alone in one process per core.
+  exchange), played by ``wrk`` with ``bench/login_flow.lua`` (8 threads, one browser
+  each; ``--login-driver httpx``: Python threads instead), and argon2id verifications
+  alone in one process per core.
 
 Everything it creates (servers, database, Redis keys, temporary directory) is
 removed at the end, also after an error or Ctrl-C.
@@ -420,8 +421,68 @@ class LoginStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+LOGIN_FLOW_LUA = BENCH / "login_flow.lua"
+LOGINS_LINE = re.compile(r"^LOGINS ok=(\d+) failed=(\d+) seconds=([\d.]+) p50_ms=(\S+) "
+                         r"p99_ms=(\S+) first_error=(.*)$", re.M)
+
+
+def login_data(tmp: Path, flow: LoginFlow, users: list[dict]) -> Path:
+    """The data ``bench/login_flow.lua`` reads: client, redirect URI, credentials, PKCE."""
+    def lua(value: str) -> str:
+        if not value.isascii():
+            raise ValueError("login_flow.lua data must be ASCII (form-encode it first)")
+        return json.dumps(value)
+
+    pairs = []
+    for _ in range(1024):
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        pairs.append(f"{{{lua(verifier)}, {lua(challenge)}}}")
+    credentials = [f"{{{lua(quote(u['login'], safe=''))}, {lua(quote(u['password'], safe=''))}}}"
+                   for u in users]
+    authorization = client_auth(flow.client, {})[0].get("Authorization", "")
+    if not authorization:
+        raise Unavailable("the login driver authenticates the client with HTTP Basic only")
+    path = tmp / "login_data.lua"
+    path.write_text(
+        f"return {{client_id = {lua(flow.client['client_id'])}, "
+        f"redirect_uri = {lua(flow.redirect_uri)}, scope = {lua(flow.scope)}, "
+        f"authorization = {lua(authorization)},\n"
+        f"users = {{{', '.join(credentials)}}},\n"
+        f"pkce = {{{', '.join(pairs)}}}}}\n")
+    return path
+
+
+def wrk_login_benchmark(server: Server, flow: LoginFlow, users: list[dict],
+                        args: argparse.Namespace, tmp: Path) -> tuple[Result, float]:
+    """Scripted browsers in wrk (``bench/login_flow.lua``), one connection per thread:
+    (the row, the service's CPU seconds during the measured run)."""
+    data = login_data(tmp, flow, users)
+    command = ["wrk", "-t", str(args.login_workers), "-c", str(args.login_workers), "-s",
+               str(LOGIN_FLOW_LUA)]
+    if args.warmup > 0:
+        subprocess.run([*command, "-d", f"{args.warmup}s", flow.base, "--", str(data)],
+                       capture_output=True, check=False)
+    cpu_before = group_cpu_seconds(server.process.pid)
+    output = subprocess.run([*command, "-d", f"{args.duration}s", flow.base, "--", str(data)],
+                            capture_output=True, text=True, check=False)
+    server_cpu = group_cpu_seconds(server.process.pid) - cpu_before
+    name = f"complete logins ({args.login_workers} wrk browsers)"
+    found = LOGINS_LINE.search(output.stdout)
+    if found is None:
+        return Result(name, 0.0, None, None, note="wrk printed no LOGINS line: " + " ".join(
+            (output.stdout + output.stderr).split())[-200:]), server_cpu
+    ok, failed, elapsed = int(found[1]), int(found[2]), float(found[3])
+    row = Result(name, ok / elapsed, float(found[4]), float(found[5]), ok, failed)
+    if failed:
+        row.note = f"{failed} failed logins, first: {found[6]}"
+    return row, server_cpu
+
+
 def login_benchmark(flow: LoginFlow, users: list[dict], workers: int,
                     seconds: float) -> tuple[Result, LoginStats]:
+    """Scripted browsers in Python (``--login-driver httpx``): threads of this process."""
     stats = LoginStats()
     start = threading.Barrier(workers + 1)
     stop = threading.Event()
@@ -550,6 +611,11 @@ def parse_args() -> argparse.Namespace:
                         help="repeat the wrk targets; the round with the median req/s is shown")
     parser.add_argument("--login-workers", type=int, default=8,
                         help="concurrent scripted browsers in the login benchmark")
+    parser.add_argument("--logins-only", action="store_true",
+                        help="measure only the logins and argon2id (no other wrk target)")
+    parser.add_argument("--login-driver", choices=("wrk", "httpx"), default="wrk",
+                        help="who plays the browsers: wrk running bench/login_flow.lua "
+                             "(default: little CPU of its own) or Python httpx threads")
     parser.add_argument("--database-url", default=ADMIN_DATABASE_URL,
                         help="PostgreSQL server (a database is created and dropped there)")
     parser.add_argument("--redis-url", default=REDIS_URL,
@@ -597,7 +663,7 @@ def load_average() -> str:
 def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-oidc-"))
     stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-    node_problem = ensure_node_project()
+    node_problem = "--logins-only" if args.logins_only else ensure_node_project()
 
     port, bare_port, node_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
@@ -670,6 +736,8 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
                                         {"Content-Type": FORM, **headers}, urlencode(body)))
         targets.append(node_target)
 
+    if args.logins_only:
+        targets = []
     measured: dict[str, list[Result]] = {t.name: [] for t in targets}
     for round_number in range(1, args.rounds + 1):
         for target in targets:
@@ -680,15 +748,19 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
         rows.append(Result("oidc-provider client_credentials RS256", 0.0, None, None,
                            note=f"skipped: {node_problem}"))
 
-    print(f"complete logins: {args.login_workers} concurrent browsers for {args.duration} s ...",
-          flush=True)
+    print(f"complete logins: {args.login_workers} concurrent browsers ({args.login_driver}) "
+          f"for {args.duration} s ...", flush=True)
     flow = LoginFlow(base, clients["demo-sm2"], redirect_uri)
-    cpu_before = group_cpu_seconds(ours.process.pid)
-    login_row, login_stats = login_benchmark(flow, students, args.login_workers,
-                                             args.duration)
-    server_cpu = group_cpu_seconds(ours.process.pid) - cpu_before
-    if login_stats.errors:
-        login_row.note = f"{login_stats.errors} failed logins, first: {login_stats.first_error}"
+    if args.login_driver == "wrk":
+        login_row, server_cpu = wrk_login_benchmark(ours, flow, students, args, tmp)
+    else:
+        cpu_before = group_cpu_seconds(ours.process.pid)
+        login_row, login_stats = login_benchmark(flow, students, args.login_workers,
+                                                 args.duration)
+        server_cpu = group_cpu_seconds(ours.process.pid) - cpu_before
+        if login_stats.errors:
+            login_row.note = (f"{login_stats.errors} failed logins, first: "
+                              f"{login_stats.first_error}")
     rows.append(login_row)
 
     argon2_seconds = max(3.0, args.duration / 3)
@@ -702,20 +774,20 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
     node_rps = by_name.get("oidc-provider client_credentials RS256")
     print("\nratios (req/s over req/s)")
     ratio("ours client_credentials SM2 / oidc-provider RS256",
-          by_name[sm2.name], node_rps)
+          by_name.get(sm2.name), node_rps)
     ratio("ours client_credentials RS256 / oidc-provider RS256",
-          by_name[rs256.name], node_rps)
-    ratio("ours client_credentials SM2 / bare FastAPI", by_name[sm2.name],
-          by_name[bare_target.name])
-    ratio("ours client_credentials RS256 / bare FastAPI", by_name[rs256.name],
-          by_name[bare_target.name])
+          by_name.get(rs256.name), node_rps)
+    ratio("ours client_credentials SM2 / bare FastAPI", by_name.get(sm2.name),
+          by_name.get(bare_target.name))
+    ratio("ours client_credentials RS256 / bare FastAPI", by_name.get(rs256.name),
+          by_name.get(bare_target.name))
     logins_per_core, argon2_per_core = login_row.rps / cores, argon2_rate / cores
     print(f"\ncomplete logins per core: {logins_per_core:,.1f}/s; argon2id verifications per "
           f"core: {argon2_per_core:,.1f}/s")
     ratio("logins per core / argon2id verifications per core", logins_per_core,
           argon2_per_core)
-    # The load generator (8 Python browsers), PostgreSQL and Redis share these cores; what
-    # the identity service itself spends per login is its own CPU time per login.
+    # The load generator (wrk or Python browsers), PostgreSQL and Redis share these cores;
+    # what the identity service itself spends per login is its own CPU time per login.
     logins_done = login_row.requests
     if server_cpu > 0 and logins_done:
         per_server_core = logins_done / server_cpu
