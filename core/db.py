@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, exc, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -164,6 +164,16 @@ class Database:
         """A session in a transaction: committed on success, rolled back on error."""
         with self.sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for a few reads outside any transaction (autocommit): no ``BEGIN``
+        before the first statement and no ``ROLLBACK`` after the last, two round trips
+        fewer than a session. Each statement sees the data as of its own start, so use it
+        only where statements that see different moments are harmless (UserInfo's claims);
+        never for writes or for reads that decide one."""
+        with self.engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.engine import Connection, Row
 
 from core.db import Database
 from core.field_crypto import open_
@@ -30,6 +30,7 @@ from directory.models import (
     Account,
     Affiliation,
     IdentifierKind,
+    LoginIdentifier,
     OrgKind,
     OrgUnit,
     Person,
@@ -46,24 +47,48 @@ SCOPE_CLAIMS = {
 _LOGIN_ORDER = (IdentifierKind.username, IdentifierKind.teacher_number,
                 IdentifierKind.student_number)
 
-
-def _chains(session: Any, units: list[OrgUnit]) -> dict[int, list[OrgUnit]]:
-    """Each unit's ancestors, root first, from the materialised paths: one query."""
-    ids = {int(part) for unit in units for part in unit.path.strip("/").split("/") if part}
-    by_id = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(ids)))}
-    return {unit.id: [by_id[int(p)] for p in unit.path.strip("/").split("/")
-                      if p and int(p) in by_id] for unit in units}
+# Core statements, built once (UserInfo is on every app's sign-in path; loading ORM objects
+# with joined eager loads cost more than the SQL). Rows, not objects: nothing is written.
+_ACCOUNT, _PERSON = Account.__table__, Person.__table__
+_IDENTIFIER, _AFFILIATION, _UNIT = (LoginIdentifier.__table__, Affiliation.__table__,
+                                    OrgUnit.__table__)
 
 
-def _edu(session: Any, account: Account) -> dict[str, Any]:
-    """From the current affiliations (loaded with the account, see ``_CURRENT``) and one
-    query for their units' ancestors."""
-    rows = sorted(account.person.affiliations, key=lambda a: a.id)
-    chains = _chains(session, [a.org_unit for a in rows])
+def _person_rows(key: Any) -> Select:
+    """The account's person with one row per login identifier (one row if it has none)."""
+    return (select(_PERSON.c.id.label("person_id"), _PERSON.c.uid, _PERSON.c.name,
+                   _PERSON.c.gender, _PERSON.c.birth_date, _PERSON.c.phone_enc,
+                   _PERSON.c.updated_at, _IDENTIFIER.c.kind, _IDENTIFIER.c.value)
+            .select_from(_ACCOUNT.join(_PERSON, _PERSON.c.id == _ACCOUNT.c.person_id)
+                         .outerjoin(_IDENTIFIER, _IDENTIFIER.c.account_id == _ACCOUNT.c.id))
+            .where(key == bindparam("key")))
+
+
+_BY_ACCOUNT_ID, _BY_SUB = _person_rows(_ACCOUNT.c.id), _person_rows(_ACCOUNT.c.sub)
+# The person's current affiliations (no end date) with their units' materialised paths.
+_CURRENT = (select(_AFFILIATION.c.role, _AFFILIATION.c.org_unit_id, _UNIT.c.path)
+            .join_from(_AFFILIATION, _UNIT, _UNIT.c.id == _AFFILIATION.c.org_unit_id)
+            .where(_AFFILIATION.c.person_id == bindparam("person_id"),
+                   _AFFILIATION.c.valid_to.is_(None))
+            .order_by(_AFFILIATION.c.id))
+_UNITS = select(_UNIT.c.id, _UNIT.c.kind, _UNIT.c.code, _UNIT.c.name).where(
+    _UNIT.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _path_ids(path: str) -> list[int]:
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
+def _edu(connection: Connection, person_id: int) -> dict[str, Any]:
+    """From the current affiliations and one query for their units' ancestors (the
+    materialised paths name them, root first, the unit itself last)."""
+    current = connection.execute(_CURRENT, {"person_id": person_id}).all()
+    ids = {unit_id for row in current for unit_id in _path_ids(row.path)}
+    units = {u.id: u for u in connection.execute(_UNITS, {"ids": list(ids)})} if ids else {}
     roles, claims = set(), {}
-    for affiliation in rows:
+    for affiliation in current:
         roles.add(affiliation.role)
-        chain = chains[affiliation.org_unit_id]
+        chain = [units[i] for i in _path_ids(affiliation.path) if i in units]
         by_kind = {u.kind: u for u in chain}
         if OrgKind.school.value in by_kind and "school" not in claims:
             school = by_kind[OrgKind.school.value]
@@ -76,10 +101,10 @@ def _edu(session: Any, account: Account) -> dict[str, Any]:
     return {"edu_roles": sorted(roles), **claims}
 
 
-def _all_claims(session: Any, settings: Settings, account: Account,
+def _all_claims(connection: Connection, settings: Settings, rows: list[Row],
                 wanted: set[str]) -> dict[str, Any]:
-    person = account.person
-    identifiers = {i.kind: i.value for i in account.identifiers}
+    person = rows[0]
+    identifiers = {row.kind: row.value for row in rows if row.kind is not None}
     claims: dict[str, Any] = {}
     if wanted & set(SCOPE_CLAIMS["profile"]):
         claims.update({
@@ -99,7 +124,7 @@ def _all_claims(session: Any, settings: Settings, account: Account,
         claims.update({"phone_number": "+86" + (open_(settings, PHONE, person) or ""),
                        "phone_number_verified": False})
     if wanted & set(SCOPE_CLAIMS["edu"]):
-        claims.update(_edu(session, account))
+        claims.update(_edu(connection, person.person_id))
     return {k: v for k, v in claims.items() if k in wanted}
 
 
@@ -112,26 +137,16 @@ def _requested(grant: Grant, member: str) -> set[str]:
 
 
 def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str]) -> dict[str, Any]:
-    """Claims of the grant's account (found by id, or by ``sub`` for UserInfo)."""
+    """Claims of the grant's account (found by id, or by ``sub`` for UserInfo): one query
+    for the person and their login identifiers, two more for ``edu``; read outside a
+    transaction (``Database.reading``: claims read a moment apart are harmless)."""
     if not wanted or (grant.account_id is None and grant.sub is None):
         return {}
-    where = (Account.id == grant.account_id if grant.account_id is not None
-             else Account.sub == grant.sub)
-    options = [joinedload(Account.person), joinedload(Account.identifiers)]
-    if wanted & set(SCOPE_CLAIMS["edu"]):
-        options.append(_CURRENT)
-    with db.sessions() as session:  # the account, its person, identifiers (and affiliations)
-        account = session.scalars(select(Account).options(*options).where(where)
-                                  ).unique().first()
-        if account is None:
-            return {}
-        return _all_claims(session, settings, account, wanted)
-
-
-# The person's current affiliations with their units, joined into the account's query.
-_CURRENT = (joinedload(Account.person)
-            .joinedload(Person.affiliations.and_(Affiliation.valid_to.is_(None)))
-            .joinedload(Affiliation.org_unit))
+    by_id = grant.account_id is not None
+    with db.reading() as connection:
+        rows = connection.execute(_BY_ACCOUNT_ID if by_id else _BY_SUB,
+                                  {"key": grant.account_id if by_id else grant.sub}).all()
+        return _all_claims(connection, settings, rows, wanted) if rows else {}
 
 
 def id_token_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any]:

@@ -40,13 +40,17 @@ async def userinfo(request: Request) -> JSONResponse:
     if not token:
         return JSONResponse({"error": "invalid_token", "error_description": "no access token"},
                             status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    claims = await run_in_threadpool(read_access_token, request, token)
+    answer = await run_in_threadpool(_answer, request, token)  # one hop: token, then claims
+    return answer if isinstance(answer, JSONResponse) else JSONResponse(
+        answer, headers={"Cache-Control": "no-store"})
+
+
+def _answer(request: Request, token: str) -> dict | JSONResponse:
+    """The claims for a valid token with the ``openid`` scope, or the error to send."""
+    claims = read_access_token(request, token)
     if claims is None or claims.get("sub") == claims.get("client_id"):
         return _bearer_error("invalid_token", "the access token is invalid or expired")
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
-    body = await run_in_threadpool(userinfo_claims, request.app.state.db,
-                                   request.app.state.settings, grant)
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
-
+    return userinfo_claims(request.app.state.db, request.app.state.settings, grant)

@@ -411,3 +411,49 @@ def test_consent_can_be_withdrawn(client: TestClient, make_client, make_person) 
     assert flow.Redirect(silent.headers["location"]).params["error"] == "consent_required"
     forged = client.post("/account/apps/revoke", data={"client_id": registered.client_id})
     assert forged.status_code == 403
+
+
+def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, make_person,
+                                             db, settings) -> None:
+    """Every claim of the profile, email and phone scopes, from the directory: the phone
+    number decrypted for this answer only, the username the most specific login name."""
+    from datetime import date
+
+    from core.field_crypto import seal
+    from directory.models import PHONE, IdentifierKind, LoginIdentifier, Person
+
+    registered, person = make_client(), make_person("s77", "pw-right-77", name="钱老师")
+    with db.session() as session:
+        account = session.get(Account, person.account_id)
+        row = session.get(Person, account.person_id)
+        row.gender, row.birth_date = "female", date(2012, 3, 4)
+        seal(settings, PHONE, row, "13912345678")
+        session.add_all([
+            LoginIdentifier(account_id=account.id, kind=IdentifierKind.email.value,
+                            value="qian@example.edu.cn"),
+            LoginIdentifier(account_id=account.id, kind=IdentifierKind.username.value,
+                            value="qianls"),
+        ])
+    redirect = flow.code_flow(client, registered.client_id, person,
+                              scope="openid profile email phone")
+    body = _redeem(client, registered, redirect.params["code"]).json()
+    for method in ("GET", "POST"):
+        userinfo = client.request(method, "/oauth2/userinfo", headers={
+            "Authorization": f"Bearer {body['access_token']}"}).json()
+        assert userinfo.pop("updated_at") > 1_700_000_000
+        assert userinfo == {
+            "sub": person.sub, "name": "钱老师", "family_name": "钱", "given_name": "老师",
+            "gender": "female", "birthdate": "2012-03-04", "preferred_username": "qianls",
+            "locale": "zh-CN", "email": "qian@example.edu.cn", "email_verified": False,
+            "phone_number": "+8613912345678", "phone_number_verified": False,
+        }
+
+
+def test_userinfo_claims_by_scope_only(client: TestClient, make_client, make_person) -> None:
+    """A token with the openid scope alone gives ``sub`` and nothing else."""
+    registered, person = make_client(), make_person("s78", "pw-right-78")
+    redirect = flow.code_flow(client, registered.client_id, person, scope="openid")
+    body = _redeem(client, registered, redirect.params["code"]).json()
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {body['access_token']}"}).json()
+    assert userinfo == {"sub": person.sub}
