@@ -243,12 +243,12 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
 
 @router.get("/select-account")
 def select_account_form(request: Request, ia: str) -> Response:
-    authorize.load_interaction(request, ia)
+    pending = authorize.load_interaction(request, ia)
     loaded = sessions.load(request.app.state.store, request)
     if loaded is None:
         return RedirectResponse(f"/login?ia={ia}", status_code=303)
     return render(request, "select_account.html", {"ia": ia, "name": _display_name(
-        request, loaded[1].account_id)})
+        request, loaded[1].account_id)}, form_target=pending.redirect_uri)
 
 
 @router.post("/select-account")
@@ -273,7 +273,7 @@ def consent_form(request: Request, ia: str) -> Response:
     client = request.app.state.clients.get(pending.client_id)
     scopes = [SCOPE_TEXT[s] for s in pending.scope.split() if s in SCOPE_TEXT]
     return render(request, "consent.html", {"ia": ia, "app_name": client.name if client else "",
-                                            "scopes": scopes})
+                                            "scopes": scopes}, form_target=pending.redirect_uri)
 
 
 @router.post("/consent")

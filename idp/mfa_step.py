@@ -153,7 +153,11 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        secret=" ".join(enrolment.secret_base32[i:i + 4]
                                        for i in range(0, len(enrolment.secret_base32), 4)))
-    return render(request, "mfa.html", context, status=status)
+    from idp.oidc import authorize  # authorize starts this step: imported when used
+
+    pending = authorize.peek_interaction(request, step.ia)  # the answer may go to its app
+    return render(request, "mfa.html", context, status=status,
+                  form_target=pending.redirect_uri if pending else None)
 
 
 @router.get("/mfa")

@@ -51,25 +51,26 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _app_name(request: Request, ia: str) -> str | None:
+def _page(request: Request, name: str, ia: str, status: int, **context: object) -> Response:
+    """An SMS sign-in page: the app's name, and its redirect URI in the CSP (the code's
+    answer is the redirect to the app)."""
     pending = _pending(request, ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
-    return client.name if client else None
+    return render(request, name, {"ia": ia, "app_name": client.name if client else None,
+                                  **context}, status=status,
+                  form_target=pending.redirect_uri if pending else None)
 
 
 def _phone_page(request: Request, ia: str, phone: str = "", error: str = "",
                 status: int = 200, **params: object) -> Response:
-    return render(request, "sms_login.html", {
-        "ia": ia, "phone": phone, "error": error, "error_params": params,
-        "app_name": _app_name(request, ia)}, status=status)
+    return _page(request, "sms_login.html", ia, status, phone=phone, error=error,
+                 error_params=params)
 
 
 def _code_page(request: Request, ia: str, phone: str, error: str = "",
                status: int = 200, **params: object) -> Response:
-    return render(request, "sms_code.html", {
-        "ia": ia, "phone": phone, "masked": sms.mask(phone), "error": error,
-        "error_params": params, "minutes": sms.CODE_SECONDS // 60,
-        "app_name": _app_name(request, ia)}, status=status)
+    return _page(request, "sms_code.html", ia, status, phone=phone, masked=sms.mask(phone),
+                 error=error, error_params=params, minutes=sms.CODE_SECONDS // 60)
 
 
 @router.get("/login/sms")

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +42,21 @@ _BASE_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_SOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[A-Za-z0-9.\-\[\]:]+)?$")
+
+
+def csp_with_form_target(url: str) -> str | None:
+    """The page CSP with ``form-action`` widened to ``url``'s origin (or, for a native
+    app's private-use scheme, to that scheme), or ``None`` when ``url`` makes no valid CSP
+    source. Browsers (Chromium, WebKit) apply ``form-action`` to the redirects that answer
+    a form too, so a sign-in page whose answer is the redirect to the app must allow the
+    app's origin, and only that one."""
+    target = urlsplit(url)
+    source = (f"{target.scheme}://{target.netloc}" if target.scheme in ("http", "https")
+              else f"{target.scheme}:")
+    if not target.scheme or not _SOURCE.match(source) or "@" in target.netloc:
+        return None
+    return CSP.replace("form-action 'self'", f"form-action 'self' {source}")
 
 
 _PLAIN_ROUTES: dict[object, str] = {}

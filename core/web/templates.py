@@ -17,6 +17,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from core.web import i18n
 from core.web.csrf import COOKIE as CSRF_COOKIE
 from core.web.csrf import csrf_token
+from core.web.middleware import csp_with_form_target
 
 _folders: list[Path] = [Path(__file__).parent / "templates"]
 _env: Environment | None = None
@@ -68,8 +69,12 @@ def locale_of(request: Request) -> str:
 
 
 def render(
-    request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200,
+    form_target: str | None = None,
 ) -> HTMLResponse:
+    """The page ``name`` in the request's language. ``form_target``: a URL this page's
+    forms may end up at through redirects (the app's redirect URI on a sign-in page): its
+    origin joins the CSP's ``form-action``."""
     locale = locale_of(request)
     translations = i18n.translations(locale)
     template = environment().get_template(name)
@@ -90,6 +95,8 @@ def render(
         **(context or {}),
     }
     response = HTMLResponse(template.render(values), status_code=status)
+    if form_target and (policy := csp_with_form_target(form_target)):
+        response.headers["Content-Security-Policy"] = policy
     asked = request.query_params.get("ui_locales")
     if asked and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.negotiate(
         asked, None, None, ""

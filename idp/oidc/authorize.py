@@ -279,6 +279,14 @@ def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
     return AuthorizationRequest(**json.loads(raw))
 
 
+def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequest | None:
+    """The pending request of this browser, or ``None`` (no page when it has expired)."""
+    try:
+        return load_interaction(request, interaction_id) if interaction_id else None
+    except PageError:
+        return None
+
+
 def _to_page(request: Request, page: str, req: AuthorizationRequest,
              interaction_id: str | None = None) -> Response:
     interaction_id = save_interaction(request, req, interaction_id)

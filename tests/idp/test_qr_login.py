@@ -28,6 +28,7 @@ from directory.models import Account
 from idp import qr_login as web
 from idp import sessions
 from mfa import qr_login as qr
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 from tests.idp.live import live_server  # noqa: F401 - fixture
@@ -436,12 +437,6 @@ def test_describe_agent(agent: str, expected: tuple[str, str]) -> None:
 
 
 # -- two Chromium browsers against a live server ------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
 
 @pytest.mark.interop
 def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  # noqa: F811

@@ -39,11 +39,6 @@ from tests.idp.conftest import REDIRECT_URI, make_client  # noqa: F401 - fixture
 from tests.idp.flow import pkce_pair
 from tests.idp.live import _wait_until_healthy
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -402,18 +397,6 @@ def localhost_server(var_dir: Path, database_url: str, db: Database,
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _authenticator(context, page, **options: Any) -> tuple[Any, str]:

@@ -1,0 +1,119 @@
+"""A real browser follows the sign-in and consent answers to the app on another origin.
+
+Chromium applies a page's ``form-action`` CSP directive to the redirects that follow a
+form's submission: a sign-in page that allowed only ``'self'`` would strand every person
+whose app lives elsewhere on a blocked navigation. These tests submit the real forms in
+Chromium and check that it reaches the app's redirect URI (a small HTTP server on another
+port, so another origin) with the code.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from tests.idp.flow import pkce_pair
+from tests.idp.live import live_server  # noqa: F401 - fixture
+
+
+class _Callback(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>app</title><p>app callback</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def app_origin() -> Iterator[str]:
+    """An app on another origin: its callback page answers 200 to any GET."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Callback)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _authorize_url(server: str, client_id: str, redirect_uri: str) -> str:
+    _, challenge = pkce_pair()
+    return server + "/oauth2/authorize?" + urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+        "scope": "openid profile", "state": "st-browser", "nonce": "n-browser",
+        "code_challenge": challenge, "code_challenge_method": "S256"})
+
+
+def _sign_in(page, person) -> None:
+    page.fill("#login", person.login)
+    page.fill("#password", person.password)
+    page.click("form[action='/login'] button[type=submit]")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("first_party", [True, False], ids=["first-party", "consent"])
+def test_chromium_reaches_the_app_after_the_forms(live_server, app_origin, browser,  # noqa: F811
+                                                  make_client, make_person,
+                                                  first_party: bool) -> None:
+    redirect_uri = app_origin + "/callback"
+    client = make_client(first_party=first_party, redirect_uris=[redirect_uri])
+    person = make_person()
+    page = browser.new_context(locale="zh-CN").new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.goto(_authorize_url(live_server.url, client.client_id, redirect_uri))
+    _sign_in(page, person)
+    if not first_party:
+        page.wait_for_selector("form[action='/consent']")
+        page.click("button[name=decision][value=allow]")
+    page.wait_for_url(redirect_uri + "?*", timeout=15_000)
+    params = parse_qs(urlsplit(page.url).query)
+    assert params["state"] == ["st-browser"] and params["code"][0]
+    assert params["iss"] == [live_server.url]
+    assert not blocked
+
+
+@pytest.mark.parametrize(("url", "source"), [
+    ("https://app.example.edu.cn/callback?x=1", "https://app.example.edu.cn"),
+    ("http://localhost:8080/cb", "http://localhost:8080"),
+    ("cn.edu.example.app:/oauth2redirect", "cn.edu.example.app:"),
+])
+def test_form_action_widened_to_the_app_only(url: str, source: str) -> None:
+    from core.web.middleware import CSP, csp_with_form_target
+
+    policy = csp_with_form_target(url)
+    assert policy == CSP.replace("form-action 'self'", f"form-action 'self' {source}")
+
+
+@pytest.mark.parametrize("url", ["https://a.example;script-src *", "//no-scheme.example/",
+                                 "https://user@app.example/", "https://a b.example/"])
+def test_form_action_refuses_what_is_no_source(url: str) -> None:
+    from core.web.middleware import csp_with_form_target
+
+    assert csp_with_form_target(url) is None
+
+
+def test_sign_in_page_allows_its_app_and_no_other(client, make_client) -> None:
+    from tests.idp import flow
+
+    registered = make_client()
+    page = flow.authorize(client, client_id=registered.client_id)
+    policy = page.headers["content-security-policy"]
+    assert "form-action 'self' https://app.example.edu.cn;" in policy
+    plain = client.get("/login")
+    assert "form-action 'self';" in plain.headers["content-security-policy"]
