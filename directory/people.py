@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
@@ -18,6 +19,7 @@ from directory.models import (
     LoginIdentifier,
     OrgUnit,
     Person,
+    PersonStatus,
     Role,
 )
 
@@ -110,3 +112,30 @@ def current_roles(session: Session, person_id: int) -> set[str]:
 # Built once: every sign-in reads the roles (the MFA policy).
 _CURRENT_ROLES = select(Affiliation.role).where(
     Affiliation.person_id == bindparam("person_id"), Affiliation.valid_to.is_(None))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Whether an account may stay signed in (it exists, is not disabled, and its person
+    is active: not suspended, graduated, transferred or gone), and the person's roles."""
+
+    allowed: bool
+    roles: frozenset[str]
+
+
+def standing(session: Session, account_id: int) -> Standing:
+    """One query: the account's state and its person's current roles."""
+    rows = session.execute(_STANDING, {"account_id": account_id}).all()
+    if not rows:
+        return Standing(False, frozenset())
+    allowed = not rows[0].disabled and rows[0].status == PersonStatus.active.value
+    return Standing(allowed, frozenset(row.role for row in rows if row.role is not None))
+
+
+_STANDING = (
+    select(Account.disabled, Person.status, Affiliation.role)
+    .join(Person, Person.id == Account.person_id)
+    .outerjoin(Affiliation, (Affiliation.person_id == Person.id)
+               & Affiliation.valid_to.is_(None))
+    .where(Account.id == bindparam("account_id"))
+)

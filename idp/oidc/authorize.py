@@ -32,7 +32,7 @@ from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.apps import ClientMetadata
 from directory.models import Account
-from directory.people import current_roles
+from directory.people import current_roles, standing
 from idp import mfa_step, sessions
 from idp.login_page import render_login
 from idp.oidc import codes, consent
@@ -349,7 +349,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
 
     ``loaded``: the SSO session, when the caller has just started it (its cookie is not
     on this request yet); ``needed``: the level it needs, when already computed."""
-    loaded = loaded or sessions.load(request.app.state.store, request)
+    roles = None
+    if loaded is None:
+        loaded, roles = _cookie_session(request)
     session = loaded[1] if loaded else None
     silent = "none" in req.prompt
     if needs_login(req, session):
@@ -360,7 +362,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         return _to_page(request, "login", req, interaction_id)
     assert loaded is not None and session is not None
     if needed is None:
-        needed = required_level(request, session.account_id, req)
+        needed = required_level(request, session.account_id, req, roles)
     if policy.level(session.acr) < needed:
         if silent:
             return respond_error(request, req, OAuthError(
@@ -380,6 +382,24 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return respond_error(request, req, OAuthError("consent_required", "consent needed"))
         return _to_page(request, "consent", req, interaction_id)
     return _issue_code(request, client, req, loaded)
+
+
+def _cookie_session(request: Request) -> tuple[tuple[str, sessions.SSOSession] | None,
+                                               frozenset[str] | None]:
+    """The browser's SSO session and the person's current roles. A session whose account
+    may no longer sign in (disabled; the person suspended, graduated, transferred or
+    gone) is ended here: the browser is treated as signed out, and the sign-in page then
+    says why in plain words."""
+    store = request.app.state.store
+    loaded = sessions.load(store, request)
+    if loaded is None:
+        return None, None
+    with request.app.state.db.sessions() as session:
+        now = standing(session, loaded[1].account_id)
+    if not now.allowed:
+        sessions.end(store, loaded[0])
+        return None, None
+    return loaded, now.roles
 
 
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,

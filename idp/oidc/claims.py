@@ -34,6 +34,7 @@ from directory.models import (
     OrgKind,
     OrgUnit,
     Person,
+    PersonStatus,
 )
 from idp.oidc.tokens import Grant
 
@@ -56,7 +57,8 @@ _IDENTIFIER, _AFFILIATION, _UNIT = (LoginIdentifier.__table__, Affiliation.__tab
 
 def _person_rows(key: Any) -> Select:
     """The account's person with one row per login identifier (one row if it has none)."""
-    return (select(_PERSON.c.id.label("person_id"), _PERSON.c.uid, _PERSON.c.name,
+    return (select(_ACCOUNT.c.disabled, _PERSON.c.status, _PERSON.c.id.label("person_id"),
+                   _PERSON.c.uid, _PERSON.c.name,
                    _PERSON.c.gender, _PERSON.c.birth_date, _PERSON.c.phone_enc,
                    _PERSON.c.updated_at, _IDENTIFIER.c.kind, _IDENTIFIER.c.value)
             .select_from(_ACCOUNT.join(_PERSON, _PERSON.c.id == _ACCOUNT.c.person_id)
@@ -137,15 +139,13 @@ def _requested(grant: Grant, member: str) -> set[str]:
 
 
 def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str]) -> dict[str, Any]:
-    """Claims of the grant's account (found by id, or by ``sub`` for UserInfo): one query
-    for the person and their login identifiers, two more for ``edu``; read outside a
-    transaction (``Database.reading``: claims read a moment apart are harmless)."""
-    if not wanted or (grant.account_id is None and grant.sub is None):
+    """Claims of the grant's account (found by id): one query for the person and their
+    login identifiers, two more for ``edu``; read outside a transaction
+    (``Database.reading``: claims read a moment apart are harmless)."""
+    if not wanted or grant.account_id is None:
         return {}
-    by_id = grant.account_id is not None
     with db.reading() as connection:
-        rows = connection.execute(_BY_ACCOUNT_ID if by_id else _BY_SUB,
-                                  {"key": grant.account_id if by_id else grant.sub}).all()
+        rows = connection.execute(_BY_ACCOUNT_ID, {"key": grant.account_id}).all()
         return _all_claims(connection, settings, rows, wanted) if rows else {}
 
 
@@ -153,7 +153,14 @@ def id_token_claims(db: Database, settings: Settings, grant: Grant) -> dict[str,
     return _for(db, settings, grant, _requested(grant, "id_token"))
 
 
-def userinfo_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any]:
+def userinfo_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any] | None:
+    """UserInfo's answer for the token's ``sub``, or ``None`` when the account may no longer
+    sign in (gone, disabled, or its person suspended, graduated, transferred or left): its
+    tokens then stop working here at once, not only when they expire."""
     wanted = {c for s in grant.scope.split() for c in SCOPE_CLAIMS.get(s, ())}
     wanted |= _requested(grant, "userinfo")
-    return {"sub": grant.sub, **_for(db, settings, grant, wanted)}
+    with db.reading() as connection:
+        rows = connection.execute(_BY_SUB, {"key": grant.sub}).all()
+        if not rows or rows[0].disabled or rows[0].status != PersonStatus.active.value:
+            return None
+        return {"sub": grant.sub, **_all_claims(connection, settings, rows, wanted)}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.db import Database, utcnow
 from directory.apps import Consent
+from idp.oidc.refresh_tokens import RefreshToken
 
 
 def covers(db: Database, account_id: int, client_id: str, scope: str) -> bool:
@@ -28,6 +29,9 @@ def grant(db: Database, account_id: int, client_id: str, scope: str) -> None:
 
 
 def revoke(db: Database, account_id: int, client_id: str) -> bool:
+    """Withdraw the consent, and with it every refresh token the app holds for this
+    account (in the same transaction): the app keeps no way back in. Its access tokens
+    end with their short lifetime."""
     with db.session() as session:
         row = session.scalar(select(Consent).where(
             Consent.account_id == account_id, Consent.client_id == client_id,
@@ -35,4 +39,7 @@ def revoke(db: Database, account_id: int, client_id: str) -> bool:
         if row is None:
             return False
         row.revoked_at = utcnow()
+        session.execute(update(RefreshToken).where(
+            RefreshToken.account_id == account_id, RefreshToken.client_id == client_id,
+            RefreshToken.revoked_at.is_(None)).values(revoked_at=row.revoked_at))
         return True

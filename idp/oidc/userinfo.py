@@ -53,4 +53,7 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
-    return userinfo_claims(request.app.state.db, request.app.state.settings, grant)
+    answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant)
+    if answer is None:  # the account may no longer sign in
+        return _bearer_error("invalid_token", "the access token is invalid or expired")
+    return answer

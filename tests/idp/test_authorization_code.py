@@ -413,6 +413,56 @@ def test_consent_can_be_withdrawn(client: TestClient, make_client, make_person) 
     assert forged.status_code == 403
 
 
+def test_withdrawn_consent_revokes_the_apps_refresh_tokens(client: TestClient, make_client,
+                                                           make_person) -> None:
+    """After the person withdraws consent the app cannot refresh its way back in."""
+    registered, person = make_client(first_party=False), make_person()
+    response = flow.authorize(client, client_id=registered.client_id,
+                              scope="openid profile offline_access")
+    response = flow.follow(client, flow.login(client, response, person.login, person.password))
+    page = client.get(response.headers["location"])
+    ia = response.headers["location"].split("ia=")[1]
+    allowed = client.post("/consent", data={"csrf_token": flow.csrf_of(page.text), "ia": ia,
+                                            "decision": "allow"}, follow_redirects=False)
+    code = flow.Redirect(flow.follow(client, allowed).headers["location"]).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    apps = client.get("/account/apps")
+    client.post("/account/apps/revoke", data={"csrf_token": flow.csrf_of(apps.text),
+                                              "client_id": registered.client_id})
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(registered.client_id, registered.secret))
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("status", ["suspended", "graduated", "left"])
+def test_a_live_session_ends_when_the_person_may_no_longer_sign_in(
+        client: TestClient, make_client, make_person, db, status: str) -> None:
+    """Suspending (or graduating ...) a person cuts their SSO session at the next app they
+    open, and their access tokens at UserInfo: not only at their next password sign-in."""
+    from directory.models import Person
+
+    registered, person = make_client(), make_person()
+    first = flow.code_flow(client, registered.client_id, person, scope="openid profile")
+    tokens = _redeem(client, registered, first.params["code"]).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/oauth2/userinfo", headers=bearer).status_code == 200
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    assert "code" in flow.Redirect(silent.headers["location"]).params  # the session works
+    with db.session() as session:
+        session.get(Person, session.get(Account, person.account_id).person_id).status = status
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "login_required"
+    assert flow.is_login_page(flow.authorize(client, client_id=registered.client_id))
+    cut = client.get("/oauth2/userinfo", headers=bearer)
+    assert cut.status_code == 401 and cut.json()["error"] == "invalid_token"
+    assert 'error="invalid_token"' in cut.headers["www-authenticate"]
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(registered.client_id, registered.secret))
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
 def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, make_person,
                                              db, settings) -> None:
     """Every claim of the profile, email and phone scopes, from the directory: the phone
