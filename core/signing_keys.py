@@ -279,7 +279,7 @@ class KeyRing:
             header = json.loads(_b64decode(header_b64))
             claims = json.loads(_b64decode(payload_b64))
             signature = _b64decode(signature_b64)
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):  # RecursionError: "[[[[..."
             return None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             return None

@@ -105,7 +105,7 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "")
     client = _client(request)
     try:
         expected_state, nonce, verifier = json.loads(request.cookies.get(COOKIE, "[]"))
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):  # a cookie this page did not write
         expected_state = nonce = verifier = ""
     if error or not code or state != expected_state or client is None:
         result = {"error": error or "state mismatch or missing code"}

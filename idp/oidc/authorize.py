@@ -160,7 +160,7 @@ def check_max_age(params: dict[str, str], _c: ClientMetadata,
     if "max_age" not in params:
         return
     value = params["max_age"]
-    if not value.isdigit() or len(value) > 10:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:  # not "²" or "٣"
         raise _fail("invalid_request", "max_age must be a non-negative integer")
     req.max_age = int(value)
 
@@ -171,7 +171,7 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
         return
     try:
         claims = json.loads(params["claims"])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." deeper than Python goes
         raise _fail("invalid_request", "claims is not valid JSON") from None
     if not isinstance(claims, dict) or set(claims) - {"id_token", "userinfo"} or not all(
         isinstance(v, dict) for v in claims.values()

@@ -122,13 +122,15 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     token = form["client_assertion"]
     claims = _unverified_claims(token)
     client_id = claims.get("sub") or claims.get("iss") or ""
+    if not isinstance(client_id, str):
+        raise invalid_client("unknown client or wrong authentication method")
     client = registry.get(str(client_id))
     if client is None or client.token_endpoint_auth_method != "private_key_jwt" or not client.jwks:
         raise invalid_client("unknown client or wrong authentication method")
     try:
         keys = gm_jose.import_key_set(client.jwks)
         verified = jwt.decode(token, keys, algorithms=ASSERTION_ALGS).claims
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, RecursionError):
         raise invalid_client("client assertion signature is invalid") from None
     _check_assertion_claims(verified, client.client_id, endpoint_url, settings)
     if form.get("client_id") and form["client_id"] != client.client_id:
@@ -142,9 +144,12 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
 def _unverified_claims(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, RecursionError):
         raise invalid_client("client assertion is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise invalid_client("client assertion is not a JWT (its claims are not an object)")
+    return claims
 
 
 def _check_assertion_claims(claims: dict[str, Any], client_id: str, endpoint_url: str,
