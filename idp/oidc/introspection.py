@@ -22,21 +22,38 @@ PUBLIC = ("iss", "sub", "aud", "exp", "iat", "client_id", "scope", "jti", "auth_
           "amr", "sid")
 
 
-def _inspect(request: Request, token: str, hint: str | None, client_id: str) -> dict[str, Any]:
+def _access(request: Request, token: str, client_id: str) -> dict[str, Any] | None:
+    """The answer for an access token; None when ``token`` is no (valid) access token."""
+    claims = read_access_token(request, token)
+    if claims is None:
+        return None
+    if claims.get("client_id") != client_id:
+        return {"active": False}
+    return {"active": True, "token_type": "Bearer",
+            **{k: claims[k] for k in PUBLIC if k in claims}}
+
+
+def _refresh(request: Request, token: str, client_id: str) -> dict[str, Any] | None:
+    """The answer for a refresh token; None when ``token`` is no refresh token."""
     state = request.app.state
-    if hint != "refresh_token":
-        claims = read_access_token(request, token)
-        if claims is not None:
-            if claims.get("client_id") != client_id:
-                return {"active": False}
-            return {"active": True, "token_type": "Bearer",
-                    **{k: claims[k] for k in PUBLIC if k in claims}}
     row = refresh_tokens.find(state.db, state.settings, token)
-    if (row is None or row.client_id != client_id or row.revoked_at or row.used_at
+    if row is None:
+        return None
+    if (row.client_id != client_id or row.revoked_at or row.used_at
             or row.expires_at <= utcnow()):
         return {"active": False}
     return {"active": True, "client_id": row.client_id,
             "exp": int(row.expires_at.timestamp()), "iss": state.settings.issuer}
+
+
+def _inspect(request: Request, token: str, hint: str | None, client_id: str) -> dict[str, Any]:
+    """RFC 7662 2.1: the hint only says where to look first; the other kind is searched
+    too when the token is not found there."""
+    kinds = [_refresh, _access] if hint == "refresh_token" else [_access, _refresh]
+    for inspect_kind in kinds:
+        if (answer := inspect_kind(request, token, client_id)) is not None:
+            return answer
+    return {"active": False}
 
 
 @router.post("/oauth2/introspect", summary="Token introspection (RFC 7662)")

@@ -30,20 +30,36 @@ def is_revoked(store: Store, jti: str) -> bool:
     return store.get(f"at-revoked:{jti}") is not None
 
 
-def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> None:
+def _revoke_refresh(request: Request, token: str, client_id: str) -> bool:
+    """Revoke a refresh token's family; False when ``token`` is no refresh token."""
     state = request.app.state
-    if hint != "access_token":
-        row = refresh_tokens.find(state.db, state.settings, token)
-        if row is not None:
-            if row.client_id == client_id:
-                refresh_tokens.revoke_family(state.db, row.family)
-            return
+    row = refresh_tokens.find(state.db, state.settings, token)
+    if row is not None and row.client_id == client_id:
+        refresh_tokens.revoke_family(state.db, row.family)
+    return row is not None
+
+
+def _revoke_access(request: Request, token: str, client_id: str) -> bool:
+    """Deny-list a JWT access token, delete an opaque one; False when it is neither."""
     claims = read_access_token(request, token, check_revoked=False)
-    if claims is None or claims.get("client_id") != client_id:
-        return
-    if claims.get("_opaque_key"):
-        state.store.delete(claims["_opaque_key"])
-    revoke_access_jti(state.store, claims["jti"], claims["exp"] - time.time())
+    if claims is None:
+        return False
+    if claims.get("client_id") == client_id:
+        if claims.get("_opaque_key"):
+            request.app.state.store.delete(claims["_opaque_key"])
+        revoke_access_jti(request.app.state.store, claims["jti"], claims["exp"] - time.time())
+    return True
+
+
+def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> None:
+    """RFC 7009 2.1: the hint only says where to look first; the other kind is searched
+    too when the token is not found there."""
+    kinds = [_revoke_refresh, _revoke_access]
+    if hint == "access_token":
+        kinds.reverse()
+    for revoke_kind in kinds:
+        if revoke_kind(request, token, client_id):
+            return
 
 
 @router.post("/oauth2/revoke", summary="Token revocation (RFC 7009)")

@@ -507,3 +507,31 @@ def test_userinfo_claims_by_scope_only(client: TestClient, make_client, make_per
     userinfo = client.get("/oauth2/userinfo",
                           headers={"Authorization": f"Bearer {body['access_token']}"}).json()
     assert userinfo == {"sub": person.sub}
+
+
+def test_a_wrong_token_type_hint_does_not_stop_the_search(client: TestClient, make_client,
+                                                          make_person) -> None:
+    """RFC 7009 2.1 and RFC 7662 2.1: the hint says where to look first, nothing more."""
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access").params["code"]
+    tokens = _redeem(client, registered, code).json()
+    auth = (registered.client_id, registered.secret)
+    access = client.post("/oauth2/introspect", data={
+        "token": tokens["access_token"], "token_type_hint": "refresh_token"}, auth=auth).json()
+    assert access["active"] is True and access["sub"] == person.sub
+    refresh = client.post("/oauth2/introspect", data={
+        "token": tokens["refresh_token"], "token_type_hint": "access_token"}, auth=auth).json()
+    assert refresh["active"] is True
+    revoked = client.post("/oauth2/revoke", data={
+        "token": tokens["refresh_token"], "token_type_hint": "access_token"}, auth=auth)
+    assert revoked.status_code == 200
+    assert client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]},
+                       auth=auth).json() == {"active": False}
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+    assert refreshed.status_code == 400
+    client.post("/oauth2/revoke", data={"token": tokens["access_token"],
+                                        "token_type_hint": "refresh_token"}, auth=auth)
+    assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=auth).json() == {"active": False}
