@@ -186,7 +186,17 @@ def check_hints(params: dict[str, str], _c: ClientMetadata,
     req.nonce = params.get("nonce")
     req.login_hint = (params.get("login_hint") or "")[:100] or None
     req.ui_locales = params.get("ui_locales")
-    req.acr_values = params.get("acr_values", "").split()
+    req.acr_values = params.get("acr_values", "").split() + _essential_acr(req.claims)
+
+
+def _essential_acr(claims: dict[str, Any]) -> list[str]:
+    """OIDC Core 5.5.1.1: ``acr`` asked for as an essential claim of the ID token must be
+    met, like ``acr_values`` (the MFA step-up reads both)."""
+    acr = claims.get("id_token", {}).get("acr")
+    if not isinstance(acr, dict) or acr.get("essential") is not True:
+        return []
+    values = acr.get("values") if "values" in acr else [acr.get("value")]
+    return [v for v in values if isinstance(v, str)][:10] if isinstance(values, list) else []
 
 
 CHECKS: list[Check] = [

@@ -93,6 +93,27 @@ def test_step_up_with_acr_values_and_prompt_none(client: TestClient, make_client
     assert claims["sub"] == student.sub
 
 
+@pytest.mark.parametrize("acr", [{"essential": True, "values": ["urn:edu:acr:mfa"]},
+                                 {"essential": True, "value": "urn:edu:acr:mfa"}])
+def test_essential_acr_claim_steps_up_like_acr_values(client: TestClient, make_client,
+                                                      make_person, acr: dict) -> None:
+    """OIDC Core 5.5.1.1: an essential ``acr`` in the claims parameter must be met."""
+    import json
+
+    registered = make_client()
+    student = make_person()
+    flow.code_flow(client, registered.client_id, student)  # a password session
+    claims = json.dumps({"id_token": {"acr": acr}})
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                            claims=claims)
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "interaction_required"
+    assert flow.authorize(client, client_id=registered.client_id,
+                          claims=claims).headers["location"] == "/mfa"
+    voluntary = json.dumps({"id_token": {"acr": {"values": ["urn:edu:acr:mfa"]}}})
+    asked = flow.authorize(client, client_id=registered.client_id, claims=voluntary)
+    assert "code" in flow.Redirect(asked.headers["location"]).params  # not essential
+
+
 def test_app_policy_default_acr_values(client: TestClient, make_client, make_person) -> None:
     registered = make_client(default_acr_values=["urn:edu:acr:mfa"])
     make_person()
