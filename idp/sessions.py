@@ -110,8 +110,16 @@ def end(store: Store, token: str) -> None:
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path="/",
-                        secure=request.url.scheme == "https", max_age=MAX_SECONDS)
+    """The session cookie. Over https it is ``SameSite=None; Secure``: an app may send its
+    authorization request as a cross-site ``POST`` (OIDC Core 3.1.2.1), and a ``Lax``
+    cookie would not come with it, so a signed-in person would look signed out
+    (``prompt=none`` would answer ``login_required``). Nothing the cookie authorizes is
+    reachable cross-site without more: every state-changing form also needs the
+    ``SameSite=Lax`` CSRF cookie and its token. Over plain http (development) browsers
+    refuse ``SameSite=None`` without ``Secure``, so it stays ``Lax``."""
+    https = request.url.scheme == "https"
+    response.set_cookie(COOKIE, token, httponly=True, samesite="none" if https else "lax",
+                        path="/", secure=https, max_age=MAX_SECONDS)
 
 
 def clear_cookie(response: Response) -> None:

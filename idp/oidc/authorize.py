@@ -383,10 +383,11 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             ia=interaction_id, upgrade=True)), request, interaction_id)
     if "select_account" in req.prompt and not req.account_chosen:
         return _to_page(request, "select-account", req, interaction_id)
-    if not client.first_party and not req.consent_given and (
-        "consent" in req.prompt
-        or not consent.covers(request.app.state.db, session.account_id, client.client_id,
-                              req.scope)
+    if not req.consent_given and (
+        "consent" in req.prompt  # asked for: shown to first-party apps too
+        or (not client.first_party
+            and not consent.covers(request.app.state.db, session.account_id,
+                                   client.client_id, req.scope))
     ):
         if silent:
             return respond_error(request, req, OAuthError("consent_required", "consent needed"))

@@ -535,3 +535,29 @@ def test_a_wrong_token_type_hint_does_not_stop_the_search(client: TestClient, ma
                                         "token_type_hint": "refresh_token"}, auth=auth)
     assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
                        auth=auth).json() == {"active": False}
+
+
+@pytest.mark.parametrize(("scheme", "attributes"), [
+    ("https", {"httponly", "secure", "samesite=none"}), ("http", {"httponly", "samesite=lax"})])
+def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client, make_person,
+                                                               scheme: str,
+                                                               attributes: set[str]) -> None:
+    """Over https the SSO cookie is SameSite=None (an app may POST its authorization
+    request from its own site), always HttpOnly; plain http keeps Lax."""
+    browser = TestClient(app, base_url=f"{scheme}://127.0.0.1:8000")
+    registered, person = make_client(), make_person()
+    start = flow.authorize(browser, client_id=registered.client_id)
+    signed_in = flow.login(browser, start, person.login, person.password)
+    cookie = next(h for h in signed_in.headers.get_list("set-cookie")
+                  if h.startswith("idp_session="))
+    found = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert attributes <= found and ("secure" in found) == (scheme == "https")
+
+
+def test_prompt_consent_shows_the_consent_page_to_first_party_apps(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(first_party=True), make_person()
+    flow.code_flow(client, registered.client_id, person)  # signed in, no consent page
+    again = flow.follow(client, flow.authorize(client, client_id=registered.client_id,
+                                               prompt="consent"))
+    assert again.headers["location"].startswith("/consent?ia=")
