@@ -19,7 +19,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # Token signing keys: the algorithms kept ready, how long a new key is published
     # before it signs, how long a replaced key stays published.
     signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")
+    # The ID-token algorithm an app registered on the platform gets when its registration
+    # names none (directory.apps.register_app). A client whose stored metadata names none
+    # is signed with RS256, as OpenID Connect requires.
+    id_token_alg_default: Literal["SM2", "RS256", "ES256", "EdDSA"] = "SM2"
     key_publish_seconds: int = 86400
     key_retire_seconds: int = 172800
     # Roles whose members must sign in with a second factor (mfa.policy).

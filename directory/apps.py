@@ -160,7 +160,11 @@ def register_app(
     client_id: str | None = None, status: AppStatus = AppStatus.approved,
     first_party: bool = False, org_unit_id: int | None = None,
 ) -> tuple[App, str | None]:
-    """Register an app; return it and its client secret (shown once; None if public)."""
+    """Register an app; return it and its client secret (shown once; None if public).
+
+    An app that names no ``id_token_signed_response_alg`` gets the platform's default
+    (``IDP_ID_TOKEN_ALG_DEFAULT``, SM2), written into its metadata."""
+    metadata = {"id_token_signed_response_alg": settings.id_token_alg_default, **metadata}
     validate_metadata(metadata)
     secret = None
     if metadata.get("token_endpoint_auth_method", "client_secret_basic") in (

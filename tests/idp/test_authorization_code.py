@@ -561,3 +561,36 @@ def test_prompt_consent_shows_the_consent_page_to_first_party_apps(
     again = flow.follow(client, flow.authorize(client, client_id=registered.client_id,
                                                prompt="consent"))
     assert again.headers["location"].startswith("/consent?ia=")
+
+
+def test_platform_apps_default_to_sm2_id_tokens(client: TestClient, db, settings,
+                                                make_person) -> None:
+    """An app registered without id_token_signed_response_alg gets the platform default
+    (SM2) in its metadata; a client record that names none signs RS256 (OIDC's default)."""
+    from directory.apps import App, register_app
+
+    callback = "https://app.example.edu.cn/callback"
+    with db.session() as session:
+        app, secret = register_app(session, settings, name="默认应用", first_party=True,
+                                   metadata={"redirect_uris": [callback],
+                                             "grant_types": ["authorization_code"],
+                                             "scope": "openid profile"})
+        client_id = app.client_id
+        assert json.loads(app.metadata_json)["id_token_signed_response_alg"] == "SM2"
+    person = make_person()
+
+    def id_token_alg() -> str:
+        code = flow.code_flow(client, client_id, person).params["code"]
+        tokens = client.post("/oauth2/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": callback},
+            auth=(client_id, secret)).json()
+        return pyjwt.get_unverified_header(tokens["id_token"])["alg"]
+
+    assert id_token_alg() == "SM2"
+    with db.session() as session:  # a record that names no algorithm
+        row = session.scalar(select(App).where(App.client_id == client_id))
+        metadata = json.loads(row.metadata_json)
+        del metadata["id_token_signed_response_alg"]
+        row.metadata_json = json.dumps(metadata)
+    client.app.state.clients.forget(client_id)
+    assert id_token_alg() == "RS256"
