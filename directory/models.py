@@ -87,6 +87,8 @@ class Person(Base):
     national_id_bidx: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone_enc: Mapped[str | None] = mapped_column(Text)
     phone_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The postal address as one text (OIDC's address.formatted), SM4-encrypted.
+    address_enc: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default=PersonStatus.active.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -107,6 +109,7 @@ PHONE = register(EncryptedColumn(
     Person, "phone_enc", "person/phone", row_key="uid",
     index_column="phone_bidx", index_kind="phone",
 ))
+ADDRESS = register(EncryptedColumn(Person, "address_enc", "person/address", row_key="uid"))
 
 
 class Account(Base):

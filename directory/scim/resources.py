@@ -56,6 +56,13 @@ class PhoneNumber(ComplexAttribute):
     The directory holds one number per user."""
 
 
+class Address(ComplexAttribute):
+    formatted: Annotated[str | None, Required.true] = None
+    """The full postal address as one text (up to 200 characters), stored encrypted
+    (SM4-GCM). The directory holds one address per user; apps read it through the OIDC
+    ``address`` scope."""
+
+
 class GroupMembership(ComplexAttribute):
     value: Annotated[str | None, Mutability.read_only, CaseExact.true] = None
     ref: Annotated[Reference[Any] | None, Mutability.read_only] = Field(
@@ -76,6 +83,7 @@ class User(Resource[Any]):
     """Person status active and account not disabled. Defaults to true on creation."""
     emails: list[Email] | None = None
     phone_numbers: list[PhoneNumber] | None = None
+    addresses: list[Address] | None = None
     groups: Annotated[list[GroupMembership] | None, Mutability.read_only] = None
     """The org units the person is currently affiliated with, inside the token's scope."""
 

@@ -39,6 +39,7 @@ from core.settings import Settings
 from directory.api_tokens import TokenScope
 from directory.identifiers import normalise, normalise_phone
 from directory.models import (
+    ADDRESS,
     PHONE,
     Account,
     Affiliation,
@@ -64,6 +65,7 @@ from directory.scim.resources import (
     ASSIGNABLE_ROLES,
     EDU_USER_SCHEMA,
     USER_SCHEMA,
+    Address,
     EducationUser,
     Email,
     GroupMembership,
@@ -243,6 +245,7 @@ def _resource(
         by_kind[li.kind].append(li.value)
     user_name = next((by_kind[k.value][0] for k in PRIMARY_KINDS if by_kind.get(k.value)), None)
     phone = open_(settings, PHONE, person)
+    address = open_(settings, ADDRESS, person)
     placement = placement_of(items, units)
     groups, seen = [], set()
     for _, unit in items:
@@ -257,6 +260,7 @@ def _resource(
         active=person.status == PersonStatus.active.value and not account.disabled,
         emails=[Email(value=v) for v in by_kind["email"]] or None,
         phone_numbers=[PhoneNumber(value=phone)] if phone else None,
+        addresses=[Address(formatted=address)] if address else None,
         groups=groups or None,
     )
     user[EducationUser] = EducationUser(
@@ -319,6 +323,7 @@ class UserWriter:
                 person.status = PersonStatus.active.value
         self._emails(account, [e.value for e in desired.emails or [] if e.value])
         self._phone(person, desired.phone_numbers or [])
+        self._address(person, desired.addresses or [])
         self._external_id(person, desired.external_id)
         self._identifier(account, IdentifierKind.student_number, ext.student_number)
         self._identifier(account, IdentifierKind.teacher_number, ext.teacher_number)
@@ -420,6 +425,19 @@ class UserWriter:
             return
         seal(self.settings, PHONE, person, value)
         self.changed.append("phoneNumbers")
+
+    def _address(self, person: Person, addresses: list[Address]) -> None:
+        values = [unicodedata.normalize("NFKC", a.formatted).strip()
+                  for a in addresses if a.formatted and a.formatted.strip()]
+        if len(values) > 1:
+            raise InvalidValueException(detail="The directory holds one address per user.")
+        if values and len(values[0]) > 200:
+            raise InvalidValueException(detail="addresses.formatted is too long.")
+        value = values[0] if values else None
+        if value == open_(self.settings, ADDRESS, person):
+            return
+        seal(self.settings, ADDRESS, person, value)
+        self.changed.append("addresses")
 
     def _external_id(self, person: Person, value: str | None) -> None:
         row = self.session.scalar(select(ScimExternalId).where(

@@ -7,6 +7,7 @@ profile    name, family_name, given_name, gender, birthdate, preferred_username,
            locale, updated_at
 email      email, email_verified
 phone      phone_number, phone_number_verified (decrypted only here, for this answer)
+address    address {formatted} (the directory holds the address as one text, SM4-encrypted)
 edu        edu_roles, school {code, name}, grade, class, org_path
 =========  ==========================================================================
 
@@ -26,6 +27,7 @@ from core.db import Database
 from core.field_crypto import open_
 from core.settings import Settings
 from directory.models import (
+    ADDRESS,
     PHONE,
     Account,
     Affiliation,
@@ -43,6 +45,7 @@ SCOPE_CLAIMS = {
                 "preferred_username", "locale", "updated_at"),
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
+    "address": ("address",),
     "edu": ("edu_roles", "school", "grade", "class", "org_path"),
 }
 _LOGIN_ORDER = (IdentifierKind.username, IdentifierKind.teacher_number,
@@ -60,6 +63,7 @@ def _person_rows(key: Any) -> Select:
     return (select(_ACCOUNT.c.disabled, _PERSON.c.status, _PERSON.c.id.label("person_id"),
                    _PERSON.c.uid, _PERSON.c.name,
                    _PERSON.c.gender, _PERSON.c.birth_date, _PERSON.c.phone_enc,
+                   _PERSON.c.address_enc,
                    _PERSON.c.updated_at, _IDENTIFIER.c.kind, _IDENTIFIER.c.value)
             .select_from(_ACCOUNT.join(_PERSON, _PERSON.c.id == _ACCOUNT.c.person_id)
                          .outerjoin(_IDENTIFIER, _IDENTIFIER.c.account_id == _ACCOUNT.c.id))
@@ -125,6 +129,8 @@ def _all_claims(connection: Connection, settings: Settings, rows: list[Row],
     if wanted & set(SCOPE_CLAIMS["phone"]) and person.phone_enc:
         claims.update({"phone_number": "+86" + (open_(settings, PHONE, person) or ""),
                        "phone_number_verified": False})
+    if "address" in wanted and person.address_enc:
+        claims["address"] = {"formatted": open_(settings, ADDRESS, person) or ""}
     if wanted & set(SCOPE_CLAIMS["edu"]):
         claims.update(_edu(connection, person.person_id))
     return {k: v for k, v in claims.items() if k in wanted}

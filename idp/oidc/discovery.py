@@ -15,12 +15,12 @@ from mfa import policy
 
 router = APIRouter(tags=["oidc"])
 
-SCOPES = ["openid", "profile", "email", "phone", "edu", "offline_access"]
+SCOPES = ["openid", "profile", "email", "phone", "address", "edu", "offline_access"]
 CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
           "at_hash", "c_hash", "name", "family_name", "given_name", "gender", "birthdate",
           "preferred_username", "locale", "updated_at", "email", "email_verified",
-          "phone_number", "phone_number_verified", "edu_roles", "school", "grade", "class",
-          "org_path"]
+          "phone_number", "phone_number_verified", "address", "edu_roles", "school", "grade",
+          "class", "org_path"]
 SIGNING_ALGS = ["SM2", "RS256", "ES256", "EdDSA"]
 
 

@@ -29,7 +29,7 @@ def make_client(db: Database, settings: Settings):
             "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_method": "client_secret_basic",
             "id_token_signed_response_alg": "SM2",
-            "scope": "openid profile email phone edu offline_access api.read api.write",
+            "scope": "openid profile email phone address edu offline_access api.read api.write",
             **metadata,
         }
         with db.session() as session:

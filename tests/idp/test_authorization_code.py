@@ -470,7 +470,7 @@ def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, ma
     from datetime import date
 
     from core.field_crypto import seal
-    from directory.models import PHONE, IdentifierKind, LoginIdentifier, Person
+    from directory.models import ADDRESS, PHONE, IdentifierKind, LoginIdentifier, Person
 
     registered, person = make_client(), make_person("s77", "pw-right-77", name="钱老师")
     with db.session() as session:
@@ -478,6 +478,7 @@ def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, ma
         row = session.get(Person, account.person_id)
         row.gender, row.birth_date = "female", date(2012, 3, 4)
         seal(settings, PHONE, row, "13912345678")
+        seal(settings, ADDRESS, row, "北京市海淀区学院路 1 号")
         session.add_all([
             LoginIdentifier(account_id=account.id, kind=IdentifierKind.email.value,
                             value="qian@example.edu.cn"),
@@ -485,7 +486,7 @@ def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, ma
                             value="qianls"),
         ])
     redirect = flow.code_flow(client, registered.client_id, person,
-                              scope="openid profile email phone")
+                              scope="openid profile email phone address")
     body = _redeem(client, registered, redirect.params["code"]).json()
     for method in ("GET", "POST"):
         userinfo = client.request(method, "/oauth2/userinfo", headers={
@@ -496,6 +497,7 @@ def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, ma
             "gender": "female", "birthdate": "2012-03-04", "preferred_username": "qianls",
             "locale": "zh-CN", "email": "qian@example.edu.cn", "email_verified": False,
             "phone_number": "+8613912345678", "phone_number_verified": False,
+            "address": {"formatted": "北京市海淀区学院路 1 号"},
         }
 
 

@@ -69,6 +69,25 @@ def test_phone_is_stored_encrypted_and_returned_normalised(scim, tree, db: Datab
     assert bad.status_code == 400 and bad.json()["scimType"] == "invalidValue"
 
 
+def test_address_is_stored_encrypted_one_per_user(scim, tree, db: Database) -> None:
+    body = new_user("fay", addresses=[{"formatted": "北京市海淀区学院路 1 号", "type": "home"}])
+    user = scim.post(f"{BASE}/Users", json=body).json()
+    assert user["addresses"] == [{"formatted": "北京市海淀区学院路 1 号"}]
+    with db.engine.connect() as connection:
+        raw = connection.execute(text("SELECT address_enc FROM person WHERE uid = :uid"),
+                                 {"uid": user["id"]}).scalar_one()
+    assert raw.startswith("sm4gcm.") and "学院路" not in raw
+    cleared = scim.patch(f"{BASE}/Users/{user['id']}", json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "remove", "path": "addresses"}]})
+    assert cleared.status_code == 200 and "addresses" not in cleared.json()
+    two = scim.post(f"{BASE}/Users", json=new_user("gus", addresses=[
+        {"formatted": "一"}, {"formatted": "二"}]))
+    assert two.status_code == 400 and two.json()["scimType"] == "invalidValue"
+    long = scim.post(f"{BASE}/Users", json=new_user("hal", addresses=[{"formatted": "长" * 201}]))
+    assert long.status_code == 400
+
+
 def test_put_replaces_and_omitted_attributes_are_cleared(scim, tree) -> None:
     uid = scim.post(f"{BASE}/Users", json=new_user(
         "erin", externalId="x", emails=[{"value": "e@x.cn"}])).json()["id"]
