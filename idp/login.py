@@ -273,7 +273,8 @@ def consent_form(request: Request, ia: str) -> Response:
     client = request.app.state.clients.get(pending.client_id)
     scopes = [SCOPE_TEXT[s] for s in pending.scope.split() if s in SCOPE_TEXT]
     return render(request, "consent.html", {"ia": ia, "app_name": client.name if client else "",
-                                            "scopes": scopes}, form_target=pending.redirect_uri)
+                                            "scopes": scopes, "display": pending.display},
+                  form_target=pending.redirect_uri)
 
 
 @router.post("/consent")

@@ -31,4 +31,5 @@ def render_login(request: Request, ia: str, pending: AuthorizationRequest | None
         "ia": ia, "login": login or (pending.login_hint if pending else "") or "",
         "error": error, "error_params": params, "app_name": client.name if client else None,
         "next": sessions.safe_next(next_url) if not ia else "",
+        "display": pending.display if pending else "page",
     }, status=status, form_target=pending.redirect_uri if pending else None)

@@ -65,6 +65,7 @@ class AuthorizationRequest:
     login_hint: str | None = None
     hint_sub: str | None = None
     ui_locales: str | None = None
+    display: str = "page"
     acr_values: list[str] = field(default_factory=list)
     claims: dict[str, Any] = field(default_factory=dict)
     # filled in by the interaction
@@ -186,6 +187,9 @@ def check_hints(params: dict[str, str], _c: ClientMetadata,
     req.nonce = params.get("nonce")
     req.login_hint = (params.get("login_hint") or "")[:100] or None
     req.ui_locales = params.get("ui_locales")
+    # page or touch (larger controls); popup and wap are shown as a page (OIDC Core 3.1.2.1
+    # lets the provider choose what suits the user agent)
+    req.display = "touch" if params.get("display") == "touch" else "page"
     req.acr_values = params.get("acr_values", "").split() + _essential_acr(req.claims)
 
 

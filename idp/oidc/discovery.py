@@ -55,6 +55,8 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
         "ui_locales_supported": ["zh-CN", "en"],
+        # the directory holds every claim in one language (names as registered)
+        "claims_locales_supported": ["zh-CN"],
         "display_values_supported": ["page", "touch"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "acr_values_supported": policy.SUPPORTED,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from idp.oidc.access_tokens import read_access_token
@@ -33,13 +33,13 @@ async def _token_from(request: Request) -> str | None:
 
 
 @router.api_route("/oauth2/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
-async def userinfo(request: Request) -> JSONResponse:
+async def userinfo(request: Request) -> Response:
     token = await _token_from(request)
     if token == "":
         return _bearer_error("invalid_request", "send the token in one place only", 400)
-    if not token:
-        return JSONResponse({"error": "invalid_token", "error_description": "no access token"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if not token:  # RFC 6750 3.1: no credentials, so no error code either
+        return Response(status_code=401, headers={"WWW-Authenticate": "Bearer",
+                                                  "Cache-Control": "no-store"})
     answer = await run_in_threadpool(_answer, request, token)  # one hop: token, then claims
     return answer if isinstance(answer, JSONResponse) else JSONResponse(
         answer, headers={"Cache-Control": "no-store"})

@@ -344,7 +344,9 @@ def test_userinfo_post_and_errors(client: TestClient, make_client, make_person) 
     tokens = _redeem(client, registered, code).json()
     posted = client.post("/oauth2/userinfo", data={"access_token": tokens["access_token"]})
     assert posted.status_code == 200 and posted.json()["sub"] == person.sub
-    assert client.get("/oauth2/userinfo").status_code == 401
+    bare = client.get("/oauth2/userinfo")
+    assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+    assert bare.content == b""  # RFC 6750 3.1: no error code without credentials
     bad = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer x.y.z"})
     assert bad.status_code == 401 and "invalid_token" in bad.headers["www-authenticate"]
     cc = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
@@ -596,3 +598,13 @@ def test_platform_apps_default_to_sm2_id_tokens(client: TestClient, db, settings
         row.metadata_json = json.dumps(metadata)
     client.app.state.clients.forget(client_id)
     assert id_token_alg() == "RS256"
+
+
+@pytest.mark.parametrize(("display", "touch"), [("touch", True), ("page", False),
+                                                ("popup", False), ("wap", False)])
+def test_display_touch_gives_larger_controls(client: TestClient, make_client,
+                                             display: str, touch: bool) -> None:
+    """display=touch marks the sign-in page for fingers; other values get the page."""
+    page = flow.authorize(client, client_id=make_client().client_id, display=display,
+                          claims_locales="en zh-CN")
+    assert page.status_code == 200 and ('<body class="touch">' in page.text) == touch
