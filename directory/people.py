@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.field_crypto import blind_index_candidates
@@ -36,7 +36,15 @@ def find_account(session: Session, kind: IdentifierKind, raw: str) -> Account | 
 
 
 def find_login_account(session: Session, settings: Settings, raw: str) -> Account | None:
-    """The account a sign-in form entry names, with its person, in one query.
+    """The account a sign-in form entry names, with its person (``find_for_sign_in``)."""
+    found = find_for_sign_in(session, settings, raw)
+    return found[0] if found else None
+
+
+def find_for_sign_in(session: Session, settings: Settings,
+                     raw: str) -> tuple[Account, frozenset[str]] | None:
+    """The account a sign-in form entry names, with its person and the person's current
+    roles (the MFA policy needs them), in one query.
 
     The entry may be any login identifier (``guess_kinds``); when it matches several
     kinds (a number that is a student number of one person and a username of another),
@@ -54,15 +62,25 @@ def find_login_account(session: Session, settings: Settings, raw: str) -> Accoun
     if not kinds:
         return None
     rows = session.execute(_login_lookup(tuple(kinds)), values).all()
+    if not rows:
+        return None
     order = {kind.value: n for n, kind in enumerate(kinds)}
-    return min(rows, key=lambda row: order[row[1]])[0] if rows else None
+    account, _kind, roles = min(rows, key=lambda row: order[row[1]])
+    return account, frozenset((roles or "").split())
+
+
+# The person's current roles as one space-separated text (string_agg / group_concat).
+_ROLES_TEXT = (select(func.aggregate_strings(Affiliation.role, " "))
+               .where(Affiliation.person_id == Account.person_id,
+                      Affiliation.valid_to.is_(None))
+               .scalar_subquery().label("roles"))
 
 
 @cache
 def _login_lookup(kinds: tuple[IdentifierKind, ...]) -> Select:
     """The sign-in lookup for these kinds, built once: on the sign-in hot path, building
     an ORM statement with a joined load (and its cache key) cost more than running it."""
-    return (select(Account, LoginIdentifier.kind).join(LoginIdentifier)
+    return (select(Account, LoginIdentifier.kind, _ROLES_TEXT).join(LoginIdentifier)
             .where(or_(*((LoginIdentifier.kind == kind.value)
                          & LoginIdentifier.value.in_(bindparam(f"v{n}", expanding=True))
                          for n, kind in enumerate(kinds))))

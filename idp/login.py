@@ -34,7 +34,7 @@ from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render
 from directory.models import Account, PersonStatus
-from directory.people import current_roles, find_login_account
+from directory.people import find_for_sign_in
 from idp import mfa_step, sessions
 from idp.login_page import render_login
 from idp.oidc import authorize, consent
@@ -140,7 +140,8 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
         return early
     hasher = passwords(state.settings.password_scheme)
     with state.db.session() as session:
-        account = find_login_account(session, state.settings, login)
+        found = find_for_sign_in(session, state.settings, login)
+        account, roles = found if found else (None, frozenset[str]())
         subject = _failure_subject(state.settings, account, login)
         if early := _refused_early(state.store, guards.ACCOUNT, subject):
             return early
@@ -161,7 +162,6 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
         _signed_in(session, account, result.new_hash)
         record(session, actor=f"account:{account.id}", action="login.password",
                outcome="success", context=Context.of(request))
-        roles = frozenset(current_roles(session, account.person_id))
         session.expunge(account)
         return LoginOutcome(account, roles=roles)
 
@@ -228,15 +228,16 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     store = request.app.state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])
-    token, session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
-                                    acr=policy.acr_for(amr))
+    token, session = sessions.new(account_id=account_id, sub=sub, amr=amr,
+                                  acr=policy.acr_for(amr))
     if auth_time is not None:
         session.auth_time = auth_time
-        sessions.save(store, token, session)
     if pending is not None:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:
         response = RedirectResponse(sessions.safe_next(next_url) or "/", status_code=303)
+    if not session.apps:  # issuing a code saves the session (with its app); nothing else did
+        sessions.save(store, token, session)
     sessions.set_cookie(response, request, token)
     return response
 

@@ -50,12 +50,18 @@ def save(store: Store, token: str, session: SSOSession) -> None:
     store.set(_key(token), json.dumps(asdict(session)).encode(), ttl=_ttl(session))
 
 
-def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str,
-                                                                                         SSOSession]:
+def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SSOSession]:
+    """A new session and its cookie token, not yet in the store (``save`` puts it there)."""
     now = int(time.time())
-    token = secrets.token_urlsafe(32)
     session = SSOSession(sid=secrets.token_urlsafe(16), account_id=account_id, sub=sub,
                          auth_time=now, amr=amr, acr=acr, created=now)
+    return secrets.token_urlsafe(32), session
+
+
+def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str,
+                                                                                         SSOSession]:
+    """A new session, saved."""
+    token, session = new(account_id=account_id, sub=sub, amr=amr, acr=acr)
     save(store, token, session)
     return token, session
 
