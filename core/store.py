@@ -44,6 +44,17 @@ class Store(ABC):
         """Read and delete ``key`` atomically: of many concurrent takers one wins."""
 
     @abstractmethod
+    def take_and_mark(self, key: str, mark_key: str, mark: bytes, ttl: float) -> bytes | None:
+        """Take ``key`` and, when it was there, set ``mark_key`` to ``mark`` (expiring after
+        ``ttl``) in the same atomic step: no moment shows neither."""
+
+    @abstractmethod
+    def replace(self, key: str, value: bytes, ttl: float | None = None, *,
+                only_existing: bool = False) -> bytes | None:
+        """Set ``key`` and return the value it had, atomically; ``only_existing``: set it
+        only when it exists (the answer is then ``None`` and nothing is written)."""
+
+    @abstractmethod
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         """Add ``amount`` atomically; a new counter expires ``ttl`` seconds after creation."""
 
@@ -124,6 +135,26 @@ class MemoryStore(Store):
             del self._data[key]
             return item[0]
 
+    def take_and_mark(self, key: str, mark_key: str, mark: bytes, ttl: float) -> bytes | None:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(key, now)
+            if item is None:
+                return None
+            del self._data[key]
+            self._put(mark_key, mark, ttl, now)
+            return item[0]
+
+    def replace(self, key: str, value: bytes, ttl: float | None = None, *,
+                only_existing: bool = False) -> bytes | None:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(key, now)
+            if item is None and only_existing:
+                return None
+            self._put(key, value, ttl, now)
+            return None if item is None else item[0]
+
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         with self._lock:
             now = time.monotonic()
@@ -158,6 +189,13 @@ if value == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return value
 """
 
+# GETDEL the first key; if it held a value, SET the second (with PX) in the same step.
+_TAKE_AND_MARK = """
+local value = redis.call('GETDEL', KEYS[1])
+if value then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+return value
+"""
+
 
 class RedisStore(Store):
     """Redis (or a Redis-compatible server) through redis-py; keys get a prefix."""
@@ -171,6 +209,7 @@ class RedisStore(Store):
         )
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_WITH_TTL)
+        self._take_and_mark = self._redis.register_script(_TAKE_AND_MARK)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -190,6 +229,15 @@ class RedisStore(Store):
 
     def take(self, key: str) -> bytes | None:
         return self._redis.getdel(self._k(key))
+
+    def take_and_mark(self, key: str, mark_key: str, mark: bytes, ttl: float) -> bytes | None:
+        return self._take_and_mark(keys=[self._k(key), self._k(mark_key)],
+                                   args=[mark, self._ms(ttl)])
+
+    def replace(self, key: str, value: bytes, ttl: float | None = None, *,
+                only_existing: bool = False) -> bytes | None:
+        return self._redis.set(self._k(key), value, px=self._ms(ttl), xx=only_existing,
+                               get=True)
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         return int(self._incr(keys=[self._k(key)], args=[amount, self._ms(ttl)]))

@@ -2,11 +2,15 @@
 
 A code is 256 random bits; the store keeps its grant under ``SM3(code)`` for
 ``CODE_SECONDS`` and the token endpoint *takes* it (read and delete in one
-atomic step), so it is redeemed at most once even across workers. After a
-redemption the store remembers, for ``USED_SECONDS``, which tokens came from
-it: a second redemption is refused with ``invalid_grant`` and revokes them
-(RFC 6749 4.1.2: "SHOULD revoke all tokens previously issued based on that
-authorization code").
+atomic step), so it is redeemed at most once even across workers. The same step
+leaves a ``pending`` mark under ``code-used:``; once the tokens exist the mark is
+replaced by which tokens came from the code, for ``USED_SECONDS``. A second
+redemption is refused with ``invalid_grant`` and revokes them (RFC 6749 4.1.2:
+"SHOULD revoke all tokens previously issued based on that authorization code").
+A second redemption that arrives while the first is still issuing its tokens
+swaps the mark for ``reused``; the first then sees that, revokes what it issued
+and answers ``invalid_grant`` too. Two store round trips per redemption, as
+before the mark: the take with the mark, the swap with the tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from idp.oidc.tokens import Grant, token_key
 
 CODE_SECONDS = 60
 USED_SECONDS = 600
+PENDING, REUSED = b"pending", b"reused"
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 
@@ -66,7 +71,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if not code:
         raise invalid_request("code is required")
     key = token_key(code)
-    raw = state.store.take("code:" + key)
+    raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
+                                    ttl=USED_SECONDS)
     if raw is None:
         _refuse_reuse(request, key)
         raise invalid_grant("the code is invalid, expired or already used")
@@ -78,17 +84,24 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_grant("redirect_uri does not match the authorization request")
     _check_pkce(stored["challenge"], form.get("code_verifier"), client)
     issued = issue_tokens(request, client, grant, code=code)
-    state.store.set("code-used:" + key, json.dumps({
-        "family": issued.family, "jti": issued.jti, "exp": issued.body["expires_in"]}).encode(),
-        ttl=USED_SECONDS)
+    tokens = json.dumps({"family": issued.family, "jti": issued.jti,
+                         "exp": issued.body["expires_in"]}).encode()
+    if state.store.replace("code-used:" + key, tokens, ttl=USED_SECONDS) == REUSED:
+        _revoke(request, tokens)  # redeemed again while these were being issued
+        raise invalid_grant("the code is invalid, expired or already used")
     return issued.body
 
 
 def _refuse_reuse(request: Request, key: str) -> None:
-    used = request.app.state.store.take("code-used:" + key)
-    if used is None:
-        return
-    issued = json.loads(used)
+    """A second redemption: revoke what the first issued, or (still issuing) tell it to."""
+    used = request.app.state.store.replace("code-used:" + key, REUSED, ttl=USED_SECONDS,
+                                           only_existing=True)
+    if used not in (None, PENDING, REUSED):
+        _revoke(request, used)
+
+
+def _revoke(request: Request, tokens: bytes) -> None:
+    issued = json.loads(tokens)
     revocation.revoke_access_jti(request.app.state.store, issued["jti"], issued["exp"])
     if issued.get("family"):
         refresh_tokens.revoke_family(request.app.state.db, issued["family"])

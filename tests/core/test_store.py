@@ -87,6 +87,32 @@ def test_take_reads_and_deletes(kv: Store) -> None:
     assert kv.get("code") is None
 
 
+def test_take_and_mark_leaves_the_mark_only_for_a_present_key(kv: Store) -> None:
+    kv.set("code", b"v", ttl=30)
+    assert kv.take_and_mark("code", "used", b"pending", ttl=0.4) == b"v"
+    assert kv.get("code") is None and kv.get("used") == b"pending"
+    assert kv.take_and_mark("code", "used2", b"pending", ttl=30) is None
+    assert kv.get("used2") is None
+    time.sleep(0.5)
+    assert kv.get("used") is None  # the mark expires
+
+
+def test_replace_returns_the_previous_value(kv: Store) -> None:
+    assert kv.replace("k", b"1", ttl=30) is None
+    assert kv.replace("k", b"2", ttl=30) == b"1" and kv.get("k") == b"2"
+    assert kv.replace("absent", b"x", ttl=30, only_existing=True) is None
+    assert kv.get("absent") is None
+    assert kv.replace("k", b"3", ttl=30, only_existing=True) == b"2"
+    assert kv.get("k") == b"3"
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_take_and_mark_has_exactly_one_winner(kv: Store, round_: int) -> None:
+    kv.set("one-time", b"code", ttl=30)
+    results = _race(kv, 16, lambda: kv.take_and_mark("one-time", "mark", b"m", ttl=30))
+    assert results.count(b"code") == 1 and kv.get("mark") == b"m"
+
+
 def test_incr_counts_and_keeps_first_expiry(kv: Store) -> None:
     assert kv.incr("n", ttl=0.4) == 1
     assert kv.incr("n", ttl=100) == 2

@@ -608,3 +608,33 @@ def test_display_touch_gives_larger_controls(client: TestClient, make_client,
     page = flow.authorize(client, client_id=make_client().client_id, display=display,
                           claims_locales="en zh-CN")
     assert page.status_code == 200 and ('<body class="touch">' in page.text) == touch
+
+
+def test_a_code_redeemed_again_while_its_tokens_are_issued(client: TestClient, make_client,
+                                                           make_person, monkeypatch) -> None:
+    """The second redemption lands between the first one's take and its tokens: both
+    answer invalid_grant and the tokens the first issued are revoked (RFC 6749 4.1.2)."""
+    from idp.oidc import codes
+    from idp.oidc.tokens import token_key
+
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access").params["code"]
+    issued_bodies: list[dict] = []
+    original = codes.issue_tokens
+
+    def issue_then_second_redemption(request, client_, grant, **kwargs):
+        issued = original(request, client_, grant, **kwargs)
+        issued_bodies.append(issued.body)
+        codes._refuse_reuse(request, token_key(code))  # what a second redemption does
+        return issued
+
+    monkeypatch.setattr(codes, "issue_tokens", issue_then_second_redemption)
+    first = _redeem(client, registered, code)
+    assert first.status_code == 400 and first.json()["error"] == "invalid_grant"
+    tokens, auth = issued_bodies[0], (registered.client_id, registered.secret)
+    assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=auth).json() == {"active": False}
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+    assert refreshed.status_code == 400
