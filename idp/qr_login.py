@@ -129,9 +129,11 @@ def new_ticket(request: Request, body: TicketBody) -> Response:
 def _desktop_page(request: Request, ticket_id: str, ia: str, message: str = HINT,
                   status: int = 200) -> Response:
     url = scan_url(request, ticket_id)
+    pending = authorize.peek_interaction(request, ia)  # the redeem's answer goes to its app
     return render(request, "qr_login.html", {
         "ia": ia, "qr": {"ticket": ticket_id, "scan_url": url, "svg": qr.qr_svg(url)},
-        "qr_message": message}, status=status)
+        "qr_message": message}, status=status,
+        form_target=pending.redirect_uri if pending else None)
 
 
 def _message(request: Request, message: str, *, title: str = N_("Sign in with a QR code"),

@@ -178,7 +178,26 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
         isinstance(v, dict) for v in claims.values()
     ):
         raise _fail("invalid_request", "claims must be an object with id_token / userinfo")
+    if _depth(claims) > CLAIMS_DEPTH:
+        raise _fail("invalid_request", "claims is nested too deeply")
     req.claims = claims
+
+
+CLAIMS_DEPTH = 6  # {"id_token": {"acr": {"values": [...]}}} is 4 deep
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON ``value`` nests, without recursion (it may nest hundreds deep)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if depth > CLAIMS_DEPTH:
+            return depth
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def check_hints(params: dict[str, str], _c: ClientMetadata,

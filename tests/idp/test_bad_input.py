@@ -28,7 +28,10 @@ ES256_HEADER = _b64('{"alg":"ES256"}')
 
 @pytest.mark.parametrize("params", [
     {"max_age": "²"}, {"max_age": "٣"}, {"claims": DEEP}, {"id_token_hint": DEEP_JWT},
-], ids=["superscript-max-age", "arabic-indic-max-age", "deep-claims", "deep-id-token-hint"])
+    {"claims": '{"id_token": ' + '{"a": ' * 600 + "1" + "}" * 601},
+    {"claims": '{"userinfo": {"name": ' + "[" * 20 + "]" * 20 + "}}"},
+], ids=["superscript-max-age", "arabic-indic-max-age", "deep-claims", "deep-id-token-hint",
+        "claims-600-deep", "claims-20-deep"])
 def test_authorization_request_answers_invalid_request(client: TestClient, make_client,
                                                        params: dict[str, str]) -> None:
     response = flow.authorize(client, client_id=make_client().client_id, **params)

@@ -117,3 +117,32 @@ def test_sign_in_page_allows_its_app_and_no_other(client, make_client) -> None:
     assert "form-action 'self' https://app.example.edu.cn;" in policy
     plain = client.get("/login")
     assert "form-action 'self';" in plain.headers["content-security-policy"]
+
+
+@pytest.mark.interop
+def test_chromium_qr_sign_in_page_reaches_the_app(live_server, app_origin, browser,  # noqa: F811
+                                                  make_client, make_person) -> None:
+    """The "show a QR code" page (``/login/qr?ia=...``) submits its redeem form itself once
+    the phone approves; the answer is the redirect to the app, which its CSP must allow."""
+    server, person = live_server.url, make_person()
+    redirect_uri = app_origin + "/callback"
+    client = make_client(redirect_uris=[redirect_uri])
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN",
+                                is_mobile=True, has_touch=True).new_page()
+    phone.goto(server + "/login")
+    _sign_in(phone, person)
+    phone.wait_for_url(server + "/")
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  locale="zh-CN").new_page()
+    blocked: list[str] = []
+    desktop.on("console", lambda message: blocked.append(message.text)
+               if "Content Security Policy" in message.text else None)
+    desktop.goto(_authorize_url(server, client.client_id, redirect_uri))
+    ia = desktop.get_attribute("form[action='/login'] input[name=ia]", "value")
+    desktop.goto(f"{server}/login/qr?ia={ia}")
+    phone.goto(desktop.get_attribute("[data-qr-login]", "data-qr-url"))
+    desktop.wait_for_selector("[data-qr-state=scanned]")
+    phone.click("[data-qr-approve]")
+    desktop.wait_for_url(redirect_uri + "?*", timeout=15_000)
+    assert parse_qs(urlsplit(desktop.url).query)["state"] == ["st-browser"]
+    assert not blocked
