@@ -60,7 +60,8 @@ class Address(ComplexAttribute):
     formatted: Annotated[str | None, Required.true] = None
     """The full postal address as one text (up to 200 characters), stored encrypted
     (SM4-GCM). The directory holds one address per user; apps read it through the OIDC
-    ``address`` scope."""
+    ``address`` scope. A request that sends only the parts (``country``, ``region``,
+    ``locality``, ``streetAddress``, ``postalCode``) gets them joined, largest first."""
 
 
 class GroupMembership(ComplexAttribute):

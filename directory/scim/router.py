@@ -288,7 +288,8 @@ def _validate(kind: Kind, body: dict[str, Any], context: Context) -> Any:
 
 
 def _user_body(body: dict[str, Any], current: UserResource | None) -> dict[str, Any]:
-    """Leniencies: ``displayName`` stands in for a missing name; ``active`` defaults."""
+    """Leniencies: ``displayName`` stands in for a missing name; ``active`` defaults; an
+    address sent in parts gets its ``formatted`` from them."""
     body = dict(body)
     if not body.get("name") and isinstance(body.get("displayName"), str):
         body["name"] = {"formatted": body["displayName"]}
@@ -299,7 +300,22 @@ def _user_body(body: dict[str, Any], current: UserResource | None) -> dict[str, 
                                                              and v.get("primary") is True))
     if body.get("active") is None:
         body["active"] = current.active if current is not None else True
+    if isinstance(body.get("addresses"), list):
+        body["addresses"] = [_formatted_address(a) for a in body["addresses"]]
     return body
+
+
+ADDRESS_PARTS = ("country", "region", "locality", "streetAddress", "postalCode")
+
+
+def _formatted_address(address: Any) -> Any:
+    """An address without ``formatted``: its parts joined, largest first (a Chinese address
+    reads country, province, city, street, then postal code)."""
+    if not isinstance(address, dict) or address.get("formatted"):
+        return address
+    parts = [address[k] for k in ADDRESS_PARTS if isinstance(address.get(k), str)]
+    return {**address, "formatted": " ".join(p.strip() for p in parts if p.strip())} \
+        if parts else address
 
 
 def _current_user(request: Request, session: Session, scope: TokenScope,

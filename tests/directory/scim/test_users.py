@@ -88,6 +88,17 @@ def test_address_is_stored_encrypted_one_per_user(scim, tree, db: Database) -> N
     assert long.status_code == 400
 
 
+def test_address_sent_in_parts_is_stored_as_one_text(scim, tree) -> None:
+    """Most provisioning clients send the parts; the directory keeps one text, largest part
+    first, and returns it as ``formatted`` (the parts are write-only)."""
+    body = new_user("ivy", addresses=[{"type": "home", "country": "中国", "region": "北京市",
+                                       "locality": "海淀区", "streetAddress": "学院路 1 号",
+                                       "postalCode": "100083"}])
+    user = scim.post(f"{BASE}/Users", json=body)
+    assert user.status_code == 201, user.text
+    assert user.json()["addresses"] == [{"formatted": "中国 北京市 海淀区 学院路 1 号 100083"}]
+
+
 def test_put_replaces_and_omitted_attributes_are_cleared(scim, tree) -> None:
     uid = scim.post(f"{BASE}/Users", json=new_user(
         "erin", externalId="x", emails=[{"value": "e@x.cn"}])).json()["id"]
