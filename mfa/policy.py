@@ -12,7 +12,12 @@ ID tokens as ``acr``:
 
 - the person's roles (``IDP_MFA_REQUIRED_ROLES``; administrators and teachers by default),
 - the app's registered ``default_acr_values`` (OpenID Connect Dynamic Registration),
-- the request's ``acr_values`` (treated as required, not as a mere wish).
+- the request's ``acr_values`` (treated as required, not as a mere wish),
+- an ``acr`` the request's ``claims`` parameter marks essential (OIDC Core 5.5.1.1).
+
+Each list names the values its sender accepts, so a list needs the lowest level among
+the values this provider knows (``sfa mfa`` is met by one factor); unknown values are
+left out, and a list of none needs nothing.
 
 A session whose level is lower is asked for a second factor (step-up) before the app
 gets a code; with ``prompt=none`` that is an ``interaction_required`` error instead.
@@ -58,8 +63,12 @@ def level(acr: str | None) -> int:
 
 
 def required_level(roles: Iterable[str], required_roles: Iterable[str],
-                   client_acr_values: Iterable[str], requested_acr_values: Iterable[str]) -> int:
+                   *accepted_acr_lists: Iterable[str]) -> int:
+    """The level needed: the roles' and, for each list of accepted ``acr`` values (the
+    app's defaults, the request's ``acr_values``, its essential ``acr``), the lowest
+    known level in it."""
     needed = 2 if set(roles) & set(required_roles) else 1
-    for value in (*client_acr_values, *requested_acr_values):
-        needed = max(needed, LEVELS.get(value, 1))
+    for accepted in accepted_acr_lists:
+        known = [LEVELS[value] for value in accepted if value in LEVELS]
+        needed = max(needed, min(known, default=1))
     return needed

@@ -67,6 +67,7 @@ class AuthorizationRequest:
     ui_locales: str | None = None
     display: str = "page"
     acr_values: list[str] = field(default_factory=list)
+    essential_acr: list[str] = field(default_factory=list)
     claims: dict[str, Any] = field(default_factory=dict)
     # filled in by the interaction
     logged_in_at: int | None = None
@@ -209,12 +210,13 @@ def check_hints(params: dict[str, str], _c: ClientMetadata,
     # page or touch (larger controls); popup and wap are shown as a page (OIDC Core 3.1.2.1
     # lets the provider choose what suits the user agent)
     req.display = "touch" if params.get("display") == "touch" else "page"
-    req.acr_values = params.get("acr_values", "").split() + _essential_acr(req.claims)
+    req.acr_values = params.get("acr_values", "").split()
+    req.essential_acr = _essential_acr(req.claims)
 
 
 def _essential_acr(claims: dict[str, Any]) -> list[str]:
     """OIDC Core 5.5.1.1: ``acr`` asked for as an essential claim of the ID token must be
-    met, like ``acr_values`` (the MFA step-up reads both)."""
+    met by one of its values, like ``acr_values`` (the MFA step-up reads both)."""
     acr = claims.get("id_token", {}).get("acr")
     if not isinstance(acr, dict) or acr.get("essential") is not True:
         return []
@@ -371,7 +373,7 @@ def required_level(request: Request, account_id: int, req: AuthorizationRequest 
     return policy.required_level(
         roles, settings.mfa_required_roles,
         (client.extra.get("default_acr_values") or []) if client else [],
-        req.acr_values if req else [])
+        req.acr_values if req else [], req.essential_acr if req else [])
 
 
 def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,

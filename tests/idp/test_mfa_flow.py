@@ -112,6 +112,10 @@ def test_essential_acr_claim_steps_up_like_acr_values(client: TestClient, make_c
     voluntary = json.dumps({"id_token": {"acr": {"values": ["urn:edu:acr:mfa"]}}})
     asked = flow.authorize(client, client_id=registered.client_id, claims=voluntary)
     assert "code" in flow.Redirect(asked.headers["location"]).params  # not essential
+    either = json.dumps({"id_token": {"acr": {"essential": True, "values": [
+        "urn:edu:acr:sfa", "urn:edu:acr:mfa"]}}})
+    met = flow.authorize(client, client_id=registered.client_id, claims=either)
+    assert "code" in flow.Redirect(met.headers["location"]).params  # one of them is met
 
 
 def test_app_policy_default_acr_values(client: TestClient, make_client, make_person) -> None:
