@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IDP_"
@@ -135,6 +135,13 @@ class Settings(BaseSettings):
             if unknown or not value:
                 raise ValueError(f"must be a comma-separated list of {', '.join(known)}")
         return value
+
+    @model_validator(mode="after")
+    def _default_alg_is_kept_ready(self) -> Settings:
+        if self.id_token_alg_default not in self.signing_algs:
+            raise ValueError(f"id_token_alg_default {self.id_token_alg_default} is not among "
+                             "signing_algs (apps would get ID tokens no key can sign)")
+        return self
 
     # -- derived values ---------------------------------------------------
 

@@ -1,7 +1,8 @@
 """SSO sessions: who is signed in in this browser, since when, how, and to which apps.
 
 The browser holds an opaque random token in the ``idp_session`` cookie
-(HttpOnly, SameSite=Lax, Secure over https); the store holds the session under
+(HttpOnly; over https ``SameSite=None; Secure``, over http ``SameSite=Lax``: see
+``set_cookie``); the store holds the session under
 ``SM3(token)``, so a store dump reveals no usable cookie. ``sid`` is a separate
 random id that ID tokens carry (for logout), never the cookie value. Sessions
 expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all.
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 
 from core.store import Store
+from directory.people import standing
 
 COOKIE = "idp_session"
 IDLE_SECONDS = 8 * 3600
@@ -76,10 +78,27 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     return token, SSOSession(**json.loads(raw))
 
 
+def load_standing(request: Request) -> tuple[tuple[str, SSOSession], frozenset[str]] | None:
+    """The browser's session (token, session) and the person's current roles, in one
+    query. A session whose account may no longer sign in (disabled; the person suspended,
+    graduated, transferred or gone) is ended here: the browser is then signed out for the
+    apps and for the account pages alike, and the sign-in page says why in plain words."""
+    store = request.app.state.store
+    loaded = load(store, request)
+    if loaded is None:
+        return None
+    with request.app.state.db.sessions() as session:
+        now = standing(session, loaded[1].account_id)
+    if not now.allowed:
+        end(store, loaded[0])
+        return None
+    return loaded, now.roles
+
+
 def current(request: Request) -> SSOSession | None:
-    """The signed-in person's session in this browser, if any."""
-    loaded = load(request.app.state.store, request)
-    return loaded[1] if loaded else None
+    """The signed-in person's session in this browser, if any (``load_standing``)."""
+    found = load_standing(request)
+    return found[0][1] if found else None
 
 
 def is_recent(session: SSOSession, seconds: int = REAUTH_SECONDS) -> bool:

@@ -32,7 +32,7 @@ from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.apps import ClientMetadata
 from directory.models import Account
-from directory.people import current_roles, standing
+from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
 from idp.oidc import codes, consent
@@ -385,8 +385,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
     ``loaded``: the SSO session, when the caller has just started it (its cookie is not
     on this request yet); ``needed``: the level it needs, when already computed."""
     roles = None
-    if loaded is None:
-        loaded, roles = _cookie_session(request)
+    if loaded is None and (found := sessions.load_standing(request)) is not None:
+        loaded, roles = found
     session = loaded[1] if loaded else None
     silent = "none" in req.prompt
     if needs_login(req, session):
@@ -418,24 +418,6 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return respond_error(request, req, OAuthError("consent_required", "consent needed"))
         return _to_page(request, "consent", req, interaction_id)
     return _issue_code(request, client, req, loaded)
-
-
-def _cookie_session(request: Request) -> tuple[tuple[str, sessions.SSOSession] | None,
-                                               frozenset[str] | None]:
-    """The browser's SSO session and the person's current roles. A session whose account
-    may no longer sign in (disabled; the person suspended, graduated, transferred or
-    gone) is ended here: the browser is treated as signed out, and the sign-in page then
-    says why in plain words."""
-    store = request.app.state.store
-    loaded = sessions.load(store, request)
-    if loaded is None:
-        return None, None
-    with request.app.state.db.sessions() as session:
-        now = standing(session, loaded[1].account_id)
-    if not now.allowed:
-        sessions.end(store, loaded[0])
-        return None, None
-    return loaded, now.roles
 
 
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,

@@ -399,7 +399,7 @@ def test_requests_that_need_a_fresh_sign_in(browsers, store, make_client,
     assert _status(desktop, ticket)[1]["status"] == "scanned"
 
 
-def test_garbage_never_breaks(browsers, store) -> None:
+def test_garbage_never_breaks(browsers, store, make_person) -> None:
     desktop, phone, _ = browsers
     for value in ("", "x", "../../etc", "A" * 32, "é" * 10):
         code, body = _status(desktop, {"ticket": value})
@@ -409,7 +409,7 @@ def test_garbage_never_breaks(browsers, store) -> None:
     assert desktop.post("/login/qr/ticket", json={"ia": "nope"}, headers=_csrf_header(
         desktop)).status_code == 400
     assert desktop.get("/login/qr/status", params={"t": "x" * 500}).status_code == 400
-    _signed_in_phone(phone, store, type("P", (), {"account_id": 1, "sub": "s"})())
+    _signed_in_phone(phone, store, make_person())
     assert phone.get("/login/qr/scan", params={"t": "nope"}).status_code == 410
     assert phone.post("/login/qr/approve", data={"t": "nope"}).status_code == 403  # CSRF
 
