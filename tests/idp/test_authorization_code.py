@@ -272,13 +272,19 @@ def test_form_post_response_mode(client: TestClient, make_client, make_person) -
         "content-security-policy"]
 
 
-def test_refresh_rotation_and_family_revocation(client: TestClient, make_client,
-                                                make_person) -> None:
+def _offline_tokens(client: TestClient, make_client, make_person):
+    """A signed-in person's tokens (with a refresh token) for a new confidential client:
+    (client, person, tokens, its Basic credentials)."""
     registered, person = make_client(), make_person()
     code = flow.code_flow(client, registered.client_id, person,
                           scope="openid offline_access").params["code"]
     tokens = _redeem(client, registered, code).json()
-    auth = (registered.client_id, registered.secret)
+    return registered, person, tokens, (registered.client_id, registered.secret)
+
+
+def test_refresh_rotation_and_family_revocation(client: TestClient, make_client,
+                                                make_person) -> None:
+    _registered, _person, tokens, auth = _offline_tokens(client, make_client, make_person)
     rotated = client.post("/oauth2/token", data={"grant_type": "refresh_token",
                                                  "refresh_token": tokens["refresh_token"]},
                           auth=auth).json()
@@ -516,11 +522,7 @@ def test_userinfo_claims_by_scope_only(client: TestClient, make_client, make_per
 def test_a_wrong_token_type_hint_does_not_stop_the_search(client: TestClient, make_client,
                                                           make_person) -> None:
     """RFC 7009 2.1 and RFC 7662 2.1: the hint says where to look first, nothing more."""
-    registered, person = make_client(), make_person()
-    code = flow.code_flow(client, registered.client_id, person,
-                          scope="openid offline_access").params["code"]
-    tokens = _redeem(client, registered, code).json()
-    auth = (registered.client_id, registered.secret)
+    _registered, person, tokens, auth = _offline_tokens(client, make_client, make_person)
     access = client.post("/oauth2/introspect", data={
         "token": tokens["access_token"], "token_type_hint": "refresh_token"}, auth=auth).json()
     assert access["active"] is True and access["sub"] == person.sub
