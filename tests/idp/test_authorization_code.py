@@ -640,3 +640,40 @@ def test_a_code_redeemed_again_while_its_tokens_are_issued(client: TestClient, m
     refreshed = client.post("/oauth2/token", data={
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
     assert refreshed.status_code == 400
+
+
+def test_prompt_select_account_continues_or_switches(client: TestClient, make_client,
+                                                     make_person) -> None:
+    """prompt=select_account asks which account: the signed-in one, or another, which
+    signs in on the login page and becomes the browser's session."""
+    registered = make_client()
+    alice = make_person("sa7", "pw-a-7", name="安同学")
+    bob = make_person("sb7", "pw-b-7", name="鲍同学")
+    flow.code_flow(client, registered.client_id, alice)
+
+    def choose(choice: str):
+        asked = flow.follow(client, flow.authorize(client, client_id=registered.client_id,
+                                                   prompt="select_account"))
+        assert asked.headers["location"].startswith("/select-account?ia=")
+        page = client.get(asked.headers["location"])
+        assert page.status_code == 200 and "安同学" in page.text
+        return client.post("/select-account", data={
+            "csrf_token": flow.csrf_of(page.text), "ia": flow.ia_of(page), "choice": choice},
+            follow_redirects=False)
+
+    def sub_of(response) -> str:
+        code = flow.Redirect(flow.follow(client, response).headers["location"]).params["code"]
+        return _sm2_claims(client, _redeem(client, registered, code).json()["id_token"])["sub"]
+
+    assert sub_of(choose("current")) == alice.sub
+    other = choose("other")
+    assert other.headers["location"].startswith("/login?ia=")
+    login_page = client.get(other.headers["location"])
+    signed_in = client.post("/login", data={
+        "csrf_token": flow.csrf_of(login_page.text), "ia": flow.ia_of(login_page),
+        "login": bob.login, "password": bob.password}, follow_redirects=False)
+    assert sub_of(signed_in) == bob.sub
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    code = flow.Redirect(silent.headers["location"]).params["code"]
+    assert _sm2_claims(client, _redeem(client, registered, code).json()["id_token"])[
+        "sub"] == bob.sub  # the browser's session is now bob's

@@ -146,3 +146,29 @@ def test_chromium_qr_sign_in_page_reaches_the_app(live_server, app_origin, brows
     desktop.wait_for_url(redirect_uri + "?*", timeout=15_000)
     assert parse_qs(urlsplit(desktop.url).query)["state"] == ["st-browser"]
     assert not blocked
+
+
+@pytest.mark.interop
+def test_chromium_demo_app_shows_a_verified_sm2_id_token(live_server, browser,  # noqa: F811
+                                                         db) -> None:
+    """The newcomer's path: ``idp demo``'s app at /demo/rp, "sign in", a demo student's
+    password, and back on the app a verified SM2 signature with the ID token's claims."""
+    from idp import demo
+
+    with db.session() as session:
+        content = demo.seed(session, live_server.settings)
+    written = demo.write(live_server.settings, content)
+    try:
+        student = next(u for u in content["users"] if u["roles"] == ["student"])
+        page = browser.new_context(locale="zh-CN").new_page()
+        page.goto(live_server.url + "/demo/rp")
+        page.click("a.button[href='/demo/rp/login']")
+        page.fill("#login", student["login"])
+        page.fill("#password", student["password"])
+        page.click("form[action='/login'] button[type=submit]")
+        page.wait_for_url(live_server.url + "/demo/rp/callback?*")
+        text = page.inner_text("main")
+    finally:
+        written.unlink()  # the test var directory is shared by the session's tests
+    assert "✔" in text and "SM2" in text and '"alg": "SM2"' in text
+    assert '"edu_roles"' not in text and '"nonce"' in text  # the ID token's own claims
