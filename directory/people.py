@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -9,6 +11,7 @@ from functools import cache
 from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from core.db import Database
 from core.field_crypto import blind_index_candidates
 from core.settings import Settings
 from directory.identifiers import guess_kinds, normalise
@@ -157,3 +160,33 @@ _STANDING = (
                & Affiliation.valid_to.is_(None))
     .where(Account.id == bindparam("account_id"))
 )
+
+
+class StandingBySub:
+    """Whether the account with this ``sub`` may still sign in, remembered ``seconds`` per
+    process (at most ``size`` accounts): token introspection is the resource servers'
+    hot path, and a suspension then reaches it within ``seconds``."""
+
+    def __init__(self, database: Database, seconds: float = 30.0, size: int = 10_000) -> None:
+        self._database, self._seconds, self._size = database, seconds, size
+        self._seen: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def allowed(self, sub: str) -> bool:
+        now = time.monotonic()
+        hit = self._seen.get(sub)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self._database.reading() as connection:
+            row = connection.execute(_STANDING_BY_SUB, {"sub": sub}).first()
+        allowed = bool(row and not row.disabled and row.status == PersonStatus.active.value)
+        with self._lock:
+            if len(self._seen) >= self._size:
+                self._seen.clear()
+            self._seen[sub] = (now + self._seconds, allowed)
+        return allowed
+
+
+_STANDING_BY_SUB = (select(Account.disabled, Person.status)
+                    .join(Person, Person.id == Account.person_id)
+                    .where(Account.sub == bindparam("sub")))

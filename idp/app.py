@@ -30,6 +30,7 @@ from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import WebKitMiddleware
 from directory import api as directory_api
+from directory.people import StandingBySub
 from directory.scim import router as scim
 from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, sms_login
 from idp.oidc import (
@@ -92,6 +93,7 @@ def create_app(
     app.state.settings, app.state.db, app.state.store = settings, database, kv
     app.state.keys = KeyRing(settings, database.sessions)
     app.state.clients = clients.ClientRegistry(database.sessions)
+    app.state.standing = StandingBySub(database)
 
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())

@@ -1,7 +1,9 @@
 """Token introspection (RFC 7662) for confidential clients, about their own tokens.
 
 A client learns only about tokens issued to it; anything else, and every
-invalid, expired or revoked token, is ``{"active": false}``.
+invalid, expired or revoked token, is ``{"active": false}``; so is a token of an
+account that may no longer sign in (disabled, or its person suspended, graduated,
+transferred or gone), learnt within 30 seconds (``directory.people.StandingBySub``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def _access(request: Request, token: str, client_id: str) -> dict[str, Any] | No
         return None
     if claims.get("client_id") != client_id:
         return {"active": False}
+    sub = claims.get("sub")
+    if sub and sub != client_id and not request.app.state.standing.allowed(str(sub)):
+        return {"active": False}  # the person may no longer sign in (within 30 s)
     return {"active": True, "token_type": "Bearer",
             **{k: claims[k] for k in PUBLIC if k in claims}}
 

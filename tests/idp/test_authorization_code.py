@@ -464,6 +464,9 @@ def test_a_live_session_ends_when_the_person_may_no_longer_sign_in(
     assert flow.is_login_page(flow.authorize(client, client_id=registered.client_id))
     cut = client.get("/oauth2/userinfo", headers=bearer)
     assert cut.status_code == 401 and cut.json()["error"] == "invalid_token"
+    introspected = client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                               auth=(registered.client_id, registered.secret))
+    assert introspected.json() == {"active": False}
     assert 'error="invalid_token"' in cut.headers["www-authenticate"]
     refreshed = client.post("/oauth2/token", data={
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
