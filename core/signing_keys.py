@@ -43,6 +43,7 @@ from joserfc.jws import JWSRegistry
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from core import json_input
 from core.db import Base, UTCDateTime, utcnow
 from core.field_crypto import EncryptedColumn, field_cipher, register
 from core.gm import jose as gm_jose
@@ -276,10 +277,10 @@ class KeyRing:
         """
         try:
             header_b64, payload_b64, signature_b64 = token.split(".")
-            header = json.loads(_b64decode(header_b64))
-            claims = json.loads(_b64decode(payload_b64))
+            header = json_input.loads(_b64decode(header_b64))
+            claims = json_input.loads(_b64decode(payload_b64))
             signature = _b64decode(signature_b64)
-        except (ValueError, binascii.Error, RecursionError):  # RecursionError: "[[[[..."
+        except (ValueError, binascii.Error):
             return None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             return None

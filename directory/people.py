@@ -144,22 +144,33 @@ class Standing:
     roles: frozenset[str]
 
 
+def may_sign_in(disabled: bool, status: str) -> bool:
+    """The rule: an account that is not disabled, of a person who is active."""
+    return not disabled and status == PersonStatus.active.value
+
+
 def standing(session: Session, account_id: int) -> Standing:
     """One query: the account's state and its person's current roles."""
-    rows = session.execute(_STANDING, {"account_id": account_id}).all()
+    return _standing_of(session.execute(_STANDING, {"key": account_id}).all())
+
+
+def _standing_of(rows: list) -> Standing:
     if not rows:
         return Standing(False, frozenset())
-    allowed = not rows[0].disabled and rows[0].status == PersonStatus.active.value
-    return Standing(allowed, frozenset(row.role for row in rows if row.role is not None))
+    return Standing(may_sign_in(rows[0].disabled, rows[0].status),
+                    frozenset(row.role for row in rows if row.role is not None))
 
 
-_STANDING = (
-    select(Account.disabled, Person.status, Affiliation.role)
-    .join(Person, Person.id == Account.person_id)
-    .outerjoin(Affiliation, (Affiliation.person_id == Person.id)
-               & Affiliation.valid_to.is_(None))
-    .where(Account.id == bindparam("account_id"))
-)
+def _standing_query(key: object) -> Select:
+    """The account's state with one row per current role (one row if it has none)."""
+    return (select(Account.disabled, Person.status, Affiliation.role)
+            .join(Person, Person.id == Account.person_id)
+            .outerjoin(Affiliation, (Affiliation.person_id == Person.id)
+                       & Affiliation.valid_to.is_(None))
+            .where(key == bindparam("key")))
+
+
+_STANDING, _STANDING_BY_SUB = _standing_query(Account.id), _standing_query(Account.sub)
 
 
 class StandingBySub:
@@ -178,15 +189,10 @@ class StandingBySub:
         if hit is not None and hit[0] > now:
             return hit[1]
         with self._database.reading() as connection:
-            row = connection.execute(_STANDING_BY_SUB, {"sub": sub}).first()
-        allowed = bool(row and not row.disabled and row.status == PersonStatus.active.value)
+            rows = connection.execute(_STANDING_BY_SUB, {"key": sub}).all()
+        allowed = _standing_of(rows).allowed
         with self._lock:
             if len(self._seen) >= self._size:
                 self._seen.clear()
             self._seen[sub] = (now + self._seconds, allowed)
         return allowed
-
-
-_STANDING_BY_SUB = (select(Account.disabled, Person.status)
-                    .join(Person, Person.id == Account.person_id)
-                    .where(Account.sub == bindparam("sub")))

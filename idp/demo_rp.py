@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from core import json_input
 from core.gm import jose as gm_jose
 from core.web.templates import render
 
@@ -104,8 +105,8 @@ def _verify(request: Request, id_token: str) -> tuple[bool, dict[str, Any], dict
 def callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
     client = _client(request)
     try:
-        expected_state, nonce, verifier = json.loads(request.cookies.get(COOKIE, "[]"))
-    except (ValueError, TypeError, RecursionError):  # a cookie this page did not write
+        expected_state, nonce, verifier = json_input.loads(request.cookies.get(COOKIE, "[]"))
+    except (ValueError, TypeError):  # a cookie this page did not write
         expected_state = nonce = verifier = ""
     if error or not code or state != expected_state or client is None:
         result = {"error": error or "state mismatch or missing code"}

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from core import json_input
 from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.apps import ClientMetadata
@@ -172,14 +173,14 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
     if "claims" not in params:
         return
     try:
-        claims = json.loads(params["claims"])
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." deeper than Python goes
+        claims = json_input.loads(params["claims"])
+    except ValueError:
         raise _fail("invalid_request", "claims is not valid JSON") from None
     if not isinstance(claims, dict) or set(claims) - {"id_token", "userinfo"} or not all(
         isinstance(v, dict) for v in claims.values()
     ):
         raise _fail("invalid_request", "claims must be an object with id_token / userinfo")
-    if _depth(claims) > CLAIMS_DEPTH:
+    if _nested_deeper_than(claims, CLAIMS_DEPTH):
         raise _fail("invalid_request", "claims is nested too deeply")
     req.claims = claims
 
@@ -187,18 +188,18 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
 CLAIMS_DEPTH = 6  # {"id_token": {"acr": {"values": [...]}}} is 4 deep
 
 
-def _depth(value: Any) -> int:
-    """How deeply JSON ``value`` nests, without recursion (it may nest hundreds deep)."""
-    deepest, pending = 0, [(value, 1)]
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests deeper than ``limit``, found without recursion (it may
+    nest hundreds deep)."""
+    pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        deepest = max(deepest, depth)
-        if depth > CLAIMS_DEPTH:
-            return depth
+        if depth > limit:
+            return True
         children = item.values() if isinstance(item, dict) else item \
             if isinstance(item, list) else ()
         pending.extend((child, depth + 1) for child in children)
-    return deepest
+    return False
 
 
 def check_hints(params: dict[str, str], _c: ClientMetadata,

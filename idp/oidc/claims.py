@@ -36,8 +36,8 @@ from directory.models import (
     OrgKind,
     OrgUnit,
     Person,
-    PersonStatus,
 )
+from directory.people import may_sign_in
 from idp.oidc.tokens import Grant
 
 SCOPE_CLAIMS = {
@@ -167,6 +167,6 @@ def userinfo_claims(db: Database, settings: Settings, grant: Grant) -> dict[str,
     wanted |= _requested(grant, "userinfo")
     with db.reading() as connection:
         rows = connection.execute(_BY_SUB, {"key": grant.sub}).all()
-        if not rows or rows[0].disabled or rows[0].status != PersonStatus.active.value:
+        if not rows or not may_sign_in(rows[0].disabled, rows[0].status):
             return None
         return {"sub": grant.sub, **_all_claims(connection, settings, rows, wanted)}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import json_input
 from core.gm import jose as gm_jose
 from core.settings import Settings
 from core.store import Store
@@ -130,7 +130,7 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     try:
         keys = gm_jose.import_key_set(client.jwks)
         verified = jwt.decode(token, keys, algorithms=ASSERTION_ALGS).claims
-    except (JoseError, ValueError, RecursionError):
+    except (JoseError, ValueError, RecursionError):  # joserfc parses with json.loads
         raise invalid_client("client assertion signature is invalid") from None
     _check_assertion_claims(verified, client.client_id, endpoint_url, settings)
     if form.get("client_id") and form["client_id"] != client.client_id:
@@ -144,8 +144,8 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
 def _unverified_claims(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, RecursionError):
+        claims = json_input.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
         raise invalid_client("client assertion is not a JWT") from None
     if not isinstance(claims, dict):
         raise invalid_client("client assertion is not a JWT (its claims are not an object)")

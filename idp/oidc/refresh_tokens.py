@@ -27,7 +27,7 @@ from core.db import Base, Database, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
 from directory.apps import ClientMetadata
-from directory.models import Account
+from directory.people import standing
 from idp import sessions
 from idp.oidc.errors import invalid_grant, invalid_request
 from idp.oidc.tokens import Grant
@@ -99,12 +99,8 @@ def _claim(db: Database, row: RefreshToken) -> bool:
 
 
 def _account_may_continue(db: Database, account_id: int) -> bool:
-    from directory.models import PersonStatus
-
     with db.sessions() as session:
-        account = session.get(Account, account_id)
-        return bool(account and not account.disabled
-                    and account.person.status == PersonStatus.active.value)
+        return standing(session, account_id).allowed
 
 
 def _narrowed(grant: Grant, form: dict[str, str]) -> Grant:
