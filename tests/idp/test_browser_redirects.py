@@ -108,6 +108,29 @@ def test_form_action_refuses_what_is_no_source(url: str) -> None:
     assert csp_with_form_target(url) is None
 
 
+APP_FORM_ACTION = "form-action 'self' https://app.example.edu.cn;"
+
+
+def test_second_factor_and_account_choice_pages_allow_the_app(client, make_client,
+                                                              make_person) -> None:
+    """Their forms' answers, too, end in the redirect to the app."""
+    from directory.models import Role
+    from tests.idp import flow
+
+    registered = make_client()
+    make_person("t9", "pw-teacher-9", role=Role.teacher)
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "t9", "pw-teacher-9").headers["location"] == "/mfa"
+    assert APP_FORM_ACTION in client.get("/mfa").headers["content-security-policy"]
+    client.cookies.clear()
+    student = make_person()
+    flow.code_flow(client, registered.client_id, student)
+    asked = flow.follow(client, flow.authorize(client, client_id=registered.client_id,
+                                               prompt="select_account"))
+    page = client.get(asked.headers["location"])
+    assert APP_FORM_ACTION in page.headers["content-security-policy"]
+
+
 def test_sign_in_page_allows_its_app_and_no_other(client, make_client) -> None:
     from tests.idp import flow
 

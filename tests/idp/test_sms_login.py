@@ -82,6 +82,9 @@ def test_authorization_code_flow_with_sms(client, outbox, make_client, make_pers
     assert f'href="/login/sms?ia={ia}"' in start.text
     page = _ask_code(client, ia=ia)
     assert f'name="ia" value="{ia}"' in page.text and "测试应用" in page.text
+    # the code's answer is the redirect to the app: the page's CSP lets its form go there
+    assert "form-action 'self' https://app.example.edu.cn;" in page.headers[
+        "content-security-policy"]
     done = flow.follow(client, _enter_code(client, page, outbox.last_code(), ia=ia))
     redirect = flow.Redirect(done.headers["location"])
     assert redirect.location.startswith(REDIRECT_URI) and redirect.params["state"] == "st-1"
