@@ -21,6 +21,10 @@ left out, and a list of none needs nothing.
 
 A session whose level is lower is asked for a second factor (step-up) before the app
 gets a code; with ``prompt=none`` that is an ``interaction_required`` error instead.
+An essential ``acr`` is also answered with one of its own values (:func:`acr_answer`);
+when it names no value this provider knows, the request fails with
+``unmet_authentication_requirements`` (OpenID Connect Core Error Code
+unmet_authentication_requirements 1.0).
 """
 
 from __future__ import annotations
@@ -72,3 +76,18 @@ def required_level(roles: Iterable[str], required_roles: Iterable[str],
         known = [LEVELS[value] for value in accepted if value in LEVELS]
         needed = max(needed, min(known, default=1))
     return needed
+
+
+def acr_answer(session_acr: str, essential: Iterable[str]) -> str | None:
+    """The ``acr`` to put in the ID token (OIDC Core 5.5.1.1).
+
+    With no essential ``acr`` asked for, the session's own. Otherwise one of the values
+    asked for, as the authentication must match one of them: the highest that the
+    session's level reaches (two factors meet a request for one); None when none does,
+    which fails the authentication."""
+    essential = list(essential)
+    if not essential:
+        return session_acr
+    asked = [value for value in essential if value in LEVELS]
+    met = [value for value in asked if LEVELS[value] <= level(session_acr)]
+    return max(met, key=LEVELS.__getitem__) if met else None

@@ -36,7 +36,7 @@ from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import codes, consent
+from idp.oidc import codes, consent, redirect_uris
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
@@ -64,7 +64,8 @@ class AuthorizationRequest:
     prompt: list[str] = field(default_factory=list)
     max_age: int | None = None
     login_hint: str | None = None
-    hint_sub: str | None = None
+    hint_sub: str | None = None  # the sub of id_token_hint
+    claims_sub: str | None = None  # a sub value asked for in claims (OIDC Core 5.5.1)
     ui_locales: str | None = None
     display: str = "page"
     acr_values: list[str] = field(default_factory=list)
@@ -176,16 +177,23 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
         claims = json_input.loads(params["claims"])
     except ValueError:
         raise _fail("invalid_request", "claims is not valid JSON") from None
-    if not isinstance(claims, dict) or set(claims) - {"id_token", "userinfo"} or not all(
-        isinstance(v, dict) for v in claims.values()
-    ):
-        raise _fail("invalid_request", "claims must be an object with id_token / userinfo")
+    if not isinstance(claims, dict):
+        raise _fail("invalid_request", "claims must be a JSON object")
+    claims = {k: v for k, v in claims.items() if k in CLAIMS_MEMBERS}  # 5.5: others ignored
+    if not all(isinstance(v, dict) for v in claims.values()):
+        raise _fail("invalid_request", "claims id_token / userinfo must be objects")
     if _nested_deeper_than(claims, CLAIMS_DEPTH):
         raise _fail("invalid_request", "claims is nested too deeply")
     req.claims = claims
+    asked_sub = claims.get("id_token", {}).get("sub")
+    if isinstance(asked_sub, dict) and "value" in asked_sub:
+        if not isinstance(asked_sub["value"], str):
+            raise _fail("invalid_request", "claims id_token sub value must be a string")
+        req.claims_sub = asked_sub["value"]
 
 
 CLAIMS_DEPTH = 6  # {"id_token": {"acr": {"values": [...]}}} is 4 deep
+CLAIMS_MEMBERS = frozenset({"id_token", "userinfo"})
 
 
 def _nested_deeper_than(value: Any, limit: int) -> bool:
@@ -241,30 +249,42 @@ CHECKS: list[Check] = [
 # -- reading the request --------------------------------------------------------------
 
 
-async def read_params(request: Request) -> dict[str, str]:
+async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
+    """The request's parameters, and the names that came more than once.
+
+    A parameter sent without a value is treated as omitted (RFC 6749 3.1)."""
     if request.method == "POST":
         form = await request.form()
         items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     else:
         items = list(request.query_params.multi_items())
     params: dict[str, str] = {}
+    repeated: set[str] = set()
     for name, value in items:
+        if value == "":
+            continue
         if name in params:
-            raise PageError(400, N_("The sign-in request is malformed (a parameter is "
-                                    "repeated). Go back to the app and try again."),
-                            title=N_("Invalid sign-in request"))
+            repeated.add(name)
         params[name] = value
-    return params
+    return params, repeated
 
 
-def trusted_client(request: Request, params: dict[str, str]) -> ClientMetadata:
+UNTRUSTED_IF_REPEATED = frozenset({"client_id", "redirect_uri"})
+
+
+def trusted_client(request: Request, params: dict[str, str],
+                   repeated: set[str]) -> ClientMetadata:
     """check_client and check_redirect_uri: failures are pages, never redirects."""
+    if repeated & UNTRUSTED_IF_REPEATED:
+        raise PageError(400, N_("The sign-in request is malformed (a parameter is "
+                                "repeated). Go back to the app and try again."),
+                        title=N_("Invalid sign-in request"))
     client = request.app.state.clients.get(params.get("client_id", ""))
     if client is None:
         raise PageError(400, N_("This app is not registered, or it has been suspended."),
                         title=N_("Invalid sign-in request"))
     redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or redirect_uri not in client.redirect_uris:
+    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris):
         raise PageError(400, N_("The app sent a return address that is not registered for it, "
                                 "so we will not send you back there."),
                         title=N_("Invalid sign-in request"))
@@ -349,15 +369,26 @@ def _with_interaction_cookie(response: Response, request: Request,
     return response
 
 
+def _fresh(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
+    """Whether the session began with a sign-in made for this very request."""
+    return req.logged_in_at is not None and session.auth_time >= req.logged_in_at
+
+
+def other_person(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
+    """The app asked for someone else (``id_token_hint``, or a ``sub`` value in claims)."""
+    return any(wanted is not None and wanted != session.sub
+               for wanted in (req.hint_sub, req.claims_sub))
+
+
 def needs_login(req: AuthorizationRequest, session: sessions.SSOSession | None) -> bool:
     if session is None:
         return True
-    fresh = req.logged_in_at is not None and session.auth_time >= req.logged_in_at
+    fresh = _fresh(req, session)
     if "login" in req.prompt and not fresh:
         return True
     if req.max_age is not None and time.time() - session.auth_time > req.max_age and not fresh:
         return True
-    return bool(req.hint_sub and req.hint_sub != session.sub)
+    return other_person(req, session)
 
 
 def required_level(request: Request, account_id: int, req: AuthorizationRequest | None,
@@ -390,9 +421,14 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         loaded, roles = found
     session = loaded[1] if loaded else None
     silent = "none" in req.prompt
+    if session is not None and other_person(req, session) and _fresh(req, session):
+        # signed in just now, as someone other than the app asked for (OIDC Core 3.1.2.1)
+        return answer(request, req, interaction_id, OAuthError(
+            "login_required", "signed in as another person than the one asked for"))
     if needs_login(req, session):
         if silent:
-            return respond_error(request, req, OAuthError("login_required", "sign-in needed"))
+            return answer(request, req, interaction_id,
+                          OAuthError("login_required", "sign-in needed"))
         if request.method == "GET":
             return _login_here(request, req, interaction_id)
         return _to_page(request, "login", req, interaction_id)
@@ -401,7 +437,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         needed = required_level(request, session.account_id, req, roles)
     if policy.level(session.acr) < needed:
         if silent:
-            return respond_error(request, req, OAuthError(
+            return answer(request, req, interaction_id, OAuthError(
                 "interaction_required", "a second factor is needed"))
         interaction_id = save_interaction(request, req, interaction_id)
         return _with_interaction_cookie(mfa_step.begin(request, mfa_step.Step(
@@ -416,22 +452,37 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
                                    client.client_id, req.scope))
     ):
         if silent:
-            return respond_error(request, req, OAuthError("consent_required", "consent needed"))
+            return answer(request, req, interaction_id,
+                          OAuthError("consent_required", "consent needed"))
         return _to_page(request, "consent", req, interaction_id)
-    return _issue_code(request, client, req, loaded)
+    acr = policy.acr_answer(session.acr, req.essential_acr)
+    if acr is None:  # OIDC Core 5.5.1.1: an essential acr not met fails the authentication
+        return answer(request, req, interaction_id, OAuthError(
+            "unmet_authentication_requirements", "no requested acr value can be met"))
+    return answer(request, req, interaction_id, _issue_code(request, client, req, loaded, acr))
 
 
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,
-                loaded: tuple[str, sessions.SSOSession]) -> Response:
+                loaded: tuple[str, sessions.SSOSession], acr: str) -> dict[str, str]:
     token, session = loaded
     if client.client_id not in session.apps:
         session.apps.append(client.client_id)
         sessions.save(request.app.state.store, token, session)
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
-                  acr=session.acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)
-    code = codes.issue(request.app.state.store, grant, req.redirect_uri, req.code_challenge)
-    response = respond(request, req, {"code": code})
+                  acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)
+    return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
+                                req.code_challenge)}
+
+
+def answer(request: Request, req: AuthorizationRequest, interaction_id: str | None,
+           outcome: dict[str, str] | OAuthError) -> Response:
+    """The request's final answer to the app (a code or an error): the interaction is over,
+    so it is deleted and cannot be resumed again."""
+    if interaction_id:
+        request.app.state.store.delete(f"ia:{interaction_id}")
+    params = outcome.params() if isinstance(outcome, OAuthError) else outcome
+    response = respond(request, req, params)
     response.delete_cookie(INTERACTION_COOKIE, path="/")
     return response
 
@@ -441,14 +492,16 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
 
 @router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"], summary="Authorization endpoint")
 async def authorize(request: Request) -> Response:
-    params = await read_params(request)
-    client = trusted_client(request, params)
+    params, repeated = await read_params(request)
+    client = trusted_client(request, params, repeated)
     req = AuthorizationRequest(client_id=client.client_id,
                                redirect_uri=params["redirect_uri"], scope="",
                                state=params.get("state"),
                                response_mode=params.get("response_mode", "query")
                                if params.get("response_mode") in RESPONSE_MODES else "query")
     try:
+        if repeated:  # RFC 6749 4.1.2.1: an error the client hears about
+            raise _fail("invalid_request", "repeated parameter: " + " ".join(sorted(repeated)))
         for check in CHECKS:
             check(params, client, req)
         if params.get("id_token_hint"):
@@ -485,8 +538,4 @@ def carry_on(request: Request, req: AuthorizationRequest, ia: str,
 def deny(request: Request, ia: str, description: str) -> Response:
     """The person refused: tell the app ``access_denied``."""
     req = load_interaction(request, ia)
-    request.app.state.store.delete(f"ia:{ia}")
-    response = respond_error(request, req, OAuthError("access_denied",
-                                                      clean_description(description)))
-    response.delete_cookie(INTERACTION_COOKIE, path="/")
-    return response
+    return answer(request, req, ia, OAuthError("access_denied", clean_description(description)))

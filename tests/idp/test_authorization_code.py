@@ -171,11 +171,55 @@ def test_errors_redirect_with_state_and_iss(client: TestClient, make_client, par
     assert "code" not in redirect.params
 
 
-def test_repeated_parameter_is_an_error_page(client: TestClient, make_client) -> None:
+def test_repeated_parameter_goes_back_to_the_app(client: TestClient, make_client) -> None:
+    """RFC 6749 4.1.2.1: with a trusted client and redirect URI, the client hears of it."""
     registered = make_client()
     response = client.get(f"/oauth2/authorize?client_id={registered.client_id}&scope=openid"
-                          f"&scope=openid&redirect_uri={REDIRECT_URI}&response_type=code")
+                          f"&scope=openid&redirect_uri={REDIRECT_URI}&response_type=code"
+                          "&state=st-1", follow_redirects=False)
+    assert response.status_code == 303
+    redirect = flow.Redirect(response.headers["location"])
+    assert redirect.location.startswith(REDIRECT_URI)
+    assert redirect.params["error"] == "invalid_request" and redirect.params["state"] == "st-1"
+    assert "scope" in redirect.params["error_description"]
+
+
+@pytest.mark.parametrize("repeated", ["client_id", "redirect_uri"])
+def test_repeated_client_or_redirect_uri_is_an_error_page(client: TestClient, make_client,
+                                                          repeated: str) -> None:
+    registered = make_client()
+    values = {"client_id": registered.client_id, "redirect_uri": REDIRECT_URI}
+    response = client.get(f"/oauth2/authorize?client_id={registered.client_id}"
+                          f"&redirect_uri={REDIRECT_URI}&{repeated}={values[repeated]}"
+                          "&scope=openid&response_type=code", follow_redirects=False)
     assert response.status_code == 400 and "location" not in response.headers
+
+
+def test_empty_parameters_are_omitted(client: TestClient, make_client, make_person) -> None:
+    """RFC 6749 3.1: a parameter sent without a value is treated as omitted."""
+    registered, person = make_client(), make_person()
+    flow.code_flow(client, registered.client_id, person)
+    response = flow.authorize(client, client_id=registered.client_id, state="", max_age="",
+                              response_mode="", request="", request_uri="", claims="",
+                              code_challenge="", code_challenge_method="")
+    redirect = flow.Redirect(response.headers["location"])
+    assert "code" in redirect.params and "state" not in redirect.params
+
+
+def test_loopback_redirect_uri_takes_any_port(client: TestClient, make_client,
+                                              make_person) -> None:
+    """RFC 8252 7.3: a native app's loopback redirect URI matches on any port."""
+    registered = make_client(redirect_uris=["http://127.0.0.1/callback"])
+    person = make_person()
+    flow.code_flow(client, registered.client_id, person,
+                   redirect_uri="http://127.0.0.1:53123/callback")
+    ok = flow.authorize(client, client_id=registered.client_id,
+                        redirect_uri="http://127.0.0.1:53124/callback")
+    assert ok.headers["location"].startswith("http://127.0.0.1:53124/callback?code=")
+    for other in ("http://127.0.0.1:53124/other", "http://localhost:53124/callback",
+                  "https://127.0.0.1:53124/callback"):
+        refused = flow.authorize(client, client_id=registered.client_id, redirect_uri=other)
+        assert refused.status_code == 400 and "location" not in refused.headers
 
 
 def test_prompt_none_with_session_and_max_age(client: TestClient, make_client,
@@ -376,6 +420,70 @@ def test_id_token_hint_for_another_person_forces_login(client: TestClient, make_
     other = flow.authorize(client, client_id=registered.client_id, prompt="none",
                            id_token_hint=alice_token)
     assert flow.Redirect(other.headers["location"]).params["error"] == "login_required"
+
+
+def test_signing_in_as_another_than_the_hint_answers_login_required(
+        client: TestClient, make_client, make_person) -> None:
+    """OIDC Core 3.1.2.1: the hinted person is asked to sign in; someone else signing in
+    ends the request with login_required instead of asking again and again."""
+    registered = make_client()
+    alice, bob = make_person("sa1", "pw-a-1"), make_person("sb1", "pw-b-1")
+    code = flow.code_flow(client, registered.client_id, alice).params["code"]
+    alice_token = _redeem(client, registered, code).json()["id_token"]
+    client.cookies.clear()
+    page = flow.authorize(client, client_id=registered.client_id, id_token_hint=alice_token)
+    assert flow.is_login_page(page)
+    answer = flow.follow(client, flow.login(client, page, bob.login, bob.password))
+    redirect = flow.Redirect(answer.headers["location"])
+    assert redirect.params["error"] == "login_required" and "code" not in redirect.params
+    page = flow.authorize(client, client_id=registered.client_id, id_token_hint=alice_token)
+    answer = flow.follow(client, flow.login(client, page, alice.login, alice.password))
+    assert "code" in flow.Redirect(answer.headers["location"]).params
+
+
+def test_a_sub_value_in_claims_is_honoured(client: TestClient, make_client,
+                                           make_person) -> None:
+    """OIDC Core 5.5.1: an ID token for a requested sub value is only ever about them."""
+    registered = make_client()
+    alice, bob = make_person("sa1", "pw-a-1"), make_person("sb1", "pw-b-1")
+    flow.code_flow(client, registered.client_id, alice)
+    for_bob = json.dumps({"id_token": {"sub": {"value": bob.sub}}})
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                            claims=for_bob)
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "login_required"
+    page = flow.authorize(client, client_id=registered.client_id, claims=for_bob)
+    assert flow.is_login_page(page)
+    answer = flow.follow(client, flow.login(client, page, bob.login, bob.password))
+    code = flow.Redirect(answer.headers["location"]).params["code"]
+    assert _sm2_claims(client, _redeem(client, registered, code).json()["id_token"])[
+        "sub"] == bob.sub
+    not_a_string = json.dumps({"id_token": {"sub": {"value": 7}}})
+    bad = flow.authorize(client, client_id=registered.client_id, claims=not_a_string)
+    assert flow.Redirect(bad.headers["location"]).params["error"] == "invalid_request"
+
+
+def test_unknown_claims_members_are_ignored(client: TestClient, make_client,
+                                            make_person) -> None:
+    """OIDC Core 5.5: members that are not understood MUST be ignored."""
+    registered, person = make_client(), make_person()
+    claims = json.dumps({"id_token": {"name": None}, "access_token": {"scope": None}})
+    code = flow.code_flow(client, registered.client_id, person, scope="openid profile",
+                          claims=claims).params["code"]
+    assert _sm2_claims(client, _redeem(client, registered, code).json()["id_token"])[
+        "name"] == "赵同学"
+
+
+def test_a_finished_interaction_cannot_be_resumed(client: TestClient, make_client,
+                                                  make_person) -> None:
+    """Once the app has its answer, replaying the resume URL mints nothing more."""
+    registered, person = make_client(), make_person()
+    page = flow.authorize(client, client_id=registered.client_id, prompt="login")
+    ia = flow.ia_of(page)
+    answer = flow.follow(client, flow.login(client, page, person.login, person.password))
+    assert "code" in flow.Redirect(answer.headers["location"]).params
+    client.cookies.set("idp_ia", ia)
+    replay = client.get(f"/oauth2/authorize/resume?ia={ia}", follow_redirects=False)
+    assert replay.status_code == 400 and "location" not in replay.headers
 
 
 def test_claims_parameter_puts_claims_in_id_token(client: TestClient, make_client,

@@ -118,6 +118,29 @@ def test_essential_acr_claim_steps_up_like_acr_values(client: TestClient, make_c
     assert "code" in flow.Redirect(met.headers["location"]).params  # one of them is met
 
 
+def test_essential_acr_is_answered_with_a_value_asked_for(client: TestClient, make_client,
+                                                         make_person) -> None:
+    """OIDC Core 5.5.1.1: the acr returned matches one of the values asked for; when none
+    can be, the authentication fails."""
+    import json
+
+    registered = make_client()
+    student = make_person()
+    flow.code_flow(client, registered.client_id, student)  # a password session
+    either = json.dumps({"id_token": {"acr": {"essential": True, "values": [
+        "urn:edu:acr:sfa", "urn:example:other"]}}})
+    code = flow.code_flow(client, registered.client_id, student, claims=either).params["code"]
+    assert _id_token_claims(client, registered, code)["acr"] == "urn:edu:acr:sfa"
+    unknown = json.dumps({"id_token": {"acr": {"essential": True,
+                                               "values": ["urn:example:other"]}}})
+    for prompt in ({}, {"prompt": "none"}):
+        failed = flow.authorize(client, client_id=registered.client_id, claims=unknown,
+                                **prompt)
+        redirect = flow.Redirect(failed.headers["location"])
+        assert redirect.params["error"] == "unmet_authentication_requirements"
+        assert "code" not in redirect.params
+
+
 def test_app_policy_default_acr_values(client: TestClient, make_client, make_person) -> None:
     registered = make_client(default_acr_values=["urn:edu:acr:mfa"])
     make_person()

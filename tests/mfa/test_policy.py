@@ -1,9 +1,10 @@
-"""mfa.policy.required_level: roles, then each list of accepted acr values."""
+"""mfa.policy: the level a sign-in needs, and the acr it is answered with."""
 
 from __future__ import annotations
 
 import pytest
 
+from mfa import policy
 from mfa.policy import ACR_MFA, ACR_SFA, required_level
 
 ROLES = ("teacher",)
@@ -21,3 +22,16 @@ ROLES = ("teacher",)
 ])
 def test_required_level(roles, lists, level: int) -> None:
     assert required_level(roles, ROLES, *lists) == level
+
+
+@pytest.mark.parametrize(("session", "essential", "expected"), [
+    (policy.ACR_SFA, [], policy.ACR_SFA),
+    (policy.ACR_MFA, [], policy.ACR_MFA),
+    (policy.ACR_MFA, [policy.ACR_SFA], policy.ACR_SFA),
+    (policy.ACR_MFA, [policy.ACR_SFA, policy.ACR_MFA], policy.ACR_MFA),
+    (policy.ACR_SFA, [policy.ACR_SFA, policy.ACR_MFA], policy.ACR_SFA),
+    (policy.ACR_SFA, [policy.ACR_MFA], None),
+    (policy.ACR_MFA, ["urn:example:other"], None),
+])
+def test_acr_answer_is_one_of_the_values_asked_for(session, essential, expected) -> None:
+    assert policy.acr_answer(session, essential) == expected
