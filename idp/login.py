@@ -206,7 +206,8 @@ def login(request: Request, ia: str = Form(""), login: str = Form("", max_length
 
 def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str],
                       ia: str = "", auth_time: int | None = None,
-                      roles: frozenset[str] | None = None, next_url: str = "") -> Response:
+                      roles: frozenset[str] | None = None, next_url: str = "",
+                      proven_here: bool = True) -> Response:
     """A first factor (password, SMS code, QR approval ...) succeeded: go on.
 
     Marks the pending authorization request (``ia``) as freshly logged in; sends the
@@ -214,7 +215,8 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     otherwise starts a new SSO session (a new cookie) and carries on with the pending
     request right away (no extra redirect through ``/oauth2/authorize/resume``), or
     goes to ``next_url`` (a path on this site) or the start page. ``roles``: the
-    person's current roles, when the caller has them already (saves a query)."""
+    person's current roles, when the caller has them already (saves a query);
+    ``proven_here``: False when the factors were shown on another device (QR)."""
     pending = _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
@@ -232,6 +234,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                                   acr=policy.acr_for(amr))
     if auth_time is not None:
         session.auth_time = auth_time
+    session.proven_here = proven_here
     if pending is not None:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:

@@ -248,7 +248,7 @@ def finish(request: Request, step: Step, method: str) -> Response:
     if loaded is not None and loaded[1].account_id == step.account_id:
         token, session = loaded
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
-        sessions.save(store, token, session)
+        token = sessions.renew(store, token, session)
     else:
         if previous := sessions.load(store, request):
             sessions.end(store, previous[0])

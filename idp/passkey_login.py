@@ -33,7 +33,7 @@ from core.web.errors import PageError
 from core.web.templates import locale_of
 from directory.models import Account
 from idp import sessions
-from idp.login import WAIT, _pending, _refusal
+from idp.login import WAIT, _pending, _refusal, first_factor_done
 from idp.oidc import authorize
 from mfa import guards, policy
 from mfa import webauthn as passkeys
@@ -65,6 +65,15 @@ def passkey_options(request: Request, body: OptionsBody) -> Response:
     state = request.app.state
     options = passkeys.authentication_options(state.settings, state.store, None, False)
     return JSONResponse(options)
+
+
+def _as_json(redirect: Response) -> Response:
+    """A redirect (with its cookies) as the ``{"redirect": ...}`` the sign-in script
+    follows."""
+    response = JSONResponse({"redirect": redirect.headers["location"]})
+    for cookie in redirect.headers.getlist("set-cookie"):
+        response.headers.append("set-cookie", cookie)
+    return response
 
 
 @router.post("/login/passkey/verify")
@@ -104,19 +113,17 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
         return _error(request, failure)
     if refusal:
         return _error(request, refusal, 403)
+    amr = ["hwk", "user", "mfa"] if verified.user_verified else ["hwk"]
+    if pending is None:  # the policy's level, a second factor first if needed, as a password
+        return _as_json(first_factor_done(request, account_id, sub, amr))
     store = state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])
-    amr = ["hwk", "user", "mfa"] if verified.user_verified else ["hwk"]
     token, _session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
                                      acr=policy.acr_for(amr))
-    if pending is not None:
-        pending.logged_in_at = int(time.time())
-        pending.account_chosen = True
-        authorize.save_interaction(request, pending, body.ia)
-        target = f"/oauth2/authorize/resume?ia={body.ia}"
-    else:
-        target = "/"
-    response = JSONResponse({"redirect": target})
+    pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
+    pending.account_chosen = True
+    authorize.save_interaction(request, pending, body.ia)
+    response = JSONResponse({"redirect": f"/oauth2/authorize/resume?ia={body.ia}"})
     sessions.set_cookie(response, request, token)
     return response

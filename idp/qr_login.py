@@ -197,7 +197,7 @@ def redeem(request: Request, t: str = Form("", max_length=100),
         return _message(request, refusal, status=403, **back)
     assert won.account_id is not None
     response = first_factor_done(request, won.account_id, won.sub, won.amr, won.ia,
-                                 auth_time=won.auth_time)
+                                 auth_time=won.auth_time, proven_here=False)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response
 

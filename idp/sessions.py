@@ -21,11 +21,13 @@ from fastapi import Request, Response
 
 from core.store import Store
 from directory.people import standing
+from mfa import policy
 
 COOKIE = "idp_session"
 IDLE_SECONDS = 8 * 3600
 MAX_SECONDS = 7 * 24 * 3600
 REAUTH_SECONDS = 600
+TOUCH_SECONDS = 300
 
 
 @dataclass
@@ -38,6 +40,10 @@ class SSOSession:
     acr: str
     created: int
     apps: list[str] = field(default_factory=list)
+    # False when the factors were shown on another device (QR approval from a phone): such
+    # a session is never "recent" enough to change the sign-in factors (``is_recent``)
+    proven_here: bool = True
+    touched: int = 0  # when the idle timeout was last pushed back (``load``)
 
 
 def _key(token: str) -> str:
@@ -45,6 +51,8 @@ def _key(token: str) -> str:
 
 
 def _ttl(session: SSOSession) -> float:
+    """Until ``IDLE_SECONDS`` after the last use (``load`` pushes it back every
+    ``TOUCH_SECONDS``), and never beyond ``MAX_SECONDS`` after sign-in."""
     return max(1.0, min(IDLE_SECONDS, session.created + MAX_SECONDS - time.time()))
 
 
@@ -68,6 +76,15 @@ def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) 
     return token, session
 
 
+def renew(store: Store, token: str, session: SSOSession) -> str:
+    """Save ``session`` under a new cookie token and end the old one (the session keeps
+    its ``sid`` and apps): after a step-up, a token taken before it is worth nothing."""
+    end(store, token)
+    fresh = secrets.token_urlsafe(32)
+    save(store, fresh, session)
+    return fresh
+
+
 def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 100:
@@ -75,7 +92,12 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     raw = store.get(_key(token))
     if raw is None:
         return None
-    return token, SSOSession(**json.loads(raw))
+    session = SSOSession(**json.loads(raw))
+    now = int(time.time())
+    if now - max(session.touched, session.created) >= TOUCH_SECONDS:
+        session.touched = now  # in use: push the idle timeout back (one write per 5 min)
+        save(store, token, session)
+    return token, session
 
 
 def load_standing(request: Request) -> tuple[tuple[str, SSOSession], frozenset[str]] | None:
@@ -104,15 +126,23 @@ def current(request: Request) -> SSOSession | None:
 def is_recent(session: SSOSession, seconds: int = REAUTH_SECONDS) -> bool:
     """Whether the person signed in (or confirmed it was them) in the last ``seconds``:
     what changing the sign-in factors requires (a stolen, idle session cannot add one)."""
-    return time.time() - session.auth_time <= seconds
+    return session.proven_here and time.time() - session.auth_time <= seconds
 
 
 def recent(request: Request) -> SSOSession | None:
-    """The browser's session if the person signed in within ``REAUTH_SECONDS``: the pages
+    """The browser's session if the person signed in within ``REAUTH_SECONDS``, in this
+    browser, at the level the policy asks of them (a teacher: two factors): the pages
     that change how one signs in (factors, recovery codes) need it, so a session left
-    open on a shared school computer cannot be used to add an attacker's factor."""
-    session = current(request)
-    return session if session is not None and is_recent(session) else None
+    open on a shared school computer, one started by approving a QR code, or a single
+    factor of someone who needs two cannot be used to add an attacker's factor."""
+    found = load_standing(request)
+    if found is None:
+        return None
+    (_token, session), roles = found
+    needed = policy.required_level(roles, request.app.state.settings.mfa_required_roles)
+    if not is_recent(session) or policy.level(session.acr) < needed:
+        return None
+    return session
 
 
 def reauth_url(page: str) -> str:

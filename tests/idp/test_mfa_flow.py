@@ -91,6 +91,30 @@ def test_step_up_with_acr_values_and_prompt_none(client: TestClient, make_client
                               flow.Redirect(done.headers["location"]).params["code"])
     assert claims["acr"] == "urn:edu:acr:mfa" and "otp" in claims["amr"]
     assert claims["sub"] == student.sub
+    first_claims = _id_token_claims(client, registered, flow.code_flow(
+        client, registered.client_id, student).params["code"])
+    assert first_claims["sid"] == claims["sid"]  # the same session ...
+
+
+def test_step_up_gives_the_session_a_new_cookie(client: TestClient, make_client, make_person,
+                                                store) -> None:
+    """... under a new cookie token: one taken before the step-up is worth nothing."""
+    from idp import sessions
+
+    registered = make_client()
+    student = make_person()
+    flow.code_flow(client, registered.client_id, student)
+    before = client.cookies.get(sessions.COOKIE)
+    client.get(flow.authorize(client, client_id=registered.client_id,
+                              acr_values="urn:edu:acr:mfa").headers["location"])
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    flow.follow(client, _submit(client, page.text, _code(secret)))
+    after = client.cookies.get(sessions.COOKIE)
+    assert after and after != before
+    assert store.get(sessions._key(before)) is None
+    assert sessions.SSOSession(**json.loads(store.get(sessions._key(after)))).acr == \
+        "urn:edu:acr:mfa"
 
 
 @pytest.mark.parametrize("acr", [{"essential": True, "values": ["urn:edu:acr:mfa"]},

@@ -151,6 +151,24 @@ def test_full_flow_starts_a_desktop_session(browsers, store, db, make_person) ->
     assert _audit(db) == [("login.qr.approve", "success"), ("login.qr.redeem", "success")]
 
 
+def test_a_desktop_session_from_a_qr_code_cannot_change_factors(browsers, store,
+                                                                 make_person) -> None:
+    """Approving a code shown by someone else must not hand them the factor pages: the
+    desktop session is never "recent" for them, however fresh the phone's sign-in."""
+    desktop, phone, _ = browsers
+    person = make_person()
+    _signed_in_phone(phone, store, person, auth_time=int(time.time()))
+    assert phone.get("/account/security/totp", follow_redirects=False).status_code == 200
+    ticket = _ticket(desktop)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    signed = _redeem(desktop, ticket)
+    assert _session_of(store, signed).proven_here is False
+    for page in ("/account/security/totp", "/account/security/passkeys"):
+        answer = desktop.get(page, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login?")
+
+
 def test_through_the_authorization_endpoint(browsers, store, make_client, make_person) -> None:
     desktop, phone, _ = browsers
     registered, person = make_client(), make_person()

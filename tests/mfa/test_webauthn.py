@@ -347,6 +347,41 @@ def test_endpoints_register_sign_in_and_remove(client, db, settings, store, pers
     assert removed.status_code == 303 and _passkeys_of(db, person.account_id) == []
 
 
+def test_passkey_sign_in_without_an_app_applies_the_policy(client, db, settings, store,
+                                                           make_person):
+    """A teacher's passkey that verified no one is one factor: like a password, it leads to
+    the second-factor step, not to a session the account pages would accept."""
+    from directory.models import Role
+    from idp import sessions
+
+    teacher = make_person("t20260001", role=Role.teacher)
+    key, _ = _enrol(db, settings, store, teacher, uv=False)
+    headers = _csrf(client)
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    signed = client.post("/login/passkey/verify", headers=headers,
+                         json={"credential": key.get(options, uv=False)})
+    assert signed.json() == {"redirect": "/mfa"}
+    assert sessions.COOKIE not in signed.cookies and signed.cookies.get("idp_mfa")
+    page = client.get("/account/security/passkeys", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+
+
+def test_factor_pages_need_the_level_the_policy_asks(client, store, make_person):
+    """A one-factor session of someone who needs two cannot change the sign-in factors."""
+    from directory.models import Role
+    from idp import sessions
+
+    teacher = make_person("t20260001", role=Role.teacher)
+    for amr, acr, allowed in ((["pwd"], "urn:edu:acr:sfa", False),
+                              (["pwd", "otp", "mfa"], "urn:edu:acr:mfa", True)):
+        token, _ = sessions.start(store, account_id=teacher.account_id, sub=teacher.sub,
+                                  amr=amr, acr=acr)
+        client.cookies.set(sessions.COOKIE, token)
+        for page in ("/account/security/passkeys", "/account/security/totp"):
+            answer = client.get(page, follow_redirects=False)
+            assert (answer.status_code == 200) is allowed, (page, acr, answer.status_code)
+
+
 def test_sign_in_endpoint_refuses_in_plain_words(client, db, settings, store, make_person):
     from directory.models import Account, Role
 
@@ -433,8 +468,9 @@ def _add_passkey(page, server: str, name: str) -> None:
 def _sso_cookie(context, server: str, store: Store, person) -> None:
     from idp import sessions
 
+    # two factors: what the policy asks of administrators before they change factors
     token, _ = sessions.start(store, account_id=person.account_id, sub=person.sub,
-                              amr=["pwd"], acr="urn:edu:acr:sfa")
+                              amr=["pwd", "otp", "mfa"], acr="urn:edu:acr:mfa")
     context.add_cookies([{"name": sessions.COOKIE, "value": token, "url": server}])
 
 
