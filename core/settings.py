@@ -13,21 +13,25 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import ipaddress
 import json
 import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "IDP_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Variables with our prefix that are not settings of the service itself.
+# A comma-separated list in the environment (not JSON: NoDecode leaves the text to the
+# field's own "before" validator, which splits it)
+CommaList = Annotated[tuple[str, ...], NoDecode]
 _NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS"}
 
 
@@ -67,15 +71,20 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = Field(default=0, ge=0, le=256)
     # Token signing keys: the algorithms kept ready, how long a new key is published
     # before it signs, how long a replaced key stays published.
-    signing_algs: tuple[str, ...] = ("SM2", "RS256", "ES256", "EdDSA")
+    signing_algs: CommaList = ("SM2", "RS256", "ES256", "EdDSA")
     # The ID-token algorithm an app registered on the platform gets when its registration
     # names none (directory.apps.register_app). A client whose stored metadata names none
     # is signed with RS256, as OpenID Connect requires.
     id_token_alg_default: Literal["SM2", "RS256", "ES256", "EdDSA"] = "SM2"
+    # The reverse proxies / load balancers whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed (IP addresses or networks, comma-separated): the client's address is the
+    # rightmost one in X-Forwarded-For that is not among them (per-IP limits, audit), and
+    # https at the proxy makes cookies Secure. "*" is refused: anyone could choose their IP.
+    trusted_proxies: CommaList = ("127.0.0.1", "::1")
     key_publish_seconds: int = 86400
     key_retire_seconds: int = 172800
     # Roles whose members must sign in with a second factor (mfa.policy).
-    mfa_required_roles: tuple[str, ...] = (
+    mfa_required_roles: CommaList = (
         "city_admin", "district_admin", "school_admin", "teacher", "head_teacher")
     # SMS one-time codes (mfa.sms, docs/sms.md): console (dev default: a file under var/),
     # http (a JSON webhook; a small relay signs the cloud provider's API call) or none
@@ -122,6 +131,20 @@ class Settings(BaseSettings):
     def _split_roles(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        for item in value if isinstance(value, tuple | list) else ():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (\"*\" is not "
+                                 "allowed: clients could then choose their own address)"
+                                 ) from None
         return value
 
     @field_validator("signing_algs", mode="before")

@@ -75,6 +75,7 @@ def serve(
     uvicorn.run(
         "idp.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_config=None, access_log=False, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
 
 

@@ -28,6 +28,7 @@ def idp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"IDP_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
          "error: the database at IDP_DATABASE_URL does not answer"),
         ({"IDP_MODE": "production"}, "error: production mode needs IDP_MASTER_KEY"),
+        ({"IDP_TRUSTED_PROXIES": "*"}, "error: IDP_TRUSTED_PROXIES: '*' is not an IP address"),
     ],
 )
 def test_bad_configuration_is_one_line(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -59,3 +60,48 @@ def test_upgrade_demo_verify_on_a_fresh_var(tmp_path: Path) -> None:
 def test_version() -> None:
     result = idp("version", env={})
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a load balancer (IDP_TRUSTED_PROXIES), the client is the rightmost address in
+    X-Forwarded-For that is not a trusted proxy: what a client writes at the left of the
+    header is never believed, and other peers' headers are ignored."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from idp import cli
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    for name in [k for k in os.environ if k.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("IDP_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("IDP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
+    cli.serve(host="127.0.0.1", port=8000, workers=1)
+    assert seen["proxy_headers"] is True
+    assert seen["forwarded_allow_ips"] == ["10.0.0.0/8", "192.0.2.7"]
+
+    async def echo(scope, receive, send) -> None:
+        body = f"{scope['client'][0]} {scope['scheme']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    wrapped = ProxyHeadersMiddleware(echo, trusted_hosts=seen["forwarded_allow_ips"])
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    balancer = TestClient(wrapped, client=("10.1.2.3", 40000))  # no lifespan: plain http
+    assert balancer.get("/", headers=headers).text == "203.0.113.9 https"
+    direct = TestClient(wrapped, client=("198.51.100.1", 40000))
+    assert direct.get("/", headers=headers).text == "198.51.100.1 http"
+
+
+def test_list_settings_are_comma_separated_in_the_environment() -> None:
+    from core.settings import load_settings
+
+    settings = load_settings({"IDP_MFA_REQUIRED_ROLES": "teacher, city_admin",
+                              "IDP_SIGNING_ALGS": "SM2,RS256",
+                              "IDP_TRUSTED_PROXIES": "10.0.0.0/8,::1"})
+    assert settings.mfa_required_roles == ("teacher", "city_admin")
+    assert settings.signing_algs == ("SM2", "RS256")
+    assert settings.trusted_proxies == ("10.0.0.0/8", "::1")
