@@ -42,7 +42,8 @@ def revoke_app(request: Request, client_id: str = Form(..., max_length=64)) -> R
     session = sessions.current(request)
     if session is None:
         return RedirectResponse("/login", status_code=303)
-    if consent.revoke(request.app.state.db, session.account_id, client_id):
+    if consent.revoke(request.app.state.db, request.app.state.store, session.account_id,
+                      client_id):
         with request.app.state.db.session() as db:
             record(db, actor=f"account:{session.account_id}", action="consent.revoke",
                    outcome="success", target=f"client:{client_id}", context=Context.of(request))

@@ -8,7 +8,17 @@ from typing import Any
 
 from fastapi import Request
 
+from core.store import Store
 from idp.oidc.tokens import token_key
+
+
+def revoke_access_jti(store: Store, jti: str, expires_in: float) -> None:
+    """Deny-list an access token (JWT or opaque) by ``jti`` until it expires."""
+    store.set(f"at-revoked:{jti}", b"1", ttl=max(1.0, expires_in))
+
+
+def is_revoked(store: Store, jti: str) -> bool:
+    return store.get(f"at-revoked:{jti}") is not None
 
 
 def _read_jwt(request: Request, token: str) -> dict[str, Any] | None:
@@ -22,8 +32,6 @@ def _read_jwt(request: Request, token: str) -> dict[str, Any] | None:
 def read_access_token(request: Request, token: str,
                       check_revoked: bool = True) -> dict[str, Any] | None:
     """The claims of a live access token we issued, else None."""
-    from idp.oidc.revocation import is_revoked
-
     if not token or len(token) > 8192:
         return None
     store = request.app.state.store

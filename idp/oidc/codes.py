@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from core.audit import Context, record
 from core.store import Store
 from directory.apps import ClientMetadata
-from idp.oidc import refresh_tokens, revocation
+from idp.oidc import refresh_tokens
+from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
 from idp.oidc.grants import issue_tokens
 from idp.oidc.tokens import Grant, token_key
@@ -70,6 +71,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     code = form.get("code")
     if not code:
         raise invalid_request("code is required")
+    if not form.get("redirect_uri"):  # always sent at /authorize here, so required here
+        raise invalid_request("redirect_uri is required")
     key = token_key(code)
     raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
                                     ttl=USED_SECONDS)
@@ -102,9 +105,10 @@ def _refuse_reuse(request: Request, key: str) -> None:
 
 def _revoke(request: Request, tokens: bytes) -> None:
     issued = json.loads(tokens)
-    revocation.revoke_access_jti(request.app.state.store, issued["jti"], issued["exp"])
+    revoke_access_jti(request.app.state.store, issued["jti"], issued["exp"])
     if issued.get("family"):
-        refresh_tokens.revoke_family(request.app.state.db, issued["family"])
+        refresh_tokens.revoke_family(request.app.state.db, request.app.state.store,
+                                     issued["family"])
     with request.app.state.db.session() as session:
         record(session, actor="client", action="code.reuse", outcome="revoked",
                target=issued.get("family") or "", context=Context.of(request))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core.db import Database, utcnow
+from core.store import Store
 from directory.apps import Consent
+from idp.oidc import refresh_tokens
 from idp.oidc.refresh_tokens import RefreshToken
 
 
@@ -28,10 +30,10 @@ def grant(db: Database, account_id: int, client_id: str, scope: str) -> None:
         row.granted_at, row.revoked_at = utcnow(), None
 
 
-def revoke(db: Database, account_id: int, client_id: str) -> bool:
+def revoke(db: Database, store: Store, account_id: int, client_id: str) -> bool:
     """Withdraw the consent, and with it every refresh token the app holds for this
-    account (in the same transaction): the app keeps no way back in. Its access tokens
-    end with their short lifetime."""
+    account (in the same transaction) and the access tokens issued with them: the app
+    keeps no way back in."""
     with db.session() as session:
         row = session.scalar(select(Consent).where(
             Consent.account_id == account_id, Consent.client_id == client_id,
@@ -39,7 +41,7 @@ def revoke(db: Database, account_id: int, client_id: str) -> bool:
         if row is None:
             return False
         row.revoked_at = utcnow()
-        session.execute(update(RefreshToken).where(
-            RefreshToken.account_id == account_id, RefreshToken.client_id == client_id,
-            RefreshToken.revoked_at.is_(None)).values(revoked_at=row.revoked_at))
-        return True
+        live = refresh_tokens.revoke_in(session, RefreshToken.account_id == account_id,
+                                        RefreshToken.client_id == client_id)
+    refresh_tokens.deny_access_tokens(store, live)
+    return True

@@ -38,5 +38,5 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
     if "refresh_token" in client.grant_types:
         body["refresh_token"], family = refresh_tokens.issue(
             state.db, state.settings, client, refresh_grant or grant, family=family,
-            expires_at=refresh_expires)
+            expires_at=refresh_expires, access=(access.jti, access.expires_in))
     return IssuedTokens(body, access.jti, family)

@@ -20,15 +20,17 @@ from typing import Any
 
 from fastapi import Request
 from sqlalchemy import ForeignKey, String, Text, insert, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
 from core.db import Base, Database, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
+from core.store import Store
 from directory.apps import ClientMetadata
 from directory.people import standing
 from idp import sessions
+from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
 from idp.oidc.tokens import Grant
 
@@ -48,6 +50,10 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the access token issued together with this refresh token: revoking the family
+    # deny-lists it too (RFC 7009 2.1), while it may still be live
+    access_jti: Mapped[str | None] = mapped_column(String(64))
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def mac(settings: Settings, token: str) -> str:
@@ -55,8 +61,10 @@ def mac(settings: Settings, token: str) -> str:
 
 
 def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant,
-          family: str | None = None, expires_at: datetime | None = None) -> tuple[str, str]:
-    """A new refresh token (and its family id) for ``grant``."""
+          family: str | None = None, expires_at: datetime | None = None,
+          access: tuple[str, int] | None = None) -> tuple[str, str]:
+    """A new refresh token (and its family id) for ``grant``; ``access``: the ``jti`` and
+    lifetime in seconds of the access token issued with it."""
     if grant.account_id is None:
         raise ValueError("refresh tokens are for user grants")
     token = secrets.token_urlsafe(32)
@@ -67,18 +75,39 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
         connection.execute(_INSERT, {
             "token_mac": mac(settings, token), "family": family, "client_id": client.client_id,
             "account_id": grant.account_id, "grant_json": json.dumps(grant.to_json()),
-            "created_at": now, "expires_at": expires_at or now + timedelta(seconds=lifetime)})
+            "created_at": now, "expires_at": expires_at or now + timedelta(seconds=lifetime),
+            "access_jti": access[0] if access else None,
+            "access_expires_at": now + timedelta(seconds=access[1]) if access else None})
     return token, family
 
 
 _INSERT = insert(RefreshToken.__table__)
 
 
-def revoke_family(db: Database, family: str) -> None:
+def revoke_family(db: Database, store: Store, family: str) -> None:
+    """Revoke every refresh token of ``family`` and deny-list the access tokens issued
+    with them that may still be live."""
     with db.session() as session:
-        session.execute(update(RefreshToken).where(
-            RefreshToken.family == family, RefreshToken.revoked_at.is_(None)
-        ).values(revoked_at=utcnow()))
+        live = revoke_in(session, RefreshToken.family == family)
+    deny_access_tokens(store, live)
+
+
+def revoke_in(session: Session, *where: Any) -> list[tuple[str, datetime]]:
+    """Revoke the refresh tokens ``where`` selects, in ``session``'s transaction; return
+    the access tokens issued with them that may still be live (``deny_access_tokens``
+    once the transaction is committed)."""
+    now = utcnow()
+    session.execute(update(RefreshToken).where(
+        *where, RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
+    return [(jti, expires) for jti, expires in session.execute(
+        select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
+            *where, RefreshToken.access_expires_at > now))]
+
+
+def deny_access_tokens(store: Store, live: list[tuple[str, datetime]]) -> None:
+    now = utcnow()
+    for jti, expires_at in live:
+        revoke_access_jti(store, jti, (expires_at - now).total_seconds())
 
 
 def find(db: Database, settings: Settings, token: str) -> RefreshToken | None:
@@ -128,12 +157,12 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if row.client_id != client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
     if row.used_at is not None or not _claim(state.db, row):
-        revoke_family(state.db, row.family)
+        revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the refresh token was already used; its whole family is revoked")
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
     if not _account_may_continue(state.db, row.account_id):
-        revoke_family(state.db, row.family)
+        revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in")
     original = Grant.from_json(json.loads(row.grant_json))
     offline = "offline_access" in original.scope.split()

@@ -1,9 +1,11 @@
 """Token revocation (RFC 7009) and the access-token deny list.
 
 Any client may revoke its own tokens (public clients identify themselves with
-``client_id``). Revoking a refresh token revokes its whole family; revoking a
-JWT access token puts its ``jti`` on a deny list until it expires; an opaque
-access token is deleted. The answer is 200 whether or not the token existed.
+``client_id``). Revoking a refresh token revokes its whole family and the access
+tokens issued with it (RFC 7009 2.1); revoking a JWT access token puts its ``jti``
+on a deny list until it expires; an opaque access token is deleted. The answer is
+200 whether or not the token existed; a token issued to another client is refused
+with ``invalid_request`` (RFC 7009 2.1) and stays valid.
 """
 
 from __future__ import annotations
@@ -14,29 +16,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from core.store import Store
 from idp.oidc import refresh_tokens
-from idp.oidc.access_tokens import read_access_token
+from idp.oidc.access_tokens import read_access_token, revoke_access_jti
 from idp.oidc.errors import OAuthError
 
 router = APIRouter(tags=["oidc"])
 
 
-def revoke_access_jti(store: Store, jti: str, expires_in: float) -> None:
-    store.set(f"at-revoked:{jti}", b"1", ttl=max(1.0, expires_in))
-
-
-def is_revoked(store: Store, jti: str) -> bool:
-    return store.get(f"at-revoked:{jti}") is not None
+NOT_YOURS = OAuthError("invalid_request", "the token was not issued to this client")
 
 
 def _revoke_refresh(request: Request, token: str, client_id: str) -> bool:
-    """Revoke a refresh token's family; False when ``token`` is no refresh token."""
+    """Revoke a refresh token's family and the access tokens issued with it; False when
+    ``token`` is no refresh token."""
     state = request.app.state
     row = refresh_tokens.find(state.db, state.settings, token)
-    if row is not None and row.client_id == client_id:
-        refresh_tokens.revoke_family(state.db, row.family)
-    return row is not None
+    if row is None:
+        return False
+    if row.client_id != client_id:
+        raise NOT_YOURS
+    refresh_tokens.revoke_family(state.db, state.store, row.family)
+    return True
 
 
 def _revoke_access(request: Request, token: str, client_id: str) -> bool:
@@ -44,10 +44,11 @@ def _revoke_access(request: Request, token: str, client_id: str) -> bool:
     claims = read_access_token(request, token, check_revoked=False)
     if claims is None:
         return False
-    if claims.get("client_id") == client_id:
-        if claims.get("_opaque_key"):
-            request.app.state.store.delete(claims["_opaque_key"])
-        revoke_access_jti(request.app.state.store, claims["jti"], claims["exp"] - time.time())
+    if claims.get("client_id") != client_id:
+        raise NOT_YOURS
+    if claims.get("_opaque_key"):
+        request.app.state.store.delete(claims["_opaque_key"])
+    revoke_access_jti(request.app.state.store, claims["jti"], claims["exp"] - time.time())
     return True
 
 

@@ -32,13 +32,12 @@ MAX_BODY = 64 * 1024
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """The urlencoded body as a dict; repeated parameters are an error (RFC 6749 3.2).
+    """The urlencoded body as a dict; repeated parameters are an error (RFC 6749 3.2), and
+    one sent without a value counts as omitted (RFC 6749 3.1).
 
     Parsed with ``urllib.parse`` rather than the multipart machinery: this is the hot path
     of every back-channel request, and only urlencoded bodies are allowed here."""
-    if not request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    ):
+    if not is_form(request):
         raise invalid_request("the body must be application/x-www-form-urlencoded")
     body = await request.body()
     if len(body) > MAX_BODY:
@@ -52,8 +51,15 @@ async def read_form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in values:
             raise invalid_request(f"parameter {name} is repeated")
-        values[name] = value
+        if value:
+            values[name] = value
     return values
+
+
+def is_form(request: Request) -> bool:
+    """Whether the body is urlencoded (media types are case-insensitive, RFC 9110 8.3.1)."""
+    return request.headers.get("content-type", "").lower().startswith(
+        "application/x-www-form-urlencoded")
 
 
 def endpoint_url(request: Request) -> str:

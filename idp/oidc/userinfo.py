@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from idp.oidc.access_tokens import read_access_token
 from idp.oidc.claims import userinfo_claims
+from idp.oidc.token_endpoint import is_form
 from idp.oidc.tokens import Grant
 
 router = APIRouter(tags=["oidc"])
@@ -23,9 +24,7 @@ async def _token_from(request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     in_header = value.strip() if scheme.lower() == "bearer" else None
     in_body = None
-    if request.method == "POST" and request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    ):
+    if request.method == "POST" and is_form(request):
         in_body = (await request.form()).get("access_token")
     if in_header and in_body:
         return ""  # RFC 6750 2: one method only

@@ -549,6 +549,55 @@ def test_withdrawn_consent_revokes_the_apps_refresh_tokens(client: TestClient, m
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
         auth=(registered.client_id, registered.secret))
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert _active(client, registered, tokens["access_token"]) is False  # and its access
+
+
+def _active(client: TestClient, registered, token: str) -> bool:
+    answer = client.post("/oauth2/introspect", data={"token": token},
+                         auth=(registered.client_id, registered.secret))
+    return answer.json()["active"]
+
+
+def _user_tokens(client: TestClient, registered, person, **params: str) -> dict:
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access", **params).params["code"]
+    return _redeem(client, registered, code).json()
+
+
+def test_revoking_a_refresh_token_revokes_its_access_tokens(client: TestClient, make_client,
+                                                            make_person) -> None:
+    """RFC 7009 2.1: the access tokens of the same grant go with the refresh token, also
+    the one issued with a rotated token of the family."""
+    registered, person = make_client(), make_person()
+    first = _user_tokens(client, registered, person)
+    second = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=(registered.client_id, registered.secret)).json()
+    other = _user_tokens(client, registered, person)  # another grant: stays
+    assert _active(client, registered, first["access_token"])
+    revoked = client.post("/oauth2/revoke", data={"token": second["refresh_token"]},
+                          auth=(registered.client_id, registered.secret))
+    assert revoked.status_code == 200
+    assert not _active(client, registered, first["access_token"])
+    assert not _active(client, registered, second["access_token"])
+    assert client.get("/oauth2/userinfo", headers={
+        "Authorization": f"Bearer {second['access_token']}"}).status_code == 401
+    assert _active(client, registered, other["access_token"])
+
+
+def test_another_clients_token_is_not_revoked(client: TestClient, make_client,
+                                              make_person) -> None:
+    """RFC 7009 2.1: the request is refused and the client told; the token stays valid."""
+    owner, stranger, person = make_client(), make_client(), make_person()
+    tokens = _user_tokens(client, owner, person)
+    for token in (tokens["refresh_token"], tokens["access_token"]):
+        refused = client.post("/oauth2/revoke", data={"token": token},
+                              auth=(stranger.client_id, stranger.secret))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert _active(client, owner, tokens["access_token"])
+    assert client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(owner.client_id, owner.secret)).status_code == 200
 
 
 @pytest.mark.parametrize("status", ["suspended", "graduated", "left"])
@@ -580,6 +629,55 @@ def test_a_live_session_ends_when_the_person_may_no_longer_sign_in(
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
         auth=(registered.client_id, registered.secret))
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert _active(client, registered, tokens["access_token"]) is False  # and its access
+
+
+def _active(client: TestClient, registered, token: str) -> bool:
+    answer = client.post("/oauth2/introspect", data={"token": token},
+                         auth=(registered.client_id, registered.secret))
+    return answer.json()["active"]
+
+
+def _user_tokens(client: TestClient, registered, person, **params: str) -> dict:
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access", **params).params["code"]
+    return _redeem(client, registered, code).json()
+
+
+def test_revoking_a_refresh_token_revokes_its_access_tokens(client: TestClient, make_client,
+                                                            make_person) -> None:
+    """RFC 7009 2.1: the access tokens of the same grant go with the refresh token, also
+    the one issued with a rotated token of the family."""
+    registered, person = make_client(), make_person()
+    first = _user_tokens(client, registered, person)
+    second = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=(registered.client_id, registered.secret)).json()
+    other = _user_tokens(client, registered, person)  # another grant: stays
+    assert _active(client, registered, first["access_token"])
+    revoked = client.post("/oauth2/revoke", data={"token": second["refresh_token"]},
+                          auth=(registered.client_id, registered.secret))
+    assert revoked.status_code == 200
+    assert not _active(client, registered, first["access_token"])
+    assert not _active(client, registered, second["access_token"])
+    assert client.get("/oauth2/userinfo", headers={
+        "Authorization": f"Bearer {second['access_token']}"}).status_code == 401
+    assert _active(client, registered, other["access_token"])
+
+
+def test_another_clients_token_is_not_revoked(client: TestClient, make_client,
+                                              make_person) -> None:
+    """RFC 7009 2.1: the request is refused and the client told; the token stays valid."""
+    owner, stranger, person = make_client(), make_client(), make_person()
+    tokens = _user_tokens(client, owner, person)
+    for token in (tokens["refresh_token"], tokens["access_token"]):
+        refused = client.post("/oauth2/revoke", data={"token": token},
+                              auth=(stranger.client_id, stranger.secret))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert _active(client, owner, tokens["access_token"])
+    assert client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(owner.client_id, owner.secret)).status_code == 200
 
 
 def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, make_person,
@@ -788,3 +886,37 @@ def test_prompt_select_account_continues_or_switches(client: TestClient, make_cl
     code = flow.Redirect(silent.headers["location"]).params["code"]
     assert _sm2_claims(client, _redeem(client, registered, code).json()["id_token"])[
         "sub"] == bob.sub  # the browser's session is now bob's
+
+
+def test_token_endpoint_reads_empty_parameters_as_omitted(client: TestClient, make_client,
+                                                          make_person) -> None:
+    """RFC 6749 3.1: a refresh with ``scope=`` keeps the original scope (RFC 6749 6)."""
+    registered, person = make_client(), make_person()
+    tokens = _user_tokens(client, registered, person)
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "scope": ""},
+        auth=(registered.client_id, registered.secret)).json()
+    assert refreshed["scope"] == tokens["scope"] and "id_token" in refreshed
+    machine = client.post("/oauth2/token", data={"grant_type": "client_credentials",
+                                                 "scope": ""},
+                          auth=(registered.client_id, registered.secret)).json()
+    assert machine["scope"] == "api.read api.write"
+
+
+def test_media_types_are_case_insensitive(client: TestClient, make_client) -> None:
+    registered = make_client()
+    answer = client.post("/oauth2/token", content="grant_type=client_credentials",
+                         headers={"Content-Type": "Application/X-WWW-Form-Urlencoded"},
+                         auth=(registered.client_id, registered.secret))
+    assert answer.status_code == 200 and answer.json()["access_token"]
+
+
+def test_a_missing_redirect_uri_is_invalid_request_and_spends_nothing(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    missing = client.post("/oauth2/token", data={"grant_type": "authorization_code",
+                                                 "code": code},
+                          auth=(registered.client_id, registered.secret))
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    assert _redeem(client, registered, code).status_code == 200  # the code is still good
