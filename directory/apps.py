@@ -152,7 +152,29 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"grant_types not supported: {', '.join(sorted(unknown))}")
     if method == "private_key_jwt" and not data.get("jwks"):
         raise ValueError("private_key_jwt needs the client's public keys in jwks")
+    signing_alg = data.get("token_endpoint_auth_signing_alg")
+    if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
+        raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
+                         f"{', '.join(ID_TOKEN_ALGS)}")
+    if set(data.get("response_types", ["code"])) != {"code"}:
+        raise ValueError("response_types: only code is supported")
+    if data.get("subject_type", "public") != "public":
+        raise ValueError("subject_type: only public is supported")
+    unsupported = sorted(set(data) & UNSUPPORTED_METADATA)
+    if unsupported:  # accepted silently, the app would believe it had them
+        raise ValueError(f"not supported: {', '.join(unsupported)}")
     return data
+
+
+# Registration metadata (OIDC Dynamic Client Registration 2) for features this provider
+# does not offer: refused at registration rather than stored and ignored.
+UNSUPPORTED_METADATA = frozenset({
+    "userinfo_signed_response_alg", "userinfo_encrypted_response_alg",
+    "userinfo_encrypted_response_enc", "id_token_encrypted_response_alg",
+    "id_token_encrypted_response_enc", "request_object_signing_alg",
+    "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
+    "sector_identifier_uri", "authorization_signed_response_alg",
+    "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens"})
 
 
 def register_app(

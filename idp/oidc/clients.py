@@ -129,7 +129,7 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
         raise invalid_client("unknown client or wrong authentication method")
     try:
         keys = gm_jose.import_key_set(client.jwks)
-        verified = jwt.decode(token, keys, algorithms=ASSERTION_ALGS).claims
+        verified = jwt.decode(token, keys, algorithms=assertion_algs(client)).claims
     except (JoseError, ValueError, RecursionError):  # joserfc parses with json.loads
         raise invalid_client("client assertion signature is invalid") from None
     _check_assertion_claims(verified, client.client_id, endpoint_url, settings)
@@ -139,6 +139,13 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     if not store.set_if_absent(f"jti:{client.client_id}:{verified['jti']}", b"1", ttl=ttl):
         raise invalid_client("client assertion was already used")
     return client
+
+
+def assertion_algs(client: ClientMetadata) -> list[str]:
+    """The registered ``token_endpoint_auth_signing_alg`` alone, if any (OIDC Dynamic
+    Client Registration 2: assertions signed otherwise MUST be rejected), else all."""
+    registered = client.token_endpoint_auth_signing_alg
+    return [registered] if registered else ASSERTION_ALGS
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

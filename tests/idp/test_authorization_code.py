@@ -632,54 +632,6 @@ def test_a_live_session_ends_when_the_person_may_no_longer_sign_in(
     assert _active(client, registered, tokens["access_token"]) is False  # and its access
 
 
-def _active(client: TestClient, registered, token: str) -> bool:
-    answer = client.post("/oauth2/introspect", data={"token": token},
-                         auth=(registered.client_id, registered.secret))
-    return answer.json()["active"]
-
-
-def _user_tokens(client: TestClient, registered, person, **params: str) -> dict:
-    code = flow.code_flow(client, registered.client_id, person,
-                          scope="openid offline_access", **params).params["code"]
-    return _redeem(client, registered, code).json()
-
-
-def test_revoking_a_refresh_token_revokes_its_access_tokens(client: TestClient, make_client,
-                                                            make_person) -> None:
-    """RFC 7009 2.1: the access tokens of the same grant go with the refresh token, also
-    the one issued with a rotated token of the family."""
-    registered, person = make_client(), make_person()
-    first = _user_tokens(client, registered, person)
-    second = client.post("/oauth2/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-        auth=(registered.client_id, registered.secret)).json()
-    other = _user_tokens(client, registered, person)  # another grant: stays
-    assert _active(client, registered, first["access_token"])
-    revoked = client.post("/oauth2/revoke", data={"token": second["refresh_token"]},
-                          auth=(registered.client_id, registered.secret))
-    assert revoked.status_code == 200
-    assert not _active(client, registered, first["access_token"])
-    assert not _active(client, registered, second["access_token"])
-    assert client.get("/oauth2/userinfo", headers={
-        "Authorization": f"Bearer {second['access_token']}"}).status_code == 401
-    assert _active(client, registered, other["access_token"])
-
-
-def test_another_clients_token_is_not_revoked(client: TestClient, make_client,
-                                              make_person) -> None:
-    """RFC 7009 2.1: the request is refused and the client told; the token stays valid."""
-    owner, stranger, person = make_client(), make_client(), make_person()
-    tokens = _user_tokens(client, owner, person)
-    for token in (tokens["refresh_token"], tokens["access_token"]):
-        refused = client.post("/oauth2/revoke", data={"token": token},
-                              auth=(stranger.client_id, stranger.secret))
-        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
-    assert _active(client, owner, tokens["access_token"])
-    assert client.post("/oauth2/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=(owner.client_id, owner.secret)).status_code == 200
-
-
 def test_userinfo_profile_email_phone_claims(client: TestClient, make_client, make_person,
                                              db, settings) -> None:
     """Every claim of the profile, email and phone scopes, from the directory: the phone

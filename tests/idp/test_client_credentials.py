@@ -101,3 +101,8 @@ def test_discovery(client: TestClient) -> None:
     assert "SM2" in document["id_token_signing_alg_values_supported"]
     assert document["code_challenge_methods_supported"] == ["S256"]
     assert document["request_parameter_supported"] is False
+    # RFC 8414 2: private_key_jwt at an endpoint needs its signing algorithms listed
+    for endpoint in ("token", "introspection", "revocation"):
+        assert "private_key_jwt" in document[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == [
+            "SM2", "RS256", "ES256", "EdDSA"]

@@ -107,3 +107,37 @@ def test_secret_methods_cannot_be_mixed(client: TestClient, make_client) -> None
         "grant_type": "client_credentials", "client_secret": registered.secret,
         "client_id": registered.client_id}, auth=(registered.client_id, registered.secret))
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_client) -> None:
+    """OIDC Dynamic Client Registration 2: with ``token_endpoint_auth_signing_alg``
+    registered, assertions signed with any other algorithm MUST be rejected."""
+    es_key, rs_key = _key("ES256"), _key("RS256")
+    keys = [{**es_key.as_dict(private=False), "kid": "k1", "alg": "ES256", "use": "sig"},
+            {**rs_key.as_dict(private=False), "kid": "k2", "alg": "RS256", "use": "sig"}]
+    registered = make_client(token_endpoint_auth_method="private_key_jwt",
+                             token_endpoint_auth_signing_alg="ES256", jwks={"keys": keys})
+    now = int(time.time())
+    claims = {"iss": registered.client_id, "sub": registered.client_id, "aud": TOKEN_URL,
+              "iat": now, "exp": now + 60}
+    other = jwt.encode({"alg": "RS256", "kid": "k2"}, {**claims, "jti": "a"}, rs_key,
+                       algorithms=["RS256"])
+    refused = _token(client, registered.client_id, other)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert _token(client, registered.client_id,
+                  _assertion(es_key, "ES256", registered.client_id)).status_code == 200
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"token_endpoint_auth_signing_alg": "HS256"}, "token_endpoint_auth_signing_alg"),
+    ({"userinfo_signed_response_alg": "RS256"}, "not supported: userinfo_signed_response_alg"),
+    ({"id_token_encrypted_response_alg": "RSA-OAEP"}, "not supported"),
+    ({"subject_type": "pairwise"}, "subject_type"),
+    ({"response_types": ["code", "id_token"]}, "response_types"),
+])
+def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
+                                                      message: str) -> None:
+    """Stored and ignored, the app would believe it had signed UserInfo, pairwise subjects
+    or encrypted ID tokens."""
+    with pytest.raises(ValueError, match=message):
+        make_client(**metadata)
