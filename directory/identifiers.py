@@ -49,3 +49,15 @@ def guess_kinds(raw: str) -> list[IdentifierKind]:
                 IdentifierKind.teacher_number, IdentifierKind.username]
     return [IdentifierKind.student_number, IdentifierKind.teacher_number,
             IdentifierKind.username]
+
+
+def canonical(raw: str) -> str:
+    """One form for every way of typing the same login entry (its most specific kind's
+    normalisation): what counts failed sign-ins for a name that matches nobody, so that
+    respelling it (full-width, spaces, ``+86``) behaves as it would for a real account."""
+    for kind in guess_kinds(raw):
+        try:
+            return f"{kind.value}:{normalise(kind, raw)}"
+        except ValueError:
+            continue
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw)).casefold()

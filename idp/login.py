@@ -33,6 +33,7 @@ from core.store import Store
 from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render
+from directory import identifiers
 from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
 from idp import mfa_step, sessions
@@ -112,7 +113,7 @@ def _failure_subject(settings: Settings, account: Account | None, login: str) ->
     """Whom a failure counts against: the account, or a keyed MAC of what was typed."""
     if account is not None:
         return str(account.id)
-    return "login:" + keyed_mac(settings, "login-guard/v1", login.lower())[:32]
+    return "login:" + keyed_mac(settings, "login-guard/v1", identifiers.canonical(login))[:32]
 
 
 def _count_failure(request: Request, session: Session, subject: str, ip: str) -> None:

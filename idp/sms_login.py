@@ -14,7 +14,7 @@ answer 404.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
 
 from core.audit import Context, record
@@ -80,7 +80,7 @@ def sms_login_form(request: Request, ia: str = "") -> Response:
 
 
 @router.post("/login/sms")
-def sms_send(request: Request, ia: str = Form("", max_length=100),
+def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", max_length=100),
              phone: str = Form("", max_length=40)) -> Response:
     sender = gateway(request)
     state = request.app.state
@@ -92,7 +92,9 @@ def sms_send(request: Request, ia: str = Form("", max_length=100),
         result = sms.send_code(session, state.settings, state.store, sender, number,
                                sms.Purpose.login, account_id=account.id if account else None,
                                ip=_ip(request), locale=locale_of(request),
-                               context=Context.of(request))
+                               context=Context.of(request), deliver_later=True)
+    if result.deliver is not None:  # after the answer: registered or not, it takes as long
+        background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:
         return _phone_page(request, ia, number, SEND_WAIT, status=429, seconds=result.wait)
     if result.status is sms.SendStatus.gateway_failed:

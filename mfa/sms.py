@@ -34,6 +34,7 @@ import json
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
+from core.db import Database
 from core.field_crypto import blind_index_candidates, open_
 from core.keyring import keyed_mac
 from core.settings import Settings
@@ -82,6 +84,9 @@ class SendStatus(StrEnum):
 class SendResult:
     status: SendStatus
     wait: int = 0  # seconds, when rate-limited
+    # with ``deliver_later``: the gateway call, to run after the answer has gone out
+    # (``deliver(db)``); None when there is nothing to send (a number without an account)
+    deliver: Callable[[Database], None] | None = None
 
 
 class VerifyStatus(StrEnum):
@@ -165,12 +170,17 @@ def _limited(settings: Settings, store: Store, phone: str, ip: str) -> int:
 
 def send_code(session: Session, settings: Settings, store: Store, gateway: Gateway,
               raw_phone: str, purpose: Purpose, *, account_id: int | None, ip: str,
-              locale: str = i18n.DEFAULT, context: Context | None = None) -> SendResult:
+              locale: str = i18n.DEFAULT, context: Context | None = None,
+              deliver_later: bool = False) -> SendResult:
     """Send a new code to the number for ``purpose``.
 
     ``account_id`` is the account the number belongs to (None: nothing is sent, but
-    the answer is the same as for a registered number). The limits are taken first,
-    for every number.
+    the answer is the same as for a registered number: the same limits, taken first,
+    and a decoy code entry that counts wrong guesses like a real one).
+    ``deliver_later``: do not call the gateway now but return the call as
+    ``SendResult.deliver``, so that the answer takes as long for a number without an
+    account (the sign-in by phone number: its timing must not tell which numbers are
+    registered); a gateway failure is then audited, and the number may ask again at once.
     """
     phone = normalise(raw_phone)
     if phone is None:
@@ -180,29 +190,43 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
         record(session, actor=actor, action="sms.send", outcome="failure", context=context,
                detail={"purpose": purpose.value, "reason": "rate_limited"})
         return SendResult(SendStatus.rate_limited, wait)
+    code = f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
+    minutes = str(CODE_SECONDS // 60)
+    key = _code_key(settings, purpose, phone)
+    store.set(key, json.dumps({  # for a number without an account: a decoy, never sent
+        "mac": _code_mac(settings, purpose, phone, code), "account_id": account_id,
+        "nonce": secrets.token_hex(8), "expires": time.time() + CODE_SECONDS,
+    }).encode(), ttl=CODE_SECONDS)
     if account_id is None:
         record(session, actor=actor, action="sms.send", outcome="failure", context=context,
                detail={"purpose": purpose.value, "reason": "unknown_number"})
         return SendResult(SendStatus.sent)
-    code = f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
-    minutes = str(CODE_SECONDS // 60)
-    key = _code_key(settings, purpose, phone)
-    store.set(key, json.dumps({
-        "mac": _code_mac(settings, purpose, phone, code), "account_id": account_id,
-        "nonce": secrets.token_hex(8), "expires": time.time() + CODE_SECONDS,
-    }).encode(), ttl=CODE_SECONDS)
     message = i18n.gettext(locale, MESSAGE, code=code, minutes=minutes)
-    try:
-        gateway.send(phone, message, {"code": code, "minutes": minutes})
-    except GatewayError as exc:
+
+    def failed(exc: GatewayError, session: Session) -> None:
         store.delete(key)
         store.delete(f"sms:gap:{_phone_id(settings, phone)}")  # may try again at once
         record(session, actor=actor, action="sms.send", outcome="failure", context=context,
                detail={"purpose": purpose.value, "reason": "gateway_failed",
                        "gateway": gateway.name, "error": str(exc)[:200]})
-        return SendResult(SendStatus.gateway_failed)
+
+    def deliver(db: Database) -> None:
+        try:
+            gateway.send(phone, message, {"code": code, "minutes": minutes})
+        except GatewayError as exc:
+            with db.session() as later:
+                failed(exc, later)
+
     record(session, actor=actor, action="sms.send", outcome="success", context=context,
-           detail={"purpose": purpose.value, "gateway": gateway.name})
+           detail={"purpose": purpose.value, "gateway": gateway.name,
+                   **({"deferred": True} if deliver_later else {})})
+    if deliver_later:
+        return SendResult(SendStatus.sent, deliver=deliver)
+    try:
+        gateway.send(phone, message, {"code": code, "minutes": minutes})
+    except GatewayError as exc:
+        failed(exc, session)
+        return SendResult(SendStatus.gateway_failed)
     return SendResult(SendStatus.sent)
 
 
@@ -230,7 +254,7 @@ def verify_code(session: Session, settings: Settings, store: Store, raw_phone: s
     if raw is None:
         return fail("no_code")  # never sent, expired, or already used
     entry = json.loads(raw)
-    owner = int(entry["account_id"])
+    owner = entry["account_id"]  # None: the decoy of a number without an account
     if account_id is not None and owner != account_id:
         return fail("other_account")
     tries_key = f"sms:tries:{entry['nonce']}"
@@ -239,7 +263,8 @@ def verify_code(session: Session, settings: Settings, store: Store, raw_phone: s
         return fail("too_many_attempts", VerifyStatus.too_many, owner)
     if float(entry["expires"]) <= time.time():
         return fail("expired", actor_id=owner)
-    if not hmac.compare_digest(_code_mac(settings, purpose, phone, cleaned), str(entry["mac"])):
+    if not hmac.compare_digest(_code_mac(settings, purpose, phone, cleaned),
+                               str(entry["mac"])) or owner is None:
         return fail("wrong_code", actor_id=owner)
     taken = store.take(key)
     if taken is None or json.loads(taken).get("nonce") != entry["nonce"]:

@@ -178,6 +178,8 @@ def _check(session: Session, settings: Settings, store: Store, account_id: int,
     if not store.set_if_absent(f"totp:used:{account_id}:{step}", b"1", ttl=USED_TTL):
         fail("code_reused", f"mfa:{row.uid}")  # the slot stays taken: replays count
         return None
+    for earlier in range(step - 2 * WINDOW_STEPS, step):  # RFC 6238 5.2: nothing older
+        store.set(f"totp:used:{account_id}:{earlier}", b"1", ttl=USED_TTL)
     _give_back_attempt(store, account_id)
     row.last_used_at = utcnow()
     return row

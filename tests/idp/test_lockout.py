@@ -201,6 +201,20 @@ def test_unknown_login_locks_like_a_real_one(client: TestClient, make_client) ->
     assert locked.status_code == 429 and LOCKED in locked.text
 
 
+@pytest.mark.parametrize(("typed", "respelt"), [
+    ("s20268888", "ｓ２０２６ 8888"), ("13900139000", "+86 139-0013-9000"),
+    ("Nobody@Example.CN", "nobody@example.cn")])
+def test_respelling_an_unknown_name_counts_like_a_real_one(client: TestClient, make_client,
+                                                          typed: str, respelt: str) -> None:
+    """Failures for a name that matches nobody count under its normalised form, as they do
+    under the account for a real one: a respelling reveals nothing (no account oracle)."""
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after):
+        flow.login(client, start, typed, "wrong")
+    locked = flow.login(client, start, respelt, "wrong")
+    assert locked.status_code == 429 and LOCKED in locked.text
+
+
 def test_password_spraying_locks_the_ip(client: TestClient, make_client, make_person,
                                         db: Database, settings: Settings,
                                         monkeypatch: pytest.MonkeyPatch) -> None:

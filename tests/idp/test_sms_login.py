@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from core.audit import AuditEvent
 from core.gm import jose as gm_jose
 from directory.models import Role
 from mfa import sms
@@ -202,18 +204,42 @@ def test_bad_input_is_a_page_not_a_500(client, outbox) -> None:
     assert outbox.messages() == []
 
 
-def test_gateway_failure_is_a_clear_page(client, app, make_person, db, settings) -> None:
+def test_gateway_failure_is_audited_and_does_not_hold_the_number(
+        client, app, make_person, db, settings) -> None:
+    """The gateway is called after the answer (its timing must not tell registered numbers
+    apart): a failure is audited, and the number may ask again at once."""
     person = make_person()
     add_phone(db, settings, person.account_id)
     app.state.sms_gateway = HttpGateway(
         "https://relay.example.edu.cn/sms",
         transport=httpx.MockTransport(lambda request: httpx.Response(502)))
-    answer = _ask_code(client)
-    assert answer.status_code == 503 and "短信未能发送" in answer.text
+    assert _ask_code(client).status_code == 200
+    with db.sessions() as session:
+        reasons = [json.loads(e.detail or "{}").get("reason") for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sms.send"))]
+    assert "gateway_failed" in reasons
+    sent: list[httpx.Request] = []
     app.state.sms_gateway = HttpGateway(
         "https://relay.example.edu.cn/sms",
-        transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+        transport=httpx.MockTransport(lambda request: sent.append(request)
+                                      or httpx.Response(200)))
     assert _ask_code(client).status_code == 200  # a failed send does not hold the number
+    assert len(sent) == 1
+
+
+def test_an_unregistered_number_answers_wrong_guesses_like_a_registered_one(
+        client, make_person, db, settings) -> None:
+    """Both reach the attempt limit at the same guess: no enumeration by the 429."""
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    token = flow.csrf_of(client.get("/login/sms").text)
+    for number in (PHONE_NUMBER, "13900139000"):
+        assert client.post("/login/sms", data={"csrf_token": token,
+                                               "phone": number}).status_code == 200
+        answers = [client.post("/login/sms/verify", data={
+            "csrf_token": token, "phone": number, "code": "000000"}).status_code
+            for _ in range(sms.MAX_ATTEMPTS + 1)]
+        assert answers == [400] * sms.MAX_ATTEMPTS + [429], number
 
 
 def test_sms_off_hides_the_link_and_the_pages(client, app) -> None:

@@ -85,11 +85,22 @@ def test_qr_code_is_local_inline_svg():
 @pytest.mark.interop
 def test_oathtool_codes_are_accepted_within_one_step(db, settings, store, person):
     secret = enrol(db, settings, store, person.account_id).secret_base32
-    assert verify(db, settings, store, person.account_id, oathtool(secret, T0))
-    assert verify(db, settings, store, person.account_id, oathtool(secret, T0 - 30))
-    assert verify(db, settings, store, person.account_id, oathtool(secret, T0 + 30))
     assert not verify(db, settings, store, person.account_id, oathtool(secret, T0 - 60))
     assert not verify(db, settings, store, person.account_id, oathtool(secret, T0 + 60))
+    assert verify(db, settings, store, person.account_id, oathtool(secret, T0 - 30))
+    assert verify(db, settings, store, person.account_id, oathtool(secret, T0))
+    assert verify(db, settings, store, person.account_id, oathtool(secret, T0 + 30))
+
+
+def test_no_code_older_than_the_last_one_used(db, settings, store, person):
+    """RFC 6238 5.2: once a step's code is used, earlier steps' codes are refused too, so
+    no more than one code passes at any moment."""
+    secret = enrol(db, settings, store, person.account_id).secret_base32
+    assert verify(db, settings, store, person.account_id, pyotp.TOTP(secret).at(T0 + 30))
+    assert not verify(db, settings, store, person.account_id, pyotp.TOTP(secret).at(T0))
+    assert not verify(db, settings, store, person.account_id, pyotp.TOTP(secret).at(T0 - 30))
+    assert verify(db, settings, store, person.account_id, pyotp.TOTP(secret).at(T0 + 60),
+                  at=T0 + 60)
 
 
 @needs_oathtool
