@@ -301,5 +301,5 @@ def logout(request: Request) -> Response:
     if loaded := sessions.load(store, request):
         sessions.end(store, loaded[0])
     response = RedirectResponse("/", status_code=303)
-    sessions.clear_cookie(response)
+    sessions.clear_cookie(response, request)
     return response

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 
 from core.store import Store
+from core.web import cookies
 from directory.people import standing
 from mfa import policy
 
@@ -86,7 +87,7 @@ def renew(store: Store, token: str, session: SSOSession) -> str:
 
 
 def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
-    token = request.cookies.get(COOKIE)
+    token = request.cookies.get(cookies.name(request, COOKIE))
     if not token or len(token) > 100:
         return None
     raw = store.get(_key(token))
@@ -173,9 +174,11 @@ def set_cookie(response: Response, request: Request, token: str) -> None:
     ``SameSite=Lax`` CSRF cookie and its token. Over plain http (development) browsers
     refuse ``SameSite=None`` without ``Secure``, so it stays ``Lax``."""
     https = request.url.scheme == "https"
-    response.set_cookie(COOKIE, token, httponly=True, samesite="none" if https else "lax",
-                        path="/", secure=https, max_age=MAX_SECONDS)
+    response.set_cookie(cookies.name(request, COOKIE), token, httponly=True,
+                        samesite="none" if https else "lax", path="/", secure=https,
+                        max_age=MAX_SECONDS)
 
 
-def clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/")
+def clear_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(cookies.name(request, COOKIE), path="/",
+                           secure=request.url.scheme == "https")

@@ -1,6 +1,7 @@
 """CSRF protection for every HTML form (signed double-submit token).
 
-A random token lives in an HttpOnly ``csrf`` cookie; forms carry
+A random token lives in an HttpOnly ``csrf`` cookie (``__Host-csrf`` over https, so that
+no other host of the site can plant one: ``core.web.cookies``); forms carry
 ``HMAC-SM3(key, cookie)`` in the ``csrf_token`` field (or ``X-CSRF-Token``
 header for scripts). A cross-site attacker can neither read the cookie nor
 compute the MAC. Routers of people-facing pages declare
@@ -16,6 +17,7 @@ import secrets
 from fastapi import Request
 
 from core.keyring import keyed_mac
+from core.web import cookies
 from core.web.errors import PageError
 from core.web.i18n import N_
 
@@ -30,7 +32,8 @@ def _mac(request: Request, cookie: str) -> str:
 
 def csrf_token(request: Request) -> str:
     """The token for forms on this page; issues a cookie when there is none."""
-    cookie = request.cookies.get(COOKIE) or getattr(request.state, "new_csrf_cookie", None)
+    cookie = request.cookies.get(cookies.name(request, COOKIE)) or getattr(
+        request.state, "new_csrf_cookie", None)
     if not cookie:
         cookie = secrets.token_urlsafe(32)
         request.state.new_csrf_cookie = cookie
@@ -41,7 +44,7 @@ async def require_csrf(request: Request) -> None:
     """FastAPI dependency: refuse an unsafe request without a valid token."""
     if request.method in SAFE_METHODS:
         return
-    cookie = request.cookies.get(COOKIE, "")
+    cookie = request.cookies.get(cookies.name(request, COOKIE), "")
     sent = request.headers.get("x-csrf-token", "")
     if not sent and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")

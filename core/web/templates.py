@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
-from core.web import i18n
+from core.web import cookies, i18n
 from core.web.csrf import COOKIE as CSRF_COOKIE
 from core.web.csrf import csrf_token
 from core.web.middleware import csp_with_form_target
@@ -106,7 +106,7 @@ def render(
     new_cookie = getattr(request.state, "new_csrf_cookie", None)
     if new_cookie:
         response.set_cookie(
-            CSRF_COOKIE, new_cookie, httponly=True, samesite="lax",
+            cookies.name(request, CSRF_COOKIE), new_cookie, httponly=True, samesite="lax",
             secure=request.url.scheme == "https", path="/",
         )
     return response

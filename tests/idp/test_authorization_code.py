@@ -704,21 +704,41 @@ def test_a_wrong_token_type_hint_does_not_stop_the_search(client: TestClient, ma
                        auth=auth).json() == {"active": False}
 
 
-@pytest.mark.parametrize(("scheme", "attributes"), [
-    ("https", {"httponly", "secure", "samesite=none"}), ("http", {"httponly", "samesite=lax"})])
+@pytest.mark.parametrize(("scheme", "prefix", "attributes"), [
+    ("https", "__Host-", {"httponly", "secure", "samesite=none", "path=/"}),
+    ("http", "", {"httponly", "samesite=lax", "path=/"})])
 def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client, make_person,
-                                                               scheme: str,
+                                                               scheme: str, prefix: str,
                                                                attributes: set[str]) -> None:
     """Over https the SSO cookie is SameSite=None (an app may POST its authorization
-    request from its own site), always HttpOnly; plain http keeps Lax."""
+    request from its own site), always HttpOnly; plain http keeps Lax. Over https the
+    session and CSRF cookies are ``__Host-`` cookies: no sibling host can plant them."""
     browser = TestClient(app, base_url=f"{scheme}://127.0.0.1:8000")
     registered, person = make_client(), make_person()
     start = flow.authorize(browser, client_id=registered.client_id)
+    csrf = next(h for h in start.headers.get_list("set-cookie")
+                if h.startswith(f"{prefix}csrf="))
+    assert ("secure" in csrf.lower()) == (scheme == "https") and "domain" not in csrf.lower()
     signed_in = flow.login(browser, start, person.login, person.password)
     cookie = next(h for h in signed_in.headers.get_list("set-cookie")
-                  if h.startswith("idp_session="))
+                  if h.startswith(f"{prefix}idp_session="))
     found = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert attributes <= found and ("secure" in found) == (scheme == "https")
+    assert "domain" not in cookie.lower()
+    silent = flow.authorize(browser, client_id=registered.client_id, prompt="none")
+    assert "code" in flow.Redirect(silent.headers["location"]).params  # it is read back
+
+
+def test_a_planted_plain_csrf_cookie_is_not_believed_over_https(app) -> None:
+    """A sibling host can set a plain ``csrf`` cookie for the whole site; over https only
+    ``__Host-csrf`` counts, which it cannot set."""
+    attacker = TestClient(app, base_url="https://127.0.0.1:8000")
+    page = attacker.get("/login")
+    token, planted = flow.csrf_of(page.text), attacker.cookies.get("__Host-csrf")
+    victim = TestClient(app, base_url="https://127.0.0.1:8000")
+    victim.cookies.set("csrf", planted)
+    forged = victim.post("/login", data={"csrf_token": token, "login": "x", "password": "y"})
+    assert forged.status_code == 403
 
 
 def test_prompt_consent_shows_the_consent_page_to_first_party_apps(
