@@ -221,7 +221,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     pending = _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
-        pending.account_chosen = True
+        pending.account_chosen = account_id
     needed = required_level(request, account_id, pending, roles)
     if needed > policy.level(policy.acr_for(amr)):
         if pending is not None:
@@ -249,18 +249,19 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
 @router.get("/select-account")
 def select_account_form(request: Request, ia: str) -> Response:
     pending = authorize.load_interaction(request, ia)
-    loaded = sessions.load(request.app.state.store, request)
-    if loaded is None:
+    current = sessions.current(request)
+    if current is None:
         return RedirectResponse(f"/login?ia={ia}", status_code=303)
     return render(request, "select_account.html", {"ia": ia, "name": _display_name(
-        request, loaded[1].account_id)}, form_target=pending.redirect_uri)
+        request, current.account_id)}, form_target=pending.redirect_uri)
 
 
 @router.post("/select-account")
 def select_account(request: Request, ia: str = Form(...), choice: str = Form(...)) -> Response:
     pending = authorize.load_interaction(request, ia)
-    if choice == "current":
-        pending.account_chosen = True
+    current = sessions.current(request)
+    if choice == "current" and current is not None:
+        pending.account_chosen = current.account_id
         authorize.save_interaction(request, pending, ia)
         return RedirectResponse(f"/oauth2/authorize/resume?ia={ia}", status_code=303)
     return RedirectResponse(f"/login?ia={ia}", status_code=303)
@@ -285,11 +286,11 @@ def consent_form(request: Request, ia: str) -> Response:
 @router.post("/consent")
 def consent_decision(request: Request, ia: str = Form(...), decision: str = Form(...)) -> Response:
     pending = authorize.load_interaction(request, ia)
-    loaded = sessions.load(request.app.state.store, request)
-    if decision != "allow" or loaded is None:
+    current = sessions.current(request)  # a person who may still sign in
+    if decision != "allow" or current is None:
         return authorize.deny(request, ia, "the person did not allow access")
-    consent.grant(request.app.state.db, loaded[1].account_id, pending.client_id, pending.scope)
-    pending.consent_given = True
+    consent.grant(request.app.state.db, current.account_id, pending.client_id, pending.scope)
+    pending.consent_given = current.account_id
     authorize.save_interaction(request, pending, ia)
     return RedirectResponse(f"/oauth2/authorize/resume?ia={ia}", status_code=303)
 

@@ -122,7 +122,7 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
     token, _session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
                                      acr=policy.acr_for(amr))
     pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
-    pending.account_chosen = True
+    pending.account_chosen = account_id
     authorize.save_interaction(request, pending, body.ia)
     response = JSONResponse({"redirect": f"/oauth2/authorize/resume?ia={body.ia}"})
     sessions.set_cookie(response, request, token)

@@ -73,8 +73,10 @@ class AuthorizationRequest:
     claims: dict[str, Any] = field(default_factory=dict)
     # filled in by the interaction
     logged_in_at: int | None = None
-    account_chosen: bool = False
-    consent_given: bool = False
+    # the account that was chosen / that consented: a flag would carry over to another
+    # account that signs in in this browser before the request resumes
+    account_chosen: int | None = None
+    consent_given: int | None = None
 
 
 class Redirectable(Exception):
@@ -443,9 +445,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         return _with_interaction_cookie(mfa_step.begin(request, mfa_step.Step(
             account_id=session.account_id, sub=session.sub, amr=session.amr,
             ia=interaction_id, upgrade=True)), request, interaction_id)
-    if "select_account" in req.prompt and not req.account_chosen:
+    if "select_account" in req.prompt and req.account_chosen != session.account_id:
         return _to_page(request, "select-account", req, interaction_id)
-    if not req.consent_given and (
+    if req.consent_given != session.account_id and (
         "consent" in req.prompt  # asked for: shown to first-party apps too
         or (not client.first_party
             and not consent.covers(request.app.state.db, session.account_id,

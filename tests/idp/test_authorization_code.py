@@ -892,3 +892,34 @@ def test_a_missing_redirect_uri_is_invalid_request_and_spends_nothing(
                           auth=(registered.client_id, registered.secret))
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
     assert _redeem(client, registered, code).status_code == 200  # the code is still good
+
+
+def test_consent_and_account_choice_belong_to_the_account_that_gave_them(
+        client: TestClient, make_client, make_person, store) -> None:
+    """Consent given (or an account chosen) in a pending request does not carry over to
+    another account that signs in in the same browser before the request resumes."""
+    from idp import sessions
+
+    registered = make_client(first_party=False)
+    alice, bob = make_person("sa1", "pw-a-1"), make_person("sb1", "pw-b-1")
+    response = flow.authorize(client, client_id=registered.client_id, scope="openid profile",
+                              prompt="select_account")
+    response = flow.follow(client, flow.login(client, response, alice.login, alice.password))
+    consent_url = response.headers["location"]
+    assert consent_url.startswith("/consent?ia=")
+    ia = consent_url.split("ia=")[1]
+    page = client.get(consent_url)
+    client.post("/consent", data={"csrf_token": flow.csrf_of(page.text), "ia": ia,
+                                  "decision": "allow"}, follow_redirects=False)
+    token, _ = sessions.start(store, account_id=bob.account_id, sub=bob.sub, amr=["pwd"],
+                              acr="urn:edu:acr:sfa")
+    client.cookies.delete(sessions.COOKIE)
+    client.cookies.set(sessions.COOKIE, token)  # bob signs in elsewhere in this browser
+    resumed = client.get(f"/oauth2/authorize/resume?ia={ia}", follow_redirects=False)
+    assert resumed.headers["location"].startswith("/select-account?ia=")
+    choice = client.get(resumed.headers["location"])
+    chosen = client.post("/select-account", data={"csrf_token": flow.csrf_of(choice.text),
+                                                  "ia": ia, "choice": "current"},
+                         follow_redirects=False)
+    asked = flow.follow(client, chosen)
+    assert asked.headers["location"].startswith("/consent?ia=")  # bob's own consent
