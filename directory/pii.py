@@ -57,3 +57,10 @@ def mask_phone(value: str | None) -> str:
     if not value:
         return ""
     return value[:3] + "****" + value[-4:]
+
+
+def mask_name(value: str | None) -> str:
+    """A name as shown on a screen others may see: its first character (赵同学 -> 赵**)."""
+    if not value:
+        return ""
+    return value[0] + "*" * max(1, len(value) - 1)

@@ -34,6 +34,7 @@ from core.web.errors import PageError
 from core.web.i18n import N_
 from core.web.templates import locale_of, render
 from directory.models import Account
+from directory.pii import mask_name
 from idp import sessions
 from idp.login import _display_name, _refusal, first_factor_done
 from idp.oidc import authorize
@@ -48,7 +49,10 @@ RATE_LIMIT = 300  # tickets per IP and minute: generous, a whole school may shar
 
 HINT = N_("Scan this code with the phone on which you are signed in, then approve on the phone.")
 SCANNED = N_("Scanned. Please approve the sign-in on your phone.")
+SCANNED_BY = N_("Scanned by %(who)s. Please approve the sign-in on the phone.")
 APPROVED = N_("Approved. Signing you in ...")
+APPROVED_BY = N_("%(who)s approved on the phone. Continue only if this is you.")
+CONTINUE_AS = N_("Continue as %(name)s")  # the same words as select-account
 FRESH_LOGIN = N_("This app asks you to sign in again with your password; a QR code cannot be "
                  "used for it.")
 TOO_MANY = N_("Too many QR codes were requested. Please wait a minute and try again.")
@@ -161,10 +165,25 @@ def desktop_page(request: Request, ia: str = Query("", max_length=100)) -> Respo
 
 @router.get("/login/qr/status")
 def ticket_status(request: Request, t: str = Query("", max_length=100)) -> Response:
-    state = qr.status(request.app.state.store, t, request.cookies.get(COOKIE, ""))
-    return JSONResponse({"status": state, "message": _text(request, MESSAGES[state]),
-                         "final": state not in (qr.PENDING, qr.SCANNED, qr.APPROVED)},
-                        status_code=HTTP_STATUS.get(state, 200))
+    """The desktop's poller. Once a phone has scanned, it names (masked) whose phone: a
+    bystander who scans the code first would sign this computer in as themselves, so the
+    computer never signs in by itself but asks "continue as 赵**?" (``continue``)."""
+    try:
+        ticket: qr.Ticket | None = qr.load_bound(request.app.state.store, t,
+                                                 request.cookies.get(COOKIE, ""))
+        state = ticket.status
+    except qr.QrError as exc:
+        ticket, state = None, exc.reason
+    body: dict[str, Any] = {"status": state, "message": _text(request, MESSAGES[state]),
+                            "final": state not in (qr.PENDING, qr.SCANNED, qr.APPROVED)}
+    if ticket is not None and ticket.scanned_by is not None and state != qr.DENIED:
+        who = mask_name(_display_name(request, ticket.scanned_by))
+        locale = locale_of(request)
+        text = SCANNED_BY if state == qr.SCANNED else APPROVED_BY
+        body["message"] = i18n.gettext(locale, text, who=who)
+        if state == qr.APPROVED:
+            body["continue"] = i18n.gettext(locale, CONTINUE_AS, name=who)
+    return JSONResponse(body, status_code=HTTP_STATUS.get(state, 200))
 
 
 @router.post("/login/qr/redeem")

@@ -1,5 +1,6 @@
 /* QR-code sign-in on the computer: get a ticket, show its QR code, poll its status and,
- * once the phone approved, submit the redeem form. No framework; wired by data attributes
+ * once a phone approved, offer the redeem form as "continue as <masked name>" (never
+ * submitted by itself: a bystander's phone may have scanned the code first). No framework; wired by data attributes
  * (the CSP forbids inline scripts):
  *   [data-qr-login] data-ticket-url data-status-url data-csrf data-ia [data-ticket] data-failed
  *     [data-qr-image] [data-qr-status] form[data-qr-redeem] [data-qr-refresh] [data-qr-fallback]
@@ -51,8 +52,12 @@
         say(data.message);
         panel.setAttribute("data-qr-state", data.status || "");
         if (data.status === "approved") {
+          // never by itself: someone else's phone may have scanned first ("continue as ...")
           form.querySelector("[name=t]").value = d.ticket;
-          form.submit();
+          var button = form.querySelector("button");
+          if (data["continue"]) { button.textContent = data["continue"]; }
+          form.hidden = false;
+          button.focus();
         } else if (data.final) {
           finish(data.message);
         } else {

@@ -137,10 +137,12 @@ def test_full_flow_starts_a_desktop_session(browsers, store, db, make_person) ->
     page = _scan(phone, ticket)
     assert page.status_code == 200
     assert "Edge on Windows" in page.text and "testclient" in page.text  # device and place
-    assert _status(desktop, ticket)[1]["status"] == "scanned"
+    scanned = _status(desktop, ticket)[1]
+    assert scanned["status"] == "scanned" and scanned["message"].startswith("Scanned by 赵**")
     done = _decide(phone, ticket)
     assert done.status_code == 200 and "You approved the sign-in" in done.text
-    assert _status(desktop, ticket)[1]["status"] == "approved"
+    approved = _status(desktop, ticket)[1]
+    assert approved["status"] == "approved" and approved["continue"] == "Continue as 赵**"
 
     signed = _redeem(desktop, ticket)
     assert signed.status_code == 303 and signed.headers["location"] == "/"
@@ -494,10 +496,19 @@ def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  #
             assert "Chrome" in mobile.inner_text("[data-qr-device]")
             assert mobile.inner_text("[data-qr-ip]") == "127.0.0.1"
             page.wait_for_selector("[data-qr-state=scanned]")  # the poller saw the scan
+            assert "赵** 已扫码" in page.inner_text("[data-qr-status]")  # whose phone
             mobile.click("[data-qr-approve]")
             mobile.wait_for_selector("[data-qr-message]")
 
-            page.wait_for_url(server + "/", timeout=15000)  # the poller submitted the form
+            # the computer asks before it signs in as whoever approved
+            button = page.locator("form[data-qr-redeem] button")
+            button.wait_for(state="visible")
+            assert button.inner_text() == "以 赵** 的身份继续"
+            assert "是您本人才继续" in page.inner_text("[data-qr-status]")
+            if shots := os.environ.get("IDP_SCREENSHOTS"):  # to look at the page
+                page.screenshot(path=os.path.join(shots, "qr_continue_as.png"))
+            button.click()
+            page.wait_for_url(server + "/", timeout=15000)
             token = next(c["value"] for c in desktop.cookies() if c["name"] == sessions.COOKIE)
             raw = store.get(sessions._key(token))
             assert raw and json.loads(raw)["account_id"] == person.account_id
