@@ -172,11 +172,12 @@ def set_cookie(response: Response, request: Request, token: str) -> None:
     (``prompt=none`` would answer ``login_required``). Nothing the cookie authorizes is
     reachable cross-site without more: every state-changing form also needs the
     ``SameSite=Lax`` CSRF cookie and its token. Over plain http (development) browsers
-    refuse ``SameSite=None`` without ``Secure``, so it stays ``Lax``."""
+    refuse ``SameSite=None`` without ``Secure``, so it stays ``Lax``. It is a browser-session
+    cookie (no ``Max-Age``): closing the browser of a shared classroom computer signs out;
+    the store's idle and maximum lifetimes bound it either way."""
     https = request.url.scheme == "https"
     response.set_cookie(cookies.name(request, COOKIE), token, httponly=True,
-                        samesite="none" if https else "lax", path="/", secure=https,
-                        max_age=MAX_SECONDS)
+                        samesite="none" if https else "lax", path="/", secure=https)
 
 
 def clear_cookie(response: Response, request: Request) -> None:

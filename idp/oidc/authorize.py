@@ -46,6 +46,7 @@ router = APIRouter(tags=["oidc"])
 AUTHORIZE_PATH = "/oauth2/authorize"
 INTERACTION_SECONDS = 600
 INTERACTION_COOKIE = "idp_ia"
+INTERACTIONS_PER_BROWSER = 5
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 RESPONSE_MODES = frozenset({"query", "form_post"})
 
@@ -328,7 +329,7 @@ def save_interaction(request: Request, req: AuthorizationRequest,
 def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequest:
     """The pending request of this browser, or a page saying it has expired."""
     raw = None
-    if interaction_id and request.cookies.get(INTERACTION_COOKIE) == interaction_id:
+    if interaction_id and interaction_id in _interaction_ids(request):
         raw = request.app.state.store.get(f"ia:{interaction_id}")
     if raw is None:
         raise PageError(400, N_("This sign-in has expired or was started in another browser. "
@@ -363,11 +364,26 @@ def _login_here(request: Request, req: AuthorizationRequest,
                                     interaction_id)
 
 
+def _interaction_ids(request: Request) -> list[str]:
+    """The pending requests of this browser: one per tab (a portal may open several apps
+    at once), the latest ``INTERACTIONS_PER_BROWSER``, joined by dots in one cookie."""
+    return [i for i in request.cookies.get(INTERACTION_COOKIE, "").split(".") if i][
+        -INTERACTIONS_PER_BROWSER:]
+
+
+def _interaction_cookie(response: Response, request: Request, ids: list[str]) -> None:
+    if ids:
+        response.set_cookie(INTERACTION_COOKIE, ".".join(ids[-INTERACTIONS_PER_BROWSER:]),
+                            httponly=True, samesite="lax", secure=request.url.scheme == "https",
+                            max_age=INTERACTION_SECONDS, path="/")
+    else:
+        response.delete_cookie(INTERACTION_COOKIE, path="/")
+
+
 def _with_interaction_cookie(response: Response, request: Request,
                              interaction_id: str) -> Response:
-    response.set_cookie(INTERACTION_COOKIE, interaction_id, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", max_age=INTERACTION_SECONDS,
-                        path="/")
+    ids = [i for i in _interaction_ids(request) if i != interaction_id]
+    _interaction_cookie(response, request, [*ids, interaction_id])
     return response
 
 
@@ -485,7 +501,8 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
         request.app.state.store.delete(f"ia:{interaction_id}")
     params = outcome.params() if isinstance(outcome, OAuthError) else outcome
     response = respond(request, req, params)
-    response.delete_cookie(INTERACTION_COOKIE, path="/")
+    _interaction_cookie(response, request,
+                        [i for i in _interaction_ids(request) if i != interaction_id])
     return response
 
 

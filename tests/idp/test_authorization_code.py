@@ -725,6 +725,8 @@ def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client,
     found = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert attributes <= found and ("secure" in found) == (scheme == "https")
     assert "domain" not in cookie.lower()
+    assert not any(part.startswith(("max-age", "expires")) for part in found)  # ends with
+    # the browser: a shared classroom computer is signed out when it is closed
     silent = flow.authorize(browser, client_id=registered.client_id, prompt="none")
     assert "code" in flow.Redirect(silent.headers["location"]).params  # it is read back
 
@@ -923,3 +925,19 @@ def test_consent_and_account_choice_belong_to_the_account_that_gave_them(
                          follow_redirects=False)
     asked = flow.follow(client, chosen)
     assert asked.headers["location"].startswith("/consent?ia=")  # bob's own consent
+
+
+def test_two_tabs_sign_in_to_two_apps(client: TestClient, make_client, make_person) -> None:
+    """A portal opens two apps at once: each tab's pending request stays usable, and
+    signing in in one tab lets the other carry on without a second sign-in."""
+    first_app, second_app, person = make_client(), make_client(), make_person()
+    tab1 = flow.authorize(client, client_id=first_app.client_id)
+    tab2 = flow.authorize(client, client_id=second_app.client_id)
+    ia1, ia2 = flow.ia_of(tab1), flow.ia_of(tab2)
+    assert ia1 != ia2
+    done1 = flow.follow(client, flow.login(client, tab1, person.login, person.password))
+    assert "code" in flow.Redirect(done1.headers["location"]).params
+    done2 = flow.follow(client, client.get(f"/oauth2/authorize/resume?ia={ia2}",
+                                           follow_redirects=False))
+    redirect = flow.Redirect(done2.headers["location"])
+    assert "code" in redirect.params and "idp_ia" not in client.cookies
