@@ -28,7 +28,7 @@ from core.settings import Settings, get_settings
 from core.signing_keys import KeyRing
 from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
-from core.web.middleware import WebKitMiddleware
+from core.web.middleware import BodyLimitMiddleware, WebKitMiddleware
 from directory import api as directory_api
 from directory.people import StandingBySub
 from directory.scim import router as scim
@@ -97,6 +97,7 @@ def create_app(
 
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(WebKitMiddleware)
     # Routes are matched in order: the protocol hot paths come first.
     for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.web.logs import request_id_var
@@ -135,3 +136,38 @@ class WebKitMiddleware:
                        "duration_ms": round(elapsed * 1000, 2)},
             )
             request_id_var.reset(token)
+
+
+MAX_REQUEST_BODY = 2 * 1024 * 1024  # the largest body anything here takes is SCIM's 1 MB
+
+
+class BodyLimitMiddleware:
+    """A request body over ``limit`` bytes is refused with 413 as it arrives (from its
+    ``Content-Length``, or when a chunked body passes the limit), before any handler
+    buffers it: unauthenticated forms (sign-in, SMS, QR) cannot be used to fill memory.
+    Endpoints keep their own smaller limits (the token endpoint's 64 KiB)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        too_large = not declared.isdigit() or int(declared) > self.limit
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            if too_large:
+                raise HTTPException(status_code=413)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(status_code=413)
+            return message
+
+        await self.app(scope, limited, send)

@@ -57,3 +57,23 @@ def test_client_assertion_that_is_no_claims_object(client: TestClient, payload: 
         "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
         "client_assertion": f"{ES256_HEADER}.{_b64(payload)}.c2ln"})
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("path", ["/login", "/login/sms", "/oauth2/token", "/scim/v2/Users"])
+def test_a_huge_body_is_refused_before_it_is_read(client: TestClient, path: str) -> None:
+    """2 MiB at most anywhere: over it, 413 from the Content-Length or as a chunked body
+    passes the limit, never buffered by a handler (and never a 500)."""
+    from core.web.middleware import MAX_REQUEST_BODY
+
+    huge = b"a=" + b"x" * MAX_REQUEST_BODY
+    declared = client.post(path, content=huge,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert declared.status_code == 413
+
+    def chunks():
+        for _ in range(MAX_REQUEST_BODY // 65536 + 2):
+            yield b"x" * 65536
+
+    chunked = client.post(path, content=chunks(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert chunked.status_code == 413
