@@ -140,7 +140,8 @@ class Settings(BaseSettings):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         for item in value if isinstance(value, tuple | list) else ():
             try:
-                ipaddress.ip_network(item, strict=False)
+                ipaddress.ip_network(item)  # strict, as uvicorn reads it: 10.0.0.1/8 is no
+                # network, and uvicorn would silently trust nobody
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network (\"*\" is not "
                                  "allowed: clients could then choose their own address)"

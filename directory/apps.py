@@ -160,7 +160,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("response_types: only code is supported")
     if data.get("subject_type", "public") != "public":
         raise ValueError("subject_type: only public is supported")
-    unsupported = sorted(set(data) & UNSUPPORTED_METADATA)
+    unsupported = sorted(k for k in UNSUPPORTED_METADATA if data.get(k))  # false/[]: fine
     if unsupported:  # accepted silently, the app would believe it had them
         raise ValueError(f"not supported: {', '.join(unsupported)}")
     return data

@@ -59,8 +59,13 @@ def mask_phone(value: str | None) -> str:
     return value[:3] + "****" + value[-4:]
 
 
-def mask_name(value: str | None) -> str:
-    """A name as shown on a screen others may see: its first character (赵同学 -> 赵**)."""
-    if not value:
-        return ""
-    return value[0] + "*" * max(1, len(value) - 1)
+
+def mask_name(name: str) -> str:
+    """``张小明`` -> ``张*明``, ``李雷`` -> ``李*``: enough to recognise, not to identify (an
+    import report's row, whose phone approved a QR sign-in)."""
+    name = name.strip()
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]

@@ -227,7 +227,8 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
         if pending is not None:
             authorize.save_interaction(request, pending, ia)
         return mfa_step.begin(request, mfa_step.Step(account_id=account_id, sub=sub,
-                                                     amr=amr, ia=ia, next=next_url))
+                                                     amr=amr, ia=ia, next=next_url,
+                                                     proven_here=proven_here))
     store = request.app.state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])

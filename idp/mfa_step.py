@@ -48,6 +48,8 @@ from mfa.sms_gateways import app_gateway
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
 COOKIE = "idp_mfa"
+CANNOT_ENROL_HERE = N_("A second factor cannot be set up after signing in with a QR code. "
+                       "Sign in with your password to set one up, or use a recovery code.")
 WRONG_CODE = N_("The code is not correct, or it was already used. Please try the next code.")
 WRONG_RECOVERY_CODE = N_("The recovery code is not correct, or it was already used.")
 TOO_MANY = N_("Too many wrong codes. Wait a few minutes and try again.")
@@ -67,6 +69,9 @@ class Step:
     upgrade: bool = False  # step-up of the browser's existing session
     enrolment_uid: str = ""
     next: str = ""  # where to go afterwards without a pending request (a path on this site)
+    # False after a QR approval from a phone: no factor can be set up here, and the session
+    # it ends in is not "proven here" either (idp.sessions.is_recent)
+    proven_here: bool = True
 
 
 def begin(request: Request, step: Step) -> Response:
@@ -137,7 +142,9 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
         has_recovery = recovery.remaining(session, step.account_id) > 0
         phone = _sms_phone(request, session, step)
         enrolment = None
-        if not has_totp:
+        if not has_totp and not step.proven_here:
+            error = error or CANNOT_ENROL_HERE
+        elif not has_totp:
             enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
             if enrolment is None:
                 label = _label_of(session, step.account_id)
@@ -252,8 +259,10 @@ def finish(request: Request, step: Step, method: str) -> Response:
     else:
         if previous := sessions.load(store, request):
             sessions.end(store, previous[0])
-        token, _ = sessions.start(store, account_id=step.account_id, sub=step.sub, amr=amr,
-                                  acr=acr)
+        token, started = sessions.new(account_id=step.account_id, sub=step.sub, amr=amr,
+                                      acr=acr)
+        started.proven_here = step.proven_here
+        sessions.save(store, token, started)
     target = (f"/oauth2/authorize/resume?ia={step.ia}" if step.ia
               else sessions.safe_next(step.next) or "/")
     response = RedirectResponse(target, status_code=303)

@@ -116,12 +116,12 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
     amr = ["hwk", "user", "mfa"] if verified.user_verified else ["hwk"]
     if pending is None:  # the policy's level, a second factor first if needed, as a password
         return _as_json(first_factor_done(request, account_id, sub, amr))
+    pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
     store = state.store
     if previous := sessions.load(store, request):
         sessions.end(store, previous[0])
     token, _session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
                                      acr=policy.acr_for(amr))
-    pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
     pending.account_chosen = account_id
     authorize.save_interaction(request, pending, body.ia)
     response = JSONResponse({"redirect": f"/oauth2/authorize/resume?ia={body.ia}"})

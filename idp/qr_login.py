@@ -131,13 +131,26 @@ def new_ticket(request: Request, body: TicketBody) -> Response:
 
 
 def _desktop_page(request: Request, ticket_id: str, ia: str, message: str = HINT,
-                  status: int = 200) -> Response:
+                  status: int = 200, approver: str = "") -> Response:
+    """The code and its redeem form; with ``approver`` (masked), the question "continue
+    as 赵*学?" that a redeem must answer."""
     url = scan_url(request, ticket_id)
     pending = authorize.peek_interaction(request, ia)  # the redeem's answer goes to its app
+    shown = {"ticket": ticket_id, "scan_url": url, "svg": qr.qr_svg(url)}
+    text = ""
+    if approver:
+        locale = locale_of(request)
+        text = i18n.gettext(locale, APPROVED_BY, who=approver)
+        shown.update(approver=approver,
+                     **{"continue": i18n.gettext(locale, CONTINUE_AS, name=approver)})
     return render(request, "qr_login.html", {
-        "ia": ia, "qr": {"ticket": ticket_id, "scan_url": url, "svg": qr.qr_svg(url)},
-        "qr_message": message}, status=status,
+        "ia": ia, "qr": shown, "qr_message": message, "qr_text": text}, status=status,
         form_target=pending.redirect_uri if pending else None)
+
+
+def _approver(request: Request, ticket: qr.Ticket) -> str:
+    """Whose phone scanned the ticket, masked, as the computer shows it."""
+    return mask_name(_display_name(request, ticket.scanned_by)) if ticket.scanned_by else ""
 
 
 def _message(request: Request, message: str, *, title: str = N_("Sign in with a QR code"),
@@ -167,7 +180,7 @@ def desktop_page(request: Request, ia: str = Query("", max_length=100)) -> Respo
 def ticket_status(request: Request, t: str = Query("", max_length=100)) -> Response:
     """The desktop's poller. Once a phone has scanned, it names (masked) whose phone: a
     bystander who scans the code first would sign this computer in as themselves, so the
-    computer never signs in by itself but asks "continue as 赵**?" (``continue``)."""
+    computer never signs in by itself but asks "continue as 赵*学?" (``continue``)."""
     try:
         ticket: qr.Ticket | None = qr.load_bound(request.app.state.store, t,
                                                  request.cookies.get(COOKIE, ""))
@@ -177,19 +190,23 @@ def ticket_status(request: Request, t: str = Query("", max_length=100)) -> Respo
     body: dict[str, Any] = {"status": state, "message": _text(request, MESSAGES[state]),
                             "final": state not in (qr.PENDING, qr.SCANNED, qr.APPROVED)}
     if ticket is not None and ticket.scanned_by is not None and state != qr.DENIED:
-        who = mask_name(_display_name(request, ticket.scanned_by))
+        who = _approver(request, ticket)
         locale = locale_of(request)
         text = SCANNED_BY if state == qr.SCANNED else APPROVED_BY
         body["message"] = i18n.gettext(locale, text, who=who)
-        if state == qr.APPROVED:
-            body["continue"] = i18n.gettext(locale, CONTINUE_AS, name=who)
+        if state == qr.APPROVED:  # the redeem form carries it back: "yes, continue as ..."
+            body.update(approver=who, **{"continue": i18n.gettext(locale, CONTINUE_AS,
+                                                                  name=who)})
     return JSONResponse(body, status_code=HTTP_STATUS.get(state, 200))
 
 
 @router.post("/login/qr/redeem")
 def redeem(request: Request, t: str = Form("", max_length=100),
-           ia: str = Form("", max_length=100)) -> Response:
-    """The desktop takes its approved ticket (once) and signs in."""
+           ia: str = Form("", max_length=100),
+           approver: str = Form("", max_length=100)) -> Response:
+    """The desktop takes its approved ticket (once) and signs in, but only once the person
+    has seen whose phone approved: a redeem that does not name the approver (masked, as
+    shown) gets the question "continue as 赵*学?" instead (a bystander may have scanned)."""
     state = request.app.state
     secret = request.cookies.get(COOKIE, "")
     back = {"link": _login_link(ia), "link_text": N_("Back to sign-in")}
@@ -199,6 +216,9 @@ def redeem(request: Request, t: str = Form("", max_length=100),
         ticket = None  # qr.redeem says why (and audits it)
     if ticket is not None and ticket.ia:  # the app's request must still wait: check first
         authorize.load_interaction(request, ticket.ia)
+    if ticket is not None and ticket.status == qr.APPROVED and (
+            who := _approver(request, ticket)) != approver:
+        return _desktop_page(request, t, ticket.ia, approver=who)
     failure = refusal = ""
     with state.db.session() as session:
         try:

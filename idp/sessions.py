@@ -1,11 +1,13 @@
 """SSO sessions: who is signed in in this browser, since when, how, and to which apps.
 
 The browser holds an opaque random token in the ``idp_session`` cookie
-(HttpOnly; over https ``SameSite=None; Secure``, over http ``SameSite=Lax``: see
+(``__Host-idp_session`` over https: ``core.web.cookies``; HttpOnly; a browser-session
+cookie; over https ``SameSite=None; Secure``, over http ``SameSite=Lax``: see
 ``set_cookie``); the store holds the session under
 ``SM3(token)``, so a store dump reveals no usable cookie. ``sid`` is a separate
 random id that ID tokens carry (for logout), never the cookie value. Sessions
-expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all.
+expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all; a step-up moves the
+session to a new token (``renew``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
@@ -45,6 +48,11 @@ class SSOSession:
     # a session is never "recent" enough to change the sign-in factors (``is_recent``)
     proven_here: bool = True
     touched: int = 0  # when the idle timeout was last pushed back (``load``)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SSOSession:
+        """Members this version does not know are left out (a rolling deploy)."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def _key(token: str) -> str:
@@ -93,11 +101,14 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     raw = store.get(_key(token))
     if raw is None:
         return None
-    session = SSOSession(**json.loads(raw))
+    session = SSOSession.from_json(json.loads(raw))
     now = int(time.time())
     if now - max(session.touched, session.created) >= TOUCH_SECONDS:
-        session.touched = now  # in use: push the idle timeout back (one write per 5 min)
-        save(store, token, session)
+        session.touched = now  # in use: push the idle timeout back (one write per 5 min),
+        # only if it still exists: a logout or step-up meanwhile must not be undone
+        if store.replace(_key(token), json.dumps(asdict(session)).encode(), ttl=_ttl(session),
+                         only_existing=True) is None:
+            return None
     return token, session
 
 

@@ -33,8 +33,6 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)]
 NOT_AVAILABLE = N_("Signing in with an SMS code is not available here.")
 BAD_PHONE = N_("Please enter an 11-digit mainland mobile number.")
 SEND_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
-SEND_FAILED = N_("The text message could not be sent just now. Please try again in a few "
-                 "minutes, or sign in with your password.")
 WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
 TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
 
@@ -97,8 +95,6 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
         background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:
         return _phone_page(request, ia, number, SEND_WAIT, status=429, seconds=result.wait)
-    if result.status is sms.SendStatus.gateway_failed:
-        return _phone_page(request, ia, number, SEND_FAILED, status=503)
     return _code_page(request, ia, number)
 
 

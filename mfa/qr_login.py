@@ -190,14 +190,6 @@ def load_bound(store: Store, ticket_id: str, secret: str) -> Ticket:
     return ticket
 
 
-def status(store: Store, ticket_id: str, secret: str) -> str:
-    """What the desktop's poller sees: a stored state or expired / used / other_browser."""
-    try:
-        return load_bound(store, ticket_id, secret).status
-    except QrError as exc:
-        return exc.reason
-
-
 def _save(store: Store, ticket_id: str, ticket: Ticket) -> None:
     """Write back an update, keeping the ticket's remaining lifetime."""
     left = store.ttl(_key(ticket_id))

@@ -217,17 +217,16 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
             with db.session() as later:
                 failed(exc, later)
 
+    if not deliver_later:
+        try:
+            gateway.send(phone, message, {"code": code, "minutes": minutes})
+        except GatewayError as exc:
+            failed(exc, session)
+            return SendResult(SendStatus.gateway_failed)
     record(session, actor=actor, action="sms.send", outcome="success", context=context,
            detail={"purpose": purpose.value, "gateway": gateway.name,
                    **({"deferred": True} if deliver_later else {})})
-    if deliver_later:
-        return SendResult(SendStatus.sent, deliver=deliver)
-    try:
-        gateway.send(phone, message, {"code": code, "minutes": minutes})
-    except GatewayError as exc:
-        failed(exc, session)
-        return SendResult(SendStatus.gateway_failed)
-    return SendResult(SendStatus.sent)
+    return SendResult(SendStatus.sent, deliver=deliver if deliver_later else None)
 
 
 def verify_code(session: Session, settings: Settings, store: Store, raw_phone: str,

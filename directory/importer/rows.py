@@ -32,7 +32,13 @@ from core.passwords import import_legacy_hash
 from directory.identifiers import normalise
 from directory.importer.columns import Columns, Kind, label
 from directory.models import IdentifierKind, Role
-from directory.pii import mask_national_id, mask_phone, normalise_mobile, normalise_national_id
+from directory.pii import (
+    mask_name,
+    mask_national_id,
+    mask_phone,
+    normalise_mobile,
+    normalise_national_id,
+)
 
 MAX_NAME = 100
 FINAL_GRADE = 12
@@ -284,16 +290,6 @@ def shown(column: str, raw: str) -> str:
     if column in ("name", "guardian_name"):
         return mask_name(raw)
     return raw[:60]
-
-
-def mask_name(name: str) -> str:
-    """``张小明`` -> ``张*明``, ``李雷`` -> ``李*``: enough to recognise a row, not a person."""
-    name = name.strip()
-    if len(name) <= 1:
-        return name
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 class _Cells:

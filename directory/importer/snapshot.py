@@ -21,7 +21,6 @@ from sqlalchemy import select, update
 from directory.importer import lookups
 from directory.importer.diff import Change, Diff
 from directory.importer.plan import PEOPLE, Context
-from directory.importer.rows import mask_name
 from directory.models import (
     Account,
     Affiliation,
@@ -31,6 +30,7 @@ from directory.models import (
     PersonStatus,
     Role,
 )
+from directory.pii import mask_name
 
 BATCH = 5000
 

@@ -80,6 +80,17 @@ class AuthorizationRequest:
     consent_given: int | None = None
 
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
+        """Members this version does not know are left out (a rolling deploy: a newer
+        worker may have saved it); old boolean flags name no account."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for flag in ("account_chosen", "consent_given"):
+            if isinstance(known.get(flag), bool):
+                known[flag] = None
+        return cls(**known)
+
+
 class Redirectable(Exception):
     """An OAuth error to return to a trusted redirect URI."""
 
@@ -224,6 +235,9 @@ def check_hints(params: dict[str, str], _c: ClientMetadata,
     req.display = "touch" if params.get("display") == "touch" else "page"
     req.acr_values = params.get("acr_values", "").split()
     req.essential_acr = _essential_acr(req.claims)
+    if req.essential_acr and not set(req.essential_acr) & set(policy.SUPPORTED):
+        raise _fail("unmet_authentication_requirements",  # before any sign-in or consent
+                    "no requested acr value is supported")
 
 
 def _essential_acr(claims: dict[str, Any]) -> list[str]:
@@ -287,7 +301,8 @@ def trusted_client(request: Request, params: dict[str, str],
         raise PageError(400, N_("This app is not registered, or it has been suspended."),
                         title=N_("Invalid sign-in request"))
     redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris):
+    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
+                                                        native=client.is_public):
         raise PageError(400, N_("The app sent a return address that is not registered for it, "
                                 "so we will not send you back there."),
                         title=N_("Invalid sign-in request"))
@@ -335,7 +350,7 @@ def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
         raise PageError(400, N_("This sign-in has expired or was started in another browser. "
                                 "Go back to the app and sign in again."),
                         title=N_("Sign-in expired"))
-    return AuthorizationRequest(**json.loads(raw))
+    return AuthorizationRequest.from_json(json.loads(raw))
 
 
 def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequest | None:
@@ -392,6 +407,12 @@ def _fresh(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
     return req.logged_in_at is not None and session.auth_time >= req.logged_in_at
 
 
+def _started_for(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
+    """Whether the session was started by a sign-in for this very request (by any means:
+    a QR approval keeps the phone's older ``auth_time``, so ``_fresh`` cannot tell)."""
+    return req.logged_in_at is not None and session.created >= req.logged_in_at
+
+
 def other_person(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
     """The app asked for someone else (``id_token_hint``, or a ``sub`` value in claims)."""
     return any(wanted is not None and wanted != session.sub
@@ -439,7 +460,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         loaded, roles = found
     session = loaded[1] if loaded else None
     silent = "none" in req.prompt
-    if session is not None and other_person(req, session) and _fresh(req, session):
+    if session is not None and other_person(req, session) and _started_for(req, session):
         # signed in just now, as someone other than the app asked for (OIDC Core 3.1.2.1)
         return answer(request, req, interaction_id, OAuthError(
             "login_required", "signed in as another person than the one asked for"))
@@ -460,7 +481,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         interaction_id = save_interaction(request, req, interaction_id)
         return _with_interaction_cookie(mfa_step.begin(request, mfa_step.Step(
             account_id=session.account_id, sub=session.sub, amr=session.amr,
-            ia=interaction_id, upgrade=True)), request, interaction_id)
+            ia=interaction_id, upgrade=True, proven_here=session.proven_here)),
+            request, interaction_id)
     if "select_account" in req.prompt and req.account_chosen != session.account_id:
         return _to_page(request, "select-account", req, interaction_id)
     if req.consent_given != session.account_id and (

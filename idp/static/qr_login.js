@@ -56,6 +56,7 @@
           form.querySelector("[name=t]").value = d.ticket;
           var button = form.querySelector("button");
           if (data["continue"]) { button.textContent = data["continue"]; }
+          form.querySelector("[name=approver]").value = data.approver || "";
           form.hidden = false;
           button.focus();
         } else if (data.final) {

@@ -208,17 +208,26 @@ def test_empty_parameters_are_omitted(client: TestClient, make_client, make_pers
 
 def test_loopback_redirect_uri_takes_any_port(client: TestClient, make_client,
                                               make_person) -> None:
-    """RFC 8252 7.3: a native app's loopback redirect URI matches on any port."""
-    registered = make_client(redirect_uris=["http://127.0.0.1/callback"])
+    """RFC 8252 7.3: a native app's (public client's) loopback redirect URI matches on any
+    port; a web server's stays exact."""
+    native = make_client(redirect_uris=["http://127.0.0.1/callback"],
+                         token_endpoint_auth_method="none")
+    web = make_client(redirect_uris=["http://127.0.0.1/callback"])
     person = make_person()
-    flow.code_flow(client, registered.client_id, person,
-                   redirect_uri="http://127.0.0.1:53123/callback")
-    ok = flow.authorize(client, client_id=registered.client_id,
-                        redirect_uri="http://127.0.0.1:53124/callback")
+    _verifier, challenge = flow.pkce_pair()
+    pkce = {"code_challenge": challenge, "code_challenge_method": "S256"}
+    page = flow.authorize(client, client_id=native.client_id,
+                          redirect_uri="http://127.0.0.1:53123/callback", **pkce)
+    flow.login(client, page, person.login, person.password)
+    ok = flow.authorize(client, client_id=native.client_id,
+                        redirect_uri="http://127.0.0.1:53124/callback", **pkce)
     assert ok.headers["location"].startswith("http://127.0.0.1:53124/callback?code=")
-    for other in ("http://127.0.0.1:53124/other", "http://localhost:53124/callback",
-                  "https://127.0.0.1:53124/callback"):
-        refused = flow.authorize(client, client_id=registered.client_id, redirect_uri=other)
+    for registered, other in ((native, "http://127.0.0.1:53124/other"),
+                              (native, "http://localhost:53124/callback"),
+                              (native, "https://127.0.0.1:53124/callback"),
+                              (web, "http://127.0.0.1:53124/callback")):
+        refused = flow.authorize(client, client_id=registered.client_id, redirect_uri=other,
+                                 **pkce)
         assert refused.status_code == 400 and "location" not in refused.headers
 
 
@@ -877,12 +886,16 @@ def test_token_endpoint_reads_empty_parameters_as_omitted(client: TestClient, ma
     assert machine["scope"] == "api.read api.write"
 
 
-def test_media_types_are_case_insensitive(client: TestClient, make_client) -> None:
-    registered = make_client()
+def test_media_types_are_case_insensitive(client: TestClient, make_client,
+                                          make_person) -> None:
+    registered, person = make_client(), make_person()
+    form = {"Content-Type": "Application/X-WWW-Form-Urlencoded"}
     answer = client.post("/oauth2/token", content="grant_type=client_credentials",
-                         headers={"Content-Type": "Application/X-WWW-Form-Urlencoded"},
-                         auth=(registered.client_id, registered.secret))
+                         headers=form, auth=(registered.client_id, registered.secret))
     assert answer.status_code == 200 and answer.json()["access_token"]
+    token = _user_tokens(client, registered, person)["access_token"]
+    claims = client.post("/oauth2/userinfo", content=f"access_token={token}", headers=form)
+    assert claims.status_code == 200 and claims.json()["sub"] == person.sub
 
 
 def test_a_missing_redirect_uri_is_invalid_request_and_spends_nothing(

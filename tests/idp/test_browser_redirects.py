@@ -145,8 +145,8 @@ def test_sign_in_page_allows_its_app_and_no_other(client, make_client) -> None:
 @pytest.mark.interop
 def test_chromium_qr_sign_in_page_reaches_the_app(live_server, app_origin, browser,  # noqa: F811
                                                   make_client, make_person) -> None:
-    """The "show a QR code" page (``/login/qr?ia=...``) submits its redeem form itself once
-    the phone approves; the answer is the redirect to the app, which its CSP must allow."""
+    """The "show a QR code" page (``/login/qr?ia=...``) asks "continue as 赵*学" once the
+    phone approves; the answer is the redirect to the app, which its CSP must allow."""
     server, person = live_server.url, make_person()
     redirect_uri = app_origin + "/callback"
     client = make_client(redirect_uris=[redirect_uri])
@@ -166,6 +166,7 @@ def test_chromium_qr_sign_in_page_reaches_the_app(live_server, app_origin, brows
     phone.goto(desktop.get_attribute("[data-qr-login]", "data-qr-url"))
     desktop.wait_for_selector("[data-qr-state=scanned]")
     phone.click("[data-qr-approve]")
+    desktop.click("form[data-qr-redeem] button:has-text('以 赵*学 的身份继续')")
     desktop.wait_for_url(redirect_uri + "?*", timeout=15_000)
     assert parse_qs(urlsplit(desktop.url).query)["state"] == ["st-browser"]
     assert not blocked

@@ -96,12 +96,28 @@ def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
     assert direct.get("/", headers=headers).text == "198.51.100.1 http"
 
 
-def test_list_settings_are_comma_separated_in_the_environment() -> None:
+def test_list_settings_are_comma_separated_in_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the process environment, as ``idp serve`` reads them (pydantic-settings would
+    otherwise parse a list setting as JSON and fail on ``teacher,city_admin``)."""
     from core.settings import load_settings
 
-    settings = load_settings({"IDP_MFA_REQUIRED_ROLES": "teacher, city_admin",
-                              "IDP_SIGNING_ALGS": "SM2,RS256",
-                              "IDP_TRUSTED_PROXIES": "10.0.0.0/8,::1"})
+    for name in [k for k in os.environ if k.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("IDP_MFA_REQUIRED_ROLES", "teacher, city_admin")
+    monkeypatch.setenv("IDP_SIGNING_ALGS", "SM2,RS256")
+    monkeypatch.setenv("IDP_TRUSTED_PROXIES", "10.0.0.0/8,::1")
+    settings = load_settings()
     assert settings.mfa_required_roles == ("teacher", "city_admin")
     assert settings.signing_algs == ("SM2", "RS256")
     assert settings.trusted_proxies == ("10.0.0.0/8", "::1")
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1/8", "*", "lb.internal"])
+def test_a_trusted_proxy_uvicorn_would_not_match_is_refused(value: str) -> None:
+    """uvicorn keeps what it cannot read as a network as a literal that never matches: such
+    a setting would silently trust nobody, so it is refused up front."""
+    from core.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="IDP_TRUSTED_PROXIES"):
+        load_settings({"IDP_TRUSTED_PROXIES": value})

@@ -141,3 +141,7 @@ def test_unsupported_registration_metadata_is_refused(make_client, metadata: dic
     or encrypted ID tokens."""
     with pytest.raises(ValueError, match=message):
         make_client(**metadata)
+
+
+def test_unsupported_features_turned_off_are_fine(make_client) -> None:
+    make_client(tls_client_certificate_bound_access_tokens=False, request_uris=[])

@@ -91,10 +91,15 @@ def _status(client: TestClient, ticket: dict) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
-def _redeem(client: TestClient, ticket: dict, ia: str = ""):
+def _redeem(client: TestClient, ticket: dict, ia: str = "", approver: str | None = None):
+    """Press "continue as ...": with the approver the status names (``approver``: what to
+    send instead)."""
+    if approver is None:
+        approver = _status(client, ticket)[1].get("approver", "")
     csrf = flow.csrf_of(client.get("/login").text)
     return client.post("/login/qr/redeem", data={"csrf_token": csrf, "t": ticket["ticket"],
-                                                 "ia": ia}, follow_redirects=False)
+                                                 "ia": ia, "approver": approver},
+                       follow_redirects=False)
 
 
 def _session_of(store: Store, response) -> sessions.SSOSession:
@@ -138,11 +143,11 @@ def test_full_flow_starts_a_desktop_session(browsers, store, db, make_person) ->
     assert page.status_code == 200
     assert "Edge on Windows" in page.text and "testclient" in page.text  # device and place
     scanned = _status(desktop, ticket)[1]
-    assert scanned["status"] == "scanned" and scanned["message"].startswith("Scanned by 赵**")
+    assert scanned["status"] == "scanned" and scanned["message"].startswith("Scanned by 赵*学")
     done = _decide(phone, ticket)
     assert done.status_code == 200 and "You approved the sign-in" in done.text
     approved = _status(desktop, ticket)[1]
-    assert approved["status"] == "approved" and approved["continue"] == "Continue as 赵**"
+    assert approved["status"] == "approved" and approved["continue"] == "Continue as 赵*学"
 
     signed = _redeem(desktop, ticket)
     assert signed.status_code == 303 and signed.headers["location"] == "/"
@@ -169,6 +174,59 @@ def test_a_desktop_session_from_a_qr_code_cannot_change_factors(browsers, store,
     for page in ("/account/security/totp", "/account/security/passkeys"):
         answer = desktop.get(page, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login?")
+
+
+def test_the_computer_asks_whose_approval_it_takes(browsers, store, make_person) -> None:
+    """Without naming the approver (as the no-script page's first button does), a redeem
+    gets the question "continue as 赵*学?" and signs in only when that is answered."""
+    desktop, phone, _ = browsers
+    person = make_person()
+    _signed_in_phone(phone, store, person)
+    ticket = _ticket(desktop)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    asked = _redeem(desktop, ticket, approver="")
+    assert asked.status_code == 200 and "赵*学 approved on the phone" in asked.text
+    assert 'name="approver" value="赵*学"' in asked.text and "Continue as 赵*学" in asked.text
+    assert sessions.COOKIE not in asked.cookies
+    assert _redeem(desktop, ticket, approver="李*").status_code == 200  # not who approved
+    signed = _redeem(desktop, ticket, approver="赵*学")
+    assert signed.status_code == 303 and _session_of(store, signed).sub == person.sub
+
+
+def test_a_qr_sign_in_cannot_set_up_a_second_factor(browsers, store, make_client,
+                                                    make_person) -> None:
+    """An app that needs two factors, a phone with one: the computer is asked for the second
+    factor but offered no authenticator enrolment (that would add the computer's factor to
+    the approver's account), and whatever it ends in is not a session proven here."""
+    desktop, phone, _ = browsers
+    registered = make_client(default_acr_values=["urn:edu:acr:mfa"])
+    person = make_person()
+    _signed_in_phone(phone, store, person, auth_time=int(time.time()))
+    ia = flow.ia_of(flow.authorize(desktop, client_id=registered.client_id))
+    ticket = _ticket(desktop, ia)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    step = _redeem(desktop, ticket, ia)
+    assert step.headers["location"] == "/mfa"
+    page = desktop.get("/mfa")
+    assert "otpauth" not in page.text and "second factor cannot be set up" in page.text
+
+
+def test_a_qr_approval_by_someone_else_than_asked_answers_login_required(
+        browsers, store, make_client, make_person) -> None:
+    """The app asked for alice (a sub value); bob approves: the app hears login_required."""
+    desktop, phone, _ = browsers
+    registered = make_client()
+    alice, bob = make_person("sa1", "pw-a-1"), make_person("sb1", "pw-b-1")
+    _signed_in_phone(phone, store, bob)
+    claims = json.dumps({"id_token": {"sub": {"value": alice.sub}}})
+    ia = flow.ia_of(flow.authorize(desktop, client_id=registered.client_id, claims=claims))
+    ticket = _ticket(desktop, ia)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    answer = flow.follow(desktop, _redeem(desktop, ticket, ia))
+    assert flow.Redirect(answer.headers["location"]).params["error"] == "login_required"
 
 
 def test_through_the_authorization_endpoint(browsers, store, make_client, make_person) -> None:
@@ -496,14 +554,14 @@ def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  #
             assert "Chrome" in mobile.inner_text("[data-qr-device]")
             assert mobile.inner_text("[data-qr-ip]") == "127.0.0.1"
             page.wait_for_selector("[data-qr-state=scanned]")  # the poller saw the scan
-            assert "赵** 已扫码" in page.inner_text("[data-qr-status]")  # whose phone
+            assert "赵*学 已扫码" in page.inner_text("[data-qr-status]")  # whose phone
             mobile.click("[data-qr-approve]")
             mobile.wait_for_selector("[data-qr-message]")
 
             # the computer asks before it signs in as whoever approved
             button = page.locator("form[data-qr-redeem] button")
             button.wait_for(state="visible")
-            assert button.inner_text() == "以 赵** 的身份继续"
+            assert button.inner_text() == "以 赵*学 的身份继续"
             assert "是您本人才继续" in page.inner_text("[data-qr-status]")
             if shots := os.environ.get("IDP_SCREENSHOTS"):  # to look at the page
                 page.screenshot(path=os.path.join(shots, "qr_continue_as.png"))

@@ -318,3 +318,21 @@ def test_sms_settings(tmp_path) -> None:
     ok = load_settings({**production, "IDP_SMS_GATEWAY": "http",
                         "IDP_SMS_WEBHOOK_URL": "https://relay.example.edu.cn/sms"})
     assert ok.sms_enabled and isinstance(make_gateway(ok), HttpGateway)
+
+
+def test_a_failed_send_is_audited_as_a_failure_only(db, settings, store, person) -> None:
+    """The second-factor send calls the gateway in the request: a 502 is one failure row,
+    not a success followed by a failure."""
+    from sqlalchemy import select
+
+    from core.audit import AuditEvent
+
+    failing = HttpGateway("https://relay.example.edu.cn/sms",
+                          transport=httpx.MockTransport(lambda request: httpx.Response(502)))
+    result = _send(db, settings, store, failing, purpose=sms.Purpose.mfa,
+                   account_id=person.account_id)
+    assert result.status is sms.SendStatus.gateway_failed
+    with db.session() as session:
+        rows = [(e.outcome, json.loads(e.detail or "{}").get("reason")) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sms.send"))]
+    assert rows == [("failure", "gateway_failed")]
