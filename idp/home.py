@@ -1,4 +1,6 @@
-"""The start page: what this service is, in the visitor's language."""
+"""The start page: what this service is, in the visitor's language; for the signed-in
+person, who they are signed in as, their account pages and a sign-out button (a shared
+classroom computer must be easy to leave signed out)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from core.web.templates import render
+from idp import sessions
+from idp.login import display_name
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
 def start_page(request: Request) -> HTMLResponse:
-    return render(request, "home.html", {"issuer": request.app.state.settings.issuer})
+    current = sessions.current(request)
+    name = display_name(request, current.account_id) if current else ""
+    return render(request, "home.html", {"issuer": request.app.state.settings.issuer,
+                                         "signed_in": name})

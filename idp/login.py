@@ -253,7 +253,7 @@ def select_account_form(request: Request, ia: str) -> Response:
     current = sessions.current(request)
     if current is None:
         return RedirectResponse(f"/login?ia={ia}", status_code=303)
-    return render(request, "select_account.html", {"ia": ia, "name": _display_name(
+    return render(request, "select_account.html", {"ia": ia, "name": display_name(
         request, current.account_id)}, form_target=pending.redirect_uri)
 
 
@@ -268,7 +268,7 @@ def select_account(request: Request, ia: str = Form(...), choice: str = Form(...
     return RedirectResponse(f"/login?ia={ia}", status_code=303)
 
 
-def _display_name(request: Request, account_id: int) -> str:
+def display_name(request: Request, account_id: int) -> str:
     with request.app.state.db.sessions() as session:
         account = session.get(Account, account_id)
         return account.person.name if account else ""

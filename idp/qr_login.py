@@ -36,7 +36,7 @@ from core.web.templates import locale_of, render
 from directory.models import Account
 from directory.pii import mask_name
 from idp import sessions
-from idp.login import _display_name, _refusal, first_factor_done
+from idp.login import _refusal, display_name, first_factor_done
 from idp.oidc import authorize
 from mfa import qr_login as qr
 
@@ -150,7 +150,7 @@ def _desktop_page(request: Request, ticket_id: str, ia: str, message: str = HINT
 
 def _approver(request: Request, ticket: qr.Ticket) -> str:
     """Whose phone scanned the ticket, masked, as the computer shows it."""
-    return mask_name(_display_name(request, ticket.scanned_by)) if ticket.scanned_by else ""
+    return mask_name(display_name(request, ticket.scanned_by)) if ticket.scanned_by else ""
 
 
 def _message(request: Request, message: str, *, title: str = N_("Sign in with a QR code"),
@@ -269,7 +269,7 @@ def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
     if ticket.status == qr.DENIED:
         return _message(request, REFUSED, error=False)
     return render(request, "qr_scan.html", {
-        "t": t, "app_name": ticket.app, "name": _display_name(request, session.account_id),
+        "t": t, "app_name": ticket.app, "name": display_name(request, session.account_id),
         **_device(ticket)})
 
 

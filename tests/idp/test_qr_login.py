@@ -563,10 +563,14 @@ def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  #
             button.wait_for(state="visible")
             assert button.inner_text() == "以 赵*学 的身份继续"
             assert "是您本人才继续" in page.inner_text("[data-qr-status]")
-            if shots := os.environ.get("IDP_SCREENSHOTS"):  # to look at the page
+            shots = os.environ.get("IDP_SCREENSHOTS")  # to look at the pages
+            if shots:
                 page.screenshot(path=os.path.join(shots, "qr_continue_as.png"))
             button.click()
             page.wait_for_url(server + "/", timeout=15000)
+            assert "你已登录为 赵同学" in page.inner_text("[data-signed-in]")
+            if shots:
+                page.screenshot(path=os.path.join(shots, "home_signed_in.png"))
             token = next(c["value"] for c in desktop.cookies() if c["name"] == sessions.COOKIE)
             raw = store.get(sessions._key(token))
             assert raw and json.loads(raw)["account_id"] == person.account_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from starlette.requests import Request
 
 from core.store import MemoryStore, Store
@@ -76,3 +77,31 @@ def test_the_maximum_lifetime_holds(store: Store, monkeypatch) -> None:
     monkeypatch.setattr(sessions.time, "time",
                         lambda: session.created + sessions.MAX_SECONDS - 60)
     assert sessions._ttl(session) <= 60
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_start_page_names_the_person_and_signs_out(app, make_person, scheme: str) -> None:
+    """After a sign-in without an app, the start page says who is signed in, links the
+    account pages, and its sign-out button ends the session (over https too, where the
+    cookie is __Host-idp_session)."""
+    from fastapi.testclient import TestClient
+
+    from tests.idp import flow
+
+    browser = TestClient(app, base_url=f"{scheme}://127.0.0.1:8000")
+    person = make_person()
+    anonymous = browser.get("/")
+    assert 'href="/login"' in anonymous.text and "data-sign-out" not in anonymous.text
+    signed = flow.login(browser, browser.get("/login"), person.login, person.password)
+    assert signed.headers["location"] == "/"
+    home = browser.get("/")
+    assert "你已登录为 赵同学" in home.text and 'href="/account/apps"' in home.text
+    out = browser.post("/logout", data={"csrf_token": flow.csrf_of(home.text)},
+                       follow_redirects=False)
+    assert out.status_code == 303
+    cleared = [h for h in out.headers.get_list("set-cookie") if "idp_session=" in h]
+    assert cleared and all("max-age=0" in h.lower() for h in cleared)
+    assert ("__Host-idp_session=" in cleared[0]) == (scheme == "https")
+    assert "data-sign-out" not in browser.get("/").text
+    forged = browser.post("/logout", data={}, follow_redirects=False)
+    assert forged.status_code == 403  # CSRF: another site cannot sign the person out
