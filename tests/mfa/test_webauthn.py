@@ -347,6 +347,14 @@ def test_endpoints_register_sign_in_and_remove(client, db, settings, store, pers
     assert removed.status_code == 303 and _passkeys_of(db, person.account_id) == []
 
 
+def _passkey_sign_in(client, key: SoftKey, *, uv: bool):
+    """Press "sign in with a passkey" on the plain sign-in page (no app's request)."""
+    headers = _csrf(client)
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    return client.post("/login/passkey/verify", headers=headers,
+                       json={"credential": key.get(options, uv=uv)})
+
+
 def test_passkey_sign_in_without_an_app_applies_the_policy(client, db, settings, store,
                                                            make_person):
     """A teacher's passkey that verified no one is one factor: like a password, it leads to
@@ -356,10 +364,7 @@ def test_passkey_sign_in_without_an_app_applies_the_policy(client, db, settings,
 
     teacher = make_person("t20260001", role=Role.teacher)
     key, _ = _enrol(db, settings, store, teacher, uv=False)
-    headers = _csrf(client)
-    options = client.post("/login/passkey/options", headers=headers, json={}).json()
-    signed = client.post("/login/passkey/verify", headers=headers,
-                         json={"credential": key.get(options, uv=False)})
+    signed = _passkey_sign_in(client, key, uv=False)
     assert signed.json() == {"redirect": "/mfa"}
     assert sessions.COOKIE not in signed.cookies and signed.cookies.get("idp_mfa")
     page = client.get("/account/security/passkeys", follow_redirects=False)
@@ -388,9 +393,7 @@ def test_sign_in_endpoint_refuses_in_plain_words(client, db, settings, store, ma
     admin = make_person("admin02", role=Role.district_admin)
     key, _ = _enrol(db, settings, store, admin, uv=True)
     headers = _csrf(client)
-    options = client.post("/login/passkey/options", headers=headers, json={}).json()
-    refused = client.post("/login/passkey/verify", headers=headers,
-                          json={"credential": key.get(options, uv=False)})
+    refused = _passkey_sign_in(client, key, uv=False)
     assert refused.status_code == 400 and "idp_session" not in refused.cookies
     assert refused.json()["error"]
     garbage = client.post("/login/passkey/verify", headers=headers, json={"credential": {}})
