@@ -13,8 +13,9 @@ Defences, all in the short-lived store (so they hold across workers):
 - a time step that has been used once for an account is refused again
   (``set_if_absent``, atomic: of two concurrent uses only one passes);
 - at most :data:`MAX_FAILURES` wrong codes per account in :data:`FAILURE_WINDOW`
-  seconds; each attempt takes a slot atomically before the code is checked and a
-  correct code gives it back, so parallel guessing cannot exceed the limit.
+  seconds and :data:`DAILY_FAILURES` a day; each attempt takes a slot atomically before
+  the code is checked and a correct code gives it back, so parallel guessing cannot
+  exceed the limits.
 
 Codes and secrets are never logged nor written to the audit log.
 """
@@ -46,6 +47,7 @@ WINDOW_STEPS = 1  # accept the previous and the next step too
 USED_TTL = 90  # a step stays acceptable for at most three steps
 MAX_FAILURES = 5
 FAILURE_WINDOW = 300
+DAILY_FAILURES = 20
 ENROLMENT_SECONDS = 3600  # an unconfirmed enrolment can be confirmed this long
 KIND = FactorKind.totp.value
 
@@ -119,26 +121,30 @@ def factors(session: Session, account_id: int) -> list[MfaCredential]:
         MfaCredential.confirmed_at.is_not(None)).order_by(MfaCredential.id)))
 
 
-def _failures_key(account_id: int) -> str:
-    return f"totp:fail:{account_id}"
+# (counter, most wrong codes, seconds): five per five minutes, and twenty a day, so
+# guessing with a stolen password stays near 6e-5 a day (three valid codes in a million)
+LIMITS = (("totp:fail", MAX_FAILURES, FAILURE_WINDOW),
+          ("totp:fail-day", DAILY_FAILURES, 86400))
 
 
 def _take_attempt(store: Store, account_id: int) -> bool:
-    """Reserve one attempt atomically; False when the account is over the limit."""
-    return store.incr(_failures_key(account_id), ttl=FAILURE_WINDOW) <= MAX_FAILURES
+    """Reserve one attempt atomically in every window; False when one is over its limit."""
+    counts = [store.incr(f"{name}:{account_id}", ttl=window) for name, _, window in LIMITS]
+    return all(count <= limit for count, (_, limit, _) in zip(counts, LIMITS, strict=True))
 
 
 def _give_back_attempt(store: Store, account_id: int) -> None:
-    if store.incr(_failures_key(account_id), ttl=FAILURE_WINDOW, amount=-1) <= 0:
-        store.delete(_failures_key(account_id))
+    for name, _, window in LIMITS:
+        key = f"{name}:{account_id}"
+        if store.incr(key, ttl=window, amount=-1) <= 0:
+            store.delete(key)
 
 
 def locked_seconds(store: Store, account_id: int) -> int:
     """Seconds until codes are checked again for the account (0: not limited)."""
-    key = _failures_key(account_id)
-    if int(store.get(key) or 0) < MAX_FAILURES:
-        return 0
-    return int((store.ttl(key) or 0) + 0.999)
+    waits = [store.ttl(f"{name}:{account_id}") or 0 for name, limit, _ in LIMITS
+             if int(store.get(f"{name}:{account_id}") or 0) >= limit]
+    return int(max(waits, default=0) + 0.999)
 
 
 def _matching_step(secrets_: list[tuple[MfaCredential, str]], code: str, now: float

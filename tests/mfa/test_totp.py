@@ -311,3 +311,19 @@ def test_someone_elses_factor_cannot_be_removed(client, db, settings, store, per
     assert response.headers["location"] == PAGE
     with db.session() as session:
         assert len(totp.factors(session, other.account_id)) == 1
+
+
+def test_at_most_twenty_wrong_codes_a_day(db, settings, store, person):
+    """Five per five minutes would still allow 1,440 guesses a day with a stolen password;
+    the daily limit keeps it to twenty, whatever the pace."""
+    secret = enrol(db, settings, store, person.account_id).secret_base32
+    good = pyotp.TOTP(secret).at(T0)
+    wrong = f"{(int(good) + 1) % 1_000_000:06d}"
+    for _window in range(totp.DAILY_FAILURES // totp.MAX_FAILURES):
+        for _ in range(totp.MAX_FAILURES):
+            assert not verify(db, settings, store, person.account_id, wrong)
+        store.delete(f"totp:fail:{person.account_id}")  # five minutes pass
+    assert not verify(db, settings, store, person.account_id, good)  # the day's limit
+    assert totp.locked_seconds(store, person.account_id) > totp.FAILURE_WINDOW
+    store.delete(f"totp:fail-day:{person.account_id}")  # a day passes
+    assert verify(db, settings, store, person.account_id, good)
