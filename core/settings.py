@@ -32,6 +32,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A comma-separated list in the environment (not JSON: NoDecode leaves the text to the
 # field's own "before" validator, which splits it)
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _comma_list(value: object) -> object:
+    """``"a, b"`` -> ``("a", "b")``; anything else as it is (for the field's own check)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
 _NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS"}
 
 
@@ -129,15 +137,12 @@ class Settings(BaseSettings):
     @field_validator("mfa_required_roles", mode="before")
     @classmethod
     def _split_roles(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return _comma_list(value)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        value = _comma_list(value)
         for item in value if isinstance(value, tuple | list) else ():
             try:
                 ipaddress.ip_network(item)  # strict, as uvicorn reads it: 10.0.0.1/8 is no
@@ -151,8 +156,7 @@ class Settings(BaseSettings):
     @field_validator("signing_algs", mode="before")
     @classmethod
     def _split_algs(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        value = _comma_list(value)
         known = ("SM2", "RS256", "ES256", "EdDSA")
         if isinstance(value, tuple | list):
             unknown = [v for v in value if v not in known]

@@ -26,7 +26,14 @@ err = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    return load_settings()
+    from directory.models import Role
+
+    settings = load_settings()
+    unknown = sorted(set(settings.mfa_required_roles) - {role.value for role in Role})
+    if unknown:  # a typo would silently spare those roles the second factor
+        raise ConfigError(f"IDP_MFA_REQUIRED_ROLES: unknown role {', '.join(unknown)} "
+                          f"(known: {', '.join(role.value for role in Role)})")
+    return settings
 
 
 def _database(settings: Settings):

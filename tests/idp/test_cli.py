@@ -29,6 +29,8 @@ def idp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
          "error: the database at IDP_DATABASE_URL does not answer"),
         ({"IDP_MODE": "production"}, "error: production mode needs IDP_MASTER_KEY"),
         ({"IDP_TRUSTED_PROXIES": "*"}, "error: IDP_TRUSTED_PROXIES: '*' is not an IP address"),
+        ({"IDP_MFA_REQUIRED_ROLES": "teacher,techer"},
+         "error: IDP_MFA_REQUIRED_ROLES: unknown role techer"),
     ],
 )
 def test_bad_configuration_is_one_line(tmp_path: Path, env: dict[str, str], message: str) -> None:
