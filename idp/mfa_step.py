@@ -8,9 +8,11 @@ by the ``idp_mfa`` cookie, for ``STEP_SECONDS``. Only when the second factor
 succeeds does an SSO session start (or, for step-up, the existing session is
 upgraded with the new ``amr``, ``acr`` and ``auth_time``).
 
-A person who must use a second factor but has none enrolled sets up an
-authenticator app right here: the first valid code both confirms it and
-completes the sign-in.
+A person who must use a second factor but has none enrolled proves it with an SMS code to
+the phone number on file, when there is one (an authenticator app is then set up from the
+account pages, with both factors); only a person with neither sets up an authenticator app
+right here (the first valid code both confirms it and completes the sign-in): someone who
+has only stolen a password cannot add their own app while an SMS code is possible.
 
 A person with recovery codes may use one instead of the app's code
 (``POST /mfa/recovery``); it counts as a one-time code (``amr`` ``otp``, see
@@ -142,9 +144,10 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
         has_recovery = recovery.remaining(session, step.account_id) > 0
         phone = _sms_phone(request, session, step)
         enrolment = None
-        if not has_totp and not step.proven_here:
+        sms_only = not has_totp and phone is not None
+        if not has_totp and not step.proven_here and not phone:
             error = error or CANNOT_ENROL_HERE
-        elif not has_totp:
+        elif not has_totp and not sms_only:  # nothing else to prove it: set up an app here
             enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
             if enrolment is None:
                 label = _label_of(session, step.account_id)
@@ -154,6 +157,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                 _save(request, step_id, step)
                 enrolment = started
     context = {"error": error, "error_params": params, "enrol": enrolment is not None,
+               "sms_only": sms_only,
                "has_recovery": has_recovery, "sms_phone": sms.mask(phone) if phone else "",
                "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60}
     if enrolment is not None:

@@ -256,6 +256,10 @@ def test_sms_as_second_factor(client, outbox, make_client, make_person, db, sett
     assert flow.login(client, start, "t1", "pw-teacher-1").headers["location"] == "/mfa"
     page = client.get("/mfa")
     assert "发送验证码到 138****8000" in page.text and PHONE_NUMBER not in page.text
+    # no authenticator app yet, but a phone: the code proves it; a password alone does not
+    # get to add an app (that is for the account pages, with both factors)
+    assert "otpauth" not in page.text and "确认是您本人" in page.text
+    assert 'action="/mfa"' not in page.text
     sent = client.post("/mfa/sms/send", data={"csrf_token": flow.csrf_of(page.text)})
     assert sent.status_code == 200 and "已发送到 138****8000" in sent.text
     code = outbox.last_code()
