@@ -46,6 +46,15 @@ class Role(StrEnum):
     guardian = "guardian"
 
 
+def check_roles(names: tuple[str, ...], setting: str) -> None:
+    """ValueError naming ``setting`` when a role name is unknown (a typo in
+    ``IDP_MFA_REQUIRED_ROLES`` would silently spare that role the second factor)."""
+    unknown = sorted(set(names) - {role.value for role in Role})
+    if unknown:
+        raise ValueError(f"{setting}: unknown role {', '.join(unknown)} "
+                         f"(known: {', '.join(role.value for role in Role)})")
+
+
 class IdentifierKind(StrEnum):
     student_number = "student_number"
     teacher_number = "teacher_number"

@@ -30,6 +30,7 @@ from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import BodyLimitMiddleware, WebKitMiddleware
 from directory import api as directory_api
+from directory.models import check_roles
 from directory.people import StandingBySub
 from directory.scim import router as scim
 from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, sms_login
@@ -58,6 +59,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Tests pass their own settings, database and store."""
     settings = settings or get_settings()
+    check_roles(settings.mfa_required_roles, "IDP_MFA_REQUIRED_ROLES")  # also without the CLI
     logs.configure(settings.log_level)
     passwords.limit_concurrency(settings.password_hash_concurrency)
     database = db or Database(settings)

@@ -26,13 +26,13 @@ err = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    from directory.models import Role
+    from directory.models import check_roles
 
     settings = load_settings()
-    unknown = sorted(set(settings.mfa_required_roles) - {role.value for role in Role})
-    if unknown:  # a typo would silently spare those roles the second factor
-        raise ConfigError(f"IDP_MFA_REQUIRED_ROLES: unknown role {', '.join(unknown)} "
-                          f"(known: {', '.join(role.value for role in Role)})")
+    try:
+        check_roles(settings.mfa_required_roles, "IDP_MFA_REQUIRED_ROLES")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return settings
 
 

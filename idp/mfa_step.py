@@ -59,7 +59,10 @@ SMS_WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask fo
 SMS_TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
 SMS_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
 SMS_FAILED = N_("The text message could not be sent just now. Please try again in a few "
-                "minutes, or use your authenticator app.")
+                "minutes, or use another way below.")
+CODES_LOCKED = N_("Too many wrong codes: codes are not checked for the next %(minutes)s "
+                  "minutes. Use another way below, or ask your school's administrator to "
+                  "unlock your account.")
 
 
 @dataclass
@@ -189,6 +192,9 @@ def second_factor(request: Request, code: str = Form("", max_length=12)) -> Resp
         else:
             ok = totp.verify(session, state.settings, state.store, step.account_id, code)
     if not ok:
+        if locked := totp.locked_seconds(state.store, step.account_id):  # say so: a wrong
+            return _page(request, step_id, step, CODES_LOCKED, status=429,  # code it is not
+                         minutes=-(-locked // 60))
         return _page(request, step_id, step, WRONG_CODE, status=400)
     state.store.delete(f"mfa-step:{step_id}")
     return finish(request, step, "otp")

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import Context, record
 from core.store import Store
+from mfa import recovery, totp
 
 WINDOW_SECONDS = 900
 MAX_DELAY = 300
@@ -144,6 +145,10 @@ def unlock(store: Store, limit: Limit, subject: str) -> bool:
     clear(store, limit, subject)
     if limit is IP:
         store.delete(f"spray:{subject}")
+    elif subject.isdigit():  # an account: its second-factor code limits too
+        was_locked = bool(totp.locked_seconds(store, int(subject))) or was_locked
+        totp.forget_failures(store, int(subject))
+        recovery.forget_failures(store, int(subject))
     return was_locked
 
 

@@ -102,6 +102,11 @@ def _failures_key(account_id: int) -> str:
     return f"recovery:fail:{account_id}"
 
 
+def forget_failures(store: Store, account_id: int) -> None:
+    """An administrator's unlock: the wrong recovery codes are forgotten."""
+    store.delete(_failures_key(account_id))
+
+
 def locked_seconds(store: Store, account_id: int) -> int:
     """Seconds until codes are checked again for the account (0: not limited)."""
     key = _failures_key(account_id)

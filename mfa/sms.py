@@ -153,10 +153,11 @@ def _retry_after(store: Store, key: str) -> int:
     return max(1, int((store.ttl(key) or 1) + 0.999))
 
 
-def _limited(settings: Settings, store: Store, phone: str, ip: str) -> int:
-    """Take a sending slot for the number and the IP; seconds to wait when refused."""
+def _limited(settings: Settings, store: Store, phone: str, ip: str | None) -> int:
+    """Take a sending slot for the number and the IP (``None``: no IP limit); seconds to
+    wait when refused."""
     ip_key = f"sms:ip:{ip}"
-    if store.incr(ip_key, ttl=HOUR_SECONDS) > IP_HOURLY:
+    if ip is not None and store.incr(ip_key, ttl=HOUR_SECONDS) > IP_HOURLY:
         return _retry_after(store, ip_key)
     phone_id = _phone_id(settings, phone)
     gap_key = f"sms:gap:{phone_id}"
@@ -186,7 +187,10 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
     if phone is None:
         return SendResult(SendStatus.invalid_phone)
     actor = f"account:{account_id}" if account_id is not None else "unknown"
-    if wait := _limited(settings, store, phone, ip):
+    # the second factor's codes go to a password-checked account's own phone: only the
+    # number's limits apply (a school's teachers share one address: twenty an hour would
+    # leave the twenty-first with no way to sign in)
+    if wait := _limited(settings, store, phone, ip if purpose is Purpose.login else None):
         record(session, actor=actor, action="sms.send", outcome="failure", context=context,
                detail={"purpose": purpose.value, "reason": "rate_limited"})
         return SendResult(SendStatus.rate_limited, wait)

@@ -121,16 +121,30 @@ def factors(session: Session, account_id: int) -> list[MfaCredential]:
         MfaCredential.confirmed_at.is_not(None)).order_by(MfaCredential.id)))
 
 
-# (counter, most wrong codes, seconds): five per five minutes, and twenty a day, so
+# (counter, most wrong codes, seconds): five per five minutes, and twenty in 24 hours from
+# the first of them, so
 # guessing with a stolen password stays near 6e-5 a day (three valid codes in a million)
 LIMITS = (("totp:fail", MAX_FAILURES, FAILURE_WINDOW),
           ("totp:fail-day", DAILY_FAILURES, 86400))
 
 
 def _take_attempt(store: Store, account_id: int) -> bool:
-    """Reserve one attempt atomically in every window; False when one is over its limit."""
-    counts = [store.incr(f"{name}:{account_id}", ttl=window) for name, _, window in LIMITS]
-    return all(count <= limit for count, (_, limit, _) in zip(counts, LIMITS, strict=True))
+    """Reserve one attempt atomically in every window; False when one is over its limit.
+
+    A refused attempt counts nowhere (guessing during the five-minute lock must not use
+    up the day's twenty): a locked account is refused before anything is counted, and a
+    slot taken in a window whose limit another attempt reached meanwhile is given back."""
+    if locked_seconds(store, account_id):
+        return False
+    taken: list[tuple[str, int]] = []
+    for name, limit, window in LIMITS:
+        key = f"{name}:{account_id}"
+        taken.append((key, window))
+        if store.incr(key, ttl=window) > limit:
+            for back, seconds in taken:
+                store.incr(back, ttl=seconds, amount=-1)
+            return False
+    return True
 
 
 def _give_back_attempt(store: Store, account_id: int) -> None:
@@ -138,6 +152,12 @@ def _give_back_attempt(store: Store, account_id: int) -> None:
         key = f"{name}:{account_id}"
         if store.incr(key, ttl=window, amount=-1) <= 0:
             store.delete(key)
+
+
+def forget_failures(store: Store, account_id: int) -> None:
+    """An administrator's unlock: the wrong codes of every window are forgotten."""
+    for name, _, _ in LIMITS:
+        store.delete(f"{name}:{account_id}")
 
 
 def locked_seconds(store: Store, account_id: int) -> int:

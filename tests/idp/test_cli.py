@@ -123,3 +123,11 @@ def test_a_trusted_proxy_uvicorn_would_not_match_is_refused(value: str) -> None:
 
     with pytest.raises(ConfigError, match="IDP_TRUSTED_PROXIES"):
         load_settings({"IDP_TRUSTED_PROXIES": value})
+
+
+def test_the_app_itself_refuses_an_unknown_mfa_role(settings) -> None:
+    """Also when started without the CLI (uvicorn on idp.app:create_app, the tests)."""
+    from idp.app import create_app
+
+    with pytest.raises(ValueError, match="unknown role techer"):
+        create_app(settings.model_copy(update={"mfa_required_roles": ("teacher", "techer")}))

@@ -182,3 +182,25 @@ def test_mfa_page_without_a_step_is_a_clear_error(client: TestClient) -> None:
 def test_discovery_advertises_the_levels(client: TestClient, value: str) -> None:
     assert value in client.get("/.well-known/openid-configuration").json()[
         "acr_values_supported"]
+
+
+def test_the_second_factor_page_says_when_codes_are_locked(client: TestClient, make_client,
+                                                           make_person, store) -> None:
+    """After five wrong codes even the right one is refused for a while: the page says so
+    (429, how long, what else to do) instead of "the code is not correct"."""
+    from mfa import totp
+
+    registered = make_client(default_acr_values=["urn:edu:acr:mfa"])
+    student = make_person()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, student.login, student.password).headers[
+        "location"] == "/mfa"
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    right = _code(secret)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    for _ in range(totp.MAX_FAILURES - 1):
+        assert _submit(client, page.text, wrong).status_code == 400
+    assert _submit(client, page.text, wrong).status_code == 429  # the fifth locks: say so
+    locked = _submit(client, page.text, right)
+    assert locked.status_code == 429 and "分钟内不再核对验证码" in locked.text

@@ -336,3 +336,16 @@ def test_a_failed_send_is_audited_as_a_failure_only(db, settings, store, person)
         rows = [(e.outcome, json.loads(e.detail or "{}").get("reason")) for e in session.scalars(
             select(AuditEvent).where(AuditEvent.action == "sms.send"))]
     assert rows == [("failure", "gateway_failed")]
+
+
+def test_second_factor_codes_have_no_ip_limit(db, settings, store, outbox) -> None:
+    """A school's teachers share one address: the twenty-first's second-factor code is sent
+    (the number's own limits still apply); sign-in codes keep the IP limit."""
+    numbers = [f"1390013{n:04d}" for n in range(sms.IP_HOURLY + 1)]
+    for account_id, number in enumerate(numbers, start=1000):
+        result = _send(db, settings, store, outbox.gateway, phone=number,
+                       purpose=sms.Purpose.mfa, account_id=account_id)
+        assert result.status is sms.SendStatus.sent, number
+    for number in numbers:
+        last = _send(db, settings, store, outbox.gateway, phone=number.replace("139", "137"))
+    assert last.status is sms.SendStatus.rate_limited

@@ -327,3 +327,31 @@ def test_at_most_twenty_wrong_codes_a_day(db, settings, store, person):
     assert totp.locked_seconds(store, person.account_id) > totp.FAILURE_WINDOW
     store.delete(f"totp:fail-day:{person.account_id}")  # a day passes
     assert verify(db, settings, store, person.account_id, good)
+
+
+def test_tries_refused_during_the_lock_use_up_nothing(db, settings, store, person):
+    """Guessing on during the five-minute lock is refused unchecked and does not use up the
+    day's twenty: after the window the person's right code passes."""
+    secret = enrol(db, settings, store, person.account_id).secret_base32
+    good = pyotp.TOTP(secret).at(T0)
+    wrong = f"{(int(good) + 1) % 1_000_000:06d}"
+    for _ in range(totp.MAX_FAILURES):
+        assert not verify(db, settings, store, person.account_id, wrong)
+    for _ in range(totp.DAILY_FAILURES):
+        assert not verify(db, settings, store, person.account_id, wrong)  # locked
+    assert store.get(f"totp:fail-day:{person.account_id}") == str(totp.MAX_FAILURES).encode()
+    store.delete(f"totp:fail:{person.account_id}")  # five minutes pass
+    assert verify(db, settings, store, person.account_id, good)
+
+
+def test_an_administrators_unlock_forgets_the_wrong_codes(db, settings, store, person):
+    from mfa import guards
+
+    secret = enrol(db, settings, store, person.account_id).secret_base32
+    good = pyotp.TOTP(secret).at(T0)
+    for _ in range(totp.MAX_FAILURES):
+        verify(db, settings, store, person.account_id, f"{(int(good) + 1) % 1_000_000:06d}")
+    assert totp.locked_seconds(store, person.account_id)
+    assert guards.unlock(store, guards.ACCOUNT, str(person.account_id)) is True
+    assert totp.locked_seconds(store, person.account_id) == 0
+    assert verify(db, settings, store, person.account_id, good)
