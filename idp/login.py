@@ -230,13 +230,10 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                                                      amr=amr, ia=ia, next=next_url,
                                                      proven_here=proven_here))
     store = request.app.state.store
-    if previous := sessions.load(store, request):
-        sessions.end(store, previous[0])
-    token, session = sessions.new(account_id=account_id, sub=sub, amr=amr,
-                                  acr=policy.acr_for(amr))
+    token, session = sessions.instead_of_current(store, request, account_id=account_id,
+                                                 sub=sub, amr=amr, proven_here=proven_here)
     if auth_time is not None:
         session.auth_time = auth_time
-    session.proven_here = proven_here
     if pending is not None:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:

@@ -267,11 +267,9 @@ def finish(request: Request, step: Step, method: str) -> Response:
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
         token = sessions.renew(store, token, session)
     else:
-        if previous := sessions.load(store, request):
-            sessions.end(store, previous[0])
-        token, started = sessions.new(account_id=step.account_id, sub=step.sub, amr=amr,
-                                      acr=acr)
-        started.proven_here = step.proven_here
+        token, started = sessions.instead_of_current(
+            store, request, account_id=step.account_id, sub=step.sub, amr=amr,
+            proven_here=step.proven_here)
         sessions.save(store, token, started)
     target = (f"/oauth2/authorize/resume?ia={step.ia}" if step.ia
               else sessions.safe_next(step.next) or "/")

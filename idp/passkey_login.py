@@ -35,7 +35,7 @@ from directory.models import Account
 from idp import sessions
 from idp.login import WAIT, _pending, _refusal, first_factor_done
 from idp.oidc import authorize
-from mfa import guards, policy
+from mfa import guards
 from mfa import webauthn as passkeys
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
@@ -117,11 +117,9 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
     if pending is None:  # the policy's level, a second factor first if needed, as a password
         return _as_json(first_factor_done(request, account_id, sub, amr))
     pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
-    store = state.store
-    if previous := sessions.load(store, request):
-        sessions.end(store, previous[0])
-    token, _session = sessions.start(store, account_id=account_id, sub=sub, amr=amr,
-                                     acr=policy.acr_for(amr))
+    token, started = sessions.instead_of_current(state.store, request, account_id=account_id,
+                                                 sub=sub, amr=amr)
+    sessions.save(state.store, token, started)
     pending.account_chosen = account_id
     authorize.save_interaction(request, pending, body.ia)
     response = JSONResponse({"redirect": f"/oauth2/authorize/resume?ia={body.ia}"})

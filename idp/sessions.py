@@ -74,7 +74,23 @@ def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SS
     now = int(time.time())
     session = SSOSession(sid=secrets.token_urlsafe(16), account_id=account_id, sub=sub,
                          auth_time=now, amr=amr, acr=acr, created=now)
-    return secrets.token_urlsafe(32), session
+    return _new_token(), session
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def instead_of_current(store: Store, request: Request, *, account_id: int, sub: str,
+                       amr: list[str], proven_here: bool = True) -> tuple[str, SSOSession]:
+    """A new session for a sign-in in this browser (not yet saved), at the level ``amr``
+    reaches; the browser's previous session, whoever's it was, ends: a sign-in never
+    reuses a token it did not make (no fixation) nor leaves two people signed in."""
+    if previous := load(store, request):
+        end(store, previous[0])
+    token, session = new(account_id=account_id, sub=sub, amr=amr, acr=policy.acr_for(amr))
+    session.proven_here = proven_here
+    return token, session
 
 
 def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str,
@@ -89,7 +105,7 @@ def renew(store: Store, token: str, session: SSOSession) -> str:
     """Save ``session`` under a new cookie token and end the old one (the session keeps
     its ``sid`` and apps): after a step-up, a token taken before it is worth nothing."""
     end(store, token)
-    fresh = secrets.token_urlsafe(32)
+    fresh = _new_token()
     save(store, fresh, session)
     return fresh
 

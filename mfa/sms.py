@@ -35,6 +35,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -207,26 +208,27 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
         return SendResult(SendStatus.sent)
     message = i18n.gettext(locale, MESSAGE, code=code, minutes=minutes)
 
-    def failed(exc: GatewayError, session: Session) -> None:
-        store.delete(key)
-        store.delete(f"sms:gap:{_phone_id(settings, phone)}")  # may try again at once
-        record(session, actor=actor, action="sms.send", outcome="failure", context=context,
-               detail={"purpose": purpose.value, "reason": "gateway_failed",
-                       "gateway": gateway.name, "error": str(exc)[:200]})
+    def send(session_for_failure: Callable[[], AbstractContextManager[Session]]) -> bool:
+        """Call the gateway; on failure forget the code, free the number, audit it."""
+        try:
+            gateway.send(phone, message, {"code": code, "minutes": minutes})
+        except GatewayError as exc:
+            store.delete(key)
+            store.delete(f"sms:gap:{_phone_id(settings, phone)}")  # may try again at once
+            with session_for_failure() as failure:
+                record(failure, actor=actor, action="sms.send", outcome="failure",
+                       context=context, detail={"purpose": purpose.value,
+                                                "reason": "gateway_failed",
+                                                "gateway": gateway.name,
+                                                "error": str(exc)[:200]})
+            return False
+        return True
 
     def deliver(db: Database) -> None:
-        try:
-            gateway.send(phone, message, {"code": code, "minutes": minutes})
-        except GatewayError as exc:
-            with db.session() as later:
-                failed(exc, later)
+        send(db.session)
 
-    if not deliver_later:
-        try:
-            gateway.send(phone, message, {"code": code, "minutes": minutes})
-        except GatewayError as exc:
-            failed(exc, session)
-            return SendResult(SendStatus.gateway_failed)
+    if not deliver_later and not send(lambda: nullcontext(session)):
+        return SendResult(SendStatus.gateway_failed)
     record(session, actor=actor, action="sms.send", outcome="success", context=context,
            detail={"purpose": purpose.value, "gateway": gateway.name,
                    **({"deferred": True} if deliver_later else {})})

@@ -13,9 +13,9 @@ Defences, all in the short-lived store (so they hold across workers):
 - a time step that has been used once for an account is refused again
   (``set_if_absent``, atomic: of two concurrent uses only one passes);
 - at most :data:`MAX_FAILURES` wrong codes per account in :data:`FAILURE_WINDOW`
-  seconds and :data:`DAILY_FAILURES` a day; each attempt takes a slot atomically before
-  the code is checked and a correct code gives it back, so parallel guessing cannot
-  exceed the limits.
+  seconds and :data:`DAILY_FAILURES` in 24 hours; each attempt takes a slot atomically
+  before the code is checked and a correct code gives it back, so parallel guessing
+  cannot exceed the limits; an attempt refused by a limit counts nowhere.
 
 Codes and secrets are never logged nor written to the audit log.
 """
@@ -122,8 +122,8 @@ def factors(session: Session, account_id: int) -> list[MfaCredential]:
 
 
 # (counter, most wrong codes, seconds): five per five minutes, and twenty in 24 hours from
-# the first of them, so
-# guessing with a stolen password stays near 6e-5 a day (three valid codes in a million)
+# the first of them, so guessing with a stolen password stays near 6e-5 a day (three
+# valid codes in a million per guess)
 LIMITS = (("totp:fail", MAX_FAILURES, FAILURE_WINDOW),
           ("totp:fail-day", DAILY_FAILURES, 86400))
 

@@ -79,7 +79,6 @@ class AuthorizationRequest:
     account_chosen: int | None = None
     consent_given: int | None = None
 
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
         """Members this version does not know are left out (a rolling deploy: a newer
