@@ -746,6 +746,7 @@ def test_a_planted_plain_csrf_cookie_is_not_believed_over_https(app) -> None:
     attacker = TestClient(app, base_url="https://127.0.0.1:8000")
     page = attacker.get("/login")
     token, planted = flow.csrf_of(page.text), attacker.cookies.get("__Host-csrf")
+    assert planted and "csrf" not in attacker.cookies  # only the __Host- name is set
     victim = TestClient(app, base_url="https://127.0.0.1:8000")
     victim.cookies.set("csrf", planted)
     forged = victim.post("/login", data={"csrf_token": token, "login": "x", "password": "y"})
@@ -954,3 +955,17 @@ def test_two_tabs_sign_in_to_two_apps(client: TestClient, make_client, make_pers
                                            follow_redirects=False))
     redirect = flow.Redirect(done2.headers["location"])
     assert "code" in redirect.params and "idp_ia" not in client.cookies
+
+
+def test_a_browser_keeps_its_five_latest_pending_requests(client: TestClient, make_client,
+                                                          make_person) -> None:
+    registered, person = make_client(), make_person()
+    tabs = [flow.ia_of(flow.authorize(client, client_id=registered.client_id))
+            for _ in range(6)]
+    assert client.cookies["idp_ia"].split(".") == tabs[1:]  # the oldest tab's is dropped
+    page = client.get(f"/login?ia={tabs[0]}")
+    assert page.status_code == 400  # expired for this browser
+    done = flow.follow(client, flow.login(client, client.get(f"/login?ia={tabs[5]}"),
+                                          person.login, person.password))
+    assert "code" in flow.Redirect(done.headers["location"]).params
+    assert client.cookies["idp_ia"].split(".") == tabs[1:5]  # the answered one leaves

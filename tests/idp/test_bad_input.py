@@ -74,6 +74,11 @@ def test_a_huge_body_is_refused_before_it_is_read(client: TestClient, path: str)
         for _ in range(MAX_REQUEST_BODY // 65536 + 2):
             yield b"x" * 65536
 
+    declared_only = client.post(path, content=b"a=b", headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Length": str(MAX_REQUEST_BODY + 1)})  # refused from the header alone
+    assert declared_only.status_code == 413
+
     chunked = client.post(path, content=chunks(),
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert chunked.status_code == 413

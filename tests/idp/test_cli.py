@@ -64,6 +64,12 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip()
 
 
+def _without_idp_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's IDP_* settings (the suite's own) out of the way, as ``idp()`` does."""
+    for name in [k for k in os.environ if k.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+
+
 def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Behind a load balancer (IDP_TRUSTED_PROXIES), the client is the rightmost address in
@@ -77,8 +83,7 @@ def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
 
     seen: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
-    for name in [k for k in os.environ if k.startswith("IDP_")]:
-        monkeypatch.delenv(name)
+    _without_idp_settings(monkeypatch)
     monkeypatch.setenv("IDP_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("IDP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
     cli.serve(host="127.0.0.1", port=8000, workers=1)
@@ -99,13 +104,13 @@ def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
 
 
 def test_list_settings_are_comma_separated_in_the_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From the process environment, as ``idp serve`` reads them (pydantic-settings would
     otherwise parse a list setting as JSON and fail on ``teacher,city_admin``)."""
     from core.settings import load_settings
 
-    for name in [k for k in os.environ if k.startswith("IDP_")]:
-        monkeypatch.delenv(name)
+    _without_idp_settings(monkeypatch)
+    monkeypatch.setenv("IDP_VAR_DIR", str(tmp_path))  # not the project's own var/
     monkeypatch.setenv("IDP_MFA_REQUIRED_ROLES", "teacher, city_admin")
     monkeypatch.setenv("IDP_SIGNING_ALGS", "SM2,RS256")
     monkeypatch.setenv("IDP_TRUSTED_PROXIES", "10.0.0.0/8,::1")

@@ -203,7 +203,7 @@ def test_unknown_login_locks_like_a_real_one(client: TestClient, make_client) ->
 
 @pytest.mark.parametrize(("typed", "respelt"), [
     ("s20268888", "ｓ２０２６ 8888"), ("13900139000", "+86 139-0013-9000"),
-    ("Nobody@Example.CN", "nobody@example.cn")])
+    ("Nobody@Example.CN", "nobody@example.cn"), ("nobody@example.cn", "ｎｏｂｏｄｙ@example.cn")])
 def test_respelling_an_unknown_name_counts_like_a_real_one(client: TestClient, make_client,
                                                           typed: str, respelt: str) -> None:
     """Failures for a name that matches nobody count under its normalised form, as they do

@@ -213,6 +213,51 @@ def test_a_qr_sign_in_cannot_set_up_a_second_factor(browsers, store, make_client
     assert "otpauth" not in page.text and "second factor cannot be set up" in page.text
 
 
+def test_a_qr_sign_in_stays_unproven_through_the_second_factor(
+        browsers, store, db, settings, make_client, make_person) -> None:
+    """Completing the second factor on the computer (here with a recovery code) ends in a
+    session that still cannot change factors; and a QR session's later step-up for another
+    app is offered no enrolment either."""
+    from mfa import recovery
+
+    desktop, phone, _ = browsers
+    strict = make_client(default_acr_values=["urn:edu:acr:mfa"])
+    person = make_person()
+    with db.session() as session:
+        codes = recovery.generate(session, settings, person.account_id)
+    _signed_in_phone(phone, store, person, auth_time=int(time.time()))
+    ia = flow.ia_of(flow.authorize(desktop, client_id=strict.client_id))
+    ticket = _ticket(desktop, ia)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    assert _redeem(desktop, ticket, ia).headers["location"] == "/mfa"
+    page = desktop.get("/mfa")
+    done = desktop.post("/mfa/recovery", data={"csrf_token": flow.csrf_of(page.text),
+                                               "recovery_code": codes[0]},
+                        follow_redirects=False)
+    assert done.status_code == 303
+    stepped = _session_of(store, done)
+    assert stepped.acr == "urn:edu:acr:mfa" and stepped.proven_here is False
+    assert desktop.get("/account/security/totp", follow_redirects=False).status_code == 303
+
+
+def test_a_qr_session_stepping_up_is_offered_no_enrolment(browsers, store, make_client,
+                                                          make_person) -> None:
+    desktop, phone, _ = browsers
+    relaxed, strict = make_client(), make_client(default_acr_values=["urn:edu:acr:mfa"])
+    person = make_person()
+    _signed_in_phone(phone, store, person, auth_time=int(time.time()))
+    ia = flow.ia_of(flow.authorize(desktop, client_id=relaxed.client_id))
+    ticket = _ticket(desktop, ia)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    flow.follow(desktop, _redeem(desktop, ticket, ia))  # signed in for the first app
+    step_up = flow.authorize(desktop, client_id=strict.client_id)
+    assert step_up.headers["location"] == "/mfa"
+    page = desktop.get("/mfa")
+    assert "otpauth" not in page.text and "second factor cannot be set up" in page.text
+
+
 def test_a_qr_approval_by_someone_else_than_asked_answers_login_required(
         browsers, store, make_client, make_person) -> None:
     """The app asked for alice (a sub value); bob approves: the app hears login_required."""

@@ -79,6 +79,19 @@ def test_the_maximum_lifetime_holds(store: Store, monkeypatch) -> None:
     assert sessions._ttl(session) <= 60
 
 
+def test_use_never_pushes_a_session_past_its_maximum(monkeypatch) -> None:
+    """The idle timeout moves with use; the 7-day end does not."""
+    store = _Writes()
+    token, session = sessions.start(store, account_id=1, sub="s", amr=["pwd"],
+                                    acr="urn:edu:acr:sfa")
+    store.writes.clear()
+    monkeypatch.setattr(sessions.time, "time",
+                        lambda: session.created + sessions.MAX_SECONDS - 60)
+    assert sessions.load(store, _request(token)) is not None
+    [(_key, ttl)] = store.writes
+    assert ttl <= 60
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_start_page_names_the_person_and_signs_out(app, make_person, scheme: str) -> None:
     """After a sign-in without an app, the start page says who is signed in, links the
@@ -105,3 +118,38 @@ def test_start_page_names_the_person_and_signs_out(app, make_person, scheme: str
     assert "data-sign-out" not in browser.get("/").text
     forged = browser.post("/logout", data={}, follow_redirects=False)
     assert forged.status_code == 403  # CSRF: another site cannot sign the person out
+
+
+def test_stored_sessions_and_requests_load_what_a_newer_worker_wrote() -> None:
+    """A rolling deploy: members this version does not know are left out, and the old
+    boolean flags of a pending request name no account (``True == 1`` would name #1)."""
+    from idp.oidc.authorize import AuthorizationRequest
+
+    session = sessions.SSOSession.from_json({
+        "sid": "s", "account_id": 1, "sub": "x", "auth_time": 1, "amr": ["pwd"],
+        "acr": "urn:edu:acr:sfa", "created": 1, "from_the_future": True})
+    assert session.account_id == 1 and not hasattr(session, "from_the_future")
+    request = AuthorizationRequest.from_json({
+        "client_id": "c", "redirect_uri": "https://app/cb", "scope": "openid",
+        "account_chosen": True, "consent_given": True, "from_the_future": 1})
+    assert request.account_chosen is None and request.consent_given is None
+
+
+@pytest.mark.parametrize("status", ["suspended", None])
+def test_account_pages_end_the_session_of_someone_who_may_no_longer_sign_in(
+        client, make_person, db, status: str | None) -> None:
+    """``sessions.current`` checks the account's standing (suspended, or disabled)."""
+    from directory.models import Account, Person
+    from tests.idp import flow
+
+    person = make_person()
+    flow.login(client, client.get("/login"), person.login, person.password)
+    assert client.get("/account/apps", follow_redirects=False).status_code == 200
+    with db.session() as session:
+        account = session.get(Account, person.account_id)
+        if status:
+            session.get(Person, account.person_id).status = status
+        else:
+            account.disabled = True
+    assert client.get("/account/apps", follow_redirects=False).status_code == 303
+    assert "data-signed-in" not in client.get("/").text

@@ -346,6 +346,19 @@ def test_second_factor_codes_have_no_ip_limit(db, settings, store, outbox) -> No
         result = _send(db, settings, store, outbox.gateway, phone=number,
                        purpose=sms.Purpose.mfa, account_id=account_id)
         assert result.status is sms.SendStatus.sent, number
-    for number in numbers:
-        last = _send(db, settings, store, outbox.gateway, phone=number.replace("139", "137"))
+    statuses = [_send(db, settings, store, outbox.gateway,
+                      phone=number.replace("139", "137")).status for number in numbers]
+    last = _send(db, settings, store, outbox.gateway, phone="13600136000")
+    assert statuses == [sms.SendStatus.sent] * sms.IP_HOURLY + [sms.SendStatus.rate_limited]
     assert last.status is sms.SendStatus.rate_limited
+
+
+def test_the_decoy_of_an_unregistered_number_never_passes(db, settings, store, outbox,
+                                                          monkeypatch) -> None:
+    """Even a guess that hits the decoy's code is wrong: there is no account behind it."""
+    monkeypatch.setattr(sms.secrets, "randbelow", lambda _n: 123456)
+    assert _send(db, settings, store, outbox.gateway, phone="13900139000").status \
+        is sms.SendStatus.sent
+    assert outbox.messages() == []
+    result = _verify(db, settings, store, "123456", phone="13900139000")
+    assert result.status is sms.VerifyStatus.wrong and result.account_id is None

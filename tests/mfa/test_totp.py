@@ -345,13 +345,17 @@ def test_tries_refused_during_the_lock_use_up_nothing(db, settings, store, perso
 
 
 def test_an_administrators_unlock_forgets_the_wrong_codes(db, settings, store, person):
-    from mfa import guards
+    from mfa import guards, recovery
 
     secret = enrol(db, settings, store, person.account_id).secret_base32
     good = pyotp.TOTP(secret).at(T0)
     for _ in range(totp.MAX_FAILURES):
         verify(db, settings, store, person.account_id, f"{(int(good) + 1) % 1_000_000:06d}")
+        with db.session() as session:
+            recovery.use(session, settings, store, person.account_id, "aaaaa-aaaaa")
     assert totp.locked_seconds(store, person.account_id)
+    assert recovery.locked_seconds(store, person.account_id)
     assert guards.unlock(store, guards.ACCOUNT, str(person.account_id)) is True
     assert totp.locked_seconds(store, person.account_id) == 0
+    assert recovery.locked_seconds(store, person.account_id) == 0
     assert verify(db, settings, store, person.account_id, good)

@@ -328,16 +328,12 @@ def test_endpoints_register_sign_in_and_remove(client, db, settings, store, pers
 
     client.cookies.clear()
     headers = _csrf(client)
-    options = client.post("/login/passkey/options", headers=headers, json={}).json()
-    signed = client.post("/login/passkey/verify", headers=headers,
-                         json={"credential": key.get(options, uv=False)})
+    signed = _passkey_sign_in(client, key, uv=False)
     assert signed.json() == {"redirect": "/"}
     token = signed.cookies.get(sessions.COOKIE)
     raw = store.get(sessions._key(token))
     assert json.loads(raw)["amr"] == ["hwk"] and json.loads(raw)["acr"] == "urn:edu:acr:sfa"
-    options = client.post("/login/passkey/options", headers=headers, json={}).json()
-    signed = client.post("/login/passkey/verify", headers=headers,
-                         json={"credential": key.get(options, uv=True)})
+    signed = _passkey_sign_in(client, key, uv=True)
     raw = store.get(sessions._key(signed.cookies.get(sessions.COOKIE)))
     assert json.loads(raw)["amr"] == ["hwk", "user", "mfa"]
 
@@ -400,9 +396,7 @@ def test_sign_in_endpoint_refuses_in_plain_words(client, db, settings, store, ma
     assert garbage.status_code == 400 and garbage.json()["error"]
     with db.session() as session:  # a disabled account may not sign in with a passkey
         session.get(Account, admin.account_id).disabled = True
-    options = client.post("/login/passkey/options", headers=headers, json={}).json()
-    disabled = client.post("/login/passkey/verify", headers=headers,
-                           json={"credential": key.get(options)})
+    disabled = _passkey_sign_in(client, key, uv=True)
     assert disabled.status_code == 403 and "idp_session" not in disabled.cookies
     assert _audit(db, "login.passkey") == ["refused"]
     expired = client.post("/login/passkey/options", headers=headers, json={"ia": "nope"})
