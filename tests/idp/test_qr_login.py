@@ -102,6 +102,15 @@ def _redeem(client: TestClient, ticket: dict, ia: str = "", approver: str | None
                        follow_redirects=False)
 
 
+def _approved_redeem(desktop: TestClient, phone: TestClient, ia: str):
+    """The whole QR sign-in for the pending request ``ia``: a code, the phone scans and
+    approves, the computer continues as the approver."""
+    ticket = _ticket(desktop, ia)
+    _scan(phone, ticket)
+    _decide(phone, ticket)
+    return _redeem(desktop, ticket, ia)
+
+
 def _session_of(store: Store, response) -> sessions.SSOSession:
     token = response.cookies.get(sessions.COOKIE)
     assert token, "no SSO session was started"
@@ -204,10 +213,7 @@ def test_a_qr_sign_in_cannot_set_up_a_second_factor(browsers, store, make_client
     person = make_person()
     _signed_in_phone(phone, store, person, auth_time=int(time.time()))
     ia = flow.ia_of(flow.authorize(desktop, client_id=registered.client_id))
-    ticket = _ticket(desktop, ia)
-    _scan(phone, ticket)
-    _decide(phone, ticket)
-    step = _redeem(desktop, ticket, ia)
+    step = _approved_redeem(desktop, phone, ia)
     assert step.headers["location"] == "/mfa"
     page = desktop.get("/mfa")
     assert "otpauth" not in page.text and "second factor cannot be set up" in page.text
@@ -227,10 +233,7 @@ def test_a_qr_sign_in_stays_unproven_through_the_second_factor(
         codes = recovery.generate(session, settings, person.account_id)
     _signed_in_phone(phone, store, person, auth_time=int(time.time()))
     ia = flow.ia_of(flow.authorize(desktop, client_id=strict.client_id))
-    ticket = _ticket(desktop, ia)
-    _scan(phone, ticket)
-    _decide(phone, ticket)
-    assert _redeem(desktop, ticket, ia).headers["location"] == "/mfa"
+    assert _approved_redeem(desktop, phone, ia).headers["location"] == "/mfa"
     page = desktop.get("/mfa")
     done = desktop.post("/mfa/recovery", data={"csrf_token": flow.csrf_of(page.text),
                                                "recovery_code": codes[0]},
@@ -248,10 +251,7 @@ def test_a_qr_session_stepping_up_is_offered_no_enrolment(browsers, store, make_
     person = make_person()
     _signed_in_phone(phone, store, person, auth_time=int(time.time()))
     ia = flow.ia_of(flow.authorize(desktop, client_id=relaxed.client_id))
-    ticket = _ticket(desktop, ia)
-    _scan(phone, ticket)
-    _decide(phone, ticket)
-    flow.follow(desktop, _redeem(desktop, ticket, ia))  # signed in for the first app
+    flow.follow(desktop, _approved_redeem(desktop, phone, ia))  # signed in for the first app
     step_up = flow.authorize(desktop, client_id=strict.client_id)
     assert step_up.headers["location"] == "/mfa"
     page = desktop.get("/mfa")
@@ -267,10 +267,7 @@ def test_a_qr_approval_by_someone_else_than_asked_answers_login_required(
     _signed_in_phone(phone, store, bob)
     claims = json.dumps({"id_token": {"sub": {"value": alice.sub}}})
     ia = flow.ia_of(flow.authorize(desktop, client_id=registered.client_id, claims=claims))
-    ticket = _ticket(desktop, ia)
-    _scan(phone, ticket)
-    _decide(phone, ticket)
-    answer = flow.follow(desktop, _redeem(desktop, ticket, ia))
+    answer = flow.follow(desktop, _approved_redeem(desktop, phone, ia))
     assert flow.Redirect(answer.headers["location"]).params["error"] == "login_required"
 
 
