@@ -135,13 +135,13 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check registration metadata; ValueError names the first bad member."""
     from urllib.parse import urlsplit
 
-    uris = data.get("redirect_uris", [])
-    for uri in uris:
-        parts = urlsplit(uri)
-        if parts.scheme not in ("https", "http") and "." not in parts.scheme:
-            raise ValueError(f"redirect_uris: {uri!r} is not an https URL or app scheme")
-        if parts.fragment:
-            raise ValueError("redirect_uris must not contain a fragment")
+    for member in ("redirect_uris", "post_logout_redirect_uris"):
+        for uri in data.get(member, []):
+            parts = urlsplit(uri)
+            if parts.scheme not in ("https", "http") and "." not in parts.scheme:
+                raise ValueError(f"{member}: {uri!r} is not an https URL or app scheme")
+            if parts.fragment:
+                raise ValueError(f"{member} must not contain a fragment")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
         raise ValueError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
@@ -174,7 +174,8 @@ UNSUPPORTED_METADATA = frozenset({
     "id_token_encrypted_response_enc", "request_object_signing_alg",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
     "sector_identifier_uri", "authorization_signed_response_alg",
-    "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens"})
+    "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens",
+    "frontchannel_logout_uri", "backchannel_logout_uri"})
 
 
 def register_app(

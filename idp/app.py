@@ -38,6 +38,7 @@ from idp.oidc import (
     authorize,
     clients,
     discovery,
+    end_session,
     introspection,
     revocation,
     token_endpoint,
@@ -103,8 +104,8 @@ def create_app(
     app.add_middleware(WebKitMiddleware)
     # Routes are matched in order: the protocol hot paths come first.
     for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,
-                   discovery.router, authorize.router, revocation.router, login.router,
-                   health.router, home.router, scim.router, directory_api.router,
+                   discovery.router, authorize.router, revocation.router, end_session.router,
+                   login.router, health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,
                    security_passkeys.router, security_recovery.router, security_locks.router,
                    passkey_login.router, sms_login.router, qr_login.router):

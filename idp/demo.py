@@ -22,7 +22,14 @@ from core.db import utcnow
 from core.field_crypto import blind_index, open_, seal
 from core.passwords import Passwords
 from core.settings import Settings
-from directory.apps import check_secret, find_app, metadata_of, new_secret, register_app
+from directory.apps import (
+    check_secret,
+    find_app,
+    metadata_of,
+    new_secret,
+    register_app,
+    validate_metadata,
+)
 from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate, create_person_with_account, find_account
@@ -90,6 +97,7 @@ def _client_metadata(settings: Settings, demo: DemoClient) -> dict[str, Any]:
     return {
         "redirect_uris": [f"{settings.issuer}/demo/rp/callback", "http://127.0.0.1:3000/callback",
                           "http://localhost:3000/callback"],
+        "post_logout_redirect_uris": [f"{settings.issuer}/demo/rp"],
         "grant_types": grants, "token_endpoint_auth_method": demo.auth_method,
         "id_token_signed_response_alg": demo.id_token_alg,
         "access_token_signed_response_alg": demo.id_token_alg, "scope": DEMO_SCOPE,
@@ -103,7 +111,10 @@ def _ensure_client(session: Session, settings: Settings, demo: DemoClient,
     if app is None:
         app, secret = register_app(session, settings, name=demo.name, metadata=metadata,
                                    client_id=demo.client_id, first_party=True)
-    else:
+    else:  # the demo's own app: it takes this version's metadata
+        app.metadata_json = json.dumps(validate_metadata(
+            {**json.loads(app.metadata_json or "{}"), **metadata}), ensure_ascii=False,
+            sort_keys=True)
         secret = None
         if demo.auth_method != "none":
             secret = (known_secret if known_secret and check_secret(

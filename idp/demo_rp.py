@@ -101,6 +101,17 @@ def _verify(request: Request, id_token: str) -> tuple[bool, dict[str, Any], dict
         return False, header, {}
 
 
+def _sign_out_url(request: Request, id_token: str) -> str:
+    """RP-initiated logout: back to this page once the provider has signed the person out."""
+    return "/oauth2/logout?" + urllib.parse.urlencode({
+        "id_token_hint": id_token, "post_logout_redirect_uri": _start_page(request),
+        "state": secrets.token_urlsafe(16)})
+
+
+def _start_page(request: Request) -> str:
+    return request.app.state.settings.issuer + "/demo/rp"
+
+
 @router.get("/callback")
 def callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
     client = _client(request)
@@ -116,7 +127,8 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "")
         return render(request, "demo_rp.html", {"client": client, "result": tokens})
     valid, header, claims = _verify(request, tokens["id_token"])
     result = {"valid": valid and claims.get("nonce") == nonce, "header": header,
-              "claims": claims, "id_token": tokens["id_token"]}
+              "claims": claims, "id_token": tokens["id_token"],
+              "sign_out": _sign_out_url(request, tokens["id_token"])}
     response = render(request, "demo_rp.html", {"client": client, "result": result})
     response.delete_cookie(COOKIE, path="/demo/rp")
     return response

@@ -38,7 +38,7 @@ from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import authorize, consent
+from idp.oidc import authorize, consent, end_session
 from idp.oidc.authorize import AuthorizationRequest, required_level
 from mfa import guards, policy
 
@@ -295,10 +295,10 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    """End this browser's SSO session (RP-initiated logout comes with federation)."""
-    store = request.app.state.store
-    if loaded := sessions.load(store, request):
-        sessions.end(store, loaded[0])
+    """End this browser's SSO session (the start page's button; apps use the end-session
+    endpoint, ``idp.oidc.end_session``)."""
+    if loaded := sessions.load(request.app.state.store, request):
+        end_session.sign_out(request, loaded)
     response = RedirectResponse("/", status_code=303)
     sessions.clear_cookie(response, request)
     return response

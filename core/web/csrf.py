@@ -40,17 +40,22 @@ def csrf_token(request: Request) -> str:
     return _mac(request, cookie)
 
 
+def token_matches(request: Request, sent: str) -> bool:
+    """Whether ``sent`` is the token of this browser's CSRF cookie."""
+    cookie = request.cookies.get(cookies.name(request, COOKIE), "")
+    return bool(cookie and sent and hmac.compare_digest(sent, _mac(request, cookie)))
+
+
 async def require_csrf(request: Request) -> None:
     """FastAPI dependency: refuse an unsafe request without a valid token."""
     if request.method in SAFE_METHODS:
         return
-    cookie = request.cookies.get(cookies.name(request, COOKIE), "")
     sent = request.headers.get("x-csrf-token", "")
     if not sent and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         sent = str((await request.form()).get(FIELD, ""))
-    if not cookie or not sent or not hmac.compare_digest(sent, _mac(request, cookie)):
+    if not token_matches(request, sent):
         raise PageError(
             403,
             N_("The form has expired or was sent from another site. Go back, reload the page "

@@ -34,6 +34,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "sm2_jwks_uri": f"{issuer}/oauth2/jwks/all",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "end_session_endpoint": f"{issuer}/oauth2/logout",
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

@@ -190,7 +190,13 @@ def test_chromium_demo_app_shows_a_verified_sm2_id_token(live_server, browser,  
         page.click("form[action='/login'] button[type=submit]")
         page.wait_for_url(live_server.url + "/demo/rp/callback?*")
         text = page.inner_text("main")
+        # RP-initiated logout: the app's sign-out ends the SSO session and comes back
+        page.click("a[data-sign-out]")
+        page.wait_for_url(live_server.url + "/demo/rp?state=*")
+        page.goto(live_server.url + "/")
+        start_page = page.inner_text("main")
     finally:
         written.unlink()  # the test var directory is shared by the session's tests
     assert "✔" in text and "SM2" in text and '"alg": "SM2"' in text
     assert '"edu_roles"' not in text and '"nonce"' in text  # the ID token's own claims
+    assert "你已登录" not in start_page and "登录" in start_page

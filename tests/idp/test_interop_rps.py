@@ -144,6 +144,17 @@ def test_openid_client_step_up_with_acr_values(live_rp, db, store) -> None:  # n
     assert second["sid"] == first["sid"] and second["auth_time"] >= first["auth_time"]
 
 
+def test_openid_client_rp_initiated_logout(live_rp) -> None:  # noqa: F811
+    """openid-client's end-session URL signs the person out and comes back with state."""
+    back = "https://app.example.cn/signed-out"
+    rp = live_rp(id_token_signed_response_alg="ES256", post_logout_redirect_uris=[back])
+    out = peer(OPENID_CLIENT, rp, "logout", post_logout_redirect_uri=back)
+    assert out["end_session_endpoint"] == rp.server.url + "/oauth2/logout"
+    assert "id_token_hint=" in out["end_session_url"]
+    assert out["status"] == 303 and out["location"] == f"{back}?state={out['state']}"
+    assert out["prompt_none"]["error"] == "login_required"
+
+
 def test_openid_client_refuses_an_unexpected_alg(live_rp) -> None:  # noqa: F811
     """The peer really checks the ID token: told to expect RS256, it refuses ES256."""
     rp = live_rp(id_token_signed_response_alg="ES256")

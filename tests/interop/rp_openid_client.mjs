@@ -1,7 +1,8 @@
 // A relying party on npm openid-client v6 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "public" | "reuse" | "step_up", "issuer", "client_id", "client_secret",
-//    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?}
+//   {"scenario": "full" | "public" | "reuse" | "step_up" | "logout", "issuer", "client_id", "client_secret",
+//    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?,
+//    "post_logout_redirect_uri"?}
 // The authorization code + PKCE flow goes through the provider's real login form
 // (browser_login.mjs). openid-client checks the ID token (iss, aud, exp, iat, nonce,
 // alg = the client's id_token_signed_response_alg) and, with enableNonRepudiationChecks,
@@ -165,7 +166,40 @@ async function stepUp(request) {
   };
 }
 
-const SCENARIOS = { full, public: full, reuse, step_up: stepUp };
+// RP-Initiated Logout: openid-client builds the end-session URL from discovery
+// (end_session_endpoint) with the ID token as hint; the browser follows it back to the
+// post-logout address, and a prompt=none request afterwards finds nobody signed in.
+async function logout(request) {
+  const config = await configure(request);
+  const browser = { jar: new CookieJar() };
+  const { tokens } = await codeFlow(config, request, {}, browser);
+  const state = client.randomState();
+  const url = client.buildEndSessionUrl(config, {
+    id_token_hint: tokens.id_token,
+    post_logout_redirect_uri: request.post_logout_redirect_uri,
+    state,
+  });
+  const answer = await fetch(url, { redirect: 'manual',
+    headers: { cookie: browser.jar.header() } });
+  browser.jar.store(answer);
+  const silent = client.buildAuthorizationUrl(config, {
+    redirect_uri: request.redirect_uri, scope: 'openid', prompt: 'none',
+    code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+    code_challenge_method: 'S256',
+  });
+  const after = await fetch(silent, { redirect: 'manual',
+    headers: { cookie: browser.jar.header() } });
+  return {
+    end_session_endpoint: config.serverMetadata().end_session_endpoint,
+    end_session_url: url.href,
+    status: answer.status,
+    location: answer.headers.get('location'),
+    state,
+    prompt_none: Object.fromEntries(new URL(after.headers.get('location')).searchParams),
+  };
+}
+
+const SCENARIOS = { full, public: full, reuse, step_up: stepUp, logout };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];

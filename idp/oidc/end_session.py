@@ -1,0 +1,146 @@
+"""The end-session endpoint (OpenID Connect RP-Initiated Logout 1.0).
+
+An app's "sign out" sends the browser to ``GET`` or ``POST /oauth2/logout`` with
+``id_token_hint`` (recommended), ``client_id``, ``post_logout_redirect_uri``, ``state``,
+``ui_locales`` and ``logout_hint`` (accepted; the ID token names the session better).
+The steps:
+
+1. read the parameters (query or form; an empty one counts as omitted, a repeated one is
+   an error page);
+2. the app: the audience of ``id_token_hint`` (our signature and issuer, expiry ignored:
+   section 2) and ``client_id``, which must agree;
+3. ``post_logout_redirect_uri``: only for a known app, and only one it registered, compared
+   exactly (section 3); anything else is an error page, never a redirect;
+4. ask or not: the session ends at once when the hint names this browser's session
+   (its ``sid``) or there is no session; otherwise the person is asked, on a page whose
+   form comes back here with a CSRF token (section 2: the OP MUST ask when there is no
+   hint or it names another session, so a link on any site cannot sign someone out);
+5. end the SSO session, clear its cookie, and go back to the app (with ``state``) or show
+   the signed-out page.
+
+Only this browser's SSO session ends. The apps visited in it are not told (no
+front- or back-channel logout yet: that fan-out belongs to federation, see
+docs/oidc.md); refresh tokens already issued stay valid until revoked or expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from core.audit import Context, record
+from core.web import csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from core.web.templates import render
+from directory.apps import ClientMetadata
+from idp import sessions
+from idp.oidc.authorize import read_params
+from idp.oidc.id_token_hint import audiences, hint_claims
+
+router = APIRouter(tags=["oidc"], include_in_schema=False)
+END_SESSION_PATH = "/oauth2/logout"
+TITLE = N_("Sign-out request not accepted")
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    client: ClientMetadata | None
+    hint_sid: str | None  # the sid of a valid id_token_hint
+    redirect_to: str | None  # the checked post_logout_redirect_uri, with state
+    params: dict[str, str]  # what the confirmation form sends back
+
+
+def _refuse(message: str) -> PageError:
+    return PageError(400, message, title=TITLE)
+
+
+def _client_of(request: Request, params: dict[str, str]) -> tuple[ClientMetadata | None,
+                                                                   str | None]:
+    """The app (from the hint's audience and ``client_id``) and the hint's ``sid``."""
+    client_id = params.get("client_id")
+    hint_sid = None
+    if "id_token_hint" in params:
+        state = request.app.state
+        claims = hint_claims(state.keys, params["id_token_hint"], state.settings.issuer)
+        if claims is None:
+            raise _refuse(N_("The app sent a sign-out request we cannot check. You are still "
+                             "signed in; use the sign-out button on the start page."))
+        auds = audiences(claims)
+        if client_id is None and len(auds) == 1 and isinstance(auds[0], str):
+            client_id = auds[0]
+        if client_id not in auds:
+            raise _refuse(N_("The sign-out request names two different apps."))
+        hint_sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
+    if client_id is None:
+        return None, hint_sid
+    client = request.app.state.clients.get(client_id)
+    if client is None:
+        raise _refuse(N_("This app is not registered, or it has been suspended."))
+    return client, hint_sid
+
+
+def _return_address(client: ClientMetadata | None, params: dict[str, str]) -> str | None:
+    uri = params.get("post_logout_redirect_uri")
+    if uri is None:
+        return None
+    if client is None or uri not in client.post_logout_redirect_uris:
+        raise _refuse(N_("The app asked to send you to an address that is not registered for "
+                         "it, so we will not send you there."))
+    if "state" not in params:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + urlencode({"state": params["state"]})
+
+
+def read_request(request: Request, params: dict[str, str], repeated: set[str]) -> LogoutRequest:
+    if repeated:
+        raise _refuse(N_("The sign-out request is malformed (a parameter is repeated)."))
+    client, hint_sid = _client_of(request, params)
+    redirect_to = _return_address(client, params)
+    kept = {k: params[k] for k in ("id_token_hint", "client_id", "post_logout_redirect_uri",
+                                   "state", "ui_locales") if k in params}
+    return LogoutRequest(client, hint_sid, redirect_to, kept)
+
+
+def _confirmed(request: Request, params: dict[str, str]) -> bool:
+    """The person pressed "sign out" on our confirmation page (a valid CSRF token)."""
+    sent = params.pop(csrf.FIELD, "")
+    asked = params.pop("confirm", "") == "yes"
+    return asked and request.method == "POST" and csrf.token_matches(request, sent)
+
+
+@router.api_route(END_SESSION_PATH, methods=["GET", "POST"])
+async def end_session(request: Request) -> Response:
+    params, repeated = await read_params(request)
+    return await run_in_threadpool(answer, request, params, repeated)
+
+
+def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Response:
+    confirmed = _confirmed(request, params)
+    logout = read_request(request, params, repeated)
+    loaded = sessions.load(request.app.state.store, request)
+    client_name = logout.client.name if logout.client else None
+    if loaded is not None and not confirmed and logout.hint_sid != loaded[1].sid:
+        return render(request, "end_session.html", {"client_name": client_name,
+                                                     "params": logout.params})
+    if loaded is not None:
+        sign_out(request, loaded, logout.client)
+    response: Response = (
+        RedirectResponse(logout.redirect_to, status_code=303) if logout.redirect_to
+        else render(request, "signed_out.html", {"client_name": client_name}))
+    sessions.clear_cookie(response, request)
+    return response
+
+
+def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
+             client: ClientMetadata | None = None) -> None:
+    """End this browser's SSO session and record who signed out (and from which app)."""
+    sessions.end(request.app.state.store, loaded[0])
+    with request.app.state.db.session() as session:
+        record(session, actor=f"account:{loaded[1].account_id}", action="logout",
+               outcome="success", target=f"app:{client.client_id}" if client else "",
+               context=Context.of(request))
