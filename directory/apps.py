@@ -36,6 +36,7 @@ class AppStatus(StrEnum):
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("SM2", "RS256", "ES256", "EdDSA")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 
 
 class App(Base):
@@ -89,6 +90,9 @@ class ClientMetadata:
     scope: str = "openid profile"
     jwks: dict[str, Any] | None = None
     subject_type: str = "public"
+    # RFC 7662 2.1: a protected resource (an API, a gateway) may introspect the access
+    # tokens of every app; any other client only its own tokens.
+    protected_resource: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,6 +156,13 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"grant_types not supported: {', '.join(sorted(unknown))}")
     if method == "private_key_jwt" and not data.get("jwks"):
         raise ValueError("private_key_jwt needs the client's public keys in jwks")
+    if data.get("access_token_signed_response_alg", "RS256") not in ID_TOKEN_ALGS:
+        raise ValueError("access_token_signed_response_alg must be one of "
+                         f"{', '.join(ID_TOKEN_ALGS)}")
+    if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
+        raise ValueError("access_token_format must be jwt or opaque")
+    if not isinstance(data.get("protected_resource", False), bool):
+        raise ValueError("protected_resource must be true or false")
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "

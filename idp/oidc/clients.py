@@ -34,6 +34,7 @@ CACHE_SECONDS = 30.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["SM2", "ES256", "RS256", "EdDSA"]
 ASSERTION_MAX_AGE = 600
+CLOCK_SKEW = 60  # seconds an app server's clock may run ahead of ours (nbf)
 
 
 class ClientRegistry:
@@ -82,7 +83,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 def authenticate(
     form: dict[str, str], authorization: str, registry: ClientRegistry, settings: Settings,
-    store: Store, endpoint_url: str,
+    store: Store, audiences: frozenset[str],
 ) -> ClientMetadata:
     """The authenticated client of a back-channel request, or ``invalid_client``."""
     basic = _basic_credentials(authorization) if authorization else None
@@ -97,7 +98,7 @@ def authenticate(
         return _by_secret(registry, settings, form.get("client_id", ""), form["client_secret"],
                           "client_secret_post")
     if assertion:
-        return _by_assertion(form, registry, store, endpoint_url, settings)
+        return _by_assertion(form, registry, store, audiences)
     client = registry.get(form.get("client_id", ""))
     if client is None or client.token_endpoint_auth_method != "none":
         raise invalid_client("client authentication is required")
@@ -116,7 +117,7 @@ def _by_secret(registry: ClientRegistry, settings: Settings, client_id: str, sec
 
 
 def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
-                  endpoint_url: str, settings: Settings) -> ClientMetadata:
+                  audiences: frozenset[str]) -> ClientMetadata:
     if form.get("client_assertion_type") != ASSERTION_TYPE:
         raise invalid_request("client_assertion_type must be " + ASSERTION_TYPE)
     token = form["client_assertion"]
@@ -132,7 +133,7 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
         verified = jwt.decode(token, keys, algorithms=assertion_algs(client)).claims
     except (JoseError, ValueError, RecursionError):  # joserfc parses with json.loads
         raise invalid_client("client assertion signature is invalid") from None
-    _check_assertion_claims(verified, client.client_id, endpoint_url, settings)
+    _check_assertion_claims(verified, client.client_id, audiences)
     if form.get("client_id") and form["client_id"] != client.client_id:
         raise invalid_client("client_id does not match the assertion")
     ttl = max(1, int(verified["exp"] - time.time()) + 60)
@@ -159,19 +160,26 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _check_assertion_claims(claims: dict[str, Any], client_id: str, endpoint_url: str,
-                            settings: Settings) -> None:
+def _check_assertion_claims(claims: dict[str, Any], client_id: str,
+                            accepted_audiences: frozenset[str]) -> None:
+    """RFC 7523 3: ``aud`` names the issuer, the token endpoint or the endpoint called
+    (libraries such as authlib put the URL they post to), ``nbf`` has come (with
+    ``CLOCK_SKEW``), ``exp`` has not (and is at most ``ASSERTION_MAX_AGE`` away)."""
     now = time.time()
-    expires = claims.get("exp")
+    expires, not_before = claims.get("exp"), claims.get("nbf")
     has_exp = isinstance(expires, int | float)
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     problems = [
         (claims.get("iss") != client_id or claims.get("sub") != client_id,
          "iss and sub must be the client_id"),
-        (not set(audiences) & {endpoint_url, settings.issuer}, "aud must name the token endpoint"),
+        (not set(audiences) & accepted_audiences,
+         "aud must name the issuer or the endpoint called"),
         (not has_exp or expires < now, "assertion expired"),
         (has_exp and expires > now + ASSERTION_MAX_AGE, "assertion lives too long"),
+        (not_before is not None and (not isinstance(not_before, int | float)
+                                     or not_before > now + CLOCK_SKEW),
+         "assertion not valid yet (nbf)"),
         (not isinstance(claims.get("jti"), str) or not claims["jti"], "jti is required"),
     ]
     for failed, message in problems:

@@ -1,6 +1,8 @@
-"""Token introspection (RFC 7662) for confidential clients, about their own tokens.
+"""Token introspection (RFC 7662) for confidential clients.
 
-A client learns only about tokens issued to it; anything else, and every
+A client learns only about tokens issued to it, except that a client registered as a
+protected resource (``protected_resource: true``: an API or a gateway in front of several)
+learns about every app's access tokens. Anything else, and every
 invalid, expired or revoked token, is ``{"active": false}``; so is a token of an
 account that may no longer sign in (disabled, or its person suspended, graduated,
 transferred or gone), learnt within 30 seconds (``directory.people.StandingBySub``).
@@ -14,7 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from core import json_input
 from core.db import utcnow
+from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
 from idp.oidc.access_tokens import read_access_token
 from idp.oidc.errors import OAuthError, invalid_client
@@ -24,39 +28,45 @@ PUBLIC = ("iss", "sub", "aud", "exp", "iat", "client_id", "scope", "jti", "auth_
           "amr", "sid")
 
 
-def _access(request: Request, token: str, client_id: str) -> dict[str, Any] | None:
+def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, Any] | None:
     """The answer for an access token; None when ``token`` is no (valid) access token."""
     claims = read_access_token(request, token)
     if claims is None:
         return None
-    if claims.get("client_id") != client_id:
+    if claims.get("client_id") != client.client_id and not client.protected_resource:
         return {"active": False}
     sub = claims.get("sub")
-    if sub and sub != client_id and not request.app.state.standing.allowed(str(sub)):
+    if sub and sub != claims.get("client_id") and not request.app.state.standing.allowed(str(sub)):
         return {"active": False}  # the person may no longer sign in (within 30 s)
     return {"active": True, "token_type": "Bearer",
             **{k: claims[k] for k in PUBLIC if k in claims}}
 
 
-def _refresh(request: Request, token: str, client_id: str) -> dict[str, Any] | None:
-    """The answer for a refresh token; None when ``token`` is no refresh token."""
+def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, Any] | None:
+    """The answer for a refresh token (only ever the client's own: refresh tokens go to
+    no resource server); None when ``token`` is no refresh token."""
     state = request.app.state
     row = refresh_tokens.find(state.db, state.settings, token)
     if row is None:
         return None
-    if (row.client_id != client_id or row.revoked_at or row.used_at
-            or row.expires_at <= utcnow()):
+    if (row.client_id != client.client_id or row.revoked_at or row.used_at
+            or row.expires_at <= utcnow()
+            or not refresh_tokens.account_may_continue(state.db, row.account_id)):
         return {"active": False}
+    grant = json_input.loads(row.grant_json)
+    about = {"sub": grant.get("sub"), "scope": grant.get("scope")}
     return {"active": True, "client_id": row.client_id,
+            **{k: v for k, v in about.items() if isinstance(v, str)},
             "exp": int(row.expires_at.timestamp()), "iss": state.settings.issuer}
 
 
-def _inspect(request: Request, token: str, hint: str | None, client_id: str) -> dict[str, Any]:
+def _inspect(request: Request, token: str, hint: str | None,
+             client: ClientMetadata) -> dict[str, Any]:
     """RFC 7662 2.1: the hint only says where to look first; the other kind is searched
     too when the token is not found there."""
     kinds = [_refresh, _access] if hint == "refresh_token" else [_access, _refresh]
     for inspect_kind in kinds:
-        if (answer := inspect_kind(request, token, client_id)) is not None:
+        if (answer := inspect_kind(request, token, client)) is not None:
             return answer
     return {"active": False}
 
@@ -74,7 +84,7 @@ async def introspect(request: Request) -> JSONResponse:
         if not token:
             raise OAuthError("invalid_request", "token is required")
         body = await run_in_threadpool(_inspect, request, token, form.get("token_type_hint"),
-                                       client.client_id)
+                                       client)
     except OAuthError as error:
         return error.json_response()
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import Request
 from sqlalchemy import ForeignKey, String, Text, insert, select, update
@@ -127,7 +127,13 @@ def _claim(db: Database, row: RefreshToken) -> bool:
         return result.rowcount == 1
 
 
-def _account_may_continue(db: Database, account_id: int) -> bool:
+def _unclaim(db: Database, row: RefreshToken) -> None:
+    with db.session() as session:
+        session.execute(update(RefreshToken).where(RefreshToken.id == row.id).values(
+            used_at=None))
+
+
+def account_may_continue(db: Database, account_id: int) -> bool:
     with db.sessions() as session:
         return standing(session, account_id).allowed
 
@@ -156,21 +162,33 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_grant("the refresh token is invalid or revoked")
     if row.client_id != client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
-    if row.used_at is not None or not _claim(state.db, row):
-        revoke_family(state.db, state.store, row.family)
-        raise invalid_grant("the refresh token was already used; its whole family is revoked")
+    if row.used_at is not None:
+        _reused(state, row)
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
-    if not _account_may_continue(state.db, row.account_id):
+    if not account_may_continue(state.db, row.account_id):
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in")
     original = Grant.from_json(json.loads(row.grant_json))
     offline = "offline_access" in original.scope.split()
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form).to_json(), "nonce": None})
-    return issue_tokens(request, client, refreshed, family=row.family,
-                        refresh_grant=original,
-                        refresh_expires=None if offline else row.expires_at).body
+    # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the
+    # old token goes once a new one is issued): a refused scope leaves the token usable.
+    if not _claim(state.db, row):
+        _reused(state, row)
+    try:
+        return issue_tokens(request, client, refreshed, family=row.family,
+                            refresh_grant=original,
+                            refresh_expires=None if offline else row.expires_at).body
+    except Exception:
+        _unclaim(state.db, row)  # nothing was issued (a store or database failure)
+        raise
+
+
+def _reused(state: Any, row: RefreshToken) -> NoReturn:
+    revoke_family(state.db, state.store, row.family)
+    raise invalid_grant("the refresh token was already used; its whole family is revoked")
 
 
 async def refresh(request: Request, form: dict[str, str],

@@ -62,8 +62,11 @@ def is_form(request: Request) -> bool:
         "application/x-www-form-urlencoded")
 
 
-def endpoint_url(request: Request) -> str:
-    return request.app.state.settings.issuer + TOKEN_PATH
+def assertion_audiences(request: Request) -> frozenset[str]:
+    """What a client assertion's ``aud`` may name here: the issuer, the token endpoint, or
+    the endpoint it is sent to (introspection, revocation)."""
+    issuer = request.app.state.settings.issuer
+    return frozenset({issuer, issuer + TOKEN_PATH, issuer + request.url.path})
 
 
 def token_response(body: dict[str, Any]) -> JSONResponse:
@@ -125,7 +128,7 @@ async def token(request: Request) -> JSONResponse:
 async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:
     state = request.app.state
     args = (form, request.headers.get("authorization", ""), state.clients, state.settings,
-            state.store, endpoint_url(request))
+            state.store, assertion_audiences(request))
     if form.get("client_assertion"):  # touches the store (jti): leave the event loop
         return await run_in_threadpool(clients.authenticate, *args)
     return clients.authenticate(*args)

@@ -8,7 +8,7 @@ import time
 import jwt as pyjwt
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.gm import jose as gm_jose
 from directory.models import Account
@@ -969,3 +969,75 @@ def test_a_browser_keeps_its_five_latest_pending_requests(client: TestClient, ma
                                           person.login, person.password))
     assert "code" in flow.Redirect(done.headers["location"]).params
     assert client.cookies["idp_ia"].split(".") == tabs[1:5]  # the answered one leaves
+
+
+def _refresh(client: TestClient, auth, token: str, **extra: str):
+    return client.post("/oauth2/token", auth=auth, data={
+        "grant_type": "refresh_token", "refresh_token": token, **extra})
+
+
+def test_a_refused_refresh_leaves_the_token_usable(client: TestClient, make_client,
+                                                   make_person) -> None:
+    """RFC 6749 6: the old refresh token goes only once a new one is issued; a refused
+    scope is no reuse, and the retry without it works (it used to revoke the family)."""
+    _registered, person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    wider = _refresh(client, auth, tokens["refresh_token"], scope="openid profile")
+    assert wider.json()["error"] == "invalid_scope"
+    retry = _refresh(client, auth, tokens["refresh_token"])
+    assert retry.status_code == 200, retry.text
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 200 and userinfo.json()["sub"] == person.sub
+
+
+def test_a_refresh_that_fails_to_issue_leaves_the_token_usable(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """A store or database failure while issuing: nothing was issued, nothing is spent."""
+    from idp.oidc import grants
+
+    _registered, _person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    real = grants.issue_tokens
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(grants, "issue_tokens", broken)
+    with pytest.raises(RuntimeError):
+        _refresh(client, auth, tokens["refresh_token"])
+    monkeypatch.setattr(grants, "issue_tokens", real)
+    assert _refresh(client, auth, tokens["refresh_token"]).status_code == 200
+
+
+def test_introspection_of_a_refresh_token_follows_the_account(
+        client: TestClient, make_client, make_person, db) -> None:
+    """A disabled account's refresh token is inactive at introspection, as the token
+    endpoint would refuse it (it said active until a refresh was tried)."""
+    _registered, person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    ask = {"token": tokens["refresh_token"], "token_type_hint": "refresh_token"}
+    active = client.post("/oauth2/introspect", auth=auth, data=ask).json()
+    assert active["active"] is True and active["sub"] == person.sub
+    assert active["scope"] == "openid offline_access"
+    with db.session() as session:
+        session.execute(update(Account).where(Account.id == person.account_id).values(
+            disabled=True))
+    assert client.post("/oauth2/introspect", auth=auth, data=ask).json() == {"active": False}
+
+
+def test_a_protected_resource_introspects_every_apps_access_tokens(
+        client: TestClient, make_client, make_person) -> None:
+    """RFC 7662 2.1: the API (or gateway) the app calls asks about the app's token with
+    its own credentials; an ordinary client still learns only about its own tokens."""
+    app_client, person = make_client(), make_person()
+    api = make_client(grant_types=["client_credentials"], protected_resource=True)
+    other = make_client(grant_types=["client_credentials"])
+    code = flow.code_flow(client, app_client.client_id, person).params["code"]
+    tokens = _redeem(client, app_client, code).json()
+    seen = client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=(api.client_id, api.secret)).json()
+    assert seen["active"] is True and seen["client_id"] == app_client.client_id
+    assert seen["sub"] == person.sub
+    assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=(other.client_id, other.secret)).json() == {"active": False}
+    refresh = client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]},
+                          auth=(api.client_id, api.secret)).json()
+    assert refresh == {"active": False}  # refresh tokens go to no resource server

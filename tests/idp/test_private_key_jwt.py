@@ -64,6 +64,9 @@ def test_private_key_jwt_accepted_once(client: TestClient, make_client, alg: str
         ({"exp": int(time.time()) + 3600}, "too long"),
         ({"jti": None}, "jti"),
         ({"iss": "someone-else"}, "iss and sub"),
+        ({"aud": "http://127.0.0.1:8000/oauth2/introspect"}, "aud"),  # not the one called
+        ({"nbf": int(time.time()) + 300, "exp": int(time.time()) + 400}, "nbf"),
+        ({"nbf": "now"}, "nbf"),
     ],
 )
 def test_bad_assertions_refused(client: TestClient, make_client, overrides, message) -> None:
@@ -134,6 +137,10 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
     ({"id_token_encrypted_response_alg": "RSA-OAEP"}, "not supported"),
     ({"subject_type": "pairwise"}, "subject_type"),
     ({"response_types": ["code", "id_token"]}, "response_types"),
+    # accepted, these broke every grant of the app with a 500 (no PS256 key to sign with)
+    ({"access_token_signed_response_alg": "PS256"}, "access_token_signed_response_alg"),
+    ({"access_token_format": "paseto"}, "access_token_format"),
+    ({"protected_resource": "yes"}, "protected_resource"),
 ])
 def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
                                                       message: str) -> None:
@@ -145,3 +152,26 @@ def test_unsupported_registration_metadata_is_refused(make_client, metadata: dic
 
 def test_unsupported_features_turned_off_are_fine(make_client) -> None:
     make_client(tls_client_certificate_bound_access_tokens=False, request_uris=[])
+
+
+@pytest.mark.parametrize("path", ["/oauth2/introspect", "/oauth2/revoke"])
+def test_an_assertion_may_name_the_endpoint_it_is_sent_to(client: TestClient, make_client,
+                                                         path: str) -> None:
+    """RFC 7523 3: ``aud`` identifies the authorization server; authlib puts the URL it
+    posts to, so introspection and revocation take their own URL (and the issuer) too."""
+    key = _key("ES256")
+    registered, _ = _client(make_client, key, "ES256")
+    for aud in ("http://127.0.0.1:8000" + path, "http://127.0.0.1:8000", TOKEN_URL):
+        response = client.post(path, data={
+            "token": "x", "client_assertion": _assertion(key, "ES256", registered.client_id,
+                                                         aud=aud),
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+        assert response.status_code == 200, (aud, response.text)
+
+
+def test_an_nbf_within_the_clock_skew_is_accepted(client: TestClient, make_client) -> None:
+    key = _key("ES256")
+    registered, _ = _client(make_client, key, "ES256")
+    now = int(time.time())
+    assertion = _assertion(key, "ES256", registered.client_id, nbf=now + 30, exp=now + 90)
+    assert _token(client, registered.client_id, assertion).status_code == 200
