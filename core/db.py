@@ -109,12 +109,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # hide_parameters: an error's message never carries the statement's values (names,
+    # identifiers: personal data) into the log
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                           hide_parameters=True)
     _ping_when_idle(engine)
     return engine
 

@@ -17,3 +17,37 @@ def loads(data: str | bytes) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested deeper than it can be read") from None
+
+
+def loads_text(data: str | bytes) -> Any:
+    """``loads`` for JSON whose strings are stored (SCIM): every string, keys too, must be
+    text a database takes. JSON's ``\\u`` escapes can carry a lone surrogate (``\\ud800``:
+    not Unicode, refused by every encoder) or NUL (refused by PostgreSQL); both are a
+    ``ValueError`` here rather than a failure at the database."""
+    value = loads(data)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
+            raise ValueError("JSON holds a NUL or a lone surrogate")
+    return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def known_members(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The members of ``data`` that the dataclass ``cls`` declares: what this version can
+    load of a record a newer worker stored (a rolling deploy adds members)."""
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in fields}

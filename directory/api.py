@@ -87,7 +87,7 @@ def _after_id(cursor: str | None) -> int:
     value = _decode(cursor)
     if value is None:
         return 0
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):  # "²".isdigit()
         raise Problem(400, "Invalid cursor", "Pass next_cursor exactly as received.")
     return int(value)
 

@@ -85,6 +85,9 @@ def _post_token(request: Request, client: dict[str, Any], code: str,
             return json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return json.loads(error.read() or b"{}")
+    except (urllib.error.URLError, TimeoutError) as error:  # the issuer URL does not answer
+        return {"error": "the token endpoint cannot be reached", "error_description": str(
+            getattr(error, "reason", error))}
 
 
 def _verify(request: Request, id_token: str) -> tuple[bool, dict[str, Any], dict[str, Any]]:

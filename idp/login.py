@@ -195,20 +195,21 @@ def _refusal(account: Account) -> str:
 def login(request: Request, ia: str = Form(""), login: str = Form("", max_length=200),
           password: str = Form("", max_length=1024),
           next: str = Form("", max_length=500)) -> Response:
+    pending = _pending(request, ia)  # an expired request: its page, before any sign-in
     outcome = _check_password(request, login.strip(), password)
     if outcome.account is None:
-        return _login_page(request, ia, login, outcome.error,
-                           status=429 if outcome.wait else 400, next_url=next,
-                           seconds=outcome.wait,
-                           minutes=-(-outcome.wait // 60))
+        return render_login(request, ia, pending, login=login, error=outcome.error,
+                            status=429 if outcome.wait else 400, next_url=next,
+                            seconds=outcome.wait, minutes=-(-outcome.wait // 60))
     return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia,
-                             roles=outcome.roles, next_url=next)
+                             roles=outcome.roles, next_url=next, pending=pending)
 
 
 def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str],
                       ia: str = "", auth_time: int | None = None,
                       roles: frozenset[str] | None = None, next_url: str = "",
-                      proven_here: bool = True) -> Response:
+                      proven_here: bool = True,
+                      pending: AuthorizationRequest | None = None) -> Response:
     """A first factor (password, SMS code, QR approval ...) succeeded: go on.
 
     Marks the pending authorization request (``ia``) as freshly logged in; sends the
@@ -217,8 +218,10 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     request right away (no extra redirect through ``/oauth2/authorize/resume``), or
     goes to ``next_url`` (a path on this site) or the start page. ``roles``: the
     person's current roles, when the caller has them already (saves a query);
-    ``proven_here``: False when the factors were shown on another device (QR)."""
-    pending = _pending(request, ia)
+    ``proven_here``: False when the factors were shown on another device (QR);
+    ``pending``: the request of ``ia``, when the caller has loaded it already (callers
+    load it before they spend a factor, so that an expired request spends nothing)."""
+    pending = pending or _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
         pending.account_chosen = account_id

@@ -35,6 +35,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from core import json_input
 from core.audit import Context
 from core.field_crypto import open_
 from core.web.csrf import require_csrf
@@ -97,7 +98,7 @@ def _load(request: Request) -> tuple[str, Step]:
         raise PageError(400, N_("This sign-in has expired or was started in another browser. "
                                 "Go back to the app and sign in again."),
                         title=N_("Sign-in expired"))
-    return step_id, Step(**json.loads(raw))
+    return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
 
 
 def _save(request: Request, step_id: str, step: Step) -> None:

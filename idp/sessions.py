@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
+from core import json_input
 from core.store import Store
 from core.web import cookies
 from directory.people import standing
@@ -52,7 +53,7 @@ class SSOSession:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SSOSession:
         """Members this version does not know are left out (a rolling deploy)."""
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return cls(**json_input.known_members(cls, data))
 
 
 def _key(token: str) -> str:

@@ -107,6 +107,7 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
     number = sms.normalise(phone)
     if number is None:
         return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
+    pending = _pending(request, ia)  # an expired request: its page, and the code unspent
     with state.db.session() as session:
         result = sms.verify_code(session, state.settings, state.store, number,
                                  sms.Purpose.login, code, context=Context.of(request))
@@ -125,4 +126,4 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
         account_id, sub = account.id, account.sub
-    return first_factor_done(request, account_id, sub, ["sms"], ia)
+    return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending)

@@ -43,7 +43,8 @@ def csrf_token(request: Request) -> str:
 def token_matches(request: Request, sent: str) -> bool:
     """Whether ``sent`` is the token of this browser's CSRF cookie."""
     cookie = request.cookies.get(cookies.name(request, COOKIE), "")
-    return bool(cookie and sent and hmac.compare_digest(sent, _mac(request, cookie)))
+    return bool(cookie and sent and hmac.compare_digest(  # bytes: any text is comparable
+        sent.encode(), _mac(request, cookie).encode()))
 
 
 async def require_csrf(request: Request) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.web.i18n import N_
@@ -129,6 +130,15 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _bad_data(request: Request, exc: Exception) -> Response:
+    """The database refused a value (a NUL in text, a number out of range, text too
+    long): the request's fault, and its transaction is rolled back. Logged without the
+    value."""
+    log.warning("the database refused a request's data: %s",
+                type(getattr(exc, "orig", None) or exc).__name__)
+    return _for_status(request, 400, "The request holds a value that cannot be stored.")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error")
     if wants_html(request):
@@ -144,4 +154,5 @@ def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     for kind in unavailable:
         app.add_exception_handler(kind, _unavailable)
+    app.add_exception_handler(DataError, _bad_data)
     app.add_exception_handler(Exception, _unexpected)

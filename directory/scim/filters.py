@@ -55,6 +55,9 @@ def parse(text: str) -> ast.AST:
 
 def attribute_key(path: ast.AttrPath, namespace: ast.AttrPath | None,
                   core_schemas: tuple[str, ...]) -> str:
+    if not isinstance(path.attr_name, str):  # emails[value eq "a"].value: a path after a
+        raise InvalidFilterException(  # value filter, which the grammar leaves as a Filter
+            detail="An attribute path after a value filter is not supported.")
     parts = [path.attr_name]
     if path.sub_attr is not None:
         parts.append(path.sub_attr.value)

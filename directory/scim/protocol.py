@@ -29,6 +29,7 @@ from scim2_models import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import json_input
 from core.audit import Context
 from core.settings import Settings
 from directory.api_tokens import TokenScope, authenticate, bearer_token
@@ -136,9 +137,10 @@ async def json_body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise InvalidValueException(detail="The request body is too large.")
     try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidSyntaxException(detail="The request body is not JSON.") from None
+        body = json_input.loads_text(raw or b"null")
+    except ValueError:  # also too deep, a lone surrogate, a NUL, not UTF-8
+        raise InvalidSyntaxException(detail="The request body is not JSON text that can be "
+                                            "stored.") from None
     if not isinstance(body, dict):
         raise InvalidSyntaxException(detail="The request body must be a JSON object.")
     return body

@@ -153,6 +153,9 @@ USERS = Kind("User", USER_SCHEMA, UserResource)
 GROUPS = Kind("Group", GROUP_SCHEMA, GroupResource)
 
 
+MAX_START_INDEX = 2**31
+
+
 def _int(value: Any, name: str, default: int) -> int:
     if value is None or value == "":
         return default
@@ -183,7 +186,9 @@ def _query(request: Request, session: Session, scope: TokenScope, kind: Kind,
     settings = settings_of(request)
     response_parameters = _response_parameters(
         kind, params.get("attributes"), params.get("excludedAttributes"))
-    start = max(_int(params.get("startIndex"), "startIndex", 1), 1)
+    # beyond the last result the list is empty (RFC 7644 3.4.2.4); the bound keeps the
+    # OFFSET within what the databases take
+    start = min(max(_int(params.get("startIndex"), "startIndex", 1), 1), MAX_START_INDEX)
     count = min(max(_int(params.get("count"), "count", DEFAULT_COUNT), 0),
                 discovery.MAX_RESULTS)
     if kind is USERS:

@@ -83,7 +83,7 @@ class AuthorizationRequest:
     def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
         """Members this version does not know are left out (a rolling deploy: a newer
         worker may have saved it); old boolean flags name no account."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = json_input.known_members(cls, data)
         for flag in ("account_chosen", "consent_given"):
             if isinstance(known.get(flag), bool):
                 known[flag] = None

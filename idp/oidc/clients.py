@@ -45,7 +45,7 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> ClientMetadata | None:
         """An approved client's metadata, or None (unknown, pending or suspended)."""
-        if not client_id or len(client_id) > 64:
+        if not client_id or len(client_id) > 64 or "\x00" in client_id:  # NUL: no DB takes it
             return None
         now = time.monotonic()
         cached = self._cache.get(client_id)
@@ -72,7 +72,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64 (binascii.Error), non-ASCII, or not UTF-8 inside
         raise invalid_client("malformed Basic credentials", basic=True) from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:

@@ -46,7 +46,8 @@ async def read_form(request: Request) -> dict[str, str]:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100,
                           errors="strict")
     except (UnicodeDecodeError, ValueError):
-        raise invalid_request("the body is not valid UTF-8 form data") from None
+        raise invalid_request("the body is not valid form data (UTF-8, at most 100 "
+                              "parameters)") from None
     values: dict[str, str] = {}
     for name, value in pairs:
         if name in values:

@@ -123,3 +123,15 @@ def test_missing_invalid_or_weak_tokens(client, db: Database, settings: Settings
     response = client.get("/api/directory/people", params={"name": "a"}, headers=scim_only)
     assert response.status_code == 403
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("raw", ["²", "9" * 40, "-1", "1\x00"])
+def test_a_cursor_that_is_no_position_is_a_problem(client, city_token, raw: str) -> None:
+    """``"²".isdigit()`` is true and 10**40 fits no database integer: both were 500s."""
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode()
+    for path in ("/api/directory/people", "/api/directory/org-units/3100000001/people"):
+        response = client.get(path, params={"name": "a", "cursor": cursor}, headers=city_token)
+        assert response.status_code == 400, (path, raw, response.text)
+        assert response.json()["title"] == "Invalid cursor"

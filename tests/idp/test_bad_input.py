@@ -82,3 +82,69 @@ def test_a_huge_body_is_refused_before_it_is_read(client: TestClient, path: str)
     chunked = client.post(path, content=chunks(),
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert chunked.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
+def test_basic_credentials_that_are_not_ascii(client: TestClient, path: str) -> None:
+    response = client.post(path, data={"grant_type": "client_credentials", "token": "x"},
+                           headers={"Authorization": "Basic é".encode()})
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+def test_a_csrf_token_that_is_not_ascii(client: TestClient) -> None:
+    client.get("/login")  # the browser's CSRF cookie
+    response = client.post("/login", data={"csrf_token": "é", "login": "x"})
+    assert response.status_code == 403 and "表单已过期" in response.text
+    header = client.post("/login/qr/ticket", headers={"X-CSRF-Token": "é".encode()}, json={})
+    assert header.status_code == 403
+
+
+def test_the_right_password_with_an_expired_request_signs_nobody_in(
+        client: TestClient, make_person, db) -> None:
+    """The expired request's page comes first: the password used to be checked, the last
+    sign-in and a success written to the audit log and the failure count cleared, and only
+    then the request found gone."""
+    from sqlalchemy import select
+
+    from core.audit import AuditEvent
+    from directory.models import Account
+
+    person = make_person()
+    page = client.get("/login")
+    response = client.post("/login", data={"csrf_token": flow.csrf_of(page.text), "ia": "gone",
+                                           "login": person.login, "password": person.password})
+    assert response.status_code == 400 and "登录已过期" in response.text
+    with db.session() as session:
+        assert session.get(Account, person.account_id).last_login_at is None
+        assert not session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "login.password")).all()
+
+
+def test_a_second_factor_step_stored_by_a_newer_worker(client: TestClient, make_person,
+                                                       store) -> None:
+    import json
+
+    person = make_person()
+    store.set("mfa-step:s1", json.dumps({"account_id": person.account_id, "sub": person.sub,
+                                         "amr": ["pwd"], "added_later": 1}).encode(), ttl=600)
+    client.cookies.set("idp_mfa", "s1")
+    assert client.get("/mfa").status_code == 200
+
+
+def test_nul_characters_never_reach_the_database(client: TestClient, make_client,
+                                                 make_person) -> None:
+    """PostgreSQL refuses NUL in text (SQLite stores it): each answer is its protocol's
+    error, on both backends."""
+    make_person()
+    authorize = flow.authorize(client, client_id="\x00")
+    assert authorize.status_code == 400
+    token = client.post("/oauth2/token", data={"grant_type": "client_credentials",
+                                                "client_id": "\x00"})
+    assert token.status_code == 401 and token.json()["error"] == "invalid_client"
+    basic = client.post("/oauth2/introspect", data={"token": "x"}, auth=("\x00", "s"))
+    assert basic.status_code == 401
+    page = client.get("/login")
+    login = client.post("/login", data={"csrf_token": flow.csrf_of(page.text),
+                                        "login": "a\x00b", "password": "x"})
+    assert login.status_code == 400

@@ -319,3 +319,16 @@ def test_demo_student_signs_in_by_phone(client, outbox, db, settings) -> None:
     page = _ask_code(client, entry["phone"])
     done = _enter_code(client, page, outbox.last_code(entry["phone"]), entry["phone"])
     assert done.status_code == 303 and "idp_session" in client.cookies
+
+
+def test_an_expired_request_leaves_the_code_unspent(client, outbox, make_person, db,
+                                                    settings) -> None:
+    """The request is looked up before the code is checked: the page says it expired,
+    and the same code still signs in (it used to be spent first)."""
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    page = _ask_code(client)
+    expired = _enter_code(client, page, outbox.last_code(), ia="gone")
+    assert expired.status_code == 400 and "登录已过期" in expired.text
+    done = _enter_code(client, page, outbox.last_code())
+    assert done.status_code == 303 and done.headers["location"] == "/"

@@ -16,6 +16,10 @@ GARBAGE = [
     b'{"schemas": ["' + PATCH_OP.encode() + b'"], "Operations": [{"op": "remove"}]}',
     b'{"displayName": "' + b"x" * 300 + b'"}',
     b'{"userName": "' + b"y" * 500 + b'", "name": {"formatted": "a"}}',
+    b"[" * 100000,  # deeper than Python's recursion limit
+    b'{"userName": "\\ud800", "name": {"formatted": "a"}}',  # a lone surrogate
+    b'{"userName": "a\\u0000b", "name": {"formatted": "a"}}',  # NUL: PostgreSQL refuses it
+    b'{"displayName": "\\udfff"}', b'{"filter": "userName eq \\"\\ud800\\""}',
 ]
 
 
@@ -64,3 +68,21 @@ def test_discovery_publishes_the_extension(scim, tree) -> None:
     config = scim.get(f"{BASE}/ServiceProviderConfig").json()
     assert config["patch"]["supported"] and config["etag"]["supported"]
     assert config["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+
+
+@pytest.mark.parametrize("params", [
+    {"startIndex": "99999999999999999999"},
+    {"filter": 'emails[value eq "a"].value eq "b"'},  # a path after a value filter
+    {"filter": 'userName eq "a\x00b"'},  # NUL: PostgreSQL refuses it
+])
+def test_list_parameters_never_500(scim, params: dict[str, str]) -> None:
+    for path in ("/Users", "/Groups"):
+        response = scim.get(BASE + path, params=params)
+        assert response.status_code < 500, (path, params, response.text)
+    huge = scim.get(f"{BASE}/Users", params={"startIndex": "99999999999999999999"})
+    assert huge.status_code == 200 and huge.json()["Resources"] == []  # past the end
+
+
+def test_search_with_a_huge_start_index(scim) -> None:
+    response = scim.post(f"{BASE}/Users/.search", json={"startIndex": 1e20})
+    assert response.status_code < 500, response.text
