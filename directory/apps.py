@@ -37,6 +37,9 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 ID_TOKEN_ALGS = ("SM2", "RS256", "ES256", "EdDSA")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
+LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types")
+TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
+                "access_token_signed_response_alg", "access_token_format", "subject_type")
 
 
 class App(Base):
@@ -138,6 +141,16 @@ def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> boo
 def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check registration metadata; ValueError names the first bad member."""
     from urllib.parse import urlsplit
+
+    for member in LIST_MEMBERS:
+        value = data.get(member, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{member} must be a list of strings")
+    for member in TEXT_MEMBERS:
+        if not isinstance(data.get(member, ""), str):
+            raise ValueError(f"{member} must be a string")
+    if not isinstance(data.get("jwks", {}), dict):
+        raise ValueError("jwks must be a JSON Web Key Set object")
 
     for member in ("redirect_uris", "post_logout_redirect_uris"):
         for uri in data.get(member, []):

@@ -219,9 +219,10 @@ def keys_new_master_key() -> None:
     print(secrets.token_hex(32))
 
 
-from idp import cli_directory, cli_security  # noqa: E402 - they register on the app above
+from idp import cli_apps, cli_directory, cli_security  # noqa: E402 - they register on the app above
 
 cli_directory.register(app)
+cli_apps.register(app)
 cli_security.register(app)
 
 

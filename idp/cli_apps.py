@@ -1,0 +1,227 @@
+"""``idp apps``: register school applications as OIDC clients and look after them.
+
+- ``idp apps register --name 智慧课堂 --redirect-uri https://app.example.cn/callback`` (or
+  ``--metadata app.json`` with RFC 7591 / OIDC Registration member names) registers an
+  approved app and prints its ``client_id`` and, for a confidential client, its secret:
+  once, never stored (only its HMAC-SM3).
+- ``idp apps list`` and ``idp apps show CLIENT_ID``: what is registered (never a secret).
+- ``idp apps update CLIENT_ID --metadata app.json``: replace the metadata (checked as at
+  registration).
+- ``idp apps new-secret CLIENT_ID``: a new secret; the old one stops working.
+- ``idp apps status CLIENT_ID approved|suspended|pending``: a suspended app gets
+  ``invalid_client`` and an error page instead of sign-ins.
+
+Every change is audited with the operator as the actor (``cli:<user>``). Running servers
+see a change within ``idp.oidc.clients.CACHE_SECONDS`` (30 s).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from core.audit import record
+from directory.apps import App, AppStatus, find_app, new_secret, register_app, validate_metadata
+from directory.models import OrgUnit
+from idp.cli_directory import _actor, _fail
+
+apps_app = typer.Typer(no_args_is_help=True, help="School applications (OIDC clients).")
+out = Console(width=None if sys.stdout.isatty() else 200)  # piped: no cut-off client_ids
+
+
+def _read_metadata(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{path}: not a readable JSON file ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise _fail(f"{path}: the metadata must be a JSON object")
+    return data
+
+
+def _flags(redirect_uri: list[str], post_logout_redirect_uri: list[str],
+           grant_type: list[str], auth_method: str | None, id_token_alg: str | None,
+           scope: str | None) -> dict[str, Any]:
+    given = {"redirect_uris": redirect_uri, "post_logout_redirect_uris": post_logout_redirect_uri,
+             "grant_types": grant_type, "token_endpoint_auth_method": auth_method,
+             "id_token_signed_response_alg": id_token_alg, "scope": scope}
+    return {k: v for k, v in given.items() if v}
+
+
+def _checked(metadata: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return validate_metadata(metadata)
+    except (ValueError, TypeError) as exc:
+        raise _fail(f"metadata: {exc}") from None
+
+
+def _app(session: Any, client_id: str) -> App:
+    app = find_app(session, client_id)
+    if app is None:
+        raise _fail(f"no app with client_id {client_id!r}")
+    return app
+
+
+@apps_app.command("register")
+def apps_register(
+    name: str = typer.Option(..., help="The app's name as people see it (consent page)."),
+    metadata: Path = typer.Option(None, help="JSON file of client metadata (RFC 7591 names)."),
+    redirect_uri: list[str] = typer.Option([], help="Where codes go; repeatable."),
+    post_logout_redirect_uri: list[str] = typer.Option([], help="After sign-out; repeatable."),
+    grant_type: list[str] = typer.Option([], help="Default: authorization_code, "
+                                         "refresh_token; repeatable."),
+    auth_method: str = typer.Option(None, help="token_endpoint_auth_method (default "
+                                    "client_secret_basic; none: a public client with PKCE)."),
+    id_token_alg: str = typer.Option(None, help="id_token_signed_response_alg (default: "
+                                     "IDP_ID_TOKEN_ALG_DEFAULT)."),
+    scope: str = typer.Option(None, help="Scopes the app may ask for (default: openid "
+                              "profile)."),
+    org: str = typer.Option(None, help="Code of the org unit that registers the app."),
+    first_party: bool = typer.Option(False, help="The city's own app: no consent screen."),
+    client_id: str = typer.Option(None, help="A chosen client_id (default: generated)."),
+) -> None:
+    """Register an approved app; print its client_id and secret (the secret only now)."""
+    from idp.cli import _database, _settings
+
+    data = {**_read_metadata(metadata), **_flags(redirect_uri, post_logout_redirect_uri,
+                                                 grant_type, auth_method, id_token_alg, scope)}
+    if not data.get("redirect_uris") and "client_credentials" not in data.get(
+            "grant_types", []):
+        raise _fail("give at least one --redirect-uri (or a client_credentials-only app)")
+    settings = _settings()
+    _checked({"id_token_signed_response_alg": settings.id_token_alg_default, **data})
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            if client_id and find_app(session, client_id) is not None:
+                raise _fail(f"client_id {client_id!r} is taken")
+            unit = None
+            if org:
+                unit = session.scalar(select(OrgUnit).where(OrgUnit.code == org))
+                if unit is None:
+                    raise _fail(f"no org unit with code {org!r}")
+            app, secret = register_app(session, settings, name=name, metadata=data,
+                                       client_id=client_id or None, first_party=first_party,
+                                       org_unit_id=unit.id if unit else None)
+            record(session, actor=_actor(), action="app.register", outcome="success",
+                   target=f"app:{app.client_id}")
+            registered = app.client_id
+    finally:
+        database.dispose()
+    print(f"client_id: {registered}")
+    if secret:
+        print(f"client_secret: {secret}")
+
+
+@apps_app.command("list")
+def apps_list() -> None:
+    """The registered apps."""
+    from idp.cli import _database, _settings
+
+    database = _database(_settings())
+    table = Table("client_id", "name", "status", "first party", "auth method", "redirect URIs")
+    try:
+        with database.session() as session:
+            for app in session.scalars(select(App).order_by(App.client_id)):
+                meta = json.loads(app.metadata_json or "{}")
+                table.add_row(app.client_id, app.name, app.status,
+                              "yes" if app.first_party else "no",
+                              meta.get("token_endpoint_auth_method", "client_secret_basic"),
+                              str(len(meta.get("redirect_uris", []))))
+    finally:
+        database.dispose()
+    out.print(table)
+
+
+@apps_app.command("show")
+def apps_show(client_id: str = typer.Argument(...)) -> None:
+    """One app's registration, as JSON (no secret)."""
+    from idp.cli import _database, _settings
+
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            app = _app(session, client_id)
+            shown = {"client_id": app.client_id, "client_name": app.name,
+                     "status": app.status, "first_party": app.first_party,
+                     "has_client_secret": app.client_secret_mac is not None,
+                     **json.loads(app.metadata_json or "{}")}
+    finally:
+        database.dispose()
+    print(json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+@apps_app.command("update")
+def apps_update(client_id: str = typer.Argument(...),
+                metadata: Path = typer.Option(..., help="JSON file: the new metadata.")) -> None:
+    """Replace an app's metadata (its secret, name and status stay)."""
+    from idp.cli import _database, _settings
+
+    data = _checked(_read_metadata(metadata))
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            app = _app(session, client_id)
+            old_method = json.loads(app.metadata_json or "{}").get(
+                "token_endpoint_auth_method", "client_secret_basic")
+            if data.get("token_endpoint_auth_method", "client_secret_basic") != old_method:
+                raise _fail("the client authentication method cannot change; register a new "
+                            "app")
+            app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
+            record(session, actor=_actor(), action="app.update", outcome="success",
+                   target=f"app:{client_id}")
+    finally:
+        database.dispose()
+    print("updated")
+
+
+@apps_app.command("new-secret")
+def apps_new_secret(client_id: str = typer.Argument(...)) -> None:
+    """Give a confidential app a new secret (printed once); the old one stops working."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            app = _app(session, client_id)
+            if app.client_secret_mac is None:
+                raise _fail("this app authenticates without a client secret")
+            secret = new_secret(settings, app)
+            record(session, actor=_actor(), action="app.new_secret", outcome="success",
+                   target=f"app:{client_id}")
+    finally:
+        database.dispose()
+    print(f"client_secret: {secret}")
+
+
+@apps_app.command("status")
+def apps_status(client_id: str = typer.Argument(...),
+                status: AppStatus = typer.Argument(..., help="approved, suspended or "
+                                                   "pending.")) -> None:
+    """Approve or suspend an app."""
+    from idp.cli import _database, _settings
+
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            app = _app(session, client_id)
+            app.status = status.value
+            record(session, actor=_actor(), action="app.status", outcome="success",
+                   target=f"app:{client_id}", detail={"status": status.value})
+    finally:
+        database.dispose()
+    print(status.value)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(apps_app, name="apps")

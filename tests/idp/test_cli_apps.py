@@ -1,0 +1,116 @@
+"""``idp apps``: an operator registers a school app, rotates its secret, suspends it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from core.audit import AuditEvent
+from tests.conftest import TEST_MASTER_KEY
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.idp.test_cli import idp
+
+
+@pytest.fixture
+def env(settings, database_url: str, db) -> dict[str, str]:
+    """The CLI on the tests' own database (emptied after each test by ``db``)."""
+    return {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
+            "IDP_MASTER_KEY": TEST_MASTER_KEY, "IDP_LOG_LEVEL": "WARNING"}
+
+
+def _printed(output: str) -> dict[str, str]:
+    return dict(re.findall(r"^(client_id|client_secret): (\S+)$", output, re.M))
+
+
+def _client_credentials(client: TestClient, client_id: str, secret: str):
+    return client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(client_id, secret))
+
+
+def test_register_sign_in_rotate_and_suspend(app, env, db, make_person) -> None:
+    registered = idp("apps", "register", "--name", "智慧课堂", "--redirect-uri", REDIRECT_URI,
+                     "--post-logout-redirect-uri", "https://app.example.cn/bye",
+                     "--grant-type", "authorization_code", "--grant-type", "client_credentials",
+                     "--scope", "openid profile edu", "--first-party", env=env)
+    assert registered.returncode == 0, registered.stderr
+    printed = _printed(registered.stdout)
+    client_id, secret = printed["client_id"], printed["client_secret"]
+    assert client_id.startswith("app_") and len(secret) >= 43  # 256 bits
+    shown = json.loads(idp("apps", "show", client_id, env=env).stdout)
+    assert shown["redirect_uris"] == [REDIRECT_URI] and shown["status"] == "approved"
+    assert shown["id_token_signed_response_alg"] == "SM2"  # the platform's default
+    assert secret not in json.dumps(shown) and "client_secret_mac" not in shown
+    listed = idp("apps", "list", env=env)
+    assert client_id in listed.stdout and "智慧课堂" in listed.stdout
+
+    # the app works: a person signs in to it, and it authenticates with its secret
+    with TestClient(app, base_url="http://127.0.0.1:8000") as browser:
+        code = flow.code_flow(browser, client_id, make_person()).params["code"]
+        tokens = browser.post("/oauth2/token", auth=(client_id, secret), data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI})
+        assert tokens.status_code == 200 and "id_token" in tokens.json()
+
+    rotated = _printed(idp("apps", "new-secret", client_id, env=env).stdout)["client_secret"]
+    with TestClient(app) as fresh:  # the registry caches an app for 30 s per process
+        fresh.app.state.clients.forget(client_id)
+        assert _client_credentials(fresh, client_id, secret).status_code == 401
+        assert _client_credentials(fresh, client_id, rotated).status_code == 200
+        assert idp("apps", "status", client_id, "suspended", env=env).returncode == 0
+        fresh.app.state.clients.forget(client_id)
+        refused = _client_credentials(fresh, client_id, rotated)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    with db.session() as session:
+        actions = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.target == f"app:{client_id}").order_by(AuditEvent.seq)).all()
+    assert actions == ["app.register", "app.new_secret", "app.status"]
+
+
+def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
+    file = tmp_path / "app.json"
+    file.write_text(json.dumps({"redirect_uris": ["com.example.app:/cb"],
+                                "token_endpoint_auth_method": "none",
+                                "grant_types": ["authorization_code", "refresh_token"]}))
+    registered = idp("apps", "register", "--name", "Mobile", "--metadata", str(file),
+                     "--client-id", "mobile-app", env=env)
+    assert registered.returncode == 0, registered.stderr
+    assert _printed(registered.stdout) == {"client_id": "mobile-app"}  # public: no secret
+    file.write_text(json.dumps({"redirect_uris": ["com.example.app:/cb", "com.example.app:/b"],
+                                "token_endpoint_auth_method": "none"}))
+    assert idp("apps", "update", "mobile-app", "--metadata", str(file), env=env).returncode == 0
+    shown = json.loads(idp("apps", "show", "mobile-app", env=env).stdout)
+    assert shown["redirect_uris"] == ["com.example.app:/cb", "com.example.app:/b"]
+    taken = idp("apps", "register", "--name", "x", "--metadata", str(file),
+                "--client-id", "mobile-app", env=env)
+    assert taken.returncode == 2 and "is taken" in taken.stderr
+
+
+@pytest.mark.parametrize(("args", "metadata", "message"), [
+    (["register", "--name", "x"], None, "give at least one --redirect-uri"),
+    (["register", "--name", "x", "--redirect-uri", "ftp://x/cb"], None, "not an https URL"),
+    (["register", "--name", "x", "--metadata", "FILE"], {"redirect_uris": "https://a/cb"},
+     "redirect_uris must be a list of strings"),
+    (["register", "--name", "x", "--metadata", "FILE"], [1, 2], "must be a JSON object"),
+    (["register", "--name", "x", "--metadata", "FILE"],
+     {"redirect_uris": ["https://a/cb"], "scope": 5}, "scope must be a string"),
+    (["register", "--name", "x", "--redirect-uri", "https://a/cb", "--org", "NOPE"], None,
+     "no org unit"),
+    (["show", "nobody"], None, "no app with client_id"),
+    (["new-secret", "nobody"], None, "no app with client_id"),
+    (["status", "nobody", "suspended"], None, "no app with client_id"),
+    (["update", "nobody", "--metadata", "FILE"], {}, "no app with client_id"),
+])
+def test_mistakes_are_one_line_errors(env, tmp_path: Path, args: list[str], metadata,
+                                      message: str) -> None:
+    file = tmp_path / "meta.json"
+    if metadata is not None:
+        file.write_text(json.dumps(metadata))
+    result = idp("apps", *[str(file) if a == "FILE" else a for a in args], env=env)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip().startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
