@@ -37,6 +37,7 @@ from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, s
 from idp.oidc import (
     authorize,
     clients,
+    cors,
     discovery,
     end_session,
     introspection,
@@ -104,6 +105,7 @@ def create_app(
     app.add_middleware(WebKitMiddleware)
     # Routes are matched in order: the protocol hot paths come first.
     for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,
+                   cors.router,
                    discovery.router, authorize.router, revocation.router, end_session.router,
                    login.router, health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,

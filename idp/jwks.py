@@ -11,12 +11,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from idp.oidc import cors
+
 router = APIRouter(tags=["oidc"])
 
 CACHE_CONTROL = "public, max-age=300, must-revalidate"
 
 
 def _jwks_response(request: Request, which: str) -> Response:
+    cors.share_publicly(request)
     body, etag = request.app.state.keys.jwks(which)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:

@@ -90,6 +90,22 @@ def _path_of(routes: Iterable[Any], endpoint: object) -> str | None:
     return None
 
 
+CORS_ORIGINS = "cors_origins"  # request.state member: the origins a response is shared with
+
+
+def cors_headers(scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]:
+    """CORS headers for a request from ``origin``: an endpoint puts the origins it shares
+    its response with in ``request.state.cors_origins`` (``"*"``: public data, no
+    credentials); any other origin, or an endpoint that names none, gets no header and
+    the browser keeps the response from the page. Cookies are never shared."""
+    allowed = scope.get("state", {}).get(CORS_ORIGINS)
+    if allowed == "*":
+        return [(b"access-control-allow-origin", b"*")]
+    if allowed and origin.decode("latin-1") in allowed:
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    return []
+
+
 class WebKitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -98,7 +114,9 @@ class WebKitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        headers_in = dict(scope["headers"])
+        incoming = headers_in.get(b"x-request-id", b"").decode("latin-1")
+        origin = headers_in.get(b"origin")
         request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -119,6 +137,8 @@ class WebKitMiddleware:
                 if https:
                     extra.append(HSTS)
                 extra.append((b"x-request-id", request_id.encode()))
+                if origin is not None:
+                    extra.extend(cors_headers(scope, origin))
                 message["headers"] = headers + extra
             await send(message)
 

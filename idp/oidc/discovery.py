@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from idp.oidc import cors
 from mfa import policy
 
 router = APIRouter(tags=["oidc"])
@@ -71,6 +72,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
 @router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
 def openid_configuration(request: Request) -> JSONResponse:
     settings = request.app.state.settings
+    cors.share_publicly(request)
     return JSONResponse(metadata(settings.issuer),
                         headers={"Cache-Control": "public, max-age=300"})
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from idp.oidc import refresh_tokens
+from idp.oidc import cors, refresh_tokens
 from idp.oidc.access_tokens import read_access_token, revoke_access_jti
 from idp.oidc.errors import OAuthError
 
@@ -70,6 +70,7 @@ async def revoke(request: Request) -> Response:
     try:
         form = await read_form(request)
         client = await authenticate_request(request, form)
+        cors.share_with_client(request, client)
         token = form.get("token")
         if not token:
             raise OAuthError("invalid_request", "token is required")

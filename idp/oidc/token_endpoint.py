@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
-from idp.oidc import clients, codes, refresh_tokens
+from idp.oidc import clients, codes, cors, refresh_tokens
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.tokens import Grant, issue_access_token
 
@@ -113,6 +113,7 @@ async def token(request: Request) -> JSONResponse:
     try:
         form = await read_form(request)
         client = await authenticate_request(request, form)
+        cors.share_with_client(request, client)
         grant_type = form.get("grant_type", "")
         if not grant_type:
             raise invalid_request("grant_type is required")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from idp.oidc import cors
 from idp.oidc.access_tokens import read_access_token
 from idp.oidc.claims import userinfo_claims
 from idp.oidc.token_endpoint import is_form
@@ -49,6 +50,7 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
     claims = read_access_token(request, token)
     if claims is None or claims.get("sub") == claims.get("client_id"):
         return _bearer_error("invalid_token", "the access token is invalid or expired")
+    cors.share_with_client(request, request.app.state.clients.get(str(claims.get("client_id"))))
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])

@@ -200,3 +200,51 @@ def test_chromium_demo_app_shows_a_verified_sm2_id_token(live_server, browser,  
     assert "✔" in text and "SM2" in text and '"alg": "SM2"' in text
     assert '"edu_roles"' not in text and '"nonce"' in text  # the ID token's own claims
     assert "你已登录" not in start_page and "登录" in start_page
+
+
+FETCH_TOKENS = """async ([server, body]) => {
+  const tokens = await (await fetch(server + '/oauth2/token', {method: 'POST',
+    headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body})).json();
+  const userinfo = await (await fetch(server + '/oauth2/userinfo', {
+    headers: {Authorization: 'Bearer ' + tokens.access_token}})).json();
+  const discovery = await (await fetch(server + '/.well-known/openid-configuration')).json();
+  return {tokens, userinfo, issuer: discovery.issuer};
+}"""
+FETCH_OR_ERROR = """async ([url, init]) => {
+  try { return (await fetch(url, init)).status; } catch (error) { return String(error); }
+}"""
+
+
+@pytest.mark.interop
+def test_chromium_single_page_app_reads_tokens_cross_origin(
+        live_server, app_origin, browser, make_client, make_person) -> None:  # noqa: F811
+    """A public client living in a page on another origin: after the sign-in, the page
+    itself redeems the code (PKCE), calls UserInfo and reads discovery with fetch; a page
+    on an origin the app did not register reads discovery but not the token answer."""
+    redirect_uri = app_origin + "/callback"
+    spa = make_client(token_endpoint_auth_method="none", redirect_uris=[redirect_uri],
+                      grant_types=["authorization_code"])
+    person = make_person()
+    verifier, challenge = pkce_pair()
+    page = browser.new_context(locale="zh-CN").new_page()
+    page.goto(live_server.url + "/oauth2/authorize?" + urlencode({
+        "response_type": "code", "client_id": spa.client_id, "redirect_uri": redirect_uri,
+        "scope": "openid profile", "state": "s", "code_challenge": challenge,
+        "code_challenge_method": "S256"}))
+    _sign_in(page, person)
+    page.wait_for_url(redirect_uri + "?*", timeout=15_000)
+    code = parse_qs(urlsplit(page.url).query)["code"][0]
+    body = urlencode({"grant_type": "authorization_code", "code": code, "client_id":
+                      spa.client_id, "redirect_uri": redirect_uri, "code_verifier": verifier})
+    read = page.evaluate(FETCH_TOKENS, [live_server.url, body])
+    assert read["tokens"]["token_type"] == "Bearer" and read["tokens"]["id_token"]
+    assert read["userinfo"]["sub"] == person.sub and read["issuer"] == live_server.url
+
+    stranger = browser.new_context().new_page()  # 127.0.0.1 vs localhost: another origin
+    stranger.goto(app_origin.replace("localhost", "127.0.0.1") + "/elsewhere")
+    assert stranger.evaluate(FETCH_OR_ERROR, [
+        live_server.url + "/.well-known/openid-configuration", {}]) == 200
+    refused = stranger.evaluate(FETCH_OR_ERROR, [live_server.url + "/oauth2/token", {
+        "method": "POST", "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        "body": body}])
+    assert "Failed to fetch" in str(refused)  # the browser keeps the answer from the page

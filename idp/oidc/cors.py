@@ -1,0 +1,74 @@
+"""Which browser apps may read the protocol endpoints' answers (CORS).
+
+A single-page app is a public client (a browser keeps no secret): it runs the code flow
+with PKCE and calls the back-channel endpoints from the page, so the browser asks whether
+the page's origin may read each answer (``core.web.middleware.cors_headers`` writes the
+headers). The policy:
+
+- discovery and the JWKS: any origin (``*``): public data, and what a library fetches
+  first;
+- the token, revocation and UserInfo endpoints: the origins of the public client's
+  registered ``redirect_uris`` (``https``/``http`` ones), known once the request names the
+  client (its ``client_id``, or the access token's); a confidential client's answers are
+  never shared (its calls come from its server);
+- preflights (``OPTIONS``) of those three endpoints answer any origin: they only say which
+  methods and headers may be sent; the answer itself is then shared or not as above.
+
+Cookies are never shared: no ``Access-Control-Allow-Credentials`` anywhere.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from core.web.middleware import CORS_ORIGINS
+from directory.apps import ClientMetadata
+
+router = APIRouter(include_in_schema=False)
+ANY = "*"
+PREFLIGHTED = ("/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo")
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def share_publicly(request: Request) -> None:
+    setattr(request.state, CORS_ORIGINS, ANY)
+
+
+def share_with_client(request: Request, client: ClientMetadata | None) -> None:
+    if client is not None and client.is_public:
+        setattr(request.state, CORS_ORIGINS, web_origins(client.redirect_uris))
+
+
+def web_origins(redirect_uris: tuple[str, ...]) -> frozenset[str]:
+    """``scheme://host[:port]`` of each http(s) redirect URI, as browsers send Origin."""
+    origins = set()
+    for uri in redirect_uris:
+        parts = urlsplit(uri)
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:  # a port that is no number
+            continue
+        if parts.scheme not in DEFAULT_PORTS or not host:
+            continue
+        host = f"[{host}]" if ":" in host else host
+        shown_port = f":{port}" if port and port != DEFAULT_PORTS[parts.scheme] else ""
+        origins.add(f"{parts.scheme}://{host}{shown_port}")
+    return frozenset(origins)
+
+
+async def preflight(request: Request) -> Response:
+    origin = request.headers.get("origin")
+    if origin is None:  # not a CORS preflight
+        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
+    return Response(status_code=204, headers={
+        "Access-Control-Allow-Origin": origin, "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600"})
+
+
+for _path in PREFLIGHTED:
+    router.add_route(_path, preflight, methods=["OPTIONS"], include_in_schema=False)
