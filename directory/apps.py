@@ -106,6 +106,13 @@ class ClientMetadata:
     def allowed_scopes(self) -> frozenset[str]:
         return frozenset(self.scope.split())
 
+    @property
+    def sector(self) -> str | None:
+        """The pairwise subjects' sector (OIDC Core 8.1), ``None`` for public subjects."""
+        if self.subject_type != "pairwise":
+            return None
+        return next(iter(sectors_of(self.redirect_uris)), None)
+
     def to_public_dict(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_name": self.name,
                 "redirect_uris": list(self.redirect_uris),
@@ -136,6 +143,18 @@ def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> boo
     if not client.client_secret_mac or len(secret) > 512:
         return False
     return hmac.compare_digest(client.client_secret_mac, secret_mac(settings, secret))
+
+
+def sectors_of(redirect_uris: Any) -> set[str]:
+    """OIDC Core 8.1: the hosts of the redirect URIs (a native app's URI scheme when it
+    has no host)."""
+    from urllib.parse import urlsplit
+
+    found = set()
+    for uri in redirect_uris:
+        parts = urlsplit(uri)
+        found.add((parts.hostname or parts.scheme).lower())
+    return found
 
 
 def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +201,12 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(ID_TOKEN_ALGS)}")
     if set(data.get("response_types", ["code"])) != {"code"}:
         raise ValueError("response_types: only code is supported")
-    if data.get("subject_type", "public") != "public":
-        raise ValueError("subject_type: only public is supported")
+    if data.get("subject_type", "public") not in ("public", "pairwise"):
+        raise ValueError("subject_type must be public or pairwise")
+    if data.get("subject_type") == "pairwise" and len(sectors_of(data.get("redirect_uris",
+                                                                            []))) != 1:
+        raise ValueError("subject_type pairwise needs redirect_uris that all share one host "
+                         "(sector_identifier_uri is not supported)")
     unsupported = sorted(k for k in UNSUPPORTED_METADATA if data.get(k))  # false/[]: fine
     if unsupported:  # accepted silently, the app would believe it had them
         raise ValueError(f"not supported: {', '.join(unsupported)}")

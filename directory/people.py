@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from core.db import Database
 from core.field_crypto import blind_index_candidates
 from core.settings import Settings
+from directory import subjects
 from directory.identifiers import guess_kinds, normalise
 from directory.models import (
     Account,
@@ -189,7 +190,8 @@ class StandingBySub:
         if hit is not None and hit[0] > now:
             return hit[1]
         with self._database.reading() as connection:
-            rows = connection.execute(_STANDING_BY_SUB, {"key": sub}).all()
+            public = subjects.public_sub(connection, sub)  # a pairwise sub: its account's
+            rows = connection.execute(_STANDING_BY_SUB, {"key": public}).all() if public else []
         allowed = _standing_of(rows).allowed
         with self._lock:
             if len(self._seen) >= self._size:

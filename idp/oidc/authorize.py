@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from core import json_input
 from core.web.errors import PageError
 from core.web.i18n import N_
+from directory import subjects
 from directory.apps import ClientMetadata
 from directory.models import Account
 from directory.people import current_roles
@@ -412,6 +413,28 @@ def _started_for(req: AuthorizationRequest, session: sessions.SSOSession) -> boo
     return req.logged_in_at is not None and session.created >= req.logged_in_at
 
 
+def _to_public_subjects(request: Request, client: ClientMetadata,
+                        req: AuthorizationRequest) -> None:
+    """A pairwise app names the person by its own pairwise ``sub`` (hint, claims): compare
+    as the account's public one, once, when the request arrives. Any other value from a
+    pairwise app (another sector's id, a public ``sub``, one never issued) names nobody:
+    the app must not learn whether an id it got elsewhere is the person signed in here."""
+    if client.sector is None:
+        return
+    for member in ("hint_sub", "claims_sub"):
+        value = getattr(req, member)
+        if value is None:
+            continue
+        public = None
+        if value.startswith(subjects.PAIRWISE_PREFIX):
+            with request.app.state.db.session() as session:
+                public = subjects.public_sub(session, value, client.sector)
+        setattr(req, member, public or NOBODY)
+
+
+NOBODY = subjects.PAIRWISE_PREFIX + "nobody"  # equal to no account's public sub
+
+
 def other_person(req: AuthorizationRequest, session: sessions.SSOSession) -> bool:
     """The app asked for someone else (``id_token_hint``, or a ``sub`` value in claims)."""
     return any(wanted is not None and wanted != session.sub
@@ -551,7 +574,13 @@ async def authorize(request: Request) -> Response:
                 raise _fail("invalid_request", "id_token_hint is not an ID token we issued")
     except Redirectable as failure:
         return respond_error(request, req, failure.error)
-    return await run_in_threadpool(decide, request, client, req)
+    return await run_in_threadpool(_first_answer, request, client, req)
+
+
+def _first_answer(request: Request, client: ClientMetadata,
+                  req: AuthorizationRequest) -> Response:
+    _to_public_subjects(request, client, req)
+    return decide(request, client, req)
 
 
 @router.get("/oauth2/authorize/resume", include_in_schema=False)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Row
 from core.db import Database
 from core.field_crypto import open_
 from core.settings import Settings
+from directory import subjects
 from directory.models import (
     ADDRESS,
     PHONE,
@@ -166,7 +167,8 @@ def userinfo_claims(db: Database, settings: Settings, grant: Grant) -> dict[str,
     wanted = {c for s in grant.scope.split() for c in SCOPE_CLAIMS.get(s, ())}
     wanted |= _requested(grant, "userinfo")
     with db.reading() as connection:
-        rows = connection.execute(_BY_SUB, {"key": grant.sub}).all()
+        public = subjects.public_sub(connection, grant.sub or "")  # pairwise: its account
+        rows = connection.execute(_BY_SUB, {"key": public}).all() if public else []
         if not rows or not may_sign_in(rows[0].disabled, rows[0].status):
             return None
         return {"sub": grant.sub, **_all_claims(connection, settings, rows, wanted)}

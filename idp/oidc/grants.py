@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from fastapi import Request
 
+from core.db import Database
+from directory import subjects
 from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
 from idp.oidc.claims import id_token_claims
@@ -28,15 +30,26 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
     """Issue the tokens of ``grant``; ``family`` continues a refresh-token family whose
     tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope)."""
     state = request.app.state
-    access = issue_access_token(state.keys, state.store, state.settings.issuer, client, grant)
+    shown = _as_the_app_knows_it(state.db, client, grant)
+    access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown)
     body: dict[str, Any] = {"access_token": access.token, "token_type": "Bearer",
                             "expires_in": access.expires_in, "scope": grant.scope}
     if "openid" in grant.scope.split():
         claims = id_token_claims(state.db, state.settings, grant)
-        body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, grant,
+        body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, shown,
                                           claims, access_token=access.token, code=code)
     if "refresh_token" in client.grant_types:
         body["refresh_token"], family = refresh_tokens.issue(
             state.db, state.settings, client, refresh_grant or grant, family=family,
             expires_at=refresh_expires, access=(access.jti, access.expires_in))
     return IssuedTokens(body, access.jti, family)
+
+
+def _as_the_app_knows_it(db: Database, client: ClientMetadata, grant: Grant) -> Grant:
+    """The grant with the ``sub`` this app knows the person by (pairwise for an app that
+    registered it; ``directory.subjects``); the grant itself keeps the public one."""
+    if client.sector is None or grant.sub is None or grant.account_id is None:
+        return grant
+    with db.session() as session:
+        sub = subjects.presented(session, client.sector, grant.account_id, grant.sub)
+    return replace(grant, sub=sub)

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core import json_input
 from core.db import utcnow
+from directory import subjects
 from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
 from idp.oidc.access_tokens import read_access_token
@@ -54,7 +55,11 @@ def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, 
             or not refresh_tokens.account_may_continue(state.db, row.account_id)):
         return {"active": False}
     grant = json_input.loads(row.grant_json)
-    about = {"sub": grant.get("sub"), "scope": grant.get("scope")}
+    sub = grant.get("sub")
+    if client.sector is not None and isinstance(sub, str):  # the id the app knows
+        with state.db.session() as session:
+            sub = subjects.known(session, client.sector, row.account_id, sub)
+    about = {"sub": sub, "scope": grant.get("scope")}
     return {"active": True, "client_id": row.client_id,
             **{k: v for k, v in about.items() if isinstance(v, str)},
             "exp": int(row.expires_at.timestamp()), "iss": state.settings.issuer}

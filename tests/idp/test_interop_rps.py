@@ -144,6 +144,17 @@ def test_openid_client_step_up_with_acr_values(live_rp, db, store) -> None:  # n
     assert second["sid"] == first["sid"] and second["auth_time"] >= first["auth_time"]
 
 
+def test_openid_client_with_pairwise_subjects(live_rp) -> None:  # noqa: F811
+    """A pairwise app: openid-client checks that UserInfo's sub is the ID token's (its
+    fetchUserInfo refuses a mismatch), after a refresh too."""
+    rp = live_rp(id_token_signed_response_alg="ES256", subject_type="pairwise")
+    out = peer(OPENID_CLIENT, rp, "full")
+    sub = out["id_token"]["claims"]["sub"]
+    assert sub.startswith("pw-") and sub != rp.person.sub
+    assert out["userinfo"]["sub"] == sub and out["refresh"]["userinfo_sub"] == sub
+    assert out["introspection"]["access_token"]["sub"] == sub
+
+
 def test_openid_client_rp_initiated_logout(live_rp) -> None:  # noqa: F811
     """openid-client's end-session URL signs the person out and comes back with state."""
     back = "https://app.example.cn/signed-out"

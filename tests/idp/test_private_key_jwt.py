@@ -135,7 +135,9 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
     ({"token_endpoint_auth_signing_alg": "HS256"}, "token_endpoint_auth_signing_alg"),
     ({"userinfo_signed_response_alg": "RS256"}, "not supported: userinfo_signed_response_alg"),
     ({"id_token_encrypted_response_alg": "RSA-OAEP"}, "not supported"),
-    ({"subject_type": "pairwise"}, "subject_type"),
+    ({"subject_type": "pairwise", "redirect_uris": ["https://a.example.cn/cb",
+                                                     "https://b.example.cn/cb"]}, "one host"),
+    ({"subject_type": "ppid"}, "subject_type"),
     ({"response_types": ["code", "id_token"]}, "response_types"),
     # accepted, these broke every grant of the app with a 500 (no PS256 key to sign with)
     ({"access_token_signed_response_alg": "PS256"}, "access_token_signed_response_alg"),
@@ -144,8 +146,8 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
 ])
 def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
                                                       message: str) -> None:
-    """Stored and ignored, the app would believe it had signed UserInfo, pairwise subjects
-    or encrypted ID tokens."""
+    """Stored and ignored, the app would believe it had signed UserInfo or encrypted ID
+    tokens; pairwise subjects need one sector (no sector_identifier_uri)."""
     with pytest.raises(ValueError, match=message):
         make_client(**metadata)
 
