@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,14 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 ID_TOKEN_ALGS = ("SM2", "RS256", "ES256", "EdDSA")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
-LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types")
+LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types",
+                "default_acr_values")
+# Members that are the registry's own, not the app's to set in its metadata.
+RESERVED_MEMBERS = frozenset({
+    "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
+    "client_id_issued_at", "registration_access_token", "registration_client_uri",
+    "client_name", "status", "first_party", "has_client_secret"})
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type")
 
@@ -157,6 +165,17 @@ def sectors_of(redirect_uris: Any) -> set[str]:
     return found
 
 
+def _check_jwks(jwks: Any) -> None:
+    from core.gm import jose as gm_jose
+
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ValueError("jwks must be a JSON Web Key Set: {\"keys\": [...]}")
+    try:
+        gm_jose.import_key_set(jwks)
+    except Exception as exc:  # joserfc raises many kinds for a key it cannot read
+        raise ValueError(f"jwks: a key cannot be read ({exc.__class__.__name__})") from None
+
+
 def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check registration metadata; ValueError names the first bad member."""
     from urllib.parse import urlsplit
@@ -168,8 +187,11 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     for member in TEXT_MEMBERS:
         if not isinstance(data.get(member, ""), str):
             raise ValueError(f"{member} must be a string")
-    if not isinstance(data.get("jwks", {}), dict):
-        raise ValueError("jwks must be a JSON Web Key Set object")
+    reserved = sorted(RESERVED_MEMBERS & set(data))
+    if reserved:
+        raise ValueError(f"{', '.join(reserved)}: set by the registry, not in metadata")
+    if "jwks" in data:
+        _check_jwks(data["jwks"])
 
     for member in ("redirect_uris", "post_logout_redirect_uris"):
         for uri in data.get(member, []):

@@ -28,7 +28,15 @@ from rich.table import Table
 from sqlalchemy import select
 
 from core.audit import record
-from directory.apps import App, AppStatus, find_app, new_secret, register_app, validate_metadata
+from directory.apps import (
+    CLIENT_ID,
+    App,
+    AppStatus,
+    find_app,
+    new_secret,
+    register_app,
+    validate_metadata,
+)
 from directory.models import OrgUnit
 from idp.cli_directory import _actor, _fail
 
@@ -57,11 +65,17 @@ def _flags(redirect_uri: list[str], post_logout_redirect_uri: list[str],
     return {k: v for k, v in given.items() if v}
 
 
-def _checked(metadata: dict[str, Any]) -> dict[str, Any]:
+def _checked_app(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Registration's checks, and one the CLI adds: an app signs people in somewhere."""
     try:
-        return validate_metadata(metadata)
+        validate_metadata(metadata)
     except (ValueError, TypeError) as exc:
         raise _fail(f"metadata: {exc}") from None
+    grants = metadata.get("grant_types", ["authorization_code", "refresh_token"])
+    if not metadata.get("redirect_uris") and grants != ["client_credentials"]:
+        raise _fail("give at least one --redirect-uri (or make a client_credentials-only "
+                    "app: --grant-type client_credentials)")
+    return metadata
 
 
 def _app(session: Any, client_id: str) -> App:
@@ -94,11 +108,12 @@ def apps_register(
 
     data = {**_read_metadata(metadata), **_flags(redirect_uri, post_logout_redirect_uri,
                                                  grant_type, auth_method, id_token_alg, scope)}
-    if not data.get("redirect_uris") and "client_credentials" not in data.get(
-            "grant_types", []):
-        raise _fail("give at least one --redirect-uri (or a client_credentials-only app)")
+    if client_id is not None and not CLIENT_ID.match(client_id):
+        raise _fail("--client-id: 1 to 64 of A-Z a-z 0-9 . _ ~ -")
+    if not name.strip() or len(name) > 200:
+        raise _fail("--name: 1 to 200 characters")
     settings = _settings()
-    _checked({"id_token_signed_response_alg": settings.id_token_alg_default, **data})
+    _checked_app({"id_token_signed_response_alg": settings.id_token_alg_default, **data})
     database = _database(settings)
     try:
         with database.session() as session:
@@ -151,10 +166,10 @@ def apps_show(client_id: str = typer.Argument(...)) -> None:
     try:
         with database.session() as session:
             app = _app(session, client_id)
-            shown = {"client_id": app.client_id, "client_name": app.name,
+            shown = {**json.loads(app.metadata_json or "{}"),  # the registry's own last
+                     "client_id": app.client_id, "client_name": app.name,
                      "status": app.status, "first_party": app.first_party,
-                     "has_client_secret": app.client_secret_mac is not None,
-                     **json.loads(app.metadata_json or "{}")}
+                     "has_client_secret": app.client_secret_mac is not None}
     finally:
         database.dispose()
     print(json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True))
@@ -166,8 +181,11 @@ def apps_update(client_id: str = typer.Argument(...),
     """Replace an app's metadata (its secret, name and status stay)."""
     from idp.cli import _database, _settings
 
-    data = _checked(_read_metadata(metadata))
-    database = _database(_settings())
+    settings = _settings()
+    # as at registration: an app that names no ID-token algorithm gets the platform's
+    data = _checked_app({"id_token_signed_response_alg": settings.id_token_alg_default,
+                         **_read_metadata(metadata)})
+    database = _database(settings)
     try:
         with database.session() as session:
             app = _app(session, client_id)

@@ -49,8 +49,19 @@ def switch_locale_href(request: Request, locale: str) -> str:
 
     Keeping the query matters: the login page of a pending sign-in (``?ia=...``) and the
     authorization endpoint's own pages must not lose the request they belong to."""
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "ui_locales"]
+    query = [(k, v) for k, v in page_query(request) if k != "ui_locales"]
     return "?" + urlencode([*query, ("ui_locales", locale)])
+
+
+PAGE_QUERY = "page_query"  # request.state member: a POSTed page's parameters, as a query
+
+
+def page_query(request: Request) -> list[tuple[str, str]]:
+    """The parameters that make this page: its query string, or for a page answering a
+    POST, what the handler put in ``request.state.page_query`` (so that ``ui_locales``
+    applies and the language switcher's GET link brings the same page back)."""
+    kept = getattr(request.state, PAGE_QUERY, None)
+    return list(kept.items()) if kept is not None else request.query_params.multi_items()
 
 
 def locale_of(request: Request) -> str:
@@ -59,7 +70,7 @@ def locale_of(request: Request) -> str:
     if locale is None:
         settings = request.app.state.settings
         locale = i18n.negotiate(
-            request.query_params.get("ui_locales"),
+            dict(page_query(request)).get("ui_locales"),
             request.cookies.get(i18n.LANG_COOKIE),
             request.headers.get("accept-language"),
             settings.default_locale,
@@ -97,7 +108,7 @@ def render(
     response = HTMLResponse(template.render(values), status_code=status)
     if form_target and (policy := csp_with_form_target(form_target)):
         response.headers["Content-Security-Policy"] = policy
-    asked = request.query_params.get("ui_locales")
+    asked = dict(page_query(request)).get("ui_locales")
     if asked and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.negotiate(
         asked, None, None, ""
     ):  # a language chosen explicitly (switcher link or the app's ui_locales) sticks

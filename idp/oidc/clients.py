@@ -131,7 +131,8 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     try:
         keys = gm_jose.import_key_set(client.jwks)
         verified = jwt.decode(token, keys, algorithms=assertion_algs(client)).claims
-    except (JoseError, ValueError, RecursionError):  # joserfc parses with json.loads
+    except (JoseError, ValueError, RecursionError,  # joserfc parses with json.loads
+            TypeError, KeyError, AttributeError):  # a key set stored before it was checked
         raise invalid_client("client assertion signature is invalid") from None
     _check_assertion_claims(verified, client.client_id, audiences)
     if form.get("client_id") and form["client_id"] != client.client_id:

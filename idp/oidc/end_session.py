@@ -10,7 +10,11 @@ The steps:
 2. the app: the audience of ``id_token_hint`` (our signature and issuer, expiry ignored:
    section 2) and ``client_id``, which must agree;
 3. ``post_logout_redirect_uri``: only for a known app, and only one it registered, compared
-   exactly (section 3); anything else is an error page, never a redirect;
+   exactly (section 3). A request that cannot be checked (a hint we did not sign, a hint
+   and ``client_id`` naming different apps, an unknown or suspended app, an unregistered
+   address, a repeated parameter) is never redirected: the person is asked, told why, and
+   may still sign out (a pupil on a shared computer must not stay signed in because an
+   app is misconfigured);
 4. ask or not: the session ends at once when the hint names this browser's session
    (its ``sid``) or there is no session; otherwise the person is asked, on a page whose
    form comes back here with a CSRF token (section 2: the OP MUST ask when there is no
@@ -34,9 +38,8 @@ from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
 from core.web import csrf
-from core.web.errors import PageError
 from core.web.i18n import N_
-from core.web.templates import render
+from core.web.templates import PAGE_QUERY, render
 from directory.apps import ClientMetadata
 from idp import sessions
 from idp.oidc.authorize import read_params
@@ -44,7 +47,6 @@ from idp.oidc.id_token_hint import audiences, hint_claims
 
 router = APIRouter(tags=["oidc"], include_in_schema=False)
 END_SESSION_PATH = "/oauth2/logout"
-TITLE = N_("Sign-out request not accepted")
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,12 @@ class LogoutRequest:
     hint_sid: str | None  # the sid of a valid id_token_hint
     redirect_to: str | None  # the checked post_logout_redirect_uri, with state
     params: dict[str, str]  # what the confirmation form sends back
+    problem: str | None = None  # why the app's request is not trusted (msgid)
 
 
-def _refuse(message: str) -> PageError:
-    return PageError(400, message, title=TITLE)
+class Untrusted(Exception):
+    """The app's request cannot be checked: the person may still sign out, when asked,
+    and is not sent anywhere afterwards (section 3: no redirect to an unchecked address)."""
 
 
 def _client_of(request: Request, params: dict[str, str]) -> tuple[ClientMetadata | None,
@@ -68,19 +72,18 @@ def _client_of(request: Request, params: dict[str, str]) -> tuple[ClientMetadata
         state = request.app.state
         claims = hint_claims(state.keys, params["id_token_hint"], state.settings.issuer)
         if claims is None:
-            raise _refuse(N_("The app sent a sign-out request we cannot check. You are still "
-                             "signed in; use the sign-out button on the start page."))
+            raise Untrusted(N_("The app's sign-out request could not be checked."))
         auds = audiences(claims)
         if client_id is None and len(auds) == 1 and isinstance(auds[0], str):
             client_id = auds[0]
         if client_id not in auds:
-            raise _refuse(N_("The sign-out request names two different apps."))
+            raise Untrusted(N_("The sign-out request names two different apps."))
         hint_sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
     if client_id is None:
         return None, hint_sid
     client = request.app.state.clients.get(client_id)
     if client is None:
-        raise _refuse(N_("This app is not registered, or it has been suspended."))
+        raise Untrusted(N_("This app is not registered, or it has been suspended."))
     return client, hint_sid
 
 
@@ -89,21 +92,24 @@ def _return_address(client: ClientMetadata | None, params: dict[str, str]) -> st
     if uri is None:
         return None
     if client is None or uri not in client.post_logout_redirect_uris:
-        raise _refuse(N_("The app asked to send you to an address that is not registered for "
-                         "it, so we will not send you there."))
+        raise Untrusted(N_("The app asked to send you to an address that is not registered "
+                           "for it."))
     if "state" not in params:
         return uri
     return uri + ("&" if "?" in uri else "?") + urlencode({"state": params["state"]})
 
 
 def read_request(request: Request, params: dict[str, str], repeated: set[str]) -> LogoutRequest:
-    if repeated:
-        raise _refuse(N_("The sign-out request is malformed (a parameter is repeated)."))
-    client, hint_sid = _client_of(request, params)
-    redirect_to = _return_address(client, params)
     kept = {k: params[k] for k in ("id_token_hint", "client_id", "post_logout_redirect_uri",
                                    "state", "ui_locales") if k in params}
-    return LogoutRequest(client, hint_sid, redirect_to, kept)
+    try:
+        if repeated:
+            raise Untrusted(N_("The sign-out request is malformed (a parameter is repeated)."))
+        client, hint_sid = _client_of(request, params)
+        return LogoutRequest(client, hint_sid, _return_address(client, params), kept)
+    except Untrusted as untrusted:  # the confirmation carries nothing of it back
+        return LogoutRequest(None, None, None, {k: v for k, v in kept.items()
+                                                if k == "ui_locales"}, problem=str(untrusted))
 
 
 def _confirmed(request: Request, params: dict[str, str]) -> bool:
@@ -122,16 +128,19 @@ async def end_session(request: Request) -> Response:
 def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Response:
     confirmed = _confirmed(request, params)
     logout = read_request(request, params, repeated)
+    setattr(request.state, PAGE_QUERY, logout.params)  # POSTed too: ui_locales, switcher
     loaded = sessions.load(request.app.state.store, request)
     client_name = logout.client.name if logout.client else None
     if loaded is not None and not confirmed and logout.hint_sid != loaded[1].sid:
-        return render(request, "end_session.html", {"client_name": client_name,
-                                                     "params": logout.params})
+        return render(request, "end_session.html", {
+            "client_name": client_name, "params": logout.params, "problem": logout.problem},
+            form_target=logout.redirect_to)  # its answer redirects to the app
     if loaded is not None:
         sign_out(request, loaded, logout.client)
     response: Response = (
         RedirectResponse(logout.redirect_to, status_code=303) if logout.redirect_to
-        else render(request, "signed_out.html", {"client_name": client_name}))
+        else render(request, "signed_out.html", {"client_name": client_name,
+                                                 "problem": logout.problem}))
     sessions.clear_cookie(response, request)
     return response
 

@@ -9,9 +9,10 @@ from core.signing_keys import KeyRing
 
 
 def hint_claims(keys: KeyRing, token: str, issuer: str) -> dict[str, Any] | None:
-    """The claims of an ID token signed by us for our issuer (expiry ignored), else None."""
+    """The claims of an ID token signed by us for our issuer (expiry ignored), else None.
+    Only an ID token (``typ: JWT``): an access token (``at+jwt``) is no hint."""
     verified = keys.verify(token)
-    if verified is None or verified[1].get("iss") != issuer:
+    if verified is None or verified[0].get("typ") != "JWT" or verified[1].get("iss") != issuer:
         return None
     return verified[1]
 

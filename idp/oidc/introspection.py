@@ -36,6 +36,8 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
         return None
     if claims.get("client_id") != client.client_id and not client.protected_resource:
         return {"active": False}
+    if request.app.state.clients.get(str(claims.get("client_id"))) is None:
+        return {"active": False}  # the app was suspended (within 30 s)
     sub = claims.get("sub")
     if sub and sub != claims.get("client_id") and not request.app.state.standing.allowed(str(sub)):
         return {"active": False}  # the person may no longer sign in (within 30 s)

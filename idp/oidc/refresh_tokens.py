@@ -119,12 +119,20 @@ def find(db: Database, settings: Settings, token: str) -> RefreshToken | None:
 
 
 def _claim(db: Database, row: RefreshToken) -> bool:
-    """Mark ``row`` used; False when another request used it first."""
+    """Mark ``row`` used; False when another request used it first or it was revoked
+    meanwhile (a revocation between the checks and this claim must stick)."""
     with db.session() as session:
         result = session.execute(update(RefreshToken).where(
-            RefreshToken.id == row.id, RefreshToken.used_at.is_(None)
-        ).values(used_at=utcnow()))
+            RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None)).values(used_at=utcnow()))
         return result.rowcount == 1
+
+
+def _family_revoked(db: Database, family: str) -> bool:
+    with db.sessions() as session:
+        return session.scalar(select(RefreshToken.id).where(
+            RefreshToken.family == family, RefreshToken.revoked_at.is_not(None)
+        ).limit(1)) is not None
 
 
 def _unclaim(db: Database, row: RefreshToken) -> None:
@@ -176,14 +184,21 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the
     # old token goes once a new one is issued): a refused scope leaves the token usable.
     if not _claim(state.db, row):
+        again = find(state.db, state.settings, token)
+        if again is None or again.revoked_at is not None:  # revoked meanwhile
+            raise invalid_grant("the refresh token is invalid or revoked")
         _reused(state, row)
     try:
-        return issue_tokens(request, client, refreshed, family=row.family,
+        body = issue_tokens(request, client, refreshed, family=row.family,
                             refresh_grant=original,
                             refresh_expires=None if offline else row.expires_at).body
     except Exception:
         _unclaim(state.db, row)  # nothing was issued (a store or database failure)
         raise
+    if _family_revoked(state.db, row.family):  # revoked while the new token was made: the
+        revoke_family(state.db, state.store, row.family)  # new one (and its access token)
+        raise invalid_grant("the refresh token is invalid or revoked")  # goes with it
+    return body
 
 
 def _reused(state: Any, row: RefreshToken) -> NoReturn:

@@ -50,7 +50,10 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
     claims = read_access_token(request, token)
     if claims is None or claims.get("sub") == claims.get("client_id"):
         return _bearer_error("invalid_token", "the access token is invalid or expired")
-    cors.share_with_client(request, request.app.state.clients.get(str(claims.get("client_id"))))
+    client = request.app.state.clients.get(str(claims.get("client_id")))
+    if client is None:  # the app was suspended: its tokens stop working (within 30 s)
+        return _bearer_error("invalid_token", "the access token is invalid or expired")
+    cors.share_with_client(request, client)
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])

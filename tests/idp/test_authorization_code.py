@@ -1041,3 +1041,74 @@ def test_a_protected_resource_introspects_every_apps_access_tokens(
     refresh = client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]},
                           auth=(api.client_id, api.secret)).json()
     assert refresh == {"active": False}  # refresh tokens go to no resource server
+
+
+def test_a_revocation_during_a_refresh_sticks(client: TestClient, make_client, make_person,
+                                              monkeypatch) -> None:
+    """Revoked between the refresh's checks and its claim: the refresh fails."""
+    from idp.oidc import refresh_tokens
+
+    _registered, _person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    real = refresh_tokens.account_may_continue
+
+    def revoked_meanwhile(db, account_id):
+        client.post("/oauth2/revoke", auth=auth, data={"token": tokens["refresh_token"]})
+        return real(db, account_id)
+
+    monkeypatch.setattr(refresh_tokens, "account_may_continue", revoked_meanwhile)
+    refused = _refresh(client, auth, tokens["refresh_token"])
+    assert refused.json()["error"] == "invalid_grant", refused.text
+
+
+def test_a_family_revoked_while_the_new_token_is_made_takes_it_along(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """The family's revocation lands after the claim, before the new row exists: the
+    new token (and its access token) must not survive it."""
+    from idp.oidc import grants, refresh_tokens
+
+    _registered, _person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    real = grants.id_token_claims
+    row = refresh_tokens.find(client.app.state.db, client.app.state.settings,
+                              tokens["refresh_token"])
+
+    def revoked_meanwhile(*args, **kwargs):
+        refresh_tokens.revoke_family(client.app.state.db, client.app.state.store, row.family)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grants, "id_token_claims", revoked_meanwhile)
+    refused = _refresh(client, auth, tokens["refresh_token"])
+    assert refused.json()["error"] == "invalid_grant", refused.text
+
+
+def test_an_access_token_is_no_id_token_hint(client: TestClient, make_client,
+                                             make_person) -> None:
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    answer = flow.authorize(client, client_id=registered.client_id,
+                            id_token_hint=tokens["access_token"])
+    assert flow.Redirect(answer.headers["location"]).params["error"] == "invalid_request"
+    assert "code" in flow.Redirect(flow.authorize(
+        client, client_id=registered.client_id,
+        id_token_hint=tokens["id_token"]).headers["location"]).params
+
+
+def test_a_suspended_apps_tokens_stop_working(client: TestClient, make_client, make_person,
+                                              db) -> None:
+    """UserInfo and introspection (also a protected resource's) refuse them once the
+    registry sees the suspension (30 s per process; forgotten here at once)."""
+    from directory.apps import App
+
+    registered, person = make_client(), make_person()
+    api = make_client(grant_types=["client_credentials"], protected_resource=True)
+    tokens = _redeem(client, registered, flow.code_flow(
+        client, registered.client_id, person).params["code"]).json()
+    with db.session() as session:
+        session.execute(update(App).where(App.client_id == registered.client_id).values(
+            status="suspended"))
+    client.app.state.clients.forget(registered.client_id)
+    userinfo = client.get("/oauth2/userinfo",
+                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 401
+    assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                       auth=(api.client_id, api.secret)).json() == {"active": False}

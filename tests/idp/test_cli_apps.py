@@ -85,6 +85,7 @@ def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
     assert idp("apps", "update", "mobile-app", "--metadata", str(file), env=env).returncode == 0
     shown = json.loads(idp("apps", "show", "mobile-app", env=env).stdout)
     assert shown["redirect_uris"] == ["com.example.app:/cb", "com.example.app:/b"]
+    assert shown["id_token_signed_response_alg"] == "SM2"  # the default, as at registration
     taken = idp("apps", "register", "--name", "x", "--metadata", str(file),
                 "--client-id", "mobile-app", env=env)
     assert taken.returncode == 2 and "is taken" in taken.stderr
@@ -103,7 +104,15 @@ def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
     (["show", "nobody"], None, "no app with client_id"),
     (["new-secret", "nobody"], None, "no app with client_id"),
     (["status", "nobody", "suspended"], None, "no app with client_id"),
-    (["update", "nobody", "--metadata", "FILE"], {}, "no app with client_id"),
+    (["update", "nobody", "--metadata", "FILE"], {"redirect_uris": ["https://a/cb"]},
+     "no app with client_id"),
+    (["register", "--name", "x", "--redirect-uri", "https://a/cb", "--client-id", "a" * 65],
+     None, "--client-id"),
+    (["register", "--name", "x", "--redirect-uri", "https://a/cb", "--client-id",
+      "https://idp.example.cn"], None, "--client-id"),  # an issuer URL as client_id
+    (["register", "--name", "x" * 201, "--redirect-uri", "https://a/cb"], None, "--name"),
+    (["register", "--name", "x", "--metadata", "FILE"],
+     {"redirect_uris": ["https://a/cb"], "client_secret": "s"}, "set by the registry"),
 ])
 def test_mistakes_are_one_line_errors(env, tmp_path: Path, args: list[str], metadata,
                                       message: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.audit import AuditEvent
 from idp import sessions
@@ -132,8 +134,11 @@ def test_without_a_return_address_the_page_says_signed_out(client: TestClient, m
 
 @pytest.mark.parametrize("case", ["unregistered", "no_app", "other_app_uri", "bad_hint",
                                   "hint_and_client_disagree", "unknown_client", "repeated"])
-def test_bad_requests_are_pages_that_never_redirect(client: TestClient, make_client,
-                                                    make_person, case: str) -> None:
+def test_requests_that_cannot_be_checked_ask_and_never_redirect(
+        client: TestClient, make_client, make_person, case: str) -> None:
+    """Section 3: no redirect to an address that cannot be checked. The person is told
+    why and asked, and may still sign out (a misconfigured app must not keep a pupil
+    signed in on a shared computer)."""
     registered, _person, id_token = _signed_in(client, make_client, make_person)
     other = make_client(post_logout_redirect_uris=["https://other.example.cn/bye"])
     params: dict[str, str | list[str]] = {
@@ -143,14 +148,59 @@ def test_bad_requests_are_pages_that_never_redirect(client: TestClient, make_cli
         "other_app_uri": {"id_token_hint": id_token,
                           "post_logout_redirect_uri": "https://other.example.cn/bye"},
         "bad_hint": {"id_token_hint": id_token[:-4] + "AAAA", "post_logout_redirect_uri": BACK},
-        "hint_and_client_disagree": {"id_token_hint": id_token, "client_id": other.client_id},
+        "hint_and_client_disagree": {"id_token_hint": id_token, "client_id": other.client_id,
+                                     "post_logout_redirect_uri": BACK},
         "unknown_client": {"client_id": "nobody", "post_logout_redirect_uri": BACK},
-        "repeated": {"client_id": [registered.client_id, registered.client_id]},
+        "repeated": {"client_id": [registered.client_id, registered.client_id],
+                     "post_logout_redirect_uri": BACK},
     }[case]
-    response = client.get("/oauth2/logout", params=params, follow_redirects=False)
-    assert response.status_code == 400 and "location" not in response.headers
-    assert "退出请求未被接受" in response.text
+    page = client.get("/oauth2/logout", params=params, follow_redirects=False)
+    assert page.status_code == 200 and "location" not in page.headers
+    assert 'name="confirm"' in page.text and "data-problem" in page.text
+    assert "不会跳转回该应用" in page.text
     assert _session_alive(client)
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    done = client.post("/oauth2/logout", data={**form, "confirm": "yes"},
+                       follow_redirects=False)
+    assert done.status_code == 200 and "location" not in done.headers
+    assert "您已退出登录" in done.text and not _session_alive(client)
+
+
+def test_a_suspended_apps_users_can_still_sign_out(client: TestClient, make_client,
+                                                   make_person, db) -> None:
+    from directory.apps import App
+
+    registered, _person, id_token = _signed_in(client, make_client, make_person)
+    with db.session() as session:
+        session.execute(update(App).where(App.client_id == registered.client_id).values(
+            status="suspended"))
+    client.app.state.clients.forget(registered.client_id)
+    page = client.get("/oauth2/logout", params={"id_token_hint": id_token,
+                                                "post_logout_redirect_uri": BACK})
+    assert page.status_code == 200 and "已被停用" in page.text and 'name="confirm"' in page.text
+
+
+def test_the_confirmation_page_lets_its_answer_reach_the_app(client: TestClient, make_client,
+                                                             make_person) -> None:
+    """Chromium applies form-action to the redirect answering the form: the app's origin
+    must be in it, or the confirmed sign-out would stop on this page."""
+    registered, _person, _id_token = _signed_in(client, make_client, make_person)
+    page = client.get("/oauth2/logout", params={"client_id": registered.client_id,
+                                                "post_logout_redirect_uri": BACK})
+    assert "form-action 'self' https://app.example.cn;" in page.headers[
+        "content-security-policy"]
+
+
+def test_ui_locales_and_the_switcher_work_for_a_posted_request(
+        client: TestClient, make_client, make_person) -> None:
+    registered, _person, _id_token = _signed_in(client, make_client, make_person)
+    page = client.post("/oauth2/logout", data={
+        "client_id": registered.client_id, "post_logout_redirect_uri": BACK, "ui_locales": "en"})
+    assert "Sign out of the city account?" in page.text
+    switch = re.search(r'href="(\?[^"]*ui_locales=zh-CN[^"]*)"', page.text)
+    assert switch and "post_logout_redirect_uri=" in html.unescape(switch.group(1))
+    again = client.get("/oauth2/logout" + html.unescape(switch.group(1)))
+    assert "退出统一身份认证？" in again.text and "测试应用" in again.text
 
 
 def test_the_start_page_sign_out_is_recorded(client: TestClient, make_person, app) -> None:

@@ -143,6 +143,15 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
     ({"access_token_signed_response_alg": "PS256"}, "access_token_signed_response_alg"),
     ({"access_token_format": "paseto"}, "access_token_format"),
     ({"protected_resource": "yes"}, "protected_resource"),
+    # accepted, these broke sign-in with a 500 or silently dropped the second factor
+    ({"default_acr_values": 5}, "default_acr_values"),
+    ({"default_acr_values": "urn:edu:acr:mfa"}, "default_acr_values"),
+    ({"default_acr_values": [["urn:edu:acr:mfa"]]}, "default_acr_values"),
+    ({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": "x"}}, "jwks"),
+    ({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "EC"}]}},
+     "jwks"),
+    ({"client_secret": "s3cr3t"}, "client_secret"),  # would sit in the metadata in clear
+    ({"status": "approved", "client_id": "fake"}, "set by the registry"),
 ])
 def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
                                                       message: str) -> None:
