@@ -104,6 +104,9 @@ class ClientMetadata:
     # RFC 7662 2.1: a protected resource (an API, a gateway) may introspect the access
     # tokens of every app; any other client only its own tokens.
     protected_resource: bool = False
+    # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel_logout)
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,8 +218,15 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(ID_TOKEN_ALGS)}")
     if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
         raise ValueError("access_token_format must be jwt or opaque")
-    if not isinstance(data.get("protected_resource", False), bool):
-        raise ValueError("protected_resource must be true or false")
+    for flag in ("protected_resource", "backchannel_logout_session_required"):
+        if not isinstance(data.get(flag, False), bool):
+            raise ValueError(f"{flag} must be true or false")
+    if "backchannel_logout_uri" in data:
+        parts = urlsplit(str(data["backchannel_logout_uri"]))
+        if (not isinstance(data["backchannel_logout_uri"], str)
+                or parts.scheme not in ("https", "http") or not parts.hostname
+                or parts.fragment):
+            raise ValueError("backchannel_logout_uri must be an http(s) URL without fragment")
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
@@ -244,7 +254,7 @@ UNSUPPORTED_METADATA = frozenset({
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
     "sector_identifier_uri", "authorization_signed_response_alg",
     "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens",
-    "frontchannel_logout_uri", "backchannel_logout_uri"})
+    "frontchannel_logout_uri"})
 
 
 def register_app(

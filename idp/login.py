@@ -300,8 +300,9 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
 def logout(request: Request) -> Response:
     """End this browser's SSO session (the start page's button; apps use the end-session
     endpoint, ``idp.oidc.end_session``)."""
+    tell_apps = None
     if loaded := sessions.load(request.app.state.store, request):
-        end_session.sign_out(request, loaded)
-    response = RedirectResponse("/", status_code=303)
+        tell_apps = end_session.sign_out(request, loaded)
+    response = RedirectResponse("/", status_code=303, background=tell_apps)
     sessions.clear_cookie(response, request)
     return response

@@ -22,9 +22,10 @@ The steps:
 5. end the SSO session, clear its cookie, and go back to the app (with ``state``) or show
    the signed-out page.
 
-Only this browser's SSO session ends. The apps visited in it are not told (no
-front- or back-channel logout yet: that fan-out belongs to federation, see
-docs/oidc.md); refresh tokens already issued stay valid until revoked or expired.
+Only this browser's SSO session ends. Its apps that registered a
+``backchannel_logout_uri`` are told afterwards (``idp.oidc.backchannel_logout``); others
+(front-channel, CAS, SAML) are not. Refresh tokens already issued stay valid until
+revoked or expired.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
@@ -42,6 +44,7 @@ from core.web.i18n import N_
 from core.web.templates import PAGE_QUERY, render
 from directory.apps import ClientMetadata
 from idp import sessions
+from idp.oidc import backchannel_logout
 from idp.oidc.authorize import read_params
 from idp.oidc.id_token_hint import audiences, hint_claims
 
@@ -135,21 +138,24 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
         return render(request, "end_session.html", {
             "client_name": client_name, "params": logout.params, "problem": logout.problem},
             form_target=logout.redirect_to)  # its answer redirects to the app
-    if loaded is not None:
-        sign_out(request, loaded, logout.client)
+    tell_apps = sign_out(request, loaded, logout.client) if loaded is not None else None
     response: Response = (
         RedirectResponse(logout.redirect_to, status_code=303) if logout.redirect_to
         else render(request, "signed_out.html", {"client_name": client_name,
                                                  "problem": logout.problem}))
     sessions.clear_cookie(response, request)
+    response.background = tell_apps
     return response
 
 
 def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
-             client: ClientMetadata | None = None) -> None:
-    """End this browser's SSO session and record who signed out (and from which app)."""
+             client: ClientMetadata | None = None) -> BackgroundTask | None:
+    """End this browser's SSO session and record who signed out (and from which app);
+    return the back-channel logout of the session's apps, for the response to run once
+    it has been sent."""
     sessions.end(request.app.state.store, loaded[0])
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",
                context=Context.of(request))
+    return backchannel_logout.task(request, loaded[1])

@@ -215,7 +215,7 @@ def test_the_start_page_sign_out_is_recorded(client: TestClient, make_person, ap
 @pytest.mark.parametrize(("metadata", "message"), [
     ({"post_logout_redirect_uris": ["javascript:alert(1)"]}, "post_logout_redirect_uris"),
     ({"post_logout_redirect_uris": ["https://app.example.cn/bye#x"]}, "fragment"),
-    ({"backchannel_logout_uri": "https://app.example.cn/bc"}, "backchannel_logout_uri"),
+    ({"backchannel_logout_uri": "ftp://app.example.cn/bc"}, "backchannel_logout_uri"),
     ({"frontchannel_logout_uri": "https://app.example.cn/fc"}, "frontchannel_logout_uri"),
 ])
 def test_registration_checks_logout_metadata(make_client, metadata, message: str) -> None:

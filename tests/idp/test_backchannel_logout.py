@@ -1,0 +1,140 @@
+"""OpenID Connect Back-Channel Logout 1.0: a sign-out tells the session's apps."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+from urllib.parse import parse_qs
+
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, list[str]], str]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.received.append((self.path, parse_qs(body), self.headers["Content-Type"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list]]:
+    """An app's back-channel logout endpoint: (its base URL, what it received)."""
+    _Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Receiver.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _signed_in(client: TestClient, registered, person) -> dict:
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    return client.post("/oauth2/token", auth=(registered.client_id, registered.secret), data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": REDIRECT_URI}).json()
+
+
+def _claims(client: TestClient, token: str, jwks_path: str = "/oauth2/jwks"):
+    keys = KeySet.import_key_set(client.get(jwks_path).json())
+    decoded = jwt.decode(token, keys, algorithms=["ES256", "RS256"])
+    return decoded.header, decoded.claims
+
+
+def test_signing_out_tells_every_app_of_the_session(client: TestClient, make_client,
+                                                    make_person, receiver) -> None:
+    base, received = receiver
+    person = make_person()
+    first = make_client(id_token_signed_response_alg="ES256",
+                        backchannel_logout_uri=base + "/first/logout")
+    second = make_client(id_token_signed_response_alg="RS256",
+                         backchannel_logout_uri=base + "/second/logout?x=1",
+                         backchannel_logout_session_required=True)
+    silent = make_client(id_token_signed_response_alg="ES256")  # registered no endpoint
+    tokens = {c.client_id: _signed_in(client, c, person) for c in (first, second, silent)}
+    out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                      follow_redirects=False)
+    assert out.status_code == 303
+    assert sorted(path for path, _, _ in received) == ["/first/logout", "/second/logout?x=1"]
+    for path, form, content_type in received:
+        registered = first if path.startswith("/first") else second
+        assert content_type == "application/x-www-form-urlencoded"
+        header, claims = _claims(client, form["logout_token"][0])
+        _, id_token = _claims(client, tokens[registered.client_id]["id_token"])
+        assert header["typ"] == "logout+jwt"
+        assert header["alg"] == registered.metadata["id_token_signed_response_alg"]
+        assert claims["iss"] == "http://127.0.0.1:8000" and claims["aud"] == registered.client_id
+        assert claims["sub"] == id_token["sub"] == person.sub
+        assert claims["sid"] == id_token["sid"] and claims["events"] == {EVENT: {}}
+        assert "nonce" not in claims and claims["exp"] - claims["iat"] == 120
+        assert claims["jti"]
+
+
+def test_rp_initiated_logout_tells_the_apps_too(client: TestClient, make_client, make_person,
+                                                receiver) -> None:
+    base, received = receiver
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/bc",
+                             post_logout_redirect_uris=["https://app.example.cn/bye"])
+    tokens = _signed_in(client, registered, make_person())
+    out = client.get("/oauth2/logout", params={
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": "https://app.example.cn/bye"}, follow_redirects=False)
+    assert out.status_code == 303 and [path for path, _, _ in received] == ["/bc"]
+
+
+def test_a_pairwise_app_hears_its_own_sub(client: TestClient, make_client, make_person,
+                                          receiver) -> None:
+    base, received = receiver
+    registered = make_client(id_token_signed_response_alg="ES256", subject_type="pairwise",
+                             backchannel_logout_uri=base + "/bc")
+    tokens = _signed_in(client, registered, make_person())
+    client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+    _, claims = _claims(client, received[0][1]["logout_token"][0])
+    _, id_token = _claims(client, tokens["id_token"])
+    assert claims["sub"] == id_token["sub"] and claims["sub"].startswith("pw-")
+
+
+def test_an_app_that_does_not_answer_delays_and_breaks_nothing(
+        client: TestClient, make_client, make_person, caplog) -> None:
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri="http://127.0.0.1:9/nobody")
+    _signed_in(client, registered, make_person())
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                          follow_redirects=False)
+    assert out.status_code == 303
+    assert any(registered.client_id in r.getMessage() for r in caplog.records)
+    assert "data-sign-out" not in client.get("/").text
+
+
+def test_discovery_and_registration(client: TestClient, make_client) -> None:
+    document = client.get("/.well-known/openid-configuration").json()
+    assert document["backchannel_logout_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+    for bad in ({"backchannel_logout_uri": "javascript:alert(1)"},
+                {"backchannel_logout_uri": "https://app.example.cn/bc#x"},
+                {"backchannel_logout_uri": 5},
+                {"backchannel_logout_session_required": "yes"}):
+        with pytest.raises(ValueError, match="backchannel_logout"):
+            make_client(**bad)
