@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -159,13 +160,35 @@ def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> boo
 def sectors_of(redirect_uris: Any) -> set[str]:
     """OIDC Core 8.1: the hosts of the redirect URIs (a native app's URI scheme when it
     has no host)."""
-    from urllib.parse import urlsplit
-
     found = set()
     for uri in redirect_uris:
         parts = urlsplit(uri)
         found.add((parts.hostname or parts.scheme).lower())
     return found
+
+
+def _check_uri_text(member: str, uri: str) -> None:
+    if not uri or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri) or len(uri) > 2000:
+        raise ValueError(f"{member}: {uri!r} holds spaces or control characters")
+
+
+def _check_backchannel_uri(uri: Any) -> None:
+    """An http(s) URL without fragment that an HTTP client can send to (its host encodes
+    as IDNA)."""
+    import httpx
+
+    member = "backchannel_logout_uri"
+    if not isinstance(uri, str):
+        raise ValueError(f"{member} must be an http(s) URL without fragment")
+    _check_uri_text(member, uri)
+    parts = urlsplit(uri)
+    try:
+        url = httpx.URL(uri)
+        url.host.encode("idna")
+    except (httpx.InvalidURL, ValueError):  # UnicodeError: a label empty or too long
+        raise ValueError(f"{member}: {uri!r} is not a URL that can be called") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{member} must be an http(s) URL without fragment")
 
 
 def _check_jwks(jwks: Any) -> None:
@@ -181,8 +204,6 @@ def _check_jwks(jwks: Any) -> None:
 
 def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check registration metadata; ValueError names the first bad member."""
-    from urllib.parse import urlsplit
-
     for member in LIST_MEMBERS:
         value = data.get(member, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -198,6 +219,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
 
     for member in ("redirect_uris", "post_logout_redirect_uris"):
         for uri in data.get(member, []):
+            _check_uri_text(member, uri)
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") and "." not in parts.scheme:
                 raise ValueError(f"{member}: {uri!r} is not an https URL or app scheme")
@@ -222,11 +244,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(data.get(flag, False), bool):
             raise ValueError(f"{flag} must be true or false")
     if "backchannel_logout_uri" in data:
-        parts = urlsplit(str(data["backchannel_logout_uri"]))
-        if (not isinstance(data["backchannel_logout_uri"], str)
-                or parts.scheme not in ("https", "http") or not parts.hostname
-                or parts.fragment):
-            raise ValueError("backchannel_logout_uri must be an http(s) URL without fragment")
+        _check_backchannel_uri(data["backchannel_logout_uri"])
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "

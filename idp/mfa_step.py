@@ -98,7 +98,12 @@ def _load(request: Request) -> tuple[str, Step]:
         raise PageError(400, N_("This sign-in has expired or was started in another browser. "
                                 "Go back to the app and sign in again."),
                         title=N_("Sign-in expired"))
-    return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
+    try:
+        return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
+    except (TypeError, ValueError):  # an entry no version writes (a damaged store)
+        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
+                                "Go back to the app and sign in again."),
+                        title=N_("Sign-in expired")) from None
 
 
 def _save(request: Request, step_id: str, step: Step) -> None:

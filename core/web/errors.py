@@ -10,12 +10,13 @@ reveals nothing; an unavailable database or store answers 503.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.web.i18n import N_
@@ -140,7 +141,11 @@ async def _bad_data(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error")
+    if isinstance(exc, DBAPIError):  # the driver's message may quote a row's values
+        log.error("unhandled database error %s\n%s", type(exc.orig).__name__,  # (DETAIL)
+                  "".join(traceback.format_tb(exc.__traceback__)))
+    else:
+        log.exception("unhandled error")
     if wants_html(request):
         return _page(request, 500, N_("Something went wrong"), N_("Please try again later."))
     return problem_response(500, "Internal error")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from scim2_models import (
     SCIMException,
     UniquenessException,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core import json_input
@@ -110,8 +111,15 @@ def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def session_scope(request: Request) -> Any:
-    return request.app.state.db.session()
+@contextmanager
+def session_scope(request: Request) -> Iterator[Session]:
+    """A transaction; a value the database refuses (a NUL in text, a number out of range)
+    rolls it back and answers a SCIM ``invalidValue`` (RFC 7644 3.12), not problem JSON."""
+    try:
+        with request.app.state.db.session() as session:
+            yield session
+    except DataError:
+        raise InvalidValueException(detail="A value in the request cannot be stored.") from None
 
 
 def token_scope(request: Request, session: Session) -> TokenScope:

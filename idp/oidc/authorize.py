@@ -88,6 +88,9 @@ class AuthorizationRequest:
         for flag in ("account_chosen", "consent_given"):
             if isinstance(known.get(flag), bool):
                 known[flag] = None
+        for number in ("max_age", "logged_in_at"):
+            if not isinstance(known.get(number), int | None):
+                raise ValueError(f"{number} is no number")
         return cls(**known)
 
 
@@ -350,7 +353,12 @@ def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
         raise PageError(400, N_("This sign-in has expired or was started in another browser. "
                                 "Go back to the app and sign in again."),
                         title=N_("Sign-in expired"))
-    return AuthorizationRequest.from_json(json.loads(raw))
+    try:
+        return AuthorizationRequest.from_json(json.loads(raw))
+    except (TypeError, ValueError):  # an entry no version writes (a damaged store)
+        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
+                                "Go back to the app and sign in again."),
+                        title=N_("Sign-in expired")) from None
 
 
 def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequest | None:

@@ -78,8 +78,8 @@ def deliver(made: list[Notice]) -> None:
                 answer = http.post(notice.url, data={"logout_token": notice.logout_token},
                                    headers={"Cache-Control": "no-cache"})
                 failed = "" if answer.is_success else f"status {answer.status_code}"
-            except httpx.HTTPError as error:
-                failed = type(error).__name__
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:  # ValueError:
+                failed = type(error).__name__  # a host IDNA cannot encode, and such
             if failed:
                 log.warning("back-channel logout of %s not accepted: %s", notice.client_id,
                             failed)

@@ -138,3 +138,21 @@ def test_discovery_and_registration(client: TestClient, make_client) -> None:
                 {"backchannel_logout_session_required": "yes"}):
         with pytest.raises(ValueError, match="backchannel_logout"):
             make_client(**bad)
+
+
+@pytest.mark.parametrize("uri", ["http://a..b/bc", "http://" + "a" * 64 + ".cn/bc",
+                                 "http://a\tb/", "http://\u202e.cn/bc"])
+def test_a_logout_uri_no_http_client_can_call_is_refused(make_client, uri: str) -> None:
+    with pytest.raises(ValueError, match="backchannel_logout_uri"):
+        make_client(backchannel_logout_uri=uri)
+
+
+def test_one_apps_unusable_uri_does_not_keep_the_others_untold(receiver, caplog) -> None:
+    """A URI stored before it was checked: that app is logged, the next one still told."""
+    from idp.oidc.backchannel_logout import Notice, deliver
+
+    base, received = receiver
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        deliver([Notice("broken", "http://a..b/bc", "t1"), Notice("fine", base + "/bc", "t2")])
+    assert [form["logout_token"] for _, form, _ in received] == [["t2"]]
+    assert "broken" in caplog.text

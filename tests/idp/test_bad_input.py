@@ -148,3 +148,56 @@ def test_nul_characters_never_reach_the_database(client: TestClient, make_client
     login = client.post("/login", data={"csrf_token": flow.csrf_of(page.text),
                                         "login": "a\x00b", "password": "x"})
     assert login.status_code == 400
+
+
+@pytest.mark.parametrize("stored", [b"{}", b'{"client_id": "c"}',
+                                    b'{"client_id": "c", "redirect_uri": "https://a/cb", '
+                                    b'"scope": "openid", "max_age": "x"}'])
+def test_a_damaged_pending_request_is_an_expired_one(client: TestClient, store,
+                                                     stored: bytes) -> None:
+    """Entries no version writes (a damaged store) answer like an expired sign-in."""
+    client.cookies.set("idp_ia", "x1")
+    store.set("ia:x1", stored, ttl=600)
+    for path in ("/oauth2/authorize/resume?ia=x1", "/login?ia=x1"):
+        response = client.get(path)
+        assert response.status_code == 400 and "登录已过期" in response.text, path
+
+
+def test_a_damaged_second_factor_step_is_an_expired_one(client: TestClient, store) -> None:
+    store.set("mfa-step:s2", b'{"sub": "x"}', ttl=600)
+    client.cookies.set("idp_mfa", "s2")
+    response = client.get("/mfa")
+    assert response.status_code == 400 and "登录已过期" in response.text
+
+
+@pytest.mark.parametrize("uri", ["https://app.example.cn/c b", "https://app.example.cn/\x00",
+                                 "https://app.example.cn/\tcb"])
+def test_uris_with_spaces_or_control_characters_are_refused(make_client, uri: str) -> None:
+    for member in ("redirect_uris", "post_logout_redirect_uris"):
+        with pytest.raises(ValueError, match="control characters"):
+            make_client(**{member: [uri]})
+
+
+def test_a_database_error_is_logged_without_the_rows_values(caplog) -> None:
+    """PostgreSQL's DETAIL line quotes the values of the row (an identifier, a name):
+    the log keeps the error's type and where it happened, never its message."""
+    import asyncio
+
+    from sqlalchemy.exc import IntegrityError
+    from starlette.requests import Request
+
+    from core.web import errors
+
+    class Driver(Exception):
+        pass
+
+    failure = IntegrityError("INSERT INTO x VALUES (...)", None,
+                             Driver('DETAIL:  Key (value)=(13800138000) already exists.'))
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with caplog.at_level("ERROR", logger=errors.log.name):
+        try:
+            raise failure
+        except IntegrityError as raised:
+            response = asyncio.run(errors._unexpected(request, raised))
+    assert response.status_code == 500
+    assert "Driver" in caplog.text and "13800138000" not in caplog.text

@@ -86,3 +86,17 @@ def test_list_parameters_never_500(scim, params: dict[str, str]) -> None:
 def test_search_with_a_huge_start_index(scim) -> None:
     response = scim.post(f"{BASE}/Users/.search", json={"startIndex": 1e20})
     assert response.status_code < 500, response.text
+
+
+def test_nul_in_an_id_or_filter_is_a_scim_error(scim) -> None:
+    """PostgreSQL refuses NUL in text: the answer is still SCIM's error schema (RFC 7644
+    3.12), not problem JSON."""
+    for method, path in (("GET", "/Users/a%00b"), ("DELETE", "/Users/a%00b"),
+                         ("GET", "/Groups/a%00b")):
+        response = scim.request(method, BASE + path)
+        assert 400 <= response.status_code < 500, (method, path, response.text)
+        assert response.json()["schemas"] == [ERROR]
+    listed = scim.get(f"{BASE}/Users", params={"filter": 'userName eq "a\x00"'})
+    assert listed.status_code < 500
+    if listed.status_code >= 400:
+        assert listed.json()["schemas"] == [ERROR]
