@@ -53,7 +53,10 @@ def find_for_sign_in(session: Session, settings: Settings,
     The entry may be any login identifier (``guess_kinds``); when it matches several
     kinds (a number that is a student number of one person and a username of another),
     the most specific kind wins. Phone logins are stored as blind indexes, so a phone
-    number is looked up under the index of every known master key."""
+    number is looked up under the index of every known master key. An entry with a NUL
+    names nobody (no identifier holds one, and PostgreSQL refuses it in a query)."""
+    if "\x00" in raw:
+        return None
     kinds, values = [], {}
     for kind in guess_kinds(raw):
         try:
