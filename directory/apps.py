@@ -46,6 +46,7 @@ RESERVED_MEMBERS = frozenset({
     "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
     "client_id_issued_at", "registration_access_token", "registration_client_uri",
     "client_name", "status", "first_party", "has_client_secret"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type")
@@ -253,10 +254,14 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("response_types: only code is supported")
     if data.get("subject_type", "public") not in ("public", "pairwise"):
         raise ValueError("subject_type must be public or pairwise")
-    if data.get("subject_type") == "pairwise" and len(sectors_of(data.get("redirect_uris",
-                                                                            []))) != 1:
-        raise ValueError("subject_type pairwise needs redirect_uris that all share one host "
-                         "(sector_identifier_uri is not supported)")
+    if data.get("subject_type") == "pairwise":
+        sectors = sectors_of(data.get("redirect_uris", []))
+        if len(sectors) != 1:
+            raise ValueError("subject_type pairwise needs redirect_uris that all share one "
+                             "host (sector_identifier_uri is not supported)")
+        if sectors & LOOPBACK_HOSTS:  # every native app on a loopback port would share it
+            raise ValueError("subject_type pairwise needs a host of the app's own, not "
+                             "127.0.0.1, [::1] or localhost")
     unsupported = sorted(k for k in UNSUPPORTED_METADATA if data.get(k))  # false/[]: fine
     if unsupported:  # accepted silently, the app would believe it had them
         raise ValueError(f"not supported: {', '.join(unsupported)}")

@@ -9,6 +9,9 @@
   this table links it to the account. Pairwise ids start with ``PAIRWISE_PREFIX``, so a
   public ``sub`` (32 hex digits) never costs a lookup here.
 
+A pairwise app also gets its own ``sid`` per session (``presented_sid``): the session id
+would otherwise join the ids of two sectors signed in to in one browser session.
+
 Tokens carry the id the app knows; everything inside the provider (sessions, grants,
 refresh-token rows) keeps the account's public ``sub`` and translates with
 ``presented`` (out) and ``public_sub`` (in).
@@ -24,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
+from core.keyring import keyed_mac
+from core.settings import Settings
 from directory.models import Account
 
 PAIRWISE_PREFIX = "pw-"
@@ -57,6 +62,16 @@ def presented(session: Session, sector: str | None, account_id: int, public: str
         assert found is not None
         return found
     return value
+
+
+def presented_sid(settings: Settings, sector: str | None, sid: str) -> str:
+    """The session id (``sid``) a pairwise app sees: one per session and sector, so that
+    apps of different sectors cannot join their users on the shared ``sid`` either. Keyed
+    (HMAC-SM3), so it cannot be computed from the session's own ``sid``; sessions last days,
+    so a master-key change only costs running sessions a back-channel match."""
+    if sector is None:
+        return sid
+    return keyed_mac(settings, "pairwise-sid/v1", f"{sector}|{sid}")[:32]
 
 
 def known(session: Session, sector: str | None, account_id: int, public: str) -> str | None:

@@ -36,6 +36,7 @@ from directory.scim import router as scim
 from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, sms_login
 from idp.oidc import (
     authorize,
+    backchannel_logout,
     clients,
     cors,
     discovery,
@@ -77,6 +78,7 @@ def create_app(
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = settings.database_pool_size
         yield
+        backchannel_logout.drain()  # logout tokens under way: sent before the process ends
         if db is None:
             database.dispose()
         if store is None:

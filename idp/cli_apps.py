@@ -32,7 +32,9 @@ from directory.apps import (
     CLIENT_ID,
     App,
     AppStatus,
+    ClientMetadata,
     find_app,
+    metadata_of,
     new_secret,
     register_app,
     validate_metadata,
@@ -194,6 +196,14 @@ def apps_update(client_id: str = typer.Argument(...),
             if data.get("token_endpoint_auth_method", "client_secret_basic") != old_method:
                 raise _fail("the client authentication method cannot change; register a new "
                             "app")
+            before = metadata_of(app)
+            after = ClientMetadata(client_id=app.client_id, name=app.name, status=app.status,
+                                   first_party=app.first_party, client_secret_mac=None,
+                                   redirect_uris=tuple(data.get("redirect_uris", ())),
+                                   subject_type=data.get("subject_type", "public"))
+            if before.sector != after.sector:  # OIDC Core 12.2: sub never changes
+                raise _fail("a pairwise app's subject_type or redirect host cannot change: "
+                            "everyone would get a new sub; register a new app")
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
                    target=f"app:{client_id}")

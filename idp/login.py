@@ -237,6 +237,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                                                  sub=sub, amr=amr, proven_here=proven_here)
     if auth_time is not None:
         session.auth_time = auth_time
+    request.state.unsaved_session = token  # its first write: the code's (add_app) or below
     if pending is not None:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:
@@ -300,9 +301,8 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
 def logout(request: Request) -> Response:
     """End this browser's SSO session (the start page's button; apps use the end-session
     endpoint, ``idp.oidc.end_session``)."""
-    tell_apps = None
     if loaded := sessions.load(request.app.state.store, request):
-        tell_apps = end_session.sign_out(request, loaded)
-    response = RedirectResponse("/", status_code=303, background=tell_apps)
+        end_session.sign_out(request, loaded)
+    response = RedirectResponse("/", status_code=303)
     sessions.clear_cookie(response, request)
     return response

@@ -88,7 +88,7 @@ def instead_of_current(store: Store, request: Request, *, account_id: int, sub: 
     reaches; the browser's previous session, whoever's it was, ends: a sign-in never
     reuses a token it did not make (no fixation) nor leaves two people signed in."""
     if previous := load(store, request):
-        end(store, previous[0])
+        end(store, previous[0], request)
     token, session = new(account_id=account_id, sub=sub, amr=amr, acr=policy.acr_for(amr))
     session.proven_here = proven_here
     return token, session
@@ -116,7 +116,7 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     if not token or len(token) > 100:
         return None
     raw = store.get(_key(token))
-    if raw is None:
+    if not raw:  # b"": being ended right now (``end``)
         return None
     session = SSOSession.from_json(json.loads(raw))
     now = int(time.time())
@@ -141,7 +141,7 @@ def load_standing(request: Request) -> tuple[tuple[str, SSOSession], frozenset[s
     with request.app.state.db.sessions() as session:
         now = standing(session, loaded[1].account_id)
     if not now.allowed:
-        end(store, loaded[0])
+        end(store, loaded[0], request)
         return None
     return loaded, now.roles
 
@@ -189,8 +189,42 @@ def safe_next(value: str) -> str:
     return ""
 
 
-def end(store: Store, token: str) -> None:
+def add_app(store: Store, token: str, session: SSOSession, client_id: str, *,
+            unsaved: bool = False) -> None:
+    """Record that ``client_id`` was signed in to in this session. Two tabs of a portal may
+    add apps at once: each write returns what it replaced, and apps another tab added
+    meanwhile are merged back in, so none is lost (back-channel logout tells them all).
+    Never brings back a session ended meanwhile; ``unsaved``: the session was just
+    started and this is its first write."""
+    if client_id not in session.apps:
+        session.apps.append(client_id)
+    if unsaved:
+        save(store, token, session)
+        return
+    for _ in range(10):
+        replaced = store.replace(_key(token), json.dumps(asdict(session)).encode(),
+                                 ttl=_ttl(session), only_existing=True)
+        if not replaced:
+            return
+        missing = [a for a in SSOSession.from_json(json.loads(replaced)).apps
+                   if a not in session.apps]
+        if not missing:
+            return
+        session.apps.extend(missing)
+
+
+def end(store: Store, token: str, request: Request | None = None) -> None:
+    """End the session of ``token``; with ``request``, its apps are told (back-channel
+    logout, in the background)."""
+    if request is None:
+        store.delete(_key(token))
+        return
+    raw = store.replace(_key(token), b"", ttl=1, only_existing=True)  # read and end at once
     store.delete(_key(token))
+    if raw:
+        from idp.oidc import backchannel_logout  # it needs SSOSession: imported when used
+
+        backchannel_logout.tell(request, SSOSession.from_json(json.loads(raw)))
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:

@@ -93,17 +93,20 @@ def _path_of(routes: Iterable[Any], endpoint: object) -> str | None:
 CORS_ORIGINS = "cors_origins"  # request.state member: the origins a response is shared with
 
 
-def cors_headers(scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]:
+def cors_headers(scope: Scope, origin: bytes | None) -> list[tuple[bytes, bytes]]:
     """CORS headers for a request from ``origin``: an endpoint puts the origins it shares
     its response with in ``request.state.cors_origins`` (``"*"``: public data, no
     credentials); any other origin, or an endpoint that names none, gets no header and
     the browser keeps the response from the page. Cookies are never shared."""
     allowed = scope.get("state", {}).get(CORS_ORIGINS)
-    if allowed == "*":
-        return [(b"access-control-allow-origin", b"*")]
-    if allowed and origin.decode("latin-1") in allowed:
-        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    if allowed == "*":  # with or without Origin: a shared cache may serve it to any page
+        return [(b"access-control-allow-origin", b"*"), _EXPOSE]
+    if allowed and origin is not None and origin.decode("latin-1") in allowed:
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), _EXPOSE]
     return []
+
+
+_EXPOSE = (b"access-control-expose-headers", b"WWW-Authenticate")  # why UserInfo said 401
 
 
 class WebKitMiddleware:
@@ -137,8 +140,7 @@ class WebKitMiddleware:
                 if https:
                     extra.append(HSTS)
                 extra.append((b"x-request-id", request_id.encode()))
-                if origin is not None:
-                    extra.extend(cors_headers(scope, origin))
+                extra.extend(cors_headers(scope, origin))
                 message["headers"] = headers + extra
             await send(message)
 

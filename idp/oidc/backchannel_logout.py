@@ -8,12 +8,16 @@ signed in to during that browser session are told, server to server.
   ``iat``, ``exp`` (two minutes), ``jti``, ``sub`` (the id the app knows the person by:
   pairwise where registered), ``sid`` (the ID tokens' ``sid``) and ``events`` with the
   back-channel logout event. It never carries a ``nonce``.
-- Delivery: the tokens are made while the sign-out is answered; the POSTs
-  (``application/x-www-form-urlencoded``, ``logout_token=...``) go out after the answer has
-  been sent (a background task of the response), one per app, 5 seconds each, redirects
-  not followed. An app that does not answer 2xx is logged (its ``client_id`` and the
-  status only) and not asked again: section 2.8 leaves retrying to the OP, and a
-  person's sign-out must not wait on a school's server.
+- When: a sign-out (start page or RP-initiated), and any other end of a session while its
+  browser is here: a new sign-in in the same browser (the previous session ends, whoever's
+  it was), an account found suspended or disabled. A session that simply times out in the
+  store is not told about (nothing runs then).
+- Delivery: the tokens are made while the answer is made; the POSTs
+  (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on two threads of
+  their own, all apps at once, each within 5 seconds all told, redirects not followed. An
+  app that does not answer 2xx is logged (its ``client_id`` and the status only) and not
+  asked again: section 2.8 leaves retrying to the OP, and a person's sign-out must not
+  wait on a school's server. Deliveries under way are waited for at shutdown.
 
 Only OIDC apps with a ``backchannel_logout_uri`` are told; front-channel logout and
 CAS/SAML single logout belong to federation.
@@ -21,22 +25,32 @@ CAS/SAML single logout belong to federation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Request
-from starlette.background import BackgroundTask
 
 from directory import subjects
-from idp.sessions import SSOSession
+
+if TYPE_CHECKING:
+    from idp.sessions import SSOSession
 
 log = logging.getLogger("idp.oidc.backchannel_logout")
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TOKEN_SECONDS = 120
-TIMEOUT_SECONDS = 5.0
+SECONDS_PER_APP = 5.0
+# Deliveries run here, not on the server's request threads: an app that answers a byte
+# every few seconds must not hold a thread that sign-ins need.
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="backchannel-logout")
+_pending: set[Future[None]] = set()
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,8 @@ def notices(request: Request, ended: SSOSession) -> list[Notice]:
         now = int(time.time())
         claims = {"iss": state.settings.issuer, "aud": client_id, "iat": now,
                   "exp": now + TOKEN_SECONDS, "jti": secrets.token_urlsafe(16),
-                  "sid": ended.sid, "events": {EVENT: {}}}
+                  "sid": subjects.presented_sid(state.settings, client.sector, ended.sid),
+                  "events": {EVENT: {}}}
         if sub:
             claims["sub"] = sub
         token = state.keys.sign(claims, client.id_token_signed_response_alg, typ="logout+jwt")
@@ -70,22 +85,52 @@ def notices(request: Request, ended: SSOSession) -> list[Notice]:
     return made
 
 
+def tell(request: Request, ended: SSOSession) -> None:
+    """Tell the apps of a session that has ended, in the background: the person's answer
+    never waits for them. A failure to make the tokens is logged, never the person's
+    problem (the session has ended either way)."""
+    try:
+        made = notices(request, ended)
+    except Exception:  # a database or signing failure: the sign-out itself stands
+        log.exception("back-channel logout tokens could not be made")
+        return
+    if made:
+        future = _executor.submit(deliver, made)
+        with _lock:
+            _pending.add(future)
+        future.add_done_callback(_forget)
+
+
+def _forget(future: Future[None]) -> None:
+    with _lock:
+        _pending.discard(future)
+
+
+def drain(timeout: float = SECONDS_PER_APP + 1) -> None:
+    """Wait for the deliveries under way (at shutdown, and in tests)."""
+    with _lock:
+        under_way = list(_pending)
+    wait(under_way, timeout=timeout)
+
+
 def deliver(made: list[Notice]) -> None:
-    """POST each logout token (run after the sign-out's answer has gone out)."""
-    with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as http:
-        for notice in made:
-            try:
-                answer = http.post(notice.url, data={"logout_token": notice.logout_token},
-                                   headers={"Cache-Control": "no-cache"})
-                failed = "" if answer.is_success else f"status {answer.status_code}"
-            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:  # ValueError:
-                failed = type(error).__name__  # a host IDNA cannot encode, and such
-            if failed:
-                log.warning("back-channel logout of %s not accepted: %s", notice.client_id,
-                            failed)
+    """POST every logout token at once, each within ``SECONDS_PER_APP`` all told (httpx's
+    own timeout bounds each read, not the whole exchange)."""
+    asyncio.run(_deliver_all(made))
 
 
-def task(request: Request, ended: SSOSession) -> BackgroundTask | None:
-    """The delivery of the ended session's logout tokens, for the sign-out's response."""
-    made = notices(request, ended)
-    return BackgroundTask(deliver, made) if made else None
+async def _deliver_all(made: list[Notice]) -> None:
+    async with httpx.AsyncClient(timeout=SECONDS_PER_APP, follow_redirects=False) as http:
+        await asyncio.gather(*(_deliver_one(http, notice) for notice in made))
+
+
+async def _deliver_one(http: httpx.AsyncClient, notice: Notice) -> None:
+    try:
+        answer = await asyncio.wait_for(http.post(
+            notice.url, data={"logout_token": notice.logout_token},
+            headers={"Cache-Control": "no-cache"}), SECONDS_PER_APP)
+        failed = "" if answer.is_success else f"status {answer.status_code}"
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, TimeoutError) as error:
+        failed = type(error).__name__  # ValueError: a host IDNA cannot encode, and such
+    if failed:
+        log.warning("back-channel logout of %s not accepted: %s", notice.client_id, failed)

@@ -10,7 +10,9 @@ headers). The policy:
 - the token, revocation and UserInfo endpoints: the origins of the public client's
   registered ``redirect_uris`` (``https``/``http`` ones), known once the request names the
   client (its ``client_id``, or the access token's); a confidential client's answers are
-  never shared (its calls come from its server);
+  never shared (its calls come from its server). An error answered before the client is
+  known (``invalid_client``, ``invalid_token``) holds nothing and is shared with any
+  origin, with ``WWW-Authenticate`` exposed;
 - preflights (``OPTIONS``) of those three endpoints answer any origin: they only say which
   methods and headers may be sent; the answer itself is then shared or not as above.
 
@@ -38,8 +40,16 @@ def share_publicly(request: Request) -> None:
 
 
 def share_with_client(request: Request, client: ClientMetadata | None) -> None:
-    if client is not None and client.is_public:
-        setattr(request.state, CORS_ORIGINS, web_origins(client.redirect_uris))
+    """From here on the answer is the client's: shared with a public client's origins,
+    with nobody for a confidential client (what ``share_errors`` allowed is withdrawn)."""
+    allowed = web_origins(client.redirect_uris) if client and client.is_public else None
+    setattr(request.state, CORS_ORIGINS, allowed)
+
+
+def share_errors(request: Request) -> None:
+    """Until the client is known the answer can only be an error, which holds nothing:
+    any page may read it (a page must see ``invalid_token`` to know it should refresh)."""
+    setattr(request.state, CORS_ORIGINS, ANY)
 
 
 def web_origins(redirect_uris: tuple[str, ...]) -> frozenset[str]:
@@ -49,7 +59,8 @@ def web_origins(redirect_uris: tuple[str, ...]) -> frozenset[str]:
         parts = urlsplit(uri)
         try:
             host, port = parts.hostname, parts.port
-        except ValueError:  # a port that is no number
+            host = host.encode("idna").decode("ascii") if host else host  # as browsers send
+        except (ValueError, UnicodeError):  # a port that is no number, a host IDNA refuses
             continue
         if parts.scheme not in DEFAULT_PORTS or not host:
             continue

@@ -35,16 +35,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
 from core.web import csrf
 from core.web.i18n import N_
 from core.web.templates import PAGE_QUERY, render
+from directory import subjects
 from directory.apps import ClientMetadata
 from idp import sessions
-from idp.oidc import backchannel_logout
 from idp.oidc.authorize import read_params
 from idp.oidc.id_token_hint import audiences, hint_claims
 
@@ -134,28 +133,28 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
     setattr(request.state, PAGE_QUERY, logout.params)  # POSTed too: ui_locales, switcher
     loaded = sessions.load(request.app.state.store, request)
     client_name = logout.client.name if logout.client else None
-    if loaded is not None and not confirmed and logout.hint_sid != loaded[1].sid:
+    if loaded is not None and not confirmed and logout.hint_sid != subjects.presented_sid(
+            request.app.state.settings, logout.client.sector if logout.client else None,
+            loaded[1].sid):
         return render(request, "end_session.html", {
             "client_name": client_name, "params": logout.params, "problem": logout.problem},
             form_target=logout.redirect_to)  # its answer redirects to the app
-    tell_apps = sign_out(request, loaded, logout.client) if loaded is not None else None
+    if loaded is not None:
+        sign_out(request, loaded, logout.client)
     response: Response = (
         RedirectResponse(logout.redirect_to, status_code=303) if logout.redirect_to
         else render(request, "signed_out.html", {"client_name": client_name,
                                                  "problem": logout.problem}))
     sessions.clear_cookie(response, request)
-    response.background = tell_apps
     return response
 
 
 def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
-             client: ClientMetadata | None = None) -> BackgroundTask | None:
-    """End this browser's SSO session and record who signed out (and from which app);
-    return the back-channel logout of the session's apps, for the response to run once
-    it has been sent."""
-    sessions.end(request.app.state.store, loaded[0])
+             client: ClientMetadata | None = None) -> None:
+    """End this browser's SSO session, record who signed out (and from which app), and
+    tell the session's apps (back-channel logout, in the background)."""
+    sessions.end(request.app.state.store, loaded[0], request)
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",
                context=Context.of(request))
-    return backchannel_logout.task(request, loaded[1])

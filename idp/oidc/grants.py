@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from core.db import Database
+from core.settings import Settings
 from directory import subjects
 from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
@@ -30,7 +31,7 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
     """Issue the tokens of ``grant``; ``family`` continues a refresh-token family whose
     tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope)."""
     state = request.app.state
-    shown = _as_the_app_knows_it(state.db, client, grant)
+    shown = _as_the_app_knows_it(state.db, state.settings, client, grant)
     access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown)
     body: dict[str, Any] = {"access_token": access.token, "token_type": "Bearer",
                             "expires_in": access.expires_in, "scope": grant.scope}
@@ -45,11 +46,13 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
     return IssuedTokens(body, access.jti, family)
 
 
-def _as_the_app_knows_it(db: Database, client: ClientMetadata, grant: Grant) -> Grant:
-    """The grant with the ``sub`` this app knows the person by (pairwise for an app that
-    registered it; ``directory.subjects``); the grant itself keeps the public one."""
+def _as_the_app_knows_it(db: Database, settings: Settings, client: ClientMetadata,
+                         grant: Grant) -> Grant:
+    """The grant with the ``sub`` and ``sid`` this app knows (pairwise for an app that
+    registered it; ``directory.subjects``); the grant itself keeps the public ones."""
     if client.sector is None or grant.sub is None or grant.account_id is None:
         return grant
     with db.session() as session:
         sub = subjects.presented(session, client.sector, grant.account_id, grant.sub)
-    return replace(grant, sub=sub)
+    sid = subjects.presented_sid(settings, client.sector, grant.sid) if grant.sid else None
+    return replace(grant, sub=sub, sid=sid)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idp.oidc.backchannel_logout import drain
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 
@@ -75,6 +76,7 @@ def test_signing_out_tells_every_app_of_the_session(client: TestClient, make_cli
     out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
                       follow_redirects=False)
     assert out.status_code == 303
+    drain()  # sent on threads of their own, after the answer
     assert sorted(path for path, _, _ in received) == ["/first/logout", "/second/logout?x=1"]
     for path, form, content_type in received:
         registered = first if path.startswith("/first") else second
@@ -100,6 +102,7 @@ def test_rp_initiated_logout_tells_the_apps_too(client: TestClient, make_client,
     out = client.get("/oauth2/logout", params={
         "id_token_hint": tokens["id_token"],
         "post_logout_redirect_uri": "https://app.example.cn/bye"}, follow_redirects=False)
+    drain()
     assert out.status_code == 303 and [path for path, _, _ in received] == ["/bc"]
 
 
@@ -110,6 +113,7 @@ def test_a_pairwise_app_hears_its_own_sub(client: TestClient, make_client, make_
                              backchannel_logout_uri=base + "/bc")
     tokens = _signed_in(client, registered, make_person())
     client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+    drain()
     _, claims = _claims(client, received[0][1]["logout_token"][0])
     _, id_token = _claims(client, tokens["id_token"])
     assert claims["sub"] == id_token["sub"] and claims["sub"].startswith("pw-")
@@ -123,6 +127,7 @@ def test_an_app_that_does_not_answer_delays_and_breaks_nothing(
     with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
         out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
                           follow_redirects=False)
+        drain()
     assert out.status_code == 303
     assert any(registered.client_id in r.getMessage() for r in caplog.records)
     assert "data-sign-out" not in client.get("/").text
@@ -156,3 +161,79 @@ def test_one_apps_unusable_uri_does_not_keep_the_others_untold(receiver, caplog)
         deliver([Notice("broken", "http://a..b/bc", "t1"), Notice("fine", base + "/bc", "t2")])
     assert [form["logout_token"] for _, form, _ in received] == [["t2"]]
     assert "broken" in caplog.text
+
+
+def test_a_new_sign_in_in_the_same_browser_tells_the_previous_sessions_apps(
+        client: TestClient, make_client, make_person, receiver) -> None:
+    """A classroom computer: pupil A's session ends when pupil B signs in."""
+    base, received = receiver
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/bc")
+    first = _signed_in(client, registered, make_person())
+    second_person = make_person("s20260002", "Another-Pass-2", name="钱同学")
+    flow.login(client, client.get("/login"), second_person.login, second_person.password)
+    drain()
+    [(_, form, _)] = received
+    _, claims = _claims(client, form["logout_token"][0])
+    _, id_token = _claims(client, first["id_token"])
+    assert claims["sid"] == id_token["sid"]
+
+
+def test_apps_added_by_two_tabs_at_once_are_all_kept(store) -> None:
+    """Each write merges back what another tab wrote meanwhile."""
+    from idp import sessions
+
+    token, _started = sessions.start(store, account_id=1, sub="s", amr=["pwd"],
+                                    acr="urn:edu:acr:sfa")
+    tab_one = sessions.load(store, _request_with(token))[1]
+    tab_two = sessions.load(store, _request_with(token))[1]
+    sessions.add_app(store, token, tab_one, "app-one")
+    sessions.add_app(store, token, tab_two, "app-two")
+    assert sorted(sessions.load(store, _request_with(token))[1].apps) == ["app-one", "app-two"]
+    sessions.end(store, token)
+    sessions.add_app(store, token, tab_one, "app-three")  # never brings the session back
+    assert sessions.load(store, _request_with(token)) is None
+
+
+def _request_with(token: str):
+    from starlette.requests import Request
+
+    from idp import sessions
+
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                    "headers": [(b"cookie", f"{sessions.COOKIE}={token}".encode())]})
+
+
+class _Dripping(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        import time
+
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        for _ in range(100):  # a byte now and then: each read is quick, the whole is not
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(0.2)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_slow_app_gets_its_seconds_and_no_more(monkeypatch) -> None:
+    """httpx's timeout bounds each read; the delivery bounds the whole exchange."""
+    import time
+
+    from idp.oidc import backchannel_logout
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(backchannel_logout, "SECONDS_PER_APP", 0.5)
+    try:
+        began = time.monotonic()
+        backchannel_logout.deliver([backchannel_logout.Notice(
+            "slow", f"http://127.0.0.1:{server.server_address[1]}/bc", "t")])
+        assert time.monotonic() - began < 10  # the drip alone lasts 20 s
+    finally:
+        server.shutdown()
+        server.server_close()

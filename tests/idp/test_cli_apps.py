@@ -123,3 +123,21 @@ def test_mistakes_are_one_line_errors(env, tmp_path: Path, args: list[str], meta
     assert result.returncode == 2, result.stdout
     assert result.stderr.strip().startswith("error:") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_pairwise_apps_sector_cannot_change(env, tmp_path: Path) -> None:
+    """OIDC Core 12.2: sub never changes; a new host would give everyone a new one."""
+    file = tmp_path / "app.json"
+    file.write_text(json.dumps({"redirect_uris": ["https://a.example.cn/cb"],
+                                "subject_type": "pairwise"}))
+    client_id = _printed(idp("apps", "register", "--name", "A", "--metadata", str(file),
+                             env=env).stdout)["client_id"]
+    for changed in ({"redirect_uris": ["https://b.example.cn/cb"], "subject_type": "pairwise"},
+                    {"redirect_uris": ["https://a.example.cn/cb"]}):
+        file.write_text(json.dumps(changed))
+        refused = idp("apps", "update", client_id, "--metadata", str(file), env=env)
+        assert refused.returncode == 2 and "cannot change" in refused.stderr
+    file.write_text(json.dumps({"redirect_uris": ["https://a.example.cn/cb",
+                                                  "https://a.example.cn/cb2"],
+                                "subject_type": "pairwise"}))
+    assert idp("apps", "update", client_id, "--metadata", str(file), env=env).returncode == 0

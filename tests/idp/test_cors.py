@@ -36,7 +36,8 @@ def _shared_with(response) -> str | None:
                                   "/oauth2/jwks", "/oauth2/jwks/all"])
 def test_public_metadata_is_shared_with_any_origin(client: TestClient, path: str) -> None:
     assert _shared_with(client.get(path, headers={"Origin": EVIL})) == "*"
-    assert "access-control-allow-origin" not in client.get(path).headers  # no Origin: no CORS
+    # without Origin too: a shared cache may hand this very answer to a page later
+    assert _shared_with(client.get(path)) == "*"
 
 
 def test_the_spa_reads_its_token_userinfo_and_revocation_answers(
@@ -81,3 +82,26 @@ def test_web_origins_are_what_browsers_send() -> None:
                         "https://[::1]:9000/cb", "https://bad.example:port/cb")) == {
         "https://a.example.cn", "http://127.0.0.1:3000", "https://x.example.cn:8443",
         "https://[::1]:9000"}
+
+
+def test_errors_before_the_client_is_known_are_readable(client: TestClient) -> None:
+    """A page must see invalid_token (to refresh) or invalid_client, not a network error."""
+    userinfo = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer nope",
+                                                       "Origin": EVIL})
+    assert userinfo.status_code == 401 and _shared_with(userinfo) == "*"
+    assert "WWW-Authenticate" in userinfo.headers["access-control-expose-headers"]
+    token = client.post("/oauth2/token", data={"grant_type": "client_credentials",
+                                                "client_id": "nobody"}, headers={"Origin": EVIL})
+    assert token.status_code == 401 and _shared_with(token) == "*"
+
+
+def test_a_confidential_clients_errors_after_authentication_are_not_shared(
+        client: TestClient, make_client) -> None:
+    app = make_client()
+    answer = client.post("/oauth2/token", data={"grant_type": "password"},
+                         auth=(app.client_id, app.secret), headers={"Origin": SPA})
+    assert answer.status_code == 400 and _shared_with(answer) is None
+
+
+def test_idn_hosts_match_the_punycode_browsers_send() -> None:
+    assert web_origins(("https://学校.example.cn/cb",)) == {"https://xn--48s290a.example.cn"}

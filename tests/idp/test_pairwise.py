@@ -110,3 +110,42 @@ def test_the_apps_own_sub_names_the_person_in_requests(client: TestClient, make_
 def test_discovery_offers_pairwise(client: TestClient) -> None:
     document = client.get("/.well-known/openid-configuration").json()
     assert document["subject_types_supported"] == ["public", "pairwise"]
+
+
+def test_each_sector_sees_its_own_sid(client: TestClient, make_client, make_person) -> None:
+    """The session id would join two sectors' ids (one browser session, two apps)."""
+    person = make_person()
+    classroom = _pairwise_client(make_client, CLASSROOM)
+    library = _pairwise_client(make_client, LIBRARY)
+    public, other_public = make_client(), make_client()
+    jwks = gm_jose.import_key_set(client.get("/oauth2/jwks/all").json())
+
+    def sid(registered, redirect_uri: str) -> str:
+        tokens = _tokens(client, registered, person, redirect_uri)
+        return json.loads(gm_jose.verify_jws(tokens["id_token"], jwks))["sid"]
+
+    sids = {sid(classroom, CLASSROOM), sid(library, LIBRARY),
+            sid(public, flow.REDIRECT_URI)}
+    assert len(sids) == 3
+    assert sid(other_public, flow.REDIRECT_URI) in sids  # public apps share the session's
+    assert sid(classroom, CLASSROOM) in sids  # stable within the sector
+
+
+def test_the_apps_own_sid_in_a_hint_signs_out_at_once(client: TestClient, make_client,
+                                                      make_person) -> None:
+    person = make_person()
+    classroom = _pairwise_client(make_client, CLASSROOM,
+                                 post_logout_redirect_uris=["https://classroom.example.cn/"])
+    tokens = _tokens(client, classroom, person, CLASSROOM)
+    out = client.get("/oauth2/logout", params={
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": "https://classroom.example.cn/"}, follow_redirects=False)
+    assert out.status_code == 303  # no question: the hint names this session
+
+
+def test_pairwise_needs_a_host_of_the_apps_own(make_client) -> None:
+    import pytest
+
+    for loopback in ("http://127.0.0.1/cb", "http://localhost:8080/cb", "http://[::1]/cb"):
+        with pytest.raises(ValueError, match="host of the app's own"):
+            _pairwise_client(make_client, loopback)
