@@ -123,8 +123,7 @@ def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
     if now - max(session.touched, session.created) >= TOUCH_SECONDS:
         session.touched = now  # in use: push the idle timeout back (one write per 5 min),
         # only if it still exists: a logout or step-up meanwhile must not be undone
-        if store.replace(_key(token), json.dumps(asdict(session)).encode(), ttl=_ttl(session),
-                         only_existing=True) is None:
+        if not _write_merging(store, token, session):
             return None
     return token, session
 
@@ -201,16 +200,23 @@ def add_app(store: Store, token: str, session: SSOSession, client_id: str, *,
     if unsaved:
         save(store, token, session)
         return
+    _write_merging(store, token, session)
+
+
+def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
+    """Write ``session`` over the stored one, only if it is still there (False: it ended
+    meanwhile), merging back apps another request wrote since ``session`` was read."""
     for _ in range(10):
         replaced = store.replace(_key(token), json.dumps(asdict(session)).encode(),
                                  ttl=_ttl(session), only_existing=True)
         if not replaced:
-            return
+            return False
         missing = [a for a in SSOSession.from_json(json.loads(replaced)).apps
                    if a not in session.apps]
         if not missing:
-            return
+            return True
         session.apps.extend(missing)
+    return True
 
 
 def end(store: Store, token: str, request: Request | None = None) -> None:

@@ -13,8 +13,10 @@ signed in to during that browser session are told, server to server.
   it was), an account found suspended or disabled. A session that simply times out in the
   store is not told about (nothing runs then).
 - Delivery: the tokens are made while the answer is made; the POSTs
-  (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on two threads of
-  their own, all apps at once, each within 5 seconds all told, redirects not followed. An
+  (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on an event loop
+  of their own (one thread per process), each on its own, ``AT_ONCE`` at a time, each
+  within 5 seconds all told, redirects not followed; a token that expired waiting is not
+  sent. An
   app that does not answer 2xx is logged (its ``client_id`` and the status only) and not
   asked again: section 2.8 leaves retrying to the OP, and a person's sign-out must not
   wait on a school's server. Deliveries under way are waited for at shutdown.
@@ -30,7 +32,7 @@ import logging
 import secrets
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,9 +48,11 @@ log = logging.getLogger("idp.oidc.backchannel_logout")
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TOKEN_SECONDS = 120
 SECONDS_PER_APP = 5.0
-# Deliveries run here, not on the server's request threads: an app that answers a byte
-# every few seconds must not hold a thread that sign-ins need.
-_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="backchannel-logout")
+AT_ONCE = 32  # deliveries in flight per process; the rest wait their turn
+# Deliveries run on one event loop of their own, each on its own: an app that answers a
+# byte every few seconds holds neither a request thread nor anyone else's delivery.
+_loop: asyncio.AbstractEventLoop | None = None
+_slots: asyncio.Semaphore | None = None
 _pending: set[Future[None]] = set()
 _lock = threading.Lock()
 
@@ -58,6 +62,7 @@ class Notice:
     client_id: str
     url: str
     logout_token: str
+    expires_at: float = 0.0  # the token's exp: not worth sending after it
 
 
 def notices(request: Request, ended: SSOSession) -> list[Notice]:
@@ -81,7 +86,8 @@ def notices(request: Request, ended: SSOSession) -> list[Notice]:
         if sub:
             claims["sub"] = sub
         token = state.keys.sign(claims, client.id_token_signed_response_alg, typ="logout+jwt")
-        made.append(Notice(client_id, client.backchannel_logout_uri, token))
+        made.append(Notice(client_id, client.backchannel_logout_uri, token,
+                           now + TOKEN_SECONDS))
     return made
 
 
@@ -94,11 +100,28 @@ def tell(request: Request, ended: SSOSession) -> None:
     except Exception:  # a database or signing failure: the sign-out itself stands
         log.exception("back-channel logout tokens could not be made")
         return
-    if made:
-        future = _executor.submit(deliver, made)
-        with _lock:
-            _pending.add(future)
+    _submit(made)
+
+
+def _submit(made: list[Notice]) -> list[Future[None]]:
+    loop = _delivery_loop()
+    futures = [asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop)
+               for notice in made]
+    with _lock:
+        _pending.update(futures)
+    for future in futures:
         future.add_done_callback(_forget)
+    return futures
+
+
+def _delivery_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="backchannel-logout",
+                             daemon=True).start()
+        return _loop
 
 
 def _forget(future: Future[None]) -> None:
@@ -114,23 +137,27 @@ def drain(timeout: float = SECONDS_PER_APP + 1) -> None:
 
 
 def deliver(made: list[Notice]) -> None:
-    """POST every logout token at once, each within ``SECONDS_PER_APP`` all told (httpx's
-    own timeout bounds each read, not the whole exchange)."""
-    asyncio.run(_deliver_all(made))
+    """Send ``made`` and wait until each is answered or out of time."""
+    wait(_submit(made), timeout=SECONDS_PER_APP * (1 + len(made) // AT_ONCE) + 1)
 
 
-async def _deliver_all(made: list[Notice]) -> None:
-    async with httpx.AsyncClient(timeout=SECONDS_PER_APP, follow_redirects=False) as http:
-        await asyncio.gather(*(_deliver_one(http, notice) for notice in made))
-
-
-async def _deliver_one(http: httpx.AsyncClient, notice: Notice) -> None:
-    try:
-        answer = await asyncio.wait_for(http.post(
-            notice.url, data={"logout_token": notice.logout_token},
-            headers={"Cache-Control": "no-cache"}), SECONDS_PER_APP)
-        failed = "" if answer.is_success else f"status {answer.status_code}"
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError, TimeoutError) as error:
-        failed = type(error).__name__  # ValueError: a host IDNA cannot encode, and such
+async def _deliver_one(notice: Notice) -> None:
+    global _slots
+    if _slots is None:
+        _slots = asyncio.Semaphore(AT_ONCE)
+    async with _slots:
+        if notice.expires_at and time.time() > notice.expires_at:
+            log.warning("back-channel logout of %s not sent: its token expired waiting",
+                        notice.client_id)
+            return
+        try:
+            async with httpx.AsyncClient(timeout=SECONDS_PER_APP,
+                                         follow_redirects=False) as http:
+                answer = await asyncio.wait_for(http.post(
+                    notice.url, data={"logout_token": notice.logout_token},
+                    headers={"Cache-Control": "no-cache"}), SECONDS_PER_APP)
+            failed = "" if answer.is_success else f"status {answer.status_code}"
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, TimeoutError) as error:
+            failed = type(error).__name__  # ValueError: a host IDNA cannot encode, and such
     if failed:
         log.warning("back-channel logout of %s not accepted: %s", notice.client_id, failed)

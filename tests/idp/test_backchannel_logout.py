@@ -211,10 +211,13 @@ class _Dripping(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "100")
         self.end_headers()
-        for _ in range(100):  # a byte now and then: each read is quick, the whole is not
-            self.wfile.write(b"x")
-            self.wfile.flush()
-            time.sleep(0.2)
+        try:
+            for _ in range(100):  # a byte now and then: each read is quick, the whole is not
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):  # the caller gave up, as it should
+            pass
 
     def log_message(self, *_args: object) -> None:
         pass
@@ -237,3 +240,40 @@ def test_a_slow_app_gets_its_seconds_and_no_more(monkeypatch) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_slow_app_delays_no_other_apps_delivery(receiver, monkeypatch) -> None:
+    """Sign-outs queue behind nobody: a healthy app hears every one while a slow app is
+    still being waited for (with two shared threads it heard half of them a deadline
+    later)."""
+    import time
+
+    from idp.oidc import backchannel_logout
+
+    base, received = receiver
+    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    monkeypatch.setattr(backchannel_logout, "SECONDS_PER_APP", 3.0)
+    slow_url = f"http://127.0.0.1:{slow.server_address[1]}/bc"
+    try:
+        began = time.monotonic()
+        for n in range(6):  # six sign-outs, each with a slow app and a healthy one
+            backchannel_logout._submit([backchannel_logout.Notice("slow", slow_url, "s"),
+                                        backchannel_logout.Notice("fine", base + "/bc", f"t{n}")])
+        while len(received) < 6 and time.monotonic() - began < 2.5:
+            time.sleep(0.05)
+        assert len(received) == 6  # all before the first slow delivery's deadline
+        drain()
+    finally:
+        slow.shutdown()
+        slow.server_close()
+
+
+def test_a_token_that_expired_waiting_is_not_sent(receiver) -> None:
+    import time
+
+    from idp.oidc.backchannel_logout import Notice, deliver
+
+    base, received = receiver
+    deliver([Notice("late", base + "/bc", "t", time.time() - 1)])
+    assert received == []

@@ -153,3 +153,24 @@ def test_account_pages_end_the_session_of_someone_who_may_no_longer_sign_in(
             account.disabled = True
     assert client.get("/account/apps", follow_redirects=False).status_code == 303
     assert "data-signed-in" not in client.get("/").text
+
+
+def test_a_touch_keeps_an_app_another_tab_added_meanwhile(store: Store, monkeypatch) -> None:
+    """The 5-minute touch rewrites the session: it merges what it replaced, like add_app."""
+    token, _ = sessions.start(store, account_id=1, sub="s", amr=["pwd"],
+                              acr="urn:edu:acr:sfa")
+    tab_two = sessions.load(store, _request(token))[1]
+    later = time.time() + sessions.TOUCH_SECONDS + 1
+    monkeypatch.setattr(sessions.time, "time", lambda: later)
+    real_get = store.get
+
+    def get_then_other_tab(key):
+        value = real_get(key)
+        if key == sessions._key(token):
+            sessions.add_app(store, token, tab_two, "app-two")  # between read and touch
+        return value
+
+    monkeypatch.setattr(store, "get", get_then_other_tab)
+    sessions.load(store, _request(token))  # tab one, any page: the touch
+    monkeypatch.setattr(store, "get", real_get)
+    assert sessions.load(store, _request(token))[1].apps == ["app-two"]
