@@ -121,10 +121,7 @@ class ClientMetadata:
 
     @property
     def sector(self) -> str | None:
-        """The pairwise subjects' sector (OIDC Core 8.1), ``None`` for public subjects."""
-        if self.subject_type != "pairwise":
-            return None
-        return next(iter(sectors_of(self.redirect_uris)), None)
+        return sector_of(self.subject_type, self.redirect_uris)
 
     def to_public_dict(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_name": self.name,
@@ -156,6 +153,13 @@ def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> boo
     if not client.client_secret_mac or len(secret) > 512:
         return False
     return hmac.compare_digest(client.client_secret_mac, secret_mac(settings, secret))
+
+
+def sector_of(subject_type: str, redirect_uris: Any) -> str | None:
+    """The pairwise subjects' sector (OIDC Core 8.1), ``None`` for public subjects."""
+    if subject_type != "pairwise":
+        return None
+    return next(iter(sectors_of(redirect_uris)), None)
 
 
 def sectors_of(redirect_uris: Any) -> set[str]:

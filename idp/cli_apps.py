@@ -27,16 +27,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from core import json_input
 from core.audit import record
 from directory.apps import (
     CLIENT_ID,
     App,
     AppStatus,
-    ClientMetadata,
     find_app,
     metadata_of,
     new_secret,
     register_app,
+    sector_of,
     validate_metadata,
 )
 from directory.models import OrgUnit
@@ -50,8 +51,8 @@ def _read_metadata(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json_input.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # json_input: too deep is a ValueError too
         raise _fail(f"{path}: not a readable JSON file ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise _fail(f"{path}: the metadata must be a JSON object")
@@ -196,12 +197,8 @@ def apps_update(client_id: str = typer.Argument(...),
             if data.get("token_endpoint_auth_method", "client_secret_basic") != old_method:
                 raise _fail("the client authentication method cannot change; register a new "
                             "app")
-            before = metadata_of(app)
-            after = ClientMetadata(client_id=app.client_id, name=app.name, status=app.status,
-                                   first_party=app.first_party, client_secret_mac=None,
-                                   redirect_uris=tuple(data.get("redirect_uris", ())),
-                                   subject_type=data.get("subject_type", "public"))
-            if before.sector != after.sector:  # OIDC Core 12.2: sub never changes
+            after = sector_of(data.get("subject_type", "public"), data.get("redirect_uris", []))
+            if metadata_of(app).sector != after:  # OIDC Core 12.2: sub never changes
                 raise _fail("a pairwise app's subject_type or redirect host cannot change: "
                             "everyone would get a new sub; register a new app")
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)

@@ -237,7 +237,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                                                  sub=sub, amr=amr, proven_here=proven_here)
     if auth_time is not None:
         session.auth_time = auth_time
-    request.state.unsaved_session = token  # its first write: the code's (add_app) or below
+    sessions.mark_unsaved(request, token)  # its first write: the code's (add_app) or below
     if pending is not None:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:

@@ -95,15 +95,11 @@ def _load(request: Request) -> tuple[str, Step]:
     step_id = request.cookies.get(COOKIE, "")
     raw = request.app.state.store.get(f"mfa-step:{step_id}") if step_id else None
     if raw is None:
-        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
-                                "Go back to the app and sign in again."),
-                        title=N_("Sign-in expired"))
+        raise sessions.sign_in_expired()
     try:
         return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
     except (TypeError, ValueError):  # an entry no version writes (a damaged store)
-        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
-                                "Go back to the app and sign in again."),
-                        title=N_("Sign-in expired")) from None
+        raise sessions.sign_in_expired() from None
 
 
 def _save(request: Request, step_id: str, step: Step) -> None:

@@ -25,7 +25,10 @@ from fastapi import Request, Response
 from core import json_input
 from core.store import Store
 from core.web import cookies
+from core.web.errors import PageError
+from core.web.i18n import N_
 from directory.people import standing
+from idp.oidc import backchannel_logout
 from mfa import policy
 
 COOKIE = "idp_session"
@@ -188,13 +191,34 @@ def safe_next(value: str) -> str:
     return ""
 
 
+def sign_in_expired() -> PageError:
+    """The page for a pending sign-in (an app's request, a second-factor step) that is
+    gone, or was never this browser's, or cannot be read."""
+    return PageError(400, N_("This sign-in has expired or was started in another browser. "
+                             "Go back to the app and sign in again."),
+                     title=N_("Sign-in expired"))
+
+
+UNSAVED = "unsaved_session"  # request.state member: the token of a session not yet written
+
+
+def mark_unsaved(request: Request, token: str) -> None:
+    """The session of ``token`` was just started and is not in the store yet: its first
+    write is a plain ``SET`` (``add_app``), the rest replace only what exists."""
+    setattr(request.state, UNSAVED, token)
+
+
+def is_unsaved(request: Request, token: str) -> bool:
+    return getattr(request.state, UNSAVED, None) == token
+
+
 def add_app(store: Store, token: str, session: SSOSession, client_id: str, *,
             unsaved: bool = False) -> None:
     """Record that ``client_id`` was signed in to in this session. Two tabs of a portal may
     add apps at once: each write returns what it replaced, and apps another tab added
     meanwhile are merged back in, so none is lost (back-channel logout tells them all).
-    Never brings back a session ended meanwhile; ``unsaved``: the session was just
-    started and this is its first write."""
+    Never brings back a session ended meanwhile; ``unsaved`` (``is_unsaved``): the
+    session was just started and this is its first write."""
     if client_id not in session.apps:
         session.apps.append(client_id)
     if unsaved:
@@ -228,8 +252,6 @@ def end(store: Store, token: str, request: Request | None = None) -> None:
     raw = store.replace(_key(token), b"", ttl=1, only_existing=True)  # read and end at once
     store.delete(_key(token))
     if raw:
-        from idp.oidc import backchannel_logout  # it needs SSOSession: imported when used
-
         backchannel_logout.tell(request, SSOSession.from_json(json.loads(raw)))
 
 

@@ -350,15 +350,11 @@ def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
     if interaction_id and interaction_id in _interaction_ids(request):
         raw = request.app.state.store.get(f"ia:{interaction_id}")
     if raw is None:
-        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
-                                "Go back to the app and sign in again."),
-                        title=N_("Sign-in expired"))
+        raise sessions.sign_in_expired()
     try:
         return AuthorizationRequest.from_json(json.loads(raw))
     except (TypeError, ValueError):  # an entry no version writes (a damaged store)
-        raise PageError(400, N_("This sign-in has expired or was started in another browser. "
-                                "Go back to the app and sign in again."),
-                        title=N_("Sign-in expired")) from None
+        raise sessions.sign_in_expired() from None
 
 
 def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequest | None:
@@ -537,7 +533,7 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
     token, session = loaded
     if client.client_id not in session.apps:
         sessions.add_app(request.app.state.store, token, session, client.client_id,
-                         unsaved=getattr(request.state, "unsaved_session", None) == token)
+                         unsaved=sessions.is_unsaved(request, token))
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)

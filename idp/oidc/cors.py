@@ -36,20 +36,18 @@ DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def share_publicly(request: Request) -> None:
+    """Any page may read the answer: public data (discovery, JWKS), or an answer given
+    before the client is known, which can only be an error and holds nothing (a page must
+    see ``invalid_token`` to know it should refresh)."""
     setattr(request.state, CORS_ORIGINS, ANY)
 
 
 def share_with_client(request: Request, client: ClientMetadata | None) -> None:
     """From here on the answer is the client's: shared with a public client's origins,
-    with nobody for a confidential client (what ``share_errors`` allowed is withdrawn)."""
+    with nobody for a confidential client (what ``share_publicly`` allowed is withdrawn)."""
     allowed = web_origins(client.redirect_uris) if client and client.is_public else None
     setattr(request.state, CORS_ORIGINS, allowed)
 
-
-def share_errors(request: Request) -> None:
-    """Until the client is known the answer can only be an error, which holds nothing:
-    any page may read it (a page must see ``invalid_token`` to know it should refresh)."""
-    setattr(request.state, CORS_ORIGINS, ANY)
 
 
 def web_origins(redirect_uris: tuple[str, ...]) -> frozenset[str]:

@@ -5,8 +5,7 @@ An app's "sign out" sends the browser to ``GET`` or ``POST /oauth2/logout`` with
 ``ui_locales`` and ``logout_hint`` (accepted; the ID token names the session better).
 The steps:
 
-1. read the parameters (query or form; an empty one counts as omitted, a repeated one is
-   an error page);
+1. read the parameters (query or form; an empty one counts as omitted);
 2. the app: the audience of ``id_token_hint`` (our signature and issuer, expiry ignored:
    section 2) and ``client_id``, which must agree;
 3. ``post_logout_redirect_uri``: only for a known app, and only one it registered, compared

@@ -67,7 +67,7 @@ def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> N
 async def revoke(request: Request) -> Response:
     from idp.oidc.token_endpoint import authenticate_request, read_form
 
-    cors.share_errors(request)
+    cors.share_publicly(request)  # until the client is known: only an error
     try:
         form = await read_form(request)
         client = await authenticate_request(request, form)

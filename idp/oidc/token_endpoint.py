@@ -110,7 +110,7 @@ GRANTS: dict[str, GrantHandler] = {
 
 async def token(request: Request) -> JSONResponse:
     """OAuth 2.0 token endpoint (a plain Starlette route: no dependency injection to solve)."""
-    cors.share_errors(request)
+    cors.share_publicly(request)  # until the client is known: only an error
     try:
         form = await read_form(request)
         client = await authenticate_request(request, form)

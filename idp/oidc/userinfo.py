@@ -34,7 +34,7 @@ async def _token_from(request: Request) -> str | None:
 
 @router.api_route("/oauth2/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
 async def userinfo(request: Request) -> Response:
-    cors.share_errors(request)
+    cors.share_publicly(request)  # until the client is known: only an error
     token = await _token_from(request)
     if token == "":
         return _bearer_error("invalid_request", "send the token in one place only", 400)

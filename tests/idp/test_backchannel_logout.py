@@ -277,3 +277,24 @@ def test_a_token_that_expired_waiting_is_not_sent(receiver) -> None:
     base, received = receiver
     deliver([Notice("late", base + "/bc", "t", time.time() - 1)])
     assert received == []
+
+
+def test_tokens_that_cannot_be_made_leave_the_sign_out_standing(
+        client: TestClient, make_client, make_person, monkeypatch, caplog) -> None:
+    """A database or signing failure while the logout tokens are made is logged; the
+    person is signed out all the same."""
+    from idp.oidc import backchannel_logout
+
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri="http://127.0.0.1:9/bc")
+    _signed_in(client, registered, make_person())
+
+    def broken(*_args):
+        raise RuntimeError("no signing key")
+
+    monkeypatch.setattr(backchannel_logout, "notices", broken)
+    with caplog.at_level(logging.ERROR, logger="idp.oidc.backchannel_logout"):
+        out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                          follow_redirects=False)
+    assert out.status_code == 303 and "could not be made" in caplog.text
+    assert "data-sign-out" not in client.get("/").text

@@ -178,6 +178,12 @@ def test_uris_with_spaces_or_control_characters_are_refused(make_client, uri: st
             make_client(**{member: [uri]})
 
 
+def test_sql_parameters_never_reach_a_log(db) -> None:
+    """The engine renders "[SQL parameters hidden due to hide_parameters=True]" in any
+    error it raises, instead of the values."""
+    assert db.engine.hide_parameters is True
+
+
 def test_a_database_error_is_logged_without_the_rows_values(caplog) -> None:
     """PostgreSQL's DETAIL line quotes the values of the row (an identifier, a name):
     the log keeps the error's type and where it happened, never its message."""

@@ -97,6 +97,7 @@ def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
     (["register", "--name", "x", "--metadata", "FILE"], {"redirect_uris": "https://a/cb"},
      "redirect_uris must be a list of strings"),
     (["register", "--name", "x", "--metadata", "FILE"], [1, 2], "must be a JSON object"),
+    (["register", "--name", "x", "--metadata", "FILE"], "DEEP", "not a readable JSON file"),
     (["register", "--name", "x", "--metadata", "FILE"],
      {"redirect_uris": ["https://a/cb"], "scope": 5}, "scope must be a string"),
     (["register", "--name", "x", "--redirect-uri", "https://a/cb", "--org", "NOPE"], None,
@@ -117,7 +118,9 @@ def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
 def test_mistakes_are_one_line_errors(env, tmp_path: Path, args: list[str], metadata,
                                       message: str) -> None:
     file = tmp_path / "meta.json"
-    if metadata is not None:
+    if metadata == "DEEP":  # nested deeper than Python's json can read: not a traceback
+        file.write_text("[" * 100000)
+    elif metadata is not None:
         file.write_text(json.dumps(metadata))
     result = idp("apps", *[str(file) if a == "FILE" else a for a in args], env=env)
     assert result.returncode == 2, result.stdout
