@@ -109,6 +109,9 @@ class ClientMetadata:
     # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel_logout)
     backchannel_logout_uri: str | None = None
     backchannel_logout_session_required: bool = False
+    # OIDC Front-Channel Logout 1.0 (idp.oidc.frontchannel_logout)
+    frontchannel_logout_uri: str | None = None
+    frontchannel_logout_session_required: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -196,6 +199,30 @@ def _check_backchannel_uri(uri: Any) -> None:
         raise ValueError(f"{member} must be an http(s) URL without fragment")
 
 
+def _check_frontchannel_uri(uri: Any, redirect_uris: list[str]) -> None:
+    """Front-Channel Logout 1.0 section 2: an absolute http(s) URL without fragment whose
+    scheme, host and port are those of a registered redirect URI (the browser loads it in
+    a frame of the signed-out page)."""
+    member = "frontchannel_logout_uri"
+    if not isinstance(uri, str):
+        raise ValueError(f"{member} must be an http(s) URL without fragment")
+    _check_uri_text(member, uri)
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{member} must be an http(s) URL without fragment")
+    if _origin(uri) not in {_origin(r) for r in redirect_uris}:
+        raise ValueError(f"{member} must have the scheme, host and port of a redirect URI")
+
+
+def _origin(uri: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:  # a port that is no number
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 def _check_jwks(jwks: Any) -> None:
     from core.gm import jose as gm_jose
 
@@ -245,11 +272,14 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(ID_TOKEN_ALGS)}")
     if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
         raise ValueError("access_token_format must be jwt or opaque")
-    for flag in ("protected_resource", "backchannel_logout_session_required"):
+    for flag in ("protected_resource", "backchannel_logout_session_required",
+                 "frontchannel_logout_session_required"):
         if not isinstance(data.get(flag, False), bool):
             raise ValueError(f"{flag} must be true or false")
     if "backchannel_logout_uri" in data:
         _check_backchannel_uri(data["backchannel_logout_uri"])
+    if "frontchannel_logout_uri" in data:
+        _check_frontchannel_uri(data["frontchannel_logout_uri"], data.get("redirect_uris", []))
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
@@ -280,8 +310,7 @@ UNSUPPORTED_METADATA = frozenset({
     "id_token_encrypted_response_enc", "request_object_signing_alg",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
     "sector_identifier_uri", "authorization_signed_response_alg",
-    "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens",
-    "frontchannel_logout_uri"})
+    "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens"})
 
 
 def register_app(

@@ -301,8 +301,10 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
 def logout(request: Request) -> Response:
     """End this browser's SSO session (the start page's button; apps use the end-session
     endpoint, ``idp.oidc.end_session``)."""
+    frames = []
     if loaded := sessions.load(request.app.state.store, request):
-        end_session.sign_out(request, loaded)
-    response = RedirectResponse("/", status_code=303)
+        frames = end_session.sign_out(request, loaded)
+    response: Response = (end_session.signed_out_page(request, frames) if frames
+                          else RedirectResponse("/", status_code=303))
     sessions.clear_cookie(response, request)
     return response

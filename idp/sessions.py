@@ -243,16 +243,19 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
     return True
 
 
-def end(store: Store, token: str, request: Request | None = None) -> None:
-    """End the session of ``token``; with ``request``, its apps are told (back-channel
-    logout, in the background)."""
+def end(store: Store, token: str, request: Request | None = None) -> SSOSession | None:
+    """End the session of ``token`` and return it (``None``: it had ended already); with
+    ``request``, its apps are told (back-channel logout, in the background)."""
     if request is None:
         store.delete(_key(token))
-        return
+        return None
     raw = store.replace(_key(token), b"", ttl=1, only_existing=True)  # read and end at once
     store.delete(_key(token))
-    if raw:
-        backchannel_logout.tell(request, SSOSession.from_json(json.loads(raw)))
+    if not raw:
+        return None
+    ended = SSOSession.from_json(json.loads(raw))
+    backchannel_logout.tell(request, ended)
+    return ended
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:

@@ -46,18 +46,35 @@ HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _SOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[A-Za-z0-9.\-\[\]:]+)?$")
 
 
-def csp_with_form_target(url: str) -> str | None:
-    """The page CSP with ``form-action`` widened to ``url``'s origin (or, for a native
-    app's private-use scheme, to that scheme), or ``None`` when ``url`` makes no valid CSP
-    source. Browsers (Chromium, WebKit) apply ``form-action`` to the redirects that answer
-    a form too, so a sign-in page whose answer is the redirect to the app must allow the
-    app's origin, and only that one."""
+def csp_widened(form_target: str | None = None, frames: Iterable[str] = ()) -> str | None:
+    """The page CSP with ``form-action`` widened to ``form_target``'s origin (or, for a
+    native app's private-use scheme, to that scheme) and ``frame-src`` to the origins of
+    ``frames`` (the apps' front-channel logout pages), or ``None`` when one of them makes
+    no valid CSP source. Browsers (Chromium, WebKit) apply ``form-action`` to the
+    redirects that answer a form too, so a sign-in page whose answer is the redirect to
+    the app must allow the app's origin, and only that one."""
+    policy = CSP
+    if form_target is not None:
+        source = _source_of(form_target)
+        if source is None:
+            return None
+        policy = policy.replace("form-action 'self'", f"form-action 'self' {source}")
+    sources = [_source_of(url) for url in frames]
+    if None in sources:
+        return None
+    if sources:
+        policy += "; frame-src " + " ".join(dict.fromkeys(s for s in sources if s))
+    return policy
+
+
+def _source_of(url: str) -> str | None:
+    """A CSP source for ``url``: its origin, or for a private-use scheme that scheme."""
     target = urlsplit(url)
     source = (f"{target.scheme}://{target.netloc}" if target.scheme in ("http", "https")
               else f"{target.scheme}:")
     if not target.scheme or not _SOURCE.match(source) or "@" in target.netloc:
         return None
-    return CSP.replace("form-action 'self'", f"form-action 'self' {source}")
+    return source
 
 
 _PLAIN_ROUTES: dict[object, str] = {}

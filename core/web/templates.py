@@ -6,6 +6,7 @@ core folder holds the base layout and the error page. Autoescaping is on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +18,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from core.web import cookies, i18n
 from core.web.csrf import COOKIE as CSRF_COOKIE
 from core.web.csrf import csrf_token
-from core.web.middleware import csp_with_form_target
+from core.web.middleware import csp_widened
 
 _folders: list[Path] = [Path(__file__).parent / "templates"]
 _env: Environment | None = None
@@ -81,11 +82,12 @@ def locale_of(request: Request) -> str:
 
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200,
-    form_target: str | None = None,
+    form_target: str | None = None, frames: Sequence[str] = (),
 ) -> HTMLResponse:
     """The page ``name`` in the request's language. ``form_target``: a URL this page's
     forms may end up at through redirects (the app's redirect URI on a sign-in page): its
-    origin joins the CSP's ``form-action``."""
+    origin joins the CSP's ``form-action``. ``frames``: URLs the page loads in frames
+    (front-channel logout): their origins make the CSP's ``frame-src``."""
     locale = locale_of(request)
     translations = i18n.translations(locale)
     template = environment().get_template(name)
@@ -106,7 +108,7 @@ def render(
         **(context or {}),
     }
     response = HTMLResponse(template.render(values), status_code=status)
-    if form_target and (policy := csp_with_form_target(form_target)):
+    if (form_target or frames) and (policy := csp_widened(form_target or None, frames)):
         response.headers["Content-Security-Policy"] = policy
     asked = dict(page_query(request)).get("ui_locales")
     if asked and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.negotiate(

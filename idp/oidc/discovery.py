@@ -38,6 +38,8 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "end_session_endpoint": f"{issuer}/oauth2/logout",
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

@@ -19,12 +19,14 @@ The steps:
    form comes back here with a CSRF token (section 2: the OP MUST ask when there is no
    hint or it names another session, so a link on any site cannot sign someone out);
 5. end the SSO session, clear its cookie, and go back to the app (with ``state``) or show
-   the signed-out page.
+   the signed-out page (also on the way back, when front-channel apps are to be told).
 
 Only this browser's SSO session ends. Its apps that registered a
-``backchannel_logout_uri`` are told afterwards (``idp.oidc.backchannel_logout``); others
-(front-channel, CAS, SAML) are not. Refresh tokens already issued stay valid until
-revoked or expired.
+``backchannel_logout_uri`` are told afterwards (``idp.oidc.backchannel_logout``); those
+that registered a ``frontchannel_logout_uri`` are loaded in frames of the signed-out page,
+which then goes on to the app's return address (``idp.oidc.frontchannel_logout``). CAS
+and SAML apps are not told. Refresh tokens already issued stay valid until revoked or
+expired.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from core.web.templates import PAGE_QUERY, render
 from directory import subjects
 from directory.apps import ClientMetadata
 from idp import sessions
+from idp.oidc import frontchannel_logout
 from idp.oidc.authorize import read_params
 from idp.oidc.id_token_hint import audiences, hint_claims
 
@@ -138,22 +141,33 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
         return render(request, "end_session.html", {
             "client_name": client_name, "params": logout.params, "problem": logout.problem},
             form_target=logout.redirect_to)  # its answer redirects to the app
-    if loaded is not None:
-        sign_out(request, loaded, logout.client)
+    frames = sign_out(request, loaded, logout.client) if loaded is not None else []
     response: Response = (
-        RedirectResponse(logout.redirect_to, status_code=303) if logout.redirect_to
-        else render(request, "signed_out.html", {"client_name": client_name,
-                                                 "problem": logout.problem}))
+        RedirectResponse(logout.redirect_to, status_code=303)
+        if logout.redirect_to and not frames
+        else signed_out_page(request, frames, client_name=client_name, problem=logout.problem,
+                             continue_to=logout.redirect_to))
     sessions.clear_cookie(response, request)
     return response
 
 
 def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
-             client: ClientMetadata | None = None) -> None:
+             client: ClientMetadata | None = None) -> list[str]:
     """End this browser's SSO session, record who signed out (and from which app), and
-    tell the session's apps (back-channel logout, in the background)."""
-    sessions.end(request.app.state.store, loaded[0], request)
+    tell the session's apps: back-channel logout in the background; the front-channel
+    logout URLs that the signed-out page must load are returned."""
+    ended = sessions.end(request.app.state.store, loaded[0], request)
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",
                context=Context.of(request))
+    return frontchannel_logout.frames(request, ended)
+
+
+def signed_out_page(request: Request, frames: list[str], *, client_name: str | None = None,
+                    problem: str | None = None, continue_to: str | None = None) -> Response:
+    """The signed-out page; it loads the apps' front-channel logout ``frames`` and then
+    goes on to ``continue_to`` (the app's checked return address), if any."""
+    return render(request, "signed_out.html", {
+        "client_name": client_name, "problem": problem, "frames": frames,
+        "continue_to": continue_to}, frames=frames)

@@ -91,9 +91,9 @@ def test_chromium_reaches_the_app_after_the_forms(live_server, app_origin, brows
     ("cn.edu.example.app:/oauth2redirect", "cn.edu.example.app:"),
 ])
 def test_form_action_widened_to_the_app_only(url: str, source: str) -> None:
-    from core.web.middleware import CSP, csp_with_form_target
+    from core.web.middleware import CSP, csp_widened
 
-    policy = csp_with_form_target(url)
+    policy = csp_widened(form_target=url)
     assert policy == CSP.replace("form-action 'self'", f"form-action 'self' {source}")
     assert f"form-action 'self' {source};" in policy and policy != CSP
 
@@ -101,9 +101,9 @@ def test_form_action_widened_to_the_app_only(url: str, source: str) -> None:
 @pytest.mark.parametrize("url", ["https://a.example;script-src *", "//no-scheme.example/",
                                  "https://user@app.example/", "https://a b.example/"])
 def test_form_action_refuses_what_is_no_source(url: str) -> None:
-    from core.web.middleware import csp_with_form_target
+    from core.web.middleware import csp_widened
 
-    assert csp_with_form_target(url) is None
+    assert csp_widened(form_target=url) is None
 
 
 APP_FORM_ACTION = "form-action 'self' https://app.example.edu.cn;"

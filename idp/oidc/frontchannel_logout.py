@@ -1,0 +1,62 @@
+"""OpenID Connect Front-Channel Logout 1.0: the signed-out page loads, in hidden frames,
+the ``frontchannel_logout_uri`` of each app the person signed in to during the ended
+session. Apps that this server cannot call (a school's app on the school's own network)
+still hear of the sign-out, through the browser.
+
+- An app registers ``frontchannel_logout_uri``: an http(s) URL without fragment, on the
+  scheme, host and port of one of its redirect URIs (section 2). With
+  ``frontchannel_logout_session_required``, ``iss`` and ``sid`` (the ``sid`` of its ID
+  tokens, pairwise where the app is) are added to its query (section 3).
+- Which pages: the signed-out answers of the end-session endpoint and of the start page's
+  sign-out button. When the app asked to be sent back (``post_logout_redirect_uri``), the
+  page goes on to that address once every frame has loaded, or after
+  ``WAIT_SECONDS`` (a frame that never loads must not keep a pupil waiting); without
+  script, a link does it.
+- Only where a page is shown: a session that ends otherwise (a new sign-in in the same
+  browser, an account suspended, the store's timeout) reaches no front-channel app;
+  back-channel logout (``idp.oidc.backchannel_logout``) covers the first two.
+- A browser sends an app's cookies to a frame under another site only when they are
+  ``SameSite=None; Secure`` and it allows third-party cookies: an app whose session cookie
+  is ``SameSite=Lax`` should register for back-channel logout instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from directory import subjects
+from directory.apps import ClientMetadata
+
+if TYPE_CHECKING:
+    from idp.sessions import SSOSession
+
+WAIT_SECONDS = 5  # the page's script (idp/static/frontchannel_logout.js) says it too
+
+
+def frames(request: Request, ended: SSOSession | None) -> list[str]:
+    """The front-channel logout URL of each app of the ended session that registered one,
+    in the order the person signed in to them."""
+    if ended is None:
+        return []
+    state = request.app.state
+    found = []
+    for client_id in ended.apps:
+        client = state.clients.get(client_id)
+        if client is not None and client.frontchannel_logout_uri:
+            found.append(_url(request, client, ended.sid))
+    return found
+
+
+def _url(request: Request, client: ClientMetadata, sid: str) -> str:
+    uri = client.frontchannel_logout_uri or ""
+    if not client.frontchannel_logout_session_required:
+        return uri
+    settings = request.app.state.settings
+    query = urlencode({"iss": settings.issuer,
+                       "sid": subjects.presented_sid(settings, client.sector, sid)})
+    if "?" not in uri:
+        return f"{uri}?{query}"
+    return uri + ("" if uri.endswith(("?", "&")) else "&") + query

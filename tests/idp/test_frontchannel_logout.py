@@ -1,0 +1,224 @@
+"""OpenID Connect Front-Channel Logout 1.0: the signed-out page loads the apps' logout
+pages in frames, with ``iss`` and the app's ``sid`` where the app asked for them."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.idp.live import live_server  # noqa: F401 - fixture
+
+BACK = "https://app.example.edu.cn/signed-out"
+FRONT = "https://app.example.edu.cn/frontchannel-logout"
+
+
+def _payload(jwt: str) -> dict:
+    part = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _signed_in(client: TestClient, registered, person) -> dict:
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    return client.post("/oauth2/token", auth=(registered.client_id, registered.secret), data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": REDIRECT_URI}).json()
+
+
+def _frames(page: str) -> list[str]:
+    found = re.search(r'data-frames="([^"]*)"', page)
+    return found[1].replace("&amp;", "&").split(" ") if found else []
+
+
+def _session_alive(client: TestClient) -> bool:
+    return client.get("/").text.count("data-sign-out") == 1
+
+
+def test_discovery_advertises_front_channel_logout(client: TestClient) -> None:
+    document = client.get("/.well-known/openid-configuration").json()
+    assert document["frontchannel_logout_supported"] is True
+    assert document["frontchannel_logout_session_supported"] is True
+
+
+@pytest.mark.parametrize("metadata", [
+    {"frontchannel_logout_uri": "https://other.example.edu.cn/fc"},  # not a redirect URI's host
+    {"frontchannel_logout_uri": "http://app.example.edu.cn/fc"},  # nor its scheme
+    {"frontchannel_logout_uri": "https://app.example.edu.cn:8443/fc"},  # nor its port
+    {"frontchannel_logout_uri": FRONT + "#x"},
+    {"frontchannel_logout_uri": "javascript:alert(1)"},
+    {"frontchannel_logout_uri": ["https://app.example.edu.cn/fc"]},
+    {"frontchannel_logout_uri": FRONT + " x"},
+    {"frontchannel_logout_uri": FRONT, "frontchannel_logout_session_required": "yes"},
+])
+def test_registration_refuses_a_logout_page_off_the_apps_origin(make_client,
+                                                                metadata: dict) -> None:
+    with pytest.raises(ValueError, match="frontchannel_logout"):
+        make_client(**metadata)
+
+
+def test_registration_takes_a_logout_page_on_a_redirect_uris_origin(make_client) -> None:
+    make_client(frontchannel_logout_uri="https://APP.example.edu.cn:443/fc?tenant=1",
+                frontchannel_logout_session_required=True)
+
+
+def test_end_session_loads_each_apps_logout_page_then_goes_back(
+        client: TestClient, make_client, make_person) -> None:
+    person = make_person()
+    asking = make_client(frontchannel_logout_uri=FRONT + "?school=7",
+                         frontchannel_logout_session_required=True,
+                         post_logout_redirect_uris=[BACK])
+    plain = make_client(frontchannel_logout_uri=FRONT)
+    silent = make_client()  # registered no logout page
+    make_client(frontchannel_logout_uri=FRONT + "/unused")  # not signed in to
+    tokens = _signed_in(client, asking, person)
+    for other in (plain, silent):
+        _signed_in(client, other, person)
+    page = client.get("/oauth2/logout", params={
+        "id_token_hint": tokens["id_token"], "post_logout_redirect_uri": BACK,
+        "state": "s 1"}, follow_redirects=False)
+    assert page.status_code == 200 and "location" not in page.headers
+    first, second = _frames(page.text)
+    assert second == FRONT  # no session asked for: the URL as registered
+    parts = urlsplit(first)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == FRONT
+    assert parse_qs(parts.query) == {"school": ["7"], "iss": ["http://127.0.0.1:8000"],
+                                     "sid": [_payload(tokens["id_token"])["sid"]]}
+    assert re.search(r'id="continue" href="([^"]*)"', page.text)[1] == BACK + "?state=s+1"
+    policy = page.headers["content-security-policy"]
+    assert policy.endswith("; frame-src https://app.example.edu.cn")
+    assert "script-src 'self';" in policy and "frontchannel_logout.js" in page.text
+    assert "<noscript><iframe" in page.text
+    assert not _session_alive(client)
+    assert any("max-age=0" in h.lower() for h in page.headers.get_list("set-cookie")
+               if "idp_session=" in h)
+
+
+def test_a_pairwise_app_gets_the_sid_of_its_id_tokens(client: TestClient, make_client,
+                                                      make_person) -> None:
+    registered = make_client(subject_type="pairwise", frontchannel_logout_uri=FRONT,
+                             frontchannel_logout_session_required=True)
+    tokens = _signed_in(client, registered, make_person())
+    page = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                       follow_redirects=False)
+    assert page.status_code == 200  # the start page's sign-out shows the frames too
+    sid = parse_qs(urlsplit(_frames(page.text)[0]).query)["sid"][0]
+    assert sid == _payload(tokens["id_token"])["sid"]
+    assert 'id="continue"' not in page.text and 'href="/login"' in page.text
+
+
+def test_no_frames_no_detour(client: TestClient, make_client, make_person) -> None:
+    registered = make_client(post_logout_redirect_uris=[BACK])
+    person = make_person()
+    tokens = _signed_in(client, registered, person)
+    out = client.get("/oauth2/logout", params={"id_token_hint": tokens["id_token"],
+                                               "post_logout_redirect_uri": BACK},
+                     follow_redirects=False)
+    assert out.status_code == 303 and "frame-src" not in out.headers.get(
+        "content-security-policy", "")
+    _signed_in(client, registered, person)
+    assert client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                       follow_redirects=False).status_code == 303
+
+
+def test_a_suspended_app_is_not_loaded(client: TestClient, make_client, make_person,
+                                       db) -> None:
+    from directory.apps import App
+
+    registered = make_client(frontchannel_logout_uri=FRONT)
+    _signed_in(client, registered, make_person())
+    with db.session() as session:
+        session.execute(update(App).where(App.client_id == registered.client_id).values(
+            status="suspended"))
+    client.app.state.clients.forget(registered.client_id)
+    out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
+                      follow_redirects=False)
+    assert out.status_code == 303
+
+
+class _AppPages(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = b"<!doctype html><title>app</title><p>app</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def app_origin() -> Iterator[tuple[str, list[str]]]:
+    """An app on another origin: (its base URL, the paths the browser loaded)."""
+    _AppPages.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AppPages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}", _AppPages.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("javascript", [True, False], ids=["script", "no-script"])
+def test_chromium_loads_the_frames_and_reaches_the_app(
+        live_server, app_origin, browser, make_client, make_person,  # noqa: F811
+        javascript: bool) -> None:
+    import httpx
+
+    base, seen = app_origin
+    registered = make_client(redirect_uris=[base + "/callback"],
+                             frontchannel_logout_uri=base + "/fc",
+                             frontchannel_logout_session_required=True,
+                             post_logout_redirect_uris=[base + "/bye"])
+    person = make_person()
+    context = browser.new_context(locale="zh-CN", java_script_enabled=javascript)
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    verifier, challenge = flow.pkce_pair()
+    page.goto(live_server.url + "/oauth2/authorize?" + urlencode({
+        "response_type": "code", "client_id": registered.client_id,
+        "redirect_uri": base + "/callback", "scope": "openid", "state": "st", "nonce": "n",
+        "code_challenge": challenge, "code_challenge_method": "S256"}))
+    page.fill("#login", person.login)
+    page.fill("#password", person.password)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(base + "/callback?*", timeout=15_000)
+    code = parse_qs(urlsplit(page.url).query)["code"][0]
+    id_token = httpx.post(live_server.url + "/oauth2/token", auth=(
+        registered.client_id, registered.secret), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": base + "/callback",
+        "code_verifier": verifier}).json()["id_token"]
+    page.goto(live_server.url + "/oauth2/logout?" + urlencode({
+        "id_token_hint": id_token, "post_logout_redirect_uri": base + "/bye", "state": "z"}))
+    if not javascript:  # the <noscript> frame loads; the person follows the link
+        deadline = time.monotonic() + 15
+        while not any(p.startswith("/fc") for p in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        page.click("#continue")
+    page.wait_for_url(base + "/bye?state=z", timeout=15_000)
+    frame = next(p for p in seen if p.startswith("/fc"))
+    assert parse_qs(urlsplit(frame).query) == {"iss": [live_server.url],
+                                               "sid": [_payload(id_token)["sid"]]}
+    assert not blocked
+    context.close()
