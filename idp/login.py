@@ -66,9 +66,13 @@ SCOPE_TEXT = {
     "profile": N_("Your name and basic profile"),
     "email": N_("Your e-mail address"),
     "phone": N_("Your mobile phone number"),
+    "address": N_("Your home address"),
     "edu": N_("Your school, grade, class and roles"),
     "offline_access": N_("Stay connected while you are away"),
 }
+# A scope the consent page has no words for (an API's own, such as "api.read"): named as it
+# is, never left out (what is released must be on the page the person agrees to).
+OTHER_SCOPE_TEXT = N_("Use the permission “%(scope)s” on your behalf")
 
 
 @cache
@@ -279,7 +283,8 @@ def display_name(request: Request, account_id: int) -> str:
 def consent_form(request: Request, ia: str) -> Response:
     pending = authorize.load_interaction(request, ia)
     client = request.app.state.clients.get(pending.client_id)
-    scopes = [SCOPE_TEXT[s] for s in pending.scope.split() if s in SCOPE_TEXT]
+    scopes = [{"text": SCOPE_TEXT.get(s, OTHER_SCOPE_TEXT), "scope": s}
+              for s in pending.scope.split()]
     return render(request, "consent.html", {"ia": ia, "app_name": client.name if client else "",
                                             "scopes": scopes, "display": pending.display},
                   form_target=pending.redirect_uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import jwt as pyjwt
@@ -312,6 +313,20 @@ def test_consent_for_third_party_apps(client: TestClient, make_client, make_pers
     wider = flow.authorize(client, client_id=registered.client_id, scope="openid email",
                            prompt="none")
     assert flow.Redirect(wider.headers["location"]).params["error"] == "consent_required"
+
+
+def test_the_consent_page_names_every_scope_it_releases(client: TestClient, make_client,
+                                                        make_person) -> None:
+    """The home address, and an API's own scope the page has no words for, are named too:
+    nothing is released that the person was not shown."""
+    registered, person = make_client(first_party=False), make_person()
+    response = flow.authorize(client, client_id=registered.client_id,
+                              scope="openid address api.read")
+    response = flow.follow(client, flow.login(client, response, person.login, person.password))
+    page = client.get(response.headers["location"])
+    items = dict(re.findall(r'<li data-scope="([^"]+)">([^<]*)</li>', page.text))
+    assert list(items) == ["openid", "address", "api.read"]
+    assert items["address"] == "您的家庭住址" and "“api.read”" in items["api.read"]
 
 
 def test_form_post_response_mode(client: TestClient, make_client, make_person) -> None:
