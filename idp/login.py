@@ -138,37 +138,50 @@ def _target(subject: str) -> str:
 
 
 def _check_password(request: Request, login: str, password: str) -> LoginOutcome:
-    """The password steps: IP lock/delay, find, account lock/delay, verify, refuse, record."""
+    """The password steps: IP lock/delay, find, one check of the account at a time, account
+    lock/delay, verify, refuse, record."""
     state = request.app.state
     ip = request.client.host if request.client else "unknown"
     if early := _refused_early(state.store, guards.IP, ip):
         return early
-    hasher = passwords(state.settings.password_scheme)
     with state.db.session() as session:
         found = find_for_sign_in(session, state.settings, login)
         account, roles = found if found else (None, frozenset[str]())
         subject = _failure_subject(state.settings, account, login)
-        if early := _refused_early(state.store, guards.ACCOUNT, subject):
-            return early
-        result = (hasher.verify(account.password_hash, password) if account
-                  else hasher.dummy_verify(password))
-        if not result.ok or account is None:
-            _count_failure(request, session, subject, ip)
-            record(session, actor=_target(subject), action="login.password",
-                   outcome="failure", context=Context.of(request))
-            return LoginOutcome(None, WRONG)
-        guards.clear(state.store, guards.ACCOUNT, subject)
-        refusal = _refusal(account)
-        if refusal:
-            record(session, actor=f"account:{account.id}", action="login.password",
-                   outcome="refused", detail={"status": account.person.status},
-                   context=Context.of(request))
-            return LoginOutcome(None, refusal)
-        _signed_in(session, account, result.new_hash)
+        with guards.sole_check(state.store, guards.ACCOUNT, subject) as sole:
+            if not sole:  # another attempt on this account is being checked right now
+                return LoginOutcome(None, WAIT, 1)
+            if early := _refused_early(state.store, guards.ACCOUNT, subject):
+                return early
+            return _verify(request, session, account, roles, subject, password)
+
+
+def _verify(request: Request, session: Session, account: Account | None,
+            roles: frozenset[str], subject: str, password: str) -> LoginOutcome:
+    """Verify the password (a dummy verification when nobody was found), count a failure,
+    refuse an account that may not sign in, or note the sign-in."""
+    state = request.app.state
+    ip = request.client.host if request.client else "unknown"
+    hasher = passwords(state.settings.password_scheme)
+    result = (hasher.verify(account.password_hash, password) if account
+              else hasher.dummy_verify(password))
+    if not result.ok or account is None:
+        _count_failure(request, session, subject, ip)
+        record(session, actor=_target(subject), action="login.password",
+               outcome="failure", context=Context.of(request))
+        return LoginOutcome(None, WRONG)
+    guards.clear(state.store, guards.ACCOUNT, subject)
+    refusal = _refusal(account)
+    if refusal:
         record(session, actor=f"account:{account.id}", action="login.password",
-               outcome="success", context=Context.of(request))
-        session.expunge(account)
-        return LoginOutcome(account, roles=roles)
+               outcome="refused", detail={"status": account.person.status},
+               context=Context.of(request))
+        return LoginOutcome(None, refusal)
+    _signed_in(session, account, result.new_hash)
+    record(session, actor=f"account:{account.id}", action="login.password",
+           outcome="success", context=Context.of(request))
+    session.expunge(account)
+    return LoginOutcome(account, roles=roles)
 
 
 _ACCOUNT = Account.__table__

@@ -26,6 +26,8 @@ lock is reported to the caller once (when it is set) so it can be audited.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -132,6 +134,26 @@ def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
         return False
     distinct = store.incr(f"spray:{ip}", ttl=SPRAY_WINDOW)
     return distinct >= SPRAY_ACCOUNTS and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
+
+
+CHECK_SECONDS = 30  # the longest one password check may hold its subject's turn
+
+
+@contextmanager
+def sole_check(store: Store, limit: Limit, subject: str) -> Iterator[bool]:
+    """One check at a time for ``subject``: yields False when another check of it is under
+    way. Without it, attempts sent at once would all read the count before any of them
+    added its failure, and a burst would get past the delays and the lock; with it, each
+    check reads what the previous one recorded. A turn is released when the check ends,
+    or after ``CHECK_SECONDS`` if its process died."""
+    key = f"checking:{limit.name}:{subject}"
+    if not store.set_if_absent(key, b"1", ttl=CHECK_SECONDS):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        store.delete(key)
 
 
 def clear(store: Store, limit: Limit, subject: str) -> None:

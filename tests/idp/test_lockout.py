@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -22,6 +26,7 @@ from mfa import guards
 from tests.conftest import TEST_MASTER_KEY
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
+from tests.idp.live import _HIDDEN, live_server  # noqa: F401 - fixture
 from tests.mfa.test_webauthn import SoftKey, _csrf, _enrol
 
 LOCKED = "暂时锁定"
@@ -107,6 +112,45 @@ def test_account_locks_even_for_the_right_password_then_admin_unlocks(
     unlocked = _actions(db, "security.unlock")
     assert unlocked[-1].actor == "api-token:console T-CITY"
     assert flow.login(client, start, "s40", "pw-right-40").status_code == 303
+
+
+def test_attempts_sent_at_once_are_checked_one_at_a_time(live_server, make_person,  # noqa: F811
+                                                        db: Database) -> None:
+    """A burst of wrong passwords for one account, all sent at once (each from a browser of
+    its own): without one check at a time, every attempt read the count before any added
+    its failure, so all were checked and the lock came late (34 of 40 in a review)."""
+    make_person("s42", "pw-right-42", name="并发同学")
+    burst = 16
+    browsers = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(burst)]
+    forms = []
+    for browser in browsers:
+        page = browser.get("/login").text
+        hidden = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
+        forms.append({**hidden, "login": "s42", "password": "wrong"})
+    start = threading.Barrier(burst)
+
+    def attempt(n: int) -> int:
+        start.wait()
+        return browsers[n].post("/login", data=forms[n]).status_code
+
+    with ThreadPoolExecutor(burst) as pool:
+        statuses = list(pool.map(attempt, range(burst)))
+    for browser in browsers:
+        browser.close()
+    checked = [e for e in _actions(db, "login.password") if e.outcome == "failure"]
+    assert 1 <= len(checked) < guards.ACCOUNT.lock_after, statuses
+    assert statuses.count(400) == len(checked) and statuses.count(429) == burst - len(checked)
+
+
+def test_a_check_under_way_refuses_another_attempt(client: TestClient, make_client,
+                                                  make_person, app) -> None:
+    person = make_person("s43", "pw-right-43")
+    start = _start(client, make_client)
+    with guards.sole_check(app.state.store, guards.ACCOUNT, str(person.account_id)) as sole:
+        assert sole
+        waiting = flow.login(client, start, "s43", "pw-right-43")
+    assert waiting.status_code == 429 and "请等待" in waiting.text
+    assert flow.login(client, start, "s43", "pw-right-43").status_code == 303
 
 
 def test_account_lock_refuses_the_password_but_not_the_passkey(
