@@ -88,12 +88,20 @@ def _new_token() -> str:
 def instead_of_current(store: Store, request: Request, *, account_id: int, sub: str,
                        amr: list[str], proven_here: bool = True) -> tuple[str, SSOSession]:
     """A new session for a sign-in in this browser (not yet saved), at the level ``amr``
-    reaches; the browser's previous session, whoever's it was, ends: a sign-in never
-    reuses a token it did not make (no fixation) nor leaves two people signed in."""
-    if previous := load(store, request):
-        end(store, previous[0], request)
+    reaches, under a new cookie token: a sign-in never reuses a token it did not make (no
+    fixation). The browser's previous session ends. Someone else's ends for good (its apps
+    are told, its refresh tokens revoked): two people are never signed in at once. The
+    same person signing in again (an app's ``max_age`` or ``prompt=login``) is a
+    re-authentication, not a sign-out: the session keeps its ``sid`` and apps, and only
+    the sign-in time and methods are new."""
     token, session = new(account_id=account_id, sub=sub, amr=amr, acr=policy.acr_for(amr))
     session.proven_here = proven_here
+    previous = load(store, request)
+    if previous is not None and previous[1].account_id == account_id:
+        end(store, previous[0])  # the old token only: nobody is told, nothing revoked
+        session.sid, session.apps = previous[1].sid, list(previous[1].apps)
+    elif previous is not None:
+        end(store, previous[0], request)
     return token, session
 
 
@@ -245,7 +253,8 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
 
 def end(store: Store, token: str, request: Request | None = None) -> SSOSession | None:
     """End the session of ``token`` and return it (``None``: it had ended already); with
-    ``request``, its apps are told (back-channel logout, in the background)."""
+    ``request``, its apps are told (back-channel logout, in the background) and the
+    refresh tokens that live with it (no ``offline_access``) are revoked."""
     if request is None:
         store.delete(_key(token))
         return None
@@ -255,6 +264,9 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
         return None
     ended = SSOSession.from_json(json.loads(raw))
     backchannel_logout.tell(request, ended)
+    from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
+
+    refresh_tokens.revoke_session(request.app.state.db, store, ended.sid)
     return ended
 
 

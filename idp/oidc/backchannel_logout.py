@@ -9,9 +9,9 @@ signed in to during that browser session are told, server to server.
   pairwise where registered), ``sid`` (the ID tokens' ``sid``) and ``events`` with the
   back-channel logout event. It never carries a ``nonce``.
 - When: a sign-out (start page or RP-initiated), and any other end of a session while its
-  browser is here: a new sign-in in the same browser (the previous session ends, whoever's
-  it was), an account found suspended or disabled. A session that simply times out in the
-  store is not told about (nothing runs then).
+  browser is here: another person's sign-in in the same browser, an account found
+  suspended or disabled (the same person signing in again keeps the session). A session
+  that simply times out in the store is not told about (nothing runs then).
 - Delivery: the tokens are made while the answer is made; the POSTs
   (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on an event loop
   of their own (one thread per process), each on its own, ``AT_ONCE`` at a time, each

@@ -12,8 +12,8 @@ still hear of the sign-out, through the browser.
   page goes on to that address once every frame has loaded, or after
   ``WAIT_SECONDS`` (a frame that never loads must not keep a pupil waiting); without
   script, a link does it.
-- Only where a page is shown: a session that ends otherwise (a new sign-in in the same
-  browser, an account suspended, the store's timeout) reaches no front-channel app;
+- Only where a page is shown: a session that ends otherwise (another person's sign-in in the
+  same browser, an account suspended, the store's timeout) reaches no front-channel app;
   back-channel logout (``idp.oidc.backchannel_logout``) covers the first two.
 - A browser sends an app's cookies to a frame under another site only when they are
   ``SameSite=None; Secure`` and it allows third-party cookies: an app whose session cookie

@@ -6,9 +6,11 @@ token again means it was stolen (or the client is broken): the whole family is
 revoked. Marking a token used is a conditional ``UPDATE ... WHERE used_at IS
 NULL``, so of two concurrent refreshes exactly one wins and the other is
 treated as reuse. A refresh token is bound to its client; with
-``offline_access`` it lives ``OFFLINE_SECONDS``, otherwise as long as an SSO
-session may (``sessions.MAX_SECONDS``). Only ``HMAC-SM3`` of each token is
-stored.
+``offline_access`` it lives ``OFFLINE_SECONDS``, otherwise it lives with the SSO
+session it was issued in: revoked (with its access token) when that session ends
+by a sign-out, a new sign-in in its browser or a suspension, and expiring at the
+latest when the session could (``sessions.MAX_SECONDS``). Only ``HMAC-SM3`` of
+each token is stored.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class RefreshToken(Base):
     # deny-lists it too (RFC 7009 2.1), while it may still be live
     access_jti: Mapped[str | None] = mapped_column(String(64))
     access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the SSO session (its sid) a token without offline_access lives and dies with;
+    # None for an offline_access token, which outlives sign-outs (OIDC Core 11)
+    session_sid: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 def mac(settings: Settings, token: str) -> str:
@@ -69,7 +74,8 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
         raise ValueError("refresh tokens are for user grants")
     token = secrets.token_urlsafe(32)
     family = family or secrets.token_hex(16)
-    lifetime = OFFLINE_SECONDS if "offline_access" in grant.scope.split() else sessions.MAX_SECONDS
+    offline = "offline_access" in grant.scope.split()
+    lifetime = OFFLINE_SECONDS if offline else sessions.MAX_SECONDS
     now = utcnow()
     with db.engine.begin() as connection:  # one Core INSERT: this runs on every sign-in
         connection.execute(_INSERT, {
@@ -77,7 +83,8 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
             "account_id": grant.account_id, "grant_json": json.dumps(grant.to_json()),
             "created_at": now, "expires_at": expires_at or now + timedelta(seconds=lifetime),
             "access_jti": access[0] if access else None,
-            "access_expires_at": now + timedelta(seconds=access[1]) if access else None})
+            "access_expires_at": now + timedelta(seconds=access[1]) if access else None,
+            "session_sid": None if offline else grant.sid})
     return token, family
 
 
@@ -89,6 +96,14 @@ def revoke_family(db: Database, store: Store, family: str) -> None:
     with them that may still be live."""
     with db.session() as session:
         live = revoke_in(session, RefreshToken.family == family)
+    deny_access_tokens(store, live)
+
+
+def revoke_session(db: Database, store: Store, sid: str) -> None:
+    """The SSO session ``sid`` ended: revoke the refresh tokens that live with it (those
+    without ``offline_access``) and deny-list their access tokens."""
+    with db.session() as session:
+        live = revoke_in(session, RefreshToken.session_sid == sid)
     deny_access_tokens(store, live)
 
 

@@ -1,0 +1,84 @@
+"""Refresh tokens without ``offline_access`` live with the SSO session they were issued
+in (OIDC Core 11); signing in again as the same person keeps that session."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from fastapi.testclient import TestClient
+
+from idp import sessions
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+
+def _payload(jwt: str) -> dict:
+    part = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _tokens(client: TestClient, registered, person, **params: str) -> dict:
+    code = flow.code_flow(client, registered.client_id, person, **params).params["code"]
+    answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                         data={"grant_type": "authorization_code", "code": code,
+                               "redirect_uri": REDIRECT_URI})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _refresh(client: TestClient, registered, refresh_token: str):
+    return client.post("/oauth2/token", auth=(registered.client_id, registered.secret), data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def _userinfo(client: TestClient, access_token: str) -> int:
+    return client.get("/oauth2/userinfo",
+                      headers={"authorization": f"Bearer {access_token}"}).status_code
+
+
+def _sign_out(client: TestClient) -> None:
+    client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+
+
+def test_a_sign_out_ends_the_sessions_refresh_tokens_but_not_offline_ones(
+        client: TestClient, make_client, make_person) -> None:
+    online, offline = make_client(), make_client()
+    person = make_person()
+    bound = _tokens(client, online, person, scope="openid profile")
+    kept = _tokens(client, offline, person, scope="openid profile offline_access")
+    rotated = _refresh(client, online, bound["refresh_token"]).json()  # its heir is bound too
+    assert _userinfo(client, rotated["access_token"]) == 200
+    _sign_out(client)
+    gone = _refresh(client, online, rotated["refresh_token"])
+    assert gone.status_code == 400 and gone.json()["error"] == "invalid_grant"
+    assert _userinfo(client, rotated["access_token"]) == 401  # issued with it: deny-listed
+    assert _refresh(client, offline, kept["refresh_token"]).status_code == 200
+
+
+def test_another_persons_sign_in_ends_the_previous_persons_tokens(
+        client: TestClient, make_client, make_person) -> None:
+    registered = make_client()
+    first, second = make_person(), make_person("s20268888", "pw-second-88")
+    tokens = _tokens(client, registered, first, scope="openid")
+    _tokens(client, registered, second, scope="openid", prompt="login")
+    assert _refresh(client, registered, tokens["refresh_token"]).json()["error"] == \
+        "invalid_grant"
+
+
+def test_signing_in_again_as_the_same_person_keeps_the_session(
+        client: TestClient, make_client, make_person) -> None:
+    """An app's max_age=0 makes the person sign in again: a re-authentication, not a
+    sign-out of the session's other apps."""
+    portal, library = make_client(), make_client()
+    person = make_person()
+    library_tokens = _tokens(client, library, person, scope="openid")
+    cookie = client.cookies.get(sessions.COOKIE)
+    again = _tokens(client, portal, person, scope="openid", max_age="0")
+    assert flow.is_login_page(flow.authorize(client, client_id=portal.client_id, max_age="0"))
+    before, after = _payload(library_tokens["id_token"]), _payload(again["id_token"])
+    assert after["sid"] == before["sid"] and after["auth_time"] >= before["auth_time"]
+    assert client.cookies.get(sessions.COOKIE) != cookie  # a new cookie token all the same
+    assert _refresh(client, library, library_tokens["refresh_token"]).status_code == 200
+    _sign_out(client)  # both apps were recorded in the one session
+    assert _refresh(client, portal, again["refresh_token"]).status_code == 400
