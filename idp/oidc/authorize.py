@@ -525,6 +525,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
     if acr is None:  # OIDC Core 5.5.1.1: an essential acr not met fails the authentication
         return answer(request, req, interaction_id, OAuthError(
             "unmet_authentication_requirements", "no requested acr value can be met"))
+    if interaction_id and request.app.state.store.take(f"ia:{interaction_id}") is None:
+        raise sessions.sign_in_expired()  # another request of this browser answered it
     return answer(request, req, interaction_id, _issue_code(request, client, req, loaded, acr))
 
 

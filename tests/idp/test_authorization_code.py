@@ -510,6 +510,36 @@ def test_a_finished_interaction_cannot_be_resumed(client: TestClient, make_clien
     assert replay.status_code == 400 and "location" not in replay.headers
 
 
+def test_two_resumes_at_once_mint_one_code(client: TestClient, make_client, make_person,
+                                           monkeypatch) -> None:
+    """A second resume that arrives while the first is minting its code finds the request
+    taken: one code per request also when a browser (or a script) sends the resume link
+    twice at once (a review minted 12 codes from 12 parallel resumes)."""
+    from idp.oidc import codes
+
+    registered, person = make_client(first_party=False), make_person()
+    page = flow.authorize(client, client_id=registered.client_id)
+    consent = flow.follow(client, flow.login(client, page, person.login, person.password))
+    ia = consent.headers["location"].split("ia=")[1]
+    form = client.get(consent.headers["location"])
+    resume = client.post("/consent", data={"csrf_token": flow.csrf_of(form.text), "ia": ia,
+                                           "decision": "allow"}, follow_redirects=False)
+    seconds: list = []
+    issue = codes.issue
+
+    def issue_while_another_resumes(*args, **kwargs):
+        if not seconds:  # the other request, in the middle of this one (once)
+            seconds.append(None)
+            seconds[0] = client.get(resume.headers["location"], follow_redirects=False)
+        return issue(*args, **kwargs)
+
+    monkeypatch.setattr(codes, "issue", issue_while_another_resumes)
+    first = client.get(resume.headers["location"], follow_redirects=False)
+    assert "code" in flow.Redirect(first.headers["location"]).params
+    assert seconds[0].status_code == 400 and "location" not in seconds[0].headers, \
+        seconds[0].headers.get("location")
+
+
 def test_claims_parameter_puts_claims_in_id_token(client: TestClient, make_client,
                                                   make_person) -> None:
     registered, person = make_client(), make_person()
