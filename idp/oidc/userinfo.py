@@ -21,23 +21,37 @@ def _bearer_error(error: str, description: str, status: int = 401) -> JSONRespon
                         headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
 
 
-async def _token_from(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    in_header = value.strip() if scheme.lower() == "bearer" else None
-    in_body = None
+async def _token_from(request: Request) -> tuple[str | None, str | None]:
+    """``(token, problem)``: the bearer token, sent one way only (RFC 6750 2: the header
+    or the form body, never both, never twice), or why the request is malformed. A token
+    in the URL (RFC 6750 2.3) is refused: URLs end up in logs and browser histories."""
+    if "access_token" in request.query_params:
+        return None, "send the token in the Authorization header, not in the URL"
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        return None, "send one Authorization header"
+    found: list[str] = []
+    scheme, _, value = (headers or [""])[0].partition(" ")
+    if scheme.lower() == "bearer":
+        if not value.strip():
+            return None, "the Bearer credentials are empty"
+        found.append(value.strip())
     if request.method == "POST" and is_form(request):
-        in_body = (await request.form()).get("access_token")
-    if in_header and in_body:
-        return ""  # RFC 6750 2: one method only
-    return in_header or (in_body if isinstance(in_body, str) else None)
+        in_body = (await request.form()).getlist("access_token")
+        found += [v for v in in_body if isinstance(v, str)]  # an upload is no token
+        if len(in_body) > 1:
+            return None, "send access_token once"
+    if len(found) > 1:
+        return None, "send the token in one place only"
+    return (found[0] if found else None), None
 
 
 @router.api_route("/oauth2/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
 async def userinfo(request: Request) -> Response:
     cors.share_publicly(request)  # until the client is known: only an error
-    token = await _token_from(request)
-    if token == "":
-        return _bearer_error("invalid_request", "send the token in one place only", 400)
+    token, problem = await _token_from(request)
+    if problem:
+        return _bearer_error("invalid_request", problem, 400)
     if not token:  # RFC 6750 3.1: no credentials, so no error code either
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer",
                                                   "Cache-Control": "no-store"})

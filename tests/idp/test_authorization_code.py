@@ -430,6 +430,34 @@ def test_userinfo_post_and_errors(client: TestClient, make_client, make_person) 
     assert machine.status_code == 401
 
 
+def test_userinfo_takes_the_token_one_way_only(client: TestClient, make_client,
+                                               make_person) -> None:
+    """RFC 6750 2: one method, once; a second token anywhere, an empty Bearer or a token
+    in the URL is invalid_request, never a guess at which token was meant."""
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    token = _redeem(client, registered, code).json()["access_token"]
+    header = ("Authorization", f"Bearer {token}")
+    for request in (
+        lambda: client.get("/oauth2/userinfo", headers=[header],
+                           params={"access_token": "junk"}),
+        lambda: client.get("/oauth2/userinfo", params={"access_token": token}),
+        lambda: client.post("/oauth2/userinfo", params={"access_token": "junk"},
+                            data={"access_token": token}),
+        lambda: client.get("/oauth2/userinfo", headers=[header, header]),
+        lambda: client.post("/oauth2/userinfo", content=f"access_token={token}&access_token"
+                            "=junk", headers={"content-type": "application/x-www-form-urlencoded"}),
+        lambda: client.post("/oauth2/userinfo", headers=[("Authorization", "Bearer ")],
+                            data={"access_token": token}),
+        lambda: client.post("/oauth2/userinfo", headers=[header], data={"access_token": token}),
+    ):
+        answer = request()
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_request"
+        assert 'error="invalid_request"' in answer.headers["www-authenticate"]
+    assert client.get("/oauth2/userinfo", headers=[header]).status_code == 200
+
+
 def test_id_token_hint_for_another_person_forces_login(client: TestClient, make_client,
                                                        make_person) -> None:
     registered = make_client()
