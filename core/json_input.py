@@ -3,7 +3,8 @@
 ``json.loads`` raises ``RecursionError``, not ``ValueError``, for arrays or objects nested
 deeper than Python's recursion limit (``[[[[...``): callers that catch ``ValueError`` for
 bad input would answer such input with a 500. ``loads`` makes every bad input a
-``ValueError``.
+``ValueError``. It also refuses ``NaN``, ``Infinity`` and ``-Infinity``, which Python's
+reader takes but are not JSON (RFC 8259 6): another reader of the same text would fail.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import json
 from typing import Any
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def loads(data: str | bytes) -> Any:
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json)
     except RecursionError:
         raise ValueError("JSON nested deeper than it can be read") from None
 

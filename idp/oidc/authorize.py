@@ -37,7 +37,7 @@ from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import codes, consent, redirect_uris
+from idp.oidc import codes, consent, redirect_uris, scopes
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
@@ -140,13 +140,21 @@ def check_request_object(params: dict[str, str], _c: ClientMetadata,
 
 def check_scope(params: dict[str, str], client: ClientMetadata,
                 req: AuthorizationRequest) -> None:
-    scopes = params.get("scope", "").split()
-    if not scopes:
+    """The scope values asked for. A standard one the app may not ask for is
+    ``invalid_scope`` (a mistake its developer must see); a value this provider does not
+    know at all is ignored (OIDC Core 3.1.2.1), and the token response names the scope
+    granted."""
+    try:
+        asked = scopes.values(params.get("scope", ""))
+    except ValueError as malformed:
+        raise _fail("invalid_scope", str(malformed)) from None
+    refused = {s for s in asked if s in scopes.USER_SCOPES} - client.allowed_scopes
+    if refused:
+        raise _fail("invalid_scope", "not allowed for this client: " + " ".join(sorted(refused)))
+    kept = [s for s in asked if s in client.allowed_scopes]
+    if not kept:
         raise _fail("invalid_scope", "scope is required")
-    unknown = set(scopes) - client.allowed_scopes
-    if unknown:
-        raise _fail("invalid_scope", "not allowed for this client: " + " ".join(sorted(unknown)))
-    req.scope = " ".join(dict.fromkeys(scopes))
+    req.scope = " ".join(kept)
 
 
 def check_pkce(params: dict[str, str], client: ClientMetadata,

@@ -93,6 +93,8 @@ def authenticate(
         raise invalid_request("more than one client authentication method was used")
     if basic:
         client_id, secret = basic
+        if form.get("client_id") and form["client_id"] != client_id:  # RFC 6749 3.2.1
+            raise invalid_request("client_id does not match the client authenticated")
         return _by_secret(registry, settings, client_id, secret, "client_secret_basic")
     if form.get("client_secret"):
         return _by_secret(registry, settings, form.get("client_id", ""), form["client_secret"],

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from idp.oidc import cors
+from idp.oidc.scopes import SCOPES
 from mfa import policy
 
 router = APIRouter(tags=["oidc"])
 
-SCOPES = ["openid", "profile", "email", "phone", "address", "edu", "offline_access"]
 CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
           "at_hash", "c_hash", "name", "family_name", "given_name", "gender", "birthdate",
           "preferred_username", "locale", "updated_at", "email", "email_verified",
@@ -40,7 +40,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
-        "scopes_supported": SCOPES,
+        "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -32,8 +32,9 @@ from core.store import Store
 from directory.apps import ClientMetadata
 from directory.people import standing
 from idp import sessions
+from idp.oidc import scopes
 from idp.oidc.access_tokens import revoke_access_jti
-from idp.oidc.errors import invalid_grant, invalid_request
+from idp.oidc.errors import OAuthError, invalid_grant, invalid_request
 from idp.oidc.tokens import Grant
 
 OFFLINE_SECONDS = 30 * 24 * 3600
@@ -165,10 +166,11 @@ def _narrowed(grant: Grant, form: dict[str, str]) -> Grant:
     asked = form.get("scope")
     if asked is None:
         return grant
-    wanted = asked.split()
+    try:
+        wanted = scopes.values(asked)
+    except ValueError as malformed:
+        raise OAuthError("invalid_scope", str(malformed)) from None
     if not set(wanted) <= set(grant.scope.split()):
-        from idp.oidc.errors import OAuthError
-
         raise OAuthError("invalid_scope", "a refresh cannot widen the scope")
     return Grant.from_json({**grant.to_json(), "scope": " ".join(wanted)})
 

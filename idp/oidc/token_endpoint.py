@@ -17,15 +17,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
-from idp.oidc import clients, codes, cors, refresh_tokens
+from idp.oidc import clients, codes, cors, refresh_tokens, scopes
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.tokens import Grant, issue_access_token
 
 router = APIRouter(tags=["oidc"])
 TOKEN_PATH = "/oauth2/token"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-USER_SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "edu",
-                         "offline_access", "guardian"})
 
 
 MAX_BODY = 64 * 1024
@@ -77,7 +75,10 @@ def token_response(body: dict[str, Any]) -> JSONResponse:
 def requested_scope(form: dict[str, str], client: ClientMetadata,
                     default: frozenset[str]) -> str:
     asked = form.get("scope")
-    wanted = set(asked.split()) if asked is not None else set(default)
+    try:
+        wanted = set(scopes.values(asked)) if asked is not None else set(default)
+    except ValueError as malformed:
+        raise OAuthError("invalid_scope", str(malformed)) from None
     if not wanted <= client.allowed_scopes:
         raise OAuthError("invalid_scope", "the client may not ask for: "
                          + " ".join(sorted(wanted - client.allowed_scopes)))
@@ -88,8 +89,8 @@ async def client_credentials(request: Request, form: dict[str, str],
                              client: ClientMetadata) -> dict[str, Any]:
     if client.is_public:
         raise OAuthError("unauthorized_client", "public clients cannot use client_credentials")
-    scope = requested_scope(form, client, client.allowed_scopes - USER_SCOPES)
-    if set(scope.split()) & USER_SCOPES:
+    scope = requested_scope(form, client, client.allowed_scopes - scopes.USER_SCOPES)
+    if set(scope.split()) & scopes.USER_SCOPES:
         raise OAuthError("invalid_scope", "client_credentials carries no user scopes")
     state = request.app.state
     token = issue_access_token(state.keys, state.store, state.settings.issuer, client,

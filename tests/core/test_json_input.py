@@ -14,8 +14,9 @@ def test_reads_json() -> None:
 @pytest.mark.parametrize("bad", [
     "[" * 5000 + "]" * 5000,                 # complete, but deeper than json.loads can go
     '{"a": ' * 3000 + "1" + "}" * 3000,
-    "", "{", b"\xff",
-], ids=["deep-array", "deep-object", "empty", "cut-short", "not-utf8"])
+    "", "{", b"\xff", '{"max_age": NaN}', "[Infinity]", "-Infinity",
+], ids=["deep-array", "deep-object", "empty", "cut-short", "not-utf8", "nan", "infinity",
+        "minus-infinity"])
 def test_bad_input_is_a_value_error(bad: str | bytes) -> None:
     with pytest.raises(ValueError):
         json_input.loads(bad)

@@ -148,7 +148,9 @@ def test_redirect_uri_must_match_exactly(client: TestClient, make_client) -> Non
     [
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"response_type": ""}, "invalid_request"),
-        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"scope": "openid guardian"}, "invalid_scope"),  # known, not this app's
+        ({"scope": "openid\u3000profile"}, "invalid_scope"),  # RFC 6749 3.3: spaces only
+        ({"scope": "admin"}, "invalid_scope"),  # nothing left once ignored
         ({"request": "eyJ..."}, "request_not_supported"),
         ({"request_uri": "https://x"}, "request_uri_not_supported"),
         ({"prompt": "none login"}, "invalid_request"),
@@ -327,6 +329,16 @@ def test_the_consent_page_names_every_scope_it_releases(client: TestClient, make
     items = dict(re.findall(r'<li data-scope="([^"]+)">([^<]*)</li>', page.text))
     assert list(items) == ["openid", "address", "api.read"]
     assert items["address"] == "您的家庭住址" and "“api.read”" in items["api.read"]
+
+
+def test_unknown_scope_values_are_ignored(client: TestClient, make_client,
+                                          make_person) -> None:
+    """OIDC Core 3.1.2.1: a scope value the provider does not know is ignored, and the
+    token response names the scope granted (RFC 6749 5.1)."""
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid admin profile openid").params["code"]
+    assert _redeem(client, registered, code).json()["scope"] == "openid profile"
 
 
 def test_form_post_response_mode(client: TestClient, make_client, make_person) -> None:
@@ -1061,6 +1073,15 @@ def test_a_refused_refresh_leaves_the_token_usable(client: TestClient, make_clie
     userinfo = client.get("/oauth2/userinfo",
                           headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert userinfo.status_code == 200 and userinfo.json()["sub"] == person.sub
+
+
+def test_a_refresh_reads_its_scope_as_a_set(client: TestClient, make_client,
+                                             make_person) -> None:
+    _registered, _person, tokens, auth = _offline_tokens(client, make_client, make_person)
+    malformed = _refresh(client, auth, tokens["refresh_token"], scope="openid\tprofile")
+    assert malformed.json()["error"] == "invalid_scope"
+    twice = _refresh(client, auth, tokens["refresh_token"], scope="openid openid  openid")
+    assert twice.status_code == 200 and twice.json()["scope"] == "openid"
 
 
 def test_a_refresh_that_fails_to_issue_leaves_the_token_usable(
