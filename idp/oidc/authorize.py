@@ -522,8 +522,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
     if req.consent_given != session.account_id and (
         "consent" in req.prompt  # asked for: shown to first-party apps too
         or (not client.first_party
-            and not consent.covers(request.app.state.db, session.account_id,
-                                   client.client_id, req.scope))
+            and (_unproven(client, req)
+                 or not consent.covers(request.app.state.db, session.account_id,
+                                       client.client_id, req.scope)))
     ):
         if silent:
             return answer(request, req, interaction_id,
@@ -549,6 +550,13 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
+
+
+def _unproven(client: ClientMetadata, req: AuthorizationRequest) -> bool:
+    """A native app's request (public, its code sent to a loopback port or an app
+    scheme): any app on the device can send it, so remembered consent does not let it
+    through unseen (RFC 8252 8.6); the person confirms each time."""
+    return client.is_public and not req.redirect_uri.startswith("https://")
 
 
 def answer(request: Request, req: AuthorizationRequest, interaction_id: str | None,

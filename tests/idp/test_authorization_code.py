@@ -132,6 +132,36 @@ def test_pkce_public_client(client: TestClient, make_client, make_person) -> Non
     assert _redeem(client, registered, code, code_verifier=verifier).status_code == 200
 
 
+def test_a_native_apps_remembered_consent_is_confirmed_each_time(
+        client: TestClient, make_client, make_person) -> None:
+    """RFC 8252 8.6: any app on a device can send a public client's request to a loopback
+    port, so remembered consent lets nothing through unseen there; an https redirect URI
+    proves the app, and remembered consent holds."""
+    loopback = "http://127.0.0.1:3000/callback"
+    registered = make_client(first_party=False, token_endpoint_auth_method="none",
+                             redirect_uris=[REDIRECT_URI, loopback])
+    person = make_person()
+    _, challenge = flow.pkce_pair()
+    pkce = {"code_challenge": challenge, "code_challenge_method": "S256"}
+    consent = flow.follow(client, flow.login(client, flow.authorize(
+        client, client_id=registered.client_id, **pkce), person.login, person.password))
+    ia = consent.headers["location"].split("ia=")[1]
+    page = client.get(consent.headers["location"])
+    flow.follow(client, client.post("/consent", data={
+        "csrf_token": flow.csrf_of(page.text), "ia": ia, "decision": "allow"},
+        follow_redirects=False))
+    proven = flow.authorize(client, client_id=registered.client_id, prompt="none", **pkce)
+    assert "code" in flow.Redirect(proven.headers["location"]).params
+    other_port = "http://127.0.0.1:49152/callback"
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                            redirect_uri=other_port, **pkce)
+    assert silent.headers["location"].startswith(other_port)
+    assert flow.Redirect(silent.headers["location"]).params["error"] == "consent_required"
+    asked = flow.authorize(client, client_id=registered.client_id, redirect_uri=other_port,
+                           **pkce)
+    assert flow.follow(client, asked).headers["location"].startswith("/consent")
+
+
 def test_redirect_uri_must_match_exactly(client: TestClient, make_client) -> None:
     registered = make_client()
     for bad in (REDIRECT_URI + "/x", REDIRECT_URI.replace("https", "http"),
