@@ -7,7 +7,7 @@ Failures are counted in the store per *subject* for a window (``WINDOW_SECONDS``
 - per client IP (``IP``).
 
 After a few free attempts each further failure doubles the wait before the next attempt
-is even checked (1 s, 2 s, 4 s ... up to ``MAX_DELAY``), so guessing is slow while a
+is even checked (1 s, 2 s, 4 s ... up to the limit's ``max_delay``), so guessing is slow while a
 person who mistyped twice notices nothing. The wait is enforced by refusing early
 attempts, not by holding a server thread. When a subject's failures in the window reach
 ``lock_after`` it is *locked* for ``lock_seconds``: every attempt is refused, even with
@@ -49,10 +49,14 @@ class Limit:
     free_attempts: int
     lock_after: int  # failures within the window that lock the subject
     lock_seconds: int
+    max_delay: int = MAX_DELAY  # the longest progressive wait
 
 
 ACCOUNT = Limit("account", 3, 10, 900)
-IP = Limit("ip", 10, 100, 900)
+# One address is often a whole school (its NAT): pupils mistyping must not make every
+# pupil there wait minutes. Guessing one account is the account limit's job, many
+# accounts the spraying count's; the address limit only slows a flood, gently.
+IP = Limit("ip", 30, 300, 900, max_delay=15)
 
 
 def _keys(limit: Limit, subject: str) -> tuple[str, str]:
@@ -87,7 +91,7 @@ def _wait(limit: Limit, count: bytes | None, last: bytes | None) -> int:
     failed = int(count or 0)
     if failed < limit.free_attempts:
         return 0
-    delay = min(MAX_DELAY, 2 ** (failed - limit.free_attempts))
+    delay = min(MAX_DELAY, limit.max_delay, 2 ** (failed - limit.free_attempts))
     return max(0, int(float(last or 0) + delay - time.time() + 0.999))
 
 
