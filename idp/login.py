@@ -171,6 +171,7 @@ def _verify(request: Request, session: Session, account: Account | None,
                outcome="failure", context=Context.of(request))
         return LoginOutcome(None, WRONG)
     guards.clear(state.store, guards.ACCOUNT, subject)
+    guards.record_sign_in(state.store, ip, subject)
     refusal = _refusal(account)
     if refusal:
         record(session, actor=f"account:{account.id}", action="login.password",

@@ -16,8 +16,10 @@ the right password, until the lock expires or an administrator lifts it (:func:`
 **Password spraying** — one IP trying a few passwords on many accounts stays under every
 per-account limit. So each IP's failures are also counted per *distinct* account
 (``SPRAY_ACCOUNTS`` distinct accounts within ``SPRAY_WINDOW``); reaching the threshold
-locks the IP for ``SPRAY_LOCK_SECONDS``. A school's computer room shares one address,
-so the threshold is far above what a class mistyping produces (docs/mfa.md).
+locks the IP for ``SPRAY_LOCK_SECONDS``. A school shares one address: every account
+that signs in from it raises the threshold by one, so a school's morning (hundreds of
+sign-ins, dozens of typos) never reaches it while a spraying run (next to no sign-ins)
+does (docs/lockout.md).
 
 A success clears the account's counter (not the IP's, not the spraying count). Every
 lock is reported to the caller once (when it is set) so it can be audited.
@@ -132,12 +134,25 @@ def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
     """Count a failure of ``ip`` on ``account_subject``; True when it reveals spraying.
 
     Only the first failure per (IP, account) in the window counts; when the distinct
-    accounts reach ``SPRAY_ACCOUNTS`` the IP is locked (the True is returned once)."""
+    accounts reach ``SPRAY_ACCOUNTS`` plus the accounts that signed in from ``ip``
+    meanwhile (``record_sign_in``) the IP is locked (the True is returned once)."""
     first = store.set_if_absent(f"spray-seen:{ip}:{account_subject}", b"1", ttl=SPRAY_WINDOW)
     if not first:
         return False
     distinct = store.incr(f"spray:{ip}", ttl=SPRAY_WINDOW)
-    return distinct >= SPRAY_ACCOUNTS and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
+    if distinct < SPRAY_ACCOUNTS:
+        return False
+    signed_in = int(store.get(f"spray-ok:{ip}") or 0)
+    return distinct >= SPRAY_ACCOUNTS + signed_in and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
+
+
+def record_sign_in(store: Store, ip: str, account_subject: str) -> None:
+    """A password sign-in from ``ip``: each account that signs in there within
+    ``SPRAY_WINDOW`` raises the address's spraying threshold by one. A school's address
+    sees hundreds of pupils sign in and dozens mistype; a spraying run sees next to no
+    successes (each account it tries still locks on its own)."""
+    if store.set_if_absent(f"spray-ok-seen:{ip}:{account_subject}", b"1", ttl=SPRAY_WINDOW):
+        store.incr(f"spray-ok:{ip}", ttl=SPRAY_WINDOW)
 
 
 CHECK_SECONDS = 30  # the longest one password check may hold its subject's turn

@@ -303,6 +303,19 @@ def test_password_spraying_locks_the_ip(client: TestClient, make_client, make_pe
     assert flow.login(client, start, "s41", "pw-right-41").status_code == 303
 
 
+def test_pupils_signing_in_raise_their_schools_spraying_threshold(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guards, "SPRAY_ACCOUNTS", 5)
+    store = MemoryStore()
+    for pupil in range(3):
+        guards.record_sign_in(store, "203.0.113.5", str(pupil))
+        guards.record_sign_in(store, "203.0.113.5", str(pupil))  # twice counts once
+    typos = [guards.record_spraying(store, "203.0.113.5", f"login:{n}") for n in range(8)]
+    assert typos == [False] * 7 + [True]  # 5 + the 3 who signed in
+    assert [guards.record_spraying(store, "198.51.100.1", f"login:{n}")
+            for n in range(5)] == [False] * 4 + [True]  # no sign-ins: 5
+
+
 def test_admin_api_rules(client: TestClient, make_person, db: Database,
                          settings: Settings) -> None:
     make_person("s42", "pw-right-42", name="范围同学")
