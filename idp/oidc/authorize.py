@@ -29,6 +29,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from core import json_input
+from core.web import cookies
 from core.web.errors import PageError
 from core.web.i18n import N_
 from directory import subjects
@@ -394,17 +395,20 @@ def _login_here(request: Request, req: AuthorizationRequest,
 def _interaction_ids(request: Request) -> list[str]:
     """The pending requests of this browser: one per tab (a portal may open several apps
     at once), the latest ``INTERACTIONS_PER_BROWSER``, joined by dots in one cookie."""
-    return [i for i in request.cookies.get(INTERACTION_COOKIE, "").split(".") if i][
+    held = request.cookies.get(cookies.name(request, INTERACTION_COOKIE), "")
+    return [i for i in held.split(".") if i][
         -INTERACTIONS_PER_BROWSER:]
 
 
 def _interaction_cookie(response: Response, request: Request, ids: list[str]) -> None:
     if ids:
-        response.set_cookie(INTERACTION_COOKIE, ".".join(ids[-INTERACTIONS_PER_BROWSER:]),
+        response.set_cookie(cookies.name(request, INTERACTION_COOKIE),
+                            ".".join(ids[-INTERACTIONS_PER_BROWSER:]),
                             httponly=True, samesite="lax", secure=request.url.scheme == "https",
                             max_age=INTERACTION_SECONDS, path="/")
     else:
-        response.delete_cookie(INTERACTION_COOKIE, path="/")
+        response.delete_cookie(cookies.name(request, INTERACTION_COOKIE), path="/",
+                               secure=request.url.scheme == "https")
 
 
 def _with_interaction_cookie(response: Response, request: Request,

@@ -836,13 +836,17 @@ def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client,
                                                                attributes: set[str]) -> None:
     """Over https the SSO cookie is SameSite=None (an app may POST its authorization
     request from its own site), always HttpOnly; plain http keeps Lax. Over https the
-    session and CSRF cookies are ``__Host-`` cookies: no sibling host can plant them."""
+    session, CSRF and pending-request cookies are ``__Host-`` cookies: no sibling host can
+    plant them."""
     browser = TestClient(app, base_url=f"{scheme}://127.0.0.1:8000")
     registered, person = make_client(), make_person()
     start = flow.authorize(browser, client_id=registered.client_id)
     csrf = next(h for h in start.headers.get_list("set-cookie")
                 if h.startswith(f"{prefix}csrf="))
     assert ("secure" in csrf.lower()) == (scheme == "https") and "domain" not in csrf.lower()
+    pending = next(h for h in start.headers.get_list("set-cookie")
+                   if h.startswith(f"{prefix}idp_ia="))  # the pending request's, too
+    assert ("secure" in pending.lower()) == (scheme == "https")
     signed_in = flow.login(browser, start, person.login, person.password)
     cookie = next(h for h in signed_in.headers.get_list("set-cookie")
                   if h.startswith(f"{prefix}idp_session="))
