@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
+from core.web.middleware import csp_source
 
 
 class AppStatus(StrEnum):
@@ -210,6 +211,8 @@ def _check_frontchannel_uri(uri: Any, redirect_uris: list[str]) -> None:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
         raise ValueError(f"{member} must be an http(s) URL without fragment")
+    if csp_source(uri) is None or parts.netloc.endswith(":"):  # the page's frame-src names it
+        raise ValueError(f"{member}: {uri!r} has user info or a host a page cannot frame")
     if _origin(uri) not in {_origin(r) for r in redirect_uris}:
         raise ValueError(f"{member} must have the scheme, host and port of a redirect URI")
 

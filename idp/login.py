@@ -171,13 +171,13 @@ def _verify(request: Request, session: Session, account: Account | None,
                outcome="failure", context=Context.of(request))
         return LoginOutcome(None, WRONG)
     guards.clear(state.store, guards.ACCOUNT, subject)
-    guards.record_sign_in(state.store, ip, subject)
     refusal = _refusal(account)
     if refusal:
         record(session, actor=f"account:{account.id}", action="login.password",
                outcome="refused", detail={"status": account.person.status},
                context=Context.of(request))
         return LoginOutcome(None, refusal)
+    guards.record_sign_in(state.store, ip, subject)
     _signed_in(session, account, result.new_hash)
     record(session, actor=f"account:{account.id}", action="login.password",
            outcome="success", context=Context.of(request))
@@ -260,7 +260,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:
         response = RedirectResponse(sessions.safe_next(next_url) or "/", status_code=303)
-    if not session.apps:  # issuing a code saves the session (with its app); nothing else did
+    if sessions.is_unsaved(request, token):  # no code recorded its app (which saves it)
         sessions.save(store, token, session)
     sessions.set_cookie(response, request, token)
     return response

@@ -220,6 +220,10 @@ def is_unsaved(request: Request, token: str) -> bool:
     return getattr(request.state, UNSAVED, None) == token
 
 
+def mark_saved(request: Request) -> None:
+    setattr(request.state, UNSAVED, None)
+
+
 def add_app(store: Store, token: str, session: SSOSession, client_id: str, *,
             unsaved: bool = False) -> None:
     """Record that ``client_id`` was signed in to in this session. Two tabs of a portal may
@@ -263,11 +267,23 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     if not raw:
         return None
     ended = SSOSession.from_json(json.loads(raw))
-    backchannel_logout.tell(request, ended)
+    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # before the revocation: a
+    backchannel_logout.tell(request, ended)  # token made meanwhile checks it (has_ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
     refresh_tokens.revoke_session(request.app.state.db, store, ended.sid)
     return ended
+
+
+def _ended_key(sid: str) -> str:
+    return "sso-ended:" + sid
+
+
+def has_ended(store: Store, sid: str) -> bool:
+    """Whether the session ``sid`` was ended (signed out, replaced by another person's
+    sign-in, suspended) within ``MAX_SECONDS``: a code minted before it ended brings no
+    refresh token that would outlive it (``idp.oidc.grants``)."""
+    return store.get(_ended_key(sid)) is not None
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:

@@ -16,10 +16,10 @@ the right password, until the lock expires or an administrator lifts it (:func:`
 **Password spraying** — one IP trying a few passwords on many accounts stays under every
 per-account limit. So each IP's failures are also counted per *distinct* account
 (``SPRAY_ACCOUNTS`` distinct accounts within ``SPRAY_WINDOW``); reaching the threshold
-locks the IP for ``SPRAY_LOCK_SECONDS``. A school shares one address: every account
-that signs in from it raises the threshold by one, so a school's morning (hundreds of
-sign-ins, dozens of typos) never reaches it while a spraying run (next to no sign-ins)
-does (docs/lockout.md).
+locks the IP for ``SPRAY_LOCK_SECONDS``, unless more accounts signed in from it than
+failed: a school shares one address, and its morning (hundreds of sign-ins, dozens of
+typos) never locks it, while a spraying run (far more failures than successes) does
+(docs/lockout.md).
 
 A success clears the account's counter (not the IP's, not the spraying count). Every
 lock is reported to the caller once (when it is set) so it can be audited.
@@ -134,8 +134,9 @@ def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
     """Count a failure of ``ip`` on ``account_subject``; True when it reveals spraying.
 
     Only the first failure per (IP, account) in the window counts; when the distinct
-    accounts reach ``SPRAY_ACCOUNTS`` plus the accounts that signed in from ``ip``
-    meanwhile (``record_sign_in``) the IP is locked (the True is returned once)."""
+    accounts reach ``SPRAY_ACCOUNTS`` and are at least as many as the accounts that signed
+    in from ``ip`` meanwhile (``record_sign_in``), the IP is locked (the True is returned
+    once)."""
     first = store.set_if_absent(f"spray-seen:{ip}:{account_subject}", b"1", ttl=SPRAY_WINDOW)
     if not first:
         return False
@@ -143,14 +144,15 @@ def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
     if distinct < SPRAY_ACCOUNTS:
         return False
     signed_in = int(store.get(f"spray-ok:{ip}") or 0)
-    return distinct >= SPRAY_ACCOUNTS + signed_in and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
+    return distinct >= signed_in and _lock(store, IP, ip, SPRAY_LOCK_SECONDS)
 
 
 def record_sign_in(store: Store, ip: str, account_subject: str) -> None:
-    """A password sign-in from ``ip``: each account that signs in there within
-    ``SPRAY_WINDOW`` raises the address's spraying threshold by one. A school's address
-    sees hundreds of pupils sign in and dozens mistype; a spraying run sees next to no
-    successes (each account it tries still locks on its own)."""
+    """A password sign-in from ``ip`` (an allowed account, the right password): the
+    address's distinct failures lock it for spraying only while they are at least as
+    many as the accounts that signed in there within ``SPRAY_WINDOW``. A school's address
+    sees hundreds of pupils sign in and dozens mistype; a spraying run sees far fewer
+    successes than failures (each account it tries still locks on its own)."""
     if store.set_if_absent(f"spray-ok-seen:{ip}:{account_subject}", b"1", ttl=SPRAY_WINDOW):
         store.incr(f"spray-ok:{ip}", ttl=SPRAY_WINDOW)
 

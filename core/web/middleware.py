@@ -55,11 +55,11 @@ def csp_widened(form_target: str | None = None, frames: Iterable[str] = ()) -> s
     the app must allow the app's origin, and only that one."""
     policy = CSP
     if form_target is not None:
-        source = _source_of(form_target)
+        source = csp_source(form_target)
         if source is None:
             return None
         policy = policy.replace("form-action 'self'", f"form-action 'self' {source}")
-    sources = [_source_of(url) for url in frames]
+    sources = [csp_source(url) for url in frames]
     if None in sources:
         return None
     if sources:
@@ -67,8 +67,9 @@ def csp_widened(form_target: str | None = None, frames: Iterable[str] = ()) -> s
     return policy
 
 
-def _source_of(url: str) -> str | None:
-    """A CSP source for ``url``: its origin, or for a private-use scheme that scheme."""
+def csp_source(url: str) -> str | None:
+    """A CSP source for ``url``: its origin, or for a private-use scheme that scheme;
+    ``None`` when no CSP source can name it (user info, characters a source cannot hold)."""
     target = urlsplit(url)
     source = (f"{target.scheme}://{target.netloc}" if target.scheme in ("http", "https")
               else f"{target.scheme}:")

@@ -547,8 +547,11 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
                 loaded: tuple[str, sessions.SSOSession], acr: str) -> dict[str, str]:
     token, session = loaded
     if client.client_id not in session.apps:
+        unsaved = sessions.is_unsaved(request, token)
         sessions.add_app(request.app.state.store, token, session, client.client_id,
-                         unsaved=sessions.is_unsaved(request, token))
+                         unsaved=unsaved)
+        if unsaved:
+            sessions.mark_saved(request)
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)

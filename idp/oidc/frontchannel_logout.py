@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
+from core.web.middleware import csp_source
 from directory import subjects
 from directory.apps import ClientMetadata
 
@@ -45,8 +46,11 @@ def frames(request: Request, ended: SSOSession | None) -> list[str]:
     found = []
     for client_id in ended.apps:
         client = state.clients.get(client_id)
-        if client is not None and client.frontchannel_logout_uri:
-            found.append(_url(request, client, ended.sid))
+        if client is None or not client.frontchannel_logout_uri:
+            continue
+        if csp_source(client.frontchannel_logout_uri) is None:  # registered before it was
+            continue  # checked: no frame-src could allow it, and it must not void the rest
+        found.append(_url(request, client, ended.sid))
     return found
 
 

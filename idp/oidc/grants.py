@@ -39,10 +39,14 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
         claims = id_token_claims(state.db, state.settings, grant)
         body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, shown,
                                           claims, access_token=access.token, code=code)
-    if "refresh_token" in client.grant_types:
+    kept = refresh_grant or grant
+    if "refresh_token" in client.grant_types and not refresh_tokens.session_ended(state.store,
+                                                                                  kept):
         body["refresh_token"], family = refresh_tokens.issue(
-            state.db, state.settings, client, refresh_grant or grant, family=family,
+            state.db, state.settings, client, kept, family=family,
             expires_at=refresh_expires, access=(access.jti, access.expires_in))
+        if refresh_tokens.session_ended(state.store, kept):  # it ended while this was made
+            refresh_tokens.revoke_family(state.db, state.store, family)
     return IssuedTokens(body, access.jti, family)
 
 

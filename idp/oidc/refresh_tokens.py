@@ -100,6 +100,13 @@ def revoke_family(db: Database, store: Store, family: str) -> None:
     deny_access_tokens(store, live)
 
 
+def session_ended(store: Store, grant: Grant) -> bool:
+    """Whether ``grant``'s refresh tokens would live with a session that has ended (a code
+    redeemed, or a token refreshed, after a sign-out): then none is issued."""
+    offline = "offline_access" in grant.scope.split()
+    return not offline and grant.sid is not None and sessions.has_ended(store, grant.sid)
+
+
 def revoke_session(db: Database, store: Store, sid: str) -> None:
     """The SSO session ``sid`` ended: revoke the refresh tokens that live with it (those
     without ``offline_access``) and deny-list their access tokens."""
@@ -162,14 +169,19 @@ def account_may_continue(db: Database, account_id: int) -> bool:
         return standing(session, account_id).allowed
 
 
-def _narrowed(grant: Grant, form: dict[str, str]) -> Grant:
+def _narrowed(grant: Grant, form: dict[str, str], client: ClientMetadata) -> Grant:
+    """The grant with the scope a refresh asks for: values the provider does not know are
+    ignored, as at the authorization endpoint (an app may send its whole scope again)."""
     asked = form.get("scope")
     if asked is None:
         return grant
     try:
-        wanted = scopes.values(asked)
+        wanted = [s for s in scopes.values(asked)
+                  if s in client.allowed_scopes or s in scopes.USER_SCOPES]
     except ValueError as malformed:
         raise OAuthError("invalid_scope", str(malformed)) from None
+    if not wanted:
+        return grant
     if not set(wanted) <= set(grant.scope.split()):
         raise OAuthError("invalid_scope", "a refresh cannot widen the scope")
     return Grant.from_json({**grant.to_json(), "scope": " ".join(wanted)})
@@ -191,13 +203,16 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _reused(state, row)
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
+    if row.session_sid is not None and sessions.has_ended(state.store, row.session_sid):
+        revoke_family(state.db, state.store, row.family)  # raced the session's end
+        raise invalid_grant("the refresh token is invalid or revoked")
     if not account_may_continue(state.db, row.account_id):
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in")
     original = Grant.from_json(json.loads(row.grant_json))
     offline = "offline_access" in original.scope.split()
     # OIDC Core 12.2: a refreshed ID token has no nonce
-    refreshed = Grant.from_json({**_narrowed(original, form).to_json(), "nonce": None})
+    refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the
     # old token goes once a new one is issued): a refused scope leaves the token usable.
     if not _claim(state.db, row):

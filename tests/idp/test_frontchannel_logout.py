@@ -61,6 +61,11 @@ def test_discovery_advertises_front_channel_logout(client: TestClient) -> None:
     {"frontchannel_logout_uri": ["https://app.example.edu.cn/fc"]},
     {"frontchannel_logout_uri": FRONT + " x"},
     {"frontchannel_logout_uri": FRONT, "frontchannel_logout_session_required": "yes"},
+    # no CSP source can name these: the page could not frame them
+    {"frontchannel_logout_uri": "https://x@app.example.edu.cn/fc"},
+    {"frontchannel_logout_uri": "https://app.example.edu.cn:/fc"},
+    {"redirect_uris": ["https://odd_host.example.edu.cn/cb"],
+     "frontchannel_logout_uri": "https://odd_host.example.edu.cn/fc"},
 ])
 def test_registration_refuses_a_logout_page_off_the_apps_origin(make_client,
                                                                 metadata: dict) -> None:
@@ -145,6 +150,27 @@ def test_a_suspended_app_is_not_loaded(client: TestClient, make_client, make_per
     out = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)},
                       follow_redirects=False)
     assert out.status_code == 303
+
+
+def test_a_logout_page_no_csp_can_name_leaves_the_others_framed(
+        client: TestClient, make_client, make_person, db) -> None:
+    """Stored before registration checked it: left out, the other apps still framed."""
+    from directory.apps import App
+
+    person = make_person()
+    good = make_client(frontchannel_logout_uri=FRONT)
+    odd = make_client()
+    with db.session() as session:
+        row = session.query(App).filter_by(client_id=odd.client_id).one()
+        row.metadata_json = json.dumps({**json.loads(row.metadata_json),
+                                        "frontchannel_logout_uri": "https://x@odd.edu.cn/fc"})
+    client.app.state.clients.forget(odd.client_id)
+    _signed_in(client, good, person)
+    _signed_in(client, odd, person)
+    page = client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+    assert _frames(page.text) == [FRONT]
+    assert page.headers["content-security-policy"].endswith(
+        "; frame-src https://app.example.edu.cn")
 
 
 class _AppPages(http.server.BaseHTTPRequestHandler):

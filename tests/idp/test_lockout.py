@@ -310,8 +310,10 @@ def test_pupils_signing_in_raise_their_schools_spraying_threshold(
     for pupil in range(3):
         guards.record_sign_in(store, "203.0.113.5", str(pupil))
         guards.record_sign_in(store, "203.0.113.5", str(pupil))  # twice counts once
+    for pupil in range(3, 8):
+        guards.record_sign_in(store, "203.0.113.5", str(pupil))  # 8 signed in
     typos = [guards.record_spraying(store, "203.0.113.5", f"login:{n}") for n in range(8)]
-    assert typos == [False] * 7 + [True]  # 5 + the 3 who signed in
+    assert typos == [False] * 7 + [True]  # failures reached the 8 who signed in
     assert [guards.record_spraying(store, "198.51.100.1", f"login:{n}")
             for n in range(5)] == [False] * 4 + [True]  # no sign-ins: 5
 

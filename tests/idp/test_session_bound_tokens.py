@@ -82,3 +82,26 @@ def test_signing_in_again_as_the_same_person_keeps_the_session(
     assert _refresh(client, library, library_tokens["refresh_token"]).status_code == 200
     _sign_out(client)  # both apps were recorded in the one session
     assert _refresh(client, portal, again["refresh_token"]).status_code == 400
+
+
+def test_a_code_redeemed_after_the_sign_out_brings_no_refresh_token(
+        client: TestClient, make_client, make_person) -> None:
+    """The app got its code just before the person signed out: the tokens it redeems then
+    hold no refresh token, which would outlive the session nothing can end any more."""
+    registered = make_client()
+    code = flow.code_flow(client, registered.client_id, make_person(),
+                          scope="openid").params["code"]
+    _sign_out(client)
+    answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                         data={"grant_type": "authorization_code", "code": code,
+                               "redirect_uri": REDIRECT_URI})
+    assert answer.status_code == 200 and "refresh_token" not in answer.json()
+    offline = make_client()  # an offline_access grant outlives sign-outs
+    person = make_person("s20267777", "pw-offline-77")
+    code = flow.code_flow(client, offline.client_id, person,
+                          scope="openid offline_access").params["code"]
+    _sign_out(client)
+    kept = client.post("/oauth2/token", auth=(offline.client_id, offline.secret),
+                       data={"grant_type": "authorization_code", "code": code,
+                             "redirect_uri": REDIRECT_URI}).json()
+    assert _refresh(client, offline, kept["refresh_token"]).status_code == 200
