@@ -6,6 +6,8 @@
 -- again: GET /oauth2/authorize (the sign-in page), POST /login (argon2id; answered by
 -- the redirect to the app with the code), POST /oauth2/token (the code for tokens, with
 -- PKCE). Every login starts as a new browser: no SSO session cookie, a fresh CSRF cookie.
+-- Each thread signs in as a student of its own (bench/students.py makes one per thread):
+-- the sign-in guard checks one password at a time per account.
 -- wrk hands a script only the last header of a name, so the CSRF cookie is the
 -- browser's own random value sent with the first request (the server then puts its MAC
 -- in the form), and the interaction cookie is the form's `ia` field. DATA.lua (written by
@@ -72,7 +74,7 @@ function request()
       .. "&code_challenge=" .. pair[2] .. "&code_challenge_method=S256"
     return wrk.format("GET", "/oauth2/authorize?" .. query, {Cookie = "csrf=" .. csrf})
   elseif step == "login" then
-    local user = data.users[(n % #data.users) + 1]
+    local user = data.users[(thread_id % #data.users) + 1]  -- each browser, its own student
     local body = "csrf_token=" .. urlencode(csrf_token) .. "&ia=" .. urlencode(ia)
       .. "&login=" .. user[1] .. "&password=" .. user[2]
     return wrk.format("POST", "/login", {
