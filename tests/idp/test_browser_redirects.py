@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -21,7 +22,10 @@ from tests.idp.live import live_server  # noqa: F401 - fixture
 
 
 class _Callback(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []  # the paths the browser loaded
+
     def do_GET(self) -> None:
+        self.seen.append(self.path)
         body = b"<!doctype html><title>app</title><p>app callback</p>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -35,7 +39,9 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def app_origin() -> Iterator[str]:
-    """An app on another origin: its callback page answers 200 to any GET."""
+    """An app on another origin: its callback page answers 200 to any GET (the paths
+    asked for are in ``_Callback.seen``)."""
+    _Callback.seen = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Callback)  # any free port
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

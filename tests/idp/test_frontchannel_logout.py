@@ -4,13 +4,9 @@ pages in frames, with ``iss`` and the app's ``sid`` where the app asked for them
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import re
-import threading
 import time
-from collections.abc import Iterator
-from typing import ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -20,6 +16,7 @@ from sqlalchemy import update
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 from tests.idp.live import live_server  # noqa: F401 - fixture
+from tests.idp.test_browser_redirects import _Callback, app_origin  # noqa: F401 - fixture
 
 BACK = "https://app.example.edu.cn/signed-out"
 FRONT = "https://app.example.edu.cn/frontchannel-logout"
@@ -173,36 +170,6 @@ def test_a_logout_page_no_csp_can_name_leaves_the_others_framed(
         "; frame-src https://app.example.edu.cn")
 
 
-class _AppPages(http.server.BaseHTTPRequestHandler):
-    seen: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        self.seen.append(self.path)
-        body = b"<!doctype html><title>app</title><p>app</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def app_origin() -> Iterator[tuple[str, list[str]]]:
-    """An app on another origin: (its base URL, the paths the browser loaded)."""
-    _AppPages.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AppPages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}", _AppPages.seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.interop
 @pytest.mark.parametrize("javascript", [True, False], ids=["script", "no-script"])
 def test_chromium_loads_the_frames_and_reaches_the_app(
@@ -210,7 +177,7 @@ def test_chromium_loads_the_frames_and_reaches_the_app(
         javascript: bool) -> None:
     import httpx
 
-    base, seen = app_origin
+    base, seen = app_origin, _Callback.seen
     registered = make_client(redirect_uris=[base + "/callback"],
                              frontchannel_logout_uri=base + "/fc",
                              frontchannel_logout_session_required=True,
