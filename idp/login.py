@@ -153,15 +153,14 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
                 return LoginOutcome(None, WAIT, 1)
             if early := _refused_early(state.store, guards.ACCOUNT, subject):
                 return early
-            return _verify(request, session, account, roles, subject, password)
+            return _verify(request, session, account, roles, subject, ip, password)
 
 
 def _verify(request: Request, session: Session, account: Account | None,
-            roles: frozenset[str], subject: str, password: str) -> LoginOutcome:
+            roles: frozenset[str], subject: str, ip: str, password: str) -> LoginOutcome:
     """Verify the password (a dummy verification when nobody was found), count a failure,
     refuse an account that may not sign in, or note the sign-in."""
     state = request.app.state
-    ip = request.client.host if request.client else "unknown"
     hasher = passwords(state.settings.password_scheme)
     result = (hasher.verify(account.password_hash, password) if account
               else hasher.dummy_verify(password))

@@ -27,6 +27,7 @@ from core.store import Store
 from core.web import cookies
 from core.web.errors import PageError
 from core.web.i18n import N_
+from directory.apps import ClientMetadata
 from directory.people import standing
 from idp.oidc import backchannel_logout
 from mfa import policy
@@ -52,6 +53,11 @@ class SSOSession:
     # a session is never "recent" enough to change the sign-in factors (``is_recent``)
     proven_here: bool = True
     touched: int = 0  # when the idle timeout was last pushed back (``load``)
+
+    def registered_apps(self, clients: Any) -> list[ClientMetadata]:
+        """The apps of this session still registered in ``clients`` (the registry; not
+        suspended), in the order the person signed in to them: those a logout tells."""
+        return [c for c in map(clients.get, self.apps) if c is not None]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SSOSession:

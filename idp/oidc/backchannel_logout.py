@@ -70,23 +70,22 @@ def notices(request: Request, ended: SSOSession) -> list[Notice]:
     ``backchannel_logout_uri``."""
     state = request.app.state
     made = []
-    for client_id in ended.apps:
-        client = state.clients.get(client_id)
-        if client is None or not client.backchannel_logout_uri:
+    for client in ended.registered_apps(state.clients):
+        if not client.backchannel_logout_uri:
             continue
         sub = ended.sub
         if client.sector is not None:
             with state.db.session() as session:
                 sub = subjects.known(session, client.sector, ended.account_id, ended.sub)
         now = int(time.time())
-        claims = {"iss": state.settings.issuer, "aud": client_id, "iat": now,
+        claims = {"iss": state.settings.issuer, "aud": client.client_id, "iat": now,
                   "exp": now + TOKEN_SECONDS, "jti": secrets.token_urlsafe(16),
                   "sid": subjects.presented_sid(state.settings, client.sector, ended.sid),
                   "events": {EVENT: {}}}
         if sub:
             claims["sub"] = sub
         token = state.keys.sign(claims, client.id_token_signed_response_alg, typ="logout+jwt")
-        made.append(Notice(client_id, client.backchannel_logout_uri, token,
+        made.append(Notice(client.client_id, client.backchannel_logout_uri, token,
                            now + TOKEN_SECONDS))
     return made
 

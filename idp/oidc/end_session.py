@@ -25,8 +25,9 @@ Only this browser's SSO session ends. Its apps that registered a
 ``backchannel_logout_uri`` are told afterwards (``idp.oidc.backchannel_logout``); those
 that registered a ``frontchannel_logout_uri`` are loaded in frames of the signed-out page,
 which then goes on to the app's return address (``idp.oidc.frontchannel_logout``). CAS
-and SAML apps are not told. Refresh tokens already issued stay valid until revoked or
-expired.
+and SAML apps are not told. Refresh tokens issued in the session without
+``offline_access`` are revoked with it (``sessions.end``); ``offline_access`` ones stay
+valid until revoked or expired.
 """
 
 from __future__ import annotations
@@ -170,4 +171,5 @@ def signed_out_page(request: Request, frames: list[str], *, client_name: str | N
     goes on to ``continue_to`` (the app's checked return address), if any."""
     return render(request, "signed_out.html", {
         "client_name": client_name, "problem": problem, "frames": frames,
-        "continue_to": continue_to}, frames=frames)
+        "continue_to": continue_to, "wait_ms": frontchannel_logout.WAIT_SECONDS * 1000},
+        frames=frames)

@@ -34,7 +34,7 @@ from directory.apps import ClientMetadata
 if TYPE_CHECKING:
     from idp.sessions import SSOSession
 
-WAIT_SECONDS = 5  # the page's script (idp/static/frontchannel_logout.js) says it too
+WAIT_SECONDS = 5  # given to the page's script (idp/static/frontchannel_logout.js)
 
 
 def frames(request: Request, ended: SSOSession | None) -> list[str]:
@@ -42,16 +42,11 @@ def frames(request: Request, ended: SSOSession | None) -> list[str]:
     in the order the person signed in to them."""
     if ended is None:
         return []
-    state = request.app.state
-    found = []
-    for client_id in ended.apps:
-        client = state.clients.get(client_id)
-        if client is None or not client.frontchannel_logout_uri:
-            continue
-        if csp_source(client.frontchannel_logout_uri) is None:  # registered before it was
-            continue  # checked: no frame-src could allow it, and it must not void the rest
-        found.append(_url(request, client, ended.sid))
-    return found
+    # a URI no CSP source can name was registered before that was checked: no frame-src
+    # could allow it, and it must not void the other frames
+    return [_url(request, client, ended.sid)
+            for client in ended.registered_apps(request.app.state.clients)
+            if client.frontchannel_logout_uri and csp_source(client.frontchannel_logout_uri)]
 
 
 def _url(request: Request, client: ClientMetadata, sid: str) -> str:

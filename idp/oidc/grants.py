@@ -40,13 +40,16 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
         body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, shown,
                                           claims, access_token=access.token, code=code)
     kept = refresh_grant or grant
-    if "refresh_token" in client.grant_types and not refresh_tokens.session_ended(state.store,
-                                                                                  kept):
+    if "refresh_token" in client.grant_types:
         body["refresh_token"], family = refresh_tokens.issue(
             state.db, state.settings, client, kept, family=family,
             expires_at=refresh_expires, access=(access.jti, access.expires_in))
-        if refresh_tokens.session_ended(state.store, kept):  # it ended while this was made
+        # Checked once the token is stored: a session that ended before (a code redeemed
+        # after the sign-out) or while it was stored (sessions.end revokes only the rows
+        # it finds) has no refresh token that would outlive it.
+        if refresh_tokens.session_ended(state.store, kept):
             refresh_tokens.revoke_family(state.db, state.store, family)
+            del body["refresh_token"]
     return IssuedTokens(body, access.jti, family)
 
 

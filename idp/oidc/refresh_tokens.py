@@ -75,8 +75,7 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
         raise ValueError("refresh tokens are for user grants")
     token = secrets.token_urlsafe(32)
     family = family or secrets.token_hex(16)
-    offline = "offline_access" in grant.scope.split()
-    lifetime = OFFLINE_SECONDS if offline else sessions.MAX_SECONDS
+    lifetime = OFFLINE_SECONDS if "offline_access" in grant.scope.split() else sessions.MAX_SECONDS
     now = utcnow()
     with db.engine.begin() as connection:  # one Core INSERT: this runs on every sign-in
         connection.execute(_INSERT, {
@@ -85,7 +84,7 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
             "created_at": now, "expires_at": expires_at or now + timedelta(seconds=lifetime),
             "access_jti": access[0] if access else None,
             "access_expires_at": now + timedelta(seconds=access[1]) if access else None,
-            "session_sid": None if offline else grant.sid})
+            "session_sid": _session_sid(grant)})
     return token, family
 
 
@@ -100,11 +99,16 @@ def revoke_family(db: Database, store: Store, family: str) -> None:
     deny_access_tokens(store, live)
 
 
+def _session_sid(grant: Grant) -> str | None:
+    """The SSO session ``grant``'s refresh tokens live with; None with ``offline_access``."""
+    return None if "offline_access" in grant.scope.split() else grant.sid
+
+
 def session_ended(store: Store, grant: Grant) -> bool:
     """Whether ``grant``'s refresh tokens would live with a session that has ended (a code
-    redeemed, or a token refreshed, after a sign-out): then none is issued."""
-    offline = "offline_access" in grant.scope.split()
-    return not offline and grant.sid is not None and sessions.has_ended(store, grant.sid)
+    redeemed, or a token refreshed, after a sign-out)."""
+    sid = _session_sid(grant)
+    return sid is not None and sessions.has_ended(store, sid)
 
 
 def revoke_session(db: Database, store: Store, sid: str) -> None:
@@ -203,9 +207,6 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _reused(state, row)
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
-    if row.session_sid is not None and sessions.has_ended(state.store, row.session_sid):
-        revoke_family(state.db, state.store, row.family)  # raced the session's end
-        raise invalid_grant("the refresh token is invalid or revoked")
     if not account_may_continue(state.db, row.account_id):
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in")

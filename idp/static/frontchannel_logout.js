@@ -1,5 +1,5 @@
 // Front-channel logout: load each app's logout page in a hidden frame, then go on to the
-// app's return address (#continue) once every frame has loaded, or after 5 seconds.
+// app's return address (#continue) once every frame has loaded, or after data-wait-ms.
 // The frames are made here, listeners first, so that no load goes unheard; without
 // script, the <noscript> frames load and the person follows the link.
 (function () {
@@ -22,5 +22,5 @@
     frame.src = url;
     holder.appendChild(frame);
   });
-  window.setTimeout(go, 5000);
+  window.setTimeout(go, Number(holder.getAttribute("data-wait-ms")) || 5000);
 })();

@@ -57,6 +57,8 @@ def test_client_credentials_rs256_verifies_with_pyjwt(client: TestClient, make_c
         ({"scope": "api.read"}, "good", 400, "invalid_request"),
         ({"grant_type": "client_credentials", "scope": "openid"}, "good", 400, "invalid_scope"),
         ({"grant_type": "client_credentials", "scope": "admin"}, "good", 400, "invalid_scope"),
+        ({"grant_type": "client_credentials", "scope": "api.read\tapi.write"}, "good", 400,
+         "invalid_scope"),  # RFC 6749 3.3: values separated by spaces only
         # RFC 6749 3.2.1: a client_id in the body must be the client Basic authenticated
         ({"grant_type": "client_credentials", "client_id": "demo-sm2"}, "good", 400,
          "invalid_request"),

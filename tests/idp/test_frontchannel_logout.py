@@ -101,7 +101,7 @@ def test_end_session_loads_each_apps_logout_page_then_goes_back(
     policy = page.headers["content-security-policy"]
     assert policy.endswith("; frame-src https://app.example.edu.cn")
     assert "script-src 'self';" in policy and "frontchannel_logout.js" in page.text
-    assert "<noscript><iframe" in page.text
+    assert "<noscript><iframe" in page.text and 'data-wait-ms="5000"' in page.text
     assert not _session_alive(client)
     assert any("max-age=0" in h.lower() for h in page.headers.get_list("set-cookie")
                if "idp_session=" in h)
