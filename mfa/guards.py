@@ -27,6 +27,7 @@ lock is reported to the caller once (when it is set) so it can be audited.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,23 +159,42 @@ def record_sign_in(store: Store, ip: str, account_subject: str) -> None:
 
 
 CHECK_SECONDS = 30  # the longest one password check may hold its subject's turn
+TURN_WAIT_SECONDS = 3.0  # how long an attempt waits for the check under way to end
+_TURN_POLL_SECONDS = (0.01, 0.02, 0.04)  # the first pauses between tries; then 50 ms
 
 
 @contextmanager
-def sole_check(store: Store, limit: Limit, subject: str) -> Iterator[bool]:
-    """One check at a time for ``subject``: yields False when another check of it is under
-    way. Without it, attempts sent at once would all read the count before any of them
+def sole_check(store: Store, limit: Limit, subject: str,
+               wait: float | None = None) -> Iterator[bool]:
+    """One check at a time for ``subject``: waits up to ``wait`` seconds (default
+    ``TURN_WAIT_SECONDS``) for the check under way to end, then yields False if it still
+    has not. Without it, attempts sent at once would all read the count before any of them
     added its failure, and a burst would get past the delays and the lock; with it, each
-    check reads what the previous one recorded. A turn is released when the check ends,
-    or after ``CHECK_SECONDS`` if its process died."""
+    check reads what the previous one recorded. Waiting (rather than refusing at once)
+    lets the pupils of a class that shares one account press "sign in" together, and
+    does not tell whether two identifiers name one account. A waiting thread is held
+    only briefly: once the count has earned a delay, each turn is a refusal that takes a
+    millisecond. A turn is released when the check ends, or after ``CHECK_SECONDS`` if
+    its process died."""
     key = f"checking:{limit.name}:{subject}"
-    if not store.set_if_absent(key, b"1", ttl=CHECK_SECONDS):
+    if not _take_turn(store, key, TURN_WAIT_SECONDS if wait is None else wait):
         yield False
         return
     try:
         yield True
     finally:
         store.delete(key)
+
+
+def _take_turn(store: Store, key: str, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    pauses = itertools.chain(_TURN_POLL_SECONDS, itertools.repeat(0.05))
+    while not store.set_if_absent(key, b"1", ttl=CHECK_SECONDS):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(next(pauses), left))
+    return True
 
 
 def clear(store: Store, limit: Limit, subject: str) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -131,11 +132,18 @@ def test_account_locks_even_for_the_right_password_then_admin_unlocks(
     assert flow.login(client, start, "s40", "pw-right-40").status_code == 303
 
 
-def test_attempts_sent_at_once_are_checked_one_at_a_time(live_server, make_person,  # noqa: F811
-                                                        db: Database) -> None:
+@pytest.mark.parametrize(("max_delay", "checks"), [(0, guards.ACCOUNT.lock_after),
+                                                   (300, guards.ACCOUNT.free_attempts)])
+def test_attempts_sent_at_once_are_checked_one_at_a_time(
+        live_server, make_person, db: Database, monkeypatch,  # noqa: F811
+        max_delay: int, checks: int) -> None:
     """A burst of wrong passwords for one account, all sent at once (each from a browser of
     its own): without one check at a time, every attempt read the count before any added
-    its failure, so all were checked and the lock came late (34 of 40 in a review)."""
+    its failure, so all were checked and the lock came late (34 of 40 in a review). Each
+    attempt waits for its turn and reads what the one before it recorded: without delays
+    exactly ``lock_after`` are checked, then the lock refuses the rest; with them, the free
+    attempts, then the first delay refuses the rest."""
+    monkeypatch.setattr(guards, "MAX_DELAY", max_delay)
     make_person("s42", "pw-right-42", name="并发同学")
     burst = 16
     browsers = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(burst)]
@@ -155,19 +163,60 @@ def test_attempts_sent_at_once_are_checked_one_at_a_time(live_server, make_perso
     for browser in browsers:
         browser.close()
     checked = [e for e in _actions(db, "login.password") if e.outcome == "failure"]
-    assert 1 <= len(checked) < guards.ACCOUNT.lock_after, statuses
-    assert statuses.count(400) == len(checked) and statuses.count(429) == burst - len(checked)
+    assert len(checked) == checks, statuses
+    assert statuses.count(400) == checks and statuses.count(429) == burst - checks
 
 
-def test_a_check_under_way_refuses_another_attempt(client: TestClient, make_client,
+def test_a_class_sharing_one_account_signs_in_at_once(live_server, make_person) -> None:  # noqa: F811
+    """docs/lockout.md: the pupils of a class that share one account press "sign in" at
+    the same moment; each waits for the check before it, none is refused."""
+    make_person("s46", "pw-right-46", name="班级账号")
+    pupils = 8
+    browsers = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(pupils)]
+    forms = []
+    for browser in browsers:
+        page = browser.get("/login").text
+        hidden = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
+        forms.append({**hidden, "login": "s46", "password": "pw-right-46"})
+    start = threading.Barrier(pupils)
+
+    def attempt(n: int) -> int:
+        start.wait()
+        return browsers[n].post("/login", data=forms[n]).status_code
+
+    with ThreadPoolExecutor(pupils) as pool:
+        statuses = list(pool.map(attempt, range(pupils)))
+    for browser in browsers:
+        browser.close()
+    assert statuses == [303] * pupils
+
+
+def test_an_attempt_waits_for_the_check_under_way(client: TestClient, make_client,
                                                   make_person, app) -> None:
+    """Pupils sharing a class account press "sign in" together: the second attempt waits
+    for the first check to end instead of being refused."""
     person = make_person("s43", "pw-right-43")
     start = _start(client, make_client)
+    turn = guards.sole_check(app.state.store, guards.ACCOUNT, str(person.account_id))
+    assert turn.__enter__()
+    release = threading.Timer(0.3, turn.__exit__, (None, None, None))
+    release.start()
+    began = time.monotonic()
+    answer = flow.login(client, start, "s43", "pw-right-43")
+    release.join()
+    assert answer.status_code == 303 and time.monotonic() - began >= 0.3
+
+
+def test_a_check_that_does_not_end_in_time_refuses_the_attempt(
+        client: TestClient, make_client, make_person, app, monkeypatch) -> None:
+    person = make_person("s45", "pw-right-45")
+    start = _start(client, make_client)
+    monkeypatch.setattr(guards, "TURN_WAIT_SECONDS", 0.2)
     with guards.sole_check(app.state.store, guards.ACCOUNT, str(person.account_id)) as sole:
         assert sole
-        waiting = flow.login(client, start, "s43", "pw-right-43")
+        waiting = flow.login(client, start, "s45", "pw-right-45")
     assert waiting.status_code == 429 and "请等待" in waiting.text
-    assert flow.login(client, start, "s43", "pw-right-43").status_code == 303
+    assert flow.login(client, start, "s45", "pw-right-45").status_code == 303
 
 
 def test_account_lock_refuses_the_password_but_not_the_passkey(
