@@ -15,11 +15,15 @@ signed in to during that browser session are told, server to server.
 - Delivery: the tokens are made while the answer is made; the POSTs
   (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on an event loop
   of their own (one thread per process), each on its own, ``AT_ONCE`` at a time, each
-  within 5 seconds all told, redirects not followed; a token that expired waiting is not
-  sent. An
-  app that does not answer 2xx is logged (its ``client_id`` and the status only) and not
-  asked again: section 2.8 leaves retrying to the OP, and a person's sign-out must not
-  wait on a school's server. Deliveries under way are waited for at shutdown.
+  try within 5 seconds all told, redirects not followed. An app that cannot be reached,
+  does not answer in time, or answers 5xx, 408 or 429 (a school's server restarting) is
+  asked again after 1, 5 and 25 seconds (``RETRY_AFTER``; section 2.8 leaves retrying to
+  the OP), within the token's two minutes: a token that expired waiting is not sent.
+  Another 4xx is the app's verdict on the token (section 2.8: 400 when its logout
+  failed) and is not retried. Each refusal is logged (the ``client_id`` and the status
+  or error only). A person's sign-out never waits on a school's server. Deliveries under
+  way are waited for at shutdown (``drain``, 6 seconds at most); a retry due later than
+  that is lost with the process (their number is logged).
 
 Only OIDC apps with a ``backchannel_logout_uri`` are told; front-channel logout and
 CAS/SAML single logout belong to federation.
@@ -48,6 +52,8 @@ log = logging.getLogger("idp.oidc.backchannel_logout")
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TOKEN_SECONDS = 120
 SECONDS_PER_APP = 5.0
+RETRY_AFTER = (1.0, 5.0, 25.0)  # seconds before each further try of an app not reached
+_RETRIED_STATUSES = frozenset({408, 429})  # and every 5xx
 AT_ONCE = 32  # deliveries in flight per process; the rest wait their turn
 # Deliveries run on one event loop of their own, each on its own: an app that answers a
 # byte every few seconds holds neither a request thread nor anyone else's delivery.
@@ -132,7 +138,10 @@ def drain(timeout: float = SECONDS_PER_APP + 1) -> None:
     """Wait for the deliveries under way (at shutdown, and in tests)."""
     with _lock:
         under_way = list(_pending)
-    wait(under_way, timeout=timeout)
+    _done, left = wait(under_way, timeout=timeout)
+    if left:
+        log.warning("%d back-channel logout deliveries (or their retries) left unfinished",
+                    len(left))
 
 
 def deliver(made: list[Notice]) -> None:
@@ -141,22 +150,44 @@ def deliver(made: list[Notice]) -> None:
 
 
 async def _deliver_one(notice: Notice) -> None:
+    """Try, and try again after each of ``RETRY_AFTER`` while the failure is worth
+    retrying and the token is still alive; the slot is held only while posting."""
+    for pause in (*RETRY_AFTER, None):
+        failed, again = await _try(notice)
+        if not failed:
+            return
+        if not again or pause is None or _expired(notice, after=pause):
+            log.warning("back-channel logout of %s not accepted: %s; given up",
+                        notice.client_id, failed)
+            return
+        log.warning("back-channel logout of %s not accepted: %s; trying again in %g s",
+                    notice.client_id, failed, pause)
+        await asyncio.sleep(pause)
+
+
+def _expired(notice: Notice, after: float = 0.0) -> bool:
+    return bool(notice.expires_at) and time.time() + after > notice.expires_at
+
+
+async def _try(notice: Notice) -> tuple[str, bool]:
+    """One POST of the logout token: ``(what failed, whether to try again)``."""
     global _slots
     if _slots is None:
         _slots = asyncio.Semaphore(AT_ONCE)
     async with _slots:
-        if notice.expires_at and time.time() > notice.expires_at:
-            log.warning("back-channel logout of %s not sent: its token expired waiting",
-                        notice.client_id)
-            return
+        if _expired(notice):
+            return "its token expired waiting, not sent", False
         try:
             async with httpx.AsyncClient(timeout=SECONDS_PER_APP,
                                          follow_redirects=False) as http:
                 answer = await asyncio.wait_for(http.post(
                     notice.url, data={"logout_token": notice.logout_token},
                     headers={"Cache-Control": "no-cache"}), SECONDS_PER_APP)
-            failed = "" if answer.is_success else f"status {answer.status_code}"
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError, TimeoutError) as error:
-            failed = type(error).__name__  # ValueError: a host IDNA cannot encode, and such
-    if failed:
-        log.warning("back-channel logout of %s not accepted: %s", notice.client_id, failed)
+        except (httpx.InvalidURL, ValueError) as error:  # a host IDNA cannot encode...
+            return type(error).__name__, False
+        except (httpx.HTTPError, TimeoutError) as error:
+            return type(error).__name__, True
+    if answer.is_success:
+        return "", False
+    status = answer.status_code
+    return f"status {status}", status >= 500 or status in _RETRIED_STATUSES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import ClassVar
 from urllib.parse import parse_qs
@@ -23,11 +24,12 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[str, dict[str, list[str]], str]]] = []
+    answers: ClassVar[list[int]] = []  # the statuses of the next answers (then 200)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         self.received.append((self.path, parse_qs(body), self.headers["Content-Type"]))
-        self.send_response(200)
+        self.send_response(self.answers.pop(0) if self.answers else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -38,7 +40,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list]]:
     """An app's back-channel logout endpoint: (its base URL, what it received)."""
-    _Receiver.received = []
+    _Receiver.received, _Receiver.answers = [], []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -47,6 +49,14 @@ def receiver() -> Iterator[tuple[str, list]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app not reached is asked again after 1, 5 and 25 s; here after moments."""
+    from idp.oidc import backchannel_logout
+
+    monkeypatch.setattr(backchannel_logout, "RETRY_AFTER", (0.05, 0.1, 0.2))
 
 
 def _signed_in(client: TestClient, registered, person) -> dict:
@@ -298,3 +308,62 @@ def test_tokens_that_cannot_be_made_leave_the_sign_out_standing(
                           follow_redirects=False)
     assert out.status_code == 303 and "could not be made" in caplog.text
     assert "data-sign-out" not in client.get("/").text
+
+
+@pytest.mark.parametrize("failures", [[503], [500, 429, 408]])
+def test_an_app_that_fails_for_a_moment_is_asked_again(receiver, failures, caplog) -> None:
+    """A school's server restarting (5xx, 408, 429) hears the logout on a later try."""
+    from idp.oidc.backchannel_logout import Notice, deliver
+
+    base, received = receiver
+    _Receiver.answers.extend(failures)
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        deliver([Notice("flaky", base + "/bc", "t", time.time() + 60)])
+    assert [form["logout_token"] for _, form, _ in received] == [["t"]] * (len(failures) + 1)
+    assert caplog.text.count("trying again") == len(failures) and "given up" not in caplog.text
+
+
+def test_an_app_that_keeps_failing_is_given_up_after_the_last_retry(receiver, caplog) -> None:
+    from idp.oidc.backchannel_logout import RETRY_AFTER, Notice, deliver
+
+    base, received = receiver
+    _Receiver.answers.extend([502] * 10)
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        deliver([Notice("down", base + "/bc", "t", time.time() + 60)])
+    assert len(received) == len(RETRY_AFTER) + 1
+    assert "down not accepted: status 502; given up" in caplog.text
+
+
+def test_an_app_that_refuses_the_token_is_not_asked_again(receiver, caplog) -> None:
+    """400: the app's verdict on the token (section 2.8), not a moment's failure."""
+    from idp.oidc.backchannel_logout import Notice, deliver
+
+    base, received = receiver
+    _Receiver.answers.append(400)
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        deliver([Notice("strict", base + "/bc", "t", time.time() + 60)])
+    assert len(received) == 1 and "status 400; given up" in caplog.text
+
+
+def test_no_retry_after_the_token_has_expired(receiver, monkeypatch) -> None:
+    from idp.oidc import backchannel_logout
+
+    base, received = receiver
+    monkeypatch.setattr(backchannel_logout, "RETRY_AFTER", (0.05, 5.0))
+    _Receiver.answers.extend([503, 503])
+    began = time.monotonic()
+    backchannel_logout.deliver([backchannel_logout.Notice(
+        "brief", base + "/bc", "t", time.time() + 1)])
+    assert len(received) == 2 and time.monotonic() - began < 4  # the 5 s pause not taken
+
+
+def test_shutdown_logs_the_deliveries_it_leaves(monkeypatch, caplog) -> None:
+    from idp.oidc import backchannel_logout
+
+    monkeypatch.setattr(backchannel_logout, "RETRY_AFTER", (0.5,))
+    backchannel_logout._submit([backchannel_logout.Notice(
+        "restarting", "http://127.0.0.1:9/bc", "t", time.time() + 60)])
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        drain(timeout=0.2)
+    assert "1 back-channel logout deliveries (or their retries) left unfinished" in caplog.text
+    drain()  # the retry, then given up: nothing left for the next test
