@@ -38,7 +38,7 @@ from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import authorize, consent, end_session
+from idp.oidc import authorize, consent, end_session, frontchannel_logout
 from idp.oidc.authorize import AuthorizationRequest, required_level
 from mfa import guards, policy
 
@@ -250,15 +250,22 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                                                      amr=amr, ia=ia, next=next_url,
                                                      proven_here=proven_here))
     store = request.app.state.store
-    token, session = sessions.instead_of_current(store, request, account_id=account_id,
-                                                 sub=sub, amr=amr, proven_here=proven_here)
+    signed_in = sessions.instead_of_current(store, request, account_id=account_id, sub=sub,
+                                            amr=amr, proven_here=proven_here)
+    token, session = signed_in.token, signed_in.session
     if auth_time is not None:
         session.auth_time = auth_time
     sessions.mark_unsaved(request, token)  # its first write: the code's (add_app) or below
-    if pending is not None:
+    frames = frontchannel_logout.frames(request, signed_in.replaced)
+    if pending is not None and not frames:
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
-    else:
-        response = RedirectResponse(sessions.safe_next(next_url) or "/", status_code=303)
+    else:  # the app's request resumes after the previous person's apps were told
+        if pending is not None:
+            authorize.save_interaction(request, pending, ia)
+        target = (f"/oauth2/authorize/resume?ia={ia}" if pending is not None
+                  else sessions.safe_next(next_url) or "/")
+        response = RedirectResponse(frontchannel_logout.detour(request, frames, target),
+                                    status_code=303)
     if sessions.is_unsaved(request, token):  # no code recorded its app (which saves it)
         sessions.save(store, token, session)
     sessions.set_cookie(response, request, token)

@@ -45,6 +45,7 @@ from core.web.templates import locale_of, render
 from directory.identifiers import IdentifierKind
 from directory.models import Account
 from idp import sessions
+from idp.oidc import frontchannel_logout
 from mfa import credentials, policy, recovery, sms, totp
 from mfa.sms_gateways import app_gateway
 
@@ -267,15 +268,18 @@ def finish(request: Request, step: Step, method: str) -> Response:
     if loaded is not None and loaded[1].account_id == step.account_id:
         token, session = loaded
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
-        token = sessions.renew(store, token, session)
+        token, replaced = sessions.renew(store, token, session), None
     else:
-        token, started = sessions.instead_of_current(
+        signed_in = sessions.instead_of_current(
             store, request, account_id=step.account_id, sub=step.sub, amr=amr,
             proven_here=step.proven_here)
-        sessions.save(store, token, started)
+        token, replaced = signed_in.token, signed_in.replaced
+        sessions.save(store, token, signed_in.session)
     target = (f"/oauth2/authorize/resume?ia={step.ia}" if step.ia
               else sessions.safe_next(step.next) or "/")
-    response = RedirectResponse(target, status_code=303)
+    frames = frontchannel_logout.frames(request, replaced)
+    response = RedirectResponse(frontchannel_logout.detour(request, frames, target),
+                                status_code=303)
     sessions.set_cookie(response, request, token)
     response.delete_cookie(COOKIE, path="/")
     return response

@@ -34,7 +34,7 @@ from core.web.templates import locale_of
 from directory.models import Account
 from idp import sessions
 from idp.login import WAIT, _pending, _refusal, first_factor_done
-from idp.oidc import authorize
+from idp.oidc import authorize, frontchannel_logout
 from mfa import guards
 from mfa import webauthn as passkeys
 
@@ -117,11 +117,13 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
     if pending is None:  # the policy's level, a second factor first if needed, as a password
         return _as_json(first_factor_done(request, account_id, sub, amr))
     pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
-    token, started = sessions.instead_of_current(state.store, request, account_id=account_id,
-                                                 sub=sub, amr=amr)
-    sessions.save(state.store, token, started)
+    signed_in = sessions.instead_of_current(state.store, request, account_id=account_id,
+                                            sub=sub, amr=amr)
+    sessions.save(state.store, signed_in.token, signed_in.session)
     pending.account_chosen = account_id
     authorize.save_interaction(request, pending, body.ia)
-    response = JSONResponse({"redirect": f"/oauth2/authorize/resume?ia={body.ia}"})
-    sessions.set_cookie(response, request, token)
+    frames = frontchannel_logout.frames(request, signed_in.replaced)
+    response = JSONResponse({"redirect": frontchannel_logout.detour(
+        request, frames, f"/oauth2/authorize/resume?ia={body.ia}")})
+    sessions.set_cookie(response, request, signed_in.token)
     return response

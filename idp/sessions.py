@@ -91,8 +91,18 @@ def _new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+@dataclass
+class SignIn:
+    """A sign-in's new session (``token``, ``session``, not yet saved) and the other
+    person's session it ended in this browser (``replaced``), whose front-channel apps
+    the browser should still be sent to (``idp.oidc.frontchannel_logout``)."""
+    token: str
+    session: SSOSession
+    replaced: SSOSession | None = None
+
+
 def instead_of_current(store: Store, request: Request, *, account_id: int, sub: str,
-                       amr: list[str], proven_here: bool = True) -> tuple[str, SSOSession]:
+                       amr: list[str], proven_here: bool = True) -> SignIn:
     """A new session for a sign-in in this browser (not yet saved), at the level ``amr``
     reaches, under a new cookie token: a sign-in never reuses a token it did not make (no
     fixation). The browser's previous session ends. Someone else's ends for good (its apps
@@ -106,9 +116,9 @@ def instead_of_current(store: Store, request: Request, *, account_id: int, sub: 
     if previous is not None and previous[1].account_id == account_id:
         end(store, previous[0])  # the old token only: nobody is told, nothing revoked
         session.sid, session.apps = previous[1].sid, list(previous[1].apps)
-    elif previous is not None:
-        end(store, previous[0], request)
-    return token, session
+        return SignIn(token, session)
+    replaced = end(store, previous[0], request) if previous is not None else None
+    return SignIn(token, session, replaced)
 
 
 def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str,

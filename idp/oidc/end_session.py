@@ -166,10 +166,24 @@ def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
 
 
 def signed_out_page(request: Request, frames: list[str], *, client_name: str | None = None,
-                    problem: str | None = None, continue_to: str | None = None) -> Response:
+                    problem: str | None = None, continue_to: str | None = None,
+                    previous: bool = False) -> Response:
     """The signed-out page; it loads the apps' front-channel logout ``frames`` and then
-    goes on to ``continue_to`` (the app's checked return address), if any."""
+    goes on to ``continue_to`` (the app's checked return address), if any. ``previous``:
+    the page is about the person signed in before, whose session a sign-in ended."""
     return render(request, "signed_out.html", {
         "client_name": client_name, "problem": problem, "frames": frames,
-        "continue_to": continue_to, "wait_ms": frontchannel_logout.WAIT_SECONDS * 1000},
-        frames=frames)
+        "continue_to": continue_to, "wait_ms": frontchannel_logout.WAIT_SECONDS * 1000,
+        "previous": previous}, frames=frames)
+
+
+@router.get(frontchannel_logout.DETOUR_PATH)
+def previous_signed_out(request: Request, k: str = "") -> Response:
+    """A sign-in ended another person's session in this browser: load that session's
+    front-channel logout frames, then go on with the sign-in (``frontchannel_logout.detour``).
+    An unknown or expired page goes to the start page."""
+    found = frontchannel_logout.detour_of(request, k)
+    if found is None:
+        return RedirectResponse("/", status_code=303)
+    frames, target = found
+    return signed_out_page(request, frames, continue_to=target, previous=True)

@@ -12,9 +12,13 @@ still hear of the sign-out, through the browser.
   page goes on to that address once every frame has loaded, or after
   ``WAIT_SECONDS`` (a frame that never loads must not keep a pupil waiting); without
   script, a link does it.
-- Only where a page is shown: a session that ends otherwise (another person's sign-in in the
-  same browser, an account suspended, the store's timeout) reaches no front-channel app;
-  back-channel logout (``idp.oidc.backchannel_logout``) covers the first two.
+- Another person's sign-in in the same browser (pupil B on pupil A's classroom computer)
+  ends A's session: before B goes on, the browser passes through a page that loads the
+  frames of A's apps (``detour``; ``/signed-out/previous``), so A's apps on the school's
+  network end A's sessions in this very browser, where B would otherwise find them open.
+- A session that ends where no page is shown (an account suspended, the store's timeout)
+  reaches no front-channel app; back-channel logout (``idp.oidc.backchannel_logout``)
+  covers a suspension.
 - A browser sends an app's cookies to a frame under another site only when they are
   ``SameSite=None; Secure`` and it allows third-party cookies: an app whose session cookie
   is ``SameSite=Lax`` should register for back-channel logout instead.
@@ -22,6 +26,8 @@ still hear of the sign-out, through the browser.
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     from idp.sessions import SSOSession
 
 WAIT_SECONDS = 5  # given to the page's script (idp/static/frontchannel_logout.js)
+DETOUR_SECONDS = 300  # how long the page of a detour can be loaded (and reloaded)
+DETOUR_PATH = "/signed-out/previous"
 
 
 def frames(request: Request, ended: SSOSession | None) -> list[str]:
@@ -59,3 +67,28 @@ def _url(request: Request, client: ClientMetadata, sid: str) -> str:
     if "?" not in uri:
         return f"{uri}?{query}"
     return uri + ("" if uri.endswith(("?", "&")) else "&") + query
+
+
+def detour(request: Request, urls: list[str], target: str) -> str:
+    """Where a sign-in that ended another person's session goes next: ``target`` (a path
+    on this site) itself, or, when that session's apps registered front-channel logout
+    (``urls``, from :func:`frames`), first the page that loads them and then ``target``."""
+    if not urls:
+        return target
+    key = secrets.token_urlsafe(24)
+    request.app.state.store.set(_detour_key(key), json.dumps(
+        {"frames": urls, "next": target}).encode(), ttl=DETOUR_SECONDS)
+    return f"{DETOUR_PATH}?{urlencode({'k': key})}"
+
+
+def detour_of(request: Request, key: str) -> tuple[list[str], str] | None:
+    """The frames and the next path of a detour (``None``: unknown or expired)."""
+    raw = request.app.state.store.get(_detour_key(key)) if 0 < len(key) <= 64 else None
+    if not raw:
+        return None
+    found = json.loads(raw)
+    return list(found["frames"]), str(found["next"])
+
+
+def _detour_key(key: str) -> str:
+    return "fc-detour:" + key

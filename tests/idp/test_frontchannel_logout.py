@@ -170,6 +170,75 @@ def test_a_logout_page_no_csp_can_name_leaves_the_others_framed(
         "; frame-src https://app.example.edu.cn")
 
 
+def test_the_next_persons_sign_in_tells_the_previous_persons_apps_first(
+        client: TestClient, make_client, make_person) -> None:
+    """A classroom computer: pupil B signs in for an app where pupil A is still signed in.
+    A's front-channel apps get their frames (A's sid) before B's code goes to the app."""
+    a_app = make_client(frontchannel_logout_uri=FRONT, frontchannel_logout_session_required=True)
+    b_app = make_client()
+    first = _signed_in(client, a_app, make_person())
+    pupil_b = make_person("s20260002", "Another-Pass-2", name="钱同学")
+    start = flow.authorize(client, client_id=b_app.client_id, prompt="login")
+    signed_in = flow.login(client, start, pupil_b.login, pupil_b.password)
+    detour = signed_in.headers["location"]
+    assert signed_in.status_code == 303 and detour.startswith("/signed-out/previous?k=")
+    page = client.get(detour)
+    assert page.status_code == 200 and "data-signed-out-previous" in page.text
+    assert parse_qs(urlsplit(_frames(page.text)[0]).query)["sid"] == [
+        _payload(first["id_token"])["sid"]]
+    assert page.headers["content-security-policy"].endswith("; frame-src https://app.example.edu.cn")
+    onward = re.search(r'id="continue" href="([^"]*)"', page.text)[1].replace("&amp;", "&")
+    assert onward.startswith("/oauth2/authorize/resume?ia=")
+    assert client.get(detour).status_code == 200  # a reload shows the page again
+    redirect = flow.follow(client, client.get(onward, follow_redirects=False))
+    assert redirect.headers["location"].startswith(REDIRECT_URI + "?code=")
+    tokens = client.post("/oauth2/token", auth=(b_app.client_id, b_app.secret), data={
+        "grant_type": "authorization_code",
+        "code": flow.Redirect(redirect.headers["location"]).params["code"],
+        "redirect_uri": REDIRECT_URI}).json()
+    assert _payload(tokens["id_token"])["sub"] != _payload(first["id_token"])["sub"]
+
+
+def test_no_detour_for_the_same_person_or_apps_without_front_channel(
+        client: TestClient, make_client, make_person) -> None:
+    person = make_person()
+    fc_app = make_client(frontchannel_logout_uri=FRONT)
+    _signed_in(client, fc_app, person)
+    again = flow.login(client, flow.authorize(client, client_id=fc_app.client_id,
+                                              prompt="login"), person.login, person.password)
+    assert again.headers["location"].startswith(REDIRECT_URI)  # a re-authentication
+    client.cookies.clear()
+    plain = make_client()
+    _signed_in(client, plain, person)
+    other = make_person("s20260003", "Third-Pass-3", name="孙同学")
+    next_one = flow.login(client, flow.authorize(client, client_id=plain.client_id,
+                                                 prompt="login"), other.login, other.password)
+    assert next_one.headers["location"].startswith(REDIRECT_URI)
+
+
+def test_a_passkey_sign_in_detours_too(client: TestClient, make_client, make_person,
+                                       db, store) -> None:
+    from tests.idp.test_lockout import _passkey
+    from tests.mfa.test_webauthn import _enrol
+
+    a_app = make_client(frontchannel_logout_uri=FRONT)
+    _signed_in(client, a_app, make_person())
+    pupil_b = make_person("s20260004", "Fourth-Pass-4", name="李同学")
+    key, _ = _enrol(db, client.app.state.settings, store, pupil_b)
+    signed = _passkey(client, flow.authorize(client, client_id=a_app.client_id,
+                                             prompt="login"), key)
+    assert signed.status_code == 200, signed.text
+    detour = signed.json()["redirect"]
+    assert detour.startswith("/signed-out/previous?k=")
+    assert _frames(client.get(detour).text) == [FRONT]
+
+
+def test_an_unknown_detour_goes_to_the_start_page(client: TestClient) -> None:
+    for key in ("nope", "x" * 500, ""):
+        answer = client.get("/signed-out/previous", params={"k": key}, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
 @pytest.mark.interop
 @pytest.mark.parametrize("javascript", [True, False], ids=["script", "no-script"])
 def test_chromium_loads_the_frames_and_reaches_the_app(
