@@ -1,4 +1,4 @@
-"""One pure-ASGI middleware for every response: request id, security headers,
+"""One pure-ASGI middleware for every response: request id, security headers, HEAD,
 metrics and the access log.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the token
@@ -135,6 +135,10 @@ class WebKitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        head = method == "HEAD"
+        if head:  # RFC 9110 9.3.2: a GET without its body (FastAPI routes take GET only);
+            scope = {**scope, "method": "GET"}  # the server keeps its own HEAD scope
         headers_in = dict(scope["headers"])
         incoming = headers_in.get(b"x-request-id", b"").decode("latin-1")
         origin = headers_in.get(b"origin")
@@ -160,6 +164,8 @@ class WebKitMiddleware:
                 extra.append((b"x-request-id", request_id.encode()))
                 extra.extend(cors_headers(scope, origin))
                 message["headers"] = headers + extra
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -167,7 +173,6 @@ class WebKitMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_name(scope)
-            method = scope["method"]
             REQUESTS.labels(method, route, str(status_holder["status"])).inc()
             LATENCY.labels(method, route).observe(elapsed)
             access_log.info(

@@ -554,7 +554,8 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
             sessions.mark_saved(request)
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
-                  acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims)
+                  acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims,
+                  session_ends_at=session.created + sessions.MAX_SECONDS)
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
 

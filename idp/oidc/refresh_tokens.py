@@ -75,13 +75,13 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
         raise ValueError("refresh tokens are for user grants")
     token = secrets.token_urlsafe(32)
     family = family or secrets.token_hex(16)
-    lifetime = OFFLINE_SECONDS if "offline_access" in grant.scope.split() else sessions.MAX_SECONDS
     now = utcnow()
+    expires_at = expires_at or _expiry(grant, now)
     with db.engine.begin() as connection:  # one Core INSERT: this runs on every sign-in
         connection.execute(_INSERT, {
             "token_mac": mac(settings, token), "family": family, "client_id": client.client_id,
             "account_id": grant.account_id, "grant_json": json.dumps(grant.to_json()),
-            "created_at": now, "expires_at": expires_at or now + timedelta(seconds=lifetime),
+            "created_at": now, "expires_at": expires_at,
             "access_jti": access[0] if access else None,
             "access_expires_at": now + timedelta(seconds=access[1]) if access else None,
             "session_sid": _session_sid(grant)})
@@ -89,6 +89,18 @@ def issue(db: Database, settings: Settings, client: ClientMetadata, grant: Grant
 
 
 _INSERT = insert(RefreshToken.__table__)
+
+
+def _expiry(grant: Grant, now: datetime) -> datetime:
+    """``offline_access``: ``OFFLINE_SECONDS`` from now; otherwise when the SSO session
+    ends at the latest (a code minted on a session's sixth day brings a token that ends
+    with it, not seven days later)."""
+    if "offline_access" in grant.scope.split():
+        return now + timedelta(seconds=OFFLINE_SECONDS)
+    latest = now + timedelta(seconds=sessions.MAX_SECONDS)
+    if grant.session_ends_at is None:
+        return latest
+    return min(latest, datetime.fromtimestamp(grant.session_ends_at, tz=now.tzinfo))
 
 
 def revoke_family(db: Database, store: Store, family: str) -> None:

@@ -47,12 +47,15 @@ class Grant:
     amr: tuple[str, ...] = ()
     nonce: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)  # the OIDC claims request
+    # when the SSO session ``sid`` ends at the latest (its sign-in plus its maximum age):
+    # refresh tokens that live with the session expire then too
+    session_ends_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "scope": self.scope, "sub": self.sub,
                 "account_id": self.account_id, "sid": self.sid, "auth_time": self.auth_time,
                 "acr": self.acr, "amr": list(self.amr), "nonce": self.nonce,
-                "claims": self.claims}
+                "claims": self.claims, "session_ends_at": self.session_ends_at}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:

@@ -258,7 +258,20 @@ def test_loopback_redirect_uri_takes_any_port(client: TestClient, make_client,
     for registered, other in ((native, "http://127.0.0.1:53124/other"),
                               (native, "http://localhost:53124/callback"),
                               (native, "https://127.0.0.1:53124/callback"),
-                              (web, "http://127.0.0.1:53124/callback")):
+                              (web, "http://127.0.0.1:53124/callback"),
+                              # what a URL parser drops or ignores is not quietly matched
+                              # (then redirected to as sent: a relative URL, a code in a
+                              # fragment, another path)
+                              (native, " http://127.0.0.1:53124/callback"),
+                              (native, "\x01http://127.0.0.1/callback"),
+                              (native, "http://127.0.0.1:53124/callback#"),
+                              (native, "http://127.0.0.1:53124/callback?#"),
+                              (native, "http://127.0.0.1/call\tback"),
+                              (native, "http://127.0.0.1/callback\n"),
+                              (native, "http://127.0.0.1:0/callback"),
+                              (native, "http://127.0.0.1:65536/callback"),
+                              (native, "http://127.0.0.1:/callback"),
+                              (native, "http://x@127.0.0.1/callback")):
         refused = flow.authorize(client, client_id=registered.client_id, redirect_uri=other,
                                  **pkce)
         assert refused.status_code == 400 and "location" not in refused.headers

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.idp import flow
+from tests.idp.live import live_server  # noqa: F401 - fixture
 
 DEEP = "[" * 3000
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -207,3 +208,27 @@ def test_a_database_error_is_logged_without_the_rows_values(caplog) -> None:
             response = asyncio.run(errors._unexpected(request, raised))
     assert response.status_code == 500
     assert "Driver" in caplog.text and "13800138000" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/oauth2/jwks",
+                                  "/oauth2/jwks/all", "/login", "/readyz",
+                                  "/static/core/site.css"])
+def test_head_answers_like_get_without_a_body(client: TestClient, path: str) -> None:
+    """RFC 9110 9.1: HEAD is supported wherever GET is (caches and health checks send it
+    to discovery and the JWKS)."""
+    got, head = client.get(path), client.head(path)
+    assert got.status_code == head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers.get("cache-control") == got.headers.get("cache-control")
+
+
+def test_head_on_a_post_endpoint_is_still_not_allowed(client: TestClient) -> None:
+    assert client.head("/oauth2/token").status_code == 405
+
+
+def test_head_through_uvicorn(live_server) -> None:  # noqa: F811
+    import httpx
+
+    answer = httpx.head(live_server.url + "/.well-known/openid-configuration")
+    assert answer.status_code == 200 and answer.content == b""
+    assert int(answer.headers["content-length"]) > 100

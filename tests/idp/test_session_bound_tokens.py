@@ -105,3 +105,38 @@ def test_a_code_redeemed_after_the_sign_out_brings_no_refresh_token(
                        data={"grant_type": "authorization_code", "code": code,
                              "redirect_uri": REDIRECT_URI}).json()
     assert _refresh(client, offline, kept["refresh_token"]).status_code == 200
+
+
+def test_a_token_from_a_sessions_last_day_ends_with_the_session(
+        client: TestClient, make_client, make_person, app) -> None:
+    """A code minted on a session's sixth day brings a refresh token that expires when the
+    session must (seven days after the sign-in), not seven days after the code; an
+    offline_access one is not bound."""
+    registered = make_client()
+    person = make_person()
+    _tokens(client, registered, person)
+    store = app.state.store
+    token, session = sessions.load(store, _with_cookie(client))
+    session.created -= 6 * 24 * 3600  # signed in six days ago
+    sessions.save(store, token, session)
+    late = _tokens(client, registered, person, prompt="none")
+    offline = _tokens(client, registered, person, prompt="none",
+                      scope="openid offline_access")
+    ends = session.created + sessions.MAX_SECONDS
+    for tokens, latest in ((late, ends), (offline, ends + 365 * 24 * 3600)):
+        answer = client.post("/oauth2/introspect", auth=(registered.client_id,
+                                                         registered.secret),
+                             data={"token": tokens["refresh_token"]}).json()
+        assert answer["active"] and (answer["exp"] <= ends + 2) == (latest == ends)
+    rotated = _refresh(client, registered, late["refresh_token"]).json()
+    again = client.post("/oauth2/introspect", auth=(registered.client_id, registered.secret),
+                        data={"token": rotated["refresh_token"]}).json()
+    assert abs(again["exp"] - ends) <= 2  # its heir too
+
+
+def _with_cookie(client: TestClient):
+    from starlette.requests import Request
+
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                    "headers": [(b"cookie", cookie.encode())]})
