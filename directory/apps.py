@@ -257,7 +257,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
             _check_uri_text(member, uri)
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") and "." not in parts.scheme:
-                raise ValueError(f"{member}: {uri!r} is not an https URL or app scheme")
+                raise ValueError(f"{member}: {uri!r} is not an http(s) URL or app scheme")
             if parts.fragment:
                 raise ValueError(f"{member} must not contain a fragment")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")

@@ -297,8 +297,8 @@ def _ended_key(sid: str) -> str:
 
 def has_ended(store: Store, sid: str) -> bool:
     """Whether the session ``sid`` was ended (signed out, replaced by another person's
-    sign-in, suspended) within ``MAX_SECONDS``: a code minted before it ended brings no
-    refresh token that would outlive it (``idp.oidc.grants``)."""
+    sign-in, suspended) within ``MAX_SECONDS``: a code minted before it ended, or a
+    refresh racing the end, brings no token that would outlive it (``idp.oidc.grants``)."""
     return store.get(_ended_key(sid)) is not None
 
 

@@ -13,7 +13,9 @@ from core.settings import Settings
 from directory import subjects
 from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
+from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.claims import id_token_claims
+from idp.oidc.errors import invalid_grant
 from idp.oidc.tokens import Grant, issue_access_token, issue_id_token
 
 
@@ -44,12 +46,14 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
         body["refresh_token"], family = refresh_tokens.issue(
             state.db, state.settings, client, kept, family=family,
             expires_at=refresh_expires, access=(access.jti, access.expires_in))
-        # Checked once the token is stored: a session that ended before (a code redeemed
-        # after the sign-out) or while it was stored (sessions.end revokes only the rows
-        # it finds) has no refresh token that would outlive it.
-        if refresh_tokens.session_ended(state.store, kept):
+    # Checked once the tokens exist: a session that ended before (a code redeemed after
+    # the sign-out) or while they were made (sessions.end revokes only what it finds)
+    # leaves no token of a grant that lives with it (no offline_access).
+    if refresh_tokens.session_ended(state.store, kept):
+        revoke_access_jti(state.store, access.jti, access.expires_in)
+        if family:
             refresh_tokens.revoke_family(state.db, state.store, family)
-            del body["refresh_token"]
+        raise invalid_grant("the sign-in this grant came from has ended")
     return IssuedTokens(body, access.jti, family)
 
 

@@ -93,7 +93,7 @@ def test_register_from_a_metadata_file_and_update(env, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "metadata", "message"), [
     (["register", "--name", "x"], None, "give at least one --redirect-uri"),
-    (["register", "--name", "x", "--redirect-uri", "ftp://x/cb"], None, "not an https URL"),
+    (["register", "--name", "x", "--redirect-uri", "ftp://x/cb"], None, "not an http(s) URL"),
     (["register", "--name", "x", "--metadata", "FILE"], {"redirect_uris": "https://a/cb"},
      "redirect_uris must be a list of strings"),
     (["register", "--name", "x", "--metadata", "FILE"], [1, 2], "must be a JSON object"),

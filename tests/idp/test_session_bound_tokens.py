@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from idp import sessions
@@ -84,18 +85,22 @@ def test_signing_in_again_as_the_same_person_keeps_the_session(
     assert _refresh(client, portal, again["refresh_token"]).status_code == 400
 
 
-def test_a_code_redeemed_after_the_sign_out_brings_no_refresh_token(
-        client: TestClient, make_client, make_person) -> None:
-    """The app got its code just before the person signed out: the tokens it redeems then
-    hold no refresh token, which would outlive the session nothing can end any more."""
-    registered = make_client()
+@pytest.mark.parametrize("grant_types", [["authorization_code", "refresh_token"],
+                                         ["authorization_code"]])
+def test_a_code_redeemed_after_the_sign_out_is_refused(
+        client: TestClient, make_client, make_person, grant_types) -> None:
+    """The app got its code just before the person signed out: the sign-out revoked the
+    session's tokens and told its apps, so the code brings none that would outlive it (an
+    access token would stay live for its hour, a refresh token for days)."""
+    registered = make_client(grant_types=grant_types)
     code = flow.code_flow(client, registered.client_id, make_person(),
                           scope="openid").params["code"]
     _sign_out(client)
     answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
                          data={"grant_type": "authorization_code", "code": code,
                                "redirect_uri": REDIRECT_URI})
-    assert answer.status_code == 200 and "refresh_token" not in answer.json()
+    assert answer.status_code == 400 and answer.json() == {
+        "error": "invalid_grant", "error_description": "the sign-in this grant came from has ended"}
     offline = make_client()  # an offline_access grant outlives sign-outs
     person = make_person("s20267777", "pw-offline-77")
     code = flow.code_flow(client, offline.client_id, person,
