@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from fastapi.responses import Response
 
-from core.web.templates import render
+from core.web.templates import render, same_page
 from idp import sessions
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def render_login(request: Request, ia: str, pending: AuthorizationRequest | None
     (``next_url``: where to go after it); ``login`` pre-fills the identifier (else the
     app's ``login_hint``); ``error`` with ``params`` is a translatable message."""
     client = request.app.state.clients.get(pending.client_id) if pending else None
+    same_page(request, "/login", ia=ia, next=next_url if not ia else "")
     return render(request, "login.html", {
         "ia": ia, "login": login or (pending.login_hint if pending else "") or "",
         "error": error, "error_params": params, "app_name": client.name if client else None,

@@ -41,7 +41,7 @@ from core.field_crypto import open_
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
-from core.web.templates import locale_of, render
+from core.web.templates import locale_of, render, same_page
 from directory.identifiers import IdentifierKind
 from directory.models import Account
 from idp import sessions
@@ -173,6 +173,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
     from idp.oidc import authorize  # authorize starts this step: imported when used
 
     pending = authorize.peek_interaction(request, step.ia)  # the answer may go to its app
+    same_page(request, "/mfa")  # the step is in its cookie
     return render(request, "mfa.html", context, status=status,
                   form_target=pending.redirect_uri if pending else None)
 

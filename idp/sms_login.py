@@ -22,7 +22,7 @@ from core.db import utcnow
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
-from core.web.templates import locale_of, render
+from core.web.templates import locale_of, render, same_page
 from directory.models import Account
 from idp.login import _pending, _refusal, first_factor_done
 from mfa import sms
@@ -54,6 +54,7 @@ def _page(request: Request, name: str, ia: str, status: int, **context: object) 
     answer is the redirect to the app)."""
     pending = _pending(request, ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
+    same_page(request, "/login/sms", ia=ia)  # the phone number is asked again
     return render(request, name, {"ia": ia, "app_name": client.name if client else None,
                                   **context}, status=status,
                   form_target=pending.redirect_uri if pending else None)

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from starlette.routing import Match
 
 from core.web import cookies, i18n
 from core.web.csrf import COOKIE as CSRF_COOKIE
@@ -49,12 +50,33 @@ def switch_locale_href(request: Request, locale: str) -> str:
     """The language switcher's link: this page again, its query kept, ``ui_locales`` replaced.
 
     Keeping the query matters: the login page of a pending sign-in (``?ia=...``) and the
-    authorization endpoint's own pages must not lose the request they belong to."""
+    authorization endpoint's own pages must not lose the request they belong to. A page
+    answering a POST names the GET address that shows it again (:func:`same_page`); one
+    that does not, at a path no GET reaches, switches on the start page rather than
+    leading to a "method not allowed"."""
     query = [(k, v) for k, v in page_query(request) if k != "ui_locales"]
-    return "?" + urlencode([*query, ("ui_locales", locale)])
+    path = getattr(request.state, PAGE_PATH, "")
+    if not path and request.method not in ("GET", "HEAD") and not _gettable(request):
+        path, query = "/", []
+    return path + "?" + urlencode([*query, ("ui_locales", locale)])
+
+
+def _gettable(request: Request) -> bool:
+    scope = {"type": "http", "path": request.url.path, "method": "GET"}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
 
 
 PAGE_QUERY = "page_query"  # request.state member: a POSTed page's parameters, as a query
+PAGE_PATH = "page_path"  # request.state member: the GET path that shows a POSTed page
+
+
+def same_page(request: Request, path: str, **query: str) -> None:
+    """For a page answering a POST: the GET address (``path`` and ``query``, empty values
+    left out) that shows it again, for the language switcher. A GET keeps its own."""
+    if request.method == "GET":
+        return
+    setattr(request.state, PAGE_PATH, path)
+    setattr(request.state, PAGE_QUERY, {k: v for k, v in query.items() if v})
 
 
 def page_query(request: Request) -> list[tuple[str, str]]:

@@ -80,6 +80,36 @@ def test_language_switcher_keeps_the_pending_request(client: TestClient, make_cl
     assert 'lang="en"' in english.text and flow.ia_of(english) == ia
 
 
+def test_the_switcher_after_a_wrong_password_keeps_the_request(
+        client: TestClient, make_client, make_person) -> None:
+    """The page a wrong password answers (a POST) switches language on the GET address of
+    the same sign-in: the app's request is not lost."""
+    person = make_person("s53", "pw-right-53")
+    registered = make_client()
+    start = flow.authorize(client, client_id=registered.client_id)
+    ia = flow.ia_of(flow.login_form(client, start))
+    wrong = flow.login(client, start, person.login, "wrong")
+    assert wrong.status_code == 400
+    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', wrong.text)[0].replace("&amp;", "&")
+    assert link == f"/login?ia={ia}&ui_locales=en"
+    english = client.get(link)
+    assert 'lang="en"' in english.text and flow.ia_of(english) == ia
+    done = flow.login(client, english, person.login, person.password)
+    assert "code=" in flow.follow(client, done).headers["location"]
+
+
+def test_a_posted_page_no_get_reaches_switches_on_the_start_page(client: TestClient) -> None:
+    from starlette.requests import Request
+
+    from core.web.templates import switch_locale_href
+
+    scope = {"type": "http", "method": "POST", "path": "/login/qr/approve", "query_string": b"",
+             "headers": [], "app": client.app, "state": {}}
+    assert switch_locale_href(Request(scope), "en") == "/?ui_locales=en"
+    scope.update(path="/mfa")  # a GET reaches it: the same page
+    assert switch_locale_href(Request(scope), "en") == "?ui_locales=en"
+
+
 def test_a_legacy_password_hash_is_replaced_at_sign_in(client: TestClient, make_client,
                                                        make_person, db: Database) -> None:
     """A hash imported from an old school system (here unsalted MD5) signs in once and is
