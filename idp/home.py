@@ -18,5 +18,4 @@ router = APIRouter(include_in_schema=False)
 def start_page(request: Request) -> HTMLResponse:
     current = sessions.current(request)
     name = display_name(request, current.account_id) if current else ""
-    return render(request, "home.html", {"issuer": request.app.state.settings.issuer,
-                                         "signed_in": name})
+    return render(request, "home.html", {"signed_in": name})

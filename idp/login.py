@@ -53,11 +53,11 @@ STATUS_MESSAGES = {
     PersonStatus.left.value: N_("This account has been closed. Please contact your school."),
 }
 DISABLED = N_("This account is disabled. Please contact your school.")
-WRONG = N_("The account or password is not correct.")
-WAIT = N_("Too many attempts. Please wait %(seconds)s seconds and try again.")
+WRONG = N_("The account or password is not correct. Check what you typed and try again.")
+WAIT = N_("Too many attempts. Please wait and try again in %(seconds)s s.")
 LOCKED = N_("This account is temporarily locked after too many wrong passwords. Try again in "
-            "%(minutes)s minutes, sign in with a passkey, or ask your school's administrator "
-            "to unlock it.")
+            "%(minutes)s min, or ask your teacher or your school's administrator to unlock "
+            "it. If you have set up a passkey, you can still sign in with it.")
 LOCKED_IP = N_("Too many failed sign-ins came from your network. Sign-in with a password from "
                "here is paused for %(minutes)s minutes.")
 

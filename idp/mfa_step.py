@@ -59,7 +59,7 @@ WRONG_RECOVERY_CODE = N_("The recovery code is not correct, or it was already us
 TOO_MANY = N_("Too many wrong codes. Wait a few minutes and try again.")
 SMS_WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
 SMS_TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
-SMS_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
+SMS_WAIT = N_("Too many codes were asked for. Please wait and try again in %(seconds)s s.")
 SMS_FAILED = N_("The text message could not be sent just now. Please try again in a few "
                 "minutes, or use another way below.")
 CODES_LOCKED = N_("Too many wrong codes: codes are not checked for the next %(minutes)s "

@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)]
 
 NOT_AVAILABLE = N_("Signing in with an SMS code is not available here.")
 BAD_PHONE = N_("Please enter an 11-digit mainland mobile number.")
-SEND_WAIT = N_("Too many codes were asked for. Please wait %(seconds)s seconds and try again.")
+SEND_WAIT = N_("Too many codes were asked for. Please wait and try again in %(seconds)s s.")
 WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
 TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
 

@@ -313,8 +313,12 @@ def trusted_client(request: Request, params: dict[str, str],
         raise PageError(400, N_("This app is not registered, or it has been suspended."),
                         title=N_("Invalid sign-in request"))
     redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
-                                                        native=client.is_public):
+    if not redirect_uri:  # required here: OIDC Core 3.1.2.1
+        raise PageError(400, N_("The app did not say where to send you back after signing "
+                                "in. Go back to the app and try again, or tell its makers."),
+                        title=N_("Invalid sign-in request"))
+    if not redirect_uris.registered(redirect_uri, client.redirect_uris,
+                                    native=client.is_public):
         raise PageError(400, N_("The app sent a return address that is not registered for it, "
                                 "so we will not send you back there."),
                         title=N_("Invalid sign-in request"))

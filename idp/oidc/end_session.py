@@ -147,7 +147,7 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
         RedirectResponse(logout.redirect_to, status_code=303)
         if logout.redirect_to and not frames
         else signed_out_page(request, frames, client_name=client_name, problem=logout.problem,
-                             continue_to=logout.redirect_to))
+                             continue_to=logout.redirect_to, nobody=loaded is None))
     sessions.clear_cookie(response, request)
     return response
 
@@ -167,14 +167,15 @@ def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
 
 def signed_out_page(request: Request, frames: list[str], *, client_name: str | None = None,
                     problem: str | None = None, continue_to: str | None = None,
-                    previous: bool = False) -> Response:
+                    previous: bool = False, nobody: bool = False) -> Response:
     """The signed-out page; it loads the apps' front-channel logout ``frames`` and then
     goes on to ``continue_to`` (the app's checked return address), if any. ``previous``:
-    the page is about the person signed in before, whose session a sign-in ended."""
+    the page is about the person signed in before, whose session a sign-in ended;
+    ``nobody``: nobody was signed in in this browser (nothing was ended, nobody told)."""
     return render(request, "signed_out.html", {
         "client_name": client_name, "problem": problem, "frames": frames,
         "continue_to": continue_to, "wait_ms": frontchannel_logout.WAIT_SECONDS * 1000,
-        "previous": previous}, frames=frames)
+        "previous": previous, "nobody": nobody}, frames=frames)
 
 
 @router.get(frontchannel_logout.DETOUR_PATH)

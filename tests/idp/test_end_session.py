@@ -129,7 +129,8 @@ def test_without_a_return_address_the_page_says_signed_out(client: TestClient, m
     assert "您已从 测试应用 退出统一身份认证" in page.text
     assert not _session_alive(client)
     english = client.get("/oauth2/logout", params={"ui_locales": "en"})
-    assert "You have signed out" in english.text
+    assert "You are not signed in" in english.text  # nothing left to end: no "were told"
+    assert "were told" not in english.text and 'href="/login"' in english.text
 
 
 @pytest.mark.parametrize("case", ["unregistered", "no_app", "other_app_uri", "bad_hint",

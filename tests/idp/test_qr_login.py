@@ -610,7 +610,7 @@ def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  #
                 page.screenshot(path=os.path.join(shots, "qr_continue_as.png"))
             button.click()
             page.wait_for_url(server + "/", timeout=15000)
-            assert "你已登录为 赵同学" in page.inner_text("[data-signed-in]")
+            assert "您已登录为 赵同学" in page.inner_text("[data-signed-in]")
             if shots:
                 page.screenshot(path=os.path.join(shots, "home_signed_in.png"))
             token = next(c["value"] for c in desktop.cookies() if c["name"] == sessions.COOKIE)

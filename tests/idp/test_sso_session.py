@@ -108,7 +108,7 @@ def test_start_page_names_the_person_and_signs_out(app, make_person, scheme: str
     signed = flow.login(browser, browser.get("/login"), person.login, person.password)
     assert signed.headers["location"] == "/"
     home = browser.get("/")
-    assert "你已登录为 赵同学" in home.text and 'href="/account/apps"' in home.text
+    assert "您已登录为 赵同学" in home.text and 'href="/account/apps"' in home.text
     out = browser.post("/logout", data={"csrf_token": flow.csrf_of(home.text)},
                        follow_redirects=False)
     assert out.status_code == 303
