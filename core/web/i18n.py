@@ -21,6 +21,7 @@ LOCALE_DIR = Path(__file__).parent / "locale"
 SUPPORTED = ("zh-CN", "en")
 DEFAULT = "zh-CN"
 LANG_COOKIE = "lang"
+SWITCH_PARAM = "lang"  # the language switcher's parameter: the person's own choice
 
 
 def _catalog_name(locale: str) -> str:
@@ -75,13 +76,19 @@ def from_accept_language(header: str) -> str | None:
 
 
 def negotiate(
-    ui_locales: str | None, cookie: str | None, accept_language: str | None, default: str = DEFAULT
+    chosen: str | None, cookie: str | None, ui_locales: str | None,
+    accept_language: str | None, default: str = DEFAULT,
 ) -> str:
+    """The page's language: what the person chose (the switcher's ``lang`` parameter, then
+    the cookie it left), then what the app asked for (OIDC ``ui_locales``, for the pages of
+    its request only), then the browser's ``Accept-Language``, then ``default``."""
+    if chosen and (locale := match(chosen)):
+        return locale
+    if cookie and (locale := match(cookie)):
+        return locale
     for tag in (ui_locales or "").split()[:10]:
         if locale := match(tag):
             return locale
-    if cookie and (locale := match(cookie)):
-        return locale
     if accept_language and (locale := from_accept_language(accept_language)):
         return locale
     return default if default in SUPPORTED else DEFAULT

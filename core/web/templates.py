@@ -54,11 +54,12 @@ def switch_locale_href(request: Request, locale: str) -> str:
     answering a POST names the GET address that shows it again (:func:`same_page`); one
     that does not, at a path no GET reaches, switches on the start page rather than
     leading to a "method not allowed"."""
-    query = [(k, v) for k, v in page_query(request) if k != "ui_locales"]
+    query = [(k, v) for k, v in page_query(request)
+             if k not in ("ui_locales", i18n.SWITCH_PARAM)]
     path = getattr(request.state, PAGE_PATH, "")
     if not path and request.method not in ("GET", "HEAD") and not _gettable(request):
         path, query = "/", []
-    return path + "?" + urlencode([*query, ("ui_locales", locale)])
+    return path + "?" + urlencode([*query, (i18n.SWITCH_PARAM, locale)])
 
 
 def _gettable(request: Request) -> bool:
@@ -68,6 +69,7 @@ def _gettable(request: Request) -> bool:
 
 PAGE_QUERY = "page_query"  # request.state member: a POSTed page's parameters, as a query
 PAGE_PATH = "page_path"  # request.state member: the GET path that shows a POSTed page
+APP_LOCALES = "app_ui_locales"  # request.state member: the pending request's ui_locales
 
 
 def same_page(request: Request, path: str, **query: str) -> None:
@@ -92,9 +94,11 @@ def locale_of(request: Request) -> str:
     locale = getattr(request.state, "locale", None)
     if locale is None:
         settings = request.app.state.settings
+        query = dict(page_query(request))
         locale = i18n.negotiate(
-            dict(page_query(request)).get("ui_locales"),
+            query.get(i18n.SWITCH_PARAM),
             request.cookies.get(i18n.LANG_COOKIE),
+            query.get("ui_locales") or getattr(request.state, APP_LOCALES, None),
             request.headers.get("accept-language"),
             settings.default_locale,
         )
@@ -132,10 +136,10 @@ def render(
     response = HTMLResponse(template.render(values), status_code=status)
     if (form_target or frames) and (policy := csp_widened(form_target or None, frames)):
         response.headers["Content-Security-Policy"] = policy
-    asked = dict(page_query(request)).get("ui_locales")
-    if asked and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.negotiate(
-        asked, None, None, ""
-    ):  # a language chosen explicitly (switcher link or the app's ui_locales) sticks
+    chosen = dict(page_query(request)).get(i18n.SWITCH_PARAM)
+    if chosen and request.cookies.get(i18n.LANG_COOKIE) != locale and locale == i18n.match(
+        chosen
+    ):  # the person's own choice (the switcher) sticks; an app's ui_locales does not
         response.set_cookie(i18n.LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax",
                             path="/")
     new_cookie = getattr(request.state, "new_csrf_cookie", None)

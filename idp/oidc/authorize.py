@@ -32,6 +32,7 @@ from core import json_input
 from core.web import cookies
 from core.web.errors import PageError
 from core.web.i18n import N_
+from core.web.templates import APP_LOCALES
 from directory import subjects
 from directory.apps import ClientMetadata
 from directory.models import Account
@@ -365,9 +366,12 @@ def load_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
     if raw is None:
         raise sessions.sign_in_expired()
     try:
-        return AuthorizationRequest.from_json(json.loads(raw))
+        req = AuthorizationRequest.from_json(json.loads(raw))
     except (TypeError, ValueError):  # an entry no version writes (a damaged store)
         raise sessions.sign_in_expired() from None
+    if req.ui_locales:  # its pages speak the app's language (no cookie: the app's choice
+        setattr(request.state, APP_LOCALES, req.ui_locales)  # is not the browser's)
+    return req
 
 
 def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequest | None:

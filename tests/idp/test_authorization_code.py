@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -634,14 +635,29 @@ def test_claims_parameter_puts_claims_in_id_token(client: TestClient, make_clien
     assert payload["name"] == "赵同学" and "phone_number" not in payload
 
 
-def test_ui_locales_reaches_the_login_page(client: TestClient, make_client) -> None:
-    registered = make_client()
+def test_ui_locales_speaks_for_its_request_only(client: TestClient, make_client,
+                                                 make_person) -> None:
+    """The app's ui_locales is the language of its request's pages (also after a POST,
+    from the pending request), never the browser's: no cookie, so the next pupil on a
+    shared computer, or another app, gets the browser's language. The person's own choice
+    (the switcher) sticks and beats an app's."""
+    registered, person = make_client(first_party=False), make_person()
     page = flow.authorize(client, client_id=registered.client_id, ui_locales="en")
     assert '<html lang="en">' in page.text and "Sign in" in page.text
-    assert client.cookies.get("lang") == "en"  # the choice sticks for the next pages
-    client.cookies.delete("lang")
-    chinese = flow.authorize(client, client_id=registered.client_id)
+    assert client.cookies.get("lang") is None
+    wrong = flow.login(client, page, person.login, "wrong")
+    assert wrong.status_code == 400 and '<html lang="en">' in wrong.text
+    consent = flow.login(client, page, person.login, person.password)
+    assert '<html lang="en">' in client.get(consent.headers["location"]).text  # /consent?ia=
+    assert '<html lang="zh-CN">' in client.get("/").text
+    chinese = flow.authorize(client, client_id=registered.client_id, prompt="login")
     assert '<html lang="zh-CN">' in chinese.text
+    switch = re.findall(r'<a href="([^"]*lang=en[^"]*)"', chinese.text)[0]
+    client.get("/oauth2/authorize" + html.unescape(switch))
+    assert client.cookies.get("lang") == "en"  # the person's choice
+    english = flow.authorize(client, client_id=registered.client_id, ui_locales="zh-CN",
+                             prompt="login")
+    assert '<html lang="en">' in english.text
 
 
 def test_consent_can_be_withdrawn(client: TestClient, make_client, make_person) -> None:

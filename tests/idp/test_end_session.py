@@ -198,7 +198,7 @@ def test_ui_locales_and_the_switcher_work_for_a_posted_request(
     page = client.post("/oauth2/logout", data={
         "client_id": registered.client_id, "post_logout_redirect_uri": BACK, "ui_locales": "en"})
     assert "Sign out of the city account?" in page.text
-    switch = re.search(r'href="(\?[^"]*ui_locales=zh-CN[^"]*)"', page.text)
+    switch = re.search(r'href="(\?[^"]*lang=zh-CN[^"]*)"', page.text)
     assert switch and "post_logout_redirect_uri=" in html.unescape(switch.group(1))
     again = client.get("/oauth2/logout" + html.unescape(switch.group(1)))
     assert "退出统一身份认证？" in again.text and "测试应用" in again.text

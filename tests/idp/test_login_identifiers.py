@@ -61,7 +61,7 @@ def test_language_switcher_keeps_the_pending_request(client: TestClient, make_cl
     person = make_person("s52", "pw-right-52")
     registered = make_client()
     start = flow.authorize(client, client_id=registered.client_id)
-    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', start.text)[0].replace("&amp;", "&")
+    link = re.findall(r'<a href="([^"]*lang=en[^"]*)"', start.text)[0].replace("&amp;", "&")
     assert f"client_id={registered.client_id}" in link
     english = client.get("/oauth2/authorize" + link)
     assert english.status_code == 200 and 'lang="en"' in english.text
@@ -74,7 +74,7 @@ def test_language_switcher_keeps_the_pending_request(client: TestClient, make_cl
         follow_redirects=False)
     ia = flow.ia_of(flow.login_form(client, posted))
     page = client.get(posted.headers["location"])
-    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', page.text)[0].replace("&amp;", "&")
+    link = re.findall(r'<a href="([^"]*lang=en[^"]*)"', page.text)[0].replace("&amp;", "&")
     assert f"ia={ia}" in link
     english = client.get("/login" + link)
     assert 'lang="en"' in english.text and flow.ia_of(english) == ia
@@ -90,8 +90,8 @@ def test_the_switcher_after_a_wrong_password_keeps_the_request(
     ia = flow.ia_of(flow.login_form(client, start))
     wrong = flow.login(client, start, person.login, "wrong")
     assert wrong.status_code == 400
-    link = re.findall(r'<a href="([^"]*ui_locales=en[^"]*)"', wrong.text)[0].replace("&amp;", "&")
-    assert link == f"/login?ia={ia}&ui_locales=en"
+    link = re.findall(r'<a href="([^"]*lang=en[^"]*)"', wrong.text)[0].replace("&amp;", "&")
+    assert link == f"/login?ia={ia}&lang=en"
     english = client.get(link)
     assert 'lang="en"' in english.text and flow.ia_of(english) == ia
     done = flow.login(client, english, person.login, person.password)
@@ -105,9 +105,9 @@ def test_a_posted_page_no_get_reaches_switches_on_the_start_page(client: TestCli
 
     scope = {"type": "http", "method": "POST", "path": "/login/qr/approve", "query_string": b"",
              "headers": [], "app": client.app, "state": {}}
-    assert switch_locale_href(Request(scope), "en") == "/?ui_locales=en"
+    assert switch_locale_href(Request(scope), "en") == "/?lang=en"
     scope.update(path="/mfa")  # a GET reaches it: the same page
-    assert switch_locale_href(Request(scope), "en") == "?ui_locales=en"
+    assert switch_locale_href(Request(scope), "en") == "?lang=en"
 
 
 def test_a_legacy_password_hash_is_replaced_at_sign_in(client: TestClient, make_client,
