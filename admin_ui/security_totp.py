@@ -50,7 +50,7 @@ def _grouped(secret: str) -> str:
 def _enrol_page(request: Request, uid: str, secret: str, uri: str, *, error: str = "",
                 status: int = 200) -> Response:
     return render(request, "security_totp_enrol.html", {
-        "uid": uid, "qr_svg": totp.qr_svg(uri), "secret_groups": _grouped(secret),
+        "uid": uid, "qr_svg": totp.qr_svg(uri), "otpauth_uri": uri, "secret_groups": _grouped(secret),
         "error": error}, status=status)
 
 

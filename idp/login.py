@@ -305,9 +305,12 @@ def consent_form(request: Request, ia: str) -> Response:
     client = request.app.state.clients.get(pending.client_id)
     scopes = [{"text": SCOPE_TEXT.get(s, OTHER_SCOPE_TEXT), "scope": s}
               for s in pending.scope.split()]
-    return render(request, "consent.html", {"ia": ia, "app_name": client.name if client else "",
-                                            "scopes": scopes, "display": pending.display},
-                  form_target=pending.redirect_uri)
+    current = sessions.current(request)  # whose account: two pupils may share a computer
+    return render(request, "consent.html", {
+        "ia": ia, "app_name": client.name if client else "", "scopes": scopes,
+        "display": pending.display,
+        "name": display_name(request, current.account_id) if current else ""},
+        form_target=pending.redirect_uri)
 
 
 @router.post("/consent")

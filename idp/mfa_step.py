@@ -168,6 +168,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
+                       otpauth_uri=enrolment.otpauth_uri,
                        secret=" ".join(enrolment.secret_base32[i:i + 4]
                                        for i in range(0, len(enrolment.secret_base32), 4)))
     from idp.oidc import authorize  # authorize starts this step: imported when used

@@ -660,6 +660,30 @@ def test_ui_locales_speaks_for_its_request_only(client: TestClient, make_client,
     assert '<html lang="en">' in english.text
 
 
+def test_the_consent_page_names_the_account_and_offers_another(
+        client: TestClient, make_client, make_person) -> None:
+    """Two pupils share a computer: the consent page says whose account it is for, and
+    "not you?" signs the other one in for the same request."""
+    registered = make_client(first_party=False)
+    first = make_person()
+    other = make_person("s20260005", "Fifth-Pass-5", name="周同学")
+    response = flow.authorize(client, client_id=registered.client_id, scope="openid profile")
+    response = flow.follow(client, flow.login(client, response, first.login, first.password))
+    page = client.get(response.headers["location"])
+    assert "当前账号：赵同学" in page.text
+    switch = re.search(r'href="(/login\?ia=[^"]+)"', page.text)[1]
+    signed = flow.login(client, client.get(switch), other.login, other.password)
+    consent = client.get(flow.follow(client, signed).headers["location"])
+    assert "当前账号：周同学" in consent.text
+    ia = re.search(r'name="ia" value="([^"]+)"', consent.text)[1]
+    allowed = client.post("/consent", data={"csrf_token": flow.csrf_of(consent.text),
+                                            "ia": ia, "decision": "allow"},
+                          follow_redirects=False)
+    code = flow.Redirect(flow.follow(client, allowed).headers["location"]).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    assert _sm2_claims(client, tokens["id_token"])["sub"] == other.sub
+
+
 def test_consent_can_be_withdrawn(client: TestClient, make_client, make_person) -> None:
     registered, person = make_client(first_party=False), make_person()
     response = flow.authorize(client, client_id=registered.client_id, scope="openid profile")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -52,6 +53,8 @@ def test_teacher_enrols_at_first_sign_in_then_uses_the_code(client: TestClient, 
     page = client.get("/mfa")
     assert "<svg" in page.text and "身份验证器" in page.text
     secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    opened = re.search(r'href="(otpauth://[^"]+)" data-otpauth', page.text)[1]  # on the phone
+    assert pyotp.parse_uri(html.unescape(opened)).secret == secret
     wrong = _submit(client, page.text, "000000")
     assert wrong.status_code == 400 and "验证码不正确" in wrong.text
     first_code = _code(secret)

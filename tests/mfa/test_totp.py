@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -257,6 +258,8 @@ def test_enrol_confirm_and_remove_through_the_pages(client, db, settings, store,
     assert started.headers["cache-control"] == "no-store"
     grouped = re.search(r'<pre id="totp-secret">([A-Z2-7 ]+)</pre>', started.text).group(1)
     assert re.fullmatch(r"([A-Z2-7]{4} ){7}[A-Z2-7]{4}", grouped)
+    opened = re.search(r'href="(otpauth://[^"]+)" data-otpauth', started.text)[1]
+    assert pyotp.parse_uri(html.unescape(opened)).secret == grouped.replace(" ", "")
     secret = secret_on(started.text)
     uid = re.search(r'name="uid" value="([0-9a-f]+)"', started.text).group(1)
 
