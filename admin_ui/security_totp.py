@@ -50,8 +50,8 @@ def _grouped(secret: str) -> str:
 def _enrol_page(request: Request, uid: str, secret: str, uri: str, *, error: str = "",
                 status: int = 200) -> Response:
     return render(request, "security_totp_enrol.html", {
-        "uid": uid, "qr_svg": totp.qr_svg(uri), "otpauth_uri": uri, "secret_groups": _grouped(secret),
-        "error": error}, status=status)
+        "uid": uid, "qr_svg": totp.qr_svg(uri), "otpauth_uri": uri,
+        "secret_groups": _grouped(secret), "error": error}, status=status)
 
 
 def _list_page(request: Request, account_id: int, *, notice: str = "") -> Response:
