@@ -68,7 +68,7 @@ SCOPE_TEXT = {
     "phone": N_("Your mobile phone number"),
     "address": N_("Your home address"),
     "edu": N_("Your school, grade, class and roles"),
-    "offline_access": N_("Stay connected while you are away"),
+    "offline_access": N_("Keep access to your account when you are not using the app"),
 }
 # A scope the consent page has no words for (an API's own, such as "api.read"): named as it
 # is, never left out (what is released must be on the page the person agrees to).
@@ -333,6 +333,7 @@ def logout(request: Request) -> Response:
     if loaded := sessions.load(request.app.state.store, request):
         frames = end_session.sign_out(request, loaded)
     response: Response = (end_session.signed_out_page(request, frames) if frames
-                          else RedirectResponse("/", status_code=303))
+                          else RedirectResponse("/?signed_out=1" if loaded else "/",
+                                                status_code=303))
     sessions.clear_cookie(response, request)
     return response

@@ -21,10 +21,13 @@ def test_translation_is_used() -> None:
 
 
 def test_negotiation_order() -> None:
-    assert i18n.negotiate("en", "zh-CN", "zh") == "en"
-    assert i18n.negotiate(None, "en", "zh") == "en"
-    assert i18n.negotiate(None, None, "en-US,en;q=0.9") == "en"
-    assert i18n.negotiate("xx", None, "zh-TW") == "zh-CN"
-    assert i18n.negotiate(None, None, None) == "zh-CN"
-    assert i18n.negotiate(None, None, "en;q=0, zh;q=0.1") == "zh-CN"
-    assert i18n.negotiate(None, None, "en;q=abc") == "zh-CN"
+    """The person's choice (switcher, then its cookie), the app's ui_locales, the
+    browser's Accept-Language, the default."""
+    assert i18n.negotiate("en", "zh-CN", "zh", "zh") == "en"
+    assert i18n.negotiate(None, "en", "zh", "zh") == "en"  # a person's choice beats an app's
+    assert i18n.negotiate(None, None, "en zh", "zh") == "en"
+    assert i18n.negotiate(None, None, None, "en-US,en;q=0.9") == "en"
+    assert i18n.negotiate("xx", None, "yy", "zh-TW") == "zh-CN"
+    assert i18n.negotiate(None, None, None, None) == "zh-CN"
+    assert i18n.negotiate(None, None, None, "en;q=0, zh;q=0.1") == "zh-CN"
+    assert i18n.negotiate(None, None, None, "en;q=abc") == "zh-CN"

@@ -115,7 +115,9 @@ def test_start_page_names_the_person_and_signs_out(app, make_person, scheme: str
     cleared = [h for h in out.headers.get_list("set-cookie") if "idp_session=" in h]
     assert cleared and all("max-age=0" in h.lower() for h in cleared)
     assert ("__Host-idp_session=" in cleared[0]) == (scheme == "https")
-    assert "data-sign-out" not in browser.get("/").text
+    assert out.headers["location"] == "/?signed_out=1"
+    after = browser.get(out.headers["location"])
+    assert "data-sign-out" not in after.text and "您已退出登录" in after.text
     forged = browser.post("/logout", data={}, follow_redirects=False)
     assert forged.status_code == 403  # CSRF: another site cannot sign the person out
 
