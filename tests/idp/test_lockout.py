@@ -146,22 +146,7 @@ def test_attempts_sent_at_once_are_checked_one_at_a_time(
     monkeypatch.setattr(guards, "MAX_DELAY", max_delay)
     make_person("s42", "pw-right-42", name="并发同学")
     burst = 16
-    browsers = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(burst)]
-    forms = []
-    for browser in browsers:
-        page = browser.get("/login").text
-        hidden = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
-        forms.append({**hidden, "login": "s42", "password": "wrong"})
-    start = threading.Barrier(burst)
-
-    def attempt(n: int) -> int:
-        start.wait()
-        return browsers[n].post("/login", data=forms[n]).status_code
-
-    with ThreadPoolExecutor(burst) as pool:
-        statuses = list(pool.map(attempt, range(burst)))
-    for browser in browsers:
-        browser.close()
+    statuses = _all_at_once(live_server.url, burst, "s42", "wrong")
     checked = [e for e in _actions(db, "login.password") if e.outcome == "failure"]
     assert len(checked) == checks, statuses
     assert statuses.count(400) == checks and statuses.count(429) == burst - checks
@@ -172,23 +157,29 @@ def test_a_class_sharing_one_account_signs_in_at_once(live_server, make_person) 
     the same moment; each waits for the check before it, none is refused."""
     make_person("s46", "pw-right-46", name="班级账号")
     pupils = 8
-    browsers = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(pupils)]
+    assert _all_at_once(live_server.url, pupils, "s46", "pw-right-46") == [303] * pupils
+
+
+def _all_at_once(url: str, browsers: int, login: str, password: str) -> list[int]:
+    """``browsers`` browsers, each with its sign-in page, send ``login`` and ``password``
+    at the same moment; the statuses of their answers."""
+    clients = [httpx.Client(base_url=url, timeout=30) for _ in range(browsers)]
     forms = []
-    for browser in browsers:
+    for browser in clients:
         page = browser.get("/login").text
         hidden = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
-        forms.append({**hidden, "login": "s46", "password": "pw-right-46"})
-    start = threading.Barrier(pupils)
+        forms.append({**hidden, "login": login, "password": password})
+    start = threading.Barrier(browsers)
 
     def attempt(n: int) -> int:
         start.wait()
-        return browsers[n].post("/login", data=forms[n]).status_code
+        return clients[n].post("/login", data=forms[n]).status_code
 
-    with ThreadPoolExecutor(pupils) as pool:
-        statuses = list(pool.map(attempt, range(pupils)))
-    for browser in browsers:
+    with ThreadPoolExecutor(browsers) as pool:
+        statuses = list(pool.map(attempt, range(browsers)))
+    for browser in clients:
         browser.close()
-    assert statuses == [303] * pupils
+    return statuses
 
 
 def test_an_attempt_waits_for_the_check_under_way(client: TestClient, make_client,
