@@ -256,16 +256,15 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     if auth_time is not None:
         session.auth_time = auth_time
     sessions.mark_unsaved(request, token)  # its first write: the code's (add_app) or below
-    frames = frontchannel_logout.frames(request, signed_in.replaced)
-    if pending is not None and not frames:
+    if pending is not None and not frontchannel_logout.frames(request, signed_in.replaced):
         response = authorize.carry_on(request, pending, ia, (token, session), needed)
     else:  # the app's request resumes after the previous person's apps were told
         if pending is not None:
             authorize.save_interaction(request, pending, ia)
         target = (f"/oauth2/authorize/resume?ia={ia}" if pending is not None
                   else sessions.safe_next(next_url) or "/")
-        response = RedirectResponse(frontchannel_logout.detour(request, frames, target),
-                                    status_code=303)
+        response = RedirectResponse(
+            frontchannel_logout.detour(request, signed_in.replaced, target), status_code=303)
     if sessions.is_unsaved(request, token):  # no code recorded its app (which saves it)
         sessions.save(store, token, session)
     sessions.set_cookie(response, request, token)

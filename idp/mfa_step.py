@@ -279,8 +279,7 @@ def finish(request: Request, step: Step, method: str) -> Response:
         sessions.save(store, token, signed_in.session)
     target = (f"/oauth2/authorize/resume?ia={step.ia}" if step.ia
               else sessions.safe_next(step.next) or "/")
-    frames = frontchannel_logout.frames(request, replaced)
-    response = RedirectResponse(frontchannel_logout.detour(request, frames, target),
+    response = RedirectResponse(frontchannel_logout.detour(request, replaced, target),
                                 status_code=303)
     sessions.set_cookie(response, request, token)
     response.delete_cookie(COOKIE, path="/")

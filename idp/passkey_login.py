@@ -122,8 +122,7 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
     sessions.save(state.store, signed_in.token, signed_in.session)
     pending.account_chosen = account_id
     authorize.save_interaction(request, pending, body.ia)
-    frames = frontchannel_logout.frames(request, signed_in.replaced)
     response = JSONResponse({"redirect": frontchannel_logout.detour(
-        request, frames, f"/oauth2/authorize/resume?ia={body.ia}")})
+        request, signed_in.replaced, f"/oauth2/authorize/resume?ia={body.ia}")})
     sessions.set_cookie(response, request, signed_in.token)
     return response

@@ -59,6 +59,8 @@ def switch_locale_href(request: Request, locale: str) -> str:
     path = getattr(request.state, PAGE_PATH, "")
     if not path and request.method not in ("GET", "HEAD") and not _gettable(request):
         path, query = "/", []
+        setattr(request.state, PAGE_PATH, path)  # the other link: no second route scan
+        setattr(request.state, PAGE_QUERY, {})
     return path + "?" + urlencode([*query, (i18n.SWITCH_PARAM, locale)])
 
 

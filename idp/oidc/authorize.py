@@ -385,9 +385,7 @@ def peek_interaction(request: Request, interaction_id: str) -> AuthorizationRequ
 def _to_page(request: Request, page: str, req: AuthorizationRequest,
              interaction_id: str | None = None) -> Response:
     interaction_id = save_interaction(request, req, interaction_id)
-    target = f"/{page}?ia={interaction_id}"
-    if req.ui_locales:  # the pages speak the language the app asked for
-        target += "&" + urlencode({"ui_locales": req.ui_locales[:50]})
+    target = f"/{page}?ia={interaction_id}"  # its pages read the app's ui_locales from it
     return _with_interaction_cookie(RedirectResponse(target, status_code=303), request,
                                     interaction_id)
 

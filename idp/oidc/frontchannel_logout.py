@@ -69,10 +69,11 @@ def _url(request: Request, client: ClientMetadata, sid: str) -> str:
     return uri + ("" if uri.endswith(("?", "&")) else "&") + query
 
 
-def detour(request: Request, urls: list[str], target: str) -> str:
-    """Where a sign-in that ended another person's session goes next: ``target`` (a path
-    on this site) itself, or, when that session's apps registered front-channel logout
-    (``urls``, from :func:`frames`), first the page that loads them and then ``target``."""
+def detour(request: Request, ended: SSOSession | None, target: str) -> str:
+    """Where a sign-in that ended another person's session (``ended``) goes next:
+    ``target`` (a path on this site) itself, or, when that session's apps registered
+    front-channel logout, first the page that loads their frames and then ``target``."""
+    urls = frames(request, ended)
     if not urls:
         return target
     key = secrets.token_urlsafe(24)

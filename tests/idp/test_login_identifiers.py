@@ -106,7 +106,7 @@ def test_a_posted_page_no_get_reaches_switches_on_the_start_page(client: TestCli
     scope = {"type": "http", "method": "POST", "path": "/login/qr/approve", "query_string": b"",
              "headers": [], "app": client.app, "state": {}}
     assert switch_locale_href(Request(scope), "en") == "/?lang=en"
-    scope.update(path="/mfa")  # a GET reaches it: the same page
+    scope.update(path="/mfa", state={})  # a GET reaches it: the same page
     assert switch_locale_href(Request(scope), "en") == "?lang=en"
 
 
