@@ -54,6 +54,10 @@ STATUS_MESSAGES = {
 }
 DISABLED = N_("This account is disabled. Please contact your school.")
 WRONG = N_("The account or password is not correct. Check what you typed and try again.")
+WRONG_FEW_LEFT = N_("The account or password is not correct. Wrong attempts left before the "
+                    "account is locked for %(lock_minutes)s min: %(left)s.")
+# Warned from this many attempts left on: a person who mistyped once or twice sees nothing.
+WARN_LEFT = 3
 WAIT = N_("Too many attempts. Please wait and try again in %(seconds)s s.")
 LOCKED = N_("This account is temporarily locked after too many wrong passwords. Try again in "
             "%(minutes)s min, or ask your teacher or your school's administrator to unlock "
@@ -102,6 +106,7 @@ class LoginOutcome:
     error: str = ""
     wait: int = 0
     roles: frozenset[str] = frozenset()
+    left: int = 0  # wrong attempts left before the account is locked (with WRONG_FEW_LEFT)
 
 
 def _refused_early(store: Store, limit: guards.Limit, subject: str) -> LoginOutcome | None:
@@ -120,17 +125,20 @@ def _failure_subject(settings: Settings, account: Account | None, login: str) ->
     return "login:" + keyed_mac(settings, "login-guard/v1", identifiers.canonical(login))[:32]
 
 
-def _count_failure(request: Request, session: Session, subject: str, ip: str) -> None:
-    """Count a wrong password per account, per IP and for spraying; audit any new lock."""
+def _count_failure(request: Request, session: Session, subject: str,
+                   ip: str) -> guards.Counted:
+    """Count a wrong password per account, per IP and for spraying; audit any new lock.
+    Returns the account's count."""
     store, context = request.app.state.store, Context.of(request)
-    guards.count_failure(session, store, guards.ACCOUNT, subject, target=_target(subject),
-                         context=context)
+    counted = guards.count_failure(session, store, guards.ACCOUNT, subject,
+                                   target=_target(subject), context=context)
     guards.count_failure(session, store, guards.IP, ip, target=f"ip:{ip}", context=context)
     if guards.record_spraying(store, ip, subject):
         record(session, actor="system", action="security.spraying", outcome="success",
                target=f"ip:{ip}", context=context,
                detail={"distinct_accounts": guards.SPRAY_ACCOUNTS,
                        "seconds": guards.SPRAY_LOCK_SECONDS})
+    return counted
 
 
 def _target(subject: str) -> str:
@@ -165,10 +173,10 @@ def _verify(request: Request, session: Session, account: Account | None,
     result = (hasher.verify(account.password_hash, password) if account
               else hasher.dummy_verify(password))
     if not result.ok or account is None:
-        _count_failure(request, session, subject, ip)
+        counted = _count_failure(request, session, subject, ip)
         record(session, actor=_target(subject), action="login.password",
                outcome="failure", context=Context.of(request))
-        return LoginOutcome(None, WRONG)
+        return _wrong(counted)
     guards.clear(state.store, guards.ACCOUNT, subject)
     refusal = _refusal(account)
     if refusal:
@@ -182,6 +190,16 @@ def _verify(request: Request, session: Session, account: Account | None,
            outcome="success", context=Context.of(request))
     session.expunge(account)
     return LoginOutcome(account, roles=roles)
+
+
+def _wrong(counted: guards.Counted) -> LoginOutcome:
+    """A wrong password: said plainly, with the attempts left when few are, or the lock it
+    has just set (the same for a name that belongs to nobody: no account oracle)."""
+    if counted.locked or not counted.left:
+        return LoginOutcome(None, LOCKED, guards.ACCOUNT.lock_seconds)
+    if counted.left <= WARN_LEFT:
+        return LoginOutcome(None, WRONG_FEW_LEFT, left=counted.left)
+    return LoginOutcome(None, WRONG)
 
 
 _ACCOUNT = Account.__table__
@@ -217,7 +235,9 @@ def login(request: Request, ia: str = Form(""), login: str = Form("", max_length
     if outcome.account is None:
         return render_login(request, ia, pending, login=login, error=outcome.error,
                             status=429 if outcome.wait else 400, next_url=next,
-                            seconds=outcome.wait, minutes=-(-outcome.wait // 60))
+                            seconds=outcome.wait, minutes=-(-outcome.wait // 60),
+                            left=outcome.left,
+                            lock_minutes=guards.ACCOUNT.lock_seconds // 60)
     return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia,
                              roles=outcome.roles, next_url=next, pending=pending)
 

@@ -114,21 +114,36 @@ def _lock(store: Store, limit: Limit, subject: str, seconds: int) -> bool:
     return store.set_if_absent(_lock_key(limit, subject), until, ttl=seconds)
 
 
-def record_failure(store: Store, limit: Limit, subject: str) -> bool:
-    """Count a failure; True when it locked ``subject`` (report it once, to the audit)."""
+@dataclass(frozen=True)
+class Counted:
+    """A failure just counted: how many more the window allows before a lock (0: none),
+    and whether this one set the lock."""
+    left: int
+    locked: bool
+
+
+def _count(store: Store, limit: Limit, subject: str) -> Counted:
     count_key, at_key = _keys(limit, subject)
     store.set(at_key, str(time.time()).encode(), ttl=WINDOW_SECONDS)
     count = store.incr(count_key, ttl=WINDOW_SECONDS)
-    return count >= limit.lock_after and _lock(store, limit, subject, limit.lock_seconds)
+    locked = count >= limit.lock_after and _lock(store, limit, subject, limit.lock_seconds)
+    return Counted(max(0, limit.lock_after - count), locked)
+
+
+def record_failure(store: Store, limit: Limit, subject: str) -> bool:
+    """Count a failure; True when it locked ``subject`` (report it once, to the audit)."""
+    return _count(store, limit, subject).locked
 
 
 def count_failure(session: Session, store: Store, limit: Limit, subject: str, *,
-                  target: str, context: Context | None = None) -> None:
+                  target: str, context: Context | None = None) -> Counted:
     """Count a failure of ``subject``; audit the lock it sets (once, when it is set)."""
-    if record_failure(store, limit, subject):
+    counted = _count(store, limit, subject)
+    if counted.locked:
         record(session, actor="system", action="security.lock", outcome="success",
                target=target, context=context,
                detail={"scope": limit.name, "seconds": limit.lock_seconds})
+    return counted
 
 
 def record_spraying(store: Store, ip: str, account_subject: str) -> bool:
