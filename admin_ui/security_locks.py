@@ -36,16 +36,17 @@ PERMISSION = "security:unlock"
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
-def _session(request: Request) -> Iterator[Session]:
+def db_session(request: Request) -> Iterator[Session]:
     with request.app.state.db.session() as session:
         yield session
 
 
-def _scope(request: Request, session: Session = Depends(_session)) -> TokenScope:
+def _scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
     return require(request, session, request.app.state.settings, PERMISSION, "admin")
 
 
-def _account_id(session: Session, scope: TokenScope, uid: str) -> int:
+def account_id_of(session: Session, scope: TokenScope, uid: str) -> int:
+    """The account of person ``uid`` inside the token's subtree (404 otherwise)."""
     person = session.scalar(select(Person).where(Person.uid == uid, visible_person(scope)))
     if person is None or person.account is None:
         raise Problem(404, "Not found", "No such person, or the person has no account.")
@@ -53,9 +54,9 @@ def _account_id(session: Session, scope: TokenScope, uid: str) -> int:
 
 
 @router.get("/people/{uid}/sign-in-lock")
-def sign_in_lock(request: Request, uid: str, session: Session = Depends(_session),
+def sign_in_lock(request: Request, uid: str, session: Session = Depends(db_session),
                  scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
-    subject = str(_account_id(session, scope, uid))
+    subject = str(account_id_of(session, scope, uid))
     store = request.app.state.store
     seconds = guards.locked_seconds(store, guards.ACCOUNT, subject)
     return {"locked": seconds > 0, "seconds_left": seconds,
@@ -63,16 +64,16 @@ def sign_in_lock(request: Request, uid: str, session: Session = Depends(_session
 
 
 @router.post("/people/{uid}/unlock")
-def unlock_person(request: Request, uid: str, session: Session = Depends(_session),
+def unlock_person(request: Request, uid: str, session: Session = Depends(db_session),
                   scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
-    subject = str(_account_id(session, scope, uid))
+    subject = str(account_id_of(session, scope, uid))
     was_locked = guards.lift(session, request.app.state.store, guards.ACCOUNT, subject,
                              actor=f"api-token:{scope.name}", context=Context.of(request))
     return {"unlocked": True, "was_locked": was_locked}
 
 
 @router.post("/ip-locks/{ip}/unlock")
-def unlock_ip(request: Request, ip: str, session: Session = Depends(_session),
+def unlock_ip(request: Request, ip: str, session: Session = Depends(db_session),
               scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
     try:
         address = str(ipaddress.ip_address(ip))

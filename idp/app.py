@@ -20,6 +20,7 @@ from admin_ui import (
     security_locks,
     security_passkeys,
     security_recovery,
+    security_reset,
     security_totp,
 )
 from core import passwords, web
@@ -112,6 +113,7 @@ def create_app(
                    login.router, health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,
                    security_passkeys.router, security_recovery.router, security_locks.router,
+                   security_reset.router,
                    passkey_login.router, sms_login.router, qr_login.router):
         app.include_router(router)
     if settings.mode == "dev":

@@ -5,6 +5,10 @@
   operator's user name as the actor (``cli:<user>``). Locks live in the store, so this needs
   the shared Redis store (``IDP_REDIS_URL``); a single-process server keeps them in its own
   memory, out of reach of another process: use the admin API there.
+- ``idp security reset-mfa --login s20260001 [--passkeys]`` removes an account's
+  authenticator apps and recovery codes (and passkeys) after a lost or replaced phone
+  (``mfa.reset``); works on the database alone, forgets the wrong-code counts too when
+  ``IDP_REDIS_URL`` is set.
 - ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
   for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
   printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
@@ -25,9 +29,10 @@ from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
 from directory.people import find_login_account
 from idp.cli_directory import _actor, _fail
-from mfa import guards
+from mfa import guards, reset
 
-security_app = typer.Typer(no_args_is_help=True, help="Sign-in locks.")
+security_app = typer.Typer(no_args_is_help=True,
+                            help="Sign-in locks and second-factor resets.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer API tokens for machine clients.")
 
 
@@ -66,6 +71,32 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
         store.close()
         database.dispose()
     print("unlocked" if was_locked else "was not locked; failures forgotten")
+
+
+@security_app.command("reset-mfa")
+def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the account."),
+              passkeys: bool = typer.Option(False, help="Also remove the account's passkeys."),
+              ) -> None:
+    """Remove an account's authenticator apps and recovery codes (a lost or replaced
+    phone); with --passkeys its passkeys too."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    store = make_store(settings) if settings.redis_url else None
+    try:
+        with database.session() as session:
+            account = find_login_account(session, settings, login)
+            if account is None:
+                raise _fail("no account has this login identifier")
+            removed = reset.reset(session, store, account.id, passkeys=passkeys,
+                                  actor=_actor())
+    finally:
+        if store is not None:
+            store.close()
+        database.dispose()
+    print(f"removed {removed.authenticator_apps} authenticator app(s), "
+          f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
 
 
 @tokens_app.command("issue")

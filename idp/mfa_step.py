@@ -14,6 +14,10 @@ account pages, with both factors); only a person with neither sets up an authent
 right here (the first valid code both confirms it and completes the sign-in): someone who
 has only stolen a password cannot add their own app while an SMS code is possible.
 
+A person who cannot finish the step leaves it (``POST /mfa/cancel``): back to the sign-in
+page of the same request, where another person may sign in. The page also says what to do
+about a lost phone: an administrator resets the second factors (``mfa.reset``).
+
 A person with recovery codes may use one instead of the app's code
 (``POST /mfa/recovery``); it counts as a one-time code (``amr`` ``otp``, see
 docs/mfa.md) and is audited as a recovery-code use.
@@ -31,6 +35,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -165,7 +170,8 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
     context = {"error": error, "error_params": params, "enrol": enrolment is not None,
                "sms_only": sms_only,
                "has_recovery": has_recovery, "sms_phone": sms.mask(phone) if phone else "",
-               "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60}
+               "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60,
+               "upgrade": step.upgrade}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        otpauth_uri=enrolment.otpauth_uri,
@@ -259,6 +265,25 @@ def sms_code(request: Request, sms_code: str = Form("", max_length=20)) -> Respo
                      status=429 if too_many else 400, sms_sent=not too_many)
     state.store.delete(f"mfa-step:{step_id}")
     return finish(request, step, "sms")
+
+
+@router.post("/mfa/cancel")
+def cancel(request: Request) -> Response:
+    """Leave the step (not this person, or no way to prove it today): the step is forgotten
+    and the browser goes back to the sign-in page of the same request, where someone else
+    may sign in; a step-up without an app's request goes back where it came from."""
+    step_id, step = _load(request)
+    request.app.state.store.delete(f"mfa-step:{step_id}")
+    if step.ia:
+        target = f"/login?ia={quote(step.ia)}"
+    elif step.upgrade:
+        target = sessions.safe_next(step.next) or "/"
+    else:
+        next_url = sessions.safe_next(step.next)
+        target = f"/login?next={quote(next_url)}" if next_url else "/login"
+    response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
 
 def finish(request: Request, step: Step, method: str) -> Response:
