@@ -172,6 +172,9 @@ def test_redirect_uri_must_match_exactly(client: TestClient, make_client) -> Non
     unknown = flow.authorize(client, client_id="nope")
     assert unknown.status_code == 400 and "location" not in unknown.headers
     assert "未注册" in unknown.text or "not registered" in unknown.text
+    # a pupil who lands here knows whom to tell, and what to give them
+    reference = unknown.headers["x-request-id"]
+    assert f"请告诉老师或学校管理员，并提供此编号：{reference}" in unknown.text
 
 
 @pytest.mark.parametrize(
