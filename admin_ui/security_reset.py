@@ -1,13 +1,19 @@
-"""Second-factor reset for administrators (``/api/admin``): the lost or replaced phone.
+"""Resets for administrators (``/api/admin``): a lost phone, a forgotten password, a
+stolen session.
 
 - ``POST /api/admin/people/{uid}/second-factors/reset`` with an optional JSON body
   ``{"passkeys": true}`` — removes the person's authenticator apps and recovery codes
-  (and passkeys when asked), see ``mfa.reset``. Answers what was removed.
+  (and passkeys when asked), see ``mfa.reset``; permission ``security:mfa-reset``, a
+  permission of its own: a reset lets the password alone reach the second-factor set-up,
+  so it is given to fewer people than unlocking.
+- ``POST /api/admin/people/{uid}/password/reset`` — a temporary password (answered once,
+  ``no-store``, never logged) that must be replaced at the next sign-in; the account is
+  signed out everywhere and its sign-in lock lifted; permission ``security:password-reset``.
+- ``POST /api/admin/people/{uid}/sign-out`` — signs the account out everywhere (its SSO
+  sessions and every token issued so far); permission ``security:unlock``, the helpdesk's.
 
-Authentication is a bearer API token with the ``security:mfa-reset`` permission, a
-permission of its own: a reset lets the password alone reach the second-factor set-up,
-so it is given to fewer people than unlocking. People are visible only inside the token's
-org subtree (404 otherwise). Every reset is audited with the token's name as the actor.
+People are visible only inside the token's org subtree (404 otherwise). Each action is
+audited with the token's name as the actor.
 """
 
 from __future__ import annotations
@@ -15,15 +21,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from admin_ui.security_locks import PERMISSION as UNLOCK_PERMISSION
 from admin_ui.security_locks import account_id_of, db_session
-from core.audit import Context
+from core.audit import Context, record
+from directory import passwords
 from directory.api_tokens import TokenScope, require
-from mfa import reset
+from directory.models import Account
+from directory.people import sign_out_everywhere
+from idp import login
+from mfa import guards, reset
 
 PERMISSION = "security:mfa-reset"
+PASSWORD_PERMISSION = "security:password-reset"
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
@@ -47,3 +60,39 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
     return {"reset": True, "removed": {"authenticator_apps": removed.authenticator_apps,
                                        "recovery_codes": removed.recovery_codes,
                                        "passkeys": removed.passkeys}}
+
+
+def _password_scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
+    return require(request, session, request.app.state.settings, PASSWORD_PERMISSION, "admin")
+
+
+def _unlock_scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
+    return require(request, session, request.app.state.settings, UNLOCK_PERMISSION, "admin")
+
+
+@router.post("/people/{uid}/password/reset")
+def reset_password(request: Request, uid: str, session: Session = Depends(db_session),
+                   scope: TokenScope = Depends(_password_scope)) -> JSONResponse:
+    account = session.get(Account, account_id_of(session, scope, uid))
+    assert account is not None  # account_id_of found it
+    temporary = passwords.temporary_password()
+    context = Context.of(request)
+    passwords.set_password(session, login.passwords(request.app.state.settings.password_scheme),
+                           account, temporary, must_change=True,
+                           actor=f"api-token:{scope.name}", action="account.password.reset",
+                           context=context)
+    guards.lift(session, request.app.state.store, guards.ACCOUNT, str(account.id),
+                actor=f"api-token:{scope.name}", context=context)
+    return JSONResponse({"temporary_password": temporary, "must_change": True},
+                        headers={"cache-control": "no-store"})
+
+
+@router.post("/people/{uid}/sign-out")
+def sign_out(request: Request, uid: str, session: Session = Depends(db_session),
+             scope: TokenScope = Depends(_unlock_scope)) -> dict[str, Any]:
+    account = session.get(Account, account_id_of(session, scope, uid))
+    assert account is not None
+    sign_out_everywhere(account)
+    record(session, actor=f"api-token:{scope.name}", action="account.sign_out_everywhere",
+           outcome="success", target=f"account:{account.id}", context=Context.of(request))
+    return {"signed_out": True}

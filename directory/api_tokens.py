@@ -4,7 +4,8 @@ A token is issued once (``idp demo`` or the admin console), shown once, and
 stored only as ``HMAC-SM3(key, token)``: checking it costs one MAC, and a
 database leak reveals no usable token. Each token is scoped to an org subtree
 (``OrgUnit.path`` prefix) and to permissions (``scim``, ``directory:read``,
-``security:unlock``, ``security:mfa-reset``); everything outside the subtree is invisible to it.
+``security:unlock``, ``security:mfa-reset``, ``security:password-reset``); everything
+outside the subtree is invisible to it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from core.web.errors import Problem
 from directory.models import OrgUnit
 
 TOKEN_PREFIX = "idp_"
-PERMISSIONS = frozenset({"scim", "directory:read", "security:unlock", "security:mfa-reset"})
+PERMISSIONS = frozenset({"scim", "directory:read", "security:unlock", "security:mfa-reset",
+                         "security:password-reset"})
 
 
 class ApiToken(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, new_id, new_sortable_id, utcnow
@@ -132,6 +132,11 @@ class Account(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # set by an administrator's password reset: the next sign-in first sets a new password
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # every SSO session begun and every token issued before this moment is void (a password
+    # change or reset, "sign out everywhere"): see idp.sessions.load_standing
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -11,7 +11,7 @@ from functools import cache
 from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from core.db import Database
+from core.db import Database, utcnow
 from core.field_crypto import blind_index_candidates
 from core.settings import Settings
 from directory import subjects
@@ -146,6 +146,24 @@ class Standing:
 
     allowed: bool
     roles: frozenset[str]
+    # sessions begun and tokens issued before this (seconds since the epoch) are void: the
+    # account's "sign out everywhere" (a password change or reset); 0 for none
+    signed_out_at: float = 0.0
+
+    def allows(self, since: float) -> bool:
+        """Whether something begun at ``since`` (seconds since the epoch) still holds."""
+        return self.allowed and since >= self.signed_out_at
+
+
+def sign_out_everywhere(account: Account) -> None:
+    """Void every SSO session begun and every token issued for ``account`` until now (a
+    password change or reset, a lost phone, "sign out everywhere"). Nothing is searched
+    for: sessions and tokens are checked against ``signed_out_at`` when they are next used
+    (``Standing.allows``: the browser's session at once, refresh tokens at their next use,
+    access tokens at UserInfo at once and at introspection within 30 s). Access tokens
+    carry whole seconds (``iat``): one issued in the very second of the sign-out, before
+    it, still holds."""
+    account.signed_out_at = utcnow()
 
 
 def may_sign_in(disabled: bool, status: str) -> bool:
@@ -161,13 +179,15 @@ def standing(session: Session, account_id: int) -> Standing:
 def _standing_of(rows: list) -> Standing:
     if not rows:
         return Standing(False, frozenset())
+    signed_out = rows[0].signed_out_at
     return Standing(may_sign_in(rows[0].disabled, rows[0].status),
-                    frozenset(row.role for row in rows if row.role is not None))
+                    frozenset(row.role for row in rows if row.role is not None),
+                    signed_out.timestamp() if signed_out else 0.0)
 
 
 def _standing_query(key: object) -> Select:
     """The account's state with one row per current role (one row if it has none)."""
-    return (select(Account.disabled, Person.status, Affiliation.role)
+    return (select(Account.disabled, Account.signed_out_at, Person.status, Affiliation.role)
             .join(Person, Person.id == Account.person_id)
             .outerjoin(Affiliation, (Affiliation.person_id == Person.id)
                        & Affiliation.valid_to.is_(None))
@@ -178,26 +198,29 @@ _STANDING, _STANDING_BY_SUB = _standing_query(Account.id), _standing_query(Accou
 
 
 class StandingBySub:
-    """Whether the account with this ``sub`` may still sign in, remembered ``seconds`` per
-    process (at most ``size`` accounts): token introspection is the resource servers'
-    hot path, and a suspension then reaches it within ``seconds``."""
+    """Whether the account with this ``sub`` may still sign in, and since when its tokens
+    hold, remembered ``seconds`` per process (at most ``size`` accounts): token
+    introspection is the resource servers' hot path, and a suspension or a "sign out
+    everywhere" then reaches it within ``seconds``."""
 
     def __init__(self, database: Database, seconds: float = 30.0, size: int = 10_000) -> None:
         self._database, self._seconds, self._size = database, seconds, size
-        self._seen: dict[str, tuple[float, bool]] = {}
+        self._seen: dict[str, tuple[float, Standing]] = {}
         self._lock = threading.Lock()
 
-    def allowed(self, sub: str) -> bool:
+    def allows(self, sub: str, issued_at: float) -> bool:
+        """Whether a token of ``sub`` issued at ``issued_at`` (seconds since the epoch)
+        still holds."""
         now = time.monotonic()
         hit = self._seen.get(sub)
         if hit is not None and hit[0] > now:
-            return hit[1]
+            return hit[1].allows(issued_at)
         with self._database.reading() as connection:
             public = subjects.public_sub(connection, sub)  # a pairwise sub: its account's
             rows = connection.execute(_STANDING_BY_SUB, {"key": public}).all() if public else []
-        allowed = _standing_of(rows).allowed
+        standing = _standing_of(rows)
         with self._lock:
             if len(self._seen) >= self._size:
                 self._seen.clear()
-            self._seen[sub] = (now + self._seconds, allowed)
-        return allowed
+            self._seen[sub] = (now + self._seconds, standing)
+        return standing.allows(issued_at)

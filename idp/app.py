@@ -19,6 +19,7 @@ from admin_ui import (
     account,
     security_locks,
     security_passkeys,
+    security_password,
     security_recovery,
     security_reset,
     security_totp,
@@ -34,7 +35,17 @@ from directory import api as directory_api
 from directory.models import check_roles
 from directory.people import StandingBySub
 from directory.scim import router as scim
-from idp import demo_rp, home, jwks, login, mfa_step, passkey_login, qr_login, sms_login
+from idp import (
+    demo_rp,
+    home,
+    jwks,
+    login,
+    mfa_step,
+    passkey_login,
+    password_change,
+    qr_login,
+    sms_login,
+)
 from idp.oidc import (
     authorize,
     backchannel_logout,
@@ -113,8 +124,9 @@ def create_app(
                    login.router, health.router, home.router, scim.router, directory_api.router,
                    account.router, mfa_step.router, security_totp.router,
                    security_passkeys.router, security_recovery.router, security_locks.router,
-                   security_reset.router,
-                   passkey_login.router, sms_login.router, qr_login.router):
+                   security_reset.router, security_password.router,
+                   passkey_login.router, sms_login.router, qr_login.router,
+                   password_change.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)

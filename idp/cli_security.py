@@ -7,8 +7,10 @@
   memory, out of reach of another process: use the admin API there.
 - ``idp security reset-mfa --login s20260001 [--passkeys]`` removes an account's
   authenticator apps and recovery codes (and passkeys) after a lost or replaced phone
-  (``mfa.reset``); works on the database alone, forgets the wrong-code counts too when
-  ``IDP_REDIS_URL`` is set.
+  (``mfa.reset``); ``idp security reset-password --login ...`` prints a temporary password
+  that must be replaced at the next sign-in; ``idp security sign-out --login ...`` signs
+  the account out everywhere. These work on the database alone; with ``IDP_REDIS_URL``
+  they also forget the wrong-code counts / lift the sign-in lock in the shared store.
 - ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
   for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
   printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from sqlalchemy import select
@@ -25,9 +29,10 @@ from sqlalchemy import select
 from core.audit import record
 from core.db import utcnow
 from core.store import make_store
+from directory import passwords as account_passwords
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
-from directory.people import find_login_account
+from directory.people import find_login_account, sign_out_everywhere
 from idp.cli_directory import _actor, _fail
 from mfa import guards, reset
 
@@ -73,12 +78,8 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
     print("unlocked" if was_locked else "was not locked; failures forgotten")
 
 
-@security_app.command("reset-mfa")
-def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the account."),
-              passkeys: bool = typer.Option(False, help="Also remove the account's passkeys."),
-              ) -> None:
-    """Remove an account's authenticator apps and recovery codes (a lost or replaced
-    phone); with --passkeys its passkeys too."""
+def _with_account(login: str, action: Callable[..., Any]) -> Any:
+    """Run ``action(session, settings, store, account)`` for the account of ``login``."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -89,14 +90,55 @@ def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the a
             account = find_login_account(session, settings, login)
             if account is None:
                 raise _fail("no account has this login identifier")
-            removed = reset.reset(session, store, account.id, passkeys=passkeys,
-                                  actor=_actor())
+            return action(session, settings, store, account)
     finally:
         if store is not None:
             store.close()
         database.dispose()
+
+
+@security_app.command("reset-mfa")
+def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the account."),
+              passkeys: bool = typer.Option(False, help="Also remove the account's passkeys."),
+              ) -> None:
+    """Remove an account's authenticator apps and recovery codes (a lost or replaced
+    phone); with --passkeys its passkeys too. Signs the account out everywhere."""
+    removed = _with_account(login, lambda session, _settings, store, account: reset.reset(
+        session, store, account.id, passkeys=passkeys, actor=_actor()))
     print(f"removed {removed.authenticator_apps} authenticator app(s), "
           f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
+
+
+@security_app.command("reset-password")
+def reset_password(login: str = typer.Option(..., help="Any login identifier of the account."),
+                   ) -> None:
+    """Give the account a temporary password (printed once) that must be replaced at the
+    next sign-in; signs it out everywhere and lifts its sign-in lock."""
+    from idp.login import passwords as hasher
+
+    def act(session, settings, store, account) -> str:
+        temporary = account_passwords.temporary_password()
+        account_passwords.set_password(session, hasher(settings.password_scheme), account,
+                                       temporary, must_change=True, actor=_actor(),
+                                       action="account.password.reset")
+        if store is not None:
+            guards.lift(session, store, guards.ACCOUNT, str(account.id), actor=_actor())
+        return temporary
+
+    print(_with_account(login, act))
+
+
+@security_app.command("sign-out")
+def sign_out(login: str = typer.Option(..., help="Any login identifier of the account.")) -> None:
+    """Sign the account out everywhere: its SSO sessions and every token issued so far."""
+
+    def act(session, settings, store, account) -> None:
+        sign_out_everywhere(account)
+        record(session, actor=_actor(), action="account.sign_out_everywhere",
+               outcome="success", target=f"account:{account.id}")
+
+    _with_account(login, act)
+    print("signed out everywhere")
 
 
 @tokens_app.command("issue")

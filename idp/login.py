@@ -36,7 +36,7 @@ from core.web.templates import render
 from directory import identifiers
 from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
-from idp import mfa_step, sessions
+from idp import mfa_step, password_change, sessions
 from idp.login_page import render_login
 from idp.oidc import authorize, consent, end_session, frontchannel_logout
 from idp.oidc.authorize import AuthorizationRequest, required_level
@@ -238,6 +238,10 @@ def login(request: Request, ia: str = Form(""), login: str = Form("", max_length
                             seconds=outcome.wait, minutes=-(-outcome.wait // 60),
                             left=outcome.left,
                             lock_minutes=guards.ACCOUNT.lock_seconds // 60)
+    if outcome.account.must_change_password:  # an administrator's reset: a new one first
+        return password_change.begin(request, password_change.Step(
+            account_id=outcome.account.id, sub=outcome.account.sub, ia=ia, next=next,
+            roles=sorted(outcome.roles)))
     return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia,
                              roles=outcome.roles, next_url=next, pending=pending)
 

@@ -53,6 +53,9 @@ class SSOSession:
     # a session is never "recent" enough to change the sign-in factors (``is_recent``)
     proven_here: bool = True
     touched: int = 0  # when the idle timeout was last pushed back (``load``)
+    # when it began, to the microsecond (``created`` is whole seconds): what a "sign out
+    # everywhere" of the account compares (``load_standing``); 0 in sessions saved before
+    begun: float = 0.0
 
     def registered_apps(self, clients: Any) -> list[ClientMetadata]:
         """The apps of this session still registered in ``clients`` (the registry; not
@@ -81,9 +84,10 @@ def save(store: Store, token: str, session: SSOSession) -> None:
 
 def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SSOSession]:
     """A new session and its cookie token, not yet in the store (``save`` puts it there)."""
-    now = int(time.time())
+    began = time.time()
+    now = int(began)
     session = SSOSession(sid=secrets.token_urlsafe(16), account_id=account_id, sub=sub,
-                         auth_time=now, amr=amr, acr=acr, created=now)
+                         auth_time=now, amr=amr, acr=acr, created=now, begun=began)
     return _new_token(), session
 
 
@@ -166,7 +170,7 @@ def load_standing(request: Request) -> tuple[tuple[str, SSOSession], frozenset[s
         return None
     with request.app.state.db.sessions() as session:
         now = standing(session, loaded[1].account_id)
-    if not now.allowed:
+    if not now.allows(loaded[1].begun or loaded[1].created):  # or signed out everywhere
         end(store, loaded[0], request)
         return None
     return loaded, now.roles

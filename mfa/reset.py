@@ -7,7 +7,8 @@ the account's authenticator apps and recovery codes, and the passkeys too when a
 (a passkey may live on a security key or a computer rather than on the lost phone).
 At the next sign-in the policy then asks for an SMS code to the number on file, or, with
 no phone on file, has the person set up a new authenticator app after the password
-(``idp.mfa_step``). The codes' wrong-attempt counts are forgotten with the factors.
+(``idp.mfa_step``). The codes' wrong-attempt counts are forgotten with the factors, and
+the account is signed out everywhere: sessions and app tokens on the lost phone end too.
 One audit event (``mfa.reset``) names the administrator and what was removed, never a
 secret.
 """
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from core.audit import Context, record
 from core.store import Store
+from directory.models import Account
+from directory.people import sign_out_everywhere
 from mfa import recovery, totp
 from mfa.credentials import FactorKind, MfaCredential
 
@@ -48,6 +51,9 @@ def reset(session: Session, store: Store | None, account_id: int, *, passkeys: b
                       recovery_codes=_delete(session, account_id, FactorKind.recovery),
                       passkeys=_delete(session, account_id, FactorKind.webauthn)
                       if passkeys else 0)
+    account = session.get(Account, account_id)
+    if account is not None:  # whatever the lost phone holds (sessions, app tokens) ends
+        sign_out_everywhere(account)
     if store is not None:
         totp.forget_failures(store, account_id)
         recovery.forget_failures(store, account_id)

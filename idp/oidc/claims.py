@@ -61,7 +61,8 @@ _IDENTIFIER, _AFFILIATION, _UNIT = (LoginIdentifier.__table__, Affiliation.__tab
 
 def _person_rows(key: Any) -> Select:
     """The account's person with one row per login identifier (one row if it has none)."""
-    return (select(_ACCOUNT.c.disabled, _PERSON.c.status, _PERSON.c.id.label("person_id"),
+    return (select(_ACCOUNT.c.disabled, _ACCOUNT.c.signed_out_at, _PERSON.c.status,
+                   _PERSON.c.id.label("person_id"),
                    _PERSON.c.uid, _PERSON.c.name,
                    _PERSON.c.gender, _PERSON.c.birth_date, _PERSON.c.phone_enc,
                    _PERSON.c.address_enc,
@@ -160,15 +161,18 @@ def id_token_claims(db: Database, settings: Settings, grant: Grant) -> dict[str,
     return _for(db, settings, grant, _requested(grant, "id_token"))
 
 
-def userinfo_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any] | None:
+def userinfo_claims(db: Database, settings: Settings, grant: Grant,
+                    issued_at: float) -> dict[str, Any] | None:
     """UserInfo's answer for the token's ``sub``, or ``None`` when the account may no longer
-    sign in (gone, disabled, or its person suspended, graduated, transferred or left): its
-    tokens then stop working here at once, not only when they expire."""
+    sign in (gone, disabled, or its person suspended, graduated, transferred or left) or
+    signed out everywhere after the token was issued (``issued_at``): its tokens then stop
+    working here at once, not only when they expire."""
     wanted = {c for s in grant.scope.split() for c in SCOPE_CLAIMS.get(s, ())}
     wanted |= _requested(grant, "userinfo")
     with db.reading() as connection:
         public = subjects.public_sub(connection, grant.sub or "")  # pairwise: its account
         rows = connection.execute(_BY_SUB, {"key": public}).all() if public else []
-        if not rows or not may_sign_in(rows[0].disabled, rows[0].status):
+        if not rows or not may_sign_in(rows[0].disabled, rows[0].status) or (
+                rows[0].signed_out_at and issued_at < rows[0].signed_out_at.timestamp()):
             return None
         return {"sub": grant.sub, **_all_claims(connection, settings, rows, wanted)}

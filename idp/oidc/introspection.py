@@ -39,8 +39,11 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
     if request.app.state.clients.get(str(claims.get("client_id"))) is None:
         return {"active": False}  # the app was suspended (within 30 s)
     sub = claims.get("sub")
-    if sub and sub != claims.get("client_id") and not request.app.state.standing.allowed(str(sub)):
-        return {"active": False}  # the person may no longer sign in (within 30 s)
+    issued = int(claims.get("iat") or 0) + 1  # whole seconds (people.sign_out_everywhere)
+    if sub and sub != claims.get("client_id") and not request.app.state.standing.allows(
+            str(sub), issued):
+        return {"active": False}  # the person may no longer sign in, or signed out
+        # everywhere after it was issued (within 30 s)
     return {"active": True, "token_type": "Bearer",
             **{k: claims[k] for k in PUBLIC if k in claims}}
 
@@ -54,7 +57,7 @@ def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, 
         return None
     if (row.client_id != client.client_id or row.revoked_at or row.used_at
             or row.expires_at <= utcnow()
-            or not refresh_tokens.account_may_continue(state.db, row.account_id)):
+            or not refresh_tokens.account_may_continue(state.db, row)):
         return {"active": False}
     grant = json_input.loads(row.grant_json)
     sub = grant.get("sub")

@@ -180,9 +180,11 @@ def _unclaim(db: Database, row: RefreshToken) -> None:
             used_at=None))
 
 
-def account_may_continue(db: Database, account_id: int) -> bool:
+def account_may_continue(db: Database, row: RefreshToken) -> bool:
+    """The token's account may still sign in and has not signed out everywhere (a password
+    change or reset) since the token was issued."""
     with db.sessions() as session:
-        return standing(session, account_id).allowed
+        return standing(session, row.account_id).allows(row.created_at.timestamp())
 
 
 def _narrowed(grant: Grant, form: dict[str, str], client: ClientMetadata) -> Grant:
@@ -219,9 +221,9 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _reused(state, row)
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
-    if not account_may_continue(state.db, row.account_id):
+    if not account_may_continue(state.db, row):
         revoke_family(state.db, state.store, row.family)
-        raise invalid_grant("the account can no longer sign in")
+        raise invalid_grant("the account can no longer sign in, or was signed out")
     original = Grant.from_json(json.loads(row.grant_json))
     offline = "offline_access" in original.scope.split()
     # OIDC Core 12.2: a refreshed ID token has no nonce

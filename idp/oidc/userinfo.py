@@ -72,7 +72,8 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
-    answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant)
-    if answer is None:  # the account may no longer sign in
+    issued = int(claims.get("iat") or 0) + 1  # whole seconds (people.sign_out_everywhere)
+    answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant, issued)
+    if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
     return answer

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from core.db import Database
 from core.settings import Settings
-from directory.models import IdentifierKind, PersonStatus
-from directory.people import StandingBySub, create_person_with_account, standing
+from directory.models import Account, IdentifierKind, PersonStatus
+from directory.people import (
+    StandingBySub,
+    create_person_with_account,
+    sign_out_everywhere,
+    standing,
+)
 
 
 def _account(db: Database):
@@ -18,8 +25,6 @@ def _account(db: Database):
 
 def _set(db: Database, account_id: int, *, status: str | None = None,
          disabled: bool | None = None) -> None:
-    from directory.models import Account
-
     with db.session() as session:
         account = session.get(Account, account_id)
         if status is not None:
@@ -44,8 +49,24 @@ def test_standing_follows_status_and_disabled(db: Database, settings: Settings) 
 def test_standing_by_sub_is_remembered_for_its_seconds(db: Database) -> None:
     account_id, sub, _person = _account(db)
     remembering, fresh = StandingBySub(db, seconds=60), StandingBySub(db, seconds=0)
-    assert remembering.allowed(sub) and fresh.allowed(sub)
+    now = time.time()
+    assert remembering.allows(sub, now) and fresh.allows(sub, now)
     _set(db, account_id, status=PersonStatus.suspended.value)
-    assert remembering.allowed(sub)  # still the answer of a moment ago
-    assert not fresh.allowed(sub)
-    assert not fresh.allowed("no-such-sub")
+    assert remembering.allows(sub, now)  # still the answer of a moment ago
+    assert not fresh.allows(sub, now)
+    assert not fresh.allows("no-such-sub", now)
+
+
+def test_signing_out_everywhere_voids_what_began_before(db: Database) -> None:
+    """Sessions and tokens begun before the sign-out no longer hold; those begun after do."""
+    account_id, sub, _person = _account(db)
+    with db.session() as session:
+        account = session.get(Account, account_id)
+        sign_out_everywhere(account)
+        at = account.signed_out_at.timestamp()
+    with db.sessions() as session:
+        now = standing(session, account_id)
+    assert now.signed_out_at == at
+    assert not now.allows(at - 0.001) and now.allows(at) and now.allows(at + 5)
+    fresh = StandingBySub(db, seconds=0)
+    assert not fresh.allows(sub, at - 0.5) and fresh.allows(sub, at + 0.5)

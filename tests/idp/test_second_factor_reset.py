@@ -13,7 +13,7 @@ from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
 from core.store import Store
-from directory.models import OrgKind, OrgUnit, Role
+from directory.models import Account, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from mfa import credentials, recovery
 from tests.conftest import TEST_MASTER_KEY
@@ -79,6 +79,8 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
     assert done.json()["removed"] == {"authenticator_apps": 1, "recovery_codes": 10,
                                       "passkeys": 0}
     assert _factors(db, teacher.account_id) == {"totp": 0, "recovery": 0, "webauthn": 1}
+    with db.sessions() as session:  # what the lost phone held ends (docs/passwords.md)
+        assert session.get(Account, teacher.account_id).signed_out_at is not None
     with_keys = client.post(url, headers=headers, json={"passkeys": True})
     assert with_keys.json()["removed"] == {"authenticator_apps": 0, "recovery_codes": 0,
                                            "passkeys": 1}

@@ -1,0 +1,103 @@
+"""Self-service: change one's password, sign out everywhere.
+
+- ``/account/security/password`` (a recent sign-in, as for every page that changes how one
+  signs in): the current password, the new one twice (``directory.passwords.problem_with``).
+  A wrong current password counts as a failed sign-in of the account (``mfa.guards``), so
+  an open session cannot be used to guess it. The change signs the account out everywhere
+  else: this browser's session goes on under a new cookie, begun after the change.
+- ``POST /account/sign-out-everywhere`` (any session of the person): every session and
+  every token issued so far ends, this browser's too (its apps are told, as by "sign out").
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from core.audit import Context, record
+from core.passwords import MAX_PASSWORD_LENGTH
+from core.web.csrf import require_csrf
+from core.web.i18n import N_
+from core.web.templates import render
+from directory import passwords as account_passwords
+from directory.models import Account
+from directory.people import sign_out_everywhere
+from idp import login, sessions
+from idp.password_change import NOT_THE_SAME
+from mfa import guards
+
+PAGE = "/account/security/password"
+router = APIRouter(prefix="/account", include_in_schema=False,
+                   dependencies=[Depends(require_csrf)])
+WRONG_CURRENT = N_("Your current password is not correct.")
+CHANGED = N_("Your password was changed. You were signed out on your other devices and apps.")
+
+
+def _page(request: Request, *, error: str = "", notice: str = "", status: int = 200,
+          **params: object) -> Response:
+    response = render(request, "security_password.html", {
+        "error": error, "notice": notice, "min_length": account_passwords.MIN_LENGTH,
+        "error_params": {"min": account_passwords.MIN_LENGTH, **params}}, status=status)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/security/password")
+def password_form(request: Request) -> Response:
+    if sessions.recent(request) is None:
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
+    return _page(request, notice=CHANGED if request.query_params.get("done") else "")
+
+
+@router.post("/security/password")
+def change_password(request: Request,
+                    current: str = Form("", max_length=MAX_PASSWORD_LENGTH),
+                    password: str = Form("", max_length=MAX_PASSWORD_LENGTH),
+                    again: str = Form("", max_length=MAX_PASSWORD_LENGTH)) -> Response:
+    session = sessions.recent(request)
+    loaded = sessions.load(request.app.state.store, request)
+    if session is None or loaded is None:
+        return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
+    if password != again:
+        return _page(request, error=NOT_THE_SAME, status=400)
+    state, subject = request.app.state, str(session.account_id)
+    hasher = login.passwords(state.settings.password_scheme)
+    with state.db.session() as db:
+        locked, seconds = guards.refusal_seconds(state.store, guards.ACCOUNT, subject)
+        if locked or seconds:
+            return _page(request, error=login.LOCKED if locked else login.WAIT, status=429,
+                         seconds=seconds, minutes=-(-seconds // 60))
+        account = db.get(Account, session.account_id)
+        if account is None or not hasher.verify(account.password_hash, current).ok:
+            guards.count_failure(db, state.store, guards.ACCOUNT, subject,
+                                 target=f"account:{subject}", context=Context.of(request))
+            return _page(request, error=WRONG_CURRENT, status=400)
+        if problem := account_passwords.problem_with(db, state.settings, account.id,
+                                                     password):
+            return _page(request, error=problem, status=400)
+        account_passwords.set_password(db, hasher, account, password, must_change=False,
+                                       actor=f"account:{account.id}",
+                                       action="account.password.change",
+                                       context=Context.of(request))
+    token, kept = loaded
+    kept.begun = time.time()  # begun after the change: this browser stays signed in
+    response = RedirectResponse(f"{PAGE}?done=1", status_code=303)
+    sessions.set_cookie(response, request, sessions.renew(state.store, token, kept))
+    return response
+
+
+@router.post("/sign-out-everywhere")
+def sign_out_everywhere_here(request: Request) -> Response:
+    session = sessions.current(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    with request.app.state.db.session() as db:
+        account = db.get(Account, session.account_id)
+        if account is not None:
+            sign_out_everywhere(account)
+            record(db, actor=f"account:{account.id}", action="account.sign_out_everywhere",
+                   outcome="success", target=f"account:{account.id}",
+                   context=Context.of(request))
+    return login.logout(request)

@@ -1,0 +1,114 @@
+"""A new password before going on: the sign-in after an administrator's password reset.
+
+An administrator's reset (``POST /api/admin/people/{uid}/password/reset``, ``idp security
+reset-password``) gives the account a temporary password and sets
+``Account.must_change_password``. When the temporary password is then used at ``POST
+/login``, no session starts: the browser comes here with a *step* (the account, the
+pending app request ``ia``, where to go), kept in the store for ``STEP_SECONDS`` and bound
+to this browser by the ``idp_pw`` cookie, like the second-factor step. ``POST
+/password/new`` checks the new password (``directory.passwords.problem_with``, twice the
+same, not the temporary one), stores it and goes on as any password sign-in would: the
+second factor when the policy asks for one, then the app.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from core import json_input
+from core.audit import Context
+from core.passwords import MAX_PASSWORD_LENGTH
+from core.web.csrf import require_csrf
+from core.web.i18n import N_
+from core.web.templates import render, same_page
+from directory import passwords as account_passwords
+from directory.models import Account
+from idp import sessions
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+STEP_SECONDS = 600
+COOKIE = "idp_pw"
+PAGE = "/password/new"
+NOT_THE_SAME = N_("The two new passwords are not the same. Please type them again.")
+SAME_AS_TEMPORARY = N_("Choose a password of your own, not the temporary one.")
+
+
+@dataclass
+class Step:
+    account_id: int
+    sub: str
+    ia: str = ""
+    next: str = ""
+    roles: list[str] = field(default_factory=list)
+
+
+def begin(request: Request, step: Step) -> Response:
+    """Send the browser to the new-password page for ``step``."""
+    step_id = secrets.token_urlsafe(18)
+    request.app.state.store.set(f"pw-step:{step_id}", json.dumps(asdict(step)).encode(),
+                                ttl=STEP_SECONDS)
+    response = RedirectResponse(PAGE, status_code=303)
+    response.set_cookie(COOKIE, step_id, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=STEP_SECONDS)
+    return response
+
+
+def _load(request: Request) -> tuple[str, Step]:
+    step_id = request.cookies.get(COOKIE, "")
+    raw = request.app.state.store.get(f"pw-step:{step_id}") if step_id else None
+    if raw is None:
+        raise sessions.sign_in_expired()
+    try:
+        return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
+    except (TypeError, ValueError):  # an entry no version writes (a damaged store)
+        raise sessions.sign_in_expired() from None
+
+
+def _page(request: Request, error: str = "", status: int = 200) -> Response:
+    same_page(request, PAGE)  # the step is in its cookie
+    response = render(request, "password_new.html", {
+        "error": error, "min_length": account_passwords.MIN_LENGTH}, status=status)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get(PAGE)
+def new_password_form(request: Request) -> Response:
+    _load(request)
+    return _page(request)
+
+
+@router.post(PAGE)
+def new_password(request: Request,
+                 password: str = Form("", max_length=MAX_PASSWORD_LENGTH),
+                 again: str = Form("", max_length=MAX_PASSWORD_LENGTH)) -> Response:
+    step_id, step = _load(request)
+    if password != again:
+        return _page(request, NOT_THE_SAME, 400)
+    from idp import login  # login starts this step: imported when used
+
+    state = request.app.state
+    hasher = login.passwords(state.settings.password_scheme)
+    with state.db.session() as session:
+        if problem := account_passwords.problem_with(session, state.settings,
+                                                     step.account_id, password):
+            return _page(request, problem, 400)
+        account = session.get(Account, step.account_id)
+        if account is None or not account.must_change_password:  # changed meanwhile
+            raise sessions.sign_in_expired()
+        if hasher.verify(account.password_hash, password).ok:
+            return _page(request, SAME_AS_TEMPORARY, 400)
+        account_passwords.set_password(session, hasher, account, password, must_change=False,
+                                       actor=f"account:{account.id}",
+                                       action="account.password.change",
+                                       context=Context.of(request))
+    state.store.delete(f"pw-step:{step_id}")
+    response = login.first_factor_done(request, step.account_id, step.sub, ["pwd"], step.ia,
+                                       roles=frozenset(step.roles), next_url=step.next)
+    response.delete_cookie(COOKIE, path="/")
+    return response

@@ -1,0 +1,217 @@
+"""Passwords: an administrator's reset (a temporary password replaced at the next sign-in),
+a person's own change, and signing out everywhere (sessions and tokens begun before end)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from core.audit import AuditEvent
+from core.db import Database
+from core.settings import Settings
+from directory import passwords
+from directory.models import Account
+from mfa import guards
+from tests.conftest import TEST_MASTER_KEY
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.idp.test_cli import idp
+from tests.idp.test_lockout import _token, _uid
+from tests.idp.test_mfa_flow import _id_token_claims
+
+TEMPORARY = re.compile(r"^[a-km-z2-9]{4}-[a-km-z2-9]{4}-[a-km-z2-9]{4}$")
+
+
+def _tokens(client: TestClient, registered, code: str) -> dict:
+    answer = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI},
+        auth=(registered.client_id, registered.secret))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _refresh(client: TestClient, registered, refresh_token: str):
+    return client.post("/oauth2/token", data={"grant_type": "refresh_token",
+                                              "refresh_token": refresh_token},
+                       auth=(registered.client_id, registered.secret))
+
+
+def _signed_in(client: TestClient) -> bool:
+    return "data-signed-in" in client.get("/").text
+
+
+def _actions(db: Database, action: str) -> list[AuditEvent]:
+    with db.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def _new_password(client: TestClient, password: str, again: str | None = None):
+    page = client.get("/password/new")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    return client.post("/password/new", data={
+        "csrf_token": flow.csrf_of(page.text), "password": password,
+        "again": password if again is None else again}, follow_redirects=False)
+
+
+def test_admin_reset_ends_everything_and_the_next_sign_in_sets_a_new_password(
+        client: TestClient, make_client, make_person, db: Database, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guards, "MAX_DELAY", 0)  # no waits between the wrong passwords
+    registered = make_client()
+    pupil = make_person("s80", "pw-pupil-80-old", name="忘密码同学")
+    tokens = _tokens(client, registered, flow.code_flow(
+        client, registered.client_id, pupil, scope="openid profile").params["code"])
+    assert _signed_in(client)
+    url = f"/api/admin/people/{_uid(db, '忘密码同学')}/password/reset"
+    unlock_only = _token(db, settings, "T-CITY", {"security:unlock"})
+    assert client.post(url, headers={"authorization": f"Bearer {unlock_only}"}).status_code \
+        == 403
+    elsewhere = TestClient(client.app)  # the pupil, trying passwords, locked the account
+    start = flow.authorize(elsewhere, client_id=registered.client_id)
+    for _ in range(guards.ACCOUNT.lock_after):
+        flow.login(elsewhere, start, "s80", "x")
+    assert guards.locked_seconds(client.app.state.store, guards.ACCOUNT, str(pupil.account_id))
+
+    token = _token(db, settings, "T-CITY", {"security:password-reset"})
+    admin = {"authorization": f"Bearer {token}"}
+    time.sleep(1.01)  # access tokens carry whole seconds: issued a second before the reset
+    answer = client.post(url, headers=admin)
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    temporary = answer.json()["temporary_password"]
+    assert TEMPORARY.match(temporary) and answer.json()["must_change"] is True
+    assert [e.actor for e in _actions(db, "account.password.reset")] == [
+        "api-token:console T-CITY"]
+    assert temporary not in str([e.detail for e in _actions(db, "account.password.reset")])
+
+    # whatever began before the reset has ended: the session, the tokens
+    assert not _signed_in(client)
+    assert _refresh(client, registered, tokens["refresh_token"]).json()["error"] == \
+        "invalid_grant"
+    assert client.get("/oauth2/userinfo", headers={
+        "authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    introspected = client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
+                               auth=(registered.client_id, registered.secret)).json()
+    assert introspected == {"active": False}
+
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s80", "pw-pupil-80-old").status_code == 400
+    after = flow.login(client, start, "s80", temporary)  # the lock was lifted with the reset
+    assert after.status_code == 303 and after.headers["location"] == "/password/new"
+    assert not _signed_in(client)  # no session before the new password
+    assert "两次输入的新密码不一致" in _new_password(client, "long-enough-1", "other-one-2").text
+    assert "太容易被猜到" in _new_password(client, "Password1").text
+    assert "至少需要 8 个字符" in _new_password(client, "short").text
+    assert "不要沿用临时密码" in _new_password(client, temporary).text
+    done = flow.follow(client, _new_password(client, "my own long password"))
+    redirect = flow.Redirect(done.headers["location"])
+    assert redirect.location.startswith(REDIRECT_URI) and redirect.params["state"] == "st-1"
+    assert _id_token_claims(client, registered, redirect.params["code"])["sub"] == pupil.sub
+    assert "idp_pw" not in client.cookies and _signed_in(client)
+    with db.session() as session:
+        assert not session.get(Account, pupil.account_id).must_change_password
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s80", temporary).status_code == 400
+    assert flow.login(client, start, "s80", "my own long password").status_code == 303
+
+
+def test_a_new_password_is_not_ones_own_login(db: Database, settings: Settings,
+                                              make_person) -> None:
+    pupil = make_person("s2026080801", "pw-pupil-81")
+    with db.session() as session:
+        assert passwords.problem_with(session, settings, pupil.account_id,
+                                      "ｓ２０２６ 080801") == passwords.OWN_LOGIN
+        assert passwords.problem_with(session, settings, pupil.account_id,
+                                      "s2026080802") is None
+        assert passwords.problem_with(session, settings, pupil.account_id,
+                                      "zzzzzzzzzz") == passwords.TOO_COMMON
+        assert passwords.problem_with(session, settings, pupil.account_id,
+                                      "1234567890") == passwords.TOO_COMMON
+        assert passwords.problem_with(session, settings, pupil.account_id,
+                                      "x" * 1025) == passwords.TOO_LONG
+
+
+def test_own_change_keeps_this_browser_and_signs_out_the_others(
+        client: TestClient, make_client, make_person, db: Database) -> None:
+    registered = make_client()
+    pupil = make_person("s82", "pw-pupil-82-old")
+    other = TestClient(client.app)  # the pupil's phone
+    flow.code_flow(other, registered.client_id, pupil)
+    flow.code_flow(client, registered.client_id, pupil)
+    assert _signed_in(client) and _signed_in(other)
+    page = client.get("/account/security/password")
+    assert page.status_code == 200 and "在所有设备上退出" in page.text
+
+    def change(current: str, new: str):
+        return client.post("/account/security/password", data={
+            "csrf_token": flow.csrf_of(page.text), "current": current, "password": new,
+            "again": new}, follow_redirects=False)
+
+    wrong = change("not-my-password", "a brand new password")
+    assert wrong.status_code == 400 and "当前密码不正确" in wrong.text
+    assert guards.failures(client.app.state.store, guards.ACCOUNT, str(pupil.account_id)) == 1
+    done = change("pw-pupil-82-old", "a brand new password")
+    assert done.status_code == 303
+    assert "密码已修改" in client.get(done.headers["location"]).text
+    assert _signed_in(client) and not _signed_in(other)
+    assert [e.actor for e in _actions(db, "account.password.change")] == [
+        f"account:{pupil.account_id}"]
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s82", "pw-pupil-82-old").status_code == 400
+    assert flow.login(client, start, "s82", "a brand new password").status_code == 303
+
+
+def test_the_password_page_needs_a_recent_sign_in(client: TestClient) -> None:
+    answer = client.get("/account/security/password", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_sign_out_everywhere_from_one_browser(client: TestClient, make_client, make_person,
+                                              db: Database, settings: Settings) -> None:
+    registered = make_client()
+    pupil = make_person("s83", "pw-pupil-83")
+    other = TestClient(client.app)
+    flow.code_flow(other, registered.client_id, pupil)
+    kept = _tokens(other, registered, flow.code_flow(
+        other, registered.client_id, pupil, scope="openid offline_access").params["code"])
+    assert "offline_access" in kept["scope"].split()
+    flow.code_flow(client, registered.client_id, pupil)
+    page = client.get("/account/security/password")
+    out = client.post("/account/sign-out-everywhere",
+                      data={"csrf_token": flow.csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/?signed_out=1"
+    assert not _signed_in(client) and not _signed_in(other)
+    # offline access too: a lost phone's apps must sign in again
+    assert _refresh(client, registered, kept["refresh_token"]).json()["error"] == \
+        "invalid_grant"
+    assert len(_actions(db, "account.sign_out_everywhere")) == 1
+    # a new sign-in right after holds (whole seconds, the same one included)
+    flow.code_flow(client, registered.client_id, pupil)
+    assert _signed_in(client)
+
+    # the helpdesk's sign-out (admin API) ends it again
+    url = f"/api/admin/people/{_uid(db, '赵同学')}/sign-out"
+    helpdesk = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'security:unlock'})}"}
+    time.sleep(1.01)  # the sign-in above is a second older than the sign-out below
+    assert client.post(url, headers=helpdesk).json() == {"signed_out": True}
+    assert not _signed_in(client)
+
+
+def test_cli_reset_password_and_sign_out(tmp_path: Path) -> None:
+    env = {"IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
+    assert idp("db", "upgrade", env=env).returncode == 0
+    assert idp("demo", env=env).returncode == 0
+    reset = idp("security", "reset-password", "--login", "s20260001", env=env)
+    assert reset.returncode == 0, reset.stderr
+    assert TEMPORARY.match(reset.stdout.strip())
+    out = idp("security", "sign-out", "--login", "s20260001", env=env)
+    assert out.returncode == 0 and "signed out everywhere" in out.stdout
+    assert idp("security", "sign-out", "--login", "nobody-at-all", env=env).returncode == 2
+    verify = idp("audit", "verify", env=env)
+    assert verify.returncode == 0 and "audit chain intact" in verify.stdout
