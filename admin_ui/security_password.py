@@ -1,7 +1,8 @@
 """Self-service: change one's password, sign out everywhere.
 
 - ``/account/security/password`` (a recent sign-in, as for every page that changes how one
-  signs in): the current password, the new one twice (``directory.passwords.problem_with``).
+  signs in): the current password (none for an account that has none yet: made by SCIM,
+  signing in by SMS code or passkey), the new one twice (``directory.passwords.problem_with``).
   A wrong current password counts as a failed sign-in of the account (``mfa.guards``), so
   an open session cannot be used to guess it. The change signs the account out everywhere
   else: this browser's session goes on under a new cookie, begun after the change.
@@ -12,9 +13,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from core.audit import Context, record
 from core.passwords import MAX_PASSWORD_LENGTH
@@ -35,10 +38,11 @@ WRONG_CURRENT = N_("Your current password is not correct.")
 CHANGED = N_("Your password was changed. You were signed out on your other devices and apps.")
 
 
-def _page(request: Request, *, error: str = "", notice: str = "", status: int = 200,
-          **params: object) -> Response:
+def _page(request: Request, has_password: bool, *, error: str = "", notice: str = "",
+          status: int = 200, **params: object) -> Response:
     response = render(request, "security_password.html", {
         "error": error, "notice": notice, "min_length": account_passwords.MIN_LENGTH,
+        "has_password": has_password,
         "error_params": {"min": account_passwords.MIN_LENGTH, **params}}, status=status)
     response.headers["cache-control"] = "no-store"
     return response
@@ -46,9 +50,38 @@ def _page(request: Request, *, error: str = "", notice: str = "", status: int = 
 
 @router.get("/security/password")
 def password_form(request: Request) -> Response:
-    if sessions.recent(request) is None:
+    session = sessions.recent(request)
+    if session is None:
         return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
-    return _page(request, notice=CHANGED if request.query_params.get("done") else "")
+    with request.app.state.db.sessions() as db:
+        account = db.get(Account, session.account_id)
+        has_password = account is not None and account.password_hash is not None
+    return _page(request, has_password,
+                 notice=CHANGED if request.query_params.get("done") else "")
+
+
+def _refusal(request: Request, db: Session, account: Account, current: str, password: str,
+             again: str) -> dict[str, Any] | None:
+    """Why the change is refused (the page's error, status and parameters), or None: the
+    sign-in lock or delay, a wrong current password (counted as a failed sign-in), two
+    different new passwords, the rule. An account made without a password (SCIM; signing
+    in by SMS code or passkey) sets its first one on the strength of the recent sign-in."""
+    state, subject = request.app.state, str(account.id)
+    locked, seconds = guards.refusal_seconds(state.store, guards.ACCOUNT, subject)
+    if locked or seconds:
+        return {"error": login.LOCKED if locked else login.WAIT, "status": 429,
+                "seconds": seconds, "minutes": -(-seconds // 60)}
+    hasher = login.passwords(state.settings.password_scheme)
+    if account.password_hash is not None and not hasher.verify(account.password_hash,
+                                                               current).ok:
+        guards.count_failure(db, state.store, guards.ACCOUNT, subject,
+                             target=f"account:{subject}", context=Context.of(request))
+        return {"error": WRONG_CURRENT, "status": 400}
+    if password != again:
+        return {"error": NOT_THE_SAME, "status": 400}
+    if problem := account_passwords.problem_with(db, state.settings, account.id, password):
+        return {"error": problem, "status": 400}
+    return None
 
 
 @router.post("/security/password")
@@ -60,27 +93,20 @@ def change_password(request: Request,
     loaded = sessions.load(request.app.state.store, request)
     if session is None or loaded is None:
         return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
-    if password != again:
-        return _page(request, error=NOT_THE_SAME, status=400)
-    state, subject = request.app.state, str(session.account_id)
-    hasher = login.passwords(state.settings.password_scheme)
+    state = request.app.state
     with state.db.session() as db:
-        locked, seconds = guards.refusal_seconds(state.store, guards.ACCOUNT, subject)
-        if locked or seconds:
-            return _page(request, error=login.LOCKED if locked else login.WAIT, status=429,
-                         seconds=seconds, minutes=-(-seconds // 60))
         account = db.get(Account, session.account_id)
-        if account is None or not hasher.verify(account.password_hash, current).ok:
-            guards.count_failure(db, state.store, guards.ACCOUNT, subject,
-                                 target=f"account:{subject}", context=Context.of(request))
-            return _page(request, error=WRONG_CURRENT, status=400)
-        if problem := account_passwords.problem_with(db, state.settings, account.id,
-                                                     password):
-            return _page(request, error=problem, status=400)
-        account_passwords.set_password(db, hasher, account, password, must_change=False,
-                                       actor=f"account:{account.id}",
-                                       action="account.password.change",
-                                       context=Context.of(request))
+        if account is None:
+            return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
+        had_password = account.password_hash is not None
+        refusal = _refusal(request, db, account, current, password, again)
+        if refusal is None:
+            account_passwords.set_password(
+                db, login.passwords(state.settings.password_scheme), account, password,
+                must_change=False, actor=f"account:{account.id}",
+                action="account.password.change", context=Context.of(request))
+    if refusal is not None:
+        return _page(request, had_password, **refusal)
     token, kept = loaded
     kept.begun = time.time()  # begun after the change: this browser stays signed in
     response = RedirectResponse(f"{PAGE}?done=1", status_code=303)

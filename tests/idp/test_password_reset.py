@@ -215,3 +215,23 @@ def test_cli_reset_password_and_sign_out(tmp_path: Path) -> None:
     assert idp("security", "sign-out", "--login", "nobody-at-all", env=env).returncode == 2
     verify = idp("audit", "verify", env=env)
     assert verify.returncode == 0 and "audit chain intact" in verify.stdout
+
+
+def test_an_account_without_a_password_sets_its_first(client: TestClient, make_client,
+                                                      make_person, db: Database) -> None:
+    """An account made without a password (SCIM; it signs in by SMS code or passkey) sets
+    its first one with a recent sign-in alone: there is no current password to ask for."""
+    registered = make_client()
+    pupil = make_person("s84", "pw-pupil-84")
+    flow.code_flow(client, registered.client_id, pupil)
+    with db.session() as session:  # as SCIM makes it (the sign-in above stands in for SMS)
+        session.get(Account, pupil.account_id).password_hash = None
+    page = client.get("/account/security/password")
+    assert "data-no-password" in page.text and 'id="current"' not in page.text
+    done = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(page.text), "password": "my first password",
+        "again": "my first password"}, follow_redirects=False)
+    assert done.status_code == 303 and _signed_in(client)
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s84", "my first password").status_code == 303
