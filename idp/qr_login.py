@@ -275,7 +275,10 @@ def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
 
 def _decide(request: Request, t: str, approve: bool) -> Response:
     state = request.app.state
-    loaded = sessions.load(state.store, request)
+    # the phone's session as the account stands now: one that a suspension or a "sign
+    # out everywhere" (a lost phone) has voided approves nothing
+    found = sessions.load_standing(request)
+    loaded = found[0] if found else None
     if loaded is None:
         return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
                         status=401, link="/login", link_text=N_("Sign in"), error=False)

@@ -452,6 +452,26 @@ def test_a_phone_without_a_session(browsers, store) -> None:
     assert _status(desktop, ticket)[1]["status"] == "pending"
 
 
+def test_a_lost_phone_signed_out_everywhere_approves_nothing(browsers, store, make_person,
+                                                            db: Database) -> None:
+    """The phone's session was voided (a lost phone: "sign out everywhere", a password or
+    second-factor reset) while its cookie stayed: it must not approve a new sign-in."""
+    from directory.people import sign_out_everywhere
+
+    desktop, phone, _ = browsers
+    person = make_person()
+    _signed_in_phone(phone, store, person)
+    ticket = _ticket(desktop)
+    page = _scan(phone, ticket)
+    assert page.status_code == 200
+    with db.session() as session:
+        sign_out_everywhere(session.get(Account, person.account_id))
+    approve = phone.post("/login/qr/approve", data={"csrf_token": flow.csrf_of(page.text),
+                                                    "t": ticket["ticket"]})
+    assert approve.status_code == 401
+    assert _status(desktop, ticket)[1]["status"] != "approved"
+
+
 def test_scanning_reveals_and_unlocks_nothing(browsers, store, make_person) -> None:
     desktop, phone, stranger = browsers
     person = make_person()
