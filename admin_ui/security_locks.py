@@ -11,6 +11,8 @@ lift one earlier:
 
 Authentication is a bearer API token with the ``security:unlock`` permission. People are
 visible only inside the token's org subtree (404 otherwise, as in the directory API);
+(Locks, like the resets of ``admin_ui.security_reset``, reach only people *managed* inside
+the subtree: a current affiliation there and none elsewhere.)
 IP locks concern the whole city, so only a token scoped to the city (the root of the
 org tree) may lift them. Every unlock is audited with the token's name as the actor.
 """
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import Context
 from core.web.errors import Problem
-from directory.api import visible_person
+from directory.api import managed_person
 from directory.api_tokens import TokenScope, require
 from directory.models import OrgUnit, Person
 from mfa import guards
@@ -46,8 +48,9 @@ def _scope(request: Request, session: Session = Depends(db_session)) -> TokenSco
 
 
 def account_id_of(session: Session, scope: TokenScope, uid: str) -> int:
-    """The account of person ``uid`` inside the token's subtree (404 otherwise)."""
-    person = session.scalar(select(Person).where(Person.uid == uid, visible_person(scope)))
+    """The account of person ``uid``, managed inside the token's subtree (404 otherwise:
+    ``directory.api.managed_person``)."""
+    person = session.scalar(select(Person).where(Person.uid == uid, managed_person(scope)))
     if person is None or person.account is None:
         raise Problem(404, "Not found", "No such person, or the person has no account.")
     return person.account.id

@@ -67,21 +67,34 @@ def _refusal(request: Request, db: Session, account: Account, current: str, pass
     different new passwords, the rule. An account made without a password (SCIM; signing
     in by SMS code or passkey) sets its first one on the strength of the recent sign-in."""
     state, subject = request.app.state, str(account.id)
-    locked, seconds = guards.refusal_seconds(state.store, guards.ACCOUNT, subject)
-    if locked or seconds:
-        return {"error": login.LOCKED if locked else login.WAIT, "status": 429,
-                "seconds": seconds, "minutes": -(-seconds // 60)}
-    hasher = login.passwords(state.settings.password_scheme)
-    if account.password_hash is not None and not hasher.verify(account.password_hash,
-                                                               current).ok:
-        guards.count_failure(db, state.store, guards.ACCOUNT, subject,
-                             target=f"account:{subject}", context=Context.of(request))
-        return {"error": WRONG_CURRENT, "status": 400}
+    if account.password_hash is not None:
+        with guards.sole_check(state.store, guards.ACCOUNT, subject) as sole:  # as /login
+            wrong = _wrong_current(request, db, account, current) if sole else {
+                "error": login.WAIT, "status": 429, "seconds": 1}
+        if wrong:
+            return wrong
     if password != again:
         return {"error": NOT_THE_SAME, "status": 400}
     if problem := account_passwords.problem_with(db, state.settings, account.id, password):
         return {"error": problem, "status": 400}
     return None
+
+
+def _wrong_current(request: Request, db: Session, account: Account,
+                   current: str) -> dict[str, Any] | None:
+    """The account's sign-in lock or delay, or a wrong current password (counted per
+    account, per address and for spraying, as at ``/login``), or None: it is right."""
+    state, subject = request.app.state, str(account.id)
+    locked, seconds = guards.refusal_seconds(state.store, guards.ACCOUNT, subject)
+    if locked or seconds:
+        return {"error": login.LOCKED if locked else login.WAIT, "status": 429,
+                "seconds": seconds, "minutes": -(-seconds // 60)}
+    if login.passwords(state.settings.password_scheme).verify(account.password_hash,
+                                                              current).ok:
+        return None
+    login.count_failure(request, db, subject, request.client.host if request.client
+                        else "unknown")
+    return {"error": WRONG_CURRENT, "status": 400}
 
 
 @router.post("/security/password")

@@ -99,6 +99,18 @@ def visible_person(scope: TokenScope) -> Any:
                           OrgUnit.path.startswith(scope.org_path))
 
 
+def managed_person(scope: TokenScope) -> Any:
+    """SQL: the person is *managed* inside the token's subtree: at least one current
+    affiliation there and none elsewhere. What may change how a person signs in (a
+    password or second-factor reset, unlocking, signing out) needs this, not mere
+    visibility: a school's token must not reach a teacher who moved to another school, nor
+    a district or city administrator who also teaches there."""
+    current = (Affiliation.person_id == Person.id) & Affiliation.valid_to.is_(None)
+    inside = OrgUnit.path.startswith(scope.org_path)
+    return (exists().where(current, Affiliation.org_unit_id == OrgUnit.id, inside)
+            & ~exists().where(current, Affiliation.org_unit_id == OrgUnit.id, ~inside))
+
+
 def _visible_unit(session: Session, scope: TokenScope, code: str) -> OrgUnit:
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None or not scope.covers(unit.path):

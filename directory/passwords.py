@@ -1,10 +1,11 @@
 """Account passwords: the rule a new password must meet, setting one, temporary passwords.
 
 **The rule** (NIST SP 800-63B section 3.1.1.2, no composition rules, no expiry): at least
-``MIN_LENGTH`` characters (counted after NFKC, as the hash counts them), at most
-``core.passwords.MAX_PASSWORD_LENGTH``; not one of the passwords most often found in
-leaked password lists, Chinese and English (``COMMON``, compared without case); not one
-character repeated; not one of the account's own login identifiers (a pupil's number).
+``MIN_LENGTH`` characters (counted after NFKC, as the hash sees them), at most
+``core.passwords.MAX_PASSWORD_LENGTH`` as typed (what the form and the hash accept); not
+one of the passwords most often found in leaked password lists, Chinese and English
+(``COMMON``, compared without case); not one character repeated; not one of the account's
+own login identifiers (a pupil's number).
 Eight is the shortest length the guideline allows next to a second factor and the length
 a pupil can remember; teachers sign in with a second factor (``mfa.policy``).
 
@@ -14,8 +15,10 @@ password, or holds a session or token begun with it, is out.
 
 **Temporary passwords** (an administrator's reset) are 12 characters in three groups,
 from an alphabet without look-alikes (no 0/O, 1/l/I), about 59 bits: read aloud or
-copied from a screen by a teacher for a pupil, and usable once: the account must set a
-new password at its next sign-in (``Account.must_change_password``).
+copied from a screen by a teacher for a pupil. Every sign-in with it must first set a new
+password (``Account.must_change_password``), so it serves until that is done, for at most
+``TEMPORARY_DAYS`` (a reset on Friday still works on Monday; one forgotten for weeks on a
+sticky note does not).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from directory.models import Account, IdentifierKind, LoginIdentifier
 from directory.people import sign_out_everywhere
 
 MIN_LENGTH = 8
+TEMPORARY_DAYS = 7  # a temporary password not replaced within a week no longer works
 TEMPORARY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 # At least MIN_LENGTH long (shorter ones fail the length first), lower case.
 COMMON = frozenset("""

@@ -166,6 +166,13 @@ def sign_out_everywhere(account: Account) -> None:
     account.signed_out_at = utcnow()
 
 
+def holds(db: Database, account_id: int, since: float) -> bool:
+    """Whether what the account began at ``since`` (a sign-in step, a code, a refresh
+    token) still holds: the account may sign in and has not signed out everywhere since."""
+    with db.sessions() as session:
+        return standing(session, account_id).allows(since)
+
+
 def may_sign_in(disabled: bool, status: str) -> bool:
     """The rule: an account that is not disabled, of a person who is active."""
     return not disabled and status == PersonStatus.active.value

@@ -34,6 +34,7 @@ from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render
 from directory import identifiers
+from directory import passwords as account_passwords
 from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
 from idp import mfa_step, password_change, sessions
@@ -53,6 +54,8 @@ STATUS_MESSAGES = {
     PersonStatus.left.value: N_("This account has been closed. Please contact your school."),
 }
 DISABLED = N_("This account is disabled. Please contact your school.")
+TEMPORARY_EXPIRED = N_("This temporary password has expired. Ask your teacher or your "
+                       "school's administrator for a new one.")
 WRONG = N_("The account or password is not correct. Check what you typed and try again.")
 WRONG_FEW_LEFT = N_("The account or password is not correct. Wrong attempts left before the "
                     "account is locked for %(lock_minutes)s min: %(left)s.")
@@ -118,14 +121,13 @@ def _refused_early(store: Store, limit: guards.Limit, subject: str) -> LoginOutc
     return LoginOutcome(None, WAIT, seconds) if seconds else None
 
 
-def _failure_subject(settings: Settings, account: Account | None, login: str) -> str:
-    """Whom a failure counts against: the account, or a keyed MAC of what was typed."""
-    if account is not None:
-        return str(account.id)
+def _as_typed(settings: Settings, login: str) -> str:
+    """The name typed, as failures count it: a keyed MAC of its normalised form (whom a
+    failure counts against when it names nobody; what a warning counts)."""
     return "login:" + keyed_mac(settings, "login-guard/v1", identifiers.canonical(login))[:32]
 
 
-def _count_failure(request: Request, session: Session, subject: str,
+def count_failure(request: Request, session: Session, subject: str,
                    ip: str) -> guards.Counted:
     """Count a wrong password per account, per IP and for spraying; audit any new lock.
     Returns the account's count."""
@@ -155,30 +157,48 @@ def _check_password(request: Request, login: str, password: str) -> LoginOutcome
     with state.db.session() as session:
         found = find_for_sign_in(session, state.settings, login)
         account, roles = found if found else (None, frozenset[str]())
-        subject = _failure_subject(state.settings, account, login)
+        typed = _as_typed(state.settings, login)
+        subject = typed if account is None else str(account.id)
         with guards.sole_check(state.store, guards.ACCOUNT, subject) as sole:
             if not sole:  # another attempt on this account is being checked right now
                 return LoginOutcome(None, WAIT, 1)
             if early := _refused_early(state.store, guards.ACCOUNT, subject):
                 return early
-            return _verify(request, session, account, roles, subject, ip, password)
+            return _verify(request, session, account, roles, (subject, typed), ip, password)
+
+
+def _typed_key(typed: str) -> str:
+    return f"fail-typed:{typed}"
+
+
+def _left_as_typed(store: Store, subject: str, typed: str, counted: guards.Counted) -> int:
+    """The wrong attempts left that a warning may tell: counted per name *as typed*, not
+    per account. Per account, a warning after one wrong password typed as a pupil's phone
+    number would tell how many were typed as the pupil's number: that the two name one
+    account. A name that belongs to nobody is counted as typed anyway (its subject)."""
+    if subject == typed:
+        return counted.left
+    count = store.incr(_typed_key(typed), ttl=guards.WINDOW_SECONDS)
+    return max(0, guards.ACCOUNT.lock_after - count)
 
 
 def _verify(request: Request, session: Session, account: Account | None,
-            roles: frozenset[str], subject: str, ip: str, password: str) -> LoginOutcome:
+            roles: frozenset[str], subjects: tuple[str, str], ip: str,
+            password: str) -> LoginOutcome:
     """Verify the password (a dummy verification when nobody was found), count a failure,
-    refuse an account that may not sign in, or note the sign-in."""
-    state = request.app.state
+    refuse an account that may not sign in, or note the sign-in. ``subjects``: whom a
+    failure counts against (the account, or the name typed) and the name typed."""
+    state, (subject, typed) = request.app.state, subjects
     hasher = passwords(state.settings.password_scheme)
     result = (hasher.verify(account.password_hash, password) if account
               else hasher.dummy_verify(password))
     if not result.ok or account is None:
-        counted = _count_failure(request, session, subject, ip)
+        counted = count_failure(request, session, subject, ip)
         record(session, actor=_target(subject), action="login.password",
                outcome="failure", context=Context.of(request))
-        return _wrong(counted)
-    guards.clear(state.store, guards.ACCOUNT, subject)
-    refusal = _refusal(account)
+        return _wrong(counted, _left_as_typed(state.store, subject, typed, counted))
+    guards.clear(state.store, guards.ACCOUNT, subject, _typed_key(typed))
+    refusal = _refusal(account) or _temporary_expired(account)
     if refusal:
         record(session, actor=f"account:{account.id}", action="login.password",
                outcome="refused", detail={"status": account.person.status},
@@ -192,13 +212,13 @@ def _verify(request: Request, session: Session, account: Account | None,
     return LoginOutcome(account, roles=roles)
 
 
-def _wrong(counted: guards.Counted) -> LoginOutcome:
-    """A wrong password: said plainly, with the attempts left when few are, or the lock it
-    has just set (the same for a name that belongs to nobody: no account oracle)."""
+def _wrong(counted: guards.Counted, left: int) -> LoginOutcome:
+    """A wrong password: said plainly, with the attempts ``left`` when few are, or the lock
+    it has just set (the same for a name that belongs to nobody: no account oracle)."""
     if counted.locked or not counted.left:
         return LoginOutcome(None, LOCKED, guards.ACCOUNT.lock_seconds)
-    if counted.left <= WARN_LEFT:
-        return LoginOutcome(None, WRONG_FEW_LEFT, left=counted.left)
+    if 0 < left <= WARN_LEFT:
+        return LoginOutcome(None, WRONG_FEW_LEFT, left=left)
     return LoginOutcome(None, WRONG)
 
 
@@ -216,6 +236,15 @@ def _signed_in(session: Session, account: Account, new_hash: str | None) -> None
 
 
 _SIGNED_IN = update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("signed_in_id"))
+
+
+def _temporary_expired(account: Account) -> str:
+    """An administrator's temporary password serves ``passwords.TEMPORARY_DAYS``."""
+    changed = account.password_changed_at
+    if account.must_change_password and changed is not None and (
+            utcnow() - changed).days >= account_passwords.TEMPORARY_DAYS:
+        return TEMPORARY_EXPIRED
+    return ""
 
 
 def _refusal(account: Account) -> str:
@@ -238,19 +267,17 @@ def login(request: Request, ia: str = Form(""), login: str = Form("", max_length
                             seconds=outcome.wait, minutes=-(-outcome.wait // 60),
                             left=outcome.left,
                             lock_minutes=guards.ACCOUNT.lock_seconds // 60)
-    if outcome.account.must_change_password:  # an administrator's reset: a new one first
-        return password_change.begin(request, password_change.Step(
-            account_id=outcome.account.id, sub=outcome.account.sub, ia=ia, next=next,
-            roles=sorted(outcome.roles)))
     return first_factor_done(request, outcome.account.id, outcome.account.sub, ["pwd"], ia,
-                             roles=outcome.roles, next_url=next, pending=pending)
+                             roles=outcome.roles, next_url=next, pending=pending,
+                             new_password=outcome.account.must_change_password)
 
 
 def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str],
                       ia: str = "", auth_time: int | None = None,
                       roles: frozenset[str] | None = None, next_url: str = "",
                       proven_here: bool = True,
-                      pending: AuthorizationRequest | None = None) -> Response:
+                      pending: AuthorizationRequest | None = None,
+                      new_password: bool = False) -> Response:
     """A first factor (password, SMS code, QR approval ...) succeeded: go on.
 
     Marks the pending authorization request (``ia``) as freshly logged in; sends the
@@ -261,7 +288,9 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     person's current roles, when the caller has them already (saves a query);
     ``proven_here``: False when the factors were shown on another device (QR);
     ``pending``: the request of ``ia``, when the caller has loaded it already (callers
-    load it before they spend a factor, so that an expired request spends nothing)."""
+    load it before they spend a factor, so that an expired request spends nothing);
+    ``new_password``: the password was an administrator's temporary one: a new one is
+    chosen (``idp.password_change``) once the factors the policy asks for are shown."""
     pending = pending or _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
@@ -272,7 +301,14 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
             authorize.save_interaction(request, pending, ia)
         return mfa_step.begin(request, mfa_step.Step(account_id=account_id, sub=sub,
                                                      amr=amr, ia=ia, next=next_url,
-                                                     proven_here=proven_here))
+                                                     proven_here=proven_here,
+                                                     then_new_password=new_password))
+    if new_password:
+        if pending is not None:
+            authorize.save_interaction(request, pending, ia)
+        return password_change.begin(request, password_change.Step(
+            account_id=account_id, sub=sub, ia=ia, next=next_url, amr=amr,
+            roles=sorted(roles or ()), proven_here=proven_here))
     store = request.app.state.store
     signed_in = sessions.instead_of_current(store, request, account_id=account_id, sub=sub,
                                             amr=amr, proven_here=proven_here)

@@ -49,7 +49,8 @@ from core.web.i18n import N_
 from core.web.templates import locale_of, render, same_page
 from directory.identifiers import IdentifierKind
 from directory.models import Account
-from idp import sessions
+from directory.people import holds
+from idp import password_change, sessions
 from idp.oidc import frontchannel_logout
 from mfa import credentials, policy, recovery, sms, totp
 from mfa.sms_gateways import app_gateway
@@ -84,11 +85,16 @@ class Step:
     # False after a QR approval from a phone: no factor can be set up here, and the session
     # it ends in is not "proven here" either (idp.sessions.is_recent)
     proven_here: bool = True
+    # after an administrator's password reset: a new password is chosen after this step,
+    # not before (the temporary password alone must not replace the owner's)
+    then_new_password: bool = False
+    began: float = 0.0  # a "sign out everywhere" after this stops the step (``finish``)
 
 
 def begin(request: Request, step: Step) -> Response:
     """Send the browser to the second-factor page for ``step``."""
     step_id = secrets.token_urlsafe(18)
+    step.began = step.began or time.time()
     request.app.state.store.set(f"mfa-step:{step_id}", json.dumps(asdict(step)).encode(),
                                 ttl=STEP_SECONDS)
     response = RedirectResponse("/mfa", status_code=303)
@@ -287,9 +293,19 @@ def cancel(request: Request) -> Response:
 
 
 def finish(request: Request, step: Step, method: str) -> Response:
-    """The second factor succeeded: start or upgrade the SSO session, then go on."""
+    """The second factor succeeded: start or upgrade the SSO session (or, after a password
+    reset, choose the new password first), then go on. A step begun before the account was
+    signed out everywhere (a reset meanwhile) or that may no longer sign in stops here."""
     store = request.app.state.store
+    if not holds(request.app.state.db, step.account_id, step.began):
+        raise sessions.sign_in_stopped()
     amr = policy.with_second_factor(step.amr, method)
+    if step.then_new_password and not step.upgrade:
+        response = password_change.begin(request, password_change.Step(
+            account_id=step.account_id, sub=step.sub, ia=step.ia, next=step.next, amr=amr,
+            proven_here=step.proven_here))
+        response.delete_cookie(COOKIE, path="/")
+        return response
     acr = policy.acr_for(amr)
     loaded = sessions.load(store, request) if step.upgrade else None
     if loaded is not None and loaded[1].account_id == step.account_id:

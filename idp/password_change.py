@@ -7,14 +7,17 @@ reset-password``) gives the account a temporary password and sets
 pending app request ``ia``, where to go), kept in the store for ``STEP_SECONDS`` and bound
 to this browser by the ``idp_pw`` cookie, like the second-factor step. ``POST
 /password/new`` checks the new password (``directory.passwords.problem_with``, twice the
-same, not the temporary one), stores it and goes on as any password sign-in would: the
-second factor when the policy asks for one, then the app.
+same, not the temporary one), stores it and goes on to the app. When the policy asks for
+a second factor, that step comes first (``idp.mfa_step``, ``then_new_password``) and this
+one last: the temporary password alone never replaces the owner's. A step begun before the
+account was signed out everywhere (another reset) or disabled meanwhile stops.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -28,6 +31,7 @@ from core.web.i18n import N_
 from core.web.templates import render, same_page
 from directory import passwords as account_passwords
 from directory.models import Account
+from directory.people import holds
 from idp import sessions
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
@@ -45,11 +49,15 @@ class Step:
     ia: str = ""
     next: str = ""
     roles: list[str] = field(default_factory=list)
+    amr: list[str] = field(default_factory=lambda: ["pwd"])  # the factors shown so far
+    proven_here: bool = True  # as in idp.mfa_step.Step
+    began: float = 0.0  # a later "sign out everywhere" (another reset) stops the step
 
 
 def begin(request: Request, step: Step) -> Response:
     """Send the browser to the new-password page for ``step``."""
     step_id = secrets.token_urlsafe(18)
+    step.began = step.began or time.time()
     request.app.state.store.set(f"pw-step:{step_id}", json.dumps(asdict(step)).encode(),
                                 ttl=STEP_SECONDS)
     response = RedirectResponse(PAGE, status_code=303)
@@ -94,13 +102,17 @@ def new_password(request: Request,
 
     state = request.app.state
     hasher = login.passwords(state.settings.password_scheme)
+    if not holds(state.db, step.account_id, step.began):  # another reset, a suspension ...
+        raise sessions.sign_in_stopped()
     with state.db.session() as session:
-        if problem := account_passwords.problem_with(session, state.settings,
-                                                     step.account_id, password):
-            return _page(request, problem, 400)
         account = session.get(Account, step.account_id)
         if account is None or not account.must_change_password:  # changed meanwhile
             raise sessions.sign_in_expired()
+        if login._refusal(account):  # disabled or locked by an administrator meanwhile
+            raise sessions.sign_in_stopped()
+        if problem := account_passwords.problem_with(session, state.settings,
+                                                     step.account_id, password):
+            return _page(request, problem, 400)
         if hasher.verify(account.password_hash, password).ok:
             return _page(request, SAME_AS_TEMPORARY, 400)
         account_passwords.set_password(session, hasher, account, password, must_change=False,
@@ -108,7 +120,8 @@ def new_password(request: Request,
                                        action="account.password.change",
                                        context=Context.of(request))
     state.store.delete(f"pw-step:{step_id}")
-    response = login.first_factor_done(request, step.account_id, step.sub, ["pwd"], step.ia,
-                                       roles=frozenset(step.roles), next_url=step.next)
+    response = login.first_factor_done(request, step.account_id, step.sub, step.amr, step.ia,
+                                       roles=frozenset(step.roles) if step.roles else None,
+                                       next_url=step.next, proven_here=step.proven_here)
     response.delete_cookie(COOKIE, path="/")
     return response

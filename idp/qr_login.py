@@ -34,6 +34,7 @@ from core.web.errors import PageError
 from core.web.i18n import N_
 from core.web.templates import locale_of, render
 from directory.models import Account
+from directory.people import holds
 from directory.pii import mask_name
 from idp import sessions
 from idp.login import _refusal, display_name, first_factor_done
@@ -228,6 +229,8 @@ def redeem(request: Request, t: str = Form("", max_length=100),
         else:
             account = session.get(Account, won.account_id)
             refusal = _refusal(account) if account else qr.EXPIRED_TEXT
+    if not (failure or refusal) and not holds(state.db, won.account_id, won.created):
+        refusal = sessions.SIGN_IN_STOPPED  # signed out everywhere since the code was made
     if failure == qr.NOT_YET_TEXT and ticket is not None:
         return _desktop_page(request, t, ticket.ia, failure, status=409)
     if failure:

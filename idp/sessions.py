@@ -227,6 +227,17 @@ def sign_in_expired() -> PageError:
                      title=N_("Sign-in expired"))
 
 
+SIGN_IN_STOPPED = N_("This sign-in was stopped: the account's password or second factor "
+                     "was reset meanwhile, or it may no longer sign in. Please sign in again.")
+
+
+def sign_in_stopped() -> PageError:
+    """The page for a sign-in step (second factor, new password, a QR approval) whose
+    account was signed out everywhere since it began (a password or second-factor reset),
+    or may no longer sign in."""
+    return PageError(400, SIGN_IN_STOPPED, title=N_("Sign-in stopped"))
+
+
 UNSAVED = "unsaved_session"  # request.state member: the token of a session not yet written
 
 

@@ -212,9 +212,10 @@ def _take_turn(store: Store, key: str, wait: float) -> bool:
     return True
 
 
-def clear(store: Store, limit: Limit, subject: str) -> None:
-    """Forget the failures of ``subject`` (after a success); a lock stays."""
-    store.delete_many(_keys(limit, subject))
+def clear(store: Store, limit: Limit, subject: str, *also: str) -> None:
+    """Forget the failures of ``subject`` (after a success), and the keys ``also`` in the
+    same round trip; a lock stays."""
+    store.delete_many([*_keys(limit, subject), *also])
 
 
 def unlock(store: Store, limit: Limit, subject: str) -> bool:

@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from typing import Any
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -28,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from core.audit import Context, record
 from core.store import Store
 from directory.apps import ClientMetadata
+from directory.people import holds
 from idp.oidc import refresh_tokens
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
@@ -47,7 +49,8 @@ def valid_challenge(challenge: str) -> bool:
 
 def issue(store: Store, grant: Grant, redirect_uri: str, challenge: str | None) -> str:
     code = secrets.token_urlsafe(32)
-    record_ = {"grant": grant.to_json(), "redirect_uri": redirect_uri, "challenge": challenge}
+    record_ = {"grant": grant.to_json(), "redirect_uri": redirect_uri, "challenge": challenge,
+               "issued_at": time.time()}
     store.set("code:" + token_key(code), json.dumps(record_).encode(), ttl=CODE_SECONDS)
     return code
 
@@ -86,6 +89,9 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if form.get("redirect_uri") != stored["redirect_uri"]:
         raise invalid_grant("redirect_uri does not match the authorization request")
     _check_pkce(stored["challenge"], form.get("code_verifier"), client)
+    if grant.account_id is not None and not holds(
+            state.db, grant.account_id, float(stored.get("issued_at") or time.time())):
+        raise invalid_grant("the account can no longer sign in, or was signed out")
     issued = issue_tokens(request, client, grant, code=code)
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"]}).encode()

@@ -30,7 +30,7 @@ from core.keyring import keyed_mac
 from core.settings import Settings
 from core.store import Store
 from directory.apps import ClientMetadata
-from directory.people import standing
+from directory.people import holds
 from idp import sessions
 from idp.oidc import scopes
 from idp.oidc.access_tokens import revoke_access_jti
@@ -182,9 +182,8 @@ def _unclaim(db: Database, row: RefreshToken) -> None:
 
 def account_may_continue(db: Database, row: RefreshToken) -> bool:
     """The token's account may still sign in and has not signed out everywhere (a password
-    change or reset) since the token was issued."""
-    with db.sessions() as session:
-        return standing(session, row.account_id).allows(row.created_at.timestamp())
+    change or reset, a lost phone) since the token was issued."""
+    return holds(db, row.account_id, row.created_at.timestamp())
 
 
 def _narrowed(grant: Grant, form: dict[str, str], client: ClientMetadata) -> Grant:

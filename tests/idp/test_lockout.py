@@ -438,3 +438,23 @@ def test_cli_unlock_and_tokens_with_redis(tmp_path: Path, store: Store) -> None:
     bad = idp("tokens", "issue", "--name", "x", "--org", "DEMO-CITY", "--permission", "root")
     assert bad.returncode == 2 and "permissions must be among" in bad.stderr
     assert "revoked 1 token(s)" in idp("tokens", "revoke", "--name", "sync").stdout
+
+
+def test_the_warning_does_not_tell_that_two_names_are_one_account(
+        client: TestClient, make_client, make_person, db: Database) -> None:
+    """Attempts left are counted per name as typed: seven wrong passwords typed as a pupil's
+    number, then one typed as the pupil's username, gets the plain message (as an unknown
+    name would), not "2 left", which would tell that both name the same account."""
+    from directory.models import LoginIdentifier
+
+    person = make_person("s98", "pw-right-98")
+    with db.session() as session:
+        session.add(LoginIdentifier(account_id=person.account_id, kind="username",
+                                    value="xiaozhao98"))
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after - 3):
+        flow.login(client, start, "s98", "wrong")
+    as_username = flow.login(client, start, "xiaozhao98", "wrong")
+    assert as_username.status_code == 400 and "再错" not in as_username.text
+    as_number = flow.login(client, start, "s98", "wrong")
+    assert "再错 2 次" in as_number.text  # the number's own count: 8 of 10

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
 from directory import passwords
-from directory.models import Account
+from directory.models import Account, Role
 from mfa import guards
 from tests.conftest import TEST_MASTER_KEY
 from tests.idp import flow
@@ -235,3 +236,167 @@ def test_an_account_without_a_password_sets_its_first(client: TestClient, make_c
     client.cookies.clear()
     start = flow.authorize(client, client_id=registered.client_id)
     assert flow.login(client, start, "s84", "my first password").status_code == 303
+
+
+def _reset(client: TestClient, db: Database, settings: Settings, name: str) -> str:
+    token = _token(db, settings, "T-CITY", {"security:password-reset"})
+    answer = client.post(f"/api/admin/people/{_uid(db, name)}/password/reset",
+                         headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["temporary_password"]
+
+
+def test_a_code_issued_before_the_reset_gets_no_tokens(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    registered = make_client()
+    pupil = make_person("s85", "pw-pupil-85", name="代码同学")
+    code = flow.code_flow(client, registered.client_id, pupil).params["code"]
+    _reset(TestClient(client.app), db, settings, "代码同学")
+    answer = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI},
+        auth=(registered.client_id, registered.secret))
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+def test_a_second_reset_stops_the_step_of_the_first(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    registered = make_client()
+    make_person("s86", "pw-pupil-86", name="两次重置同学")
+    first = _reset(client, db, settings, "两次重置同学")
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s86", first).headers["location"] == "/password/new"
+    page = client.get("/password/new")
+    _reset(TestClient(client.app), db, settings, "两次重置同学")  # whoever had the first
+    stopped = client.post("/password/new", data={"csrf_token": flow.csrf_of(page.text),
+                                                  "password": "a password of mine",
+                                                  "again": "a password of mine"})
+    assert stopped.status_code == 400 and "登录已中止" in stopped.text
+    assert not _signed_in(client)
+
+
+def test_the_step_stops_when_the_account_is_disabled_meanwhile(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    registered = make_client()
+    pupil = make_person("s87", "pw-pupil-87", name="停用同学")
+    temporary = _reset(client, db, settings, "停用同学")
+    start = flow.authorize(client, client_id=registered.client_id)
+    flow.login(client, start, "s87", temporary)
+    page = client.get("/password/new")
+    with db.session() as session:
+        session.get(Account, pupil.account_id).disabled = True
+    stopped = client.post("/password/new", data={"csrf_token": flow.csrf_of(page.text),
+                                                  "password": "a password of mine",
+                                                  "again": "a password of mine"})
+    assert stopped.status_code == 400 and not _signed_in(client)
+    with db.session() as session:
+        assert session.get(Account, pupil.account_id).must_change_password
+
+
+def test_a_teacher_shows_the_second_factor_before_choosing_the_new_password(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    """The temporary password alone must not replace the owner's: for an account that needs
+    a second factor, the new password is chosen after it."""
+    from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _submit
+
+    registered = make_client()
+    teacher = make_person("t88", "pw-teacher-88", name="重置老师", role=Role.teacher)
+    start = flow.authorize(client, client_id=registered.client_id)
+    flow.login(client, start, "t88", "pw-teacher-88")
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    flow.follow(client, _submit(client, page.text, _code(secret)))
+    client.cookies.clear()
+
+    temporary = _reset(client, db, settings, "重置老师")
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "t88", temporary).headers["location"] == "/mfa"
+    assert client.get("/password/new").status_code == 400  # not before the second factor
+    with db.session() as session:
+        assert session.get(Account, teacher.account_id).must_change_password
+    page = client.get("/mfa")
+    later = _submit(client, page.text, pyotp.TOTP(secret).at(time.time() + 30))
+    assert later.headers["location"] == "/password/new"
+    done = flow.follow(client, _new_password(client, "the teacher's own one"))
+    code = flow.Redirect(done.headers["location"]).params["code"]
+    claims = _id_token_claims(client, registered, code)
+    assert claims["sub"] == teacher.sub and "otp" in claims["amr"]
+
+
+def test_a_second_factor_step_begun_before_a_reset_stops(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    """A thief with the old password reaches /mfa; the helpdesk resets the password; the
+    thief's code from the (stolen) phone no longer finishes the sign-in."""
+    from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _submit
+
+    registered = make_client()
+    make_person("t89", "pw-teacher-89", name="被盗老师", role=Role.teacher)
+    start = flow.authorize(client, client_id=registered.client_id)
+    flow.login(client, start, "t89", "pw-teacher-89")
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    flow.follow(client, _submit(client, page.text, _code(secret)))
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    flow.login(client, start, "t89", "pw-teacher-89")
+    page = client.get("/mfa")
+    _reset(TestClient(client.app), db, settings, "被盗老师")
+    stopped = _submit(client, page.text, pyotp.TOTP(secret).at(time.time() + 30))
+    assert stopped.status_code == 400 and "登录已中止" in stopped.text
+    assert not _signed_in(client)
+
+
+def test_a_school_reaches_only_the_people_it_manages(client: TestClient, make_person,
+                                                     db: Database, settings: Settings) -> None:
+    """A school's token resets its own people, not a teacher who moved to another school
+    nor one who also belongs elsewhere (a district administrator who teaches there)."""
+    from datetime import date
+
+    from directory.models import OrgKind, OrgUnit, Person
+    from directory.orgs import ensure_org_unit
+    from directory.people import affiliate
+
+    make_person("t90", "pw-teacher-90", name="调动老师", role=Role.teacher)
+    uid = _uid(db, "调动老师")
+    url = f"/api/admin/people/{uid}/password/reset"
+    school = {"authorization": "Bearer " + _token(db, settings, "T-SCHOOL",
+                                                  {"security:password-reset"})}
+    city = {"authorization": "Bearer " + _token(db, settings, "T-CITY",
+                                                {"security:password-reset"})}
+    assert client.post(url, headers=school).status_code == 200  # the school's own teacher
+    with db.session() as session:
+        person = session.scalar(select(Person).where(Person.uid == uid))
+        root = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-CITY"))
+        other = ensure_org_unit(session, code="T-OTHER-SCHOOL", name="另一所学校",
+                                kind=OrgKind.school, parent=root)
+        affiliate(session, person, other, Role.teacher, date(2026, 9, 1))
+    assert client.post(url, headers=school).status_code == 404  # also belongs elsewhere
+    with db.session() as session:
+        person = session.scalar(select(Person).where(Person.uid == uid))
+        for affiliation in person.affiliations:
+            if affiliation.org_unit.code != "T-OTHER-SCHOOL":
+                affiliation.valid_to = date(2026, 11, 1)  # moved: only the other school now
+    assert client.post(url, headers=school).status_code == 404
+    assert client.post(url, headers=city).status_code == 200
+
+
+def test_a_temporary_password_serves_a_week(client: TestClient, make_client, make_person,
+                                            db: Database, settings: Settings) -> None:
+    from datetime import timedelta
+
+    registered = make_client()
+    pupil = make_person("s91", "pw-pupil-91", name="一周同学")
+    temporary = _reset(client, db, settings, "一周同学")
+    with db.session() as session:
+        account = session.get(Account, pupil.account_id)
+        account.password_changed_at -= timedelta(days=passwords.TEMPORARY_DAYS, seconds=1)
+    start = flow.authorize(client, client_id=registered.client_id)
+    expired = flow.login(client, start, "s91", temporary)
+    assert expired.status_code == 400 and "临时密码已过期" in expired.text
+    with db.session() as session:
+        session.get(Account, pupil.account_id).password_changed_at -= timedelta(days=-1)
+    assert flow.login(client, start, "s91", temporary).headers["location"] == "/password/new"

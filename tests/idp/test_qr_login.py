@@ -472,6 +472,21 @@ def test_a_lost_phone_signed_out_everywhere_approves_nothing(browsers, store, ma
     assert _status(desktop, ticket)[1]["status"] != "approved"
 
 
+def test_an_approval_followed_by_a_sign_out_everywhere_signs_nobody_in(
+        browsers, store, make_person, db: Database) -> None:
+    from directory.people import sign_out_everywhere
+
+    desktop, phone, _ = browsers
+    person = make_person()
+    _signed_in_phone(phone, store, person)
+    ticket = _ticket(desktop)
+    assert _decide(phone, ticket).status_code == 200
+    with db.session() as session:  # the phone is reported lost right after
+        sign_out_everywhere(session.get(Account, person.account_id))
+    attempt = _redeem(desktop, ticket)
+    assert attempt.status_code == 403 and sessions.COOKIE not in attempt.cookies
+
+
 def test_scanning_reveals_and_unlocks_nothing(browsers, store, make_person) -> None:
     desktop, phone, stranger = browsers
     person = make_person()
