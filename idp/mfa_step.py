@@ -30,17 +30,14 @@ purpose ``mfa`` and to the account, so a sign-in code cannot be used here.
 
 from __future__ import annotations
 
-import json
-import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from core import json_input
 from core.audit import Context
 from core.field_crypto import open_
 from core.web.csrf import require_csrf
@@ -51,6 +48,7 @@ from directory.identifiers import IdentifierKind
 from directory.models import Account
 from directory.people import holds
 from idp import password_change, sessions
+from idp.bound_steps import BoundStep
 from idp.oidc import frontchannel_logout
 from mfa import credentials, policy, recovery, sms, totp
 from mfa.sms_gateways import app_gateway
@@ -91,32 +89,12 @@ class Step:
     began: float = 0.0  # a "sign out everywhere" after this stops the step (``finish``)
 
 
+STEPS = BoundStep("mfa-step", COOKIE, "/mfa", Step, STEP_SECONDS)
+
+
 def begin(request: Request, step: Step) -> Response:
     """Send the browser to the second-factor page for ``step``."""
-    step_id = secrets.token_urlsafe(18)
-    step.began = step.began or time.time()
-    request.app.state.store.set(f"mfa-step:{step_id}", json.dumps(asdict(step)).encode(),
-                                ttl=STEP_SECONDS)
-    response = RedirectResponse("/mfa", status_code=303)
-    response.set_cookie(COOKIE, step_id, httponly=True, samesite="lax", path="/",
-                        secure=request.url.scheme == "https", max_age=STEP_SECONDS)
-    return response
-
-
-def _load(request: Request) -> tuple[str, Step]:
-    step_id = request.cookies.get(COOKIE, "")
-    raw = request.app.state.store.get(f"mfa-step:{step_id}") if step_id else None
-    if raw is None:
-        raise sessions.sign_in_expired()
-    try:
-        return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
-    except (TypeError, ValueError):  # an entry no version writes (a damaged store)
-        raise sessions.sign_in_expired() from None
-
-
-def _save(request: Request, step_id: str, step: Step) -> None:
-    request.app.state.store.set(f"mfa-step:{step_id}", json.dumps(asdict(step)).encode(),
-                                ttl=STEP_SECONDS)
+    return STEPS.begin(request, step)
 
 
 def _label_of(session: Any, account_id: int) -> str:
@@ -171,7 +149,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                 started = totp.begin_enrolment(session, settings, step.account_id,
                                                "Authenticator app", label=label)
                 step.enrolment_uid = started.uid
-                _save(request, step_id, step)
+                STEPS.save(request, step_id, step)
                 enrolment = started
     context = {"error": error, "error_params": params, "enrol": enrolment is not None,
                "sms_only": sms_only,
@@ -193,13 +171,13 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
 
 @router.get("/mfa")
 def second_factor_form(request: Request) -> Response:
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     return _page(request, step_id, step)
 
 
 @router.post("/mfa")
 def second_factor(request: Request, code: str = Form("", max_length=12)) -> Response:
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     state = request.app.state
     code = code.strip().replace(" ", "")
     with state.db.session() as session:
@@ -213,7 +191,7 @@ def second_factor(request: Request, code: str = Form("", max_length=12)) -> Resp
             return _page(request, step_id, step, CODES_LOCKED, status=429,  # code it is not
                          minutes=-(-locked // 60))
         return _page(request, step_id, step, WRONG_CODE, status=400)
-    state.store.delete(f"mfa-step:{step_id}")
+    STEPS.forget(request, step_id)
     return finish(request, step, "otp")
 
 
@@ -221,7 +199,7 @@ def second_factor(request: Request, code: str = Form("", max_length=12)) -> Resp
 def recovery_code(request: Request,
                   recovery_code: str = Form("", max_length=40)) -> Response:
     """A recovery code instead of the authenticator app's code (single use)."""
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     state = request.app.state
     with state.db.session() as session:
         ok = recovery.use(session, state.settings, state.store, step.account_id,
@@ -230,14 +208,14 @@ def recovery_code(request: Request,
     if not ok:
         return _page(request, step_id, step, TOO_MANY if locked else WRONG_RECOVERY_CODE,
                      status=429 if locked else 400)
-    state.store.delete(f"mfa-step:{step_id}")
+    STEPS.forget(request, step_id)
     return finish(request, step, "otp")
 
 
 @router.post("/mfa/sms/send")
 def sms_send(request: Request) -> Response:
     """Text a code to the account's phone (rate-limited like the SMS sign-in)."""
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     state = request.app.state
     with state.db.session() as session:
         phone = _sms_phone(request, session, step)
@@ -258,7 +236,7 @@ def sms_send(request: Request) -> Response:
 @router.post("/mfa/sms")
 def sms_code(request: Request, sms_code: str = Form("", max_length=20)) -> Response:
     """An SMS code as the second factor (``amr`` ``sms``)."""
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     state = request.app.state
     with state.db.session() as session:
         phone = _sms_phone(request, session, step)
@@ -269,7 +247,7 @@ def sms_code(request: Request, sms_code: str = Form("", max_length=20)) -> Respo
         too_many = result is not None and result.status is sms.VerifyStatus.too_many
         return _page(request, step_id, step, SMS_TOO_MANY if too_many else SMS_WRONG_CODE,
                      status=429 if too_many else 400, sms_sent=not too_many)
-    state.store.delete(f"mfa-step:{step_id}")
+    STEPS.forget(request, step_id)
     return finish(request, step, "sms")
 
 
@@ -278,8 +256,8 @@ def cancel(request: Request) -> Response:
     """Leave the step (not this person, or no way to prove it today): the step is forgotten
     and the browser goes back to the sign-in page of the same request, where someone else
     may sign in; a step-up without an app's request goes back where it came from."""
-    step_id, step = _load(request)
-    request.app.state.store.delete(f"mfa-step:{step_id}")
+    step_id, step = STEPS.load(request)
+    STEPS.forget(request, step_id)
     if step.ia:
         target = f"/login?ia={quote(step.ia)}"
     elif step.upgrade:

@@ -15,15 +15,11 @@ account was signed out everywhere (another reset) or disabled meanwhile stops.
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from core import json_input
 from core.audit import Context
 from core.passwords import MAX_PASSWORD_LENGTH
 from core.web.csrf import require_csrf
@@ -33,6 +29,7 @@ from directory import passwords as account_passwords
 from directory.models import Account
 from directory.people import holds
 from idp import sessions
+from idp.bound_steps import BoundStep
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
@@ -54,27 +51,12 @@ class Step:
     began: float = 0.0  # a later "sign out everywhere" (another reset) stops the step
 
 
+STEPS = BoundStep("pw-step", COOKIE, PAGE, Step, STEP_SECONDS)
+
+
 def begin(request: Request, step: Step) -> Response:
     """Send the browser to the new-password page for ``step``."""
-    step_id = secrets.token_urlsafe(18)
-    step.began = step.began or time.time()
-    request.app.state.store.set(f"pw-step:{step_id}", json.dumps(asdict(step)).encode(),
-                                ttl=STEP_SECONDS)
-    response = RedirectResponse(PAGE, status_code=303)
-    response.set_cookie(COOKIE, step_id, httponly=True, samesite="lax", path="/",
-                        secure=request.url.scheme == "https", max_age=STEP_SECONDS)
-    return response
-
-
-def _load(request: Request) -> tuple[str, Step]:
-    step_id = request.cookies.get(COOKIE, "")
-    raw = request.app.state.store.get(f"pw-step:{step_id}") if step_id else None
-    if raw is None:
-        raise sessions.sign_in_expired()
-    try:
-        return step_id, Step(**json_input.known_members(Step, json.loads(raw)))
-    except (TypeError, ValueError):  # an entry no version writes (a damaged store)
-        raise sessions.sign_in_expired() from None
+    return STEPS.begin(request, step)
 
 
 def _page(request: Request, error: str = "", status: int = 200) -> Response:
@@ -87,7 +69,7 @@ def _page(request: Request, error: str = "", status: int = 200) -> Response:
 
 @router.get(PAGE)
 def new_password_form(request: Request) -> Response:
-    _load(request)
+    STEPS.load(request)
     return _page(request)
 
 
@@ -95,7 +77,7 @@ def new_password_form(request: Request) -> Response:
 def new_password(request: Request,
                  password: str = Form("", max_length=MAX_PASSWORD_LENGTH),
                  again: str = Form("", max_length=MAX_PASSWORD_LENGTH)) -> Response:
-    step_id, step = _load(request)
+    step_id, step = STEPS.load(request)
     if password != again:
         return _page(request, NOT_THE_SAME, 400)
     from idp import login  # login starts this step: imported when used
@@ -119,7 +101,7 @@ def new_password(request: Request,
                                        actor=f"account:{account.id}",
                                        action="account.password.change",
                                        context=Context.of(request))
-    state.store.delete(f"pw-step:{step_id}")
+    STEPS.forget(request, step_id)
     response = login.first_factor_done(request, step.account_id, step.sub, step.amr, step.ia,
                                        roles=frozenset(step.roles) if step.roles else None,
                                        next_url=step.next, proven_here=step.proven_here)

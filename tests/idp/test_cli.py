@@ -46,6 +46,14 @@ def test_workers_need_redis(tmp_path: Path) -> None:
     assert result.returncode == 2 and "needs IDP_REDIS_URL" in result.stderr
 
 
+def demo_var(tmp_path: Path) -> dict[str, str]:
+    """A fresh var directory, migrated, with the demo city: the environment to reach it."""
+    env = {"IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
+    assert idp("db", "upgrade", env=env).returncode == 0
+    assert idp("demo", env=env).returncode == 0
+    return env
+
+
 def test_upgrade_demo_verify_on_a_fresh_var(tmp_path: Path) -> None:
     env = {"IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
     assert idp("db", "upgrade", env=env).returncode == 0

@@ -18,12 +18,12 @@ from core.settings import Settings
 from directory import passwords
 from directory.models import Account, Role
 from mfa import guards
-from tests.conftest import TEST_MASTER_KEY
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
-from tests.idp.test_cli import idp
+from tests.idp.test_cli import demo_var, idp
 from tests.idp.test_lockout import _token, _uid
-from tests.idp.test_mfa_flow import _id_token_claims
+from tests.idp.test_mfa_flow import _id_token_claims, _submit
+from tests.idp.test_second_factor_reset import enrol_at_sign_in
 
 TEMPORARY = re.compile(r"^[a-km-z2-9]{4}-[a-km-z2-9]{4}-[a-km-z2-9]{4}$")
 
@@ -205,9 +205,7 @@ def test_sign_out_everywhere_from_one_browser(client: TestClient, make_client, m
 
 
 def test_cli_reset_password_and_sign_out(tmp_path: Path) -> None:
-    env = {"IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
-    assert idp("db", "upgrade", env=env).returncode == 0
-    assert idp("demo", env=env).returncode == 0
+    env = demo_var(tmp_path)
     reset = idp("security", "reset-password", "--login", "s20260001", env=env)
     assert reset.returncode == 0, reset.stderr
     assert TEMPORARY.match(reset.stdout.strip())
@@ -300,16 +298,9 @@ def test_a_teacher_shows_the_second_factor_before_choosing_the_new_password(
         settings: Settings) -> None:
     """The temporary password alone must not replace the owner's: for an account that needs
     a second factor, the new password is chosen after it."""
-    from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _submit
-
     registered = make_client()
     teacher = make_person("t88", "pw-teacher-88", name="重置老师", role=Role.teacher)
-    start = flow.authorize(client, client_id=registered.client_id)
-    flow.login(client, start, "t88", "pw-teacher-88")
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
-    flow.follow(client, _submit(client, page.text, _code(secret)))
-    client.cookies.clear()
+    secret = enrol_at_sign_in(client, registered, "t88", "pw-teacher-88")
 
     temporary = _reset(client, db, settings, "重置老师")
     start = flow.authorize(client, client_id=registered.client_id)
@@ -331,16 +322,9 @@ def test_a_second_factor_step_begun_before_a_reset_stops(
         settings: Settings) -> None:
     """A thief with the old password reaches /mfa; the helpdesk resets the password; the
     thief's code from the (stolen) phone no longer finishes the sign-in."""
-    from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _submit
-
     registered = make_client()
     make_person("t89", "pw-teacher-89", name="被盗老师", role=Role.teacher)
-    start = flow.authorize(client, client_id=registered.client_id)
-    flow.login(client, start, "t89", "pw-teacher-89")
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
-    flow.follow(client, _submit(client, page.text, _code(secret)))
-    client.cookies.clear()
+    secret = enrol_at_sign_in(client, registered, "t89", "pw-teacher-89")
     start = flow.authorize(client, client_id=registered.client_id)
     flow.login(client, start, "t89", "pw-teacher-89")
     page = client.get("/mfa")

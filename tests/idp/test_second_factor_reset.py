@@ -16,10 +16,9 @@ from core.store import Store
 from directory.models import Account, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from mfa import credentials, recovery
-from tests.conftest import TEST_MASTER_KEY
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
-from tests.idp.test_cli import idp
+from tests.idp.test_cli import demo_var, idp
 from tests.idp.test_lockout import _token, _uid
 from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _id_token_claims, _submit
 from tests.mfa.test_webauthn import _enrol
@@ -27,8 +26,9 @@ from tests.mfa.test_webauthn import _enrol
 URL = "/api/admin/people/{uid}/second-factors/reset"
 
 
-def _enrol_at_sign_in(client: TestClient, registered, login: str, password: str) -> None:
-    """The teacher's first sign-in: set up the authenticator app on the /mfa page."""
+def enrol_at_sign_in(client: TestClient, registered, login: str, password: str) -> str:
+    """The teacher's first sign-in: set up the authenticator app on the /mfa page; its
+    secret."""
     start = flow.authorize(client, client_id=registered.client_id)
     assert flow.login(client, start, login, password).headers["location"] == "/mfa"
     page = client.get("/mfa")
@@ -36,6 +36,7 @@ def _enrol_at_sign_in(client: TestClient, registered, login: str, password: str)
     done = flow.follow(client, _submit(client, page.text, _code(secret)))
     assert done.headers["location"].startswith(REDIRECT_URI)
     client.cookies.clear()
+    return secret
 
 
 def _factors(db: Database, account_id: int) -> dict[str, int]:
@@ -50,7 +51,7 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
         store: Store) -> None:
     registered = make_client()
     teacher = make_person("t70", "pw-teacher-70", name="丢手机老师", role=Role.teacher)
-    _enrol_at_sign_in(client, registered, "t70", "pw-teacher-70")
+    enrol_at_sign_in(client, registered, "t70", "pw-teacher-70")
     with db.session() as session:
         recovery.generate(session, settings, teacher.account_id)
     _enrol(db, settings, store, teacher)
@@ -97,9 +98,7 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
 
 
 def test_cli_resets_on_the_database_alone(tmp_path: Path) -> None:
-    env = {"IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
-    assert idp("db", "upgrade", env=env).returncode == 0
-    assert idp("demo", env=env).returncode == 0
+    env = demo_var(tmp_path)
     first = idp("security", "reset-mfa", "--login", "t20260001", env=env)
     assert first.returncode == 0, first.stderr
     assert "removed 1 authenticator app(s)" in first.stdout
