@@ -146,19 +146,33 @@ def _requested(grant: Grant, member: str) -> set[str]:
     return set(requested) & granted if isinstance(requested, dict) else set()
 
 
-def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str]) -> dict[str, Any]:
+def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str],
+         since: float | None = None) -> dict[str, Any] | None:
     """Claims of the grant's account (found by id): one query for the person and their
     login identifiers, two more for ``edu``; read outside a transaction
-    (``Database.reading``: claims read a moment apart are harmless)."""
-    if not wanted or grant.account_id is None:
+    (``Database.reading``: claims read a moment apart are harmless). With ``since``, None
+    when what began then no longer holds (the account may not sign in, or signed out
+    everywhere since): the person's row is read for that even when no claim is wanted."""
+    if grant.account_id is None or not (wanted or since is not None):
         return {}
     with db.reading() as connection:
         rows = connection.execute(_BY_ACCOUNT_ID, {"key": grant.account_id}).all()
-        return _all_claims(connection, settings, rows, wanted) if rows else {}
+        if since is not None and not _holds(rows, since):
+            return None
+        return _all_claims(connection, settings, rows, wanted) if rows and wanted else {}
 
 
-def id_token_claims(db: Database, settings: Settings, grant: Grant) -> dict[str, Any]:
-    return _for(db, settings, grant, _requested(grant, "id_token"))
+def _holds(rows: list[Row], since: float) -> bool:
+    signed_out = rows[0].signed_out_at if rows else None
+    return bool(rows) and may_sign_in(rows[0].disabled, rows[0].status) and (
+        signed_out is None or since >= signed_out.timestamp())
+
+
+def id_token_claims(db: Database, settings: Settings, grant: Grant,
+                    since: float | None = None) -> dict[str, Any] | None:
+    """The ID token's claims; with ``since`` (a code's issue time), None when the account no
+    longer holds what began then (``_for``)."""
+    return _for(db, settings, grant, _requested(grant, "id_token"), since)
 
 
 def userinfo_claims(db: Database, settings: Settings, grant: Grant,
@@ -172,7 +186,6 @@ def userinfo_claims(db: Database, settings: Settings, grant: Grant,
     with db.reading() as connection:
         public = subjects.public_sub(connection, grant.sub or "")  # pairwise: its account
         rows = connection.execute(_BY_SUB, {"key": public}).all() if public else []
-        if not rows or not may_sign_in(rows[0].disabled, rows[0].status) or (
-                rows[0].signed_out_at and issued_at < rows[0].signed_out_at.timestamp()):
+        if not _holds(rows, issued_at):
             return None
         return {"sub": grant.sub, **_all_claims(connection, settings, rows, wanted)}

@@ -29,7 +29,6 @@ from starlette.concurrency import run_in_threadpool
 from core.audit import Context, record
 from core.store import Store
 from directory.apps import ClientMetadata
-from directory.people import holds
 from idp.oidc import refresh_tokens
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
@@ -89,10 +88,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if form.get("redirect_uri") != stored["redirect_uri"]:
         raise invalid_grant("redirect_uri does not match the authorization request")
     _check_pkce(stored["challenge"], form.get("code_verifier"), client)
-    if grant.account_id is not None and not holds(
-            state.db, grant.account_id, float(stored.get("issued_at") or time.time())):
-        raise invalid_grant("the account can no longer sign in, or was signed out")
-    issued = issue_tokens(request, client, grant, code=code)
+    issued = issue_tokens(request, client, grant, code=code,
+                          since=float(stored.get("issued_at") or time.time()))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"]}).encode()
     if state.store.replace("code-used:" + key, tokens, ttl=USED_SECONDS) == REUSED:

@@ -12,6 +12,7 @@ from core.db import Database
 from core.settings import Settings
 from directory import subjects
 from directory.apps import ClientMetadata
+from directory.people import holds
 from idp.oidc import refresh_tokens
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.claims import id_token_claims
@@ -29,16 +30,23 @@ class IssuedTokens:
 def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
                  code: str | None = None, family: str | None = None,
                  refresh_grant: Grant | None = None,
-                 refresh_expires: datetime | None = None) -> IssuedTokens:
+                 refresh_expires: datetime | None = None,
+                 since: float | None = None) -> IssuedTokens:
     """Issue the tokens of ``grant``; ``family`` continues a refresh-token family whose
-    tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope)."""
+    tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope);
+    ``since``: when the code was issued, refused (``invalid_grant``) when the account no
+    longer holds what began then (suspended, or signed out everywhere since: a reset)."""
     state = request.app.state
+    openid = "openid" in grant.scope.split()
+    claims = id_token_claims(state.db, state.settings, grant, since) if openid else None
+    if since is not None and grant.account_id is not None and (
+            claims is None if openid else not holds(state.db, grant.account_id, since)):
+        raise invalid_grant("the account can no longer sign in, or was signed out")
     shown = _as_the_app_knows_it(state.db, state.settings, client, grant)
     access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown)
     body: dict[str, Any] = {"access_token": access.token, "token_type": "Bearer",
                             "expires_in": access.expires_in, "scope": grant.scope}
-    if "openid" in grant.scope.split():
-        claims = id_token_claims(state.db, state.settings, grant)
+    if openid:
         body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, shown,
                                           claims, access_token=access.token, code=code)
     kept = refresh_grant or grant
