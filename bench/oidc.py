@@ -697,7 +697,9 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
     if node_problem is None:
         node = start_server(stack, "oidc_provider", [
             "node", "server.mjs", "--port", str(node_port), "--workers", str(WORKERS),
-            "--client-id", "bench", "--client-secret", node_secret,
+            # "=": a random secret may begin with "-", which node's parseArgs would take
+            # for an option
+            "--client-id", "bench", f"--client-secret={node_secret}",
         ], env, tmp, cwd=NODE_PROJECT)
     wait_ready(ours, base + "/readyz")
     wait_ready(bare, f"http://127.0.0.1:{bare_port}/healthz")
