@@ -3,7 +3,8 @@
 The second factor (``idp.mfa_step``) and the new password after a reset
 (``idp.password_change``) both remember, between pages, whose sign-in it is and where it
 goes on: a dataclass saved as JSON under ``<prefix>:<random id>`` for ``seconds``, the id in
-an HttpOnly cookie. A missing, expired or unreadable step is the "sign-in expired" page.
+an HttpOnly cookie (``__Host-`` prefixed over https, as the session's: a sibling subdomain
+cannot plant one). A missing, expired or unreadable step is the "sign-in expired" page.
 Each step records when it ``began``: a "sign out everywhere" of the account after that
 stops it (``directory.people.holds``).
 """
@@ -20,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from core import json_input
+from core.web import cookies
 from idp import sessions
 
 T = TypeVar("T")
@@ -37,13 +39,18 @@ class BoundStep(Generic[T]):
         step.began = getattr(step, "began", 0.0) or time.time()
         self.save(request, step_id, step)
         response = RedirectResponse(self.page, status_code=303)
-        response.set_cookie(self.cookie, step_id, httponly=True, samesite="lax", path="/",
-                            secure=request.url.scheme == "https", max_age=self.seconds)
+        response.set_cookie(cookies.name(request, self.cookie), step_id, httponly=True,
+                            samesite="lax", path="/", secure=request.url.scheme == "https",
+                            max_age=self.seconds)
         return response
+
+    def clear_cookie(self, request: Request, response: Response) -> None:
+        response.delete_cookie(cookies.name(request, self.cookie), path="/",
+                               secure=request.url.scheme == "https")
 
     def load(self, request: Request) -> tuple[str, T]:
         """This browser's step and its id (the "sign-in expired" page when there is none)."""
-        step_id = request.cookies.get(self.cookie, "")
+        step_id = request.cookies.get(cookies.name(request, self.cookie), "")
         raw = request.app.state.store.get(f"{self.prefix}:{step_id}") if step_id else None
         if raw is None:
             raise sessions.sign_in_expired()

@@ -266,7 +266,7 @@ def cancel(request: Request) -> Response:
         next_url = sessions.safe_next(step.next)
         target = f"/login?next={quote(next_url)}" if next_url else "/login"
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    STEPS.clear_cookie(request, response)
     return response
 
 
@@ -282,7 +282,7 @@ def finish(request: Request, step: Step, method: str) -> Response:
         response = password_change.begin(request, password_change.Step(
             account_id=step.account_id, sub=step.sub, ia=step.ia, next=step.next, amr=amr,
             proven_here=step.proven_here))
-        response.delete_cookie(COOKIE, path="/")
+        STEPS.clear_cookie(request, response)
         return response
     acr = policy.acr_for(amr)
     loaded = sessions.load(store, request) if step.upgrade else None
@@ -301,5 +301,5 @@ def finish(request: Request, step: Step, method: str) -> Response:
     response = RedirectResponse(frontchannel_logout.detour(request, replaced, target),
                                 status_code=303)
     sessions.set_cookie(response, request, token)
-    response.delete_cookie(COOKIE, path="/")
+    STEPS.clear_cookie(request, response)
     return response

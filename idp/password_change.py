@@ -105,5 +105,5 @@ def new_password(request: Request,
     response = login.first_factor_done(request, step.account_id, step.sub, step.amr, step.ia,
                                        roles=frozenset(step.roles) if step.roles else None,
                                        next_url=step.next, proven_here=step.proven_here)
-    response.delete_cookie(COOKIE, path="/")
+    STEPS.clear_cookie(request, response)
     return response

@@ -20,6 +20,7 @@ from directory.models import Account, Role
 from mfa import guards
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
+from tests.idp.live import live_server  # noqa: F401 - fixture
 from tests.idp.test_cli import demo_var, idp
 from tests.idp.test_lockout import _token, _uid
 from tests.idp.test_mfa_flow import _id_token_claims, _submit
@@ -384,3 +385,42 @@ def test_a_temporary_password_serves_a_week(client: TestClient, make_client, mak
     with db.session() as session:
         session.get(Account, pupil.account_id).password_changed_at -= timedelta(days=-1)
     assert flow.login(client, start, "s91", temporary).headers["location"] == "/password/new"
+
+
+def test_guesses_of_the_current_password_take_turns(live_server, make_person,  # noqa: F811
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An open session must not be a way to guess the password faster than /login allows:
+    wrong current passwords sent all at once are checked one at a time, so after the free
+    attempts the delay refuses the rest."""
+    import html
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.idp.live import _HIDDEN
+
+    monkeypatch.setattr(guards, "MAX_DELAY", 300)
+    make_person("s92", "pw-pupil-92")
+    with httpx.Client(base_url=live_server.url, timeout=30) as browser:
+        page = browser.get("/login").text
+        form = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
+        signed = browser.post("/login", data={**form, "login": "s92", "password": "pw-pupil-92"})
+        assert signed.status_code == 303
+        page = browser.get("/account/security/password").text
+        data = {**{k: html.unescape(v) for k, v in _HIDDEN.findall(page)},
+                "current": "a guess", "password": "new enough one", "again": "new enough one"}
+        tabs = [httpx.Client(base_url=live_server.url, timeout=30, cookies=browser.cookies)
+                for _ in range(12)]
+    start = threading.Barrier(len(tabs))
+
+    def guess(tab: httpx.Client) -> int:
+        start.wait()
+        return tab.post("/account/security/password", data=data).status_code
+
+    with ThreadPoolExecutor(len(tabs)) as pool:
+        statuses = list(pool.map(guess, tabs))
+    for tab in tabs:
+        tab.close()
+    assert statuses.count(400) == guards.ACCOUNT.free_attempts, statuses
+    assert statuses.count(429) == len(tabs) - guards.ACCOUNT.free_attempts

@@ -159,3 +159,22 @@ def test_leaving_a_step_up_keeps_the_session(client: TestClient, make_client,
                        follow_redirects=False)
     assert left.status_code == 303 and left.headers["location"].startswith("/login?ia=")
     assert client.cookies.get("idp_session") == session_cookie
+
+
+def test_over_https_the_step_cookie_is_host_prefixed(app, make_client, make_person) -> None:
+    """Like the session's, the step's cookie is __Host- over https: a sibling subdomain
+    cannot plant a step of its own."""
+    browser = TestClient(app, base_url="https://127.0.0.1:8000")
+    make_person("t73", "pw-teacher-73", role=Role.teacher)
+    start = flow.authorize(browser, client_id=make_client().client_id)
+    after = flow.login(browser, start, "t73", "pw-teacher-73")
+    assert after.headers["location"] == "/mfa"
+    assert any(h.startswith("__Host-idp_mfa=") and "secure" in h.lower()
+               for h in after.headers.get_list("set-cookie"))
+    page = browser.get("/mfa")
+    assert page.status_code == 200
+    left = browser.post("/mfa/cancel", data={"csrf_token": flow.csrf_of(page.text)},
+                        follow_redirects=False)
+    cleared = [h for h in left.headers.get_list("set-cookie") if "idp_mfa=" in h]
+    assert cleared and cleared[0].startswith("__Host-idp_mfa=") and "max-age=0" in \
+        cleared[0].lower()
