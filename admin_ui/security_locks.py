@@ -20,7 +20,7 @@ org tree) may lift them. Every unlock is audited with the token's name as the ac
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -43,8 +43,14 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
-    return require(request, session, request.app.state.settings, PERMISSION, "admin")
+def token_scope(permission: str) -> Callable[..., TokenScope]:
+    """The dependency that authenticates a bearer API token holding ``permission``."""
+    def scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
+        return require(request, session, request.app.state.settings, permission, "admin")
+    return scope
+
+
+_scope = token_scope(PERMISSION)
 
 
 def account_id_of(session: Session, scope: TokenScope, uid: str) -> int:

@@ -19,14 +19,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from core.audit import Context, record
+from core.audit import Context
 from core.passwords import MAX_PASSWORD_LENGTH
 from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render
 from directory import passwords as account_passwords
 from directory.models import Account
-from directory.people import sign_out_everywhere
+from directory.people import sign_out
 from idp import login, sessions
 from idp.password_change import NOT_THE_SAME
 from mfa import guards
@@ -135,8 +135,5 @@ def sign_out_everywhere_here(request: Request) -> Response:
     with request.app.state.db.session() as db:
         account = db.get(Account, session.account_id)
         if account is not None:
-            sign_out_everywhere(account)
-            record(db, actor=f"account:{account.id}", action="account.sign_out_everywhere",
-                   outcome="success", target=f"account:{account.id}",
-                   context=Context.of(request))
+            sign_out(db, account, actor=f"account:{account.id}", context=Context.of(request))
     return login.logout(request)

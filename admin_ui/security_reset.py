@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from admin_ui.security_locks import PERMISSION as UNLOCK_PERMISSION
-from admin_ui.security_locks import account_id_of, db_session
-from core.audit import Context, record
-from directory import passwords
-from directory.api_tokens import TokenScope, require
+from admin_ui.security_locks import account_id_of, db_session, token_scope
+from core.audit import Context
+from directory import people
+from directory.api_tokens import TokenScope
 from directory.models import Account
-from directory.people import sign_out_everywhere
-from idp import login
-from mfa import guards, reset
+from idp import password_change
+from mfa import reset
 
 PERMISSION = "security:mfa-reset"
 PASSWORD_PERMISSION = "security:password-reset"
@@ -45,8 +44,8 @@ class ResetRequest(BaseModel):
     passkeys: bool = False  # also remove the passkeys (they may be on the lost phone)
 
 
-def _scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
-    return require(request, session, request.app.state.settings, PERMISSION, "admin")
+_scope, _password_scope, _unlock_scope = (
+    token_scope(PERMISSION), token_scope(PASSWORD_PERMISSION), token_scope(UNLOCK_PERMISSION))
 
 
 @router.post("/people/{uid}/second-factors/reset")
@@ -62,27 +61,15 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
                                        "passkeys": removed.passkeys}}
 
 
-def _password_scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
-    return require(request, session, request.app.state.settings, PASSWORD_PERMISSION, "admin")
-
-
-def _unlock_scope(request: Request, session: Session = Depends(db_session)) -> TokenScope:
-    return require(request, session, request.app.state.settings, UNLOCK_PERMISSION, "admin")
-
-
 @router.post("/people/{uid}/password/reset")
 def reset_password(request: Request, uid: str, session: Session = Depends(db_session),
                    scope: TokenScope = Depends(_password_scope)) -> JSONResponse:
     account = session.get(Account, account_id_of(session, scope, uid))
     assert account is not None  # account_id_of found it
-    temporary = passwords.temporary_password()
-    context = Context.of(request)
-    passwords.set_password(session, login.passwords(request.app.state.settings.password_scheme),
-                           account, temporary, must_change=True,
-                           actor=f"api-token:{scope.name}", action="account.password.reset",
-                           context=context)
-    guards.lift(session, request.app.state.store, guards.ACCOUNT, str(account.id),
-                actor=f"api-token:{scope.name}", context=context)
+    state = request.app.state
+    temporary = password_change.reset(session, state.settings, state.store, account,
+                                      actor=f"api-token:{scope.name}",
+                                      context=Context.of(request))
     return JSONResponse({"temporary_password": temporary, "must_change": True},
                         headers={"cache-control": "no-store"})
 
@@ -92,7 +79,6 @@ def sign_out(request: Request, uid: str, session: Session = Depends(db_session),
              scope: TokenScope = Depends(_unlock_scope)) -> dict[str, Any]:
     account = session.get(Account, account_id_of(session, scope, uid))
     assert account is not None
-    sign_out_everywhere(account)
-    record(session, actor=f"api-token:{scope.name}", action="account.sign_out_everywhere",
-           outcome="success", target=f"account:{account.id}", context=Context.of(request))
+    people.sign_out(session, account, actor=f"api-token:{scope.name}",
+                    context=Context.of(request))
     return {"signed_out": True}

@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from core.audit import Context, record
 from core.db import Database, utcnow
 from core.field_crypto import blind_index_candidates
 from core.settings import Settings
@@ -166,6 +168,16 @@ def sign_out_everywhere(account: Account) -> None:
     account.signed_out_at = utcnow()
 
 
+def sign_out(session: Session, account: Account, *, actor: str,
+             context: Context | None = None) -> None:
+    """"Sign out everywhere" asked for as such (by the person, the helpdesk, an operator):
+    ``sign_out_everywhere``, audited. (A password or second-factor reset signs out as part
+    of its own audited action.)"""
+    sign_out_everywhere(account)
+    record(session, actor=actor, action="account.sign_out_everywhere", outcome="success",
+           target=f"account:{account.id}", context=context)
+
+
 def holds(db: Database, account_id: int, since: float) -> bool:
     """Whether what the account began at ``since`` (a sign-in step, a code, a refresh
     token) still holds: the account may sign in and has not signed out everywhere since."""
@@ -184,13 +196,19 @@ def standing(session: Session, account_id: int) -> Standing:
     return _standing_of(session.execute(_STANDING, {"key": account_id}).all())
 
 
+def account_standing(row: Any, roles: frozenset[str] = frozenset()) -> Standing:
+    """The standing of a row that holds the account's ``disabled`` and ``signed_out_at``
+    and its person's ``status`` (this module's queries, UserInfo's person rows)."""
+    signed_out = row.signed_out_at
+    return Standing(may_sign_in(row.disabled, row.status), roles,
+                    signed_out.timestamp() if signed_out else 0.0)
+
+
 def _standing_of(rows: list) -> Standing:
     if not rows:
         return Standing(False, frozenset())
-    signed_out = rows[0].signed_out_at
-    return Standing(may_sign_in(rows[0].disabled, rows[0].status),
-                    frozenset(row.role for row in rows if row.role is not None),
-                    signed_out.timestamp() if signed_out else 0.0)
+    return account_standing(rows[0], frozenset(row.role for row in rows
+                                               if row.role is not None))
 
 
 def _standing_query(key: object) -> Select:

@@ -29,10 +29,10 @@ from sqlalchemy import select
 from core.audit import record
 from core.db import utcnow
 from core.store import make_store
-from directory import passwords as account_passwords
+from directory import people
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
-from directory.people import find_login_account, sign_out_everywhere
+from directory.people import find_login_account
 from idp.cli_directory import _actor, _fail
 from mfa import guards, reset
 
@@ -114,30 +114,18 @@ def reset_password(login: str = typer.Option(..., help="Any login identifier of 
                    ) -> None:
     """Give the account a temporary password (printed once) that must be replaced at the
     next sign-in; signs it out everywhere and lifts its sign-in lock."""
-    from idp.login import passwords as hasher
+    from idp import password_change
 
-    def act(session, settings, store, account) -> str:
-        temporary = account_passwords.temporary_password()
-        account_passwords.set_password(session, hasher(settings.password_scheme), account,
-                                       temporary, must_change=True, actor=_actor(),
-                                       action="account.password.reset")
-        if store is not None:
-            guards.lift(session, store, guards.ACCOUNT, str(account.id), actor=_actor())
-        return temporary
-
-    print(_with_account(login, act))
+    print(_with_account(login, lambda session, settings, store, account: password_change.reset(
+        session, settings, store, account, actor=_actor())))
 
 
 @security_app.command("sign-out")
 def sign_out(login: str = typer.Option(..., help="Any login identifier of the account.")) -> None:
     """Sign the account out everywhere: its SSO sessions and every token issued so far."""
 
-    def act(session, settings, store, account) -> None:
-        sign_out_everywhere(account)
-        record(session, actor=_actor(), action="account.sign_out_everywhere",
-               outcome="success", target=f"account:{account.id}")
-
-    _with_account(login, act)
+    _with_account(login, lambda session, _settings, _store, account: people.sign_out(
+        session, account, actor=_actor()))
     print("signed out everywhere")
 
 

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from core.audit import Context
 from core.passwords import MAX_PASSWORD_LENGTH
+from core.settings import Settings
+from core.store import Store
 from core.web.csrf import require_csrf
 from core.web.i18n import N_
 from core.web.templates import render, same_page
@@ -30,6 +33,7 @@ from directory.models import Account
 from directory.people import holds
 from idp import sessions
 from idp.bound_steps import BoundStep
+from mfa import guards
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
@@ -52,6 +56,24 @@ class Step:
 
 
 STEPS = BoundStep("pw-step", COOKIE, PAGE, Step, STEP_SECONDS)
+
+
+def reset(session: Session, settings: Settings, store: Store | None, account: Account, *,
+          actor: str, context: Context | None = None) -> str:
+    """An administrator's reset (admin API, ``idp security reset-password``): a temporary
+    password that the next sign-in must replace, the account signed out everywhere and its
+    sign-in lock lifted (``store``: None when it is out of reach, a single-process server's
+    memory). Returns the temporary password, to be shown once."""
+    from idp import login  # login starts this module's step: imported when used
+
+    temporary = account_passwords.temporary_password()
+    account_passwords.set_password(session, login.passwords(settings.password_scheme), account,
+                                   temporary, must_change=True, actor=actor,
+                                   action="account.password.reset", context=context)
+    if store is not None:
+        guards.lift(session, store, guards.ACCOUNT, str(account.id), actor=actor,
+                    context=context)
+    return temporary
 
 
 def begin(request: Request, step: Step) -> Response:

@@ -21,6 +21,14 @@ def is_revoked(store: Store, jti: str) -> bool:
     return store.get(f"at-revoked:{jti}") is not None
 
 
+def issued_at(claims: dict[str, Any]) -> float:
+    """When the token was issued, as a "sign out everywhere" compares it
+    (``directory.people.sign_out_everywhere``): ``iat`` holds whole seconds, so a token is
+    taken as issued at the end of its second; one issued in the very second of a sign-out,
+    before it, still holds (a token issued just after it, in a new sign-in, must)."""
+    return int(claims.get("iat") or 0) + 1
+
+
 def _read_jwt(request: Request, token: str) -> dict[str, Any] | None:
     verified = request.app.state.keys.verify(token)
     if verified is None or verified[0].get("typ") != "at+jwt":

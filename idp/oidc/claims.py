@@ -38,7 +38,7 @@ from directory.models import (
     OrgUnit,
     Person,
 )
-from directory.people import may_sign_in
+from directory.people import account_standing
 from idp.oidc.tokens import Grant
 
 SCOPE_CLAIMS = {
@@ -163,9 +163,7 @@ def _for(db: Database, settings: Settings, grant: Grant, wanted: set[str],
 
 
 def _holds(rows: list[Row], since: float) -> bool:
-    signed_out = rows[0].signed_out_at if rows else None
-    return bool(rows) and may_sign_in(rows[0].disabled, rows[0].status) and (
-        signed_out is None or since >= signed_out.timestamp())
+    return bool(rows) and account_standing(rows[0]).allows(since)
 
 
 def id_token_claims(db: Database, settings: Settings, grant: Grant,

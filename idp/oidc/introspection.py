@@ -21,7 +21,7 @@ from core.db import utcnow
 from directory import subjects
 from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens
-from idp.oidc.access_tokens import read_access_token
+from idp.oidc.access_tokens import issued_at, read_access_token
 from idp.oidc.errors import OAuthError, invalid_client
 
 router = APIRouter(tags=["oidc"])
@@ -39,9 +39,8 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
     if request.app.state.clients.get(str(claims.get("client_id"))) is None:
         return {"active": False}  # the app was suspended (within 30 s)
     sub = claims.get("sub")
-    issued = int(claims.get("iat") or 0) + 1  # whole seconds (people.sign_out_everywhere)
     if sub and sub != claims.get("client_id") and not request.app.state.standing.allows(
-            str(sub), issued):
+            str(sub), issued_at(claims)):
         return {"active": False}  # the person may no longer sign in, or signed out
         # everywhere after it was issued (within 30 s)
     return {"active": True, "token_type": "Bearer",

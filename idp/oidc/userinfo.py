@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from idp.oidc import cors
-from idp.oidc.access_tokens import read_access_token
+from idp.oidc.access_tokens import issued_at, read_access_token
 from idp.oidc.claims import userinfo_claims
 from idp.oidc.token_endpoint import is_form
 from idp.oidc.tokens import Grant
@@ -72,8 +72,8 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
     if "openid" not in str(claims.get("scope", "")).split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
-    issued = int(claims.get("iat") or 0) + 1  # whole seconds (people.sign_out_everywhere)
-    answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant, issued)
+    answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant,
+                             issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
     return answer

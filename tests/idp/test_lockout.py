@@ -458,3 +458,18 @@ def test_the_warning_does_not_tell_that_two_names_are_one_account(
     assert as_username.status_code == 400 and "再错" not in as_username.text
     as_number = flow.login(client, start, "s98", "wrong")
     assert "再错 2 次" in as_number.text  # the number's own count: 8 of 10
+
+
+def test_a_sign_in_forgets_the_wrong_attempts_counted_as_typed(
+        client: TestClient, make_client, make_person) -> None:
+    """After the right password, the next mistype starts the count afresh: no warning left
+    over from the wrong passwords before it (they were counted per name as typed too)."""
+    make_person("s97", "pw-right-97")
+    start = _start(client, make_client)
+    for _ in range(guards.ACCOUNT.lock_after - 3):
+        flow.login(client, start, "s97", "wrong")
+    assert flow.login(client, start, "s97", "pw-right-97").status_code == 303
+    client.cookies.clear()
+    start = _start(client, make_client)
+    again = flow.login(client, start, "s97", "wrong")
+    assert again.status_code == 400 and "再错" not in again.text
