@@ -118,12 +118,14 @@ def change_password(request: Request,
                 db, login.passwords(state.settings.password_scheme), account, password,
                 must_change=False, actor=f"account:{account.id}",
                 action="account.password.change", context=Context.of(request))
+            signed_out = account.signed_out_at.timestamp()
     if refusal is not None:
         return _page(request, had_password, **refusal)
     token, kept = loaded
     kept.begun = time.time()  # begun after the change: this browser stays signed in
     response = RedirectResponse(f"{PAGE}?done=1", status_code=303)
     sessions.set_cookie(response, request, sessions.renew(state.store, token, kept))
+    sessions.end_everywhere(state, kept.account_id, begun_before=signed_out)  # the others
     return response
 
 
@@ -134,6 +136,10 @@ def sign_out_everywhere_here(request: Request) -> Response:
         return RedirectResponse("/login", status_code=303)
     with request.app.state.db.session() as db:
         account = db.get(Account, session.account_id)
-        if account is not None:
-            sign_out(db, account, actor=f"account:{account.id}", context=Context.of(request))
-    return login.logout(request)
+        if account is None:
+            return login.logout(request)
+        sign_out(db, account, actor=f"account:{account.id}", context=Context.of(request))
+        signed_out = account.signed_out_at.timestamp()
+    response = login.logout(request)  # this browser's session, as "sign out" does
+    sessions.end_everywhere(request.app.state, session.account_id, begun_before=signed_out)
+    return response

@@ -11,6 +11,10 @@ stolen session.
   signed out everywhere and its sign-in lock lifted; permission ``security:password-reset``.
 - ``POST /api/admin/people/{uid}/sign-out`` — signs the account out everywhere (its SSO
   sessions and every token issued so far); permission ``security:unlock``, the helpdesk's.
+  Answers ``{"signed_out": true, "sessions_ended": n}``.
+
+Each of them ends the account's SSO sessions in every browser at once, and the apps signed
+in to in them are told (back-channel logout), as a sign-out would.
 
 People are visible only inside the token's org subtree (404 otherwise). Each action is
 audited with the token's name as the actor.
@@ -31,7 +35,7 @@ from core.audit import Context
 from directory import people
 from directory.api_tokens import TokenScope
 from directory.models import Account
-from idp import password_change
+from idp import password_change, sessions
 from mfa import reset
 
 PERMISSION = "security:mfa-reset"
@@ -56,6 +60,7 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
     removed = reset.reset(session, request.app.state.store, account_id,
                           passkeys=bool(body and body.passkeys),
                           actor=f"api-token:{scope.name}", context=Context.of(request))
+    _end_sessions(request, session, session.get(Account, account_id))
     return {"reset": True, "removed": {"authenticator_apps": removed.authenticator_apps,
                                        "recovery_codes": removed.recovery_codes,
                                        "passkeys": removed.passkeys}}
@@ -70,6 +75,7 @@ def reset_password(request: Request, uid: str, session: Session = Depends(db_ses
     temporary = password_change.reset(session, state.settings, state.store, account,
                                       actor=f"api-token:{scope.name}",
                                       context=Context.of(request))
+    _end_sessions(request, session, account)
     return JSONResponse({"temporary_password": temporary, "must_change": True},
                         headers={"cache-control": "no-store"})
 
@@ -81,4 +87,13 @@ def sign_out(request: Request, uid: str, session: Session = Depends(db_session),
     assert account is not None
     people.sign_out(session, account, actor=f"api-token:{scope.name}",
                     context=Context.of(request))
-    return {"signed_out": True}
+    return {"signed_out": True, "sessions_ended": _end_sessions(request, session, account)}
+
+
+def _end_sessions(request: Request, session: Session, account: Account | None) -> int:
+    """Commit the account's sign-out everywhere, then end its sessions in every browser
+    at once and tell their apps (``idp.sessions.end_everywhere``); how many ended."""
+    assert account is not None and account.signed_out_at is not None
+    account_id, begun_before = account.id, account.signed_out_at.timestamp()
+    session.commit()
+    return sessions.end_everywhere(request.app.state, account_id, begun_before=begun_before)

@@ -71,6 +71,18 @@ class Store(ABC):
             self.delete(key)
 
     @abstractmethod
+    def add_member(self, key: str, member: str, ttl: float) -> None:
+        """Add ``member`` to the set ``key`` and make the whole set expire ``ttl`` seconds
+        from now (an index: the live members are checked by whoever reads it)."""
+
+    @abstractmethod
+    def members(self, key: str) -> set[str]:
+        """The members of the set ``key`` (empty when it is absent)."""
+
+    @abstractmethod
+    def remove_member(self, key: str, member: str) -> None: ...
+
+    @abstractmethod
     def ttl(self, key: str) -> float | None:
         """Seconds left, ``None`` when the key is absent or never expires."""
 
@@ -170,6 +182,34 @@ class MemoryStore(Store):
         with self._lock:
             self._data.pop(key, None)
 
+    # A set is held as its members joined by newlines (they never hold one): sets here are
+    # small indexes, and this keeps one expiry mechanism for every key.
+    def add_member(self, key: str, member: str, ttl: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            found = self._members(key, now)
+            found.add(member)
+            self._put(key, "\n".join(sorted(found)).encode(), ttl, now)
+
+    def members(self, key: str) -> set[str]:
+        with self._lock:
+            return self._members(key, time.monotonic())
+
+    def remove_member(self, key: str, member: str) -> None:
+        with self._lock:
+            found = self._members(key, time.monotonic())
+            if member not in found:
+                return
+            found.discard(member)
+            if found:  # the set keeps its expiry
+                self._data[key] = ("\n".join(sorted(found)).encode(), self._data[key][1])
+            else:
+                del self._data[key]
+
+    def _members(self, key: str, now: float) -> set[str]:
+        item = self._live(key, now)
+        return set(item[0].decode().split("\n")) if item is not None else set()
+
     def ttl(self, key: str) -> float | None:
         with self._lock:
             now = time.monotonic()
@@ -244,6 +284,16 @@ class RedisStore(Store):
 
     def delete(self, key: str) -> None:
         self._redis.delete(self._k(key))
+
+    def add_member(self, key: str, member: str, ttl: float) -> None:
+        with self._redis.pipeline(transaction=True) as both:
+            both.sadd(self._k(key), member).pexpire(self._k(key), self._ms(ttl)).execute()
+
+    def members(self, key: str) -> set[str]:
+        return {member.decode() for member in self._redis.smembers(self._k(key))}
+
+    def remove_member(self, key: str, member: str) -> None:
+        self._redis.srem(self._k(key), member)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._redis.mget([self._k(key) for key in keys]) if keys else []

@@ -6,6 +6,7 @@ import-linter contract names it), because it mounts their routers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +45,7 @@ from idp import (
     passkey_login,
     password_change,
     qr_login,
+    sessions,
     sms_login,
 )
 from idp.oidc import (
@@ -112,6 +114,9 @@ def create_app(
     app.state.keys = KeyRing(settings, database.sessions)
     app.state.clients = clients.ClientRegistry(database.sessions)
     app.state.standing = StandingBySub(database)
+    # for the layers below idp (SCIM): end an account's sessions now and tell their apps
+    app.state.end_sessions = lambda account_id: sessions.end_everywhere(
+        app.state, account_id, begun_before=time.time())
 
     templates.add_folder(IDP_TEMPLATES)
     errors.install(app, _unavailable_errors())

@@ -10,7 +10,9 @@
   (``mfa.reset``); ``idp security reset-password --login ...`` prints a temporary password
   that must be replaced at the next sign-in; ``idp security sign-out --login ...`` signs
   the account out everywhere. These work on the database alone; with ``IDP_REDIS_URL``
-  they also forget the wrong-code counts / lift the sign-in lock in the shared store.
+  they also forget the wrong-code counts / lift the sign-in lock in the shared store, and
+  end the account's SSO sessions at once, telling their apps (back-channel logout);
+  without it the sessions, in the server's memory, end when next used.
 - ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
   for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
   printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
@@ -21,19 +23,25 @@ from __future__ import annotations
 import ipaddress
 import sys
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import typer
 from sqlalchemy import select
 
 from core.audit import record
-from core.db import utcnow
-from core.store import make_store
+from core.db import Database, utcnow
+from core.settings import Settings
+from core.signing_keys import KeyRing
+from core.store import Store, make_store
 from directory import people
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
 from directory.people import find_login_account
+from idp import sessions
 from idp.cli_directory import _actor, _fail
+from idp.oidc import backchannel_logout
+from idp.oidc.clients import ClientRegistry
 from mfa import guards, reset
 
 security_app = typer.Typer(no_args_is_help=True,
@@ -78,8 +86,10 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
     print("unlocked" if was_locked else "was not locked; failures forgotten")
 
 
-def _with_account(login: str, action: Callable[..., Any]) -> Any:
-    """Run ``action(session, settings, store, account)`` for the account of ``login``."""
+def _with_account(login: str, action: Callable[..., Any], *, signs_out: bool = False) -> Any:
+    """Run ``action(session, settings, store, account)`` for the account of ``login``;
+    ``signs_out``: the action signs the account out everywhere, and with the shared store
+    its sessions are then ended in every browser and their apps told (``_end_sessions``)."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -90,11 +100,32 @@ def _with_account(login: str, action: Callable[..., Any]) -> Any:
             account = find_login_account(session, settings, login)
             if account is None:
                 raise _fail("no account has this login identifier")
-            return action(session, settings, store, account)
+            result = action(session, settings, store, account)
+            signed_out = (account.id, account.signed_out_at.timestamp()) if signs_out else None
+        if signed_out is not None:
+            _end_sessions(settings, database, store, *signed_out)
+        return result
     finally:
         if store is not None:
             store.close()
         database.dispose()
+
+
+def _end_sessions(settings: Settings, database: Database, store: Store | None, account_id: int,
+                  begun_before: float) -> None:
+    """End the account's SSO sessions at once and tell their apps, as the server does
+    (``idp.sessions.end_everywhere``), waiting for the deliveries. Without the shared store
+    the sessions are out of reach: they end when next used (``Standing.allows``)."""
+    if store is None:
+        print("sessions end when next used (no IDP_REDIS_URL: they live in the server's "
+              "memory)", file=sys.stderr)
+        return
+    state = SimpleNamespace(settings=settings, db=database, store=store,
+                            keys=KeyRing(settings, database.sessions),
+                            clients=ClientRegistry(database.sessions))
+    ended = sessions.end_everywhere(state, account_id, begun_before=begun_before)
+    backchannel_logout.drain()
+    print(f"ended {ended} session(s); their apps were told", file=sys.stderr)
 
 
 @security_app.command("reset-mfa")
@@ -104,7 +135,7 @@ def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the a
     """Remove an account's authenticator apps and recovery codes (a lost or replaced
     phone); with --passkeys its passkeys too. Signs the account out everywhere."""
     removed = _with_account(login, lambda session, _settings, store, account: reset.reset(
-        session, store, account.id, passkeys=passkeys, actor=_actor()))
+        session, store, account.id, passkeys=passkeys, actor=_actor()), signs_out=True)
     print(f"removed {removed.authenticator_apps} authenticator app(s), "
           f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
 
@@ -117,7 +148,7 @@ def reset_password(login: str = typer.Option(..., help="Any login identifier of 
     from idp import password_change
 
     print(_with_account(login, lambda session, settings, store, account: password_change.reset(
-        session, settings, store, account, actor=_actor())))
+        session, settings, store, account, actor=_actor()), signs_out=True))
 
 
 @security_app.command("sign-out")
@@ -125,7 +156,7 @@ def sign_out(login: str = typer.Option(..., help="Any login identifier of the ac
     """Sign the account out everywhere: its SSO sessions and every token issued so far."""
 
     _with_account(login, lambda session, _settings, _store, account: people.sign_out(
-        session, account, actor=_actor()))
+        session, account, actor=_actor()), signs_out=True)
     print("signed out everywhere")
 
 

@@ -123,6 +123,8 @@ def new_password(request: Request,
                                        actor=f"account:{account.id}",
                                        action="account.password.change",
                                        context=Context.of(request))
+        signed_out = account.signed_out_at.timestamp()
+    sessions.end_everywhere(state, step.account_id, begun_before=signed_out)
     STEPS.forget(request, step_id)
     response = login.first_factor_done(request, step.account_id, step.sub, step.amr, step.ia,
                                        roles=frozenset(step.roles) if step.roles else None,

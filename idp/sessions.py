@@ -7,7 +7,9 @@ cookie; over https ``SameSite=None; Secure``, over http ``SameSite=Lax``: see
 ``SM3(token)``, so a store dump reveals no usable cookie. ``sid`` is a separate
 random id that ID tokens carry (for logout), never the cookie value. Sessions
 expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all; a step-up moves the
-session to a new token (``renew``).
+session to a new token (``renew``). Each account's session keys are also kept in a set
+(``sso-of:<account id>``), so that signing it out everywhere ends them all at once and
+tells their apps (``end_everywhere``).
 """
 
 from __future__ import annotations
@@ -78,8 +80,16 @@ def _ttl(session: SSOSession) -> float:
     return max(1.0, min(IDLE_SECONDS, session.created + MAX_SECONDS - time.time()))
 
 
+def _index(account_id: int) -> str:
+    """The set of the store keys of an account's sessions (``end_everywhere``); members
+    of sessions that ended are dropped when next read."""
+    return f"sso-of:{account_id}"
+
+
 def save(store: Store, token: str, session: SSOSession) -> None:
-    store.set(_key(token), json.dumps(asdict(session)).encode(), ttl=_ttl(session))
+    key = _key(token)
+    store.set(key, json.dumps(asdict(session)).encode(), ttl=_ttl(session))
+    store.add_member(_index(session.account_id), key, ttl=MAX_SECONDS)
 
 
 def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SSOSession]:
@@ -293,16 +303,41 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     if request is None:
         store.delete(_key(token))
         return None
-    raw = store.replace(_key(token), b"", ttl=1, only_existing=True)  # read and end at once
-    store.delete(_key(token))
+    return _end_stored(request.app.state, _key(token))
+
+
+def end_everywhere(state: Any, account_id: int, *, begun_before: float) -> int:
+    """End each of the account's sessions begun before ``begun_before`` (the instant it
+    was signed out everywhere: ``Account.signed_out_at``), in every browser, as a sign-out
+    does: its apps are told (back-channel logout) and its refresh tokens revoked. A session
+    begun since (the browser that changed the password) stays. ``state``: the app's state,
+    or the CLI's equivalent (``settings``, ``db``, ``store``, ``keys``, ``clients``).
+    Returns how many ended."""
+    store, index, ended = state.store, _index(account_id), 0
+    keys = sorted(store.members(index))
+    for key, raw in zip(keys, store.get_many(keys), strict=True):
+        if not raw:  # ended or expired: forget it (b"": being ended right now)
+            store.remove_member(index, key)
+            continue
+        found = SSOSession.from_json(json.loads(raw))
+        if found.account_id == account_id and (found.begun or found.created) < begun_before:
+            ended += _end_stored(state, key) is not None
+    return ended
+
+
+def _end_stored(state: Any, key: str) -> SSOSession | None:
+    store = state.store
+    raw = store.replace(key, b"", ttl=1, only_existing=True)  # read and end at once
+    store.delete(key)
     if not raw:
         return None
     ended = SSOSession.from_json(json.loads(raw))
+    store.remove_member(_index(ended.account_id), key)
     store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # before the revocation: a
-    backchannel_logout.tell(request, ended)  # token made meanwhile checks it (has_ended)
+    backchannel_logout.tell(state, ended)  # token made meanwhile checks it (has_ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
-    refresh_tokens.revoke_session(request.app.state.db, store, ended.sid)
+    refresh_tokens.revoke_session(state.db, store, ended.sid)
     return ended
 
 

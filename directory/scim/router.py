@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from directory.api_tokens import TokenScope
-from directory.models import OrgUnit, Person
+from directory.models import Account, OrgUnit, Person
+from directory.people import may_sign_in
 from directory.scim import discovery, groups, users
 from directory.scim.filters import Translator
 from directory.scim.protocol import (
@@ -365,6 +366,8 @@ async def replace_user(request: Request, uid: str) -> Response:
         writer.apply(person, account, desired, current)
         _audit(request, session, scope, "scim.user.replace", f"user:{uid}", writer.changed)
         _, _, updated = _current_user(request, session, scope, uid)
+        closed = _closed(person, account)
+    _end_sessions(request, closed)
     return _one(updated, USERS, request)
 
 
@@ -380,6 +383,8 @@ async def patch_user(request: Request, uid: str) -> Response:
         writer.apply(person, account, desired, current, patch=True)
         _audit(request, session, scope, "scim.user.patch", f"user:{uid}", writer.changed)
         _, _, updated = _current_user(request, session, scope, uid)
+        closed = _closed(person, account)
+    _end_sessions(request, closed)
     return _one(updated, USERS, request)
 
 
@@ -392,7 +397,24 @@ async def delete_user(request: Request, uid: str) -> Response:
         left = users.deactivate(session, scope, person, account)
         _audit(request, session, scope, "scim.user.delete", f"user:{uid}",
                ["placement"] + (["active"] if left else []))
+        closed = _closed(person, account)
+    _end_sessions(request, closed)
     return Response(status_code=204)
+
+
+def _closed(person: Person, account: Account) -> int | None:
+    """The account's id when it may no longer sign in (deactivated, left), else None."""
+    return None if may_sign_in(account.disabled, person.status) else account.id
+
+
+def _end_sessions(request: Request, account_id: int | None) -> None:
+    """Once the change is committed: end the sessions of an account that may no longer
+    sign in, in every browser, and tell their apps (``idp.sessions.end_everywhere``, which
+    ``idp.app`` offers as ``app.state.end_sessions``); without it (this router on its own)
+    they end when next used."""
+    end_sessions = getattr(request.app.state, "end_sessions", None)
+    if account_id is not None and end_sessions is not None:
+        end_sessions(account_id)
 
 
 def _patched(kind: Kind, body: dict[str, Any], current: Any) -> Any:

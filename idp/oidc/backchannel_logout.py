@@ -10,8 +10,10 @@ signed in to during that browser session are told, server to server.
   back-channel logout event. It never carries a ``nonce``.
 - When: a sign-out (start page or RP-initiated), and any other end of a session while its
   browser is here: another person's sign-in in the same browser, an account found
-  suspended or disabled (the same person signing in again keeps the session). A session
-  that simply times out in the store is not told about (nothing runs then).
+  suspended or disabled (the same person signing in again keeps the session); and each
+  session of an account signed out everywhere or deactivated through SCIM, in every
+  browser (``idp.sessions.end_everywhere``). A session that simply times out in the store is not
+  told about (nothing runs then).
 - Delivery: the tokens are made while the answer is made; the POSTs
   (``application/x-www-form-urlencoded``, ``logout_token=...``) go out on an event loop
   of their own (one thread per process), each on its own, ``AT_ONCE`` at a time, each
@@ -38,10 +40,9 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi import Request
 
 from directory import subjects
 
@@ -71,10 +72,10 @@ class Notice:
     expires_at: float = 0.0  # the token's exp: not worth sending after it
 
 
-def notices(request: Request, ended: SSOSession) -> list[Notice]:
+def notices(state: Any, ended: SSOSession) -> list[Notice]:
     """A logout token for each app of the ended session that registered a
-    ``backchannel_logout_uri``."""
-    state = request.app.state
+    ``backchannel_logout_uri``. ``state``: the app's (``settings``, ``db``, ``keys``,
+    ``clients``)."""
     made = []
     for client in ended.registered_apps(state.clients):
         if not client.backchannel_logout_uri:
@@ -96,12 +97,12 @@ def notices(request: Request, ended: SSOSession) -> list[Notice]:
     return made
 
 
-def tell(request: Request, ended: SSOSession) -> None:
+def tell(state: Any, ended: SSOSession) -> None:
     """Tell the apps of a session that has ended, in the background: the person's answer
     never waits for them. A failure to make the tokens is logged, never the person's
     problem (the session has ended either way)."""
     try:
-        made = notices(request, ended)
+        made = notices(state, ended)
     except Exception:  # a database or signing failure: the sign-out itself stands
         log.exception("back-channel logout tokens could not be made")
         return

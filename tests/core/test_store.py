@@ -161,6 +161,51 @@ def test_concurrent_incr_loses_no_update(kv: Store) -> None:
     assert sorted(v for batch in results for v in batch) == list(range(1, 401))
 
 
+def test_sets_add_list_and_remove_members(kv: Store) -> None:
+    assert kv.members("index") == set()
+    kv.add_member("index", "a1", ttl=60)
+    kv.add_member("index", "b2", ttl=60)
+    kv.add_member("index", "a1", ttl=60)
+    assert kv.members("index") == {"a1", "b2"}
+    kv.remove_member("index", "a1")
+    kv.remove_member("index", "never-there")
+    kv.remove_member("absent-index", "a1")
+    assert kv.members("index") == {"b2"}
+    assert 59 < kv.ttl("index") <= 60  # removing keeps the set's expiry
+    kv.remove_member("index", "b2")
+    assert kv.members("index") == set()
+    kv.add_member("index", "c3", ttl=60)
+    kv.delete("index")
+    assert kv.members("index") == set()
+
+
+def test_a_set_expires_whole_from_its_last_addition(kv: Store) -> None:
+    kv.add_member("short-index", "a1", ttl=0.2)
+    time.sleep(0.1)
+    kv.add_member("short-index", "b2", ttl=0.4)  # pushes the whole set's expiry back
+    time.sleep(0.2)
+    assert kv.members("short-index") == {"a1", "b2"}
+    time.sleep(0.3)
+    assert kv.members("short-index") == set()
+
+
+def test_concurrent_additions_lose_no_member(kv: Store) -> None:
+    counter = iter(range(10_000))
+    lock = threading.Lock()
+
+    def add_some() -> list[str]:
+        added = []
+        for _ in range(20):
+            with lock:
+                member = f"m{next(counter)}"
+            kv.add_member("busy-index", member, ttl=30)
+            added.append(member)
+        return added
+
+    results = _race(kv, 8, add_some)
+    assert kv.members("busy-index") == {m for batch in results for m in batch}
+
+
 def test_redis_down_is_reported() -> None:
     store = RedisStore("redis://127.0.0.1:1/0")
     with pytest.raises(StoreUnavailable, match="unreachable"):

@@ -367,3 +367,184 @@ def test_shutdown_logs_the_deliveries_it_leaves(monkeypatch, caplog) -> None:
         drain(timeout=0.2)
     assert "1 back-channel logout deliveries (or their retries) left unfinished" in caplog.text
     drain()  # the retry, then given up: nothing left for the next test
+
+
+def _helpdesk_sign_out(client: TestClient, db, settings, name: str = "赵同学") -> dict:
+    from tests.idp.test_lockout import _token, _uid
+
+    token = _token(db, settings, "T-CITY", {"security:unlock"})
+    return client.post(f"/api/admin/people/{_uid(db, name)}/sign-out",
+                       headers={"authorization": f"Bearer {token}"}).json()
+
+
+def _signed_out_at(db, account_id: int) -> float:
+    from directory.models import Account
+
+    with db.session() as session:
+        return session.get(Account, account_id).signed_out_at.timestamp()
+
+
+def test_signing_out_everywhere_tells_the_apps_of_every_browser(
+        client: TestClient, make_client, make_person, receiver, db, settings) -> None:
+    """A lost phone: the helpdesk signs the pupil out everywhere, and the apps of the
+    phone's session and of the school computer's are told at once, each with its own
+    ``sid``; a session begun after the sign-out is not touched."""
+    from idp import sessions
+
+    base, received = receiver
+    person = make_person()
+    app_a = make_client(id_token_signed_response_alg="ES256", backchannel_logout_uri=base + "/a")
+    app_b = make_client(id_token_signed_response_alg="RS256", backchannel_logout_uri=base + "/b")
+    phone = TestClient(client.app)
+    tokens = {"/a": _signed_in(client, app_a, person), "/b": _signed_in(phone, app_b, person)}
+    assert _helpdesk_sign_out(client, db, settings) == {"signed_out": True,
+                                                        "sessions_ended": 2}
+    drain()
+    assert sorted(path for path, _, _ in received) == ["/a", "/b"]
+    for path, form, _ in received:
+        _, claims = _claims(client, form["logout_token"][0])
+        _, id_token = _claims(client, tokens[path]["id_token"])
+        assert claims["sid"] == id_token["sid"] and claims["sub"] == id_token["sub"]
+    assert received[0][1]["logout_token"] != received[1][1]["logout_token"]
+    store = client.app.state.store
+    for browser in (client, phone):  # ended in the store, not only refused when next used
+        assert store.get(sessions._key(browser.cookies[sessions.COOKIE])) is None
+    assert store.members(f"sso-of:{person.account_id}") == set()
+
+    received.clear()
+    later = TestClient(client.app)
+    _signed_in(later, app_a, person)
+    signed_out = _signed_out_at(db, person.account_id)
+    assert sessions.end_everywhere(client.app.state, person.account_id,
+                                   begun_before=signed_out) == 0
+    drain()
+    assert received == [] and len(store.members(f"sso-of:{person.account_id}")) == 1
+    assert _helpdesk_sign_out(client, db, settings)["sessions_ended"] == 1
+    drain()
+    assert [path for path, _, _ in received] == ["/a"]
+
+
+def test_a_password_change_tells_the_other_browsers_apps_only(
+        client: TestClient, make_client, make_person, receiver) -> None:
+    base, received = receiver
+    person = make_person("s84", "pw-pupil-84-old")
+    here = make_client(id_token_signed_response_alg="ES256", backchannel_logout_uri=base + "/here")
+    there = make_client(id_token_signed_response_alg="ES256",
+                        backchannel_logout_uri=base + "/there")
+    phone = TestClient(client.app)
+    _signed_in(client, here, person)
+    _signed_in(phone, there, person)
+    page = client.get("/account/security/password")
+    done = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(page.text), "current": "pw-pupil-84-old",
+        "password": "a brand new password", "again": "a brand new password"},
+        follow_redirects=False)
+    assert done.status_code == 303
+    drain()
+    assert [path for path, _, _ in received] == ["/there"]  # this browser stays signed in
+
+
+def test_a_sessions_index_forgets_ended_sessions(client: TestClient, make_client,
+                                                 make_person) -> None:
+    """Each sign-in adds its session to the account's index; a sign-out removes it, and
+    a member whose session is gone (expired, re-keyed) is dropped when next read."""
+    from idp import sessions
+
+    person = make_person()
+    registered = make_client()
+    store = client.app.state.store
+    index = f"sso-of:{person.account_id}"
+    _signed_in(client, registered, person)
+    assert len(store.members(index)) == 1
+    client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+    assert store.members(index) == set()
+    _signed_in(client, registered, person)
+    (member,) = store.members(index)
+    store.delete(member)  # as if it had expired
+    store.add_member(index, "sso:gone-long-ago", ttl=60)
+    assert sessions.end_everywhere(client.app.state, person.account_id,
+                                   begun_before=time.time()) == 0
+    assert store.members(index) == set()
+
+
+def test_cli_sign_out_tells_the_apps_through_the_shared_store(
+        client: TestClient, make_client, make_person, receiver, settings, tmp_path) -> None:
+    """``idp security sign-out`` in another process ends the server's sessions in the shared
+    Redis store and delivers the logout tokens itself before it exits."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REDIS_URL, TEST_MASTER_KEY
+
+    if not REDIS_URL:
+        pytest.skip("needs IDP_TEST_REDIS_URL: the CLI reaches sessions through Redis")
+
+    base, received = receiver
+    person = make_person("s20269985")
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/cli")
+    _signed_in(client, registered, person)
+    store = client.app.state.store
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY,
+           "IDP_DATABASE_URL": settings.database_url, "IDP_ISSUER": settings.issuer,
+           "IDP_REDIS_URL": REDIS_URL,
+           "IDP_STORE_PREFIX": store._prefix}
+    result = subprocess.run([sys.executable, "-m", "idp.cli", "security", "sign-out",
+                             "--login", "s20269985"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ended 1 session(s)" in result.stderr
+    assert [path for path, _, _ in received] == ["/cli"]  # delivered before the CLI exited
+    _, claims = _claims(client, received[0][1]["logout_token"][0])
+    assert claims["aud"] == registered.client_id
+    assert store.members(f"sso-of:{person.account_id}") == set()
+
+
+@pytest.mark.parametrize("how", ["patch", "delete"])
+def test_a_scim_deactivation_ends_the_sessions_and_tells_the_apps(
+        client: TestClient, make_client, make_person, receiver, db, settings, how) -> None:
+    """The school's system deactivates a pupil (SCIM ``active: false``, or deletes the
+    last placement: left): the pupil's sessions end at once and their apps are told, not
+    only when the browser comes back."""
+    from tests.idp.test_lockout import _token, _uid
+
+    base, received = receiver
+    person = make_person()
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/scim")
+    phone = TestClient(client.app)
+    _signed_in(phone, registered, person)
+    headers = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'scim'})}",
+               "content-type": "application/scim+json"}
+    url = f"/scim/v2/Users/{_uid(db, '赵同学')}"
+    if how == "patch":
+        answer = client.patch(url, headers=headers, json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}]})
+        assert answer.status_code == 200 and answer.json()["active"] is False
+    else:
+        assert client.delete(url, headers=headers).status_code == 204
+    drain()
+    assert [path for path, _, _ in received] == ["/scim"]
+    assert client.app.state.store.members(f"sso-of:{person.account_id}") == set()
+
+
+def test_a_scim_change_that_keeps_the_account_ends_nothing(
+        client: TestClient, make_client, make_person, receiver, db, settings) -> None:
+    from tests.idp.test_lockout import _token, _uid
+
+    base, received = receiver
+    person = make_person()
+    _signed_in(client, make_client(id_token_signed_response_alg="ES256",
+                                   backchannel_logout_uri=base + "/kept"), person)
+    headers = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'scim'})}",
+               "content-type": "application/scim+json"}
+    answer = client.patch(f"/scim/v2/Users/{_uid(db, '赵同学')}", headers=headers, json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "赵小同学"}]})
+    assert answer.status_code == 200, answer.text
+    drain()
+    assert received == [] and len(client.app.state.store.members(
+        f"sso-of:{person.account_id}")) == 1

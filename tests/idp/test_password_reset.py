@@ -90,7 +90,8 @@ def test_admin_reset_ends_everything_and_the_next_sign_in_sets_a_new_password(
         "api-token:console T-CITY"]
     assert temporary not in str([e.detail for e in _actions(db, "account.password.reset")])
 
-    # whatever began before the reset has ended: the session, the tokens
+    # whatever began before the reset has ended: the session (at once, in the store), the
+    assert client.app.state.store.members(f"sso-of:{pupil.account_id}") == set()  # tokens
     assert not _signed_in(client)
     assert _refresh(client, registered, tokens["refresh_token"]).json()["error"] == \
         "invalid_grant"
@@ -200,7 +201,7 @@ def test_sign_out_everywhere_from_one_browser(client: TestClient, make_client, m
     # the helpdesk's sign-out (admin API) ends it again
     url = f"/api/admin/people/{_uid(db, '赵同学')}/sign-out"
     helpdesk = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'security:unlock'})}"}
-    assert client.post(url, headers=helpdesk).json() == {"signed_out": True}
+    assert client.post(url, headers=helpdesk).json() == {"signed_out": True, "sessions_ended": 1}
     assert not _signed_in(client)
 
 

@@ -82,6 +82,7 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
     assert _factors(db, teacher.account_id) == {"totp": 0, "recovery": 0, "webauthn": 1}
     with db.sessions() as session:  # what the lost phone held ends (docs/passwords.md)
         assert session.get(Account, teacher.account_id).signed_out_at is not None
+    assert store.members(f"sso-of:{teacher.account_id}") == set()  # its sessions at once
     with_keys = client.post(url, headers=headers, json={"passkeys": True})
     assert with_keys.json()["removed"] == {"authenticator_apps": 0, "recovery_codes": 0,
                                            "passkeys": 1}
