@@ -72,12 +72,13 @@ class Store(ABC):
 
     @abstractmethod
     def add_member(self, key: str, member: str, ttl: float) -> None:
-        """Add ``member`` to the set ``key`` and make the whole set expire ``ttl`` seconds
-        from now (an index: the live members are checked by whoever reads it)."""
+        """Add ``member`` to the set ``key`` for ``ttl`` seconds (adding it again sets its
+        time anew); members past their time are dropped, and the set lives as long as its
+        longest-lived member. An index that trims itself: a set of what expires anyway."""
 
     @abstractmethod
     def members(self, key: str) -> set[str]:
-        """The members of the set ``key`` (empty when it is absent)."""
+        """The live members of the set ``key`` (empty when it is absent)."""
 
     @abstractmethod
     def remove_member(self, key: str, member: str) -> None: ...
@@ -92,6 +93,10 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def _lines(members: dict[str, float]) -> bytes:
+    return "\n".join(f"{m} {expiry!r}" for m, expiry in sorted(members.items())).encode()
 
 
 class MemoryStore(Store):
@@ -182,33 +187,36 @@ class MemoryStore(Store):
         with self._lock:
             self._data.pop(key, None)
 
-    # A set is held as its members joined by newlines (they never hold one): sets here are
-    # small indexes, and this keeps one expiry mechanism for every key.
+    # A set is held as "member expiry" lines (members hold no whitespace; expiries in the
+    # monotonic clock): sets here are small indexes, and this keeps one expiry mechanism
+    # for every key.
     def add_member(self, key: str, member: str, ttl: float) -> None:
         with self._lock:
             now = time.monotonic()
             found = self._members(key, now)
-            found.add(member)
-            self._put(key, "\n".join(sorted(found)).encode(), ttl, now)
+            found[member] = now + ttl
+            self._put(key, _lines(found), max(found.values()) - now, now)
 
     def members(self, key: str) -> set[str]:
         with self._lock:
-            return self._members(key, time.monotonic())
+            return set(self._members(key, time.monotonic()))
 
     def remove_member(self, key: str, member: str) -> None:
         with self._lock:
             found = self._members(key, time.monotonic())
-            if member not in found:
+            if found.pop(member, None) is None:
                 return
-            found.discard(member)
             if found:  # the set keeps its expiry
-                self._data[key] = ("\n".join(sorted(found)).encode(), self._data[key][1])
+                self._data[key] = (_lines(found), self._data[key][1])
             else:
                 del self._data[key]
 
-    def _members(self, key: str, now: float) -> set[str]:
+    def _members(self, key: str, now: float) -> dict[str, float]:
         item = self._live(key, now)
-        return set(item[0].decode().split("\n")) if item is not None else set()
+        if item is None or not item[0]:
+            return {}
+        pairs = (line.split(" ") for line in item[0].decode().split("\n"))
+        return {member: float(expiry) for member, expiry in pairs if float(expiry) > now}
 
     def ttl(self, key: str) -> float | None:
         with self._lock:
@@ -237,6 +245,16 @@ return value
 """
 
 
+# ZADD the member with its expiry (ms since the epoch) as score, drop the members past
+# theirs, and let the set live as long as its longest-lived member.
+_ADD_MEMBER = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+redis.call('PEXPIREAT', KEYS[1], last)
+"""
+
+
 class RedisStore(Store):
     """Redis (or a Redis-compatible server) through redis-py; keys get a prefix."""
 
@@ -250,6 +268,7 @@ class RedisStore(Store):
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_WITH_TTL)
         self._take_and_mark = self._redis.register_script(_TAKE_AND_MARK)
+        self._add_member = self._redis.register_script(_ADD_MEMBER)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -286,14 +305,15 @@ class RedisStore(Store):
         self._redis.delete(self._k(key))
 
     def add_member(self, key: str, member: str, ttl: float) -> None:
-        with self._redis.pipeline(transaction=True) as both:
-            both.sadd(self._k(key), member).pexpire(self._k(key), self._ms(ttl)).execute()
+        now = int(time.time() * 1000)
+        self._add_member(keys=[self._k(key)], args=[member, now + self._ms(ttl), now])
 
     def members(self, key: str) -> set[str]:
-        return {member.decode() for member in self._redis.smembers(self._k(key))}
+        now = int(time.time() * 1000)
+        return {m.decode() for m in self._redis.zrangebyscore(self._k(key), f"({now}", "+inf")}
 
     def remove_member(self, key: str, member: str) -> None:
-        self._redis.srem(self._k(key), member)
+        self._redis.zrem(self._k(key), member)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._redis.mget([self._k(key) for key in keys]) if keys else []

@@ -159,10 +159,12 @@ class Standing:
 
 def sign_out_everywhere(account: Account) -> None:
     """Void every SSO session begun and every token issued for ``account`` until now (a
-    password change or reset, a lost phone, "sign out everywhere"). Nothing is searched
+    password change or reset, a lost phone, "sign out everywhere"). No token is searched
     for: sessions and tokens are checked against ``signed_out_at`` when they are next used
     (``Standing.allows``: the browser's session at once, refresh tokens at their next use,
-    access tokens at UserInfo at once and at introspection within 30 s). Access tokens
+    access tokens at UserInfo at once and at introspection within 30 s). (The idp layer
+    also ends the account's SSO sessions at once, once this is committed, to tell their
+    apps: ``idp.sessions.end_everywhere``.) Access tokens
     carry whole seconds (``iat``): one issued in the very second of the sign-out, before
     it, still holds."""
     account.signed_out_at = utcnow()

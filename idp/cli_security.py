@@ -30,10 +30,9 @@ import typer
 from sqlalchemy import select
 
 from core.audit import record
-from core.db import Database, utcnow
-from core.settings import Settings
+from core.db import utcnow
 from core.signing_keys import KeyRing
-from core.store import Store, make_store
+from core.store import make_store
 from directory import people
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
@@ -86,10 +85,10 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
     print("unlocked" if was_locked else "was not locked; failures forgotten")
 
 
-def _with_account(login: str, action: Callable[..., Any], *, signs_out: bool = False) -> Any:
-    """Run ``action(session, settings, store, account)`` for the account of ``login``;
-    ``signs_out``: the action signs the account out everywhere, and with the shared store
-    its sessions are then ended in every browser and their apps told (``_end_sessions``)."""
+def _signing_out(login: str, action: Callable[..., Any]) -> tuple[Any, int, float]:
+    """Run ``action(session, settings, store, account)``, which signs the account of
+    ``login`` out everywhere, and commit: its result, the account's id and the instant it
+    was signed out (for ``_end_sessions``, once the result is shown)."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -101,31 +100,39 @@ def _with_account(login: str, action: Callable[..., Any], *, signs_out: bool = F
             if account is None:
                 raise _fail("no account has this login identifier")
             result = action(session, settings, store, account)
-            signed_out = (account.id, account.signed_out_at.timestamp()) if signs_out else None
-        if signed_out is not None:
-            _end_sessions(settings, database, store, *signed_out)
-        return result
+            return result, account.id, account.signed_out_at.timestamp()
     finally:
         if store is not None:
             store.close()
         database.dispose()
 
 
-def _end_sessions(settings: Settings, database: Database, store: Store | None, account_id: int,
-                  begun_before: float) -> None:
+def _end_sessions(account_id: int, begun_before: float) -> None:
     """End the account's SSO sessions at once and tell their apps, as the server does
-    (``idp.sessions.end_everywhere``), waiting for the deliveries. Without the shared store
-    the sessions are out of reach: they end when next used (``Standing.allows``)."""
-    if store is None:
-        print("sessions end when next used (no IDP_REDIS_URL: they live in the server's "
-              "memory)", file=sys.stderr)
+    (``idp.sessions.end_everywhere``), waiting for the deliveries and their retries within
+    the logout tokens' lifetime. Without the shared store the sessions are out of reach:
+    they end when next used (``Standing.allows``), their apps not told."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    if not settings.redis_url:
+        print("the sessions end when next used (without IDP_REDIS_URL they live in the "
+              "server's memory: the admin API ends them at once)", file=sys.stderr)
         return
-    state = SimpleNamespace(settings=settings, db=database, store=store,
-                            keys=KeyRing(settings, database.sessions),
-                            clients=ClientRegistry(database.sessions))
-    ended = sessions.end_everywhere(state, account_id, begun_before=begun_before)
-    backchannel_logout.drain()
-    print(f"ended {ended} session(s); their apps were told", file=sys.stderr)
+    database, store = _database(settings), make_store(settings)
+    try:
+        state = SimpleNamespace(settings=settings, db=database, store=store,
+                                keys=KeyRing(settings, database.sessions),
+                                clients=ClientRegistry(database.sessions))
+        ended = sessions.end_everywhere(state, account_id, begun_before=begun_before)
+        left = backchannel_logout.drain(timeout=backchannel_logout.TOKEN_SECONDS)
+    finally:
+        store.close()
+        database.dispose()
+    print(f"ended {ended} session(s)" + (
+        f"; {left} back-channel logout(s) not delivered in time" if left else
+        "; their apps were sent logout tokens (refusals are logged)" if ended else ""),
+        file=sys.stderr)
 
 
 @security_app.command("reset-mfa")
@@ -134,10 +141,12 @@ def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the a
               ) -> None:
     """Remove an account's authenticator apps and recovery codes (a lost or replaced
     phone); with --passkeys its passkeys too. Signs the account out everywhere."""
-    removed = _with_account(login, lambda session, _settings, store, account: reset.reset(
-        session, store, account.id, passkeys=passkeys, actor=_actor()), signs_out=True)
+    removed, *signed_out = _signing_out(login, lambda session, _settings, store, account:
+                                        reset.reset(session, store, account.id,
+                                                    passkeys=passkeys, actor=_actor()))
     print(f"removed {removed.authenticator_apps} authenticator app(s), "
           f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
+    _end_sessions(*signed_out)
 
 
 @security_app.command("reset-password")
@@ -147,17 +156,21 @@ def reset_password(login: str = typer.Option(..., help="Any login identifier of 
     next sign-in; signs it out everywhere and lifts its sign-in lock."""
     from idp import password_change
 
-    print(_with_account(login, lambda session, settings, store, account: password_change.reset(
-        session, settings, store, account, actor=_actor()), signs_out=True))
+    temporary, *signed_out = _signing_out(login, lambda session, settings, store, account:
+                                          password_change.reset(session, settings, store,
+                                                                account, actor=_actor()))
+    print(temporary, flush=True)  # shown before the apps are told, which may take a while
+    _end_sessions(*signed_out)
 
 
 @security_app.command("sign-out")
 def sign_out(login: str = typer.Option(..., help="Any login identifier of the account.")) -> None:
     """Sign the account out everywhere: its SSO sessions and every token issued so far."""
 
-    _with_account(login, lambda session, _settings, _store, account: people.sign_out(
-        session, account, actor=_actor()), signs_out=True)
-    print("signed out everywhere")
+    _, *signed_out = _signing_out(login, lambda session, _settings, _store, account:
+                                  people.sign_out(session, account, actor=_actor()))
+    print("signed out everywhere", flush=True)
+    _end_sessions(*signed_out)
 
 
 @tokens_app.command("issue")

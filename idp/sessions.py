@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from directory.people import standing
 from idp.oidc import backchannel_logout
 from mfa import policy
 
+log = logging.getLogger("idp.sessions")
 COOKIE = "idp_session"
 IDLE_SECONDS = 8 * 3600
 MAX_SECONDS = 7 * 24 * 3600
@@ -81,15 +83,17 @@ def _ttl(session: SSOSession) -> float:
 
 
 def _index(account_id: int) -> str:
-    """The set of the store keys of an account's sessions (``end_everywhere``); members
-    of sessions that ended are dropped when next read."""
+    """The set of the store keys of an account's sessions (``end_everywhere``). Each
+    member lives until its session's ``MAX_SECONDS`` are up, so the set holds at most a
+    week of sign-ins; members of sessions that ended sooner are dropped when read."""
     return f"sso-of:{account_id}"
 
 
 def save(store: Store, token: str, session: SSOSession) -> None:
     key = _key(token)
     store.set(key, json.dumps(asdict(session)).encode(), ttl=_ttl(session))
-    store.add_member(_index(session.account_id), key, ttl=MAX_SECONDS)
+    store.add_member(_index(session.account_id), key,
+                     ttl=max(1.0, session.created + MAX_SECONDS - time.time()))
 
 
 def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SSOSession]:
@@ -128,7 +132,7 @@ def instead_of_current(store: Store, request: Request, *, account_id: int, sub: 
     session.proven_here = proven_here
     previous = load(store, request)
     if previous is not None and previous[1].account_id == account_id:
-        end(store, previous[0])  # the old token only: nobody is told, nothing revoked
+        _retire(store, previous[0], account_id)  # nobody is told, nothing revoked
         session.sid, session.apps = previous[1].sid, list(previous[1].apps)
         return SignIn(token, session)
     replaced = end(store, previous[0], request) if previous is not None else None
@@ -146,7 +150,7 @@ def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) 
 def renew(store: Store, token: str, session: SSOSession) -> str:
     """Save ``session`` under a new cookie token and end the old one (the session keeps
     its ``sid`` and apps): after a step-up, a token taken before it is worth nothing."""
-    end(store, token)
+    _retire(store, token, session.account_id)
     fresh = _new_token()
     save(store, fresh, session)
     return fresh
@@ -306,23 +310,47 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     return _end_stored(request.app.state, _key(token))
 
 
+def _retire(store: Store, token: str, account_id: int) -> None:
+    """The session moved to a new token (``renew``, the same person signing in again):
+    the old token is worth nothing, and nobody is told."""
+    store.delete(_key(token))
+    store.remove_member(_index(account_id), _key(token))
+
+
 def end_everywhere(state: Any, account_id: int, *, begun_before: float) -> int:
     """End each of the account's sessions begun before ``begun_before`` (the instant it
     was signed out everywhere: ``Account.signed_out_at``), in every browser, as a sign-out
     does: its apps are told (back-channel logout) and its refresh tokens revoked. A session
     begun since (the browser that changed the password) stays. ``state``: the app's state,
     or the CLI's equivalent (``settings``, ``db``, ``store``, ``keys``, ``clients``).
+
+    Called once the sign-out is committed, which already voids every session: a failure
+    here (the store or the database out of reach) is logged, not raised, and a session
+    not ended now is ended when next used, its apps told then (``load_standing``).
     Returns how many ended."""
-    store, index, ended = state.store, _index(account_id), 0
-    keys = sorted(store.members(index))
+    ended = 0
+    try:
+        for key in _begun_before(state.store, account_id, begun_before):
+            ended += _end_stored(state, key) is not None
+    except Exception:  # the action itself stands: the sessions end when next used
+        log.exception("the sessions of an account signed out everywhere could not all be "
+                      "ended now (%d were); the rest end when next used", ended)
+    return ended
+
+
+def _begun_before(store: Store, account_id: int, begun_before: float) -> list[str]:
+    """The store keys of the account's sessions begun before ``begun_before``, forgetting
+    the index members whose session has gone (b"": being ended right now)."""
+    index, keys = _index(account_id), sorted(store.members(_index(account_id)))
+    wanted = []
     for key, raw in zip(keys, store.get_many(keys), strict=True):
-        if not raw:  # ended or expired: forget it (b"": being ended right now)
+        if not raw:
             store.remove_member(index, key)
             continue
         found = SSOSession.from_json(json.loads(raw))
         if found.account_id == account_id and (found.begun or found.created) < begun_before:
-            ended += _end_stored(state, key) is not None
-    return ended
+            wanted.append(key)
+    return wanted
 
 
 def _end_stored(state: Any, key: str) -> SSOSession | None:

@@ -23,6 +23,7 @@ from scim2_models import (
 )
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from core import audit
 from directory.api_tokens import TokenScope
@@ -367,7 +368,7 @@ async def replace_user(request: Request, uid: str) -> Response:
         _audit(request, session, scope, "scim.user.replace", f"user:{uid}", writer.changed)
         _, _, updated = _current_user(request, session, scope, uid)
         closed = _closed(person, account)
-    _end_sessions(request, closed)
+    await _end_sessions(request, closed)
     return _one(updated, USERS, request)
 
 
@@ -384,7 +385,7 @@ async def patch_user(request: Request, uid: str) -> Response:
         _audit(request, session, scope, "scim.user.patch", f"user:{uid}", writer.changed)
         _, _, updated = _current_user(request, session, scope, uid)
         closed = _closed(person, account)
-    _end_sessions(request, closed)
+    await _end_sessions(request, closed)
     return _one(updated, USERS, request)
 
 
@@ -398,7 +399,7 @@ async def delete_user(request: Request, uid: str) -> Response:
         _audit(request, session, scope, "scim.user.delete", f"user:{uid}",
                ["placement"] + (["active"] if left else []))
         closed = _closed(person, account)
-    _end_sessions(request, closed)
+    await _end_sessions(request, closed)
     return Response(status_code=204)
 
 
@@ -407,14 +408,14 @@ def _closed(person: Person, account: Account) -> int | None:
     return None if may_sign_in(account.disabled, person.status) else account.id
 
 
-def _end_sessions(request: Request, account_id: int | None) -> None:
+async def _end_sessions(request: Request, account_id: int | None) -> None:
     """Once the change is committed: end the sessions of an account that may no longer
     sign in, in every browser, and tell their apps (``idp.sessions.end_everywhere``, which
     ``idp.app`` offers as ``app.state.end_sessions``); without it (this router on its own)
     they end when next used."""
     end_sessions = getattr(request.app.state, "end_sessions", None)
-    if account_id is not None and end_sessions is not None:
-        end_sessions(account_id)
+    if account_id is not None and end_sessions is not None:  # store, database: a thread
+        await run_in_threadpool(end_sessions, account_id)
 
 
 def _patched(kind: Kind, body: dict[str, Any], current: Any) -> Any:

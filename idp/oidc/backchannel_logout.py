@@ -135,14 +135,16 @@ def _forget(future: Future[None]) -> None:
         _pending.discard(future)
 
 
-def drain(timeout: float = SECONDS_PER_APP + 1) -> None:
-    """Wait for the deliveries under way (at shutdown, and in tests)."""
+def drain(timeout: float = SECONDS_PER_APP + 1) -> int:
+    """Wait for the deliveries under way (at shutdown, in the CLI, in tests); how many
+    were left unfinished."""
     with _lock:
         under_way = list(_pending)
     _done, left = wait(under_way, timeout=timeout)
     if left:
         log.warning("%d back-channel logout deliveries (or their retries) left unfinished",
                     len(left))
+    return len(left)
 
 
 def deliver(made: list[Notice]) -> None:

@@ -164,29 +164,36 @@ def test_concurrent_incr_loses_no_update(kv: Store) -> None:
 def test_sets_add_list_and_remove_members(kv: Store) -> None:
     assert kv.members("index") == set()
     kv.add_member("index", "a1", ttl=60)
-    kv.add_member("index", "b2", ttl=60)
+    kv.add_member("index", "b2", ttl=30)
     kv.add_member("index", "a1", ttl=60)
     assert kv.members("index") == {"a1", "b2"}
     kv.remove_member("index", "a1")
     kv.remove_member("index", "never-there")
     kv.remove_member("absent-index", "a1")
     assert kv.members("index") == {"b2"}
-    assert 59 < kv.ttl("index") <= 60  # removing keeps the set's expiry
     kv.remove_member("index", "b2")
-    assert kv.members("index") == set()
+    assert kv.members("index") == set() and kv.ttl("index") is None  # gone when empty
     kv.add_member("index", "c3", ttl=60)
     kv.delete("index")
     assert kv.members("index") == set()
 
 
-def test_a_set_expires_whole_from_its_last_addition(kv: Store) -> None:
-    kv.add_member("short-index", "a1", ttl=0.2)
-    time.sleep(0.1)
-    kv.add_member("short-index", "b2", ttl=0.4)  # pushes the whole set's expiry back
-    time.sleep(0.2)
-    assert kv.members("short-index") == {"a1", "b2"}
-    time.sleep(0.3)
-    assert kv.members("short-index") == set()
+def test_set_members_expire_each_on_its_own(kv: Store) -> None:
+    """An index of things that expire: each member lives its own time, and the set as long
+    as its longest-lived member (removing one changes neither)."""
+    kv.add_member("expiring", "short", ttl=0.5)
+    kv.add_member("expiring", "long", ttl=30)
+    kv.add_member("expiring", "middle", ttl=20)
+    assert 29 < kv.ttl("expiring") <= 30
+    kv.remove_member("expiring", "long")
+    assert 29 < kv.ttl("expiring") <= 30
+    time.sleep(0.7)
+    assert kv.members("expiring") == {"middle"}
+    kv.add_member("expiring", "middle", ttl=0.5)  # added again: its time is set anew
+    kv.add_member("lone", "x", ttl=0.5)
+    time.sleep(0.7)
+    assert kv.members("expiring") == set()
+    assert kv.members("lone") == set() and kv.ttl("lone") is None  # the set went with it
 
 
 def test_concurrent_additions_lose_no_member(kv: Store) -> None:

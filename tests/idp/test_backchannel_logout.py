@@ -442,6 +442,51 @@ def test_a_password_change_tells_the_other_browsers_apps_only(
     assert done.status_code == 303
     drain()
     assert [path for path, _, _ in received] == ["/there"]  # this browser stays signed in
+    assert flow.is_login_page(flow.authorize(client, client_id=here.client_id)) is False
+    assert flow.is_login_page(flow.authorize(phone, client_id=there.client_id))
+
+
+def test_sign_out_everywhere_here_tells_this_browsers_and_the_others_apps(
+        client: TestClient, make_client, make_person, receiver) -> None:
+    base, received = receiver
+    person = make_person()
+    here = make_client(id_token_signed_response_alg="ES256", backchannel_logout_uri=base + "/here")
+    there = make_client(id_token_signed_response_alg="ES256",
+                        backchannel_logout_uri=base + "/there")
+    phone = TestClient(client.app)
+    _signed_in(client, here, person)
+    _signed_in(phone, there, person)
+    page = client.get("/account/security/password")
+    out = client.post("/account/sign-out-everywhere",
+                      data={"csrf_token": flow.csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303
+    drain()
+    assert sorted(path for path, _, _ in received) == ["/here", "/there"]
+    assert client.app.state.store.members(f"sso-of:{person.account_id}") == set()
+
+
+def test_a_store_failure_while_ending_leaves_the_sign_out_standing(
+        client: TestClient, make_client, make_person, db, settings, monkeypatch,
+        caplog) -> None:
+    """The sign-out is committed first: if the sessions cannot be ended now, that is
+    logged, the helpdesk's answer is still 200, and the session ends when next used."""
+    from core.store import StoreUnavailable
+
+    person = make_person()
+    registered = make_client()
+    _signed_in(client, registered, person)
+    store = client.app.state.store
+
+    def unavailable(_key: str) -> set[str]:
+        raise StoreUnavailable("Redis is unreachable (test)")
+
+    monkeypatch.setattr(store, "members", unavailable)
+    with caplog.at_level(logging.ERROR, logger="idp.sessions"):
+        assert _helpdesk_sign_out(client, db, settings) == {"signed_out": True,
+                                                            "sessions_ended": 0}
+    assert "could not all be ended now" in caplog.text
+    monkeypatch.undo()
+    assert flow.is_login_page(flow.authorize(client, client_id=registered.client_id))
 
 
 def test_a_sessions_index_forgets_ended_sessions(client: TestClient, make_client,
@@ -460,7 +505,10 @@ def test_a_sessions_index_forgets_ended_sessions(client: TestClient, make_client
     assert store.members(index) == set()
     _signed_in(client, registered, person)
     (member,) = store.members(index)
-    store.delete(member)  # as if it had expired
+    flow.code_flow(client, registered.client_id, person, prompt="login")  # signing in again:
+    (renewed,) = store.members(index)  # the session moves to a new key, and the index too
+    assert renewed != member and store.get(member) is None
+    store.delete(renewed)  # as if it had expired
     store.add_member(index, "sso:gone-long-ago", ttl=60)
     assert sessions.end_everywhere(client.app.state, person.account_id,
                                    begun_before=time.time()) == 0

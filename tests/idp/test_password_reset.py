@@ -212,6 +212,7 @@ def test_cli_reset_password_and_sign_out(tmp_path: Path) -> None:
     assert TEMPORARY.match(reset.stdout.strip())
     out = idp("security", "sign-out", "--login", "s20260001", env=env)
     assert out.returncode == 0 and "signed out everywhere" in out.stdout
+    assert "end when next used" in out.stderr  # no shared store: out of the CLI's reach
     assert idp("security", "sign-out", "--login", "nobody-at-all", env=env).returncode == 2
     verify = idp("audit", "verify", env=env)
     assert verify.returncode == 0 and "audit chain intact" in verify.stdout
