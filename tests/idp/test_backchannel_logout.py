@@ -424,16 +424,24 @@ def test_signing_out_everywhere_tells_the_apps_of_every_browser(
     assert [path for path, _, _ in received] == ["/a"]
 
 
-def test_a_password_change_tells_the_other_browsers_apps_only(
-        client: TestClient, make_client, make_person, receiver) -> None:
-    base, received = receiver
-    person = make_person("s84", "pw-pupil-84-old")
+def _in_two_browsers(client: TestClient, make_client, receiver, person):
+    """``person`` signed in to the app ``here`` in ``client`` and to ``there`` on a phone
+    (another browser), both apps with a back-channel logout endpoint: (here, there, phone)."""
+    base, _ = receiver
     here = make_client(id_token_signed_response_alg="ES256", backchannel_logout_uri=base + "/here")
     there = make_client(id_token_signed_response_alg="ES256",
                         backchannel_logout_uri=base + "/there")
     phone = TestClient(client.app)
     _signed_in(client, here, person)
     _signed_in(phone, there, person)
+    return here, there, phone
+
+
+def test_a_password_change_tells_the_other_browsers_apps_only(
+        client: TestClient, make_client, make_person, receiver) -> None:
+    _, received = receiver
+    here, there, phone = _in_two_browsers(client, make_client, receiver,
+                                          make_person("s84", "pw-pupil-84-old"))
     page = client.get("/account/security/password")
     done = client.post("/account/security/password", data={
         "csrf_token": flow.csrf_of(page.text), "current": "pw-pupil-84-old",
@@ -448,14 +456,9 @@ def test_a_password_change_tells_the_other_browsers_apps_only(
 
 def test_sign_out_everywhere_here_tells_this_browsers_and_the_others_apps(
         client: TestClient, make_client, make_person, receiver) -> None:
-    base, received = receiver
+    _, received = receiver
     person = make_person()
-    here = make_client(id_token_signed_response_alg="ES256", backchannel_logout_uri=base + "/here")
-    there = make_client(id_token_signed_response_alg="ES256",
-                        backchannel_logout_uri=base + "/there")
-    phone = TestClient(client.app)
-    _signed_in(client, here, person)
-    _signed_in(phone, there, person)
+    _in_two_browsers(client, make_client, receiver, person)
     page = client.get("/account/security/password")
     out = client.post("/account/sign-out-everywhere",
                       data={"csrf_token": flow.csrf_of(page.text)}, follow_redirects=False)
