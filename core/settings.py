@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # names none (directory.apps.register_app). A client whose stored metadata names none
     # is signed with RS256, as OpenID Connect requires.
     id_token_alg_default: Literal["SM2", "RS256", "ES256", "EdDSA"] = "SM2"
+    # What a private_key_jwt assertion's aud may be (docs/oidc.md): "issuer" alone, as
+    # draft-ietf-oauth-rfc7523bis requires, or also the token endpoint / the endpoint
+    # called, as RFC 7523 and OIDC Core allowed. An assertion typed
+    # client-authentication+jwt must name the issuer alone either way.
+    client_assertion_audience: Literal["issuer", "issuer_or_endpoint"] = "issuer_or_endpoint"
     # The reverse proxies / load balancers whose X-Forwarded-For and X-Forwarded-Proto are
     # believed (IP addresses or networks, comma-separated): the client's address is the
     # rightmost one in X-Forwarded-For that is not among them (per-IP limits, audit), and

@@ -38,6 +38,10 @@ class AppStatus(StrEnum):
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("SM2", "RS256", "ES256", "EdDSA")
+# What a client may sign its private_key_jwt assertions with: the ID-token algorithms and
+# "Ed25519", RFC 9864's fully-specified name for EdDSA with Ed25519 (oauth4webapi 3 signs
+# with it)
+ASSERTION_ALGS = (*ID_TOKEN_ALGS, "Ed25519")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types",
@@ -284,9 +288,9 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     if "frontchannel_logout_uri" in data:
         _check_frontchannel_uri(data["frontchannel_logout_uri"], data.get("redirect_uris", []))
     signing_alg = data.get("token_endpoint_auth_signing_alg")
-    if signing_alg is not None and signing_alg not in ID_TOKEN_ALGS:
+    if signing_alg is not None and signing_alg not in ASSERTION_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
-                         f"{', '.join(ID_TOKEN_ALGS)}")
+                         f"{', '.join(ASSERTION_ALGS)}")
     if set(data.get("response_types", ["code"])) != {"code"}:
         raise ValueError("response_types: only code is supported")
     if data.get("subject_type", "public") not in ("public", "pairwise"):

@@ -2,8 +2,9 @@
 
 Methods (OpenID Connect Core 9): ``client_secret_basic``, ``client_secret_post``,
 ``private_key_jwt`` (RFC 7523 assertions signed with SM2, ES256, RS256 or
-EdDSA; each ``jti`` accepted once) and ``none`` for public clients (which
-must then use PKCE). A client may only use the method it registered.
+EdDSA/Ed25519; each ``jti`` accepted once; ``aud`` one value, as updated by
+draft-ietf-oauth-rfc7523bis: ``AssertionAudience``) and ``none`` for public clients
+(which must then use PKCE). A client may only use the method it registered.
 
 Client metadata is cached per process for ``CACHE_SECONDS``: the token
 endpoint must not query the database on every request. Suspending an app
@@ -16,7 +17,7 @@ import base64
 import binascii
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from joserfc import jwt
@@ -27,13 +28,24 @@ from core import json_input
 from core.gm import jose as gm_jose
 from core.settings import Settings
 from core.store import Store
+from directory import apps
 from directory.apps import AppStatus, ClientMetadata, check_secret, find_app, metadata_of
 from idp.oidc.errors import invalid_client, invalid_request
 
 CACHE_SECONDS = 30.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_ALGS = ["SM2", "ES256", "RS256", "EdDSA"]
+ASSERTION_ALGS = list(apps.ASSERTION_ALGS)
 ASSERTION_MAX_AGE = 600
+# draft-ietf-oauth-rfc7523bis 4: an assertion typed so says its aud is the issuer alone
+TYPED_ASSERTION = "client-authentication+jwt"
+
+
+class AssertionAudience(NamedTuple):
+    """What a client assertion's ``aud`` may be here: ``accepted`` (the issuer, and with
+    ``IDP_CLIENT_ASSERTION_AUDIENCE=issuer_or_endpoint`` the token endpoint and the endpoint
+    called), and, for an assertion typed ``client-authentication+jwt``, ``issuer`` alone."""
+    issuer: str
+    accepted: frozenset[str]
 CLOCK_SKEW = 60  # seconds an app server's clock may run ahead of ours (nbf)
 
 
@@ -83,7 +95,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 def authenticate(
     form: dict[str, str], authorization: str, registry: ClientRegistry, settings: Settings,
-    store: Store, audiences: frozenset[str],
+    store: Store, audience: AssertionAudience,
 ) -> ClientMetadata:
     """The authenticated client of a back-channel request, or ``invalid_client``."""
     basic = _basic_credentials(authorization) if authorization else None
@@ -100,7 +112,7 @@ def authenticate(
         return _by_secret(registry, settings, form.get("client_id", ""), form["client_secret"],
                           "client_secret_post")
     if assertion:
-        return _by_assertion(form, registry, store, audiences)
+        return _by_assertion(form, registry, store, audience)
     client = registry.get(form.get("client_id", ""))
     if client is None or client.token_endpoint_auth_method != "none":
         raise invalid_client("client authentication is required")
@@ -119,7 +131,7 @@ def _by_secret(registry: ClientRegistry, settings: Settings, client_id: str, sec
 
 
 def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
-                  audiences: frozenset[str]) -> ClientMetadata:
+                  audience: AssertionAudience) -> ClientMetadata:
     if form.get("client_assertion_type") != ASSERTION_TYPE:
         raise invalid_request("client_assertion_type must be " + ASSERTION_TYPE)
     token = form["client_assertion"]
@@ -131,12 +143,13 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     if client is None or client.token_endpoint_auth_method != "private_key_jwt" or not client.jwks:
         raise invalid_client("unknown client or wrong authentication method")
     try:
-        keys = gm_jose.import_key_set(client.jwks)
-        verified = jwt.decode(token, keys, algorithms=assertion_algs(client)).claims
+        keys = gm_jose.import_key_set(_fully_specified(client.jwks))
+        decoded = jwt.decode(token, keys, algorithms=assertion_algs(client))
     except (JoseError, ValueError, RecursionError,  # joserfc parses with json.loads
             TypeError, KeyError, AttributeError):  # a key set stored before it was checked
         raise invalid_client("client assertion signature is invalid") from None
-    _check_assertion_claims(verified, client.client_id, audiences)
+    verified = decoded.claims
+    _check_assertion_claims(verified, client.client_id, _audiences(decoded.header, audience))
     if form.get("client_id") and form["client_id"] != client.client_id:
         raise invalid_client("client_id does not match the assertion")
     ttl = max(1, int(verified["exp"] - time.time()) + 60)
@@ -145,11 +158,34 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     return client
 
 
+def _audiences(header: dict[str, Any], audience: AssertionAudience) -> frozenset[str]:
+    """The issuer alone for an assertion typed ``client-authentication+jwt`` (a media type:
+    compared without case, ``application/`` optional); else what the settings accept."""
+    typ = str(header.get("typ", "")).lower().removeprefix("application/")
+    return frozenset({audience.issuer}) if typ == TYPED_ASSERTION else audience.accepted
+
+
 def assertion_algs(client: ClientMetadata) -> list[str]:
     """The registered ``token_endpoint_auth_signing_alg`` alone, if any (OIDC Dynamic
-    Client Registration 2: assertions signed otherwise MUST be rejected), else all."""
+    Client Registration 2: assertions signed otherwise MUST be rejected; ``EdDSA`` and
+    ``Ed25519`` name the same for an Ed25519 key, RFC 9864 2), else all."""
     registered = client.token_endpoint_auth_signing_alg
+    if registered in _SAME_ED25519:
+        return list(_SAME_ED25519)
     return [registered] if registered else ASSERTION_ALGS
+
+
+_SAME_ED25519 = ("EdDSA", "Ed25519")
+
+
+def _fully_specified(jwks: dict[str, Any]) -> dict[str, Any]:
+    """The client's keys, where an Ed25519 key labelled ``"alg": "EdDSA"`` also stands as
+    ``"Ed25519"``: RFC 9864's fully-specified name for the same signatures, which
+    oauth4webapi 3 signs with (joserfc picks a key by ``kid`` and ``alg`` both)."""
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
+    also = [{**k, "alg": "Ed25519"} for k in keys
+            if k.get("alg") == "EdDSA" and k.get("crv") == "Ed25519"]
+    return {**jwks, "keys": keys + also} if also else jwks
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:
@@ -165,19 +201,21 @@ def _unverified_claims(token: str) -> dict[str, Any]:
 
 def _check_assertion_claims(claims: dict[str, Any], client_id: str,
                             accepted_audiences: frozenset[str]) -> None:
-    """RFC 7523 3: ``aud`` names the issuer, the token endpoint or the endpoint called
-    (libraries such as authlib put the URL they post to), ``nbf`` has come (with
-    ``CLOCK_SKEW``), ``exp`` has not (and is at most ``ASSERTION_MAX_AGE`` away)."""
+    """RFC 7523 3 as updated by draft-ietf-oauth-rfc7523bis: ``aud`` is one of
+    ``accepted_audiences`` (a string, or an array of exactly one: several audiences are
+    what let an assertion made for one server be replayed at another), ``nbf`` has come
+    (with ``CLOCK_SKEW``), ``exp`` has not (and is at most ``ASSERTION_MAX_AGE`` away)."""
     now = time.time()
     expires, not_before = claims.get("exp"), claims.get("nbf")
     has_exp = isinstance(expires, int | float)
     audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
+    audience = audience[0] if isinstance(audience, list) and len(audience) == 1 else audience
     problems = [
         (claims.get("iss") != client_id or claims.get("sub") != client_id,
          "iss and sub must be the client_id"),
-        (not set(audiences) & accepted_audiences,
-         "aud must name the issuer or the endpoint called"),
+        (not isinstance(audience, str) or audience not in accepted_audiences,
+         "aud must be the issuer" if len(accepted_audiences) == 1
+         else "aud must name the issuer or the endpoint called"),
         (not has_exp or expires < now, "assertion expired"),
         (has_exp and expires > now + ASSERTION_MAX_AGE, "assertion lives too long"),
         (not_before is not None and (not isinstance(not_before, int | float)

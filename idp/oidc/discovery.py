@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from directory.apps import ASSERTION_ALGS as ASSERTION_ALGS_OF_CLIENTS
 from idp.oidc import cors
 from idp.oidc.scopes import SCOPES
 from mfa import policy
@@ -23,6 +24,7 @@ CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
           "phone_number", "phone_number_verified", "address", "edu_roles", "school", "grade",
           "class", "org_path"]
 SIGNING_ALGS = ["SM2", "RS256", "ES256", "EdDSA"]
+ASSERTION_ALGS = list(ASSERTION_ALGS_OF_CLIENTS)  # what clients may sign assertions with
 
 
 def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -48,13 +50,13 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "id_token_signing_alg_values_supported": SIGNING_ALGS,
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS,
         "claims_parameter_supported": True,

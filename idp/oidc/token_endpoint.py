@@ -61,11 +61,16 @@ def is_form(request: Request) -> bool:
         "application/x-www-form-urlencoded")
 
 
-def assertion_audiences(request: Request) -> frozenset[str]:
-    """What a client assertion's ``aud`` may name here: the issuer, the token endpoint, or
-    the endpoint it is sent to (introspection, revocation)."""
-    issuer = request.app.state.settings.issuer
-    return frozenset({issuer, issuer + TOKEN_PATH, issuer + request.url.path})
+def assertion_audience(request: Request) -> clients.AssertionAudience:
+    """What a client assertion's ``aud`` may name here: the issuer; unless
+    ``IDP_CLIENT_ASSERTION_AUDIENCE=issuer``, also the token endpoint or the endpoint it is
+    sent to (introspection, revocation), which libraries such as authlib put."""
+    settings = request.app.state.settings
+    issuer = settings.issuer
+    if settings.client_assertion_audience == "issuer":
+        return clients.AssertionAudience(issuer, frozenset({issuer}))
+    return clients.AssertionAudience(
+        issuer, frozenset({issuer, issuer + TOKEN_PATH, issuer + request.url.path}))
 
 
 def token_response(body: dict[str, Any]) -> JSONResponse:
@@ -132,7 +137,7 @@ async def token(request: Request) -> JSONResponse:
 async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:
     state = request.app.state
     args = (form, request.headers.get("authorization", ""), state.clients, state.settings,
-            state.store, assertion_audiences(request))
+            state.store, assertion_audience(request))
     if form.get("client_assertion"):  # touches the store (jti): leave the event loop
         return await run_in_threadpool(clients.authenticate, *args)
     return clients.authenticate(*args)

@@ -110,4 +110,4 @@ def test_discovery(client: TestClient) -> None:
     for endpoint in ("token", "introspection", "revocation"):
         assert "private_key_jwt" in document[f"{endpoint}_endpoint_auth_methods_supported"]
         assert document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == [
-            "SM2", "RS256", "ES256", "EdDSA"]
+            "SM2", "RS256", "ES256", "EdDSA", "Ed25519"]  # RFC 9864's name for EdDSA too

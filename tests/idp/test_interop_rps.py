@@ -212,6 +212,29 @@ def test_oauth4webapi_rejects_tampered_iss(live_rp) -> None:  # noqa: F811
     assert out["genuine_sub"] == rp.person.sub
 
 
+def _client_key(alg: str):
+    """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    key = {"ES256": lambda: ECKey.generate_key("P-256", private=True),
+           "RS256": lambda: RSAKey.generate_key(2048, private=True),
+           "EdDSA": lambda: OKPKey.generate_key("Ed25519", private=True)}[alg]()
+    return key, {**key.as_dict(private=False), "kid": "rp-1", "alg": alg, "use": "sig"}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_oauth4webapi_private_key_jwt(live_rp, alg: str) -> None:  # noqa: F811
+    """oauth4webapi signs its own client assertions (``aud`` = the issuer) for
+    client_credentials and introspection."""
+    key, public = _client_key(alg)
+    rp = live_rp(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [public]})
+    out = peer(OAUTH4WEBAPI, rp, "private_key_jwt",
+               private_jwk={**key.as_dict(private=True), "kid": "rp-1", "alg": alg})
+    assert out["token_type"] == "bearer" and out["scope"] == "api.read"
+    assert out["introspection"]["active"] is True
+    assert out["introspection"]["client_id"] == rp.client.client_id
+
+
 # -- authlib (a Python RP library) + joserfc --------------------------------------------
 
 
@@ -338,3 +361,46 @@ def test_sm2_id_token_verifies_in_sm_crypto_and_openssl(live_rp) -> None:  # noq
     tampered = f"{head}.{forged_b64}.{signature}"
     assert not sm_crypto_verifies(tampered, jwk)
     assert not openssl_verifies(tampered, jwk)[0]
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_authlib_private_key_jwt(live_rp, alg: str) -> None:  # noqa: F811
+    """authlib's ``PrivateKeyJWT`` (``aud`` = the token endpoint URL) for client_credentials,
+    introspection and revocation; with ``claims={"aud": issuer}`` the assertion names the
+    issuer alone, as ``IDP_CLIENT_ASSERTION_AUDIENCE=issuer`` will ask. authlib writes the
+    ``jti`` it makes into the ``claims`` dict it was given and so would send it again: a
+    replay, refused (``_fresh``)."""
+    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+    key, public = _client_key(alg)
+    rp = live_rp(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [public]})
+    meta = discover(rp.server.url)
+    for extra in ({}, {"aud": rp.server.url}):
+        claims = {"exp": int(time.time()) + 300, **extra}
+        auth = PrivateKeyJWT(meta["token_endpoint"], claims=claims, alg=alg,
+                             headers={"kid": "rp-1"})
+        session = OAuth2Client(rp.client.client_id, key, token_endpoint_auth_method=auth,
+                               revocation_endpoint_auth_method=auth, timeout=10)
+        session.register_client_auth_method(auth)
+
+        def _fresh(answer, claims=claims):
+            replayed = claims.pop("jti")  # authlib's: the next assertion needs its own
+            return answer, replayed
+
+        token, _ = _fresh(session.fetch_token(meta["token_endpoint"],
+                                              grant_type="client_credentials",
+                                              scope="api.read"))
+        assert token["scope"] == "api.read"
+        introspected, _ = _fresh(session.introspect_token(meta["introspection_endpoint"],
+                                                          token=token["access_token"]))
+        assert introspected.json()["active"] is True
+        assert introspected.json()["client_id"] == rp.client.client_id
+        revoked, used = _fresh(session.revoke_token(meta["revocation_endpoint"],
+                                                    token=token["access_token"]))
+        assert revoked.status_code == 200
+        claims["jti"] = used  # what authlib would have sent next: refused as a replay
+        again = session.introspect_token(meta["introspection_endpoint"],
+                                         token=token["access_token"]).json()
+        assert again == {"error": "invalid_client",
+                         "error_description": "client assertion was already used"}

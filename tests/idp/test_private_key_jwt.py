@@ -13,7 +13,8 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from core.gm import jose as gm_jose
 
-TOKEN_URL = "http://127.0.0.1:8000/oauth2/token"
+ISSUER = "http://127.0.0.1:8000"
+TOKEN_URL = ISSUER + "/oauth2/token"
 
 
 def _key(alg: str):
@@ -23,11 +24,11 @@ def _key(alg: str):
             "EdDSA": lambda: OKPKey.generate_key("Ed25519", private=True)}[alg]()
 
 
-def _assertion(key, alg: str, client_id: str, **overrides) -> str:
+def _assertion(key, alg: str, client_id: str, typ: str | None = None, **overrides) -> str:
     now = int(time.time())
     claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL, "iat": now,
               "exp": now + 60, "jti": secrets.token_hex(8), **overrides}
-    header = {"alg": alg, "kid": "k1"}
+    header = {"alg": alg, "kid": "k1", **({"typ": typ} if typ else {})}
     return jwt.encode(header, {k: v for k, v in claims.items() if v is not None}, key,
                       algorithms=[alg])
 
@@ -66,6 +67,10 @@ def test_private_key_jwt_accepted_once(client: TestClient, make_client, alg: str
         ({"iss": "someone-else"}, "iss and sub"),
         ({"aud": "http://127.0.0.1:8000/oauth2/introspect"}, "aud"),  # not the one called
         ({"nbf": "now"}, "nbf"),
+        ({"aud": [ISSUER, "https://elsewhere.example.com"]}, "aud"),  # one audience only
+        ({"aud": [ISSUER, TOKEN_URL]}, "aud"),
+        ({"aud": []}, "aud"),
+        ({"aud": {"iss": ISSUER}}, "aud"),
     ],
 )
 def test_bad_assertions_refused(client: TestClient, make_client, overrides, message) -> None:
@@ -75,6 +80,68 @@ def test_bad_assertions_refused(client: TestClient, make_client, overrides, mess
                       _assertion(key, "ES256", registered.client_id, **overrides))
     assert response.status_code == 401
     assert message in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("aud", [ISSUER, [ISSUER], TOKEN_URL])
+def test_the_issuer_or_the_endpoint_by_default(client: TestClient, make_client, aud) -> None:
+    key = _key("ES256")
+    registered, _ = _client(make_client, key, "ES256")
+    answer = _token(client, registered.client_id,
+                    _assertion(key, "ES256", registered.client_id, aud=aud))
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("typ", ["client-authentication+jwt",
+                                 "application/Client-Authentication+JWT"])
+def test_an_assertion_typed_as_rfc7523bis_must_name_the_issuer_alone(
+        client: TestClient, make_client, typ: str) -> None:
+    """draft-ietf-oauth-rfc7523bis 4: ``typ: client-authentication+jwt`` says the client
+    follows the update, so its ``aud`` is the issuer alone, never an endpoint."""
+    key = _key("SM2")
+    registered, _ = _client(make_client, key, "SM2")
+    endpoint = _token(client, registered.client_id,
+                      _assertion(key, "SM2", registered.client_id, typ=typ))
+    assert endpoint.status_code == 401
+    assert endpoint.json()["error_description"] == "aud must be the issuer"
+    issuer = _token(client, registered.client_id,
+                    _assertion(key, "SM2", registered.client_id, typ=typ, aud=ISSUER))
+    assert issuer.status_code == 200, issuer.text
+
+
+def test_the_issuer_alone_when_configured(app, make_client, monkeypatch) -> None:
+    """``IDP_CLIENT_ASSERTION_AUDIENCE=issuer``: the update's rule for every assertion."""
+    monkeypatch.setattr(app.state, "settings", app.state.settings.model_copy(
+        update={"client_assertion_audience": "issuer"}))
+    client = TestClient(app)
+    key = _key("ES256")
+    registered, _ = _client(make_client, key, "ES256")
+    endpoint = _token(client, registered.client_id,
+                      _assertion(key, "ES256", registered.client_id))
+    assert endpoint.status_code == 401
+    assert endpoint.json()["error_description"] == "aud must be the issuer"
+    issuer = _token(client, registered.client_id,
+                    _assertion(key, "ES256", registered.client_id, aud=ISSUER))
+    assert issuer.status_code == 200, issuer.text
+
+
+@pytest.mark.parametrize("registered", [None, "EdDSA", "Ed25519"])
+def test_ed25519_is_eddsa_by_its_fully_specified_name(client: TestClient, make_client,
+                                                      registered) -> None:
+    """RFC 9864: ``Ed25519`` names EdDSA over Ed25519; a key registered as ``EdDSA``
+    verifies assertions signed under either name (oauth4webapi 3 signs ``Ed25519``)."""
+    key = _key("EdDSA")
+    public = {**key.as_dict(private=False), "kid": "k1", "alg": "EdDSA", "use": "sig"}
+    metadata = {"token_endpoint_auth_signing_alg": registered} if registered else {}
+    made = make_client(token_endpoint_auth_method="private_key_jwt",
+                       jwks={"keys": [public]}, **metadata)
+    for alg in ("Ed25519", "EdDSA"):
+        answer = _token(client, made.client_id, _assertion(key, alg, made.client_id))
+        assert answer.status_code == 200, (alg, answer.text)
+    es256 = _key("ES256")
+    other = make_client(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [
+        {**es256.as_dict(private=False), "kid": "k1", "alg": "ES256", "use": "sig"}]})
+    assert _token(client, other.client_id,  # the name is no way around the key's type
+                  _assertion(key, "Ed25519", other.client_id)).status_code == 401
 
 
 def test_assertion_signed_by_another_key_refused(client: TestClient, make_client) -> None:
@@ -189,3 +256,13 @@ def test_nbf_is_checked_with_a_clock_skew(client: TestClient, make_client) -> No
     early = _token(client, registered.client_id, _assertion(
         key, "ES256", registered.client_id, nbf=now + 300, exp=now + 400))
     assert early.status_code == 401 and "nbf" in early.json()["error_description"]
+
+
+@pytest.mark.parametrize("alg", ["HS256", "none", "Ed448"])
+def test_registration_names_only_the_assertion_algorithms(make_client, alg: str) -> None:
+    key = _key("ES256")
+    with pytest.raises(ValueError, match="token_endpoint_auth_signing_alg must be one of "
+                                         "SM2, RS256, ES256, EdDSA, Ed25519"):
+        make_client(token_endpoint_auth_method="private_key_jwt",
+                    token_endpoint_auth_signing_alg=alg,
+                    jwks={"keys": [{**key.as_dict(private=False), "kid": "k1"}]})

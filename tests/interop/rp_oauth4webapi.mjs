@@ -1,6 +1,7 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "tamper", "issuer", "client_id", "client_secret", "alg",
+//   {"scenario": "full" | "tamper" | "private_key_jwt", "issuer", "client_id",
+//    "client_secret", "alg", "private_jwk" (private_key_jwt),
 //    "redirect_uri", "login", "password", "scope"?}
 // The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
 // discovery says authorization_response_iss_parameter_supported); the ID token by
@@ -163,7 +164,28 @@ async function tamper(request) {
   return report;
 }
 
-const SCENARIOS = { full, tamper };
+// private_key_jwt (RFC 7523) with oauth4webapi's own assertion: the client's private JWK
+// ("private_jwk", with its kid) comes on stdin; client_credentials, then introspection of
+// the token, both authenticated with a fresh assertion.
+async function privateKeyJwt(request) {
+  const issuer = new URL(request.issuer);
+  const as = await oauth.processDiscoveryResponse(issuer,
+    await oauth.discoveryRequest(issuer, INSECURE));
+  const { kid, alg, ...jwk } = request.private_jwk;
+  const algorithm = { ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+    RS256: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, EdDSA: { name: 'Ed25519' } }[alg];
+  const key = await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['sign']);
+  const client = { client_id: request.client_id };
+  const auth = oauth.PrivateKeyJwt({ key, kid });
+  const cc = await oauth.processClientCredentialsResponse(as, client,
+    await oauth.clientCredentialsGrantRequest(as, client, auth, { scope: 'api.read' },
+      INSECURE));
+  const introspection = await oauth.processIntrospectionResponse(as, client,
+    await oauth.introspectionRequest(as, client, auth, cc.access_token, INSECURE));
+  return { token_type: cc.token_type, scope: cc.scope, introspection };
+}
+
+const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];
