@@ -69,6 +69,9 @@ class RolloverOptions:
 class RolloverResult:
     year: int
     diff: Diff
+    # the accounts of the people it graduated: they may no longer sign in, and their
+    # sessions are ended by the caller once this is committed (``idp rollover``)
+    graduated_accounts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class _Rollover:
     options: RolloverOptions
     diff: Diff
     units: Units
+    graduated_people: set[int] = field(default_factory=set)
 
     def next_class(self, school: str, grade: int, number: int) -> Unit | None:
         """The class to promote into, or None when the student graduates."""
@@ -163,9 +167,10 @@ class _Rollover:
                 {"person_id": p.person_id, "org_unit_id": unit.id, "role": Role.student.value,
                  "valid_from": start, "valid_to": None} for p, unit in promoted])
         if graduated:
+            people = {p.person_id for p in graduated}
             self.session.execute(update(Person), [
-                {"id": pid, "status": PersonStatus.graduated.value}
-                for pid in sorted({p.person_id for p in graduated})])
+                {"id": pid, "status": PersonStatus.graduated.value} for pid in sorted(people)])
+            self.graduated_people |= people
 
 
 def _disable_due(session: Session, options: RolloverOptions, diff: Diff) -> None:
@@ -200,5 +205,15 @@ def rollover(database: Database, options: RolloverOptions) -> RolloverResult:
                      outcome="applied", target=f"school_year:{options.year}",
                      detail={"year": options.year, "grace_days": options.grace_days,
                              "final_grades": sorted(options.final_grades), **diff.counts})
+        accounts = _accounts_of(session, work.graduated_people)
         session.commit()
-    return RolloverResult(options.year, diff)
+    return RolloverResult(options.year, diff, accounts)
+
+
+def _accounts_of(session: Session, people: set[int]) -> tuple[int, ...]:
+    found: list[int] = []
+    ordered = sorted(people)
+    for start in range(0, len(ordered), BATCH):
+        found += session.scalars(select(Account.id).where(
+            Account.person_id.in_(ordered[start:start + BATCH])))
+    return tuple(sorted(found))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -110,7 +111,8 @@ def rollover_command(
                              "2027-09-01)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff; write nothing."),
     graduated_grace_days: int = typer.Option(180, "--graduated-grace-days", min=0,
-                                             help="Days a graduate's account stays usable."),
+                                             help="Days before a graduate's account is disabled "
+                                             "(signing in ends at graduation)."),
     final_grades: str = typer.Option("6,9,12", "--final-grades",
                                      help="Grades that end a school stage."),
     show: int = typer.Option(20, "--show", min=0, help="Examples shown per kind of change."),
@@ -136,6 +138,10 @@ def rollover_command(
     for line in result.diff.lines():
         out.print(line, markup=False, highlight=False)
     out.print("dry run: nothing was written" if dry_run else f"school year {year} started")
+    if result.graduated_accounts:  # they may no longer sign in: their apps are told now
+        from idp.cli_security import end_sessions
+
+        end_sessions(result.graduated_accounts, begun_before=time.time())
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -108,10 +108,15 @@ def _signing_out(login: str, action: Callable[..., Any]) -> tuple[Any, int, floa
 
 
 def _end_sessions(account_id: int, begun_before: float) -> None:
-    """End the account's SSO sessions at once and tell their apps, as the server does
-    (``idp.sessions.end_everywhere``), waiting for the deliveries and their retries within
-    the logout tokens' lifetime. Without the shared store the sessions are out of reach:
-    they end when next used (``Standing.allows``), their apps not told."""
+    end_sessions([account_id], begun_before)
+
+
+def end_sessions(account_ids: Sequence[int], begun_before: float) -> None:
+    """End the SSO sessions of ``account_ids`` begun before ``begun_before`` at once and
+    tell their apps, as the server does (``idp.sessions.end_everywhere``), waiting for the
+    deliveries and their retries within the logout tokens' lifetime. Without the shared
+    store the sessions are out of reach: they end when next used (``Standing.allows``),
+    their apps not told."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -124,7 +129,8 @@ def _end_sessions(account_id: int, begun_before: float) -> None:
         state = SimpleNamespace(settings=settings, db=database, store=store,
                                 keys=KeyRing(settings, database.sessions),
                                 clients=ClientRegistry(database.sessions))
-        ended = sessions.end_everywhere(state, account_id, begun_before=begun_before)
+        ended = sum(sessions.end_everywhere(state, account_id, begun_before=begun_before)
+                    for account_id in account_ids)
         left = backchannel_logout.drain(timeout=backchannel_logout.TOKEN_SECONDS)
     finally:
         store.close()

@@ -51,8 +51,13 @@ def test_promote_and_graduate(db: Database, school_year: Path) -> None:
     assert (dry.diff.counts["promoted"], dry.diff.counts["graduated"]) == (2, 3)
     assert _state(db, "R1") == ("active", False, ["3100000001-G1-2"])  # dry: nothing written
 
+    assert dry.graduated_accounts == ()
     result = _roll(db)
     assert result.diff.counts == dry.diff.counts
+    with db.session() as session:  # whose sessions `idp rollover` then ends (apps told)
+        assert result.graduated_accounts == tuple(sorted(
+            find_account(session, IdentifierKind.student_number, n).id
+            for n in ("R6", "R9", "R12")))
     assert _state(db, "R1") == ("active", False, ["3100000001-G2-2"])
     assert _state(db, "R7") == ("active", False, ["3100000003-G7-1"])
     for number in ("R6", "R9", "R12"):
@@ -69,7 +74,7 @@ def test_promote_and_graduate(db: Database, school_year: Path) -> None:
 def test_second_run_for_the_same_year_changes_nothing(db: Database, school_year: Path) -> None:
     _roll(db)
     again = _roll(db)
-    assert again.diff.empty
+    assert again.diff.empty and again.graduated_accounts == ()
     assert _state(db, "R1")[2] == ["3100000001-G2-2"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 
 from idp.oidc.backchannel_logout import drain
 from tests.idp import flow
@@ -518,10 +519,8 @@ def test_a_sessions_index_forgets_ended_sessions(client: TestClient, make_client
     assert store.members(index) == set()
 
 
-def test_cli_sign_out_tells_the_apps_through_the_shared_store(
-        client: TestClient, make_client, make_person, receiver, settings, tmp_path) -> None:
-    """``idp security sign-out`` in another process ends the server's sessions in the shared
-    Redis store and delivers the logout tokens itself before it exits."""
+def _cli(settings, store, tmp_path, *args: str):
+    """``idp *args`` in another process, on this test's database and shared Redis store."""
     import os
     import subprocess
     import sys
@@ -530,27 +529,61 @@ def test_cli_sign_out_tells_the_apps_through_the_shared_store(
 
     if not REDIS_URL:
         pytest.skip("needs IDP_TEST_REDIS_URL: the CLI reaches sessions through Redis")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY,
+           "IDP_DATABASE_URL": settings.database_url, "IDP_ISSUER": settings.issuer,
+           "IDP_REDIS_URL": REDIS_URL, "IDP_STORE_PREFIX": store._prefix}
+    return subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
 
+
+def test_cli_sign_out_tells_the_apps_through_the_shared_store(
+        client: TestClient, make_client, make_person, receiver, settings, tmp_path) -> None:
+    """``idp security sign-out`` in another process ends the server's sessions in the shared
+    Redis store and delivers the logout tokens itself before it exits."""
     base, received = receiver
     person = make_person("s20269985")
     registered = make_client(id_token_signed_response_alg="ES256",
                              backchannel_logout_uri=base + "/cli")
     _signed_in(client, registered, person)
     store = client.app.state.store
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY,
-           "IDP_DATABASE_URL": settings.database_url, "IDP_ISSUER": settings.issuer,
-           "IDP_REDIS_URL": REDIS_URL,
-           "IDP_STORE_PREFIX": store._prefix}
-    result = subprocess.run([sys.executable, "-m", "idp.cli", "security", "sign-out",
-                             "--login", "s20269985"], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = _cli(settings, store, tmp_path, "security", "sign-out", "--login", "s20269985")
     assert result.returncode == 0, result.stderr
     assert "ended 1 session(s)" in result.stderr
     assert [path for path, _, _ in received] == ["/cli"]  # delivered before the CLI exited
     _, claims = _claims(client, received[0][1]["logout_token"][0])
     assert claims["aud"] == registered.client_id
     assert store.members(f"sso-of:{person.account_id}") == set()
+
+
+def test_the_rollover_tells_the_apps_of_its_graduates(
+        client: TestClient, make_client, make_person, receiver, settings, db,
+        tmp_path) -> None:
+    """``idp rollover`` graduates a final-year pupil, who may then no longer sign in: the
+    pupil's sessions end at once and their apps are told."""
+    from datetime import date
+
+    from directory.models import Account, OrgKind, OrgUnit, Role
+    from directory.orgs import ensure_org_unit
+    from directory.people import affiliate
+
+    base, received = receiver
+    person = make_person("s20269986")
+    with db.session() as session:
+        school = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-SCHOOL"))
+        grade = ensure_org_unit(session, code="T-SCHOOL-G12", name="高三", kind=OrgKind.grade,
+                                parent=school)
+        final = ensure_org_unit(session, code="T-SCHOOL-G12-1", name="1班",
+                                kind=OrgKind.class_, parent=grade)
+        pupil = session.get(Account, person.account_id).person
+        affiliate(session, pupil, final, Role.student, date(2026, 9, 1))
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/graduated")
+    _signed_in(client, registered, person)
+    result = _cli(settings, client.app.state.store, tmp_path, "rollover", "--year", "2027")
+    assert result.returncode == 0, result.stderr
+    assert "graduated 1" in result.stdout and "ended 1 session(s)" in result.stderr
+    assert [path for path, _, _ in received] == ["/graduated"]
 
 
 @pytest.mark.parametrize("how", ["patch", "delete"])
