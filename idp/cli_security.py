@@ -88,7 +88,7 @@ def unlock(login: str = typer.Option(None, help="Any login identifier of the acc
 def _signing_out(login: str, action: Callable[..., Any]) -> tuple[Any, int, float]:
     """Run ``action(session, settings, store, account)``, which signs the account of
     ``login`` out everywhere, and commit: its result, the account's id and the instant it
-    was signed out (for ``_end_sessions``, once the result is shown)."""
+    was signed out (for ``end_sessions``, once the result is shown)."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -105,10 +105,6 @@ def _signing_out(login: str, action: Callable[..., Any]) -> tuple[Any, int, floa
         if store is not None:
             store.close()
         database.dispose()
-
-
-def _end_sessions(account_id: int, begun_before: float) -> None:
-    end_sessions([account_id], begun_before)
 
 
 def end_sessions(account_ids: Sequence[int], begun_before: float) -> None:
@@ -147,12 +143,12 @@ def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the a
               ) -> None:
     """Remove an account's authenticator apps and recovery codes (a lost or replaced
     phone); with --passkeys its passkeys too. Signs the account out everywhere."""
-    removed, *signed_out = _signing_out(login, lambda session, _settings, store, account:
-                                        reset.reset(session, store, account.id,
-                                                    passkeys=passkeys, actor=_actor()))
+    removed, account_id, signed_out = _signing_out(
+        login, lambda session, _settings, store, account: reset.reset(
+            session, store, account.id, passkeys=passkeys, actor=_actor()))
     print(f"removed {removed.authenticator_apps} authenticator app(s), "
           f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
-    _end_sessions(*signed_out)
+    end_sessions([account_id], signed_out)
 
 
 @security_app.command("reset-password")
@@ -162,21 +158,22 @@ def reset_password(login: str = typer.Option(..., help="Any login identifier of 
     next sign-in; signs it out everywhere and lifts its sign-in lock."""
     from idp import password_change
 
-    temporary, *signed_out = _signing_out(login, lambda session, settings, store, account:
-                                          password_change.reset(session, settings, store,
-                                                                account, actor=_actor()))
+    temporary, account_id, signed_out = _signing_out(
+        login, lambda session, settings, store, account: password_change.reset(
+            session, settings, store, account, actor=_actor()))
     print(temporary, flush=True)  # shown before the apps are told, which may take a while
-    _end_sessions(*signed_out)
+    end_sessions([account_id], signed_out)
 
 
 @security_app.command("sign-out")
 def sign_out(login: str = typer.Option(..., help="Any login identifier of the account.")) -> None:
     """Sign the account out everywhere: its SSO sessions and every token issued so far."""
 
-    _, *signed_out = _signing_out(login, lambda session, _settings, _store, account:
-                                  people.sign_out(session, account, actor=_actor()))
+    _, account_id, signed_out = _signing_out(
+        login, lambda session, _settings, _store, account: people.sign_out(
+            session, account, actor=_actor()))
     print("signed out everywhere", flush=True)
-    _end_sessions(*signed_out)
+    end_sessions([account_id], signed_out)
 
 
 @tokens_app.command("issue")

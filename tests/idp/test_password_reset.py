@@ -110,7 +110,13 @@ def test_admin_reset_ends_everything_and_the_next_sign_in_sets_a_new_password(
     assert "太容易被猜到" in _new_password(client, "Password1").text
     assert "至少需要 8 个字符" in _new_password(client, "short").text
     assert "不要沿用临时密码" in _new_password(client, temporary).text
+    from idp import sessions
+
+    store = client.app.state.store  # a session begun elsewhere meanwhile (a passkey): the
+    meanwhile, _ = sessions.start(store, account_id=pupil.account_id, sub=pupil.sub,  # new
+                                  amr=["hwk"], acr="urn:edu:acr:sfa")  # password ends it
     done = flow.follow(client, _new_password(client, "my own long password"))
+    assert store.get(sessions._key(meanwhile)) is None
     redirect = flow.Redirect(done.headers["location"])
     assert redirect.location.startswith(REDIRECT_URI) and redirect.params["state"] == "st-1"
     assert _id_token_claims(client, registered, redirect.params["code"])["sub"] == pupil.sub
