@@ -43,6 +43,7 @@ from directory.importer.diff import Diff
 from directory.importer.rows import FINAL_GRADE, GRADE_NAMES, class_code, grade_code
 from directory.importer.units import Unit, Units, create_units
 from directory.models import Account, Affiliation, OrgKind, OrgUnit, Person, PersonStatus, Role
+from directory.people import accounts_of
 
 CATEGORIES = ("promoted", "graduated", "disabled", "skipped")
 CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})$")
@@ -205,15 +206,6 @@ def rollover(database: Database, options: RolloverOptions) -> RolloverResult:
                      outcome="applied", target=f"school_year:{options.year}",
                      detail={"year": options.year, "grace_days": options.grace_days,
                              "final_grades": sorted(options.final_grades), **diff.counts})
-        accounts = _accounts_of(session, work.graduated_people)
+        accounts = accounts_of(session, work.graduated_people)
         session.commit()
     return RolloverResult(options.year, diff, accounts)
-
-
-def _accounts_of(session: Session, people: set[int]) -> tuple[int, ...]:
-    found: list[int] = []
-    ordered = sorted(people)
-    for start in range(0, len(ordered), BATCH):
-        found += session.scalars(select(Account.id).where(
-            Account.person_id.in_(ordered[start:start + BATCH])))
-    return tuple(sorted(found))

@@ -68,6 +68,10 @@ def import_command(
     finally:
         database.dispose()
     _report(result)
+    if result.left_accounts:  # they may no longer sign in: their apps are told now
+        from idp.cli_security import end_sessions
+
+        end_sessions(result.left_accounts, begun_before=time.time())
     if not result.ok:
         raise typer.Exit(1)
 

@@ -71,6 +71,7 @@ from directory.importer.lock import hold_import_lock
 from directory.importer.runs import ImportRun, RunStatus, previous_run
 from directory.importer.units import Units
 from directory.importer.workers import Checked, Checker, default_workers
+from directory.people import accounts_of
 
 CHUNK_SIZE = 5000
 SNAPSHOT_KINDS = (Kind.students, Kind.teachers)
@@ -108,6 +109,9 @@ class ImportResult:
     run_id: int | None = None
 
     skip_invalid: bool = False
+    # accounts whose person left (snapshot mode) and may no longer sign in: their sessions
+    # are to be ended now that the import is committed (``idp import`` does)
+    left_accounts: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -138,6 +142,8 @@ class Run:
     rows: int = 0
     previous_id: int | None = None  # an earlier run of the same bytes
     run_id: int | None = None
+    left_people: set[int] = field(default_factory=set)  # snapshot mode: they left
+    left_accounts: tuple[int, ...] = ()  # their accounts, once the run is applied
     seal_ahead: bool = True  # the last chunk was mostly new people
     reader: Session | None = None  # plans ahead of the writes (``plan_ahead``), if not None
     chunk_done: Callable[[], None] = lambda: None  # core.gc_policy's step, once per chunk
@@ -310,7 +316,8 @@ def _valid_rows(run: Run, checked: Checked) -> list:
 
 def deactivate_missing(run: Run) -> None:
     if run.options.snapshot:
-        snapshot.deactivate_missing(run.context, run.diff, write=run.writing)
+        run.left_people = snapshot.deactivate_missing(run.context, run.diff,
+                                                      write=run.writing)
 
 
 STEPS: list[Callable[[Run], None]] = [
@@ -351,7 +358,7 @@ def import_file(
     return ImportResult(
         path, run.kind, run.sha256, run.table.encoding, status, run.diff, run.rows,
         run.errors.count, errors_path if run.errors.count else None, run.columns.ignored,
-        run.previous_id, run.run_id, options.skip_invalid)
+        run.previous_id, run.run_id, options.skip_invalid, run.left_accounts)
 
 
 def _finish(run: Run) -> str:
@@ -364,6 +371,7 @@ def _finish(run: Run) -> str:
         status = RunStatus.rejected.value
     else:
         status = RunStatus.unchanged.value if run.diff.empty else RunStatus.applied.value
+        run.left_accounts = accounts_of(run.session, run.left_people)
     _record(run, status)
     run.session.commit()
     return status

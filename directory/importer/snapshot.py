@@ -3,10 +3,11 @@
 With ``--snapshot``, a student (or teacher) whose current affiliation is in a
 school the file mentions, but who is not in the file, has left: the
 affiliation is closed (``valid_to`` = the import date), and when no other
-current affiliation remains the person's status becomes ``left``. Nobody is
-deleted, and the account stays usable until ``idp rollover`` disables it after
-the grace period (someone moving between two schools imported separately must
-not be locked out in between). Rows that were invalid still count as present,
+current affiliation remains the person's status becomes ``left``: the person may
+no longer sign in (``directory.people.may_sign_in``), and ``idp import`` ends
+their sessions once the import is committed. Nobody is deleted: a later import
+that places the person again reactivates them, and ``idp rollover`` disables the
+account after the grace period. Rows that were invalid still count as present,
 so a typo never deactivates anyone. Schools the file does not mention are not
 touched. Snapshot mode applies to students and teachers only.
 """
@@ -67,8 +68,10 @@ def _members(context: Context, school_path: str) -> Iterator[list[Member]]:
         last = batch[-1].affiliation_id
 
 
-def deactivate_missing(context: Context, diff: Diff, *, write: bool) -> None:
-    """Close the affiliations of people missing from the file, in every covered school."""
+def deactivate_missing(context: Context, diff: Diff, *, write: bool) -> set[int]:
+    """Close the affiliations of people missing from the file, in every covered school;
+    the people who have left (no current affiliation remains), when ``write``."""
+    left: set[int] = set()
     for code in sorted(context.covered_schools):
         school = context.units.get(code)
         if school is None or not school.path:
@@ -80,10 +83,11 @@ def deactivate_missing(context: Context, diff: Diff, *, write: bool) -> None:
                 diff.add(Change.deactivated, f"{member.number} {mask_name(member.name)}: "
                          f"left {member.unit_code}")
             if write and missing:
-                _close(context, missing)
+                left.update(_close(context, missing))
+    return left
 
 
-def _close(context: Context, missing: list[Member]) -> None:
+def _close(context: Context, missing: list[Member]) -> list[int]:
     session = context.session
     closing = {m.affiliation_id for m in missing}
     session.execute(update(Affiliation), [{"id": aid, "valid_to": context.today}
@@ -95,3 +99,4 @@ def _close(context: Context, missing: list[Member]) -> None:
     if gone:
         session.execute(update(Person), [{"id": pid, "status": PersonStatus.left.value}
                                          for pid in gone])
+    return gone

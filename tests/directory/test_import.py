@@ -182,14 +182,17 @@ def test_snapshot_deactivates_people_missing_from_covered_schools(
     only_s001 = (STUDENT_HEADER, [STUDENTS[1][0]])
     dry = run(db, settings, write(city / "snap.csv", only_s001), snapshot=True, dry_run=True)
     assert dry.diff.counts["deactivated"] == 1  # S002 left school 1; S003 (school 2) untouched
+    assert dry.left_accounts == ()  # nothing written: nobody's sessions to end
     result = run(db, settings, city / "snap.csv", snapshot=True)
     assert result.diff.counts["deactivated"] == 1 and result.status == "applied"
     with db.session() as session:
         s002 = find_account(session, *_kind("S002"))
         assert s002.person.status == "left" and not s002.disabled  # never deleted
+        assert result.left_accounts == (s002.id,)  # for ``idp import`` to end its sessions
         assert find_account(session, *_kind("S003")).person.status == "active"
     assert _current(db, "S002") == []
-    assert run(db, settings, city / "snap.csv", snapshot=True).status == "unchanged"
+    again = run(db, settings, city / "snap.csv", snapshot=True)
+    assert again.status == "unchanged" and again.left_accounts == ()
     back = run(db, settings, city / "students.csv")  # S002 returns: reactivated
     assert back.diff.counts["moved"] == 1
     with db.session() as session:

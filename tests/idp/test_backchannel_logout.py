@@ -586,6 +586,49 @@ def test_the_rollover_tells_the_apps_of_its_graduates(
     assert [path for path, _, _ in received] == ["/graduated"]
 
 
+def test_a_snapshot_import_tells_the_apps_of_those_who_left(
+        client: TestClient, make_client, make_person, receiver, settings, db,
+        tmp_path) -> None:
+    """``idp import --snapshot`` finds a pupil missing from the school's file: the pupil
+    has left and may no longer sign in, so the pupil's sessions end at once and their
+    apps are told; a pupil in the file keeps signing in."""
+    from datetime import date
+
+    from directory.models import Account, Affiliation, OrgUnit, Role
+    from directory.people import affiliate
+    from tests.directory.cityfiles import CLASSES, SCHOOLS, STUDENT_HEADER, run, student, write
+
+    base, received = receiver
+    run(db, settings, write(tmp_path / "schools.csv", SCHOOLS))
+    run(db, settings, write(tmp_path / "classes.csv", CLASSES))
+    leaving, staying = make_person("s20269987"), make_person("s20269988", name="钱同学")
+    with db.session() as session:  # both move into an imported school's class
+        klass = session.scalar(select(OrgUnit).where(OrgUnit.code == "3100000001-G1-1"))
+        for who in (leaving, staying):
+            pupil = session.get(Account, who.account_id).person
+            for placement in session.scalars(select(Affiliation).where(
+                    Affiliation.person_id == pupil.id)):
+                placement.valid_to = date(2026, 9, 1)
+            affiliate(session, pupil, klass, Role.student, date(2026, 9, 1))
+    registered = make_client(id_token_signed_response_alg="ES256",
+                             backchannel_logout_uri=base + "/left")
+    _signed_in(client, registered, leaving)
+    other = TestClient(client.app)
+    _signed_in(other, registered, staying)
+    snapshot = write(tmp_path / "snapshot.csv", (STUDENT_HEADER, [
+        student("s20269988", "钱同学", seq=8)]))
+    result = _cli(settings, client.app.state.store, tmp_path, "import", str(snapshot),
+                  "--snapshot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ended 1 session(s)" in result.stderr
+    assert [path for path, _, _ in received] == ["/left"]
+    _, claims = _claims(client, received[0][1]["logout_token"][0])
+    assert claims["sub"] == leaving.sub
+    store = client.app.state.store
+    assert store.members(f"sso-of:{leaving.account_id}") == set()
+    assert len(store.members(f"sso-of:{staying.account_id}")) == 1
+
+
 @pytest.mark.parametrize("how", ["patch", "delete"])
 def test_a_scim_deactivation_ends_the_sessions_and_tells_the_apps(
         client: TestClient, make_client, make_person, receiver, db, settings, how) -> None:
