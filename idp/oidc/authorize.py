@@ -589,7 +589,8 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
 # -- the endpoint -----------------------------------------------------------------------
 
 
-@router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"], summary="Authorization endpoint")
+@router.get(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_get")
+@router.post(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_post")
 async def authorize(request: Request) -> Response:
     params, repeated = await read_params(request)
     client = trusted_client(request, params, repeated)

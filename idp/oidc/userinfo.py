@@ -46,7 +46,8 @@ async def _token_from(request: Request) -> tuple[str | None, str | None]:
     return (found[0] if found else None), None
 
 
-@router.api_route("/oauth2/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
+@router.get("/oauth2/userinfo", summary="UserInfo endpoint", operation_id="userinfo_get")
+@router.post("/oauth2/userinfo", summary="UserInfo endpoint", operation_id="userinfo_post")
 async def userinfo(request: Request) -> Response:
     cors.share_publicly(request)  # until the client is known: only an error
     token, problem = await _token_from(request)
