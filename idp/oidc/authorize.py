@@ -546,7 +546,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             "unmet_authentication_requirements", "no requested acr value can be met"))
     if interaction_id and request.app.state.store.take(f"ia:{interaction_id}") is None:
         raise sessions.sign_in_expired()  # another request of this browser answered it
-    return answer(request, req, interaction_id, _issue_code(request, client, req, loaded, acr))
+    return answer(request, req, interaction_id, _issue_code(request, client, req, loaded, acr),
+                  taken=True)
 
 
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,
@@ -574,10 +575,11 @@ def _unproven(client: ClientMetadata, req: AuthorizationRequest) -> bool:
 
 
 def answer(request: Request, req: AuthorizationRequest, interaction_id: str | None,
-           outcome: dict[str, str] | OAuthError) -> Response:
+           outcome: dict[str, str] | OAuthError, *, taken: bool = False) -> Response:
     """The request's final answer to the app (a code or an error): the interaction is over,
-    so it is deleted and cannot be resumed again."""
-    if interaction_id:
+    so it is deleted (unless already ``taken`` from the store) and cannot be resumed
+    again."""
+    if interaction_id and not taken:
         request.app.state.store.delete(f"ia:{interaction_id}")
     params = outcome.params() if isinstance(outcome, OAuthError) else outcome
     response = respond(request, req, params)
