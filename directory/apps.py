@@ -28,6 +28,7 @@ from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.web.middleware import csp_source
+from directory.sectors import check_pairwise, sector_of
 
 
 class AppStatus(StrEnum):
@@ -51,7 +52,6 @@ RESERVED_MEMBERS = frozenset({
     "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
     "client_id_issued_at", "registration_access_token", "registration_client_uri",
     "client_name", "status", "first_party", "has_client_secret"})
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type")
@@ -108,6 +108,7 @@ class ClientMetadata:
     scope: str = "openid profile"
     jwks: dict[str, Any] | None = None
     subject_type: str = "public"
+    sector_identifier_uri: str | None = None  # pairwise: the sector is its host
     # RFC 7662 2.1: a protected resource (an API, a gateway) may introspect the access
     # tokens of every app; any other client only its own tokens.
     protected_resource: bool = False
@@ -129,7 +130,7 @@ class ClientMetadata:
 
     @property
     def sector(self) -> str | None:
-        return sector_of(self.subject_type, self.redirect_uris)
+        return sector_of(self.subject_type, self.redirect_uris, self.sector_identifier_uri)
 
     def to_public_dict(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_name": self.name,
@@ -161,23 +162,6 @@ def check_secret(settings: Settings, client: ClientMetadata, secret: str) -> boo
     if not client.client_secret_mac or len(secret) > 512:
         return False
     return hmac.compare_digest(client.client_secret_mac, secret_mac(settings, secret))
-
-
-def sector_of(subject_type: str, redirect_uris: Any) -> str | None:
-    """The pairwise subjects' sector (OIDC Core 8.1), ``None`` for public subjects."""
-    if subject_type != "pairwise":
-        return None
-    return next(iter(sectors_of(redirect_uris)), None)
-
-
-def sectors_of(redirect_uris: Any) -> set[str]:
-    """OIDC Core 8.1: the hosts of the redirect URIs (a native app's URI scheme when it
-    has no host)."""
-    found = set()
-    for uri in redirect_uris:
-        parts = urlsplit(uri)
-        found.add((parts.hostname or parts.scheme).lower())
-    return found
 
 
 def _check_uri_text(member: str, uri: str) -> None:
@@ -293,16 +277,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(ASSERTION_ALGS)}")
     if set(data.get("response_types", ["code"])) != {"code"}:
         raise ValueError("response_types: only code is supported")
-    if data.get("subject_type", "public") not in ("public", "pairwise"):
-        raise ValueError("subject_type must be public or pairwise")
-    if data.get("subject_type") == "pairwise":
-        sectors = sectors_of(data.get("redirect_uris", []))
-        if len(sectors) != 1:
-            raise ValueError("subject_type pairwise needs redirect_uris that all share one "
-                             "host (sector_identifier_uri is not supported)")
-        if sectors & LOOPBACK_HOSTS:  # every native app on a loopback port would share it
-            raise ValueError("subject_type pairwise needs a host of the app's own, not "
-                             "127.0.0.1, [::1] or localhost")
+    check_pairwise(data)
     unsupported = sorted(k for k in UNSUPPORTED_METADATA if data.get(k))  # false/[]: fine
     if unsupported:  # accepted silently, the app would believe it had them
         raise ValueError(f"not supported: {', '.join(unsupported)}")
@@ -316,7 +291,7 @@ UNSUPPORTED_METADATA = frozenset({
     "userinfo_encrypted_response_enc", "id_token_encrypted_response_alg",
     "id_token_encrypted_response_enc", "request_object_signing_alg",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
-    "sector_identifier_uri", "authorization_signed_response_alg",
+    "authorization_signed_response_alg",
     "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens"})
 
 

@@ -2,8 +2,9 @@
 
 - ``public``: ``Account.sub``, one opaque random id per account, the same for every app.
 - ``pairwise`` (an app registered with ``subject_type: pairwise``; privacy for minors):
-  one random id per *sector* (the host all the app's redirect URIs share, or a native
-  app's URI scheme) and account, made at the first sign-in and kept for good in
+  one random id per *sector* (``directory.sectors``: the host all the app's redirect URIs
+  share, a native app's URI scheme, or the host of its ``sector_identifier_uri``) and
+  account, made at the first sign-in and kept for good in
   ``pairwise_subject``, so apps of different sectors cannot match their users with each
   other. It is random, not derived from a key: it survives a master-key change, and only
   this table links it to the account. Pairwise ids start with ``PAIRWISE_PREFIX``, so a

@@ -37,10 +37,10 @@ from directory.apps import (
     metadata_of,
     new_secret,
     register_app,
-    sector_of,
     validate_metadata,
 )
 from directory.models import OrgUnit
+from directory.sectors import check_sector_identifier, sector_of
 from idp.cli_directory import _actor, _fail
 
 apps_app = typer.Typer(no_args_is_help=True, help="School applications (OIDC clients).")
@@ -69,9 +69,11 @@ def _flags(redirect_uri: list[str], post_logout_redirect_uri: list[str],
 
 
 def _checked_app(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Registration's checks, and one the CLI adds: an app signs people in somewhere."""
+    """Registration's checks (with the sector identifier's document, fetched), and one the
+    CLI adds: an app signs people in somewhere."""
     try:
         validate_metadata(metadata)
+        check_sector_identifier(metadata)  # fetches the document: only once the rest is fine
     except (ValueError, TypeError) as exc:
         raise _fail(f"metadata: {exc}") from None
     grants = metadata.get("grant_types", ["authorization_code", "refresh_token"])
@@ -197,7 +199,8 @@ def apps_update(client_id: str = typer.Argument(...),
             if data.get("token_endpoint_auth_method", "client_secret_basic") != old_method:
                 raise _fail("the client authentication method cannot change; register a new "
                             "app")
-            after = sector_of(data.get("subject_type", "public"), data.get("redirect_uris", []))
+            after = sector_of(data.get("subject_type", "public"), data.get("redirect_uris", []),
+                              data.get("sector_identifier_uri"))
             if metadata_of(app).sector != after:  # OIDC Core 12.2: sub never changes
                 raise _fail("a pairwise app's subject_type or redirect host cannot change: "
                             "everyone would get a new sub; register a new app")

@@ -144,3 +144,63 @@ def test_a_pairwise_apps_sector_cannot_change(env, tmp_path: Path) -> None:
                                                   "https://a.example.cn/cb2"],
                                 "subject_type": "pairwise"}))
     assert idp("apps", "update", client_id, "--metadata", str(file), env=env).returncode == 0
+
+
+SECTOR = "https://sso.vendor.example.cn/sector.json"
+WWW, MOBILE = "https://www.vendor.example.cn/cb", "https://m.vendor.example.cn/cb"
+
+
+def test_a_sector_identifier_document_is_read_at_registration(
+        env, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``idp apps register`` and ``update`` read the ``sector_identifier_uri`` document
+    (``directory.sectors.fetch_redirect_uris``, tested against a real HTTPS server in
+    tests/directory/test_sectors.py; here in this process, so that it can be stood in for)
+    and refuse a redirect URI it does not list, or a new sector."""
+    import typer
+
+    from idp import cli_apps
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    documents = {SECTOR: [WWW, MOBILE], "https://other.example.cn/s.json": [WWW, MOBILE]}
+    monkeypatch.setattr("directory.sectors.fetch_redirect_uris", lambda uri: documents[uri])
+    file = tmp_path / "app.json"
+    metadata = {"redirect_uris": [WWW, MOBILE], "subject_type": "pairwise",
+                "sector_identifier_uri": SECTOR}
+    file.write_text(json.dumps(metadata))
+    cli_apps.apps_register(name="Vendor", metadata=file, redirect_uri=[],
+                           post_logout_redirect_uri=[], grant_type=[], auth_method=None,
+                           id_token_alg=None, scope=None, org=None, first_party=False,
+                           client_id="vendor")
+    assert _printed(capsys.readouterr().out)["client_id"] == "vendor"
+    cli_apps.apps_show(client_id="vendor")
+    assert json.loads(capsys.readouterr().out)["sector_identifier_uri"] == SECTOR
+    for changed, message in (
+            ({**metadata, "redirect_uris": [WWW, "https://new.vendor.example.cn/cb"]},
+             "does not list the redirect URI https://new.vendor.example.cn/cb"),
+            ({**metadata, "sector_identifier_uri": "https://other.example.cn/s.json"},
+             "cannot change")):
+        file.write_text(json.dumps(changed))
+        with pytest.raises(typer.Exit):
+            cli_apps.apps_update(client_id="vendor", metadata=file)
+        assert message in capsys.readouterr().err
+    documents[SECTOR].append("https://new.vendor.example.cn/cb")  # the vendor lists it
+    file.write_text(json.dumps({**metadata, "redirect_uris": [
+        WWW, MOBILE, "https://new.vendor.example.cn/cb"]}))
+    cli_apps.apps_update(client_id="vendor", metadata=file)
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"redirect_uris": [WWW, MOBILE], "subject_type": "pairwise",
+      "sector_identifier_uri": "https://sector.invalid/s.json"},
+     "sector_identifier_uri could not be read (ConnectError)"),
+    ({"redirect_uris": [WWW, MOBILE], "subject_type": "pairwise",
+      "sector_identifier_uri": "http://sso.vendor.example.cn/s.json"}, "must be an https URL"),
+])
+def test_a_sector_identifier_that_cannot_be_used_is_one_line(env, tmp_path: Path, metadata,
+                                                             message: str) -> None:
+    file = tmp_path / "app.json"
+    file.write_text(json.dumps(metadata))
+    result = idp("apps", "register", "--name", "x", "--metadata", str(file), env=env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

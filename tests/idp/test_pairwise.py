@@ -56,6 +56,27 @@ def test_each_sector_sees_its_own_stable_sub(client: TestClient, make_client,
     assert _sub(client, public_tokens["id_token"]) == person.sub
 
 
+def test_a_sector_identifier_joins_hosts_into_one_sector(client: TestClient, make_client,
+                                                          make_person) -> None:
+    """An app on two hosts with a ``sector_identifier_uri`` (its document, fetched at
+    registration by ``idp apps``, lists both): one id, whichever host the code went to; a
+    second app naming the same document shares it; the host alone is another sector."""
+    sector = "https://sso.vendor.example.cn/sector.json"
+    www, mobile = "https://www.vendor.example.cn/cb", "https://m.vendor.example.cn/cb"
+    person = make_person()
+    vendor = make_client(subject_type="pairwise", redirect_uris=[www, mobile],
+                         sector_identifier_uri=sector)
+    sibling = make_client(subject_type="pairwise", redirect_uris=[www],
+                          sector_identifier_uri=sector)
+    alone = _pairwise_client(make_client, www)
+    first = _sub(client, _tokens(client, vendor, person, www)["id_token"])
+    assert first.startswith("pw-")
+    assert _sub(client, _tokens(client, vendor, person, mobile)["id_token"]) == first
+    assert _sub(client, _tokens(client, sibling, person, www)["id_token"]) == first
+    assert _sub(client, _tokens(client, alone, person, www)["id_token"]) not in (
+        first, person.sub)
+
+
 def test_userinfo_introspection_and_refresh_speak_the_apps_sub(
         client: TestClient, make_client, make_person, db) -> None:
     person = make_person()

@@ -222,7 +222,7 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
 def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
                                                       message: str) -> None:
     """Stored and ignored, the app would believe it had signed UserInfo or encrypted ID
-    tokens; pairwise subjects need one sector (no sector_identifier_uri)."""
+    tokens; pairwise subjects need one sector."""
     with pytest.raises(ValueError, match=message):
         make_client(**metadata)
 

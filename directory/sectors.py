@@ -1,0 +1,115 @@
+"""The sector of an app's pairwise subjects (OpenID Connect Core 8.1).
+
+A pairwise app knows each person by an id of its *sector* (``directory.subjects``):
+
+- the one host all its ``redirect_uris`` share (a native app's URI scheme when it has no
+  host), or
+- the host of its ``sector_identifier_uri``: an ``https`` URL of a JSON array of URIs that
+  must list every redirect URI the app registers. An app with redirect URIs on several hosts
+  (``www.`` and ``m.`` of one school system, say) needs one; several apps of one vendor may
+  share one, and so share the ids. The document is fetched when the app is registered or
+  updated (``check_sector_identifier``; ``idp apps`` does), never when people sign in.
+
+Loopback hosts are refused as a sector: every native app on a loopback port would share it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+DOCUMENT_LIMIT = 64 * 1024  # bytes: a list of redirect URIs, not a download
+FETCH_SECONDS = 5.0
+
+
+def sector_of(subject_type: str, redirect_uris: Any,
+              sector_identifier_uri: str | None = None) -> str | None:
+    """The pairwise subjects' sector, ``None`` for public subjects."""
+    if subject_type != "pairwise":
+        return None
+    if sector_identifier_uri:
+        return (urlsplit(sector_identifier_uri).hostname or "").lower()
+    return next(iter(sectors_of(redirect_uris)), None)
+
+
+def sectors_of(redirect_uris: Any) -> set[str]:
+    """The hosts of the redirect URIs (a native app's URI scheme when it has no host)."""
+    found = set()
+    for uri in redirect_uris:
+        parts = urlsplit(uri)
+        found.add((parts.hostname or parts.scheme).lower())
+    return found
+
+
+def check_pairwise(data: dict[str, Any]) -> None:
+    """Registration's rules for ``subject_type`` and ``sector_identifier_uri`` (the
+    document's content is ``check_sector_identifier``'s)."""
+    if data.get("subject_type", "public") not in ("public", "pairwise"):
+        raise ValueError("subject_type must be public or pairwise")
+    uri = data.get("sector_identifier_uri")
+    if uri is not None:
+        _check_sector_uri(uri)
+        if data.get("subject_type") != "pairwise":  # it would be stored and never used
+            raise ValueError("sector_identifier_uri is for subject_type pairwise")
+    if data.get("subject_type") != "pairwise":
+        return
+    if uri is None and len(sectors_of(data.get("redirect_uris", []))) != 1:
+        raise ValueError("subject_type pairwise needs redirect_uris that all share one host, "
+                         "or a sector_identifier_uri that lists them")
+    if sector_of("pairwise", data.get("redirect_uris", []), uri) in LOOPBACK_HOSTS:
+        raise ValueError("subject_type pairwise needs a host of the app's own, not "
+                         "127.0.0.1, [::1] or localhost")
+
+
+def _check_sector_uri(uri: Any) -> None:
+    member = "sector_identifier_uri"
+    if not isinstance(uri, str) or len(uri) > 2000 or any(
+            ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
+        raise ValueError(f"{member} must be an https URL")
+    parts = urlsplit(uri)
+    if parts.scheme != "https" or not parts.hostname or parts.fragment or parts.username:
+        raise ValueError(f"{member} must be an https URL without user info or fragment")
+
+
+def fetch_redirect_uris(uri: str) -> list[str]:
+    """The JSON array of URIs at ``uri``: answered 200 within ``FETCH_SECONDS``, at most
+    ``DOCUMENT_LIMIT`` bytes, no redirect followed; ValueError says what went wrong."""
+    import httpx
+
+    try:
+        with httpx.stream("GET", uri, timeout=FETCH_SECONDS, follow_redirects=False,
+                          headers={"accept": "application/json"}) as answer:
+            if answer.status_code != 200:
+                raise ValueError(f"sector_identifier_uri answered HTTP {answer.status_code}")
+            body = b""
+            for chunk in answer.iter_bytes():
+                body += chunk
+                if len(body) > DOCUMENT_LIMIT:
+                    raise ValueError("sector_identifier_uri: the document is larger than "
+                                     f"{DOCUMENT_LIMIT // 1024} KiB")
+    except httpx.HTTPError as exc:
+        raise ValueError(f"sector_identifier_uri could not be read "
+                         f"({exc.__class__.__name__})") from None
+    try:
+        listed = json.loads(body)
+    except (ValueError, RecursionError):
+        listed = None
+    if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
+        raise ValueError("sector_identifier_uri must answer a JSON array of URIs")
+    return listed
+
+
+def check_sector_identifier(data: dict[str, Any],
+                            fetch: Callable[[str], list[str]] | None = None) -> None:
+    """OIDC Core 8.1: every registered redirect URI must be in the sector identifier's
+    document (when the app has one); ``fetch`` reads it (``fetch_redirect_uris``)."""
+    uri = data.get("sector_identifier_uri")
+    if not uri or data.get("subject_type") != "pairwise":
+        return
+    listed = set((fetch or fetch_redirect_uris)(uri))
+    missing = [u for u in data.get("redirect_uris", []) if u not in listed]
+    if missing:
+        raise ValueError(f"sector_identifier_uri does not list the redirect URI {missing[0]}")
