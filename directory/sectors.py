@@ -15,12 +15,12 @@ Loopback hosts are refused as a sector: every native app on a loopback port woul
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DOCUMENT_LIMIT = 64 * 1024  # bytes: a list of redirect URIs, not a download
 FETCH_SECONDS = 5.0
 
@@ -59,9 +59,21 @@ def check_pairwise(data: dict[str, Any]) -> None:
     if uri is None and len(sectors_of(data.get("redirect_uris", []))) != 1:
         raise ValueError("subject_type pairwise needs redirect_uris that all share one host, "
                          "or a sector_identifier_uri that lists them")
-    if sector_of("pairwise", data.get("redirect_uris", []), uri) in LOOPBACK_HOSTS:
+    if _is_loopback(sector_of("pairwise", data.get("redirect_uris", []), uri) or ""):
         raise ValueError("subject_type pairwise needs a host of the app's own, not "
                          "127.0.0.1, [::1] or localhost")
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` and its subdomains (RFC 6761), and any loopback or unspecified
+    address (all of 127.0.0.0/8, not only 127.0.0.1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _check_sector_uri(uri: Any) -> None:

@@ -50,6 +50,11 @@ def test_a_sector_identifier_lets_one_app_use_several_hosts() -> None:
     (_pairwise(sector_identifier_uri="https://sso.vendor.example.cn/ s"), "https URL"),
     (_pairwise(sector_identifier_uri=5), "https URL"),
     (_pairwise(sector_identifier_uri="https://localhost/s.json"), "not 127.0.0.1"),
+    (_pairwise(sector_identifier_uri="https://127.0.0.2/s.json"), "not 127.0.0.1"),
+    (_pairwise(sector_identifier_uri="https://[::1]/s.json"), "not 127.0.0.1"),
+    (_pairwise(sector_identifier_uri="https://app.localhost/s.json"), "not 127.0.0.1"),
+    (_pairwise(redirect_uris=["https://127.9.9.9/cb"]), "not 127.0.0.1"),
+    (_pairwise(redirect_uris=["http://0.0.0.0:8080/cb"]), "not 127.0.0.1"),
     ({"redirect_uris": [WWW], "sector_identifier_uri": SECTOR}, "for subject_type pairwise"),
 ])
 def test_bad_sector_metadata_is_refused(metadata: dict, message: str) -> None:
