@@ -40,7 +40,8 @@ def _comma_list(value: object) -> object:
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 
-_NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS"}
+_NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS",
+                 "IDP_FUZZ_EXAMPLES", "IDP_FUZZ_SEED"}  # read by the tests, not the service
 
 
 class ConfigError(Exception):

@@ -202,8 +202,9 @@ def apps_update(client_id: str = typer.Argument(...),
             after = sector_of(data.get("subject_type", "public"), data.get("redirect_uris", []),
                               data.get("sector_identifier_uri"))
             if metadata_of(app).sector != after:  # OIDC Core 12.2: sub never changes
-                raise _fail("a pairwise app's subject_type or redirect host cannot change: "
-                            "everyone would get a new sub; register a new app")
+                raise _fail("a pairwise app's subject_type or sector (its redirect host, or "
+                            "its sector_identifier_uri's host) cannot change: everyone would "
+                            "get a new sub; register a new app")
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
                    target=f"app:{client_id}")

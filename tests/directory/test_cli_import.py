@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_MASTER_KEY
-from tests.directory.cityfiles import SCHOOLS, STUDENTS, write
+from tests.directory.cityfiles import CLASSES, SCHOOLS, STUDENT_HEADER, STUDENTS, write
 from tests.idp.test_cli import idp
 
 
@@ -58,3 +58,23 @@ def test_rollover_command(env: dict[str, str]) -> None:
     assert dry.returncode == 0 and "promoted 0" in dry.stdout
     bad = idp("rollover", "--year", "2027", "--final-grades", "six", env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --final-grades")
+
+
+def test_a_snapshot_says_how_the_sessions_of_those_who_left_end(env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    """The import is committed before the sessions are ended: without the shared store, or
+    with a Redis that does not answer, it says they end when next used, and succeeds."""
+    for table in (SCHOOLS, CLASSES, STUDENTS):
+        assert idp("import", str(write(tmp_path / "t.csv", table)), env=env).returncode == 0
+    snapshot = write(tmp_path / "snapshot.csv", (STUDENT_HEADER, [STUDENTS[1][0]]))
+    unreachable = idp("import", str(snapshot), "--snapshot",
+                      env={**env, "IDP_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert "deactivated 1" in unreachable.stdout
+    assert "the sessions end when next used: IDP_REDIS_URL: Redis is unreachable" in (
+        unreachable.stderr)
+    back = idp("import", str(write(tmp_path / "all.csv", STUDENTS)), env=env)
+    assert back.returncode == 0 and "moved 1" in back.stdout  # S002 placed again
+    alone = idp("import", str(snapshot), "--snapshot", env=env)
+    assert alone.returncode == 0 and "the sessions end when next used (without IDP_REDIS_URL" \
+        in alone.stderr

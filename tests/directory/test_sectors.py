@@ -9,6 +9,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,8 @@ DOCUMENTS: dict[str, tuple[int, bytes]] = {
     "/big": (200, json.dumps(["https://a.example.cn/" + "x" * 100] * 1000).encode()),
     "/gone": (404, b"not here"),
     "/moved": (302, b""),
+    "/gzip": (200, b"\x1f\x8b"),  # sent with content-encoding: gzip
+    "/drip": (200, json.dumps([WWW]).encode()),  # one byte at a time, slowly
 }
 
 
@@ -97,9 +100,16 @@ class _Documents(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         if status == 302:
             self.send_header("location", "/ok")
+        if self.path == "/gzip":
+            self.send_header("content-encoding", "gzip")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        for at in range(len(body)) if self.path == "/drip" else ():
+            self.wfile.write(body[at:at + 1])
+            self.wfile.flush()
+            time.sleep(0.1)  # each read well within the timeout, the whole far beyond
+        if self.path != "/drip":
+            self.wfile.write(body)
 
     def log_message(self, *_args) -> None:
         pass
@@ -154,6 +164,7 @@ def test_the_document_is_read_over_https(https_base: str) -> None:
     ("/object", "JSON array of URIs"), ("/numbers", "JSON array of URIs"),
     ("/deep", "JSON array of URIs"), ("/big", f"larger than {DOCUMENT_LIMIT // 1024} KiB"),
     ("/gone", "answered HTTP 404"), ("/moved", "answered HTTP 302"),
+    ("/gzip", "without content coding"),
 ])
 def test_a_bad_document_is_a_clear_error(https_base: str, path: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -164,3 +175,20 @@ def test_an_untrusted_certificate_is_refused(https_base: str, monkeypatch) -> No
     monkeypatch.delenv("SSL_CERT_FILE")
     with pytest.raises(ValueError, match=r"could not be read \(ConnectError\)"):
         fetch_redirect_uris(https_base + "/ok")
+
+
+def test_a_server_that_drips_is_given_up_on(https_base: str, monkeypatch) -> None:
+    """The limit is for the whole fetch, not for each read."""
+    monkeypatch.setattr("directory.sectors.FETCH_SECONDS", 0.5)
+    began = time.monotonic()
+    with pytest.raises(ValueError, match=r"did not answer within 0\.5 s"):
+        fetch_redirect_uris(https_base + "/drip")
+    assert time.monotonic() - began < 2
+
+
+def test_an_empty_sector_identifier_is_none() -> None:
+    """``""`` or ``null``, as an app stored before the member existed might hold: as if
+    absent, so ``idp apps update`` with what ``apps show`` printed still works."""
+    validate_metadata(_pairwise(redirect_uris=[WWW], sector_identifier_uri=""))
+    validate_metadata({"redirect_uris": [WWW], "sector_identifier_uri": None})
+    assert sector_of("pairwise", [WWW], "") == "www.vendor.example.cn"

@@ -156,10 +156,14 @@ def test_a_sector_identifier_document_is_read_at_registration(
     (``directory.sectors.fetch_redirect_uris``, tested against a real HTTPS server in
     tests/directory/test_sectors.py; here in this process, so that it can be stood in for)
     and refuse a redirect URI it does not list, or a new sector."""
+    import os
+
     import typer
 
     from idp import cli_apps
 
+    for name in [n for n in os.environ if n.startswith("IDP_")]:  # as ``idp()`` does
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     documents = {SECTOR: [WWW, MOBILE], "https://other.example.cn/s.json": [WWW, MOBILE]}
@@ -201,6 +205,9 @@ def test_a_sector_identifier_that_cannot_be_used_is_one_line(env, tmp_path: Path
                                                              message: str) -> None:
     file = tmp_path / "app.json"
     file.write_text(json.dumps(metadata))
-    result = idp("apps", "register", "--name", "x", "--metadata", str(file), env=env)
+    direct = {"NO_PROXY": "*", **{name: "" for name in (  # the error is ours, not a proxy's
+        "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")}}
+    result = idp("apps", "register", "--name", "x", "--metadata", str(file),
+                 env={**env, **direct})
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

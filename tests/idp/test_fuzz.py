@@ -103,10 +103,11 @@ def _routes(app) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _bases(real: dict[str, str]) -> dict[str, dict[str, str]]:
+def _bases(real: dict[str, str], fresh: dict[str, str]) -> dict[str, dict[str, str]]:
     """A valid request per protocol route, for the drawn parameters to change: without it
     random names almost never get past the first check (an unknown client) to the deeper
-    ones (``max_age``, ``claims``, PKCE, a token's grant)."""
+    ones (``max_age``, ``claims``, PKCE, a token's grant). ``fresh``: tokens minted for
+    this route (an earlier route may have revoked or signed out the others)."""
     return {
         "/oauth2/authorize": {
             "response_type": "code", "client_id": real["client_id"],
@@ -114,30 +115,49 @@ def _bases(real: dict[str, str]) -> dict[str, dict[str, str]]:
             "nonce": "n", "code_challenge": flow.pkce_pair()[1],
             "code_challenge_method": "S256"},
         "/oauth2/token": {"grant_type": "client_credentials", "scope": "api.read"},
-        "/oauth2/introspect": {"token": real["access_token"]},
-        "/oauth2/revoke": {"token": real["access_token"], "token_type_hint": "access_token"},
-        "/oauth2/userinfo": {"access_token": real["access_token"]},
+        "/oauth2/introspect": {"token": fresh["access_token"]},
+        "/oauth2/revoke": {"token": fresh["access_token"], "token_type_hint": "access_token"},
+        "/oauth2/userinfo": {},  # the token goes in the header (``BEARER``)
         "/oauth2/logout": {"id_token_hint": real["id_token"], "client_id": real["client_id"],
                            "post_logout_redirect_uri": REDIRECT_URI, "state": "s"},
         "/login": {"login": real["login"], "password": real["password"]},
     }
 
 
+BEARER = {"/oauth2/userinfo"}  # routes whose valid request carries an access token header
+
+
 @pytest.fixture
 def world(client: TestClient, make_client, make_person):
     """A registered app; a person signed in to it in ``client``, with the tokens it got;
-    the page's CSRF token."""
+    the page's CSRF token; and ``mint``, which gives fresh tokens of the same app for
+    another person in another browser, from an offline refresh token: nothing the fuzzing
+    does in ``client`` (signing out, revoking, failing passwords) can stop it."""
     registered = make_client(post_logout_redirect_uris=[REDIRECT_URI])
-    person = make_person()
-    code = flow.code_flow(client, registered.client_id, person,
-                          scope="openid profile offline_access").params["code"]
-    tokens = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
-                         data={"grant_type": "authorization_code", "code": code,
-                               "redirect_uri": REDIRECT_URI}).json()
+    person, other = make_person(), make_person("s20269990", name="孙同学")
     real = {"client_id": registered.client_id, "redirect_uri": REDIRECT_URI,
-            "login": person.login, "password": person.password, "code": code,
-            **{k: tokens[k] for k in ("access_token", "refresh_token", "id_token")}}
-    return registered, real, flow.csrf_of(client.get("/").text)
+            "login": person.login, "password": person.password,
+            **_exchange(client, registered, person)}
+    minted = _exchange(TestClient(client.app), registered, other)
+
+    def mint() -> dict[str, str]:
+        answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                             data={"grant_type": "refresh_token",
+                                   "refresh_token": minted["refresh_token"]})
+        assert answer.status_code == 200, answer.text
+        minted.update(answer.json())
+        return {"access_token": minted["access_token"]}
+
+    return registered, real, mint, flow.csrf_of(client.get("/").text)
+
+
+def _exchange(browser: TestClient, registered, person) -> dict[str, str]:
+    code = flow.code_flow(browser, registered.client_id, person,
+                          scope="openid profile offline_access").params["code"]
+    tokens = browser.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                          data={"grant_type": "authorization_code", "code": code,
+                                "redirect_uri": REDIRECT_URI}).json()
+    return {k: tokens[k] for k in ("access_token", "refresh_token", "id_token")}
 
 
 class Fuzzer:
@@ -171,13 +191,16 @@ class Fuzzer:
             headers["authorization"] = self.rnd.choice(AUTHORIZATIONS)
         return headers
 
-    def request(self, method: str, registered, csrf: str) -> dict:
-        """``client.request`` keyword arguments for one request."""
+    def request(self, method: str, registered, csrf: str, bearer: str | None) -> dict:
+        """``client.request`` keyword arguments for one request; ``bearer``: the route's
+        valid request carries this access token."""
         pairs, headers, kind = self.pairs(), self.headers(), self.rnd.choice(
             ["form"] * 6 + ["json", "json", "raw", "none"])
         if self.rnd.random() < 0.5:
             pairs.append(("csrf_token", csrf))
-        if self.rnd.random() < 0.75:
+        if bearer and self.rnd.random() < 0.9:
+            headers["authorization"] = f"Bearer {bearer}"
+        elif not bearer and self.rnd.random() < 0.75:
             secret = f"{registered.client_id}:{registered.secret}".encode()
             headers["authorization"] = "Basic " + base64.b64encode(secret).decode()
         if method in ("GET", "DELETE", "OPTIONS"):  # no body: the parameters in the query
@@ -198,13 +221,22 @@ class Fuzzer:
 
 
 def test_no_request_gets_a_server_error(client: TestClient, world) -> None:
-    registered, real, csrf = world
-    bases = _bases(real)
+    """Every answer is below 500; and each route with a valid request answers some of its
+    requests below 400, so the fuzzing reaches past the first check."""
+    registered, real, mint, csrf = world
     for method, template in _routes(client.app):
-        base = bases.get(template, {})
+        fresh = mint() if template in BEARER or template in TOKENS_READ else {}
+        base = _bases(real, fresh or {"access_token": ""}).get(template, {})
         fuzzer = Fuzzer((method, template), real, base)
-        for _ in range(EXAMPLES * (16 if base else 1)):
+        statuses = set()
+        for _ in range(EXAMPLES * (16 if base or fresh else 1)):
             path = re.sub(r"\{[^}]+\}", fuzzer.rnd.choice(PATH_VALUES), template)
-            sent = fuzzer.request(method, registered, csrf)
+            sent = fuzzer.request(method, registered, csrf, fresh.get("access_token")
+                                  if template in BEARER else None)
             answer = client.request(method, path, follow_redirects=False, **sent)
             assert answer.status_code < 500, (method, path, sent, answer.text[:300])
+            statuses.add(answer.status_code)
+        assert not (base or fresh) or min(statuses) < 400, (method, template, statuses)
+
+
+TOKENS_READ = {"/oauth2/introspect", "/oauth2/revoke"}  # their valid request names a token
