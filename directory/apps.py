@@ -118,6 +118,8 @@ class ClientMetadata:
     # OIDC Front-Channel Logout 1.0 (idp.oidc.frontchannel_logout)
     frontchannel_logout_uri: str | None = None
     frontchannel_logout_session_required: bool = False
+    # RFC 9126 6: the authorization endpoint takes only this app's pushed requests
+    require_pushed_authorization_requests: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -264,7 +266,8 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
         raise ValueError("access_token_format must be jwt or opaque")
     for flag in ("protected_resource", "backchannel_logout_session_required",
-                 "frontchannel_logout_session_required"):
+                 "frontchannel_logout_session_required",
+                 "require_pushed_authorization_requests"):
         if not isinstance(data.get(flag, False), bool):
             raise ValueError(f"{flag} must be true or false")
     if "backchannel_logout_uri" in data:

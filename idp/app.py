@@ -56,6 +56,7 @@ from idp.oidc import (
     discovery,
     end_session,
     introspection,
+    par,
     revocation,
     token_endpoint,
     userinfo,
@@ -123,7 +124,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(WebKitMiddleware)
     # Routes are matched in order: the protocol hot paths come first.
-    for router in (token_endpoint.router, introspection.router, userinfo.router, jwks.router,
+    for router in (token_endpoint.router, par.router, introspection.router, userinfo.router,
+                   jwks.router,
                    cors.router,
                    discovery.router, authorize.router, revocation.router, end_session.router,
                    login.router, health.router, home.router, scim.router, directory_api.router,

@@ -39,7 +39,7 @@ from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import codes, consent, redirect_uris, scopes
+from idp.oidc import codes, consent, pushed_requests, redirect_uris, scopes
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
@@ -595,6 +595,9 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
 @router.post(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_post")
 async def authorize(request: Request) -> Response:
     params, repeated = await read_params(request)
+    pushed = pushed_requests.is_pushed(params.get("request_uri"))
+    if pushed:  # RFC 9126: the parameters the client pushed, not the browser's
+        params, repeated = await _pushed_params(request, params, repeated), set()
     client = trusted_client(request, params, repeated)
     req = AuthorizationRequest(client_id=client.client_id,
                                redirect_uri=params["redirect_uri"], scope="",
@@ -604,6 +607,9 @@ async def authorize(request: Request) -> Response:
     try:
         if repeated:  # RFC 6749 4.1.2.1: an error the client hears about
             raise _fail("invalid_request", "repeated parameter: " + " ".join(sorted(repeated)))
+        if client.require_pushed_authorization_requests and not pushed:  # RFC 9126 6
+            raise _fail("invalid_request", "this client must push its authorization "
+                        "requests (pushed_authorization_request_endpoint)")
         for check in CHECKS:
             check(params, client, req)
         if params.get("id_token_hint"):
@@ -614,6 +620,36 @@ async def authorize(request: Request) -> Response:
     except Redirectable as failure:
         return respond_error(request, req, failure.error)
     return await run_in_threadpool(_first_answer, request, client, req)
+
+
+async def _pushed_params(request: Request, params: dict[str, str],
+                         repeated: set[str]) -> dict[str, str]:
+    """The pushed request's parameters (once), for the client that pushed it; the rest of
+    the browser's parameters are ignored (RFC 9126 4). Gone, used or another client's:
+    the expired-sign-in page."""
+    if repeated & {"client_id", "request_uri"}:
+        raise sessions.sign_in_expired()
+    stored = await run_in_threadpool(pushed_requests.take, request.app.state.store,
+                                     params["request_uri"])
+    if stored is None or stored.get("client_id") != params.get("client_id"):
+        raise sessions.sign_in_expired()
+    return stored
+
+
+def check_pushed(params: dict[str, str], client: ClientMetadata) -> None:
+    """The PAR endpoint's checks of a request before it is kept: the authorization
+    endpoint's, answered as JSON errors (no redirect: the client is right there)."""
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
+                                                        native=client.is_public):
+        raise OAuthError("invalid_request", "redirect_uri is missing or not registered")
+    req = AuthorizationRequest(client_id=client.client_id, redirect_uri=redirect_uri,
+                               scope="")
+    try:
+        for check in CHECKS:
+            check(params, client, req)
+    except Redirectable as failure:
+        raise failure.error from None
 
 
 def _first_answer(request: Request, client: ClientMetadata,

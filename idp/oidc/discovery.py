@@ -37,6 +37,8 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "sm2_jwks_uri": f"{issuer}/oauth2/jwks/all",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "pushed_authorization_request_endpoint": f"{issuer}/oauth2/par",
+        "require_pushed_authorization_requests": False,
         "end_session_endpoint": f"{issuer}/oauth2/logout",
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,

@@ -69,7 +69,8 @@ TOKEN_NAMES = [
     "client_secret", "client_assertion", "client_assertion_type", "resource",
     "audience", "token", "token_type_hint", "access_token"]
 # the names each protocol route reads: drawn from these, a request reaches its deeper checks
-NAMES_OF = {"/oauth2/authorize": AUTHORIZE_NAMES, "/oauth2/token": TOKEN_NAMES,
+NAMES_OF = {"/oauth2/authorize": AUTHORIZE_NAMES, "/oauth2/par": AUTHORIZE_NAMES,
+            "/oauth2/token": TOKEN_NAMES,
             "/oauth2/introspect": TOKEN_NAMES, "/oauth2/revoke": TOKEN_NAMES,
             "/oauth2/userinfo": TOKEN_NAMES,
             "/oauth2/logout": ["id_token_hint", "client_id", "post_logout_redirect_uri",
@@ -108,12 +109,13 @@ def _bases(real: dict[str, str], fresh: dict[str, str]) -> dict[str, dict[str, s
     random names almost never get past the first check (an unknown client) to the deeper
     ones (``max_age``, ``claims``, PKCE, a token's grant). ``fresh``: tokens minted for
     this route (an earlier route may have revoked or signed out the others)."""
+    authorization = {
+        "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid profile edu",
+        "state": "s", "nonce": "n", "code_challenge": flow.pkce_pair()[1],
+        "code_challenge_method": "S256"}
     return {
-        "/oauth2/authorize": {
-            "response_type": "code", "client_id": real["client_id"],
-            "redirect_uri": REDIRECT_URI, "scope": "openid profile edu", "state": "s",
-            "nonce": "n", "code_challenge": flow.pkce_pair()[1],
-            "code_challenge_method": "S256"},
+        "/oauth2/authorize": {"client_id": real["client_id"], **authorization},
+        "/oauth2/par": authorization,  # the client authenticates with Basic
         "/oauth2/token": {"grant_type": "client_credentials", "scope": "api.read"},
         "/oauth2/introspect": {"token": fresh["access_token"]},
         "/oauth2/revoke": {"token": fresh["access_token"], "token_type_hint": "access_token"},

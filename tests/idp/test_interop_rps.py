@@ -212,6 +212,19 @@ def test_oauth4webapi_rejects_tampered_iss(live_rp) -> None:  # noqa: F811
     assert out["genuine_sub"] == rp.person.sub
 
 
+def test_oauth4webapi_pushed_authorization_request(live_rp) -> None:  # noqa: F811
+    """oauth4webapi pushes the request (RFC 9126) and signs in with the request_uri alone;
+    the request_uri cannot be used twice."""
+    rp = live_rp(id_token_signed_response_alg="ES256", first_party=True,
+                 require_pushed_authorization_requests=True)
+    out = peer(OAUTH4WEBAPI, rp, "par")
+    assert out["endpoint"] == rp.server.url + "/oauth2/par"
+    assert out["request_uri"].startswith("urn:ietf:params:oauth:request_uri:")
+    assert out["expires_in"] == 60 and out["pages"] == ["/login"]
+    assert_id_token(out["id_token"], rp, "ES256", out["nonce"])
+    assert out["reused_status"] == 400 and out["reused_location"] is None
+
+
 def _client_key(alg: str):
     """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
     from joserfc.jwk import ECKey, OKPKey, RSAKey

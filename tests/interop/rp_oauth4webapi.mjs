@@ -1,6 +1,6 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "tamper" | "private_key_jwt", "issuer", "client_id",
+//   {"scenario": "full" | "tamper" | "private_key_jwt" | "par", "issuer", "client_id",
 //    "client_secret", "alg", "private_jwk" (private_key_jwt),
 //    "redirect_uri", "login", "password", "scope"?}
 // The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
@@ -185,7 +185,39 @@ async function privateKeyJwt(request) {
   return { token_type: cc.token_type, scope: cc.scope, introspection };
 }
 
-const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt };
+// Pushed authorization requests (RFC 9126): oauth4webapi pushes the request (client
+// authenticated), the browser brings only client_id and request_uri; then the code as in
+// "full". A second visit with the same request_uri must not sign in again.
+async function par(request) {
+  const ctx = await setup(request);
+  const verifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const nonce = oauth.generateRandomNonce();
+  const pushed = await oauth.processPushedAuthorizationResponse(ctx.as, ctx.client,
+    await oauth.pushedAuthorizationRequest(ctx.as, ctx.client, ctx.auth, {
+      redirect_uri: request.redirect_uri, response_type: 'code',
+      scope: request.scope ?? 'openid profile edu',
+      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256', state, nonce,
+    }, INSECURE));
+  const url = new URL(ctx.as.authorization_endpoint);
+  url.searchParams.set('client_id', ctx.client.client_id);
+  url.searchParams.set('request_uri', pushed.request_uri);
+  const pages = [];
+  const callback = await loginThroughForm(url, request.login, request.password,
+    request.redirect_uri, pages);
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(callback), state);
+  const result = await redeem(ctx, request, { verifier, nonce }, params);
+  const again = await fetch(url, { redirect: 'manual' });
+  return {
+    endpoint: ctx.as.pushed_authorization_request_endpoint,
+    request_uri: pushed.request_uri, expires_in: pushed.expires_in, pages,
+    id_token: idTokenReport(result, request.alg), nonce,
+    reused_status: again.status, reused_location: again.headers.get('location'),
+  };
+}
+
+const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];

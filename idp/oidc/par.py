@@ -1,0 +1,49 @@
+"""The pushed authorization request endpoint (RFC 9126).
+
+A client posts its authorization request to ``/oauth2/par`` over the back channel,
+authenticated as at the token endpoint (a public client names its ``client_id``); the
+request gets the authorization endpoint's checks at once, answered as JSON, and is kept for
+``pushed_requests.LIFETIME`` seconds. The answer (201) is a ``request_uri`` that the
+browser then brings to the authorization endpoint with the ``client_id``, once. Parameters
+cannot be tampered with in the browser, and the request needs no length budget in a URL.
+An app registered with ``require_pushed_authorization_requests`` may sign people in only
+this way.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from idp.oidc import authorize, pushed_requests
+from idp.oidc.errors import OAuthError, invalid_request
+from idp.oidc.token_endpoint import NO_STORE, authenticate_request, read_form
+
+router = APIRouter(tags=["oidc"])
+PAR_PATH = "/oauth2/par"
+CLIENT_AUTHENTICATION = frozenset({"client_secret", "client_assertion",
+                                   "client_assertion_type"})
+
+
+async def pushed_authorization_request(request: Request) -> JSONResponse:
+    """Check, keep, answer: ``{"request_uri": ..., "expires_in": 60}`` (201)."""
+    try:
+        form = await read_form(request)
+        client = await authenticate_request(request, form)
+        if "request_uri" in form:  # RFC 9126 2.1
+            raise invalid_request("request_uri cannot be pushed")
+        if "authorization_code" not in client.grant_types:
+            raise OAuthError("unauthorized_client", "the client may not use authorization_code")
+        params = {k: v for k, v in form.items() if k not in CLIENT_AUTHENTICATION}
+        authorize.check_pushed(params, client)
+        request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
+                                              client.client_id, params)
+    except OAuthError as error:
+        return error.json_response()
+    return JSONResponse({"request_uri": request_uri, "expires_in": pushed_requests.LIFETIME},
+                        status_code=201, headers=NO_STORE)
+
+
+router.add_route(PAR_PATH, pushed_authorization_request, methods=["POST"],
+                 include_in_schema=False)
