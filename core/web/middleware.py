@@ -145,6 +145,7 @@ class WebKitMiddleware:
         request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"]["head"] = head  # routes that use something up may spare a HEAD
         started = time.perf_counter()
         status_holder: dict[str, Any] = {"status": 500}
         https = scope.get("scheme") == "https"

@@ -75,6 +75,7 @@ class AuthorizationRequest:
     acr_values: list[str] = field(default_factory=list)
     essential_acr: list[str] = field(default_factory=list)
     claims: dict[str, Any] = field(default_factory=dict)
+    pushed: bool = False  # came from the PAR endpoint (its request_uri is used up)
     # filled in by the interaction
     logged_in_at: int | None = None
     # the account that was chosen / that consented: a flag would carry over to another
@@ -300,6 +301,13 @@ async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
 
 
 UNTRUSTED_IF_REPEATED = frozenset({"client_id", "redirect_uri"})
+# the parameters the endpoint reads (what a pushed request keeps; request objects are
+# there to be refused)
+PARAMETERS = frozenset({
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
+    "max_age", "login_hint", "id_token_hint", "ui_locales", "claims_locales", "display",
+    "acr_values", "claims", "response_mode", "code_challenge", "code_challenge_method",
+    "request"})
 
 
 def trusted_client(request: Request, params: dict[str, str],
@@ -512,8 +520,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         if silent:
             return answer(request, req, interaction_id,
                           OAuthError("login_required", "sign-in needed"))
-        if request.method == "GET":
-            return _login_here(request, req, interaction_id)
+        if request.method == "GET" and not req.pushed:  # a pushed request's URL is used up:
+            return _login_here(request, req, interaction_id)  # reloads go to /login?ia=
         return _to_page(request, "login", req, interaction_id)
     assert loaded is not None and session is not None
     if needed is None:
@@ -596,6 +604,8 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
 async def authorize(request: Request) -> Response:
     params, repeated = await read_params(request)
     pushed = pushed_requests.is_pushed(params.get("request_uri"))
+    if pushed and getattr(request.state, "head", False):  # a link checker: keep it for
+        return Response(status_code=200, media_type="text/html")  # the browser's GET
     if pushed:  # RFC 9126: the parameters the client pushed, not the browser's
         params, repeated = await _pushed_params(request, params, repeated), set()
     client = trusted_client(request, params, repeated)
@@ -603,20 +613,15 @@ async def authorize(request: Request) -> Response:
                                redirect_uri=params["redirect_uri"], scope="",
                                state=params.get("state"),
                                response_mode=params.get("response_mode", "query")
-                               if params.get("response_mode") in RESPONSE_MODES else "query")
+                               if params.get("response_mode") in RESPONSE_MODES else "query",
+                               pushed=pushed)
     try:
         if repeated:  # RFC 6749 4.1.2.1: an error the client hears about
             raise _fail("invalid_request", "repeated parameter: " + " ".join(sorted(repeated)))
         if client.require_pushed_authorization_requests and not pushed:  # RFC 9126 6
             raise _fail("invalid_request", "this client must push its authorization "
                         "requests (pushed_authorization_request_endpoint)")
-        for check in CHECKS:
-            check(params, client, req)
-        if params.get("id_token_hint"):
-            req.hint_sub = subject_of_hint(request.app.state.keys, params["id_token_hint"],
-                                           request.app.state.settings.issuer, client.client_id)
-            if req.hint_sub is None:
-                raise _fail("invalid_request", "id_token_hint is not an ID token we issued")
+        _check_all(request, params, client, req)
     except Redirectable as failure:
         return respond_error(request, req, failure.error)
     return await run_in_threadpool(_first_answer, request, client, req)
@@ -629,6 +634,8 @@ async def _pushed_params(request: Request, params: dict[str, str],
     the expired-sign-in page."""
     if repeated & {"client_id", "request_uri"}:
         raise sessions.sign_in_expired()
+    # taken before the client_id is compared: a request_uri someone else brings is gone,
+    # never left for a second try
     stored = await run_in_threadpool(pushed_requests.take, request.app.state.store,
                                      params["request_uri"])
     if stored is None or stored.get("client_id") != params.get("client_id"):
@@ -636,7 +643,20 @@ async def _pushed_params(request: Request, params: dict[str, str],
     return stored
 
 
-def check_pushed(params: dict[str, str], client: ClientMetadata) -> None:
+def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
+               req: AuthorizationRequest) -> None:
+    """Every check of a request whose client and redirect URI are known (``Redirectable``
+    failures), the ``id_token_hint`` included."""
+    for check in CHECKS:
+        check(params, client, req)
+    if params.get("id_token_hint"):
+        req.hint_sub = subject_of_hint(request.app.state.keys, params["id_token_hint"],
+                                       request.app.state.settings.issuer, client.client_id)
+        if req.hint_sub is None:
+            raise _fail("invalid_request", "id_token_hint is not an ID token we issued")
+
+
+def check_pushed(request: Request, params: dict[str, str], client: ClientMetadata) -> None:
     """The PAR endpoint's checks of a request before it is kept: the authorization
     endpoint's, answered as JSON errors (no redirect: the client is right there)."""
     redirect_uri = params.get("redirect_uri")
@@ -646,8 +666,7 @@ def check_pushed(params: dict[str, str], client: ClientMetadata) -> None:
     req = AuthorizationRequest(client_id=client.client_id, redirect_uri=redirect_uri,
                                scope="")
     try:
-        for check in CHECKS:
-            check(params, client, req)
+        _check_all(request, params, client, req)
     except Redirectable as failure:
         raise failure.error from None
 

@@ -7,13 +7,13 @@ headers). The policy:
 
 - discovery and the JWKS: any origin (``*``): public data, and what a library fetches
   first;
-- the token, revocation and UserInfo endpoints: the origins of the public client's
+- the token, revocation, UserInfo and PAR endpoints: the origins of the public client's
   registered ``redirect_uris`` (``https``/``http`` ones), known once the request names the
   client (its ``client_id``, or the access token's); a confidential client's answers are
   never shared (its calls come from its server). An error answered before the client is
   known (``invalid_client``, ``invalid_token``) holds nothing and is shared with any
   origin, with ``WWW-Authenticate`` exposed;
-- preflights (``OPTIONS``) of those three endpoints answer any origin: they only say which
+- preflights (``OPTIONS``) of those four endpoints answer any origin: they only say which
   methods and headers may be sent; the answer itself is then shared or not as above.
 
 Cookies are never shared: no ``Access-Control-Allow-Credentials`` anywhere.
@@ -31,7 +31,7 @@ from directory.apps import ClientMetadata
 
 router = APIRouter(include_in_schema=False)
 ANY = "*"
-PREFLIGHTED = ("/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo")
+PREFLIGHTED = ("/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo", "/oauth2/par")
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 

@@ -3,7 +3,9 @@
 A client posts its authorization request to ``/oauth2/par`` over the back channel,
 authenticated as at the token endpoint (a public client names its ``client_id``); the
 request gets the authorization endpoint's checks at once, answered as JSON, and is kept for
-``pushed_requests.LIFETIME`` seconds. The answer (201) is a ``request_uri`` that the
+``pushed_requests.LIFETIME`` seconds: only the parameters the authorization endpoint
+reads (``authorize.PARAMETERS``; never the client's credentials). The answer (201) is a
+``request_uri`` that the
 browser then brings to the authorization endpoint with the ``client_id``, once. Parameters
 cannot be tampered with in the browser, and the request needs no length budget in a URL.
 An app registered with ``require_pushed_authorization_requests`` may sign people in only
@@ -16,27 +18,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from idp.oidc import authorize, pushed_requests
+from idp.oidc import authorize, cors, pushed_requests
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.token_endpoint import NO_STORE, authenticate_request, read_form
 
 router = APIRouter(tags=["oidc"])
 PAR_PATH = "/oauth2/par"
-CLIENT_AUTHENTICATION = frozenset({"client_secret", "client_assertion",
-                                   "client_assertion_type"})
 
 
 async def pushed_authorization_request(request: Request) -> JSONResponse:
     """Check, keep, answer: ``{"request_uri": ..., "expires_in": 60}`` (201)."""
+    cors.share_publicly(request)  # until the client is known: only an error
     try:
         form = await read_form(request)
         client = await authenticate_request(request, form)
+        cors.share_with_client(request, client)  # a single-page app may push too
         if "request_uri" in form:  # RFC 9126 2.1
             raise invalid_request("request_uri cannot be pushed")
         if "authorization_code" not in client.grant_types:
             raise OAuthError("unauthorized_client", "the client may not use authorization_code")
-        params = {k: v for k, v in form.items() if k not in CLIENT_AUTHENTICATION}
-        authorize.check_pushed(params, client)
+        params = {k: v for k, v in form.items() if k in authorize.PARAMETERS}
+        authorize.check_pushed(request, params, client)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
                                               client.client_id, params)
     except OAuthError as error:

@@ -10,12 +10,14 @@ takes them back, once (``take``), when the browser brings ``client_id`` and that
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 from core.store import Store
 
 URN = "urn:ietf:params:oauth:request_uri:"
 LIFETIME = 60  # seconds: RFC 9126 suggests 5 to 600; the browser goes there at once
+HANDLE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 def is_pushed(request_uri: str | None) -> bool:
@@ -33,7 +35,7 @@ def save(store: Store, client_id: str, params: dict[str, str]) -> str:
 def take(store: Store, request_uri: str) -> dict[str, str] | None:
     """The pushed parameters, once; ``None`` when unknown, expired or already used."""
     handle = request_uri.removeprefix(URN)
-    if not handle or len(handle) > 64:
+    if not HANDLE.fullmatch(handle):  # what ``save`` makes, nothing else reaches the store
         return None
     raw = store.take(f"par:{handle}")
     if raw is None:
