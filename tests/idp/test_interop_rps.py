@@ -166,6 +166,17 @@ def test_openid_client_rp_initiated_logout(live_rp) -> None:  # noqa: F811
     assert out["prompt_none"]["error"] == "login_required"
 
 
+def test_openid_client_pushed_authorization_request(live_rp) -> None:  # noqa: F811
+    """openid-client's buildAuthorizationUrlWithPAR: the URL the browser gets holds only
+    client_id and request_uri; the sign-in and the code work as usual."""
+    rp = live_rp(id_token_signed_response_alg="RS256", first_party=True,
+                 require_pushed_authorization_requests=True)
+    out = peer(OPENID_CLIENT, rp, "par")
+    assert out["authorization_url_params"] == ["client_id", "request_uri"]
+    assert out["pages"] == ["/login"]
+    assert_id_token(out["id_token"], rp, "RS256", out["nonce"])
+
+
 def test_openid_client_refuses_an_unexpected_alg(live_rp) -> None:  # noqa: F811
     """The peer really checks the ID token: told to expect RS256, it refuses ES256."""
     rp = live_rp(id_token_signed_response_alg="ES256")

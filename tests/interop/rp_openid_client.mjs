@@ -1,6 +1,7 @@
 // A relying party on npm openid-client v6 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "public" | "reuse" | "step_up" | "logout", "issuer", "client_id", "client_secret",
+//   {"scenario": "full" | "public" | "reuse" | "step_up" | "logout" | "par", "issuer",
+//    "client_id", "client_secret",
 //    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?,
 //    "post_logout_redirect_uri"?}
 // The authorization code + PKCE flow goes through the provider's real login form
@@ -49,11 +50,11 @@ async function configure(request) {
   return config;
 }
 
-async function codeFlow(config, request, extra = {}, browser = {}) {
+async function codeFlow(config, request, extra = {}, browser = {}, build = client.buildAuthorizationUrl) {
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
+  const url = await build(config, {
     redirect_uri: request.redirect_uri,
     scope: request.scope ?? 'openid profile edu offline_access',
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
@@ -68,7 +69,7 @@ async function codeFlow(config, request, extra = {}, browser = {}) {
   const checks = { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
     idTokenExpected: true };
   const tokens = await client.authorizationCodeGrant(config, new URL(callback), checks);
-  return { callback, pages, checks, nonce, tokens };
+  return { callback, pages, checks, nonce, tokens, url: String(url) };
 }
 
 function idTokenReport(tokens, alg) {
@@ -199,7 +200,16 @@ async function logout(request) {
   };
 }
 
-const SCENARIOS = { full, public: full, reuse, step_up: stepUp, logout };
+// Pushed authorization requests (RFC 9126): buildAuthorizationUrlWithPAR pushes the
+// request (client authenticated) and builds the URL with client_id and request_uri only.
+async function par(request) {
+  const config = await configure(request);
+  const flow = await codeFlow(config, request, {}, {}, client.buildAuthorizationUrlWithPAR);
+  return { pages: flow.pages, nonce: flow.nonce, id_token: idTokenReport(flow.tokens, request.alg),
+    authorization_url_params: [...new URL(flow.url).searchParams.keys()].sort() };
+}
+
+const SCENARIOS = { full, public: full, reuse, step_up: stepUp, logout, par };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];
