@@ -17,8 +17,8 @@ $(UV):
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-install: $(UV)  ## runtime dependencies from the lock file
-	$(UV) sync --frozen --no-dev --quiet
+install: $(UV)  ## runtime dependencies from the lock file (test packages already there stay)
+	$(UV) sync --frozen --no-dev --inexact --quiet
 
 install-dev: $(UV)  ## runtime + test dependencies from the lock file
 	$(UV) sync --frozen --quiet
