@@ -193,10 +193,13 @@ def accounts_of(session: Session, people: set[int]) -> tuple[int, ...]:
     that a rollover's thousands of graduates never make one huge ``IN``."""
     found: list[int] = []
     ordered = sorted(people)
-    for start in range(0, len(ordered), 5000):
+    for start in range(0, len(ordered), _IN_BATCH):
         found += session.scalars(select(Account.id).where(
-            Account.person_id.in_(ordered[start:start + 5000])))
+            Account.person_id.in_(ordered[start:start + _IN_BATCH])))
     return tuple(sorted(found))
+
+
+_IN_BATCH = 5000  # ids per IN list (SQLite allows 32,766 parameters, PostgreSQL 65,535)
 
 
 def may_sign_in(disabled: bool, status: str) -> bool:

@@ -659,16 +659,16 @@ def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
 def check_pushed(request: Request, params: dict[str, str], client: ClientMetadata) -> None:
     """The PAR endpoint's checks of a request before it is kept: the authorization
     endpoint's, answered as JSON errors (no redirect: the client is right there)."""
-    redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
-                                                        native=client.is_public):
-        raise OAuthError("invalid_request", "redirect_uri is missing or not registered")
+    redirect_uri = params.get("redirect_uri", "")
     req = AuthorizationRequest(client_id=client.client_id, redirect_uri=redirect_uri,
                                scope="")
-    try:
+    try:  # first: a client without the code flow hears unauthorized_client
         _check_all(request, params, client, req)
     except Redirectable as failure:
         raise failure.error from None
+    if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
+                                                        native=client.is_public):
+        raise OAuthError("invalid_request", "redirect_uri is missing or not registered")
 
 
 def _first_answer(request: Request, client: ClientMetadata,

@@ -46,6 +46,8 @@ class AssertionAudience(NamedTuple):
     called), and, for an assertion typed ``client-authentication+jwt``, ``issuer`` alone."""
     issuer: str
     accepted: frozenset[str]
+
+
 CLOCK_SKEW = 60  # seconds an app server's clock may run ahead of ours (nbf)
 
 

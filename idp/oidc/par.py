@@ -35,8 +35,6 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
         cors.share_with_client(request, client)  # a single-page app may push too
         if "request_uri" in form:  # RFC 9126 2.1
             raise invalid_request("request_uri cannot be pushed")
-        if "authorization_code" not in client.grant_types:
-            raise OAuthError("unauthorized_client", "the client may not use authorization_code")
         params = {k: v for k, v in form.items() if k in authorize.PARAMETERS}
         authorize.check_pushed(request, params, client)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,

@@ -208,6 +208,17 @@ def test_snapshot_never_deactivates_someone_whose_row_is_invalid(
     assert result.diff.counts["deactivated"] == 0 and result.errors == 1
 
 
+def test_a_rejected_snapshot_names_nobody_who_left(db: Database, settings: Settings,
+                                                    city: Path) -> None:
+    """Rejected (an invalid row, no --skip-invalid): nothing written, so no sessions to end."""
+    broken = student("S009", "王小明", seq=9)
+    broken[6] = "2014-02-30"
+    result = run(db, settings, write(city / "snap.csv", (STUDENT_HEADER, [
+        STUDENTS[1][0], broken])), snapshot=True)
+    assert result.status == "rejected" and result.left_accounts == ()
+    assert _current(db, "S002") != []
+
+
 def test_snapshot_is_for_people_only(db: Database, settings: Settings, tmp_path: Path) -> None:
     from directory.importer import FileProblem
 
