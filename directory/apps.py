@@ -54,7 +54,8 @@ RESERVED_MEMBERS = frozenset({
     "client_name", "status", "first_party", "has_client_secret"})
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
-                "access_token_signed_response_alg", "access_token_format", "subject_type")
+                "access_token_signed_response_alg", "access_token_format", "subject_type",
+                "userinfo_signed_response_alg")
 
 
 class App(Base):
@@ -105,6 +106,7 @@ class ClientMetadata:
     id_token_signed_response_alg: str = "RS256"
     access_token_format: str = "jwt"  # jwt (RFC 9068) | opaque
     access_token_signed_response_alg: str = "RS256"
+    userinfo_signed_response_alg: str | None = None  # None: UserInfo answers plain JSON
     scope: str = "openid profile"
     jwks: dict[str, Any] | None = None
     subject_type: str = "public"
@@ -263,6 +265,10 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("access_token_signed_response_alg", "RS256") not in ID_TOKEN_ALGS:
         raise ValueError("access_token_signed_response_alg must be one of "
                          f"{', '.join(ID_TOKEN_ALGS)}")
+    if data.get("userinfo_signed_response_alg") and (
+            data["userinfo_signed_response_alg"] not in ID_TOKEN_ALGS):  # "": plain JSON
+        raise ValueError("userinfo_signed_response_alg must be one of "
+                         f"{', '.join(ID_TOKEN_ALGS)}")
     if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
         raise ValueError("access_token_format must be jwt or opaque")
     for flag in ("protected_resource", "backchannel_logout_session_required",
@@ -290,7 +296,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
 # Registration metadata (OIDC Dynamic Client Registration 2) for features this provider
 # does not offer: refused at registration rather than stored and ignored.
 UNSUPPORTED_METADATA = frozenset({
-    "userinfo_signed_response_alg", "userinfo_encrypted_response_alg",
+    "userinfo_encrypted_response_alg",
     "userinfo_encrypted_response_enc", "id_token_encrypted_response_alg",
     "id_token_encrypted_response_enc", "request_object_signing_alg",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",

@@ -50,6 +50,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": SIGNING_ALGS,
+        "userinfo_signing_alg_values_supported": SIGNING_ALGS,
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,

@@ -1,6 +1,15 @@
-"""The UserInfo endpoint (OIDC Core 5.3), GET and POST, bearer token in the header or body."""
+"""The UserInfo endpoint (OIDC Core 5.3), GET and POST, bearer token in the header or body.
+
+The claims come as JSON, or, for an app registered with ``userinfo_signed_response_alg``
+(OIDC Core 5.3.2), as a JWT signed like an ID token (``application/jwt``, SM2 included),
+which adds ``iss``, ``aud`` (the app) and ``iat``: an app can then hand the response on and
+anyone can check that this provider said it.
+"""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -56,12 +65,10 @@ async def userinfo(request: Request) -> Response:
     if not token:  # RFC 6750 3.1: no credentials, so no error code either
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer",
                                                   "Cache-Control": "no-store"})
-    answer = await run_in_threadpool(_answer, request, token)  # one hop: token, then claims
-    return answer if isinstance(answer, JSONResponse) else JSONResponse(
-        answer, headers={"Cache-Control": "no-store"})
+    return await run_in_threadpool(_answer, request, token)  # one hop: token, then claims
 
 
-def _answer(request: Request, token: str) -> dict | JSONResponse:
+def _answer(request: Request, token: str) -> Response:
     """The claims for a valid token with the ``openid`` scope, or the error to send."""
     claims = read_access_token(request, token)
     if claims is None or claims.get("sub") == claims.get("client_id"):
@@ -77,4 +84,15 @@ def _answer(request: Request, token: str) -> dict | JSONResponse:
                              issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
-    return answer
+    if client.userinfo_signed_response_alg:
+        return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
+def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str) -> Response:
+    """OIDC Core 5.3.2: the claims as a JWT, with ``iss`` and ``aud`` (and ``iat``)."""
+    state = request.app.state
+    payload = {**claims, "iss": state.settings.issuer, "aud": client_id,
+               "iat": int(time.time())}
+    return Response(state.keys.sign(payload, alg, typ="JWT"), media_type="application/jwt",
+                    headers={"Cache-Control": "no-store"})

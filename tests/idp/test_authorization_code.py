@@ -489,6 +489,57 @@ def test_userinfo_post_and_errors(client: TestClient, make_client, make_person) 
     assert machine.status_code == 401
 
 
+@pytest.mark.parametrize("alg", ["SM2", "RS256", "ES256", "EdDSA"])
+def test_userinfo_signed_for_an_app_that_asks(client: TestClient, make_client, make_person,
+                                              alg: str) -> None:
+    """OIDC Core 5.3.2: ``userinfo_signed_response_alg`` gets a JWT signed with the
+    provider's key of that algorithm, with iss and aud, for GET and POST alike."""
+    registered = make_client(userinfo_signed_response_alg=alg)
+    person = make_person()
+    code = flow.code_flow(client, registered.client_id, person, scope="openid profile").params
+    tokens = _redeem(client, registered, code["code"]).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    for answer in (client.get("/oauth2/userinfo", headers=bearer),
+                   client.post("/oauth2/userinfo", data={"access_token": tokens["access_token"]})):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/jwt"
+        assert answer.headers["cache-control"] == "no-store"
+        assert pyjwt.get_unverified_header(answer.text)["alg"] == alg
+        claims = (_sm2_claims(client, answer.text) if alg == "SM2"
+                  else _verified(client, answer.text, alg))
+        assert claims["sub"] == person.sub and claims["name"] == "赵同学"
+        assert claims["iss"] == "http://127.0.0.1:8000" and claims["aud"] == registered.client_id
+        assert abs(claims["iat"] - time.time()) < 60 and "email" not in claims
+    # an error is still plain JSON with its challenge
+    bad = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer x.y.z"})
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_token"
+
+
+def _verified(client: TestClient, token: str, alg: str) -> dict:
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(client.get("/oauth2/jwks").json())
+    return dict(jose_jwt.decode(token, keys, algorithms=[alg]).claims)
+
+
+def test_userinfo_plain_json_when_the_alg_is_empty(client: TestClient, make_client,
+                                                   make_person) -> None:
+    registered = make_client(userinfo_signed_response_alg="")
+    person = make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    tokens = _redeem(client, registered, code).json()
+    answer = client.get("/oauth2/userinfo",
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert answer.headers["content-type"] == "application/json" and answer.json()["sub"]
+
+
+def test_discovery_names_the_userinfo_signing_algs(client: TestClient) -> None:
+    document = client.get("/.well-known/openid-configuration").json()
+    assert document["userinfo_signing_alg_values_supported"] == ["SM2", "RS256", "ES256",
+                                                                 "EdDSA"]
+
+
 def test_userinfo_takes_the_token_one_way_only(client: TestClient, make_client,
                                                make_person) -> None:
     """RFC 6750 2: one method, once; a second token anywhere, an empty Bearer or a token

@@ -236,6 +236,35 @@ def test_oauth4webapi_pushed_authorization_request(live_rp) -> None:  # noqa: F8
     assert out["reused_status"] == 400 and out["reused_location"] is None
 
 
+@pytest.mark.parametrize("alg", ["SM2", "ES256", "RS256", "EdDSA"])
+def test_oauth4webapi_signed_userinfo(live_rp, alg: str) -> None:  # noqa: F811
+    """oauth4webapi with ``userinfo_signed_response_alg`` takes our JWT UserInfo response
+    (its alg, iss, aud and sub); the signature is checked by oauth4webapi itself for the
+    WebCrypto algorithms and by sm-crypto and the openssl command line for SM2."""
+    rp = live_rp(id_token_signed_response_alg="ES256", userinfo_signed_response_alg=alg)
+    out = peer(OAUTH4WEBAPI, rp, "signed_userinfo", userinfo_alg=alg)
+    assert out["content_type"] == "application/jwt" and out["header"]["alg"] == alg
+    assert alg in out["supported"]
+    claims = out["claims"]
+    assert claims["iss"] == rp.server.url and claims["aud"] == rp.client.client_id
+    assert_userinfo(claims, rp)
+    if alg != "SM2":
+        assert out["signature_checked"] is True
+        return
+    if not (shutil.which("openssl") and shutil.which("jq") and shutil.which("bash")):
+        pytest.skip("the openssl recipe needs bash, openssl and jq")
+    kid = out["header"]["kid"]
+    published = httpx.get(rp.server.url + "/oauth2/jwks/all", timeout=10).json()["keys"]
+    jwk = next(k for k in published if k["kid"] == kid)
+    assert sm_crypto_verifies(out["jwt"], jwk)
+    valid, output = openssl_verifies(out["jwt"], jwk)
+    assert valid, output
+    head, payload, signature = out["jwt"].split(".")
+    forged = json.loads(unb64(payload)) | {"sub": "someone-else"}
+    forged_b64 = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    assert not sm_crypto_verifies(f"{head}.{forged_b64}.{signature}", jwk)
+
+
 def _client_key(alg: str):
     """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
     from joserfc.jwk import ECKey, OKPKey, RSAKey

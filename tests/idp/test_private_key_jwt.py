@@ -199,7 +199,9 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
 
 @pytest.mark.parametrize(("metadata", "message"), [
     ({"token_endpoint_auth_signing_alg": "HS256"}, "token_endpoint_auth_signing_alg"),
-    ({"userinfo_signed_response_alg": "RS256"}, "not supported: userinfo_signed_response_alg"),
+    ({"userinfo_signed_response_alg": "HS256"}, "userinfo_signed_response_alg must be one of"),
+    ({"userinfo_signed_response_alg": ["SM2"]}, "userinfo_signed_response_alg must be a string"),
+    ({"userinfo_encrypted_response_alg": "RSA-OAEP"}, "not supported: userinfo_encrypted"),
     ({"id_token_encrypted_response_alg": "RSA-OAEP"}, "not supported"),
     ({"subject_type": "pairwise", "redirect_uris": ["https://a.example.cn/cb",
                                                      "https://b.example.cn/cb"]}, "one host"),

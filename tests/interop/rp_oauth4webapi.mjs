@@ -1,7 +1,8 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "tamper" | "private_key_jwt" | "par", "issuer", "client_id",
-//    "client_secret", "alg", "private_jwk" (private_key_jwt),
+//   {"scenario": "full" | "tamper" | "private_key_jwt" | "par" | "signed_userinfo",
+//    "issuer", "client_id", "client_secret", "alg", "private_jwk" (private_key_jwt),
+//    "userinfo_alg" (signed_userinfo),
 //    "redirect_uri", "login", "password", "scope"?}
 // The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
 // discovery says authorization_response_iss_parameter_supported); the ID token by
@@ -217,7 +218,35 @@ async function par(request) {
   };
 }
 
-const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par };
+// Signed UserInfo (OIDC Core 5.3.2): the client is configured with
+// userinfo_signed_response_alg, so oauth4webapi asks for application/jwt and
+// processUserInfoResponse insists on a JWT of that alg, checks its iss and aud and the
+// sub; validateApplicationLevelSignature checks its signature with the jwks_uri keys
+// (not for SM2, which WebCrypto lacks: the test checks that with sm-crypto and openssl).
+async function signedUserinfo(request) {
+  const ctx = await setup(request);
+  ctx.client.userinfo_signed_response_alg = request.userinfo_alg;
+  const flow = await authorize(ctx, { ...request, scope: 'openid profile edu' });
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
+    flow.state);
+  const result = await redeem(ctx, request, flow, params);
+  const sub = oauth.getValidatedIdTokenClaims(result).sub;
+  const response = await oauth.userInfoRequest(ctx.as, ctx.client, result.access_token,
+    INSECURE);
+  const jwt = await response.clone().text();
+  const claims = await oauth.processUserInfoResponse(ctx.as, ctx.client, sub, response);
+  let signature_checked = false;
+  if (request.userinfo_alg !== 'SM2') {
+    await oauth.validateApplicationLevelSignature(ctx.as, response, INSECURE);
+    signature_checked = true;
+  }
+  return { content_type: response.headers.get('content-type'), header: decodeHeader(jwt),
+    jwt, claims, signature_checked,
+    supported: ctx.as.userinfo_signing_alg_values_supported };
+}
+
+const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par,
+  signed_userinfo: signedUserinfo };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];
