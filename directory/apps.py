@@ -55,7 +55,7 @@ RESERVED_MEMBERS = frozenset({
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type",
-                "userinfo_signed_response_alg")
+                "userinfo_signed_response_alg", "request_object_signing_alg")
 
 
 class App(Base):
@@ -122,6 +122,10 @@ class ClientMetadata:
     frontchannel_logout_session_required: bool = False
     # RFC 9126 6: the authorization endpoint takes only this app's pushed requests
     require_pushed_authorization_requests: bool = False
+    # RFC 9101 (idp.oidc.request_objects): the alg its request objects must be signed
+    # with (None: any of ASSERTION_ALGS), and whether every request must be one
+    request_object_signing_alg: str | None = None
+    require_signed_request_object: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -229,6 +233,16 @@ def _check_jwks(jwks: Any) -> None:
         raise ValueError(f"jwks: a key cannot be read ({exc.__class__.__name__})") from None
 
 
+def _check_request_object_metadata(data: dict[str, Any]) -> None:
+    """RFC 9101: request objects are checked with the app's ``jwks`` (never a MAC: the
+    client secret is kept as a keyed hash only)."""
+    alg = data.get("request_object_signing_alg")
+    if alg and alg not in ASSERTION_ALGS:
+        raise ValueError(f"request_object_signing_alg must be one of {', '.join(ASSERTION_ALGS)}")
+    if (alg or data.get("require_signed_request_object")) and not data.get("jwks"):
+        raise ValueError("signed request objects need the client's public keys in jwks")
+
+
 def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check registration metadata; ValueError names the first bad member."""
     for member in LIST_MEMBERS:
@@ -273,13 +287,14 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("access_token_format must be jwt or opaque")
     for flag in ("protected_resource", "backchannel_logout_session_required",
                  "frontchannel_logout_session_required",
-                 "require_pushed_authorization_requests"):
+                 "require_pushed_authorization_requests", "require_signed_request_object"):
         if not isinstance(data.get(flag, False), bool):
             raise ValueError(f"{flag} must be true or false")
     if "backchannel_logout_uri" in data:
         _check_backchannel_uri(data["backchannel_logout_uri"])
     if "frontchannel_logout_uri" in data:
         _check_frontchannel_uri(data["frontchannel_logout_uri"], data.get("redirect_uris", []))
+    _check_request_object_metadata(data)
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ASSERTION_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
@@ -296,9 +311,8 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
 # Registration metadata (OIDC Dynamic Client Registration 2) for features this provider
 # does not offer: refused at registration rather than stored and ignored.
 UNSUPPORTED_METADATA = frozenset({
-    "userinfo_encrypted_response_alg",
-    "userinfo_encrypted_response_enc", "id_token_encrypted_response_alg",
-    "id_token_encrypted_response_enc", "request_object_signing_alg",
+    "userinfo_encrypted_response_alg", "userinfo_encrypted_response_enc",
+    "id_token_encrypted_response_alg", "id_token_encrypted_response_enc",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",
     "authorization_signed_response_alg",
     "authorization_encrypted_response_alg", "tls_client_certificate_bound_access_tokens"})

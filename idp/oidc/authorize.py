@@ -17,6 +17,7 @@ this browser by a cookie; the login and consent pages resume it.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -39,11 +40,13 @@ from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import codes, consent, pushed_requests, redirect_uris, scopes
+from idp.oidc import codes, consent, pushed_requests, redirect_uris, request_objects, scopes
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
 from mfa import policy
+
+log = logging.getLogger("idp.oidc.authorize")
 
 router = APIRouter(tags=["oidc"])
 AUTHORIZE_PATH = "/oauth2/authorize"
@@ -76,6 +79,7 @@ class AuthorizationRequest:
     essential_acr: list[str] = field(default_factory=list)
     claims: dict[str, Any] = field(default_factory=dict)
     pushed: bool = False  # came from the PAR endpoint (its request_uri is used up)
+    signed: bool = False  # came as a request object the app signed (RFC 9101)
     # filled in by the interaction
     logged_in_at: int | None = None
     # the account that was chosen / that consented: a flag would carry over to another
@@ -133,12 +137,16 @@ def check_response_type(params: dict[str, str], client: ClientMetadata,
         raise _fail("unauthorized_client", "the client may not use the authorization code flow")
 
 
-def check_request_object(params: dict[str, str], _c: ClientMetadata,
-                         _r: AuthorizationRequest) -> None:
-    if "request" in params:
-        raise _fail("request_not_supported", "request objects are not supported")
+def check_request_object(params: dict[str, str], client: ClientMetadata,
+                         req: AuthorizationRequest) -> None:
+    """A ``request`` was unpacked before the checks (``object_params``); a ``request_uri``
+    of the app's own is refused; an app that must sign its requests did (RFC 9101 10.5)."""
     if "request_uri" in params:
-        raise _fail("request_uri_not_supported", "request_uri is not supported")
+        raise _fail("request_uri_not_supported", "request_uri is not supported (except the "
+                    "pushed_authorization_request_endpoint's)")
+    if client.require_signed_request_object and not req.signed:
+        raise _fail("invalid_request", "this client must send its authorization requests "
+                    "as signed request objects")
 
 
 def check_scope(params: dict[str, str], client: ClientMetadata,
@@ -301,8 +309,9 @@ async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
 
 
 UNTRUSTED_IF_REPEATED = frozenset({"client_id", "redirect_uri"})
-# the parameters the endpoint reads (what a pushed request keeps; request objects are
-# there to be refused)
+SIGNED = "signed_request_object"  # a pushed request's mark: it came as a request object
+# the parameters the endpoint reads (what a pushed request keeps, and what is taken from a
+# request object)
 PARAMETERS = frozenset({
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
     "max_age", "login_hint", "id_token_hint", "ui_locales", "claims_locales", "display",
@@ -310,17 +319,54 @@ PARAMETERS = frozenset({
     "request"})
 
 
+def _unknown_app() -> PageError:
+    return PageError(400, N_("This app is not registered, or it has been suspended."),
+                     title=N_("Invalid sign-in request"))
+
+
+def _malformed() -> PageError:
+    return PageError(400, N_("The sign-in request is malformed (a parameter is "
+                             "repeated). Go back to the app and try again."),
+                     title=N_("Invalid sign-in request"))
+
+
+def object_params(request: Request, params: dict[str, str], client: ClientMetadata,
+                  client_id: str) -> dict[str, str]:
+    """RFC 9101 6.3: the parameters of the request object in ``params["request"]``,
+    verified, in place of the others (``client_id``: the one the request names);
+    ``request_objects.InvalidRequestObject`` when it cannot be used."""
+    unpacked = request_objects.unpack(params["request"], client,
+                                      request.app.state.settings.issuer, client_id, PARAMETERS)
+    return {**unpacked, "client_id": client.client_id}
+
+
+async def _signed_params(request: Request, params: dict[str, str],
+                         repeated: set[str]) -> dict[str, str]:
+    """The request object's parameters; one that cannot be verified gets an error page,
+    never a redirect (its ``redirect_uri`` is not to be trusted)."""
+    if repeated & {"client_id", "request"}:
+        raise _malformed()
+    client = request.app.state.clients.get(params.get("client_id", ""))
+    if client is None:
+        raise _unknown_app()
+    try:
+        return await run_in_threadpool(object_params, request, params, client,
+                                       params["client_id"])
+    except request_objects.InvalidRequestObject as problem:
+        log.info("request object refused: client_id=%s: %s", client.client_id, problem)
+        raise PageError(400, N_("The app's signed sign-in request could not be checked. Go "
+                                "back to the app and try again, or tell its makers."),
+                        title=N_("Invalid sign-in request")) from None
+
+
 def trusted_client(request: Request, params: dict[str, str],
                    repeated: set[str]) -> ClientMetadata:
     """check_client and check_redirect_uri: failures are pages, never redirects."""
     if repeated & UNTRUSTED_IF_REPEATED:
-        raise PageError(400, N_("The sign-in request is malformed (a parameter is "
-                                "repeated). Go back to the app and try again."),
-                        title=N_("Invalid sign-in request"))
+        raise _malformed()
     client = request.app.state.clients.get(params.get("client_id", ""))
     if client is None:
-        raise PageError(400, N_("This app is not registered, or it has been suspended."),
-                        title=N_("Invalid sign-in request"))
+        raise _unknown_app()
     redirect_uri = params.get("redirect_uri")
     if not redirect_uri:  # required here: OIDC Core 3.1.2.1
         raise PageError(400, N_("The app did not say where to send you back after signing "
@@ -603,18 +649,21 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
 @router.post(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_post")
 async def authorize(request: Request) -> Response:
     params, repeated = await read_params(request)
-    pushed = pushed_requests.is_pushed(params.get("request_uri"))
+    pushed, signed = pushed_requests.is_pushed(params.get("request_uri")), False
     if pushed and getattr(request.state, "head", False):  # a link checker: keep it for
         return Response(status_code=200, media_type="text/html")  # the browser's GET
     if pushed:  # RFC 9126: the parameters the client pushed, not the browser's
         params, repeated = await _pushed_params(request, params, repeated), set()
+        signed = params.pop(SIGNED, None) == "1"  # pushed as a request object
+    elif "request" in params:  # RFC 9101: the parameters the client signed, not the browser's
+        params, repeated, signed = await _signed_params(request, params, repeated), set(), True
     client = trusted_client(request, params, repeated)
     req = AuthorizationRequest(client_id=client.client_id,
                                redirect_uri=params["redirect_uri"], scope="",
                                state=params.get("state"),
                                response_mode=params.get("response_mode", "query")
                                if params.get("response_mode") in RESPONSE_MODES else "query",
-                               pushed=pushed)
+                               pushed=pushed, signed=signed)
     try:
         if repeated:  # RFC 6749 4.1.2.1: an error the client hears about
             raise _fail("invalid_request", "repeated parameter: " + " ".join(sorted(repeated)))
@@ -656,12 +705,20 @@ def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
             raise _fail("invalid_request", "id_token_hint is not an ID token we issued")
 
 
-def check_pushed(request: Request, params: dict[str, str], client: ClientMetadata) -> None:
+def check_pushed(request: Request, params: dict[str, str],
+                 client: ClientMetadata) -> dict[str, str]:
     """The PAR endpoint's checks of a request before it is kept: the authorization
-    endpoint's, answered as JSON errors (no redirect: the client is right there)."""
+    endpoint's, answered as JSON errors (no redirect: the client is right there). The
+    parameters to keep: a request object's, verified here once and marked ``SIGNED``."""
+    signed = "request" in params
+    if signed:
+        try:
+            params = object_params(request, params, client, client.client_id)
+        except request_objects.InvalidRequestObject as problem:
+            raise OAuthError("invalid_request_object", str(problem)) from None
     redirect_uri = params.get("redirect_uri", "")
     req = AuthorizationRequest(client_id=client.client_id, redirect_uri=redirect_uri,
-                               scope="")
+                               scope="", signed=signed)
     try:  # first: a client without the code flow hears unauthorized_client
         _check_all(request, params, client, req)
     except Redirectable as failure:
@@ -669,6 +726,7 @@ def check_pushed(request: Request, params: dict[str, str], client: ClientMetadat
     if not redirect_uri or not redirect_uris.registered(redirect_uri, client.redirect_uris,
                                                         native=client.is_public):
         raise OAuthError("invalid_request", "redirect_uri is missing or not registered")
+    return {**params, SIGNED: "1"} if signed else params
 
 
 def _first_answer(request: Request, client: ClientMetadata,
@@ -683,8 +741,7 @@ def resume(request: Request, ia: str = "") -> Response:
     req = load_interaction(request, ia)
     client = request.app.state.clients.get(req.client_id)
     if client is None:
-        raise PageError(400, N_("This app is not registered, or it has been suspended."),
-                        title=N_("Invalid sign-in request"))
+        raise _unknown_app()
     return decide(request, client, req, ia)
 
 
@@ -693,8 +750,7 @@ def carry_on(request: Request, req: AuthorizationRequest, ia: str,
     """Continue a pending request right after a sign-in, in the same response."""
     client = request.app.state.clients.get(req.client_id)
     if client is None:
-        raise PageError(400, N_("This app is not registered, or it has been suspended."),
-                        title=N_("Invalid sign-in request"))
+        raise _unknown_app()
     return decide(request, client, req, ia, loaded, needed)
 
 

@@ -145,7 +145,7 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     if client is None or client.token_endpoint_auth_method != "private_key_jwt" or not client.jwks:
         raise invalid_client("unknown client or wrong authentication method")
     try:
-        keys = gm_jose.import_key_set(_fully_specified(client.jwks))
+        keys = gm_jose.import_key_set(fully_specified(client.jwks))
         decoded = jwt.decode(token, keys, algorithms=assertion_algs(client))
     except (JoseError, ValueError, RecursionError,  # joserfc parses with json.loads
             TypeError, KeyError, AttributeError):  # a key set stored before it was checked
@@ -180,7 +180,7 @@ def assertion_algs(client: ClientMetadata) -> list[str]:
 _SAME_ED25519 = ("EdDSA", "Ed25519")
 
 
-def _fully_specified(jwks: dict[str, Any]) -> dict[str, Any]:
+def fully_specified(jwks: dict[str, Any]) -> dict[str, Any]:
     """The client's keys, where an Ed25519 key labelled ``"alg": "EdDSA"`` also stands as
     ``"Ed25519"``: RFC 9864's fully-specified name for the same signatures, which
     oauth4webapi 3 signs with (joserfc picks a key by ``kid`` and ``alg`` both)."""

@@ -4,7 +4,8 @@ A client posts its authorization request to ``/oauth2/par`` over the back channe
 authenticated as at the token endpoint (a public client names its ``client_id``); the
 request gets the authorization endpoint's checks at once, answered as JSON, and is kept for
 ``pushed_requests.LIFETIME`` seconds: only the parameters the authorization endpoint
-reads (``authorize.PARAMETERS``; never the client's credentials). The answer (201) is a
+reads (``authorize.PARAMETERS``; never the client's credentials; of a request object
+(RFC 9101), its verified parameters). The answer (201) is a
 ``request_uri`` that the
 browser then brings to the authorization endpoint with the ``client_id``, once. Parameters
 cannot be tampered with in the browser, and the request needs no length budget in a URL.
@@ -35,8 +36,8 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
         cors.share_with_client(request, client)  # a single-page app may push too
         if "request_uri" in form:  # RFC 9126 2.1
             raise invalid_request("request_uri cannot be pushed")
-        params = {k: v for k, v in form.items() if k in authorize.PARAMETERS}
-        authorize.check_pushed(request, params, client)
+        params = authorize.check_pushed(
+            request, {k: v for k, v in form.items() if k in authorize.PARAMETERS}, client)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
                                               client.client_id, params)
     except OAuthError as error:

@@ -185,7 +185,6 @@ def test_redirect_uri_must_match_exactly(client: TestClient, make_client) -> Non
         ({"scope": "openid guardian"}, "invalid_scope"),  # known, not this app's
         ({"scope": "openid\u3000profile"}, "invalid_scope"),  # RFC 6749 3.3: spaces only
         ({"scope": "admin"}, "invalid_scope"),  # nothing left once ignored
-        ({"request": "eyJ..."}, "request_not_supported"),
         ({"request_uri": "https://x"}, "request_uri_not_supported"),
         ({"prompt": "none login"}, "invalid_request"),
         ({"prompt": "bogus"}, "invalid_request"),

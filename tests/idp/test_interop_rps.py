@@ -265,6 +265,21 @@ def test_oauth4webapi_signed_userinfo(live_rp, alg: str) -> None:  # noqa: F811
     assert not sm_crypto_verifies(f"{head}.{forged_b64}.{signature}", jwk)
 
 
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_oauth4webapi_request_objects(live_rp, alg: str) -> None:  # noqa: F811
+    """oauth4webapi's issueRequestObject (RFC 9101) signs the request with the app's key:
+    by value, and pushed (RFC 9126 3), for an app that must sign its requests."""
+    key, public = _client_key(alg)
+    rp = live_rp(id_token_signed_response_alg="ES256", jwks={"keys": [public]},
+                 require_signed_request_object=True)
+    out = peer(OAUTH4WEBAPI, rp, "request_object",
+               private_jwk={**key.as_dict(private=True), "kid": "rp-1", "alg": alg})
+    assert alg in out["supported"]
+    for how in ("by_value", "pushed"):
+        assert out["pages"][how] == ["/login"], how
+        assert_id_token(out["id_tokens"][how], rp, "ES256", out["nonce"][how])
+
+
 def _client_key(alg: str):
     """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
     from joserfc.jwk import ECKey, OKPKey, RSAKey

@@ -80,7 +80,7 @@ def test_a_request_uri_of_another_client_or_unknown_is_refused(client: TestClien
     ({"scope": "nope"}, 400, "invalid_scope"),
     ({"response_type": "token"}, 400, "unsupported_response_type"),
     ({"request_uri": pushed_requests.URN + "x"}, 400, "invalid_request"),
-    ({"request": "eyJhbGciOiJub25lIn0.e30."}, 400, "request_not_supported"),
+    ({"request": "eyJhbGciOiJub25lIn0.e30."}, 400, "invalid_request_object"),  # alg none
     ({"max_age": "soon"}, 400, "invalid_request"),
 ])
 def test_a_bad_pushed_request_is_a_json_error(client: TestClient, make_client, changes,

@@ -1,7 +1,8 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "tamper" | "private_key_jwt" | "par" | "signed_userinfo",
-//    "issuer", "client_id", "client_secret", "alg", "private_jwk" (private_key_jwt),
+//   {"scenario": "full" | "tamper" | "private_key_jwt" | "par" | "signed_userinfo" |
+//    "request_object", "issuer", "client_id", "client_secret", "alg",
+//    "private_jwk" (private_key_jwt, request_object),
 //    "userinfo_alg" (signed_userinfo),
 //    "redirect_uri", "login", "password", "scope"?}
 // The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
@@ -168,14 +169,18 @@ async function tamper(request) {
 // private_key_jwt (RFC 7523) with oauth4webapi's own assertion: the client's private JWK
 // ("private_jwk", with its kid) comes on stdin; client_credentials, then introspection of
 // the token, both authenticated with a fresh assertion.
+async function privateKey(privateJwk) {
+  const { kid, alg, ...jwk } = privateJwk;
+  const algorithm = { ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+    RS256: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, EdDSA: { name: 'Ed25519' } }[alg];
+  return { key: await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['sign']), kid };
+}
+
 async function privateKeyJwt(request) {
   const issuer = new URL(request.issuer);
   const as = await oauth.processDiscoveryResponse(issuer,
     await oauth.discoveryRequest(issuer, INSECURE));
-  const { kid, alg, ...jwk } = request.private_jwk;
-  const algorithm = { ES256: { name: 'ECDSA', namedCurve: 'P-256' },
-    RS256: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, EdDSA: { name: 'Ed25519' } }[alg];
-  const key = await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['sign']);
+  const { key, kid } = await privateKey(request.private_jwk);
   const client = { client_id: request.client_id };
   const auth = oauth.PrivateKeyJwt({ key, kid });
   const cc = await oauth.processClientCredentialsResponse(as, client,
@@ -245,8 +250,49 @@ async function signedUserinfo(request) {
     supported: ctx.as.userinfo_signing_alg_values_supported };
 }
 
+// Request objects (RFC 9101): oauth4webapi's issueRequestObject signs the authorization
+// request with the client's private key (aud = the issuer, max_age as a number); the
+// browser brings client_id and request, then the same object's twin is pushed (RFC 9126
+// 3) and the browser brings the request_uri. Both sign in and are redeemed.
+async function requestObject(request) {
+  const ctx = await setup(request);
+  const signer = await privateKey(request.private_jwk);
+  const report = { pages: {}, id_tokens: {} };
+  for (const how of ['by_value', 'pushed']) {
+    const verifier = oauth.generateRandomCodeVerifier();
+    const state = oauth.generateRandomState();
+    const nonce = oauth.generateRandomNonce();
+    const signed = await oauth.issueRequestObject(ctx.as, ctx.client, {
+      redirect_uri: request.redirect_uri, response_type: 'code',
+      scope: 'openid profile edu', max_age: '600',
+      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256', state, nonce,
+    }, signer);
+    const url = new URL(ctx.as.authorization_endpoint);
+    url.searchParams.set('client_id', ctx.client.client_id);
+    if (how === 'by_value') {
+      url.searchParams.set('request', signed);
+    } else {
+      const pushed = await oauth.processPushedAuthorizationResponse(ctx.as, ctx.client,
+        await oauth.pushedAuthorizationRequest(ctx.as, ctx.client, ctx.auth,
+          { request: signed }, INSECURE));
+      url.searchParams.set('request_uri', pushed.request_uri);
+    }
+    const pages = [];
+    const callback = await loginThroughForm(url, request.login, request.password,
+      request.redirect_uri, pages);
+    const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(callback), state);
+    const result = await redeem(ctx, request, { verifier, nonce }, params);
+    report.pages[how] = pages;
+    report.id_tokens[how] = idTokenReport(result, request.alg);
+    report.nonce = { ...report.nonce, [how]: nonce };
+  }
+  report.supported = ctx.as.request_object_signing_alg_values_supported;
+  return report;
+}
+
 const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par,
-  signed_userinfo: signedUserinfo };
+  signed_userinfo: signedUserinfo, request_object: requestObject };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];
