@@ -344,7 +344,7 @@ async def _signed_params(request: Request, params: dict[str, str],
                          repeated: set[str]) -> dict[str, str]:
     """The request object's parameters; one that cannot be verified gets an error page,
     never a redirect (its ``redirect_uri`` is not to be trusted)."""
-    if repeated & {"client_id", "request"}:
+    if repeated & {"client_id", "request"} or "request_uri" in params:  # OIDC Core 6: one
         raise _malformed()
     client = request.app.state.clients.get(params.get("client_id", ""))
     if client is None:

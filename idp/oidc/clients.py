@@ -151,6 +151,8 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
             TypeError, KeyError, AttributeError):  # a key set stored before it was checked
         raise invalid_client("client assertion signature is invalid") from None
     verified = decoded.claims
+    if _is_request_object(decoded.header, verified):
+        raise invalid_client("a request object is no client assertion")
     _check_assertion_claims(verified, client.client_id, _audiences(decoded.header, audience))
     if form.get("client_id") and form["client_id"] != client.client_id:
         raise invalid_client("client_id does not match the assertion")
@@ -158,6 +160,13 @@ def _by_assertion(form: dict[str, str], registry: ClientRegistry, store: Store,
     if not store.set_if_absent(f"jti:{client.client_id}:{verified['jti']}", b"1", ttl=ttl):
         raise invalid_client("client assertion was already used")
     return client
+
+
+def _is_request_object(header: dict[str, Any], claims: dict[str, Any]) -> bool:
+    """RFC 9101 10.8: a request object (typed so, or holding authorization parameters) the
+    app signed with the same key: it travels in browsers, so it must not authenticate."""
+    typ = str(header.get("typ", "")).lower().removeprefix("application/")
+    return typ == "oauth-authz-req+jwt" or "response_type" in claims or "redirect_uri" in claims
 
 
 def _audiences(header: dict[str, Any], audience: AssertionAudience) -> frozenset[str]:

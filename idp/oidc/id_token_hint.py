@@ -10,9 +10,14 @@ from core.signing_keys import KeyRing
 
 def hint_claims(keys: KeyRing, token: str, issuer: str) -> dict[str, Any] | None:
     """The claims of an ID token signed by us for our issuer (expiry ignored), else None.
-    Only an ID token (``typ: JWT``): an access token (``at+jwt``) is no hint."""
+    Only an ID token (``typ: JWT``, with an ``exp``): an access token (``at+jwt``), a
+    logout token (``logout+jwt``) or a signed UserInfo answer (no ``typ``, no ``exp``) is
+    no hint."""
     verified = keys.verify(token)
     if verified is None or verified[0].get("typ") != "JWT" or verified[1].get("iss") != issuer:
+        return None
+    expires = verified[1].get("exp")
+    if not isinstance(expires, int) or isinstance(expires, bool):
         return None
     return verified[1]
 

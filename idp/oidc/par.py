@@ -36,8 +36,9 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
         cors.share_with_client(request, client)  # a single-page app may push too
         if "request_uri" in form:  # RFC 9126 2.1
             raise invalid_request("request_uri cannot be pushed")
-        params = authorize.check_pushed(
-            request, {k: v for k, v in form.items() if k in authorize.PARAMETERS}, client)
+        params = await run_in_threadpool(  # signatures (a request object, id_token_hint)
+            authorize.check_pushed, request,
+            {k: v for k, v in form.items() if k in authorize.PARAMETERS}, client)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
                                               client.client_id, params)
     except OAuthError as error:

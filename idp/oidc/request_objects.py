@@ -7,10 +7,13 @@
   with its ``request_object_signing_alg`` when it registered one, else any of SM2, ES256,
   RS256 and EdDSA (Ed25519). Never ``alg: none``, never a MAC: client secrets are kept as a
   keyed hash only, so there is nothing to check an HS256 with. An encrypted object (a
-  JWE) is refused.
-- **Its claims.** ``iss`` is the app's ``client_id``, ``aud`` names the issuer, ``exp``
-  has not passed and is at most ``MAX_SECONDS`` away, ``nbf`` (when present) has come, and
-  ``client_id`` (when present) is the ``client_id`` of the query, which must be there.
+  JWE) is refused. Its ``typ``, when present, is ``oauth-authz-req+jwt`` (RFC 9101 10.8)
+  or ``JWT``: another kind of JWT the app signed (a client assertion) is no request.
+- **Its claims.** Strict JSON (no lone surrogates, NUL or NaN: they would reach pages and
+  tokens). ``iss`` is the app's ``client_id``, ``aud`` is the issuer (a string, or an
+  array of that one alone, as for client assertions), ``exp`` has not passed and is at
+  most ``MAX_SECONDS`` away, ``nbf`` (when present) has come, and ``client_id`` (when
+  present) is the ``client_id`` of the query, which must be there.
 - **Only the object counts** (RFC 9101 6.3). The authorization request's parameters are
   the object's; what else the query carries is ignored. ``max_age`` may be a number and
   ``claims`` an object: they become the text the plain parameters would be.
@@ -23,6 +26,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from typing import Any
@@ -30,6 +35,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from core import json_input
 from core.gm import jose as gm_jose
 from directory import apps
 from directory.apps import ClientMetadata
@@ -39,6 +45,8 @@ MAX_SECONDS = 3600  # how far away an object's exp may be
 CLOCK_SKEW = 60
 ALGS = list(apps.ASSERTION_ALGS)
 _SAME_ED25519 = ("EdDSA", "Ed25519")
+TYP = "oauth-authz-req+jwt"
+_TYPES = frozenset({TYP, "jwt"})  # compared without case, "application/" optional
 
 
 class InvalidRequestObject(ValueError):
@@ -67,9 +75,27 @@ def unpack(token: str, client: ClientMetadata, issuer: str, query_client_id: str
         decoded = jwt.decode(token, keys, algorithms=algorithms(client))
     except (JoseError, ValueError, RecursionError, TypeError, KeyError, AttributeError):
         raise InvalidRequestObject("the request object's signature is invalid") from None
-    claims = decoded.claims
+    typ = str(decoded.header.get("typ", TYP)).lower().removeprefix("application/")
+    if typ not in _TYPES:
+        raise InvalidRequestObject(f"a request object's typ is {TYP}")
+    claims = _strict_claims(token)
     _check_claims(claims, client.client_id, issuer, query_client_id)
     return _parameters(claims, names)
+
+
+def _strict_claims(token: str) -> dict[str, Any]:
+    """The verified payload read again strictly: joserfc's ``json.loads`` lets through lone
+    surrogates (a 500 where a page or a token is made) and ``NaN`` (an ``exp`` no time
+    passes)."""
+    payload = token.split(".")[1]
+    try:
+        claims = json_input.loads_text(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidRequestObject("the request object's claims are not strict JSON") from None
+    if not isinstance(claims, dict):
+        raise InvalidRequestObject("the request object's claims are not a JSON object")
+    return claims
 
 
 def _check_claims(claims: dict[str, Any], client_id: str, issuer: str,
@@ -77,10 +103,10 @@ def _check_claims(claims: dict[str, Any], client_id: str, issuer: str,
     now = time.time()
     expires, not_before = claims.get("exp"), claims.get("nbf")
     audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
+    audience = audience[0] if isinstance(audience, list) and len(audience) == 1 else audience
     problems = [
         (claims.get("iss") != client_id, "iss must be the client_id"),
-        (issuer not in audiences, "aud must name the issuer"),
+        (audience != issuer, "aud must be the issuer"),
         (not isinstance(expires, int | float) or expires < now, "the request object expired "
          "or has no exp"),
         (isinstance(expires, int | float) and expires > now + MAX_SECONDS,

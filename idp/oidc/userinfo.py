@@ -90,9 +90,10 @@ def _answer(request: Request, token: str) -> Response:
 
 
 def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str) -> Response:
-    """OIDC Core 5.3.2: the claims as a JWT, with ``iss`` and ``aud`` (and ``iat``)."""
+    """OIDC Core 5.3.2: the claims as a JWT, with ``iss`` and ``aud`` (and ``iat``). No
+    ``typ``: ID tokens say ``JWT``, and this is none (it cannot be an ``id_token_hint``)."""
     state = request.app.state
     payload = {**claims, "iss": state.settings.issuer, "aud": client_id,
                "iat": int(time.time())}
-    return Response(state.keys.sign(payload, alg, typ="JWT"), media_type="application/jwt",
+    return Response(state.keys.sign(payload, alg), media_type="application/jwt",
                     headers={"Cache-Control": "no-store"})

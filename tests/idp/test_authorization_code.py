@@ -509,6 +509,10 @@ def test_userinfo_signed_for_an_app_that_asks(client: TestClient, make_client, m
         assert claims["sub"] == person.sub and claims["name"] == "赵同学"
         assert claims["iss"] == "http://127.0.0.1:8000" and claims["aud"] == registered.client_id
         assert abs(claims["iat"] - time.time()) < 60 and "email" not in claims
+        assert "typ" not in pyjwt.get_unverified_header(answer.text)
+    # no ID token: not taken as an id_token_hint (it has no exp, and no typ JWT)
+    hinted = flow.authorize(client, client_id=registered.client_id, id_token_hint=answer.text)
+    assert "error=invalid_request" in hinted.headers["location"]
     # an error is still plain JSON with its challenge
     bad = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer x.y.z"})
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_token"
@@ -1346,3 +1350,19 @@ def test_a_suspended_apps_tokens_stop_working(client: TestClient, make_client, m
     assert userinfo.status_code == 401
     assert client.post("/oauth2/introspect", data={"token": tokens["access_token"]},
                        auth=(api.client_id, api.secret)).json() == {"active": False}
+
+
+def test_an_id_token_hint_is_an_id_token_of_ours(app) -> None:
+    """Signature, ``typ: JWT``, our issuer and an ``exp`` (its time is not checked): our
+    access tokens, logout tokens and signed UserInfo answers are no hints."""
+    from idp.oidc.id_token_hint import hint_claims
+
+    keys, issuer = app.state.keys, app.state.settings.issuer
+    base = {"iss": issuer, "sub": "s-1", "aud": "app-1"}
+    assert hint_claims(keys, keys.sign({**base, "exp": 1}, "SM2", typ="JWT"), issuer)
+    for token in (keys.sign(base, "SM2", typ="JWT"),  # no exp
+                  keys.sign({**base, "exp": "soon"}, "SM2", typ="JWT"),
+                  keys.sign({**base, "exp": 1}, "SM2"),  # no typ
+                  keys.sign({**base, "exp": 1}, "SM2", typ="at+jwt"),
+                  keys.sign({**base, "exp": 1, "iss": "https://other"}, "SM2", typ="JWT")):
+        assert hint_claims(keys, token, issuer) is None

@@ -105,7 +105,7 @@ def test_discovery(client: TestClient) -> None:
     assert document["issuer"] == "http://127.0.0.1:8000"
     assert "SM2" in document["id_token_signing_alg_values_supported"]
     assert document["code_challenge_methods_supported"] == ["S256"]
-    assert document["request_parameter_supported"] is False
+    assert document["request_parameter_supported"] is True  # signed request objects
     # RFC 8414 2: private_key_jwt at an endpoint needs its signing algorithms listed
     for endpoint in ("token", "introspection", "revocation"):
         assert "private_key_jwt" in document[f"{endpoint}_endpoint_auth_methods_supported"]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from core.gm import jose as gm_jose
@@ -71,14 +71,16 @@ def test_a_signed_request_signs_in_with_its_own_parameters(client: TestClient, m
     assert tokens.json()["scope"] == "openid profile"
 
 
+# times as seconds from now ("+" / "-"): the test may run minutes after collection
 @pytest.mark.parametrize(("overrides", "why"), [
     ({"iss": "someone-else"}, "iss"),
     ({"aud": "https://other.example"}, "aud"),
     ({"aud": None}, "no aud"),
-    ({"exp": int(time.time()) - 10}, "expired"),
+    ({"aud": [ISSUER, "https://other.example"]}, "two audiences"),
+    ({"exp": "-10"}, "expired"),
     ({"exp": None}, "no exp"),
-    ({"exp": int(time.time()) + 7200}, "lives too long"),
-    ({"nbf": int(time.time()) + 600}, "not yet"),
+    ({"exp": "+7200"}, "lives too long"),
+    ({"nbf": "+600"}, "not yet"),
     ({"client_id": "someone-else"}, "client_id"),
     ({"max_age": [1]}, "a list"),
     ({"request_uri": "https://x"}, "nested"),
@@ -87,10 +89,101 @@ def test_an_object_that_cannot_be_used_is_a_page(client: TestClient, make_client
                                                  overrides, why: str) -> None:
     key = _key("ES256")
     registered = _app(make_client, key, "ES256")
+    now = int(time.time())
+    overrides = {k: now + int(v) if isinstance(v, str) and v[0] in "+-" else v
+                 for k, v in overrides.items()}
     signed = _object(key, "ES256", registered.client_id, flow.pkce_pair()[1], **overrides)
     page = flow.authorize(client, client_id=registered.client_id, request=signed, lang="en")
     assert page.status_code == 400 and "location" not in page.headers, why
     assert "signed sign-in request could not be checked" in page.text
+    assert flow.authorize(client, client_id=registered.client_id, request=_object(
+        key, "ES256", registered.client_id, flow.pkce_pair()[1])).status_code == 200
+
+
+@pytest.mark.parametrize(("payload", "why"), [
+    (b'"state": "\\ud800"', "a lone surrogate in state"),
+    (b'"login_hint": "\\udfff"', "a lone surrogate in login_hint"),
+    (b'"nonce": "a\\u0000b"', "NUL"),
+])
+def test_claims_are_strict_json(client: TestClient, make_client, payload: bytes,
+                                why: str) -> None:
+    """joserfc reads lone surrogates and NaN; they would reach a page or a token (500)."""
+    key = _key("ES256")
+    registered = _app(make_client, key, "ES256")
+    now = int(time.time())
+    claims = json.dumps({"iss": registered.client_id, "aud": ISSUER, "exp": now + 60,
+                         "response_type": "code", "redirect_uri": REDIRECT_URI,
+                         "scope": "openid", "code_challenge": flow.pkce_pair()[1],
+                         "code_challenge_method": "S256"}).encode()
+    for raw in (claims[:-1] + b", " + payload + b"}",
+                claims.replace(str(now + 60).encode(), b"NaN")):
+        token = jws.serialize_compact({"alg": "ES256", "kid": "k1"}, raw, key)
+        page = flow.authorize(client, client_id=registered.client_id, request=token)
+        assert page.status_code == 400 and "location" not in page.headers, why
+        pushed = client.post("/oauth2/par", auth=(registered.client_id, registered.secret),
+                             data={"request": token})
+        assert pushed.json()["error"] == "invalid_request_object", why
+
+
+def test_typed_objects_and_assertions_do_not_mix(client: TestClient, make_client) -> None:
+    """RFC 9101 10.8: a JWT of another type is no request object, and a request object is
+    no client assertion (it travels in the browser)."""
+    key = _key("ES256")
+    public = {**key.as_dict(private=False), "kid": "k1", "alg": "ES256"}
+    registered = make_client(token_endpoint_auth_method="private_key_jwt",
+                             jwks={"keys": [public]})
+    challenge = flow.pkce_pair()[1]
+    now = int(time.time())
+    claims = {"iss": registered.client_id, "sub": registered.client_id, "aud": ISSUER,
+              "exp": now + 60, "jti": "j-1", "response_type": "code",
+              "redirect_uri": REDIRECT_URI, "scope": "openid", "code_challenge": challenge,
+              "code_challenge_method": "S256"}
+    for typ in ("at+jwt", "client-authentication+jwt", "logout+jwt"):
+        token = jwt.encode({"alg": "ES256", "kid": "k1", "typ": typ}, claims, key,
+                           algorithms=["ES256"])
+        page = flow.authorize(client, client_id=registered.client_id, request=token)
+        assert page.status_code == 400 and "location" not in page.headers, typ
+    for header, body in (({"typ": "oauth-authz-req+jwt"}, {"jti": "j-2"}),
+                         ({}, {"jti": "j-3"})):  # untyped, but with authorization parameters
+        token = jwt.encode({"alg": "ES256", "kid": "k1", **header}, claims | body, key,
+                           algorithms=["ES256"])
+        assert flow.authorize(client, client_id=registered.client_id,
+                              request=token).status_code == 200  # a good request object
+        refused = client.post("/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": registered.client_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": token})
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+
+def test_a_request_with_a_request_uri_beside_it_is_a_page(client: TestClient,
+                                                          make_client) -> None:
+    key = _key("ES256")
+    registered = _app(make_client, key, "ES256")
+    signed = _object(key, "ES256", registered.client_id, flow.pkce_pair()[1])
+    page = flow.authorize(client, client_id=registered.client_id, request=signed,
+                          request_uri="https://evil.example/ro")
+    assert page.status_code == 400 and "location" not in page.headers
+
+
+def test_the_objects_parameters_as_the_endpoint_reads_them() -> None:
+    """max_age as a number and claims as an object become the text of plain parameters;
+    what the endpoint does not read is left out."""
+    from directory.apps import ClientMetadata
+    from idp.oidc.authorize import PARAMETERS
+    from idp.oidc.request_objects import unpack
+
+    key = _key("ES256")
+    app = ClientMetadata(client_id="app-1", name="x", status="approved", first_party=True,
+                         client_secret_mac=None, jwks={"keys": [
+                             {**key.as_dict(private=False), "kid": "k1", "alg": "ES256"}]})
+    wanted = {"id_token": {"acr": {"essential": True, "values": ["urn:edu:acr:mfa"]}}}
+    token = _object(key, "ES256", "app-1", "c" * 43, max_age=600, claims=wanted, extra="x",
+                    ui_locales="en zh-CN")
+    params = unpack(token, app, ISSUER, "app-1", PARAMETERS)
+    assert params["max_age"] == "600" and json.loads(params["claims"]) == wanted
+    assert params["ui_locales"] == "en zh-CN" and params["client_id"] == "app-1"
+    assert "extra" not in params and "iss" not in params and "exp" not in params
 
 
 def test_signatures_that_do_not_count(client: TestClient, make_client) -> None:
@@ -98,9 +191,8 @@ def test_signatures_that_do_not_count(client: TestClient, make_client) -> None:
     registered = _app(make_client, key, "ES256")
     challenge = flow.pkce_pair()[1]
     other_key = _object(_key("ES256"), "ES256", registered.client_id, challenge)
-    unsigned = ".".join(_b64(part) for part in (
-        {"alg": "none"}, {"iss": registered.client_id, "aud": ISSUER,
-                          "exp": int(time.time()) + 60})) + "."
+    complete = jwt.decode(_object(key, "ES256", registered.client_id, challenge), key).claims
+    unsigned = ".".join(_b64(part) for part in ({"alg": "none"}, complete)) + "."
     head, payload, signature = _object(key, "ES256", registered.client_id, challenge).split(".")
     encrypted = "a.b.c.d.e"
     for token in (other_key, unsigned, f"{head}.{payload}x.{signature}", encrypted, "junk"):
