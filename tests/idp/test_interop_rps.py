@@ -177,6 +177,22 @@ def test_openid_client_pushed_authorization_request(live_rp) -> None:  # noqa: F
     assert_id_token(out["id_token"], rp, "RS256", out["nonce"])
 
 
+def test_openid_client_request_object_and_signed_userinfo(live_rp) -> None:  # noqa: F811
+    """openid-client's buildAuthorizationUrlWithJAR (the URL: client_id and request only)
+    for an app that must sign its requests, and fetchUserInfo of a signed UserInfo answer,
+    its signature checked by openid-client."""
+    key, public = _client_key("ES256")
+    rp = live_rp(id_token_signed_response_alg="RS256", jwks={"keys": [public]},
+                 require_signed_request_object=True, userinfo_signed_response_alg="ES256")
+    out = peer(OPENID_CLIENT, rp, "jar", userinfo_alg="ES256",
+               private_jwk={**key.as_dict(private=True), "kid": "rp-1", "alg": "ES256"})
+    assert out["authorization_url_params"] == ["client_id", "request"]
+    assert out["pages"] == ["/login"]
+    assert_id_token(out["id_token"], rp, "RS256", out["nonce"])
+    assert_userinfo(out["userinfo"], rp)
+    assert out["userinfo"]["aud"] == rp.client.client_id
+
+
 def test_openid_client_refuses_an_unexpected_alg(live_rp) -> None:  # noqa: F811
     """The peer really checks the ID token: told to expect RS256, it refuses ES256."""
     rp = live_rp(id_token_signed_response_alg="ES256")

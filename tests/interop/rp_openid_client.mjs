@@ -1,7 +1,7 @@
 // A relying party on npm openid-client v6 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
-//   {"scenario": "full" | "public" | "reuse" | "step_up" | "logout" | "par", "issuer",
-//    "client_id", "client_secret",
+//   {"scenario": "full" | "public" | "reuse" | "step_up" | "logout" | "par" | "jar",
+//    "issuer", "client_id", "client_secret", "private_jwk" and "userinfo_alg" (jar),
 //    "alg", "redirect_uri", "login", "password", "scope"?, "cc_scope"?,
 //    "post_logout_redirect_uri"?}
 // The authorization code + PKCE flow goes through the provider's real login form
@@ -45,6 +45,7 @@ async function configure(request) {
     ? client.ClientSecretBasic(request.client_secret) : client.None();
   const config = await client.discovery(new URL(request.issuer), request.client_id, {
     id_token_signed_response_alg: request.alg,
+    ...(request.userinfo_alg ? { userinfo_signed_response_alg: request.userinfo_alg } : {}),
   }, auth, { execute: [client.allowInsecureRequests] });
   client.enableNonRepudiationChecks(config); // verify ID token signatures with the jwks_uri
   return config;
@@ -209,7 +210,26 @@ async function par(request) {
     authorization_url_params: [...new URL(flow.url).searchParams.keys()].sort() };
 }
 
-const SCENARIOS = { full, public: full, reuse, step_up: stepUp, logout, par };
+// Request objects (RFC 9101) and signed UserInfo (OIDC Core 5.3.2):
+// buildAuthorizationUrlWithJAR signs the request with the client's private key (the URL
+// holds client_id and request only); fetchUserInfo, told the client's
+// userinfo_signed_response_alg, takes only a JWT answer and (non-repudiation checks on)
+// verifies its signature with the jwks_uri keys.
+async function jar(request) {
+  const config = await configure(request);
+  const { kid, alg, ...jwk } = request.private_jwk;
+  const algorithm = { ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+    EdDSA: { name: 'Ed25519' } }[alg];
+  const key = await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['sign']);
+  const build = (cfg, params) => client.buildAuthorizationUrlWithJAR(cfg, params, { key, kid });
+  const flow = await codeFlow(config, request, {}, {}, build);
+  const sub = flow.tokens.claims().sub;
+  const userinfo = await client.fetchUserInfo(config, flow.tokens.access_token, sub);
+  return { pages: flow.pages, nonce: flow.nonce, id_token: idTokenReport(flow.tokens, request.alg),
+    authorization_url_params: [...new URL(flow.url).searchParams.keys()].sort(), userinfo };
+}
+
+const SCENARIOS = { full, public: full, reuse, step_up: stepUp, logout, par, jar };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];
