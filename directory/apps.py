@@ -126,6 +126,8 @@ class ClientMetadata:
     # with (None: any of ASSERTION_ALGS), and whether every request must be one
     request_object_signing_alg: str | None = None
     require_signed_request_object: bool = False
+    # RFC 9449 5.2: every token request of this app must carry a DPoP proof
+    dpop_bound_access_tokens: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -287,7 +289,8 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("access_token_format must be jwt or opaque")
     for flag in ("protected_resource", "backchannel_logout_session_required",
                  "frontchannel_logout_session_required",
-                 "require_pushed_authorization_requests", "require_signed_request_object"):
+                 "require_pushed_authorization_requests", "require_signed_request_object",
+                 "dpop_bound_access_tokens"):
         if not isinstance(data.get(flag, False), bool):
             raise ValueError(f"{flag} must be true or false")
     if "backchannel_logout_uri" in data:

@@ -40,7 +40,15 @@ from directory.models import Account
 from directory.people import current_roles
 from idp import mfa_step, sessions
 from idp.login_page import render_login
-from idp.oidc import codes, consent, pushed_requests, redirect_uris, request_objects, scopes
+from idp.oidc import (
+    codes,
+    consent,
+    dpop,
+    pushed_requests,
+    redirect_uris,
+    request_objects,
+    scopes,
+)
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
 from idp.oidc.tokens import Grant
@@ -80,6 +88,7 @@ class AuthorizationRequest:
     claims: dict[str, Any] = field(default_factory=dict)
     pushed: bool = False  # came from the PAR endpoint (its request_uri is used up)
     signed: bool = False  # came as a request object the app signed (RFC 9101)
+    dpop_jkt: str | None = None  # RFC 9449 10: the code is for this DPoP key only
     # filled in by the interaction
     logged_in_at: int | None = None
     # the account that was chosen / that consented: a flag would carry over to another
@@ -147,6 +156,15 @@ def check_request_object(params: dict[str, str], client: ClientMetadata,
     if client.require_signed_request_object and not req.signed:
         raise _fail("invalid_request", "this client must send its authorization requests "
                     "as signed request objects")
+
+
+def check_dpop_jkt(params: dict[str, str], _c: ClientMetadata,
+                   req: AuthorizationRequest) -> None:
+    """RFC 9449 10: ``dpop_jkt`` binds the code to the DPoP key of that thumbprint."""
+    jkt = params.get("dpop_jkt")
+    if jkt is not None and not dpop.JKT.match(jkt):
+        raise _fail("invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint")
+    req.dpop_jkt = jkt
 
 
 def check_scope(params: dict[str, str], client: ClientMetadata,
@@ -276,6 +294,7 @@ CHECKS: list[Check] = [
     check_response_mode,
     check_response_type,
     check_request_object,
+    check_dpop_jkt,
     check_scope,
     check_pkce,
     check_prompt,
@@ -316,7 +335,7 @@ PARAMETERS = frozenset({
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
     "max_age", "login_hint", "id_token_hint", "ui_locales", "claims_locales", "display",
     "acr_values", "claims", "response_mode", "code_challenge", "code_challenge_method",
-    "request"})
+    "request", "dpop_jkt"})
 
 
 def _unknown_app() -> PageError:
@@ -616,7 +635,7 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims,
-                  session_ends_at=session.created + sessions.MAX_SECONDS)
+                  session_ends_at=session.created + sessions.MAX_SECONDS, jkt=req.dpop_jkt)
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
 

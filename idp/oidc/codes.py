@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from core.audit import Context, record
 from core.store import Store
 from directory.apps import ClientMetadata
-from idp.oidc import refresh_tokens
+from idp.oidc import dpop, refresh_tokens
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
 from idp.oidc.grants import issue_tokens
@@ -88,6 +88,9 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if form.get("redirect_uri") != stored["redirect_uri"]:
         raise invalid_grant("redirect_uri does not match the authorization request")
     _check_pkce(stored["challenge"], form.get("code_verifier"), client)
+    if grant.jkt and grant.jkt != dpop.key_of(request):  # RFC 9449 10: dpop_jkt
+        raise invalid_grant("the code is bound to a DPoP key (dpop_jkt): send a proof "
+                            "made with it")
     issued = issue_tokens(request, client, grant, code=code,
                           since=float(stored.get("issued_at") or time.time()))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,

@@ -75,7 +75,7 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers={
         "Access-Control-Allow-Origin": origin, "Vary": "Origin",
         "Access-Control-Allow-Methods": "GET, POST",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP",
         "Access-Control-Max-Age": "600"})
 
 

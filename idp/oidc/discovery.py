@@ -61,6 +61,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": ASSERTION_ALGS,
         "claims_supported": CLAIMS,
         "claims_parameter_supported": True,
         "request_parameter_supported": True,

@@ -13,7 +13,7 @@ from core.settings import Settings
 from directory import subjects
 from directory.apps import ClientMetadata
 from directory.people import holds
-from idp.oidc import refresh_tokens
+from idp.oidc import dpop, refresh_tokens
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.claims import id_token_claims
 from idp.oidc.errors import invalid_grant
@@ -43,13 +43,18 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
             claims is None if openid else not holds(state.db, grant.account_id, since)):
         raise invalid_grant("the account can no longer sign in, or was signed out")
     shown = _as_the_app_knows_it(state.db, state.settings, client, grant)
-    access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown)
-    body: dict[str, Any] = {"access_token": access.token, "token_type": "Bearer",
+    jkt = dpop.key_of(request)
+    access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown,
+                                jkt)
+    body: dict[str, Any] = {"access_token": access.token,
+                            "token_type": "DPoP" if jkt else "Bearer",
                             "expires_in": access.expires_in, "scope": grant.scope}
     if openid:
         body["id_token"] = issue_id_token(state.keys, state.settings.issuer, client, shown,
                                           claims, access_token=access.token, code=code)
-    kept = refresh_grant or grant
+    # RFC 9449 5: a public app's refresh tokens are bound to the proof's key; a
+    # confidential app's are bound to its credentials (it may change its DPoP key)
+    kept = replace(refresh_grant or grant, jkt=jkt if client.is_public else None)
     if "refresh_token" in client.grant_types:
         body["refresh_token"], family = refresh_tokens.issue(
             state.db, state.settings, client, kept, family=family,

@@ -26,7 +26,7 @@ from idp.oidc.errors import OAuthError, invalid_client
 
 router = APIRouter(tags=["oidc"])
 PUBLIC = ("iss", "sub", "aud", "exp", "iat", "client_id", "scope", "jti", "auth_time", "acr",
-          "amr", "sid")
+          "amr", "sid", "cnf")
 
 
 def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, Any] | None:
@@ -43,7 +43,7 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
             str(sub), issued_at(claims)):
         return {"active": False}  # the person may no longer sign in, or signed out
         # everywhere after it was issued (within 30 s)
-    return {"active": True, "token_type": "Bearer",
+    return {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer",
             **{k: claims[k] for k in PUBLIC if k in claims}}
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from idp.oidc import authorize, cors, pushed_requests
+from idp.oidc import authorize, cors, dpop, pushed_requests
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.token_endpoint import NO_STORE, authenticate_request, read_form
 
@@ -39,12 +39,27 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
         params = await run_in_threadpool(  # signatures (a request object, id_token_hint)
             authorize.check_pushed, request,
             {k: v for k, v in form.items() if k in authorize.PARAMETERS}, client)
+        params = await _with_proof_key(request, params)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
                                               client.client_id, params)
     except OAuthError as error:
         return error.json_response()
     return JSONResponse({"request_uri": request_uri, "expires_in": pushed_requests.LIFETIME},
                         status_code=201, headers=NO_STORE)
+
+
+async def _with_proof_key(request: Request, params: dict[str, str]) -> dict[str, str]:
+    """RFC 9449 10.1: a DPoP proof sent with the push binds the code to its key, as
+    ``dpop_jkt`` would (both: the same key)."""
+    proof = dpop.proof_of(request)
+    if proof is None:
+        return params
+    state = request.app.state
+    jkt = await run_in_threadpool(dpop.check, state.store, proof, "POST",
+                                  state.settings.issuer + PAR_PATH)
+    if params.get("dpop_jkt", jkt) != jkt:
+        raise dpop.InvalidProof("dpop_jkt and the DPoP proof name different keys")
+    return {**params, "dpop_jkt": jkt}
 
 
 router.add_route(PAR_PATH, pushed_authorization_request, methods=["POST"],

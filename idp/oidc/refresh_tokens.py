@@ -32,7 +32,7 @@ from core.store import Store
 from directory.apps import ClientMetadata
 from directory.people import holds
 from idp import sessions
-from idp.oidc import scopes
+from idp.oidc import dpop, scopes
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import OAuthError, invalid_grant, invalid_request
 from idp.oidc.tokens import Grant
@@ -224,6 +224,9 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
     original = Grant.from_json(json.loads(row.grant_json))
+    if original.jkt and original.jkt != dpop.key_of(request):  # RFC 9449 5: before it is
+        raise invalid_grant("the refresh token is bound to a DPoP key: send a proof made "
+                            "with it")  # spent, so a thief without the key spends nothing
     offline = "offline_access" in original.scope.split()
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})

@@ -3,7 +3,9 @@
 Grants: ``authorization_code`` (with PKCE, RFC 7636), ``refresh_token`` (rotation
 with reuse detection) and ``client_credentials``. ``client_credentials`` runs
 entirely on the event loop with no database or store access (cached client,
-HMAC secret check, one signature): it is the path the benchmark measures.
+HMAC secret check, one signature): it is the path the benchmark measures. A DPoP proof
+(``idp.oidc.dpop``), when sent, is checked first in a worker thread (its ``jti`` is
+remembered in the store), and the grant binds its tokens to the proof's key.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
-from idp.oidc import clients, codes, cors, refresh_tokens, scopes
+from idp.oidc import clients, codes, cors, dpop, refresh_tokens, scopes
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.tokens import Grant, issue_access_token
 
@@ -97,10 +99,11 @@ async def client_credentials(request: Request, form: dict[str, str],
     scope = requested_scope(form, client, client.allowed_scopes - scopes.USER_SCOPES)
     if set(scope.split()) & scopes.USER_SCOPES:
         raise OAuthError("invalid_scope", "client_credentials carries no user scopes")
-    state = request.app.state
+    state, jkt = request.app.state, dpop.key_of(request)
     token = issue_access_token(state.keys, state.store, state.settings.issuer, client,
-                               Grant(client_id=client.client_id, scope=scope))
-    body = {"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in}
+                               Grant(client_id=client.client_id, scope=scope), jkt)
+    body = {"access_token": token.token, "token_type": "DPoP" if jkt else "Bearer",
+            "expires_in": token.expires_in}
     if scope:
         body["scope"] = scope
     return body
@@ -129,9 +132,24 @@ async def token(request: Request) -> JSONResponse:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
+        await bind_dpop(request, client)
         return token_response(await handler(request, form, client))
     except OAuthError as error:
         return error.json_response()
+
+
+async def bind_dpop(request: Request, client: ClientMetadata) -> None:
+    """RFC 9449 5: check the request's DPoP proof, if any, and keep its key for the grant
+    to bind the tokens to; an app registered with ``dpop_bound_access_tokens`` must send
+    one."""
+    proof = dpop.proof_of(request)
+    if proof is None:
+        if client.dpop_bound_access_tokens:
+            raise dpop.InvalidProof("this client must send a DPoP proof")
+        return
+    state = request.app.state  # the store remembers the proof's jti: off the event loop
+    dpop.remember(request, await run_in_threadpool(
+        dpop.check, state.store, proof, "POST", state.settings.issuer + TOKEN_PATH))
 
 
 async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:

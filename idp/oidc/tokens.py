@@ -6,7 +6,7 @@
   introspection and UserInfo consult it. (A resource server that validates the
   JWT locally cannot see revocation: keep access tokens short-lived.) Their
   ``aud`` is the issuer (the UserInfo resource) until resource indicators are
-  supported.
+  supported. Bound to a DPoP key, a token carries ``cnf.jkt`` (RFC 9449 6).
 - **Opaque access tokens**: 256 random bits; the store keeps their claims under
   ``SM3(token)`` until they expire.
 - **ID tokens** (OpenID Connect Core 2), signed with the client's
@@ -50,12 +50,15 @@ class Grant:
     # when the SSO session ``sid`` ends at the latest (its sign-in plus its maximum age):
     # refresh tokens that live with the session expire then too
     session_ends_at: int | None = None
+    # the DPoP key (RFC 9449 thumbprint) the grant's code or refresh tokens are bound to
+    jkt: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "scope": self.scope, "sub": self.sub,
                 "account_id": self.account_id, "sid": self.sid, "auth_time": self.auth_time,
                 "acr": self.acr, "amr": list(self.amr), "nonce": self.nonce,
-                "claims": self.claims, "session_ends_at": self.session_ends_at}
+                "claims": self.claims, "session_ends_at": self.session_ends_at,
+                "jkt": self.jkt}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
@@ -83,7 +86,8 @@ class IssuedAccessToken:
 
 
 def issue_access_token(keys: KeyRing, store: Store, issuer: str, client: ClientMetadata,
-                       grant: Grant) -> IssuedAccessToken:
+                       grant: Grant, jkt: str | None = None) -> IssuedAccessToken:
+    """``jkt``: the DPoP key the token is bound to (``cnf``, RFC 9449 6)."""
     now = int(time.time())
     jti = secrets.token_urlsafe(16)
     claims: dict[str, Any] = {
@@ -97,6 +101,8 @@ def issue_access_token(keys: KeyRing, store: Store, issuer: str, client: ClientM
             claims["acr"] = grant.acr
         if grant.sid:
             claims["sid"] = grant.sid
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}
     if client.access_token_format == "opaque":
         token = secrets.token_urlsafe(32)
         store.set("at:" + token_key(token), json.dumps(claims).encode(),

@@ -296,6 +296,24 @@ def test_oauth4webapi_request_objects(live_rp, alg: str) -> None:  # noqa: F811
         assert_id_token(out["id_tokens"][how], rp, "ES256", out["nonce"][how])
 
 
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_oauth4webapi_dpop(live_rp, alg: str) -> None:  # noqa: F811
+    """oauth4webapi's own DPoP proofs (RFC 9449) for a public app: the code, a refresh and
+    UserInfo with the key; the refresh token and the access token without it are refused."""
+    rp = live_rp(id_token_signed_response_alg="ES256", token_endpoint_auth_method="none",
+                 grant_types=["authorization_code", "refresh_token"])
+    out = peer(OAUTH4WEBAPI, rp, "dpop", dpop_alg=alg)
+    assert out["token_type"] == "dpop" and out["refreshed_token_type"] == "dpop"
+    assert alg in out["supported"]
+    assert_userinfo(out["userinfo"], rp)
+    assert out["refreshed_userinfo_sub"] == rp.person.sub
+    claims = json.loads(unb64(out["access_token"].split(".")[1]))
+    assert set(claims["cnf"]) == {"jkt"}
+    assert out["stolen_refresh"]["ok"] is False
+    assert out["stolen_refresh"]["error"] == "invalid_grant"
+    assert out["stolen_access_status"] == 401
+
+
 def _client_key(alg: str):
     """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
     from joserfc.jwk import ECKey, OKPKey, RSAKey

@@ -1,7 +1,7 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
 //   {"scenario": "full" | "tamper" | "private_key_jwt" | "par" | "signed_userinfo" |
-//    "request_object", "issuer", "client_id", "client_secret", "alg",
+//    "request_object" | "dpop", "issuer", "client_id", "client_secret", "alg",
 //    "private_jwk" (private_key_jwt, request_object),
 //    "userinfo_alg" (signed_userinfo),
 //    "redirect_uri", "login", "password", "scope"?}
@@ -291,7 +291,44 @@ async function requestObject(request) {
   return report;
 }
 
-const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par,
+// DPoP (RFC 9449) with oauth4webapi's own proofs: a key pair of request.dpop_alg; the code
+// redeemed, the token refreshed and UserInfo called with DPoP; then the refresh token and
+// the access token without the key (as a thief would): both refused.
+async function dpopFlow(request) {
+  const ctx = await setup(request);
+  const keyPair = await oauth.generateKeyPair(request.dpop_alg);
+  const DPoP = oauth.DPoP(ctx.client, keyPair);
+  const flow = await authorize(ctx, { ...request, scope: 'openid profile edu' });
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
+    flow.state);
+  const result = await oauth.processAuthorizationCodeResponse(ctx.as, ctx.client,
+    await oauth.authorizationCodeGrantRequest(ctx.as, ctx.client, ctx.auth, params,
+      request.redirect_uri, flow.verifier, { DPoP, ...INSECURE }),
+    { expectedNonce: flow.nonce, requireIdToken: true });
+  const sub = oauth.getValidatedIdTokenClaims(result).sub;
+  const userinfo = await oauth.processUserInfoResponse(ctx.as, ctx.client, sub,
+    await oauth.userInfoRequest(ctx.as, ctx.client, result.access_token,
+      { DPoP, ...INSECURE }));
+  const refreshed = await oauth.processRefreshTokenResponse(ctx.as, ctx.client,
+    await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, result.refresh_token,
+      { DPoP, ...INSECURE }));
+  const stolenRefresh = await outcome(async () => oauth.processRefreshTokenResponse(
+    ctx.as, ctx.client, await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth,
+      refreshed.refresh_token, INSECURE)));
+  const stolenAccess = await fetch(ctx.as.userinfo_endpoint, {
+    headers: { authorization: `Bearer ${refreshed.access_token}` } });
+  return {
+    token_type: result.token_type, refreshed_token_type: refreshed.token_type,
+    access_token: result.access_token, userinfo,
+    refreshed_userinfo_sub: (await oauth.processUserInfoResponse(ctx.as, ctx.client, sub,
+      await oauth.userInfoRequest(ctx.as, ctx.client, refreshed.access_token,
+        { DPoP, ...INSECURE }))).sub,
+    stolen_refresh: stolenRefresh, stolen_access_status: stolenAccess.status,
+    supported: ctx.as.dpop_signing_alg_values_supported,
+  };
+}
+
+const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par, dpop: dpopFlow,
   signed_userinfo: signedUserinfo, request_object: requestObject };
 
 const request = await readStdin();

@@ -1,0 +1,178 @@
+"""DPoP (RFC 9449): tokens bound to a key the app holds, so a stolen token is not enough.
+
+- **A proof** is the ``DPoP`` header, sent once: a JWT typed ``dpop+jwt``, signed with
+  the private key of the public ``jwk`` in its header, with one of ``ALGS`` (never a MAC,
+  never ``none``, never a private key in the header). Its claims: ``jti`` (each seen once
+  per key while proofs of its age are taken), ``htm`` the request's method, ``htu`` the
+  endpoint's URL as the issuer names it (query and fragment ignored), ``iat`` at most
+  ``MAX_AGE`` seconds old and ``MAX_AHEAD`` ahead, and at UserInfo ``ath``, the base64url
+  SHA-256 of the access token. The provider sends no ``DPoP-Nonce`` (RFC 9449 8 makes
+  nonces optional): a proof's ``jti`` stops its replay.
+- **The key** is named by its RFC 7638 thumbprint (``jkt``, SHA-256).
+- **At the token endpoint** (``idp.oidc.token_endpoint``) a proof binds the access token to
+  its key (``cnf.jkt``, ``token_type: DPoP``) and a public app's refresh tokens too; a
+  confidential app's refresh tokens are bound to its credentials already (RFC 9449 5).
+- **Where the key is checked**: refreshing a bound refresh token, redeeming a code asked
+  for with ``dpop_jkt`` (or pushed with a proof, RFC 9449 10), and UserInfo with a bound
+  access token (``Authorization: DPoP``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry
+from joserfc.jws import JWSRegistry
+
+from core import json_input
+from core.gm import jose as gm_jose
+from core.store import Store
+from directory import apps
+from idp.oidc.errors import OAuthError
+
+HEADER = "dpop"
+TYP = "dpop+jwt"
+ALGS = list(apps.ASSERTION_ALGS)  # SM2, RS256, ES256, EdDSA and Ed25519
+MAX_AGE = 300  # seconds a proof's iat may lie in the past
+MAX_AHEAD = 60  # and in the future (a phone's clock running ahead)
+MAX_PROOF = 8192
+JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # a base64url SHA-256 thumbprint (dpop_jkt)
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_STATE = "dpop_jkt"  # request.state: the key of the token request's proof
+
+
+class _ProofRegistry(JWSRegistry):
+    """joserfc's JWS rules with room for the key in the header: an RSA key's ``n`` alone
+    outgrows joserfc's default 512 bytes of header."""
+
+    max_header_length = 2048
+
+
+_REGISTRY = _ProofRegistry(algorithms=ALGS)
+
+
+class InvalidProof(OAuthError):
+    """``invalid_dpop_proof`` (RFC 9449 5, 7.1)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_dpop_proof", description)
+
+
+def proof_of(request: Request) -> str | None:
+    """The request's ``DPoP`` header; ``None`` when absent; two are refused."""
+    values = request.headers.getlist(HEADER)
+    if len(values) > 1:
+        raise InvalidProof("send one DPoP header")
+    return values[0] if values else None
+
+
+def check(store: Store, proof: str, method: str, url: str,
+          access_token: str | None = None) -> str:
+    """The ``jkt`` of a valid ``proof`` for ``method`` ``url`` (and ``access_token``)."""
+    if len(proof) > MAX_PROOF or proof.count(".") != 2:
+        raise InvalidProof("the DPoP proof is not a signed JWT")
+    header = _header(proof)
+    jwk = header.get("jwk")
+    if header.get("typ") != TYP or header.get("alg") not in ALGS or not isinstance(jwk, dict):
+        raise InvalidProof(f"a DPoP proof is typed {TYP}, signed with one of "
+                           f"{', '.join(ALGS)} and holds its public key in jwk")
+    if _PRIVATE_MEMBERS & set(jwk):
+        raise InvalidProof("the DPoP proof's jwk must be a public key")
+    claims, thumbprint = _verified(proof, jwk, header["alg"])
+    _check_claims(claims, method, url, access_token)
+    jti = hashlib.sha256(f"{thumbprint}:{claims['jti']}".encode()).hexdigest()
+    if not store.set_if_absent(f"dpop-jti:{jti}", b"1", ttl=MAX_AGE + MAX_AHEAD):
+        raise InvalidProof("the DPoP proof was already used (jti)")
+    return thumbprint
+
+
+def _header(proof: str) -> dict[str, Any]:
+    try:
+        header = json_input.loads_text(_unb64(proof.split(".")[0]))
+    except (ValueError, binascii.Error):
+        raise InvalidProof("the DPoP proof's header is not JSON") from None
+    if not isinstance(header, dict):
+        raise InvalidProof("the DPoP proof's header is not a JSON object")
+    return header
+
+
+def _verified(proof: str, jwk: dict[str, Any], alg: str) -> tuple[dict[str, Any], str]:
+    """The proof's claims (strict JSON) once its signature checks with ``jwk``, and the
+    key's thumbprint."""
+    try:
+        if jwk.get("crv") == gm_jose.CRV:
+            key: Any = gm_jose.SM2Key.import_key(dict(jwk))
+            thumbprint = gm_jose.sm2_jwk_thumbprint(jwk)
+        else:
+            key = JWKRegistry.import_key(dict(jwk))
+            thumbprint = key.thumbprint()
+        jwt.decode(proof, key, algorithms=[alg], registry=_REGISTRY)
+        claims = json_input.loads_text(_unb64(proof.split(".")[1]))
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+            binascii.Error):
+        raise InvalidProof("the DPoP proof's signature is invalid") from None
+    if not isinstance(claims, dict):
+        raise InvalidProof("the DPoP proof's claims are not a JSON object")
+    return claims, thumbprint
+
+
+def _check_claims(claims: dict[str, Any], method: str, url: str,
+                  access_token: str | None) -> None:
+    now, issued = time.time(), claims.get("iat")
+    jti, htu = claims.get("jti"), claims.get("htu")
+    problems = [
+        (not isinstance(jti, str) or not 0 < len(jti) <= 256, "jti is required"),
+        (claims.get("htm") != method, f"htm must be {method}"),
+        (not isinstance(htu, str) or _normal(htu) != _normal(url), f"htu must be {url}"),
+        (not isinstance(issued, int | float) or isinstance(issued, bool)
+         or not now - MAX_AGE <= issued <= now + MAX_AHEAD,
+         "iat is missing, too old or in the future"),
+        (access_token is not None and claims.get("ath") != token_hash(access_token),
+         "ath must be the access token's hash"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise InvalidProof(message)
+
+
+def _normal(url: str) -> tuple[str, str, int | None, str]:
+    """RFC 9449 4.3: the URI without query and fragment, compared after the usual
+    normalisation (scheme and host without case, a default port left out)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    scheme = parts.scheme.lower()
+    if port == {"https": 443, "http": 80}.get(scheme):
+        port = None
+    return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
+
+
+def token_hash(access_token: str) -> str:
+    """``ath``: base64url of the SHA-256 of the access token (RFC 9449 4.2)."""
+    return base64.urlsafe_b64encode(
+        hashlib.sha256(access_token.encode()).digest()).rstrip(b"=").decode()
+
+
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def remember(request: Request, jkt: str | None) -> None:
+    """Keep the token request's proof key for the grant that runs next."""
+    setattr(request.state, _STATE, jkt)
+
+
+def key_of(request: Request) -> str | None:
+    """The key of the token request's proof (``remember``), if it had one."""
+    return getattr(request.state, _STATE, None)

@@ -1,0 +1,323 @@
+"""DPoP (RFC 9449): proofs at the token endpoint bind access tokens (and a public app's
+refresh tokens) to the app's key; UserInfo then wants the DPoP scheme and a proof of that
+key; dpop_jkt and a proof at the PAR endpoint bind the code."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+
+from core.gm import jose as gm_jose
+from idp.oidc.dpop import token_hash
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+ISSUER = "http://127.0.0.1:8000"
+TOKEN_URL = ISSUER + "/oauth2/token"
+USERINFO_URL = ISSUER + "/oauth2/userinfo"
+
+
+def _key(alg: str = "ES256"):
+    return {"SM2": lambda: gm_jose.SM2Key.generate_key(private=True),
+            "ES256": lambda: ECKey.generate_key("P-256", private=True),
+            "RS256": lambda: RSAKey.generate_key(2048, private=True),
+            "EdDSA": lambda: OKPKey.generate_key("Ed25519", private=True)}[alg]()
+
+
+def _public(key) -> dict[str, Any]:
+    return {k: v for k, v in key.as_dict(private=False).items() if k not in ("kid", "alg")}
+
+
+def _thumbprint(key) -> str:
+    if isinstance(key, gm_jose.SM2Key):
+        return gm_jose.sm2_jwk_thumbprint(_public(key))
+    return key.thumbprint()
+
+
+def _proof(key, alg: str = "ES256", *, htm: str = "POST", htu: str = TOKEN_URL,
+           access_token: str | None = None, header: dict | None = None, **claims) -> str:
+    body = {"jti": secrets.token_urlsafe(12), "htm": htm, "htu": htu, "iat": int(time.time()),
+            **({"ath": token_hash(access_token)} if access_token else {}), **claims}
+    head = {"typ": "dpop+jwt", "alg": alg, "jwk": _public(key), **(header or {})}
+    return jwt.encode(head, {k: v for k, v in body.items() if v is not None}, key,
+                      algorithms=[alg])
+
+
+def _cc(client: TestClient, registered, proof: str | None, **headers: str):
+    extra = {"DPoP": proof} if proof else {}
+    return client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(registered.client_id, registered.secret),
+                       headers={**extra, **headers})
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA", "SM2"])
+def test_client_credentials_bound_to_the_proofs_key(client: TestClient, make_client,
+                                                    alg: str) -> None:
+    registered, key = make_client(), _key(alg)
+    answer = _cc(client, registered, _proof(key, alg))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "DPoP"
+    claims = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["cnf"] == {"jkt": _thumbprint(key)}
+    seen = client.post("/oauth2/introspect", data={"token": body["access_token"]},
+                       auth=(registered.client_id, registered.secret)).json()
+    assert seen["token_type"] == "DPoP" and seen["cnf"] == {"jkt": _thumbprint(key)}
+    plain = _cc(client, registered, None).json()
+    assert plain["token_type"] == "Bearer"
+    assert "cnf" not in pyjwt.decode(plain["access_token"], options={"verify_signature": False})
+
+
+def test_opaque_access_tokens_are_bound_too(client: TestClient, make_client) -> None:
+    registered, key = make_client(access_token_format="opaque"), _key()
+    token = _cc(client, registered, _proof(key)).json()["access_token"]
+    seen = client.post("/oauth2/introspect", data={"token": token},
+                       auth=(registered.client_id, registered.secret)).json()
+    assert seen["active"] is True and seen["cnf"] == {"jkt": _thumbprint(key)}
+
+
+def _private_jwk_header(key) -> dict:
+    return {"jwk": {k: v for k, v in key.as_dict(private=True).items() if k != "kid"}}
+
+
+def _now_plus(seconds: int) -> int:
+    return int(time.time()) + seconds
+
+
+# each case: (header changes, claim changes); None removes; the marks "private" and
+# "other key" put the private key in the header or sign with another key
+@pytest.mark.parametrize(("head", "body", "why"), [
+    ({}, {"htm": "GET"}, "htm"),
+    ({}, {"htu": ISSUER + "/oauth2/introspect"}, "htu"),
+    ({}, {"htu": "https://other.example/oauth2/token"}, "htu host"),
+    ({}, {"iat": -600}, "too old"),
+    ({}, {"iat": 600}, "in the future"),
+    ({}, {"iat": None}, "no iat"),
+    ({}, {"iat": "now"}, "iat no number"),
+    ({}, {"jti": None}, "no jti"),
+    ({}, {"jti": "x" * 300}, "a long jti"),
+    ({"typ": "JWT"}, {}, "typ"),
+    ({"typ": None}, {}, "no typ"),
+    ({"jwk": None}, {}, "no jwk"),
+    ({"jwk": "private"}, {}, "a private key in the header"),
+    ({"jwk": "other key"}, {}, "signed with another key"),
+])
+def test_a_proof_that_does_not_hold_is_invalid_dpop_proof(client: TestClient, make_client,
+                                                          head: dict, body: dict,
+                                                          why: str) -> None:
+    registered, key = make_client(), _key()
+    header: dict[str, Any] = {"typ": "dpop+jwt", "alg": "ES256", "jwk": _public(key)}
+    claims: dict[str, Any] = {"jti": secrets.token_urlsafe(8), "htm": "POST", "htu": TOKEN_URL,
+                              "iat": int(time.time())}
+    signer = key
+    for name, value in head.items():
+        if value == "private":
+            header["jwk"] = {k: v for k, v in key.as_dict(private=True).items() if k != "kid"}
+        elif value == "other key":
+            signer = _key()
+        elif value is None:
+            del header[name]
+        else:
+            header[name] = value
+    for name, value in body.items():
+        if value is None:
+            del claims[name]
+        else:
+            claims[name] = _now_plus(value) if name == "iat" and isinstance(value, int) else value
+    proof = jwt.encode(header, claims, signer, algorithms=["ES256"])
+    answer = _cc(client, registered, proof)
+    assert answer.status_code == 400, why
+    assert answer.json()["error"] == "invalid_dpop_proof", why
+
+
+def test_proofs_that_are_no_jws(client: TestClient, make_client) -> None:
+    registered = make_client()
+    for proof in ("junk", "a.b.c", "a.b.c.d.e", "e30.e30.", "x" * 9000):
+        answer = _cc(client, registered, proof)
+        assert answer.json()["error"] == "invalid_dpop_proof", proof[:10]
+    mac_key = OctKey.import_key(secrets.token_bytes(32))
+    hs = jwt.encode({"typ": "dpop+jwt", "alg": "HS256", "jwk": mac_key.as_dict()},
+                    {"jti": "j", "htm": "POST", "htu": TOKEN_URL, "iat": int(time.time())},
+                    mac_key, algorithms=["HS256"])
+    assert _cc(client, registered, hs).json()["error"] == "invalid_dpop_proof"
+    both = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(registered.client_id, registered.secret),
+                       headers=[("DPoP", _proof(_key())), ("DPoP", _proof(_key()))])
+    assert both.json()["error"] == "invalid_dpop_proof"
+
+
+def test_a_proof_is_used_once(client: TestClient, make_client) -> None:
+    registered, key = make_client(), _key()
+    proof = _proof(key)
+    assert _cc(client, registered, proof).status_code == 200
+    again = _cc(client, registered, proof)
+    assert again.status_code == 400 and "already used" in again.json()["error_description"]
+
+
+def test_an_app_that_must_use_dpop(client: TestClient, make_client) -> None:
+    registered = make_client(dpop_bound_access_tokens=True)
+    refused = _cc(client, registered, None)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
+    assert _cc(client, registered, _proof(_key())).json()["token_type"] == "DPoP"
+    with pytest.raises(ValueError, match="dpop_bound_access_tokens must be"):
+        make_client(dpop_bound_access_tokens="yes")
+
+
+def _public_app(make_client):
+    return make_client(token_endpoint_auth_method="none",
+                       grant_types=["authorization_code", "refresh_token"])
+
+
+def _code(client: TestClient, registered, person, **params: str) -> tuple[str, str]:
+    verifier, challenge = flow.pkce_pair()
+    code = flow.code_flow(client, registered.client_id, person, code_challenge=challenge,
+                          code_challenge_method="S256", scope="openid profile", **params)
+    return code.params["code"], verifier
+
+
+def _redeem(client: TestClient, registered, code: str, verifier: str, proof: str | None):
+    return client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier, "client_id": registered.client_id},
+        headers={"DPoP": proof} if proof else {})
+
+
+def _refresh(client: TestClient, registered, token: str, proof: str | None):
+    return client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": token,
+        "client_id": registered.client_id}, headers={"DPoP": proof} if proof else {})
+
+
+def test_a_public_apps_refresh_tokens_are_bound(client: TestClient, make_client,
+                                                make_person) -> None:
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
+    assert tokens["token_type"] == "DPoP"
+    # without a proof, or with another key: refused, and the token is not spent
+    assert _refresh(client, registered, tokens["refresh_token"], None).json()[
+        "error"] == "invalid_grant"
+    assert _refresh(client, registered, tokens["refresh_token"], _proof(_key())).json()[
+        "error"] == "invalid_grant"
+    renewed = _refresh(client, registered, tokens["refresh_token"], _proof(key))
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["token_type"] == "DPoP"
+    claims = pyjwt.decode(renewed.json()["access_token"], options={"verify_signature": False})
+    assert claims["cnf"] == {"jkt": _thumbprint(key)}
+    # the new refresh token is bound as well
+    assert _refresh(client, registered, renewed.json()["refresh_token"], None).json()[
+        "error"] == "invalid_grant"
+
+
+def test_a_confidential_apps_refresh_tokens_are_not_bound(client: TestClient, make_client,
+                                                          make_person) -> None:
+    registered, person = make_client(), make_person()
+    code, verifier = _code(client, registered, person)
+    tokens = client.post("/oauth2/token", auth=(registered.client_id, registered.secret), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier}, headers={"DPoP": _proof(_key())}).json()
+    assert tokens["token_type"] == "DPoP"
+    renewed = client.post("/oauth2/token", auth=(registered.client_id, registered.secret), data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}).json()
+    assert renewed["token_type"] == "Bearer"  # a new key, or none: the app's credentials
+
+
+def test_userinfo_wants_the_dpop_scheme_and_a_proof_of_the_key(client: TestClient, make_client,
+                                                               make_person) -> None:
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    token = _redeem(client, registered, code, verifier, _proof(key)).json()["access_token"]
+
+    def call(scheme: str, proof: str | None, method: str = "GET"):
+        headers = {"Authorization": f"{scheme} {token}", **({"DPoP": proof} if proof else {})}
+        return client.request(method, "/oauth2/userinfo", headers=headers)
+
+    good = call("DPoP", _proof(key, htm="GET", htu=USERINFO_URL, access_token=token))
+    assert good.status_code == 200 and good.json()["sub"] == person.sub
+    posted = call("DPoP", _proof(key, htm="POST", htu=USERINFO_URL, access_token=token), "POST")
+    assert posted.status_code == 200
+    for scheme, proof, why in [
+        ("Bearer", None, "a bound token as a bearer token"),
+        ("DPoP", None, "no proof"),
+        ("DPoP", _proof(key, htm="GET", htu=USERINFO_URL), "no ath"),
+        ("DPoP", _proof(key, htm="GET", htu=USERINFO_URL, access_token="other"), "wrong ath"),
+        ("DPoP", _proof(_key(), htm="GET", htu=USERINFO_URL, access_token=token), "other key"),
+        ("DPoP", _proof(key, htm="POST", htu=USERINFO_URL, access_token=token), "htm"),
+        ("DPoP", _proof(key, htm="GET", htu=TOKEN_URL, access_token=token), "htu"),
+    ]:
+        refused = call(scheme, proof)
+        assert refused.status_code == 401, why
+        assert refused.headers["www-authenticate"].startswith("DPoP error="), why
+        assert 'algs="SM2 RS256 ES256 EdDSA Ed25519"' in refused.headers["www-authenticate"]
+    in_body = client.post("/oauth2/userinfo", data={"access_token": token},
+                          headers={"DPoP": _proof(key, htm="POST", htu=USERINFO_URL,
+                                                  access_token=token)})
+    assert in_body.status_code == 401  # a bound token only in the Authorization header
+
+
+def test_an_unbound_token_is_no_dpop_token(client: TestClient, make_client,
+                                           make_person) -> None:
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    token = _redeem(client, registered, code, verifier, None).json()["access_token"]
+    refused = client.get("/oauth2/userinfo", headers={
+        "Authorization": f"DPoP {token}",
+        "DPoP": _proof(key, htm="GET", htu=USERINFO_URL, access_token=token)})
+    assert refused.status_code == 401 and "invalid_token" in refused.headers["www-authenticate"]
+    assert client.get("/oauth2/userinfo", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_dpop_jkt_binds_the_code(client: TestClient, make_client, make_person) -> None:
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
+    assert _redeem(client, registered, code, verifier, _proof(_key())).json()[
+        "error"] == "invalid_grant"
+    code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
+    assert _redeem(client, registered, code, verifier, None).json()["error"] == "invalid_grant"
+    code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
+    assert _redeem(client, registered, code, verifier, _proof(key)).status_code == 200
+    bad = flow.authorize(client, client_id=registered.client_id, dpop_jkt="short",
+                         code_challenge=flow.pkce_pair()[1], code_challenge_method="S256")
+    assert "error=invalid_request" in bad.headers["location"]
+
+
+def test_a_proof_at_the_par_endpoint_binds_the_code(client: TestClient, make_client,
+                                                    make_person) -> None:
+    registered, person, key = make_client(), make_person(), _key()
+    verifier, challenge = flow.pkce_pair()
+    request = {"response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+               "code_challenge": challenge, "code_challenge_method": "S256"}
+    par_url = ISSUER + "/oauth2/par"
+    auth = (registered.client_id, registered.secret)
+    mismatch = client.post("/oauth2/par", auth=auth, data={**request,
+                           "dpop_jkt": _thumbprint(_key())},
+                           headers={"DPoP": _proof(key, htu=par_url)})
+    assert mismatch.status_code == 400 and mismatch.json()["error"] == "invalid_dpop_proof"
+    pushed = client.post("/oauth2/par", auth=auth, data=request,
+                         headers={"DPoP": _proof(key, htu=par_url)})
+    assert pushed.status_code == 201, pushed.text
+    code = flow.code_flow(client, registered.client_id, person,
+                          request_uri=pushed.json()["request_uri"]).params["code"]
+    redeem = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+              "code_verifier": verifier}
+    other = client.post("/oauth2/token", auth=auth, data=redeem,
+                        headers={"DPoP": _proof(_key())})
+    assert other.json()["error"] == "invalid_grant"
+
+
+def test_discovery_and_preflight(client: TestClient) -> None:
+    document = client.get("/.well-known/openid-configuration").json()
+    assert document["dpop_signing_alg_values_supported"] == [
+        "SM2", "RS256", "ES256", "EdDSA", "Ed25519"]
+    preflight = client.options("/oauth2/token", headers={
+        "Origin": "https://spa.example.cn", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "dpop, content-type"})
+    assert "DPoP" in preflight.headers["access-control-allow-headers"]
