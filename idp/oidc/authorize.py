@@ -162,7 +162,7 @@ def check_dpop_jkt(params: dict[str, str], _c: ClientMetadata,
                    req: AuthorizationRequest) -> None:
     """RFC 9449 10: ``dpop_jkt`` binds the code to the DPoP key of that thumbprint."""
     jkt = params.get("dpop_jkt")
-    if jkt is not None and not dpop.JKT.match(jkt):
+    if jkt is not None and not dpop.JKT.fullmatch(jkt):
         raise _fail("invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint")
     req.dpop_jkt = jkt
 

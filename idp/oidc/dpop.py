@@ -45,7 +45,8 @@ ALGS = list(apps.ASSERTION_ALGS)  # SM2, RS256, ES256, EdDSA and Ed25519
 MAX_AGE = 300  # seconds a proof's iat may lie in the past
 MAX_AHEAD = 60  # and in the future (a phone's clock running ahead)
 MAX_PROOF = 8192
-JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # a base64url SHA-256 thumbprint (dpop_jkt)
+MIN_RSA_BITS = 2048
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # a base64url SHA-256 thumbprint (dpop_jkt)
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _STATE = "dpop_jkt"  # request.state: the key of the token request's proof
 
@@ -87,6 +88,8 @@ def check(store: Store, proof: str, method: str, url: str,
                            f"{', '.join(ALGS)} and holds its public key in jwk")
     if _PRIVATE_MEMBERS & set(jwk):
         raise InvalidProof("the DPoP proof's jwk must be a public key")
+    if jwk.get("kty") == "RSA" and _bits(jwk.get("n")) < MIN_RSA_BITS:
+        raise InvalidProof(f"an RSA key in a DPoP proof has at least {MIN_RSA_BITS} bits")
     claims, thumbprint = _verified(proof, jwk, header["alg"])
     _check_claims(claims, method, url, access_token)
     jti = hashlib.sha256(f"{thumbprint}:{claims['jti']}".encode()).hexdigest()
@@ -146,16 +149,24 @@ def _check_claims(claims: dict[str, Any], method: str, url: str,
 
 def _normal(url: str) -> tuple[str, str, int | None, str]:
     """RFC 9449 4.3: the URI without query and fragment, compared after the usual
-    normalisation (scheme and host without case, a default port left out)."""
-    parts = urlsplit(url)
+    normalisation (scheme and host without case, a default port left out); a URL that
+    cannot be read matches nothing."""
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = -1
+    except ValueError:  # "http://[::1/x", a port that is no number, a host NFKC breaks
+        return "", "", -1, url
     scheme = parts.scheme.lower()
     if port == {"https": 443, "http": 80}.get(scheme):
         port = None
     return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
+
+
+def _bits(modulus: Any) -> int:
+    try:
+        return int.from_bytes(_unb64(modulus), "big").bit_length()
+    except (TypeError, ValueError, binascii.Error):
+        return 0
 
 
 def token_hash(access_token: str) -> str:

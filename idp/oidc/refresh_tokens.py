@@ -216,17 +216,17 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_grant("the refresh token is invalid or revoked")
     if row.client_id != client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
-    if row.used_at is not None:
+    original = Grant.from_json(json.loads(row.grant_json))
+    if original.jkt and original.jkt != dpop.key_of(request):  # RFC 9449 5: before reuse
+        raise invalid_grant("the refresh token is bound to a DPoP key: send a proof made "
+                            "with it")  # is judged or it is spent: without the key, a thief
+    if row.used_at is not None:  # can neither spend it nor revoke its family
         _reused(state, row)
     if row.expires_at <= utcnow():
         raise invalid_grant("the refresh token has expired")
     if not account_may_continue(state.db, row):
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
-    original = Grant.from_json(json.loads(row.grant_json))
-    if original.jkt and original.jkt != dpop.key_of(request):  # RFC 9449 5: before it is
-        raise invalid_grant("the refresh token is bound to a DPoP key: send a proof made "
-                            "with it")  # spent, so a thief without the key spends nothing
     offline = "offline_access" in original.scope.split()
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})

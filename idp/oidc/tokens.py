@@ -58,7 +58,9 @@ class Grant:
                 "account_id": self.account_id, "sid": self.sid, "auth_time": self.auth_time,
                 "acr": self.acr, "amr": list(self.amr), "nonce": self.nonce,
                 "claims": self.claims, "session_ends_at": self.session_ends_at,
-                "jkt": self.jkt}
+                # only when bound: a worker of the version before reads the rest (a
+                # rolling deploy, a rollback), and refuses (fails closed on) a binding
+                **({"jkt": self.jkt} if self.jkt else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:

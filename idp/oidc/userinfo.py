@@ -124,11 +124,13 @@ def _unproven(request: Request, token: str, scheme: str,
         proof = dpop.proof_of(request)
         if proof is None:
             raise dpop.InvalidProof("a DPoP proof is required")
-        if dpop.check(state.store, proof, request.method,
-                      state.settings.issuer + USERINFO_PATH, token) != jkt:
-            raise dpop.InvalidProof("the DPoP proof is made with another key")
+        method = "HEAD" if getattr(request.state, "head", False) else request.method
+        proven = dpop.check(state.store, proof, method, state.settings.issuer + USERINFO_PATH,
+                            token)
     except dpop.InvalidProof as error:
         return _bearer_error(error.error, error.description, scheme="DPoP")
+    if proven != jkt:  # RFC 9449 7.1: the token's key binding fails
+        return _bearer_error("invalid_token", "Invalid DPoP key binding", scheme="DPoP")
     return None
 
 

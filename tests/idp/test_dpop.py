@@ -97,6 +97,10 @@ def _now_plus(seconds: int) -> int:
     ({}, {"htm": "GET"}, "htm"),
     ({}, {"htu": ISSUER + "/oauth2/introspect"}, "htu"),
     ({}, {"htu": "https://other.example/oauth2/token"}, "htu host"),
+    ({}, {"htu": "http://[::1/oauth2/token"}, "htu unreadable (was a 500)"),
+    ({}, {"htu": "http://127.0.0.1\uff038000/oauth2/token"}, "htu NFKC (was a 500)"),
+    ({}, {"htu": "http://127.0.0.1:x/oauth2/token"}, "htu port"),
+    ({}, {"htu": ["x"]}, "htu a list"),
     ({}, {"iat": -600}, "too old"),
     ({}, {"iat": 600}, "in the future"),
     ({}, {"iat": None}, "no iat"),
@@ -108,6 +112,7 @@ def _now_plus(seconds: int) -> int:
     ({"jwk": None}, {}, "no jwk"),
     ({"jwk": "private"}, {}, "a private key in the header"),
     ({"jwk": "other key"}, {}, "signed with another key"),
+    ({"jwk": "rsa 1024"}, {}, "a weak RSA key"),
 ])
 def test_a_proof_that_does_not_hold_is_invalid_dpop_proof(client: TestClient, make_client,
                                                           head: dict, body: dict,
@@ -122,6 +127,9 @@ def test_a_proof_that_does_not_hold_is_invalid_dpop_proof(client: TestClient, ma
             header["jwk"] = {k: v for k, v in key.as_dict(private=True).items() if k != "kid"}
         elif value == "other key":
             signer = _key()
+        elif value == "rsa 1024":
+            signer = RSAKey.generate_key(1024, private=True)
+            header.update(alg="RS256", jwk=_public(signer))
         elif value is None:
             del header[name]
         else:
@@ -131,7 +139,7 @@ def test_a_proof_that_does_not_hold_is_invalid_dpop_proof(client: TestClient, ma
             del claims[name]
         else:
             claims[name] = _now_plus(value) if name == "iat" and isinstance(value, int) else value
-    proof = jwt.encode(header, claims, signer, algorithms=["ES256"])
+    proof = jwt.encode(header, claims, signer, algorithms=[header["alg"]])
     answer = _cc(client, registered, proof)
     assert answer.status_code == 400, why
     assert answer.json()["error"] == "invalid_dpop_proof", why
@@ -214,6 +222,15 @@ def test_a_public_apps_refresh_tokens_are_bound(client: TestClient, make_client,
     # the new refresh token is bound as well
     assert _refresh(client, registered, renewed.json()["refresh_token"], None).json()[
         "error"] == "invalid_grant"
+    # the old, rotated token without the key: refused, and the family lives on (reuse is
+    # judged only for the key's holder)
+    assert _refresh(client, registered, tokens["refresh_token"], None).json()[
+        "error"] == "invalid_grant"
+    assert _refresh(client, registered, renewed.json()["refresh_token"],
+                    _proof(key)).status_code == 200
+    # with the key, the old token is a reuse: the family goes
+    reused = _refresh(client, registered, tokens["refresh_token"], _proof(key)).json()
+    assert "whole family is revoked" in reused["error_description"]
 
 
 def test_a_confidential_apps_refresh_tokens_are_not_bound(client: TestClient, make_client,
@@ -254,6 +271,8 @@ def test_userinfo_wants_the_dpop_scheme_and_a_proof_of_the_key(client: TestClien
     ]:
         refused = call(scheme, proof)
         assert refused.status_code == 401, why
+        if why == "other key":  # RFC 9449 7.1: the key binding fails
+            assert 'error="invalid_token"' in refused.headers["www-authenticate"]
         assert refused.headers["www-authenticate"].startswith("DPoP error="), why
         assert 'algs="SM2 RS256 ES256 EdDSA Ed25519"' in refused.headers["www-authenticate"]
     in_body = client.post("/oauth2/userinfo", data={"access_token": token},
@@ -284,9 +303,10 @@ def test_dpop_jkt_binds_the_code(client: TestClient, make_client, make_person) -
     assert _redeem(client, registered, code, verifier, None).json()["error"] == "invalid_grant"
     code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
     assert _redeem(client, registered, code, verifier, _proof(key)).status_code == 200
-    bad = flow.authorize(client, client_id=registered.client_id, dpop_jkt="short",
-                         code_challenge=flow.pkce_pair()[1], code_challenge_method="S256")
-    assert "error=invalid_request" in bad.headers["location"]
+    for wrong in ("short", _thumbprint(key) + "\n"):
+        bad = flow.authorize(client, client_id=registered.client_id, dpop_jkt=wrong,
+                             code_challenge=flow.pkce_pair()[1], code_challenge_method="S256")
+        assert "error=invalid_request" in bad.headers["location"], repr(wrong)
 
 
 def test_a_proof_at_the_par_endpoint_binds_the_code(client: TestClient, make_client,
@@ -311,6 +331,14 @@ def test_a_proof_at_the_par_endpoint_binds_the_code(client: TestClient, make_cli
     other = client.post("/oauth2/token", auth=auth, data=redeem,
                         headers={"DPoP": _proof(_key())})
     assert other.json()["error"] == "invalid_grant"
+    assert "dpop_jkt" in other.json()["error_description"]
+    pushed = client.post("/oauth2/par", auth=auth, data={**request, "state": "s2"},
+                         headers={"DPoP": _proof(key, htu=par_url)})
+    code = flow.code_flow(client, registered.client_id, person,
+                          request_uri=pushed.json()["request_uri"]).params["code"]
+    good = client.post("/oauth2/token", auth=auth, data={**redeem, "code": code},
+                       headers={"DPoP": _proof(key)})
+    assert good.status_code == 200 and good.json()["token_type"] == "DPoP"
 
 
 def test_discovery_and_preflight(client: TestClient) -> None:
@@ -321,3 +349,29 @@ def test_discovery_and_preflight(client: TestClient) -> None:
         "Origin": "https://spa.example.cn", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "dpop, content-type"})
     assert "DPoP" in preflight.headers["access-control-allow-headers"]
+
+
+def test_an_opaque_bound_token_at_userinfo(client: TestClient, make_client,
+                                           make_person) -> None:
+    registered = make_client(token_endpoint_auth_method="none", access_token_format="opaque",
+                             grant_types=["authorization_code", "refresh_token"])
+    person, key = make_person(), _key("SM2")
+    code, verifier = _code(client, registered, person)
+    token = _redeem(client, registered, code, verifier, _proof(key, "SM2")).json()[
+        "access_token"]
+    assert client.get("/oauth2/userinfo", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/oauth2/userinfo", headers={
+        "Authorization": f"DPoP {token}",
+        "DPoP": _proof(key, "SM2", htm="GET", htu=USERINFO_URL, access_token=token),
+    }).status_code == 200
+
+
+def test_a_grant_without_a_key_is_stored_as_before() -> None:
+    """A rolling deploy or a rollback: a worker of the version before reads the grants
+    this one writes, unless they are bound (then it fails closed)."""
+    from idp.oidc.tokens import Grant
+
+    assert "jkt" not in Grant(client_id="a", scope="openid").to_json()
+    bound = Grant(client_id="a", scope="openid", jkt="k" * 43)
+    assert Grant.from_json(bound.to_json()).jkt == "k" * 43

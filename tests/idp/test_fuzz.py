@@ -63,7 +63,7 @@ AUTHORIZE_NAMES = [
     "response_type", "scope", "state", "nonce", "prompt",
     "max_age", "login_hint", "id_token_hint", "ui_locales", "claims_locales", "display",
     "acr_values", "claims", "response_mode", "request", "request_uri", "code_challenge",
-    "code_challenge_method", "registration", "resource"]
+    "code_challenge_method", "registration", "resource", "dpop_jkt"]
 TOKEN_NAMES = [
     "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
     "client_secret", "client_assertion", "client_assertion_type", "resource",
@@ -84,8 +84,27 @@ CONTENT_TYPES = [
 AUTHORIZATIONS = [
     "basic", "Basic", "Basic !!!", "Bearer", "Bearer x y", "Bearer " + "a" * 5000,
     "Basic bm9jb2xvbg==", "Basic JXp6OiV6eg==", "Basic //4=", "DPoP abc"]
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+# DPoP proofs (RFC 9449) that are no proofs: odd headers, keys and claims, never signed
+DPOP_PROOFS = ["", "x", "a.b.c", "e30.e30.e30", "eyJ9.e30.AA", "a" * 9000] + [
+    _b64(head) + "." + _b64(body) + ".AAAA" for head, body in [
+        ('{"typ":"dpop+jwt","alg":"ES256","jwk":[]}', "{}"),
+        ('{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":1,"y":[]}}',
+         '{"jti":1,"htm":[],"htu":{},"iat":"x"}'),
+        ('{"typ":"dpop+jwt","alg":"SM2","jwk":{"kty":"EC","crv":"SM2","x":"AA","y":"AA"}}',
+         '{"iat":1e400}'),
+        ('{"typ":"dpop+jwt","alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","e":"AQAB"}}',
+         '{"iat":NaN}'),
+        ('{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"\\ud800"}}',
+         '{"htu":"\\ud800"}'),
+        ('{"typ":"dpop+jwt","alg":"none","jwk":{"kty":"oct","k":"AA"}}', "[]"),
+    ]]
 OTHER_HEADERS = {
     "accept-language": ["", "*", "zh-CN,zh;q=0.9", "xx;q=abc", "en;q=2"],
+    "dpop": DPOP_PROOFS,
     "if-match": ['W/"1"', "*", "garbage"],
     "origin": ["null", "http://evil.example"],
 }
