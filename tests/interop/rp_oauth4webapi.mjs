@@ -84,6 +84,16 @@ async function redeem(ctx, request, flow, params) {
   return result;
 }
 
+// The browser signs in at url (a pushed or signed request); the code it brings back is
+// checked and redeemed.
+async function signInAt(ctx, request, url, { verifier, state, nonce }) {
+  const pages = [];
+  const callback = await loginThroughForm(url, request.login, request.password,
+    request.redirect_uri, pages);
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(callback), state);
+  return { pages, result: await redeem(ctx, request, { verifier, nonce }, params) };
+}
+
 function idTokenReport(result, alg) {
   const claims = oauth.getValidatedIdTokenClaims(result);
   return { header: decodeHeader(result.id_token), claims,
@@ -209,11 +219,7 @@ async function par(request) {
   const url = new URL(ctx.as.authorization_endpoint);
   url.searchParams.set('client_id', ctx.client.client_id);
   url.searchParams.set('request_uri', pushed.request_uri);
-  const pages = [];
-  const callback = await loginThroughForm(url, request.login, request.password,
-    request.redirect_uri, pages);
-  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(callback), state);
-  const result = await redeem(ctx, request, { verifier, nonce }, params);
+  const { pages, result } = await signInAt(ctx, request, url, { verifier, state, nonce });
   const again = await fetch(url, { redirect: 'manual' });
   return {
     endpoint: ctx.as.pushed_authorization_request_endpoint,
@@ -278,11 +284,7 @@ async function requestObject(request) {
           { request: signed }, INSECURE));
       url.searchParams.set('request_uri', pushed.request_uri);
     }
-    const pages = [];
-    const callback = await loginThroughForm(url, request.login, request.password,
-      request.redirect_uri, pages);
-    const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(callback), state);
-    const result = await redeem(ctx, request, { verifier, nonce }, params);
+    const { pages, result } = await signInAt(ctx, request, url, { verifier, state, nonce });
     report.pages[how] = pages;
     report.id_tokens[how] = idTokenReport(result, request.alg);
     report.nonce = { ...report.nonce, [how]: nonce };
