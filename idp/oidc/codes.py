@@ -79,7 +79,7 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
                                     ttl=USED_SECONDS)
     if raw is None:
-        _refuse_reuse(request, key)
+        _refuse_reuse(request, key, client)
         raise invalid_grant("the code is invalid, expired or already used")
     stored = json.loads(raw)
     grant = Grant.from_json(stored["grant"])
@@ -94,17 +94,27 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     issued = issue_tokens(request, client, grant, code=code,
                           since=float(stored.get("issued_at") or time.time()))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
-                         "exp": issued.body["expires_in"]}).encode()
+                         "exp": issued.body["expires_in"], "client_id": client.client_id,
+                         "jkt": grant.jkt}).encode()
     if state.store.replace("code-used:" + key, tokens, ttl=USED_SECONDS) == REUSED:
         _revoke(request, tokens)  # redeemed again while these were being issued
         raise invalid_grant("the code is invalid, expired or already used")
     return issued.body
 
 
-def _refuse_reuse(request: Request, key: str) -> None:
-    """A second redemption: revoke what the first issued, or (still issuing) tell it to."""
-    used = request.app.state.store.replace("code-used:" + key, REUSED, ttl=USED_SECONDS,
-                                           only_existing=True)
+def _refuse_reuse(request: Request, key: str, client: ClientMetadata) -> None:
+    """A second redemption: revoke what the first issued, or (still issuing) tell it to.
+    A code bound to a DPoP key (``dpop_jkt``) was redeemed with that key: a second try
+    counts only from its client with that key (anyone else's copy of the used code is
+    useless to them, and must not sign the person out)."""
+    store = request.app.state.store
+    first = store.get("code-used:" + key)
+    if first not in (None, PENDING, REUSED):
+        issued = json.loads(first)
+        if issued.get("jkt") and (issued.get("client_id") != client.client_id
+                                  or issued["jkt"] != dpop.key_of(request)):
+            return
+    used = store.replace("code-used:" + key, REUSED, ttl=USED_SECONDS, only_existing=True)
     if used not in (None, PENDING, REUSED):
         _revoke(request, used)
 

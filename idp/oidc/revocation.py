@@ -5,22 +5,27 @@ Any client may revoke its own tokens (public clients identify themselves with
 tokens issued with it (RFC 7009 2.1); revoking a JWT access token puts its ``jti``
 on a deny list until it expires; an opaque access token is deleted. The answer is
 200 whether or not the token existed; a token issued to another client is refused
-with ``invalid_request`` (RFC 7009 2.1) and stays valid.
+with ``invalid_request`` (RFC 7009 2.1) and stays valid. A token bound to a DPoP key (an
+access token's ``cnf``, a public app's refresh token) is revoked only with a proof of
+that key (``invalid_dpop_proof`` otherwise): without the key, whoever holds a copy of it,
+or an old rotated one, cannot sign the person out of the app.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from idp.oidc import cors, refresh_tokens
+from idp.oidc import cors, dpop, refresh_tokens
 from idp.oidc.access_tokens import read_access_token, revoke_access_jti
 from idp.oidc.errors import OAuthError
 
 router = APIRouter(tags=["oidc"])
+REVOKE_PATH = "/oauth2/revoke"
 
 
 NOT_YOURS = OAuthError("invalid_request", "the token was not issued to this client")
@@ -35,8 +40,20 @@ def _revoke_refresh(request: Request, token: str, client_id: str) -> bool:
         return False
     if row.client_id != client_id:
         raise NOT_YOURS
+    _check_key(request, json.loads(row.grant_json).get("jkt"))
     refresh_tokens.revoke_family(state.db, state.store, row.family)
     return True
+
+
+def _check_key(request: Request, jkt: str | None) -> None:
+    """A bound token: the request must hold a DPoP proof of its key."""
+    if not jkt:
+        return
+    proof = dpop.proof_of(request)
+    state = request.app.state
+    if proof is None or dpop.check(state.store, proof, "POST",
+                                   state.settings.issuer + REVOKE_PATH) != jkt:
+        raise dpop.InvalidProof("the token is bound to a DPoP key: send a proof made with it")
 
 
 def _revoke_access(request: Request, token: str, client_id: str) -> bool:
@@ -46,6 +63,8 @@ def _revoke_access(request: Request, token: str, client_id: str) -> bool:
         return False
     if claims.get("client_id") != client_id:
         raise NOT_YOURS
+    cnf = claims.get("cnf")
+    _check_key(request, cnf.get("jkt") if isinstance(cnf, dict) else None)
     if claims.get("_opaque_key"):
         request.app.state.store.delete(claims["_opaque_key"])
     revoke_access_jti(request.app.state.store, claims["jti"], claims["exp"] - time.time())
@@ -63,7 +82,7 @@ def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> N
             return
 
 
-@router.post("/oauth2/revoke", summary="Token revocation (RFC 7009)")
+@router.post(REVOKE_PATH, summary="Token revocation (RFC 7009)")
 async def revoke(request: Request) -> Response:
     from idp.oidc.token_endpoint import authenticate_request, read_form
 

@@ -1051,7 +1051,7 @@ def test_a_code_redeemed_again_while_its_tokens_are_issued(client: TestClient, m
     def issue_then_second_redemption(request, client_, grant, **kwargs):
         issued = original(request, client_, grant, **kwargs)
         issued_bodies.append(issued.body)
-        codes._refuse_reuse(request, token_key(code))  # what a second redemption does
+        codes._refuse_reuse(request, token_key(code), client_)  # a second redemption
         return issued
 
     monkeypatch.setattr(codes, "issue_tokens", issue_then_second_redemption)

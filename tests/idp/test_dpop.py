@@ -114,6 +114,7 @@ def _now_plus(seconds: int) -> int:
     ({"jwk": "other key"}, {}, "signed with another key"),
     ({"jwk": "rsa 1024"}, {}, "a weak RSA key"),
 ])
+@pytest.mark.filterwarnings("ignore:Key size should be:joserfc.errors.SecurityWarning")
 def test_a_proof_that_does_not_hold_is_invalid_dpop_proof(client: TestClient, make_client,
                                                           head: dict, body: dict,
                                                           why: str) -> None:
@@ -375,3 +376,59 @@ def test_a_grant_without_a_key_is_stored_as_before() -> None:
     assert "jkt" not in Grant(client_id="a", scope="openid").to_json()
     bound = Grant(client_id="a", scope="openid", jkt="k" * 43)
     assert Grant.from_json(bound.to_json()).jkt == "k" * 43
+
+
+REVOKE_URL = ISSUER + "/oauth2/revoke"
+
+
+def _revoke(client: TestClient, registered, token: str, proof: str | None):
+    return client.post("/oauth2/revoke", data={"token": token,
+                                               "client_id": registered.client_id},
+                       headers={"DPoP": proof} if proof else {})
+
+
+def test_bound_tokens_are_revoked_only_with_the_key(client: TestClient, make_client,
+                                                    make_person) -> None:
+    """Whoever holds a copy of a bound token, or an old rotated refresh token, cannot sign
+    the person out of the app."""
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    first = _redeem(client, registered, code, verifier, _proof(key)).json()
+    renewed = _refresh(client, registered, first["refresh_token"], _proof(key)).json()
+    for token in (first["refresh_token"], renewed["refresh_token"], renewed["access_token"]):
+        # no proof, another key's, or one made for the token endpoint
+        for proof in (None, _proof(_key(), htu=REVOKE_URL), _proof(key)):
+            refused = _revoke(client, registered, token, proof)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"] == "invalid_dpop_proof"
+    assert _refresh(client, registered, renewed["refresh_token"], _proof(key)).status_code == 200
+    code, verifier = _code(client, registered, person)
+    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
+    assert _revoke(client, registered, tokens["access_token"],
+                   _proof(key, htu=REVOKE_URL)).status_code == 200
+    assert _revoke(client, registered, tokens["refresh_token"],
+                   _proof(key, htu=REVOKE_URL)).status_code == 200
+    assert _refresh(client, registered, tokens["refresh_token"], _proof(key)).json()[
+        "error"] == "invalid_grant"
+    userinfo = client.get("/oauth2/userinfo", headers={
+        "Authorization": f"DPoP {tokens['access_token']}",
+        "DPoP": _proof(key, htm="GET", htu=USERINFO_URL, access_token=tokens["access_token"])})
+    assert userinfo.status_code == 401
+
+
+def test_a_bound_codes_reuse_counts_only_from_its_key(client: TestClient, make_client,
+                                                      make_person) -> None:
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    other_app = _public_app(make_client)
+    code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
+    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
+    # a copy of the used code, without the key or from another app: refused, nothing revoked
+    for app, proof in ((registered, None), (registered, _proof(_key())), (other_app, None)):
+        assert _redeem(client, app, code, verifier, proof).json()["error"] == "invalid_grant"
+    renewed = _refresh(client, registered, tokens["refresh_token"], _proof(key))
+    assert renewed.status_code == 200
+    # the app itself, with its key, redeeming it again: a reuse, the tokens go
+    assert _redeem(client, registered, code, verifier, _proof(key)).json()[
+        "error"] == "invalid_grant"
+    assert _refresh(client, registered, renewed.json()["refresh_token"], _proof(key)).json()[
+        "error"] == "invalid_grant"
