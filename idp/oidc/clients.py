@@ -14,7 +14,6 @@ therefore takes effect within that time on every worker.
 from __future__ import annotations
 
 import base64
-import binascii
 import threading
 import time
 from typing import Any, NamedTuple
@@ -178,9 +177,13 @@ def _audiences(header: dict[str, Any], audience: AssertionAudience) -> frozenset
 
 def assertion_algs(client: ClientMetadata) -> list[str]:
     """The registered ``token_endpoint_auth_signing_alg`` alone, if any (OIDC Dynamic
-    Client Registration 2: assertions signed otherwise MUST be rejected; ``EdDSA`` and
-    ``Ed25519`` name the same for an Ed25519 key, RFC 9864 2), else all."""
-    registered = client.token_endpoint_auth_signing_alg
+    Client Registration 2: assertions signed otherwise MUST be rejected), else all."""
+    return registered_algs(client.token_endpoint_auth_signing_alg)
+
+
+def registered_algs(registered: str | None) -> list[str]:
+    """What a JWT the client signs may use: the alg it registered alone (``EdDSA`` and
+    ``Ed25519`` name the same for an Ed25519 key, RFC 9864 2), else ``ASSERTION_ALGS``."""
     if registered in _SAME_ED25519:
         return list(_SAME_ED25519)
     return [registered] if registered else ASSERTION_ALGS
@@ -201,13 +204,9 @@ def fully_specified(jwks: dict[str, Any]) -> dict[str, Any]:
 
 def _unverified_claims(token: str) -> dict[str, Any]:
     try:
-        payload = token.split(".")[1]
-        claims = json_input.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
+        return json_input.jose_part(token, 1)
+    except ValueError:
         raise invalid_client("client assertion is not a JWT") from None
-    if not isinstance(claims, dict):
-        raise invalid_client("client assertion is not a JWT (its claims are not an object)")
-    return claims
 
 
 def _check_assertion_claims(claims: dict[str, Any], client_id: str,

@@ -36,12 +36,12 @@ from joserfc.jws import JWSRegistry
 from core import json_input
 from core.gm import jose as gm_jose
 from core.store import Store
-from directory import apps
+from idp.oidc.clients import ASSERTION_ALGS
 from idp.oidc.errors import OAuthError
 
 HEADER = "dpop"
 TYP = "dpop+jwt"
-ALGS = list(apps.ASSERTION_ALGS)  # SM2, RS256, ES256, EdDSA and Ed25519
+ALGS = ASSERTION_ALGS  # SM2, RS256, ES256, EdDSA and Ed25519
 MAX_AGE = 300  # seconds a proof's iat may lie in the past
 MAX_AHEAD = 60  # and in the future (a phone's clock running ahead)
 MAX_PROOF = 8192
@@ -76,6 +76,18 @@ def proof_of(request: Request) -> str | None:
     return values[0] if values else None
 
 
+def key_shown(request: Request, path: str, access_token: str | None = None) -> str | None:
+    """The ``jkt`` of the request's proof for this endpoint (``path`` under the issuer;
+    the method as the client sent it, ``HEAD`` included), ``None`` when it sent none.
+    Touches the store (the ``jti``): call it off the event loop."""
+    proof = proof_of(request)
+    if proof is None:
+        return None
+    state = request.app.state
+    method = "HEAD" if getattr(request.state, "head", False) else request.method
+    return check(state.store, proof, method, state.settings.issuer + path, access_token)
+
+
 def check(store: Store, proof: str, method: str, url: str,
           access_token: str | None = None) -> str:
     """The ``jkt`` of a valid ``proof`` for ``method`` ``url`` (and ``access_token``)."""
@@ -100,12 +112,9 @@ def check(store: Store, proof: str, method: str, url: str,
 
 def _header(proof: str) -> dict[str, Any]:
     try:
-        header = json_input.loads_text(_unb64(proof.split(".")[0]))
-    except (ValueError, binascii.Error):
-        raise InvalidProof("the DPoP proof's header is not JSON") from None
-    if not isinstance(header, dict):
-        raise InvalidProof("the DPoP proof's header is not a JSON object")
-    return header
+        return json_input.jose_part(proof, 0)
+    except ValueError:
+        raise InvalidProof("the DPoP proof's header is not a JSON object") from None
 
 
 def _verified(proof: str, jwk: dict[str, Any], alg: str) -> tuple[dict[str, Any], str]:
@@ -119,12 +128,9 @@ def _verified(proof: str, jwk: dict[str, Any], alg: str) -> tuple[dict[str, Any]
             key = JWKRegistry.import_key(dict(jwk))
             thumbprint = key.thumbprint()
         jwt.decode(proof, key, algorithms=[alg], registry=_REGISTRY)
-        claims = json_input.loads_text(_unb64(proof.split(".")[1]))
-    except (JoseError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
-            binascii.Error):
-        raise InvalidProof("the DPoP proof's signature is invalid") from None
-    if not isinstance(claims, dict):
-        raise InvalidProof("the DPoP proof's claims are not a JSON object")
+        claims = json_input.jose_part(proof, 1)
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        raise InvalidProof("the DPoP proof's signature or claims are invalid") from None
     return claims, thumbprint
 
 
@@ -164,7 +170,8 @@ def _normal(url: str) -> tuple[str, str, int | None, str]:
 
 def _bits(modulus: Any) -> int:
     try:
-        return int.from_bytes(_unb64(modulus), "big").bit_length()
+        return int.from_bytes(base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)),
+                              "big").bit_length()
     except (TypeError, ValueError, binascii.Error):
         return 0
 
@@ -173,10 +180,6 @@ def token_hash(access_token: str) -> str:
     """``ath``: base64url of the SHA-256 of the access token (RFC 9449 4.2)."""
     return base64.urlsafe_b64encode(
         hashlib.sha256(access_token.encode()).digest()).rstrip(b"=").decode()
-
-
-def _unb64(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def remember(request: Request, jkt: str | None) -> None:

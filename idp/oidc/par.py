@@ -51,12 +51,9 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
 async def _with_proof_key(request: Request, params: dict[str, str]) -> dict[str, str]:
     """RFC 9449 10.1: a DPoP proof sent with the push binds the code to its key, as
     ``dpop_jkt`` would (both: the same key)."""
-    proof = dpop.proof_of(request)
-    if proof is None:
+    if dpop.proof_of(request) is None:
         return params
-    state = request.app.state
-    jkt = await run_in_threadpool(dpop.check, state.store, proof, "POST",
-                                  state.settings.issuer + PAR_PATH)
+    jkt = await run_in_threadpool(dpop.key_shown, request, PAR_PATH)
     if params.get("dpop_jkt", jkt) != jkt:
         raise dpop.InvalidProof("dpop_jkt and the DPoP proof name different keys")
     return {**params, "dpop_jkt": jkt}

@@ -20,14 +20,12 @@
 - **Apps that must.** ``require_signed_request_object`` (RFC 9101 10.5) in an app's
   metadata: each of its authorization requests must be a request object (pushed or not).
 - **Replays.** An object may be used again until it expires, as an authorization URL can:
-  it starts a sign-in, nothing more; the code it leads to still needs the PKCE verifier
-  and the app's credentials.
+  it starts a sign-in, nothing more; the code it leads to still needs the app's
+  credentials (a public app: the PKCE verifier).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from typing import Any
@@ -37,29 +35,17 @@ from joserfc.errors import JoseError
 
 from core import json_input
 from core.gm import jose as gm_jose
-from directory import apps
 from directory.apps import ClientMetadata
-from idp.oidc.clients import fully_specified
+from idp.oidc.clients import fully_specified, registered_algs
 
 MAX_SECONDS = 3600  # how far away an object's exp may be
 CLOCK_SKEW = 60
-ALGS = list(apps.ASSERTION_ALGS)
-_SAME_ED25519 = ("EdDSA", "Ed25519")
 TYP = "oauth-authz-req+jwt"
 _TYPES = frozenset({TYP, "jwt"})  # compared without case, "application/" optional
 
 
 class InvalidRequestObject(ValueError):
     """The object cannot be used; the message says why (no secrets, no claims' values)."""
-
-
-def algorithms(client: ClientMetadata) -> list[str]:
-    """The registered ``request_object_signing_alg`` alone (``EdDSA`` and ``Ed25519`` name
-    the same signatures), else every algorithm a client may sign with here."""
-    registered = client.request_object_signing_alg
-    if registered in _SAME_ED25519:
-        return list(_SAME_ED25519)
-    return [registered] if registered else ALGS
 
 
 def unpack(token: str, client: ClientMetadata, issuer: str, query_client_id: str,
@@ -72,7 +58,8 @@ def unpack(token: str, client: ClientMetadata, issuer: str, query_client_id: str
         raise InvalidRequestObject("the request object must be a signed JWT (JWS)")
     try:
         keys = gm_jose.import_key_set(fully_specified(client.jwks))
-        decoded = jwt.decode(token, keys, algorithms=algorithms(client))
+        decoded = jwt.decode(token, keys,
+                             algorithms=registered_algs(client.request_object_signing_alg))
     except (JoseError, ValueError, RecursionError, TypeError, KeyError, AttributeError):
         raise InvalidRequestObject("the request object's signature is invalid") from None
     typ = str(decoded.header.get("typ", TYP)).lower().removeprefix("application/")
@@ -87,15 +74,11 @@ def _strict_claims(token: str) -> dict[str, Any]:
     """The verified payload read again strictly: joserfc's ``json.loads`` lets through lone
     surrogates (a 500 where a page or a token is made) and ``NaN`` (an ``exp`` no time
     passes)."""
-    payload = token.split(".")[1]
     try:
-        claims = json_input.loads_text(
-            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        raise InvalidRequestObject("the request object's claims are not strict JSON") from None
-    if not isinstance(claims, dict):
-        raise InvalidRequestObject("the request object's claims are not a JSON object")
-    return claims
+        return json_input.jose_part(token, 1)
+    except ValueError:
+        raise InvalidRequestObject("the request object's claims are not a strict JSON "
+                                   "object") from None
 
 
 def _check_claims(claims: dict[str, Any], client_id: str, issuer: str,

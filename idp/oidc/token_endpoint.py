@@ -142,14 +142,11 @@ async def bind_dpop(request: Request, client: ClientMetadata) -> None:
     """RFC 9449 5: check the request's DPoP proof, if any, and keep its key for the grant
     to bind the tokens to; an app registered with ``dpop_bound_access_tokens`` must send
     one."""
-    proof = dpop.proof_of(request)
-    if proof is None:
+    if dpop.proof_of(request) is None:  # no thread hop for the plain request
         if client.dpop_bound_access_tokens:
             raise dpop.InvalidProof("this client must send a DPoP proof")
         return
-    state = request.app.state  # the store remembers the proof's jti: off the event loop
-    dpop.remember(request, await run_in_threadpool(
-        dpop.check, state.store, proof, "POST", state.settings.issuer + TOKEN_PATH))
+    dpop.remember(request, await run_in_threadpool(dpop.key_shown, request, TOKEN_PATH))
 
 
 async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:

@@ -119,14 +119,10 @@ def _unproven(request: Request, token: str, scheme: str,
     if scheme != "dpop":
         return _bearer_error("invalid_token", "a DPoP-bound access token comes with the "
                              "DPoP scheme and a proof", scheme="DPoP")
-    state = request.app.state
     try:
-        proof = dpop.proof_of(request)
-        if proof is None:
+        proven = dpop.key_shown(request, USERINFO_PATH, token)
+        if proven is None:
             raise dpop.InvalidProof("a DPoP proof is required")
-        method = "HEAD" if getattr(request.state, "head", False) else request.method
-        proven = dpop.check(state.store, proof, method, state.settings.issuer + USERINFO_PATH,
-                            token)
     except dpop.InvalidProof as error:
         return _bearer_error(error.error, error.description, scheme="DPoP")
     if proven != jkt:  # RFC 9449 7.1: the token's key binding fails

@@ -432,3 +432,38 @@ def test_a_bound_codes_reuse_counts_only_from_its_key(client: TestClient, make_c
         "error"] == "invalid_grant"
     assert _refresh(client, registered, renewed.json()["refresh_token"], _proof(key)).json()[
         "error"] == "invalid_grant"
+
+
+def test_a_head_requests_proof_names_head(client: TestClient, make_client,
+                                          make_person) -> None:
+    """RFC 9449 4.3: htm is the method the client sent (the middleware answers a HEAD as a
+    GET without its body)."""
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    token = _redeem(client, registered, code, verifier, _proof(key)).json()["access_token"]
+
+    def head(method: str):
+        return client.head("/oauth2/userinfo", headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": _proof(key, htm=method, htu=USERINFO_URL, access_token=token)})
+
+    assert head("HEAD").status_code == 200
+    assert head("GET").status_code == 401
+
+
+def test_a_request_objects_dpop_jkt_binds_the_code(client: TestClient, make_client,
+                                                   make_person) -> None:
+    from tests.idp.test_request_objects import _object
+
+    signer, key, person = _key(), _key(), make_person()
+    registered = make_client(jwks={"keys": [{**_public(signer), "kid": "k1", "alg": "ES256"}]})
+    verifier, challenge = flow.pkce_pair()
+    signed = _object(signer, "ES256", registered.client_id, challenge,
+                     dpop_jkt=_thumbprint(key))
+    code = flow.code_flow(client, registered.client_id, person, request=signed,
+                          dpop_jkt=_thumbprint(_key())).params["code"]  # the URL's: ignored
+    redeem = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+              "code_verifier": verifier}
+    answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                         data=redeem, headers={"DPoP": _proof(key)})
+    assert answer.status_code == 200 and answer.json()["token_type"] == "DPoP"
