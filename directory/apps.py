@@ -46,7 +46,7 @@ ASSERTION_ALGS = (*ID_TOKEN_ALGS, "Ed25519")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types",
-                "default_acr_values")
+                "default_acr_values", "resource_identifiers")
 # Members that are the registry's own, not the app's to set in its metadata.
 RESERVED_MEMBERS = frozenset({
     "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
@@ -114,6 +114,8 @@ class ClientMetadata:
     # RFC 7662 2.1: a protected resource (an API, a gateway) may introspect the access
     # tokens of every app; any other client only its own tokens.
     protected_resource: bool = False
+    # RFC 8707 (idp.oidc.resources): a protected resource's identifiers, its tokens' aud
+    resource_identifiers: tuple[str, ...] = ()
     # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel_logout)
     backchannel_logout_uri: str | None = None
     backchannel_logout_session_required: bool = False
@@ -224,6 +226,59 @@ def _origin(uri: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
+RESOURCE_MAX_LENGTH = 500
+RESOURCE_IDENTIFIERS_MAX = 20
+
+
+def is_resource_identifier(value: str) -> bool:
+    """An absolute URI (RFC 3986 4.3) without fragment, query, spaces or control
+    characters; an http(s) one names a host."""
+    if not value or len(value) > RESOURCE_MAX_LENGTH or any(ord(c) <= 0x20 or ord(c) == 0x7F
+                                                  for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # a malformed IPv6 host
+        return False
+    scheme_ok = parts.scheme and parts.scheme[0].isalpha() and value[len(parts.scheme)] == ":"
+    web_ok = parts.scheme not in ("http", "https") or bool(parts.hostname)
+    return bool(scheme_ok and web_ok) and "#" not in value and "?" not in value
+
+
+def _check_resource_identifiers(data: dict[str, Any]) -> None:
+    """RFC 8707 (``idp.oidc.resources``): an API's identifiers, the values apps send as
+    ``resource`` and find in its tokens' ``aud``."""
+    identifiers = data.get("resource_identifiers", [])
+    if not identifiers:
+        return
+    if data.get("protected_resource") is not True:
+        raise ValueError("resource_identifiers need protected_resource: true (an API)")
+    if len(identifiers) > RESOURCE_IDENTIFIERS_MAX or len(set(identifiers)) != len(identifiers):
+        raise ValueError(f"resource_identifiers: at most {RESOURCE_IDENTIFIERS_MAX}, each once")
+    for identifier in identifiers:
+        if not is_resource_identifier(identifier):
+            raise ValueError(f"resource_identifiers: {identifier[:100]!r} is not an absolute "
+                             "URI without query and fragment")
+
+
+def check_resource_identifiers_free(session: Session, settings: Settings,
+                                    metadata: dict[str, Any],
+                                    client_id: str | None = None) -> None:
+    """Each identifier names one API: ValueError when another app (not ``client_id``)
+    registered one of these, or one is the issuer (the audience of UserInfo's tokens)."""
+    wanted = set(metadata.get("resource_identifiers", []))
+    if settings.issuer in wanted:
+        raise ValueError("resource_identifiers: the issuer is this provider's own")
+    if not wanted:
+        return
+    for app in session.scalars(select(App).where(
+            App.metadata_json.contains("resource_identifiers"))):
+        held = wanted & set(json.loads(app.metadata_json or "{}").get("resource_identifiers", []))
+        if held and app.client_id != client_id:
+            raise ValueError(f"resource_identifiers: {sorted(held)[0][:100]!r} is another "
+                             "app's")
+
+
 def _check_jwks(jwks: Any) -> None:
     from core.gm import jose as gm_jose
 
@@ -298,6 +353,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     if "frontchannel_logout_uri" in data:
         _check_frontchannel_uri(data["frontchannel_logout_uri"], data.get("redirect_uris", []))
     _check_request_object_metadata(data)
+    _check_resource_identifiers(data)
     signing_alg = data.get("token_endpoint_auth_signing_alg")
     if signing_alg is not None and signing_alg not in ASSERTION_ALGS:
         raise ValueError(f"token_endpoint_auth_signing_alg must be one of "
@@ -332,6 +388,7 @@ def register_app(
     (``IDP_ID_TOKEN_ALG_DEFAULT``, SM2), written into its metadata."""
     metadata = {"id_token_signed_response_alg": settings.id_token_alg_default, **metadata}
     validate_metadata(metadata)
+    check_resource_identifiers_free(session, settings, metadata)
     secret = None
     if metadata.get("token_endpoint_auth_method", "client_secret_basic") in (
         "client_secret_basic", "client_secret_post"

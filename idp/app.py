@@ -57,6 +57,7 @@ from idp.oidc import (
     end_session,
     introspection,
     par,
+    resources,
     revocation,
     token_endpoint,
     userinfo,
@@ -114,6 +115,7 @@ def create_app(
     app.state.settings, app.state.db, app.state.store = settings, database, kv
     app.state.keys = KeyRing(settings, database.sessions)
     app.state.clients = clients.ClientRegistry(database.sessions)
+    app.state.resources = resources.ResourceRegistry(database.sessions)
     app.state.standing = StandingBySub(database)
     # for the layers below idp (SCIM): end an account's sessions now and tell their apps
     app.state.end_sessions = lambda account_id: sessions.end_everywhere(

@@ -33,6 +33,7 @@ from directory.apps import (
     CLIENT_ID,
     App,
     AppStatus,
+    check_resource_identifiers_free,
     find_app,
     metadata_of,
     new_secret,
@@ -129,9 +130,13 @@ def apps_register(
                 unit = session.scalar(select(OrgUnit).where(OrgUnit.code == org))
                 if unit is None:
                     raise _fail(f"no org unit with code {org!r}")
-            app, secret = register_app(session, settings, name=name, metadata=data,
-                                       client_id=client_id or None, first_party=first_party,
-                                       org_unit_id=unit.id if unit else None)
+            try:
+                app, secret = register_app(session, settings, name=name, metadata=data,
+                                           client_id=client_id or None,
+                                           first_party=first_party,
+                                           org_unit_id=unit.id if unit else None)
+            except ValueError as taken:  # an API's identifier another app holds
+                raise _fail(f"metadata: {taken}") from None
             record(session, actor=_actor(), action="app.register", outcome="success",
                    target=f"app:{app.client_id}")
             registered = app.client_id
@@ -205,6 +210,10 @@ def apps_update(client_id: str = typer.Argument(...),
                 raise _fail("a pairwise app's subject_type or sector (its redirect host, or "
                             "its sector_identifier_uri's host) cannot change: everyone would "
                             "get a new sub; register a new app")
+            try:
+                check_resource_identifiers_free(session, settings, data, client_id)
+            except ValueError as taken:
+                raise _fail(f"metadata: {taken}") from None
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
                    target=f"app:{client_id}")

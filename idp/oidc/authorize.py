@@ -47,6 +47,7 @@ from idp.oidc import (
     pushed_requests,
     redirect_uris,
     request_objects,
+    resources,
     scopes,
 )
 from idp.oidc.errors import OAuthError, clean_description
@@ -89,6 +90,7 @@ class AuthorizationRequest:
     pushed: bool = False  # came from the PAR endpoint (its request_uri is used up)
     signed: bool = False  # came as a request object the app signed (RFC 9101)
     dpop_jkt: str | None = None  # RFC 9449 10: the code is for this DPoP key only
+    resources: list[str] = field(default_factory=list)  # RFC 8707: the APIs granted
     # filled in by the interaction
     logged_in_at: int | None = None
     # the account that was chosen / that consented: a flag would carry over to another
@@ -318,7 +320,7 @@ async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
         items = list(request.query_params.multi_items())
     params: dict[str, str] = {}
     repeated: set[str] = set()
-    for name, value in items:
+    for name, value in resources.gathered(items):
         if value == "":
             continue
         if name in params:
@@ -335,7 +337,7 @@ PARAMETERS = frozenset({
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
     "max_age", "login_hint", "id_token_hint", "ui_locales", "claims_locales", "display",
     "acr_values", "claims", "response_mode", "code_challenge", "code_challenge_method",
-    "request", "dpop_jkt"})
+    "request", "dpop_jkt", "resource"})
 
 
 def _unknown_app() -> PageError:
@@ -635,7 +637,8 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
     grant = Grant(client_id=client.client_id, scope=req.scope, sub=session.sub,
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims,
-                  session_ends_at=session.created + sessions.MAX_SECONDS, jkt=req.dpop_jkt)
+                  session_ends_at=session.created + sessions.MAX_SECONDS, jkt=req.dpop_jkt,
+                  resources=tuple(req.resources))
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
 
@@ -717,6 +720,11 @@ def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
     failures), the ``id_token_hint`` included."""
     for check in CHECKS:
         check(params, client, req)
+    try:  # RFC 8707: the APIs the code's tokens may be for (registered ones only)
+        req.resources = list(resources.registered(request.app.state.resources,
+                                                  resources.requested(params)))
+    except OAuthError as error:
+        raise Redirectable(error) from None
     if params.get("id_token_hint"):
         req.hint_sub = subject_of_hint(request.app.state.keys, params["id_token_hint"],
                                        request.app.state.settings.issuer, client.client_id)

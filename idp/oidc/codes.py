@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from core.audit import Context, record
 from core.store import Store
 from directory.apps import ClientMetadata
-from idp.oidc import dpop, refresh_tokens
+from idp.oidc import dpop, refresh_tokens, resources
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import invalid_grant, invalid_request
 from idp.oidc.grants import issue_tokens
@@ -75,6 +75,7 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_request("code is required")
     if not form.get("redirect_uri"):  # always sent at /authorize here, so required here
         raise invalid_request("redirect_uri is required")
+    asked = resources.requested(form)  # a malformed resource spends no code
     key = token_key(code)
     raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
                                     ttl=USED_SECONDS)
@@ -92,7 +93,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_grant("the code is bound to a DPoP key (dpop_jkt): send a proof "
                             "made with it")
     issued = issue_tokens(request, client, grant, code=code,
-                          since=float(stored.get("issued_at") or time.time()))
+                          since=float(stored.get("issued_at") or time.time()),
+                          audience=resources.audience(state.resources, asked, grant.resources))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"], "client_id": client.client_id,
                          "jkt": grant.jkt}).encode()

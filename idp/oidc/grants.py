@@ -31,11 +31,12 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
                  code: str | None = None, family: str | None = None,
                  refresh_grant: Grant | None = None,
                  refresh_expires: datetime | None = None,
-                 since: float | None = None) -> IssuedTokens:
+                 since: float | None = None, audience: str | None = None) -> IssuedTokens:
     """Issue the tokens of ``grant``; ``family`` continues a refresh-token family whose
     tokens keep ``refresh_grant`` (RFC 6749 6: a rotated token keeps its scope);
     ``since``: when the code was issued, refused (``invalid_grant``) when the account no
-    longer holds what began then (suspended, or signed out everywhere since: a reset)."""
+    longer holds what began then (suspended, or signed out everywhere since: a reset);
+    ``audience``: the API the access token is for (RFC 8707; None: the issuer)."""
     state = request.app.state
     openid = "openid" in grant.scope.split()
     claims = id_token_claims(state.db, state.settings, grant, since) if openid else None
@@ -45,7 +46,7 @@ def issue_tokens(request: Request, client: ClientMetadata, grant: Grant, *,
     shown = _as_the_app_knows_it(state.db, state.settings, client, grant)
     jkt = dpop.key_of(request)
     access = issue_access_token(state.keys, state.store, state.settings.issuer, client, shown,
-                                jkt)
+                                jkt, audience)
     body: dict[str, Any] = {"access_token": access.token,
                             "token_type": "DPoP" if jkt else "Bearer",
                             "expires_in": access.expires_in, "scope": grant.scope}

@@ -32,7 +32,7 @@ from core.store import Store
 from directory.apps import ClientMetadata
 from directory.people import holds
 from idp import sessions
-from idp.oidc import dpop, scopes
+from idp.oidc import dpop, resources, scopes
 from idp.oidc.access_tokens import revoke_access_jti
 from idp.oidc.errors import OAuthError, invalid_grant, invalid_request
 from idp.oidc.tokens import Grant
@@ -228,6 +228,8 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
     offline = "offline_access" in original.scope.split()
+    audience = resources.audience(state.resources, resources.requested(form),
+                                  original.resources)  # RFC 8707: one of the grant's
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the
@@ -239,7 +241,7 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _reused(state, row)
     try:
         body = issue_tokens(request, client, refreshed, family=row.family,
-                            refresh_grant=original,
+                            refresh_grant=original, audience=audience,
                             refresh_expires=None if offline else row.expires_at).body
     except Exception:
         _unclaim(state.db, row)  # nothing was issued (a store or database failure)

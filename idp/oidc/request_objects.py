@@ -36,6 +36,7 @@ from joserfc.errors import JoseError
 from core import json_input
 from core.gm import jose as gm_jose
 from directory.apps import ClientMetadata
+from idp.oidc import resources
 from idp.oidc.clients import fully_specified, registered_algs
 
 MAX_SECONDS = 3600  # how far away an object's exp may be
@@ -118,6 +119,11 @@ def _parameters(claims: dict[str, Any], names: frozenset[str]) -> dict[str, str]
             value = json.dumps(value)
         elif name == "max_age" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
+        elif name == resources.PARAMETER:
+            try:
+                value = resources.from_object(value)
+            except ValueError as problem:
+                raise InvalidRequestObject(str(problem)) from None
         if not isinstance(value, str):
             raise InvalidRequestObject(f"{name} in the request object must be a string")
         params[name] = value

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
-from idp.oidc import clients, codes, cors, dpop, refresh_tokens, scopes
+from idp.oidc import clients, codes, cors, dpop, refresh_tokens, resources, scopes
 from idp.oidc.errors import OAuthError, invalid_request
 from idp.oidc.tokens import Grant, issue_access_token
 
@@ -49,7 +49,7 @@ async def read_form(request: Request) -> dict[str, str]:
         raise invalid_request("the body is not valid form data (UTF-8, at most 100 "
                               "parameters)") from None
     values: dict[str, str] = {}
-    for name, value in pairs:
+    for name, value in resources.gathered(pairs):  # RFC 8707: resource may be repeated
         if name in values:
             raise invalid_request(f"parameter {name} is repeated")
         if value:
@@ -100,8 +100,10 @@ async def client_credentials(request: Request, form: dict[str, str],
     if set(scope.split()) & scopes.USER_SCOPES:
         raise OAuthError("invalid_scope", "client_credentials carries no user scopes")
     state, jkt = request.app.state, dpop.key_of(request)
+    audience = (resources.audience(state.resources, resources.requested(form), None)
+                if resources.PARAMETER in form else None)  # no registry for the plain request
     token = issue_access_token(state.keys, state.store, state.settings.issuer, client,
-                               Grant(client_id=client.client_id, scope=scope), jkt)
+                               Grant(client_id=client.client_id, scope=scope), jkt, audience)
     body = {"access_token": token.token, "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": token.expires_in}
     if scope:

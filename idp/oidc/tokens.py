@@ -5,8 +5,9 @@
   Revoking one puts its ``jti`` on a deny list in the store until it expires;
   introspection and UserInfo consult it. (A resource server that validates the
   JWT locally cannot see revocation: keep access tokens short-lived.) Their
-  ``aud`` is the issuer (the UserInfo resource) until resource indicators are
-  supported. Bound to a DPoP key, a token carries ``cnf.jkt`` (RFC 9449 6).
+  ``aud`` is the API the app named with ``resource`` (RFC 8707, ``idp.oidc.resources``),
+  else the issuer (the UserInfo resource). Bound to a DPoP key, a token carries
+  ``cnf.jkt`` (RFC 9449 6).
 - **Opaque access tokens**: 256 random bits; the store keeps their claims under
   ``SM3(token)`` until they expire.
 - **ID tokens** (OpenID Connect Core 2), signed with the client's
@@ -52,6 +53,8 @@ class Grant:
     session_ends_at: int | None = None
     # the DPoP key (RFC 9449 thumbprint) the grant's code or refresh tokens are bound to
     jkt: str | None = None
+    # RFC 8707 (idp.oidc.resources): the APIs its access tokens may be for
+    resources: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "scope": self.scope, "sub": self.sub,
@@ -60,11 +63,13 @@ class Grant:
                 "claims": self.claims, "session_ends_at": self.session_ends_at,
                 # only when bound: a worker of the version before reads the rest (a
                 # rolling deploy, a rollback), and refuses (fails closed on) a binding
-                **({"jkt": self.jkt} if self.jkt else {})}
+                **({"jkt": self.jkt} if self.jkt else {}),
+                **({"resources": list(self.resources)} if self.resources else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
-        return cls(**{**data, "amr": tuple(data.get("amr") or ())})
+        return cls(**{**data, "amr": tuple(data.get("amr") or ()),
+                      "resources": tuple(data.get("resources") or ())})
 
 
 def half_hash(value: str, alg: str) -> str:
@@ -88,12 +93,14 @@ class IssuedAccessToken:
 
 
 def issue_access_token(keys: KeyRing, store: Store, issuer: str, client: ClientMetadata,
-                       grant: Grant, jkt: str | None = None) -> IssuedAccessToken:
-    """``jkt``: the DPoP key the token is bound to (``cnf``, RFC 9449 6)."""
+                       grant: Grant, jkt: str | None = None,
+                       audience: str | None = None) -> IssuedAccessToken:
+    """``jkt``: the DPoP key the token is bound to (``cnf``, RFC 9449 6); ``audience``:
+    the API it is for (RFC 8707; None: the issuer)."""
     now = int(time.time())
     jti = secrets.token_urlsafe(16)
     claims: dict[str, Any] = {
-        "iss": issuer, "exp": now + ACCESS_TOKEN_SECONDS, "aud": issuer,
+        "iss": issuer, "exp": now + ACCESS_TOKEN_SECONDS, "aud": audience or issuer,
         "sub": grant.sub or client.client_id, "client_id": client.client_id, "iat": now,
         "jti": jti, "scope": grant.scope,
     }

@@ -89,6 +89,9 @@ def _answer(request: Request, token: str, scheme: str) -> Response:
                              scheme="DPoP" if scheme == "dpop" else "Bearer")
     if refused := _unproven(request, token, scheme, claims):
         return refused
+    if claims.get("aud") != request.app.state.settings.issuer:  # RFC 8707: an API's token
+        return _bearer_error("invalid_token", "the access token is for another resource",
+                             scheme="DPoP" if scheme == "dpop" else "Bearer")
     client = request.app.state.clients.get(str(claims.get("client_id")))
     if client is None:  # the app was suspended: its tokens stop working (within 30 s)
         return _bearer_error("invalid_token", "the access token is invalid or expired")

@@ -314,6 +314,31 @@ def test_oauth4webapi_dpop(live_rp, alg: str) -> None:  # noqa: F811
     assert out["stolen_access_status"] == 401
 
 
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_oauth4webapi_resource_indicators(live_rp, make_client, alg: str) -> None:  # noqa: F811
+    """RFC 8707 with oauth4webapi: the code flow and client_credentials name an API; the
+    peer's own resource-server check (validateJwtAccessToken: typ, iss, aud, exp and the
+    signature) takes the tokens for that API, refuses them for another API and, for the
+    issuer, the client_credentials token; UserInfo refuses the API's token."""
+    api, other = "https://grades.example.edu.cn/api", "urn:edu:timetable"
+    for identifier in (api, other):
+        make_client(protected_resource=True, resource_identifiers=[identifier],
+                    grant_types=["client_credentials"], redirect_uris=[])
+    rp = live_rp(id_token_signed_response_alg="ES256", access_token_signed_response_alg=alg)
+    out = peer(OAUTH4WEBAPI, rp, "resource", resource=api, other_resource=other)
+    for flow in ("code", "client_credentials"):
+        accepted = out[flow]["at_api"]
+        assert accepted["ok"] is True, accepted
+        assert accepted["value"]["aud"] == api
+        assert accepted["value"]["client_id"] == rp.client.client_id
+    assert out["code"]["at_api"]["value"]["sub"] == rp.person.sub
+    for refused in (out["code"]["at_other"], out["client_credentials"]["at_issuer"]):
+        assert refused["ok"] is False and 'unexpected JWT "aud"' in refused["message"]
+    assert out["code"]["id_token_aud"] == rp.client.client_id
+    assert out["userinfo_status"] == 401
+    assert "another resource" in out["userinfo_challenge"]
+
+
 def _client_key(alg: str):
     """A client's private key (joserfc) and its public JWK to register (kid "rp-1")."""
     from joserfc.jwk import ECKey, OKPKey, RSAKey

@@ -1,9 +1,9 @@
 // A relying party on npm oauth4webapi v3 (pinned in package.json), against our provider.
 // Reads one JSON request on stdin, prints one JSON object on stdout.
 //   {"scenario": "full" | "tamper" | "private_key_jwt" | "par" | "signed_userinfo" |
-//    "request_object" | "dpop", "issuer", "client_id", "client_secret", "alg",
+//    "request_object" | "dpop" | "resource", "issuer", "client_id", "client_secret", "alg",
 //    "private_jwk" (private_key_jwt, request_object),
-//    "userinfo_alg" (signed_userinfo),
+//    "userinfo_alg" (signed_userinfo), "resource", "other_resource" (resource),
 //    "redirect_uri", "login", "password", "scope"?}
 // The callback is checked by validateAuthResponse (state, and iss: RFC 9207, since
 // discovery says authorization_response_iss_parameter_supported); the ID token by
@@ -68,6 +68,7 @@ async function authorize(ctx, request) {
     code_challenge_method: 'S256',
     state,
     nonce,
+    ...request.authorize_extra,
   })) url.searchParams.set(k, v);
   const pages = [];
   const callback = await loginThroughForm(url, request.login, request.password,
@@ -330,8 +331,42 @@ async function dpopFlow(request) {
   };
 }
 
+// Resource indicators (RFC 8707): the code flow and client_credentials name an API
+// (request.resource); oauth4webapi's own resource-server check, validateJwtAccessToken
+// (typ at+jwt, iss, aud, exp, the signature with the jwks_uri's key), takes each access
+// token for that API and refuses it for another; UserInfo refuses the API's token.
+async function resourceFlow(request) {
+  const ctx = await setup(request);
+  const { resource } = request;
+  const flow = await authorize(ctx, { ...request, scope: 'openid profile',
+    authorize_extra: { resource } });
+  const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
+    flow.state);
+  const result = await oauth.processAuthorizationCodeResponse(ctx.as, ctx.client,
+    await oauth.authorizationCodeGrantRequest(ctx.as, ctx.client, ctx.auth, params,
+      request.redirect_uri, flow.verifier, { additionalParameters: { resource }, ...INSECURE }),
+    { expectedNonce: flow.nonce, requireIdToken: true });
+  const atApi = (token, audience) => outcome(() => oauth.validateJwtAccessToken(ctx.as,
+    new Request(resource, { headers: { authorization: `Bearer ${token}` } }), audience,
+    INSECURE));
+  const cc = await oauth.processClientCredentialsResponse(ctx.as, ctx.client,
+    await oauth.clientCredentialsGrantRequest(ctx.as, ctx.client, ctx.auth,
+      { scope: 'api.read', resource }, INSECURE));
+  const userinfo = await fetch(ctx.as.userinfo_endpoint, {
+    headers: { authorization: `Bearer ${result.access_token}` } });
+  return {
+    code: { at_api: await atApi(result.access_token, resource),
+      at_other: await atApi(result.access_token, request.other_resource),
+      id_token_aud: oauth.getValidatedIdTokenClaims(result).aud },
+    client_credentials: { at_api: await atApi(cc.access_token, resource),
+      at_issuer: await atApi(cc.access_token, ctx.as.issuer) },
+    userinfo_status: userinfo.status,
+    userinfo_challenge: userinfo.headers.get('www-authenticate'),
+  };
+}
+
 const SCENARIOS = { full, tamper, private_key_jwt: privateKeyJwt, par, dpop: dpopFlow,
-  signed_userinfo: signedUserinfo, request_object: requestObject };
+  signed_userinfo: signedUserinfo, request_object: requestObject, resource: resourceFlow };
 
 const request = await readStdin();
 const run = SCENARIOS[request.scenario];

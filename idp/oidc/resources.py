@@ -1,0 +1,148 @@
+"""Resource indicators (RFC 8707): which API an access token is for.
+
+An API is registered as an app with ``protected_resource: true`` and names its
+identifiers in ``resource_identifiers`` (absolute URIs, each held by one app only:
+``directory.apps``). An app asks for tokens for it with the ``resource`` parameter, at the
+authorization endpoint (one or more values; they are kept with the grant, in the code and
+in every refresh token of the grant) and at the token endpoint. The access token's ``aud``
+is then that identifier, so the API can refuse a token made for another API, and another
+API cannot replay the token at it.
+
+The rules chosen here, where RFC 8707 leaves the choice to the server:
+
+- **One API per access token.** A token request names at most one ``resource``; when it
+  names none, a grant of exactly one resource gives a token for that one, a grant of
+  several is ``invalid_target`` (say which). A token for two APIs could be replayed by
+  either at the other.
+- **No widening.** A code or refresh token gives tokens only for the resources its
+  authorization request named; a token request naming another is ``invalid_target``.
+- **Exact match.** A value is compared as a string with the registered identifiers: no
+  normalising, no prefixes.
+- **Without ``resource``** an access token is for the issuer (UserInfo) as before, and a
+  protected resource without identifiers (a gateway) keeps introspecting every app's
+  tokens. An access token for an API is refused by UserInfo (it is not for it).
+
+In a parameters dict (``dict[str, str]``, as the authorization endpoint, the PAR endpoint
+and the token endpoint read a request) the values of ``resource`` are kept as one JSON
+array (``encode``): a URI may hold any character percent-encoded, so no separator is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from directory.apps import App, AppStatus, is_resource_identifier
+from idp.oidc.errors import OAuthError
+
+PARAMETER = "resource"
+MAX_VALUES = 10  # in one request; more is invalid_target
+CACHE_SECONDS = 30.0  # as the client registry: a new API is usable within this time
+
+
+def encode(values: Iterable[str]) -> str:
+    return json.dumps(list(values))
+
+
+def gathered(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A request's ``pairs`` with the values of ``resource``, which may be repeated (RFC 8707
+    2), as one ``encode``d value; one sent empty counts as omitted (RFC 6749 3.1)."""
+    pairs = list(pairs)
+    values = [value for name, value in pairs if name == PARAMETER and value]
+    kept = [(name, value) for name, value in pairs if name != PARAMETER]
+    return [*kept, (PARAMETER, encode(values))] if values else kept
+
+
+def from_object(value: object) -> str:
+    """RFC 8707 2.1: in a request object, one value is a string, several an array of them;
+    ValueError for anything else."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("resource must be a string or an array of strings")
+    return encode(values)
+
+
+def invalid_target(description: str) -> OAuthError:
+    return OAuthError("invalid_target", description)
+
+
+def requested(params: dict[str, str]) -> list[str]:
+    """The ``resource`` values of a request (``encode``d), each checked as RFC 8707 2 asks:
+    an absolute URI without a fragment; ``invalid_target`` otherwise."""
+    if PARAMETER not in params:
+        return []
+    values = json.loads(params[PARAMETER])
+    if len(values) > MAX_VALUES:
+        raise invalid_target(f"at most {MAX_VALUES} resource values")
+    for value in values:
+        if not is_resource_identifier(value):
+            raise invalid_target("resource must be an absolute URI without a fragment")
+    return list(dict.fromkeys(values))
+
+
+class ResourceRegistry:
+    """The registered identifiers of approved APIs, cached per process for
+    ``CACHE_SECONDS`` (one query then, none on the hot path)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._owners: dict[str, str] = {}
+        self._loaded = -CACHE_SECONDS
+        self._lock = threading.Lock()
+
+    def owner(self, identifier: str) -> str | None:
+        """The ``client_id`` of the approved API that registered ``identifier``."""
+        with self._lock:
+            if time.monotonic() - self._loaded >= CACHE_SECONDS:
+                self._owners, self._loaded = self._load(), time.monotonic()
+            return self._owners.get(identifier)
+
+    def identifiers_of(self, client_id: str) -> frozenset[str]:
+        self.owner("")  # fresh
+        return frozenset(i for i, owner in self._owners.items() if owner == client_id)
+
+    def _load(self) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        with self._sessions() as session:
+            for app in session.scalars(select(App).where(
+                    App.status == AppStatus.approved.value,
+                    App.metadata_json.contains("resource_identifiers"))):
+                metadata = json.loads(app.metadata_json or "{}")
+                if metadata.get("protected_resource") is True:
+                    owners.update(dict.fromkeys(metadata.get("resource_identifiers", []),
+                                                app.client_id))
+        return owners
+
+    def forget(self) -> None:
+        """Read the registry again at the next use (tests, the CLI after a change)."""
+        with self._lock:
+            self._loaded = -CACHE_SECONDS
+
+
+def registered(registry: ResourceRegistry, values: list[str]) -> tuple[str, ...]:
+    """``values``, each an identifier of an approved API; ``invalid_target`` otherwise."""
+    unknown = [v for v in values if registry.owner(v) is None]
+    if unknown:
+        raise invalid_target("resource is not a registered API: " + unknown[0][:100])
+    return tuple(values)
+
+
+def audience(registry: ResourceRegistry, asked: list[str],
+             granted: tuple[str, ...] | None) -> str | None:
+    """The one API an access token is for (None: the issuer), from the token request's
+    ``asked`` values and, for a user grant, the ``granted`` ones (``None``: no user grant,
+    ``client_credentials``: any registered API). Still registered, or ``invalid_target``
+    (an API removed since the grant)."""
+    if len(asked) > 1:
+        raise invalid_target("one resource per access token: ask for each in turn")
+    if asked and granted is not None and asked[0] not in granted:
+        raise invalid_target("resource was not named in the authorization request")
+    if not asked and granted and len(granted) > 1:
+        raise invalid_target("the grant names several resources: ask for one")
+    chosen = asked[0] if asked else granted[0] if granted else None
+    return registered(registry, [chosen])[0] if chosen else None

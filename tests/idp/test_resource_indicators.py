@@ -1,0 +1,244 @@
+"""Resource indicators (RFC 8707): an app names the API a token is for with ``resource``;
+the access token's ``aud`` is then that API, one API per token, never one the
+authorization did not name; UserInfo refuses an API's token, and an API that registered
+its identifiers introspects only the tokens for it (and the issuer's)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt as pyjwt
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+ISSUER = "http://127.0.0.1:8000"
+GRADES = "https://grades.example.edu.cn/api"
+TIMETABLE = "urn:edu:timetable"
+
+
+def _form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A urlencoded body with repeated parameters (httpx's ``data`` takes a dict)."""
+    return {"content": urlencode(pairs),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+def _claims(token: str) -> dict[str, Any]:
+    return pyjwt.decode(token, options={"verify_signature": False})
+
+
+@pytest.fixture
+def apis(make_client):
+    """Two APIs (protected resources with identifiers) and a gateway (without)."""
+    made = {name: make_client(protected_resource=True, resource_identifiers=identifiers,
+                              grant_types=["client_credentials"], redirect_uris=[])
+            for name, identifiers in (("grades", [GRADES]), ("timetable", [TIMETABLE]))}
+    made["gateway"] = make_client(protected_resource=True, grant_types=["client_credentials"],
+                                  redirect_uris=[])
+    return made
+
+
+def _cc(client: TestClient, app, *resources: str):
+    return client.post("/oauth2/token", auth=(app.client_id, app.secret),
+                       **_form([("grant_type", "client_credentials"),
+                                *(("resource", r) for r in resources)]))
+
+
+def _signed_in(client: TestClient, app, person, *resources: str, **extra: str):
+    """The code flow with ``resources`` (repeated parameters); the redirect's params."""
+    verifier, challenge = flow.pkce_pair()
+    query = [("response_type", "code"), ("client_id", app.client_id),
+             ("redirect_uri", REDIRECT_URI), ("scope", "openid profile offline_access"),
+             ("state", "st-r"), ("nonce", "n-r"), ("code_challenge", challenge),
+             ("code_challenge_method", "S256"), *(("resource", r) for r in resources),
+             *extra.items()]
+    response = client.get("/oauth2/authorize", params=query, follow_redirects=False)
+    if flow.is_login_page(response):
+        response = flow.login(client, response, person.login, person.password)
+    return flow.Redirect(flow.follow(client, response).headers["location"]).params, verifier
+
+
+def _redeem(client: TestClient, app, params: dict[str, str], verifier: str, *resources: str):
+    return client.post("/oauth2/token", auth=(app.client_id, app.secret), **_form([
+        ("grant_type", "authorization_code"), ("code", params["code"]),
+        ("redirect_uri", REDIRECT_URI), ("code_verifier", verifier),
+        *(("resource", r) for r in resources)]))
+
+
+def _refresh(client: TestClient, app, token: str, *resources: str):
+    return client.post("/oauth2/token", auth=(app.client_id, app.secret), **_form([
+        ("grant_type", "refresh_token"), ("refresh_token", token),
+        *(("resource", r) for r in resources)]))
+
+
+def test_client_credentials_for_an_api(client: TestClient, make_client, apis) -> None:
+    app = make_client()
+    answer = _cc(client, app, GRADES)
+    assert answer.status_code == 200, answer.text
+    assert _claims(answer.json()["access_token"])["aud"] == GRADES
+    assert _claims(_cc(client, app).json()["access_token"])["aud"] == ISSUER
+    for resources, why in [((GRADES, TIMETABLE), "one resource per access token"),
+                           (("https://unknown.example/api",), "not a registered API"),
+                           (("/relative",), "absolute URI"),
+                           (("https://grades.example.edu.cn/api#x",), "absolute URI")]:
+        refused = _cc(client, app, *resources)
+        assert refused.status_code == 400, resources
+        assert refused.json()["error"] == "invalid_target"
+        assert why in refused.json()["error_description"]
+
+
+def test_a_code_for_one_api(client: TestClient, make_client, make_person, apis) -> None:
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES)
+    tokens = _redeem(client, app, params, verifier)
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    assert _claims(body["access_token"])["aud"] == GRADES
+    assert _claims(body["id_token"])["aud"] == app.client_id  # the ID token is the app's
+    # UserInfo is not the API the token is for
+    refused = client.get("/oauth2/userinfo",
+                         headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert refused.status_code == 401
+    assert "another resource" in refused.headers["www-authenticate"]
+    # a refresh cannot ask for an API the authorization did not name, and stays usable
+    wider = _refresh(client, app, body["refresh_token"], TIMETABLE)
+    assert wider.json()["error"] == "invalid_target"
+    again = _refresh(client, app, body["refresh_token"])
+    assert again.status_code == 200, again.text
+    assert _claims(again.json()["access_token"])["aud"] == GRADES
+    # the rotated refresh token keeps the grant's API
+    last = _refresh(client, app, again.json()["refresh_token"], GRADES)
+    assert _claims(last.json()["access_token"])["aud"] == GRADES
+
+
+def test_a_code_for_two_apis_gives_a_token_for_each(client: TestClient, make_client,
+                                                    make_person, apis) -> None:
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES, TIMETABLE)
+    tokens = _redeem(client, app, params, verifier, TIMETABLE).json()
+    assert _claims(tokens["access_token"])["aud"] == TIMETABLE
+    grades = _refresh(client, app, tokens["refresh_token"], GRADES).json()
+    assert _claims(grades["access_token"])["aud"] == GRADES
+    unnamed = _refresh(client, app, grades["refresh_token"])
+    assert unnamed.json()["error"] == "invalid_target"
+    assert "several resources" in unnamed.json()["error_description"]
+
+
+def test_a_token_request_cannot_name_an_api_the_authorization_did_not(
+        client: TestClient, make_client, make_person, apis) -> None:
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person)
+    refused = _redeem(client, app, params, verifier, GRADES)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_target"
+    params, verifier = _signed_in(client, app, person)  # without: a token for UserInfo
+    token = _redeem(client, app, params, verifier).json()["access_token"]
+    assert _claims(token)["aud"] == ISSUER
+    assert client.get("/oauth2/userinfo",
+                      headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+@pytest.mark.parametrize("resource", ["https://unknown.example/api", "not-absolute",
+                                      GRADES + "?q=1"])
+def test_the_authorization_endpoint_refuses_an_unknown_api(
+        client: TestClient, make_client, make_person, apis, resource: str) -> None:
+    app, person = make_client(), make_person()
+    params, _ = _signed_in(client, app, person, resource)
+    assert params["error"] == "invalid_target"
+    assert params["state"] == "st-r" and params["iss"] == ISSUER
+    assert "code" not in params
+
+
+def test_an_api_introspects_only_its_own_tokens(client: TestClient, make_client,
+                                                 apis) -> None:
+    app = make_client()
+    for_grades = _cc(client, app, GRADES).json()["access_token"]
+    for_timetable = _cc(client, app, TIMETABLE).json()["access_token"]
+    for_issuer = _cc(client, app).json()["access_token"]
+
+    def active(api, token: str) -> bool:
+        return client.post("/oauth2/introspect", data={"token": token},
+                           auth=(api.client_id, api.secret)).json()["active"]
+
+    seen = client.post("/oauth2/introspect", data={"token": for_grades},
+                       auth=(apis["grades"].client_id, apis["grades"].secret)).json()
+    assert seen["active"] is True and seen["aud"] == GRADES
+    assert not active(apis["grades"], for_timetable)
+    assert active(apis["grades"], for_issuer)  # an app that names no resource
+    assert all(active(apis["gateway"], t) for t in (for_grades, for_timetable, for_issuer))
+    assert active(app, for_timetable)  # an app learns about its own tokens
+
+
+def test_resources_in_a_pushed_request_and_a_request_object(
+        client: TestClient, make_client, make_person, apis) -> None:
+    key = ECKey.generate_key("P-256", private=True)
+    app = make_client(jwks={"keys": [{**key.as_dict(private=False), "kid": "k1"}]})
+    person = make_person()
+    verifier, challenge = flow.pkce_pair()
+    pushed = client.post("/oauth2/par", auth=(app.client_id, app.secret), **_form([
+        ("response_type", "code"), ("client_id", app.client_id),
+        ("redirect_uri", REDIRECT_URI), ("scope", "openid"), ("code_challenge", challenge),
+        ("code_challenge_method", "S256"), ("resource", GRADES), ("resource", TIMETABLE)]))
+    assert pushed.status_code == 201, pushed.text
+    redirect = flow.code_flow(client, app.client_id, person,
+                              request_uri=pushed.json()["request_uri"])
+    tokens = _redeem(client, app, redirect.params, verifier, GRADES).json()
+    assert _claims(tokens["access_token"])["aud"] == GRADES
+    assert _refresh(client, app, tokens["refresh_token"], TIMETABLE).status_code == 200
+
+    now = int(time.time())
+    verifier, challenge = flow.pkce_pair()
+    signed = jwt.encode({"alg": "ES256", "kid": "k1", "typ": "oauth-authz-req+jwt"}, {
+        "iss": app.client_id, "aud": ISSUER, "client_id": app.client_id, "exp": now + 300,
+        "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+        "code_challenge": challenge, "code_challenge_method": "S256",
+        "resource": TIMETABLE}, key, algorithms=["ES256"])
+    redirect = flow.code_flow(client, app.client_id, person, request=signed)
+    tokens = _redeem(client, app, redirect.params, verifier).json()
+    assert _claims(tokens["access_token"])["aud"] == TIMETABLE
+    bad = client.post("/oauth2/par", auth=(app.client_id, app.secret), data={
+        "request": jwt.encode({"alg": "ES256", "kid": "k1"}, {
+            "iss": app.client_id, "aud": ISSUER, "client_id": app.client_id,
+            "exp": now + 300, "response_type": "code", "redirect_uri": REDIRECT_URI,
+            "scope": "openid", "resource": {"x": 1}}, key, algorithms=["ES256"])})
+    assert bad.json()["error"] == "invalid_request_object"
+
+
+def test_a_suspended_api_gets_no_more_tokens(client: TestClient, make_client, db,
+                                             apis) -> None:
+    from directory.apps import AppStatus, find_app
+
+    app = make_client()
+    assert _cc(client, app, GRADES).status_code == 200
+    with db.session() as session:
+        find_app(session, apis["grades"].client_id).status = AppStatus.suspended.value
+    client.app.state.resources.forget()
+    assert _cc(client, app, GRADES).json()["error"] == "invalid_target"
+
+
+@pytest.mark.parametrize(("metadata", "why"), [
+    ({"resource_identifiers": [GRADES + "/x"]}, "need protected_resource"),
+    ({"protected_resource": True, "resource_identifiers": ["relative/path"]}, "absolute URI"),
+    ({"protected_resource": True, "resource_identifiers": [GRADES + "?v=1"]}, "absolute URI"),
+    ({"protected_resource": True, "resource_identifiers": [GRADES + "#f"]}, "absolute URI"),
+    ({"protected_resource": True, "resource_identifiers": ["https://a b"]}, "absolute URI"),
+    ({"protected_resource": True, "resource_identifiers": ["https:///nohost"]}, "absolute URI"),
+    ({"protected_resource": True, "resource_identifiers": [TIMETABLE, TIMETABLE]}, "each once"),
+    ({"protected_resource": True, "resource_identifiers": "urn:x"}, "list of strings"),
+])
+def test_registration_checks_the_identifiers(make_client, metadata: dict, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        make_client(**metadata)
+
+
+def test_an_identifier_names_one_api_and_never_the_issuer(make_client, apis) -> None:
+    with pytest.raises(ValueError, match="another app's"):
+        make_client(protected_resource=True, resource_identifiers=[GRADES])
+    with pytest.raises(ValueError, match="the issuer"):
+        make_client(protected_resource=True, resource_identifiers=[ISSUER])
