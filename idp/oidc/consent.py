@@ -1,4 +1,6 @@
-"""Remembered consent: which scopes a person granted to which app (revocable)."""
+"""Remembered consent: which scopes a person granted to which app (revocable), and which
+APIs (RFC 8707 resource identifiers, ``idp.oidc.resources``) the app may use them with:
+kept in the same space-separated list (a URI holds no space)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ from core.store import Store
 from directory.apps import Consent
 from idp.oidc import refresh_tokens
 from idp.oidc.refresh_tokens import RefreshToken
+
+
+def asked(scope: str, resources: list[str]) -> str:
+    """What a request asks the person for: its scope values and the APIs it names."""
+    return " ".join([*scope.split(), *resources])
 
 
 def covers(db: Database, account_id: int, client_id: str, scope: str) -> bool:

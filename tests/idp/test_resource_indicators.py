@@ -242,3 +242,37 @@ def test_an_identifier_names_one_api_and_never_the_issuer(make_client, apis) -> 
         make_client(protected_resource=True, resource_identifiers=[GRADES])
     with pytest.raises(ValueError, match="the issuer"):
         make_client(protected_resource=True, resource_identifiers=[ISSUER])
+
+
+def test_consent_names_the_apis_and_covers_them(client: TestClient, make_client, make_person,
+                                                db, apis) -> None:
+    """A third-party app: the consent page names the APIs by their apps' names; the
+    remembered consent covers those APIs, not another one."""
+    from directory.apps import find_app
+
+    with db.session() as session:
+        find_app(session, apis["grades"].client_id).name = "成绩服务"
+    app, person = make_client(first_party=False), make_person()
+    query = [("response_type", "code"), ("client_id", app.client_id),
+             ("redirect_uri", REDIRECT_URI), ("scope", "openid profile"), ("state", "s"),
+             ("resource", GRADES)]
+    asked = client.get("/oauth2/authorize", params=query, follow_redirects=False)
+    to_consent = flow.follow(client, flow.login(client, asked, person.login, person.password))
+    assert to_consent.headers["location"].startswith("/consent")
+    page = client.get(to_consent.headers["location"])
+    assert "并用这些权限访问以下服务" in page.text and "<li data-api>成绩服务</li>" in page.text
+    allowed = flow.follow(client, client.post("/consent", data={
+        "csrf_token": flow.csrf_of(page.text), "ia": flow.ia_of(page), "decision": "allow"},
+        follow_redirects=False))
+    assert "code" in flow.Redirect(allowed.headers["location"]).params
+
+    def silently(*resources: str) -> dict[str, str]:
+        answer = client.get("/oauth2/authorize", follow_redirects=False, params=[
+            *(q for q in query if q[0] != "resource"), ("prompt", "none"),
+            *(("resource", r) for r in resources)])
+        return flow.Redirect(answer.headers["location"]).params
+
+    assert "code" in silently(GRADES)
+    assert "code" in silently()  # the scopes alone were allowed too
+    assert silently(TIMETABLE)["error"] == "consent_required"
+    assert silently(GRADES, TIMETABLE)["error"] == "consent_required"
