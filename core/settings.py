@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # called, as RFC 7523 and OIDC Core allowed. An assertion typed
     # client-authentication+jwt must name the issuer alone either way.
     client_assertion_audience: Literal["issuer", "issuer_or_endpoint"] = "issuer_or_endpoint"
+    # DPoP (RFC 9449 8, 9; idp.oidc.dpop): "required": every proof carries a nonce this
+    # provider gave (DPoP-Nonce), so a proof cannot be made in advance; "off": nonces are
+    # not asked for (a proof that carries one still has it checked).
+    dpop_nonce: Literal["off", "required"] = "off"
     # The reverse proxies / load balancers whose X-Forwarded-For and X-Forwarded-Proto are
     # believed (IP addresses or networks, comma-separated): the client's address is the
     # rightmost one in X-Forwarded-For that is not among them (per-IP limits, audit), and

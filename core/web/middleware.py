@@ -124,7 +124,8 @@ def cors_headers(scope: Scope, origin: bytes | None) -> list[tuple[bytes, bytes]
     return []
 
 
-_EXPOSE = (b"access-control-expose-headers", b"WWW-Authenticate")  # why UserInfo said 401
+# why UserInfo said 401, and the nonce a DPoP proof must carry next (RFC 9449 8)
+_EXPOSE = (b"access-control-expose-headers", b"WWW-Authenticate, DPoP-Nonce")
 
 
 class WebKitMiddleware:

@@ -6,8 +6,14 @@
   per key while proofs of its age are taken), ``htm`` the request's method, ``htu`` the
   endpoint's URL as the issuer names it (query and fragment ignored), ``iat`` at most
   ``MAX_AGE`` seconds old and ``MAX_AHEAD`` ahead, and at UserInfo ``ath``, the base64url
-  SHA-256 of the access token. The provider sends no ``DPoP-Nonce`` (RFC 9449 8 makes
-  nonces optional): a proof's ``jti`` stops its replay.
+  SHA-256 of the access token. A proof's ``jti`` stops its replay.
+- **Nonces** (RFC 9449 8, 9): with ``IDP_DPOP_NONCE=required`` a proof must carry a
+  ``nonce`` the provider gave in a ``DPoP-Nonce`` header; without one (or with a stale
+  one) the answer is ``use_dpop_nonce`` with a fresh nonce, and every answer to a request
+  with a proof carries a fresh one. A proof made on a stolen phone in advance is then
+  useless within ``NONCE_SECONDS`` to twice that. A nonce is stateless: the time window it
+  was made in and a keyed MAC of it (``core.keyring``), so every worker checks every other
+  worker's. A nonce in a proof is checked when nonces are not required too.
 - **The key** is named by its RFC 7638 thumbprint (``jkt``, SHA-256).
 - **At the token endpoint** (``idp.oidc.token_endpoint``) a proof binds the access token to
   its key (``cnf.jkt``, ``token_type: DPoP``) and a public app's refresh tokens too; a
@@ -22,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 import time
 from typing import Any
@@ -35,6 +42,8 @@ from joserfc.jws import JWSRegistry
 
 from core import json_input
 from core.gm import jose as gm_jose
+from core.keyring import keyed_mac
+from core.settings import Settings
 from core.store import Store
 from idp.oidc.clients import ASSERTION_ALGS
 from idp.oidc.errors import OAuthError
@@ -49,6 +58,8 @@ MIN_RSA_BITS = 2048
 JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # a base64url SHA-256 thumbprint (dpop_jkt)
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _STATE = "dpop_jkt"  # request.state: the key of the token request's proof
+NONCE_HEADER = "DPoP-Nonce"
+NONCE_SECONDS = 300  # a nonce serves from this long to twice this
 
 
 class _ProofRegistry(JWSRegistry):
@@ -68,6 +79,45 @@ class InvalidProof(OAuthError):
         super().__init__("invalid_dpop_proof", description)
 
 
+class UseNonce(OAuthError):
+    """``use_dpop_nonce`` (RFC 9449 8, 9), with a nonce to use in the ``DPoP-Nonce``
+    header."""
+
+    def __init__(self, settings: Settings, description: str) -> None:
+        super().__init__("use_dpop_nonce", description,
+                         headers={NONCE_HEADER: fresh_nonce(settings)})
+
+
+def fresh_nonce(settings: Settings) -> str:
+    return _nonce(settings, int(time.time() // NONCE_SECONDS))
+
+
+def _nonce(settings: Settings, window: int) -> str:
+    return f"{window}.{keyed_mac(settings, 'dpop-nonce/v1', str(window))[:32]}"
+
+
+def _check_nonce(settings: Settings, nonce: Any) -> None:
+    """A nonce made in this time window or the one before (a worker whose clock runs a
+    little ahead: the next), when a proof carries one or nonces are required."""
+    if nonce is None and settings.dpop_nonce != "required":
+        return
+    window = int(time.time() // NONCE_SECONDS)
+    if not isinstance(nonce, str) or not any(
+            hmac.compare_digest(nonce, _nonce(settings, w))
+            for w in (window, window - 1, window + 1)):
+        raise UseNonce(settings, "send the DPoP-Nonce in the proof's nonce"
+                       if nonce is None else "the DPoP proof's nonce is stale: use this one")
+
+
+def nonce_headers(request: Request) -> dict[str, str]:
+    """A fresh nonce for the answer to a request with a proof, when nonces are required
+    (RFC 9449 8.2: the client keeps using the latest)."""
+    settings = request.app.state.settings
+    if settings.dpop_nonce != "required" or HEADER not in request.headers:
+        return {}
+    return {NONCE_HEADER: fresh_nonce(settings)}
+
+
 def proof_of(request: Request) -> str | None:
     """The request's ``DPoP`` header; ``None`` when absent; two are refused."""
     values = request.headers.getlist(HEADER)
@@ -85,12 +135,14 @@ def key_shown(request: Request, path: str, access_token: str | None = None) -> s
         return None
     state = request.app.state
     method = "HEAD" if getattr(request.state, "head", False) else request.method
-    return check(state.store, proof, method, state.settings.issuer + path, access_token)
+    return check(state.store, proof, method, state.settings.issuer + path, access_token,
+                 state.settings)
 
 
 def check(store: Store, proof: str, method: str, url: str,
-          access_token: str | None = None) -> str:
-    """The ``jkt`` of a valid ``proof`` for ``method`` ``url`` (and ``access_token``)."""
+          access_token: str | None = None, settings: Settings | None = None) -> str:
+    """The ``jkt`` of a valid ``proof`` for ``method`` ``url`` (and ``access_token``), its
+    nonce checked against ``settings`` (``UseNonce``)."""
     if len(proof) > MAX_PROOF or proof.count(".") != 2:
         raise InvalidProof("the DPoP proof is not a signed JWT")
     header = _header(proof)
@@ -104,6 +156,8 @@ def check(store: Store, proof: str, method: str, url: str,
         raise InvalidProof(f"an RSA key in a DPoP proof has at least {MIN_RSA_BITS} bits")
     claims, thumbprint = _verified(proof, jwk, header["alg"])
     _check_claims(claims, method, url, access_token)
+    if settings is not None:  # before the jti is kept: a retry comes with a new proof
+        _check_nonce(settings, claims.get("nonce"))
     jti = hashlib.sha256(f"{thumbprint}:{claims['jti']}".encode()).hexdigest()
     if not store.set_if_absent(f"dpop-jti:{jti}", b"1", ttl=MAX_AGE + MAX_AHEAD):
         raise InvalidProof("the DPoP proof was already used (jti)")

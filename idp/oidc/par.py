@@ -45,7 +45,7 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
     except OAuthError as error:
         return error.json_response()
     return JSONResponse({"request_uri": request_uri, "expires_in": pushed_requests.LIFETIME},
-                        status_code=201, headers=NO_STORE)
+                        status_code=201, headers={**NO_STORE, **dpop.nonce_headers(request)})
 
 
 async def _with_proof_key(request: Request, params: dict[str, str]) -> dict[str, str]:

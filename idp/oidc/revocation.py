@@ -93,6 +93,6 @@ async def revoke(request: Request) -> Response:
         await run_in_threadpool(_revoke, request, token, hint, client.client_id)
     except OAuthError as error:
         return error.json_response()
-    return JSONResponse({}, headers={"Cache-Control": "no-store"})
+    return JSONResponse({}, headers={"Cache-Control": "no-store", **dpop.nonce_headers(request)})
 
 

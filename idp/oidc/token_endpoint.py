@@ -75,8 +75,8 @@ def assertion_audience(request: Request) -> clients.AssertionAudience:
         issuer, frozenset({issuer, issuer + TOKEN_PATH, issuer + request.url.path}))
 
 
-def token_response(body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, headers=NO_STORE)
+def token_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, headers={**NO_STORE, **(headers or {})})
 
 
 def requested_scope(form: dict[str, str], client: ClientMetadata,
@@ -135,7 +135,7 @@ async def token(request: Request) -> JSONResponse:
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
         await bind_dpop(request, client)
-        return token_response(await handler(request, form, client))
+        return token_response(await handler(request, form, client), dpop.nonce_headers(request))
     except OAuthError as error:
         return error.json_response()
 

@@ -30,12 +30,13 @@ USERINFO_PATH = "/oauth2/userinfo"
 
 
 def _bearer_error(error: str, description: str, status: int = 401, *,
-                  scheme: str = "Bearer") -> JSONResponse:
+                  scheme: str = "Bearer", headers: dict[str, str] | None = None) -> JSONResponse:
     challenge = f'{scheme} error="{error}", error_description="{description}"'
     if scheme == "DPoP":  # RFC 9449 7.1: the algorithms a proof may use
         challenge += f', algs="{" ".join(dpop.ALGS)}"'
     return JSONResponse({"error": error, "error_description": description}, status_code=status,
-                        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
+                        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store",
+                                 **(headers or {})})
 
 
 async def _token_from(request: Request) -> tuple[str | None, str, str | None]:
@@ -103,9 +104,11 @@ def _answer(request: Request, token: str, scheme: str) -> Response:
                              issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
+    headers = {"Cache-Control": "no-store", **dpop.nonce_headers(request)}
     if client.userinfo_signed_response_alg:
-        return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg)
-    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+        return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg,
+                       headers)
+    return JSONResponse(answer, headers=headers)
 
 
 def _unproven(request: Request, token: str, scheme: str,
@@ -126,18 +129,20 @@ def _unproven(request: Request, token: str, scheme: str,
         proven = dpop.key_shown(request, USERINFO_PATH, token)
         if proven is None:
             raise dpop.InvalidProof("a DPoP proof is required")
-    except dpop.InvalidProof as error:
-        return _bearer_error(error.error, error.description, scheme="DPoP")
+    except (dpop.InvalidProof, dpop.UseNonce) as error:  # RFC 9449 9: a nonce to use
+        return _bearer_error(error.error, error.description, scheme="DPoP",
+                             headers=error.headers)
     if proven != jkt:  # RFC 9449 7.1: the token's key binding fails
         return _bearer_error("invalid_token", "Invalid DPoP key binding", scheme="DPoP")
     return None
 
 
-def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str) -> Response:
+def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str,
+            headers: dict[str, str]) -> Response:
     """OIDC Core 5.3.2: the claims as a JWT, with ``iss`` and ``aud`` (and ``iat``). No
     ``typ``: ID tokens say ``JWT``, and this is none (it cannot be an ``id_token_hint``)."""
     state = request.app.state
     payload = {**claims, "iss": state.settings.issuer, "aud": client_id,
                "iat": int(time.time())}
     return Response(state.keys.sign(payload, alg), media_type="application/jwt",
-                    headers={"Cache-Control": "no-store"})
+                    headers=headers)

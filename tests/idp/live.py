@@ -40,6 +40,7 @@ START_SECONDS = 15.0
 class LiveServer:
     url: str
     settings: Settings
+    app: Any  # its state.settings may be swapped for a test
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def live_server(var_dir: Path, database_url: str, db: Database,
     thread.start()
     try:
         _wait_until_healthy(url, thread)
-        yield LiveServer(url, settings)
+        yield LiveServer(url, settings, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

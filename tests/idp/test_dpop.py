@@ -467,3 +467,75 @@ def test_a_request_objects_dpop_jkt_binds_the_code(client: TestClient, make_clie
     answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
                          data=redeem, headers={"DPoP": _proof(key)})
     assert answer.status_code == 200 and answer.json()["token_type"] == "DPoP"
+
+
+@pytest.fixture
+def nonces_required(app):
+    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
+    return app
+
+
+def test_required_nonces(client: TestClient, make_client, make_person,
+                         nonces_required) -> None:
+    """RFC 9449 8, 9: a proof without the provider's nonce gets use_dpop_nonce and a nonce
+    to use (400 at the token endpoint, 401 at UserInfo); with it, the request goes through
+    and the answer carries the next nonce."""
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    asked = _redeem(client, registered, code, verifier, _proof(key))
+    assert asked.status_code == 400 and asked.json()["error"] == "use_dpop_nonce"
+    nonce = asked.headers["DPoP-Nonce"]
+    assert _redeem(client, registered, code, verifier, _proof(
+        key, nonce="1." + "0" * 32)).json()["error"] == "use_dpop_nonce"  # not ours
+    tokens = _redeem(client, registered, code, verifier, _proof(key, nonce=nonce))
+    assert tokens.status_code == 200, tokens.text  # the code was not spent by the retries
+    assert tokens.headers["DPoP-Nonce"]
+    token = tokens.json()["access_token"]
+    plain = client.get("/oauth2/userinfo", headers={
+        "Authorization": f"DPoP {token}",
+        "DPoP": _proof(key, htm="GET", htu=USERINFO_URL, access_token=token)})
+    assert plain.status_code == 401 and plain.headers["DPoP-Nonce"]
+    assert 'error="use_dpop_nonce"' in plain.headers["WWW-Authenticate"]
+    answer = client.get("/oauth2/userinfo", headers={
+        "Authorization": f"DPoP {token}", "DPoP": _proof(
+            key, htm="GET", htu=USERINFO_URL, access_token=token,
+            nonce=plain.headers["DPoP-Nonce"])})
+    assert answer.status_code == 200 and answer.json()["sub"] == person.sub
+    assert answer.headers["DPoP-Nonce"]
+    # without a proof, nonces are not asked for: a bearer token of another app still works
+    other = make_client()
+    assert _cc(client, other, None).status_code == 200
+
+
+def test_a_nonce_serves_two_windows_at_most(client: TestClient, make_client,
+                                            nonces_required, monkeypatch) -> None:
+    from idp.oidc import dpop
+
+    registered, key = make_client(), _key()
+    nonce = _cc(client, registered, _proof(key)).headers["DPoP-Nonce"]
+    now = time.time()
+    monkeypatch.setattr(dpop.time, "time", lambda: now + dpop.NONCE_SECONDS)
+    assert _cc(client, registered, _proof(key, nonce=nonce)).status_code == 200
+    monkeypatch.setattr(dpop.time, "time", lambda: now + 2 * dpop.NONCE_SECONDS + 1)
+    stale = _cc(client, registered, _proof(key, nonce=nonce))  # its iat: the same clock
+    assert stale.json()["error"] == "use_dpop_nonce"
+    assert stale.headers["DPoP-Nonce"] != nonce
+
+
+def test_a_nonce_is_checked_when_not_required(client: TestClient, make_client) -> None:
+    registered, key = make_client(), _key()
+    assert "DPoP-Nonce" not in _cc(client, registered, _proof(key)).headers
+    wrong = _cc(client, registered, _proof(key, nonce="made-up"))
+    assert wrong.json()["error"] == "use_dpop_nonce"
+    retried = _cc(client, registered, _proof(key, nonce=wrong.headers["DPoP-Nonce"]))
+    assert retried.status_code == 200
+
+
+def test_the_nonce_header_is_exposed_to_pages(client: TestClient, make_client) -> None:
+    registered = make_client(token_endpoint_auth_method="none",
+                             grant_types=["authorization_code"],
+                             redirect_uris=["https://spa.example.edu.cn/cb"])
+    answer = client.post("/oauth2/token", data={"grant_type": "authorization_code",
+                                                 "client_id": registered.client_id},
+                         headers={"Origin": "https://spa.example.edu.cn"})
+    assert "DPoP-Nonce" in answer.headers["access-control-expose-headers"]

@@ -296,13 +296,19 @@ def test_oauth4webapi_request_objects(live_rp, alg: str) -> None:  # noqa: F811
         assert_id_token(out["id_tokens"][how], rp, "ES256", out["nonce"][how])
 
 
-@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
-def test_oauth4webapi_dpop(live_rp, alg: str) -> None:  # noqa: F811
+@pytest.mark.parametrize(("alg", "nonce"), [("ES256", "off"), ("EdDSA", "off"),
+                                             ("ES256", "required")])
+def test_oauth4webapi_dpop(live_rp, alg: str, nonce: str) -> None:  # noqa: F811
     """oauth4webapi's own DPoP proofs (RFC 9449) for a public app: the code, a refresh and
-    UserInfo with the key; the refresh token and the access token without it are refused."""
+    UserInfo with the key; the refresh token and the access token without it are refused.
+    With nonces required, oauth4webapi takes the provider's DPoP-Nonce and retries once
+    (at the token endpoint; later calls already hold a fresh nonce)."""
     rp = live_rp(id_token_signed_response_alg="ES256", token_endpoint_auth_method="none",
                  grant_types=["authorization_code", "refresh_token"])
+    state = rp.server.app.state
+    state.settings = state.settings.model_copy(update={"dpop_nonce": nonce})
     out = peer(OAUTH4WEBAPI, rp, "dpop", dpop_alg=alg)
+    assert out["nonce_retries"] == (1 if nonce == "required" else 0)
     assert out["token_type"] == "dpop" and out["refreshed_token_type"] == "dpop"
     assert alg in out["supported"]
     assert_userinfo(out["userinfo"], rp)

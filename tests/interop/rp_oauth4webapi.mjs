@@ -296,25 +296,37 @@ async function requestObject(request) {
 
 // DPoP (RFC 9449) with oauth4webapi's own proofs: a key pair of request.dpop_alg; the code
 // redeemed, the token refreshed and UserInfo called with DPoP; then the refresh token and
-// the access token without the key (as a thief would): both refused.
+// the access token without the key (as a thief would): both refused. When the provider
+// requires nonces (use_dpop_nonce), each call is retried once with the nonce oauth4webapi
+// kept from the answer, as its documentation says; nonce_retries counts them.
 async function dpopFlow(request) {
   const ctx = await setup(request);
   const keyPair = await oauth.generateKeyPair(request.dpop_alg);
   const DPoP = oauth.DPoP(ctx.client, keyPair);
+  let nonceRetries = 0;
+  const retried = async (thunk) => {
+    try {
+      return await thunk();
+    } catch (error) {
+      if (!oauth.isDPoPNonceError(error)) throw error;
+      nonceRetries += 1;
+      return thunk();
+    }
+  };
   const flow = await authorize(ctx, { ...request, scope: 'openid profile edu' });
   const params = oauth.validateAuthResponse(ctx.as, ctx.client, new URL(flow.callback),
     flow.state);
-  const result = await oauth.processAuthorizationCodeResponse(ctx.as, ctx.client,
-    await oauth.authorizationCodeGrantRequest(ctx.as, ctx.client, ctx.auth, params,
-      request.redirect_uri, flow.verifier, { DPoP, ...INSECURE }),
-    { expectedNonce: flow.nonce, requireIdToken: true });
+  const result = await retried(async () => oauth.processAuthorizationCodeResponse(ctx.as,
+    ctx.client, await oauth.authorizationCodeGrantRequest(ctx.as, ctx.client, ctx.auth,
+      params, request.redirect_uri, flow.verifier, { DPoP, ...INSECURE }),
+    { expectedNonce: flow.nonce, requireIdToken: true }));
   const sub = oauth.getValidatedIdTokenClaims(result).sub;
-  const userinfo = await oauth.processUserInfoResponse(ctx.as, ctx.client, sub,
-    await oauth.userInfoRequest(ctx.as, ctx.client, result.access_token,
-      { DPoP, ...INSECURE }));
-  const refreshed = await oauth.processRefreshTokenResponse(ctx.as, ctx.client,
-    await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, result.refresh_token,
-      { DPoP, ...INSECURE }));
+  const userinfo = await retried(async () => oauth.processUserInfoResponse(ctx.as,
+    ctx.client, sub, await oauth.userInfoRequest(ctx.as, ctx.client, result.access_token,
+      { DPoP, ...INSECURE })));
+  const refreshed = await retried(async () => oauth.processRefreshTokenResponse(ctx.as,
+    ctx.client, await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth,
+      result.refresh_token, { DPoP, ...INSECURE })));
   const stolenRefresh = await outcome(async () => oauth.processRefreshTokenResponse(
     ctx.as, ctx.client, await oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth,
       refreshed.refresh_token, INSECURE)));
@@ -327,7 +339,7 @@ async function dpopFlow(request) {
       await oauth.userInfoRequest(ctx.as, ctx.client, refreshed.access_token,
         { DPoP, ...INSECURE }))).sub,
     stolen_refresh: stolenRefresh, stolen_access_status: stolenAccess.status,
-    supported: ctx.as.dpop_signing_alg_values_supported,
+    supported: ctx.as.dpop_signing_alg_values_supported, nonce_retries: nonceRetries,
   };
 }
 
