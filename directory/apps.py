@@ -230,19 +230,71 @@ RESOURCE_MAX_LENGTH = 500
 RESOURCE_IDENTIFIERS_MAX = 20
 
 
+# RFC 3986 3 (an absolute URI, no query, no fragment): ASCII only, "%" with two hex digits
+_RESOURCE_URI = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/@!$&'()*+,;=\[\]]|%[0-9A-Fa-f]{2})*")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def is_resource_identifier(value: str) -> bool:
-    """An absolute URI (RFC 3986 4.3) without fragment, query, spaces or control
-    characters; an http(s) one names a host."""
-    if not value or len(value) > RESOURCE_MAX_LENGTH or any(ord(c) <= 0x20 or ord(c) == 0x7F
-                                                  for c in value):
+    """An absolute URI (RFC 3986 4.3) without query or fragment; an http(s) one names a
+    host, with a port that is a number when it names one."""
+    if not value or len(value) > RESOURCE_MAX_LENGTH or not _RESOURCE_URI.fullmatch(value):
         return False
     try:
         parts = urlsplit(value)
-    except ValueError:  # a malformed IPv6 host
+        port = parts.port  # ValueError: a port that is no number, or out of range
+    except ValueError:  # also a malformed IPv6 host
         return False
-    scheme_ok = parts.scheme and parts.scheme[0].isalpha() and value[len(parts.scheme)] == ":"
-    web_ok = parts.scheme not in ("http", "https") or bool(parts.hostname)
-    return bool(scheme_ok and web_ok) and "#" not in value and "?" not in value
+    if parts.scheme not in _DEFAULT_PORTS:
+        return True
+    return bool(parts.hostname) and not parts.netloc.endswith(":") and (
+        port is not None or ":" not in parts.netloc.rpartition("]")[2])
+
+
+def normal_resource_identifier(value: str) -> str:
+    """RFC 3986 6.2.2 and 6.2.3: the case of the scheme and host (and of a URN's NID),
+    percent-encoding (unreserved characters decoded, hex in capitals), dot segments, a
+    default or empty port, an http(s) URI's empty path. Two identifiers that differ only
+    in these name the same API for a resource server that compares URIs."""
+    parts = urlsplit(value)
+    scheme, rest = parts.scheme.lower(), _normal_percent(value[len(parts.scheme) + 1:])
+    if scheme == "urn":
+        nid, _, nss = rest.partition(":")
+        return f"urn:{nid.lower()}:{nss}"
+    if scheme not in _DEFAULT_PORTS:
+        return f"{scheme}:{rest}"
+    parts = urlsplit(f"{scheme}:{rest}")
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    port = parts.port if parts.port != _DEFAULT_PORTS[scheme] else None
+    user = f"{parts.netloc.rpartition('@')[0]}@" if "@" in parts.netloc else ""
+    return f"{scheme}://{user}{host}{f':{port}' if port else ''}" + _without_dots(
+        parts.path or "/")
+
+
+def _normal_percent(text: str) -> str:
+    def one(found: re.Match[str]) -> str:
+        char = chr(int(found[1], 16))
+        return char if char in _UNRESERVED else "%" + found[1].upper()
+
+    return re.sub(r"%([0-9A-Fa-f]{2})", one, text)
+
+
+def _without_dots(path: str) -> str:
+    """RFC 3986 5.2.4, for an absolute path."""
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for index, segment in enumerate(segments):
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+        if segment in (".", "..") and index == len(segments) - 1:
+            kept.append("")  # "/a/." is "/a/"
+    return "/" + "/".join(kept)
 
 
 def _check_resource_identifiers(data: dict[str, Any]) -> None:
@@ -259,6 +311,9 @@ def _check_resource_identifiers(data: dict[str, Any]) -> None:
         if not is_resource_identifier(identifier):
             raise ValueError(f"resource_identifiers: {identifier[:100]!r} is not an absolute "
                              "URI without query and fragment")
+        if normal_resource_identifier(identifier) != identifier:
+            raise ValueError(f"resource_identifiers: write {identifier[:100]!r} in its "
+                             f"normal form, {normal_resource_identifier(identifier)[:100]!r}")
 
 
 def check_resource_identifiers_free(session: Session, settings: Settings,
@@ -266,8 +321,8 @@ def check_resource_identifiers_free(session: Session, settings: Settings,
                                     client_id: str | None = None) -> None:
     """Each identifier names one API: ValueError when another app (not ``client_id``)
     registered one of these, or one is the issuer (the audience of UserInfo's tokens)."""
-    wanted = set(metadata.get("resource_identifiers", []))
-    if settings.issuer in wanted:
+    wanted = set(metadata.get("resource_identifiers", []))  # each in its normal form
+    if normal_resource_identifier(settings.issuer) in wanted:
         raise ValueError("resource_identifiers: the issuer is this provider's own")
     if not wanted:
         return

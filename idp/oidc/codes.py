@@ -75,7 +75,7 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_request("code is required")
     if not form.get("redirect_uri"):  # always sent at /authorize here, so required here
         raise invalid_request("redirect_uri is required")
-    asked = resources.requested(form)  # a malformed resource spends no code
+    asked = resources.for_one_token(state.resources, form)  # a mistake spends no code
     key = token_key(code)
     raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
                                     ttl=USED_SECONDS)
@@ -83,7 +83,7 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _refuse_reuse(request, key, client)
         raise invalid_grant("the code is invalid, expired or already used")
     stored = json.loads(raw)
-    grant = Grant.from_json(stored["grant"])
+    grant = Grant.read(stored["grant"])
     if grant.client_id != client.client_id:
         raise invalid_grant("the code was issued to another client")
     if form.get("redirect_uri") != stored["redirect_uri"]:

@@ -34,7 +34,7 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
     claims = read_access_token(request, token)
     if claims is None:
         return None
-    if claims.get("client_id") != client.client_id and not _for(claims, client, request):
+    if claims.get("client_id") != client.client_id and not _for(claims, client):
         return {"active": False}
     if request.app.state.clients.get(str(claims.get("client_id"))) is None:
         return {"active": False}  # the app was suspended (within 30 s)
@@ -47,16 +47,14 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
             **{k: claims[k] for k in PUBLIC if k in claims}}
 
 
-def _for(claims: dict[str, Any], client: ClientMetadata, request: Request) -> bool:
+def _for(claims: dict[str, Any], client: ClientMetadata) -> bool:
     """Whether a protected resource may learn about another app's access token: a gateway
-    (no ``resource_identifiers``) about all; an API that registered identifiers about the
-    tokens for it and those for the issuer (apps that name no ``resource``), not about
-    the tokens for another API (RFC 8707)."""
+    (no ``resource_identifiers``) about all; an API that registered identifiers only about
+    the tokens for it (RFC 8707): a token for another API or for the issuer, replayed at
+    it, is ``active: false`` even to an API that reads nothing but ``active``."""
     if not client.protected_resource:
         return False
-    audience = claims.get("aud")
-    return (not client.resource_identifiers or audience == request.app.state.settings.issuer
-            or audience in client.resource_identifiers)
+    return not client.resource_identifiers or claims.get("aud") in client.resource_identifiers
 
 
 def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, Any] | None:

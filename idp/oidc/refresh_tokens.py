@@ -216,7 +216,7 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_grant("the refresh token is invalid or revoked")
     if row.client_id != client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
-    original = Grant.from_json(json.loads(row.grant_json))
+    original = Grant.read(json.loads(row.grant_json))
     if original.jkt and original.jkt != dpop.key_of(request):  # RFC 9449 5: before reuse
         raise invalid_grant("the refresh token is bound to a DPoP key: send a proof made "
                             "with it")  # is judged or it is spent: without the key, a thief
@@ -228,8 +228,8 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
     offline = "offline_access" in original.scope.split()
-    audience = resources.audience(state.resources, resources.requested(form),
-                                  original.resources)  # RFC 8707: one of the grant's
+    audience = resources.audience(state.resources, resources.for_one_token(
+        state.resources, form), original.resources)  # RFC 8707: one of the grant's
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the

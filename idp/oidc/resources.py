@@ -81,8 +81,18 @@ def requested(params: dict[str, str]) -> list[str]:
         raise invalid_target(f"at most {MAX_VALUES} resource values")
     for value in values:
         if not is_resource_identifier(value):
-            raise invalid_target("resource must be an absolute URI without a fragment")
+            raise invalid_target("resource must be an absolute URI without query or fragment")
     return list(dict.fromkeys(values))
+
+
+def for_one_token(registry: ResourceRegistry, params: dict[str, str]) -> list[str]:
+    """A token request's ``resource`` values (``requested``): at most one, registered;
+    checked before a code or refresh token is looked at, so a mistake spends neither."""
+    asked = requested(params)
+    if len(asked) > 1:
+        raise invalid_target("one resource per access token: ask for each in turn")
+    registered(registry, asked)
+    return asked
 
 
 class ResourceRegistry:
@@ -97,14 +107,11 @@ class ResourceRegistry:
 
     def owner(self, identifier: str) -> str | None:
         """The ``client_id`` of the approved API that registered ``identifier``."""
-        with self._lock:
-            if time.monotonic() - self._loaded >= CACHE_SECONDS:
-                self._owners, self._loaded = self._load(), time.monotonic()
-            return self._owners.get(identifier)
-
-    def identifiers_of(self, client_id: str) -> frozenset[str]:
-        self.owner("")  # fresh
-        return frozenset(i for i, owner in self._owners.items() if owner == client_id)
+        if time.monotonic() - self._loaded >= CACHE_SECONDS:
+            with self._lock:  # one thread reads the registry again, others wait for it
+                if time.monotonic() - self._loaded >= CACHE_SECONDS:
+                    self._owners, self._loaded = self._load(), time.monotonic()
+        return self._owners.get(identifier)
 
     def _load(self) -> dict[str, str]:
         owners: dict[str, str] = {}
@@ -136,10 +143,8 @@ def audience(registry: ResourceRegistry, asked: list[str],
              granted: tuple[str, ...] | None) -> str | None:
     """The one API an access token is for (None: the issuer), from the token request's
     ``asked`` values and, for a user grant, the ``granted`` ones (``None``: no user grant,
-    ``client_credentials``: any registered API). Still registered, or ``invalid_target``
-    (an API removed since the grant)."""
-    if len(asked) > 1:
-        raise invalid_target("one resource per access token: ask for each in turn")
+    ``client_credentials``: any registered API); ``asked`` is checked (``for_one_token``).
+    Still registered, or ``invalid_target`` (an API removed since the grant)."""
     if asked and granted is not None and asked[0] not in granted:
         raise invalid_target("resource was not named in the authorization request")
     if not asked and granted and len(granted) > 1:

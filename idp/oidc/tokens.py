@@ -29,6 +29,7 @@ from core.gm.jose import sm3_half_hash
 from core.signing_keys import KeyRing
 from core.store import Store
 from directory.apps import ClientMetadata
+from idp.oidc.errors import invalid_grant
 
 ACCESS_TOKEN_SECONDS = 3600
 ID_TOKEN_SECONDS = 3600
@@ -68,8 +69,24 @@ class Grant:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
+        """ValueError for a member this version does not know: a newer version's grant
+        (a rollback) may carry a binding or a limit that must not be dropped, so its code
+        or refresh token is refused (``read``), never used without it."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"a grant with members this version does not know: {unknown}")
         return cls(**{**data, "amr": tuple(data.get("amr") or ()),
                       "resources": tuple(data.get("resources") or ())})
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> Grant:
+        """A stored grant (a code's, a refresh token's); ``invalid_grant`` when this version
+        cannot read it all."""
+        try:
+            return cls.from_json(data)
+        except ValueError:
+            raise invalid_grant("the grant was made by a newer version of the service: "
+                                "sign in again") from None
 
 
 def half_hash(value: str, alg: str) -> str:

@@ -155,7 +155,7 @@ def test_the_authorization_endpoint_refuses_an_unknown_api(
     assert "code" not in params
 
 
-def test_an_api_introspects_only_its_own_tokens(client: TestClient, make_client,
+def test_an_api_introspects_only_the_tokens_for_it(client: TestClient, make_client,
                                                  apis) -> None:
     app = make_client()
     for_grades = _cc(client, app, GRADES).json()["access_token"]
@@ -170,7 +170,7 @@ def test_an_api_introspects_only_its_own_tokens(client: TestClient, make_client,
                        auth=(apis["grades"].client_id, apis["grades"].secret)).json()
     assert seen["active"] is True and seen["aud"] == GRADES
     assert not active(apis["grades"], for_timetable)
-    assert active(apis["grades"], for_issuer)  # an app that names no resource
+    assert not active(apis["grades"], for_issuer)  # nor the issuer's (replayed at it)
     assert all(active(apis["gateway"], t) for t in (for_grades, for_timetable, for_issuer))
     assert active(app, for_timetable)  # an app learns about its own tokens
 
@@ -241,7 +241,40 @@ def test_an_identifier_names_one_api_and_never_the_issuer(make_client, apis) -> 
     with pytest.raises(ValueError, match="another app's"):
         make_client(protected_resource=True, resource_identifiers=[GRADES])
     with pytest.raises(ValueError, match="the issuer"):
-        make_client(protected_resource=True, resource_identifiers=[ISSUER])
+        make_client(protected_resource=True, resource_identifiers=[ISSUER + "/"])
+
+
+@pytest.mark.parametrize("identifier", [
+    ISSUER, "HTTP://127.0.0.1:8000/", "http://127.0.0.1:8000:", "http://127.0.0.1:8000/.",
+    "https://GRADES.example.edu.cn/api", "https://grades.example.edu.cn:443/api",
+    "https://grades.example.edu.cn/%61pi", "https://grades.example.edu.cn/./api",
+    "urn:EDU:timetable"])
+def test_an_identifier_is_written_in_its_normal_form(make_client, apis,
+                                                     identifier: str) -> None:
+    """RFC 3986 6.2.2, 6.2.3: spellings of the issuer or of another API's identifier that
+    a resource server comparing URIs would take as the same are refused."""
+    with pytest.raises(ValueError, match=r"normal form|absolute URI"):
+        make_client(protected_resource=True, resource_identifiers=[identifier])
+
+
+@pytest.mark.parametrize("identifier", ["urn:é", 'urn:a"b', "urn:a<b>", "urn:a%zz",
+                                        "https://a\\b/", "http://x:99999999/",
+                                        "http://[::1]:abc/", "urn:a{b}|^`"])
+def test_an_identifier_is_an_rfc3986_uri(make_client, identifier: str) -> None:
+    with pytest.raises(ValueError, match="absolute URI"):
+        make_client(protected_resource=True, resource_identifiers=[identifier])
+
+
+@pytest.mark.parametrize("asked", [(GRADES, TIMETABLE), ("https://unknown.example/api",),
+                                   ("not absolute",)])
+def test_a_mistaken_resource_spends_no_code(client: TestClient, make_client, make_person,
+                                            apis, asked) -> None:
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES, TIMETABLE)
+    refused = _redeem(client, app, params, verifier, *asked)
+    assert refused.json()["error"] == "invalid_target"
+    retried = _redeem(client, app, params, verifier, GRADES)
+    assert retried.status_code == 200, retried.text
 
 
 def test_consent_names_the_apis_and_covers_them(client: TestClient, make_client, make_person,
@@ -276,3 +309,28 @@ def test_consent_names_the_apis_and_covers_them(client: TestClient, make_client,
     assert "code" in silently()  # the scopes alone were allowed too
     assert silently(TIMETABLE)["error"] == "consent_required"
     assert silently(GRADES, TIMETABLE)["error"] == "consent_required"
+
+
+def test_a_grant_from_a_newer_version_is_refused_not_used(client: TestClient, make_client,
+                                                          make_person, db, settings) -> None:
+    """A rollback: a refresh token whose grant names a member this version does not know
+    (a binding, a limit) is invalid_grant, never a 500 and never used without it."""
+    from sqlalchemy import select
+
+    from idp.oidc.refresh_tokens import RefreshToken
+    from idp.oidc.tokens import Grant
+
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person)
+    refresh = _redeem(client, app, params, verifier).json()["refresh_token"]
+    with db.session() as session:
+        row = session.scalars(select(RefreshToken).where(
+            RefreshToken.client_id == app.client_id)).one()
+        row.grant_json = row.grant_json[:-1] + ', "mtls_thumbprint": "x"}'
+    refused = _refresh(client, app, refresh)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert "newer version" in refused.json()["error_description"]
+    with pytest.raises(ValueError):
+        Grant.from_json({"client_id": "a", "scope": "openid", "later": 1})
+    assert Grant.from_json(Grant(client_id="a", scope="s", resources=(GRADES,)).to_json()
+                           ).resources == (GRADES,)
