@@ -16,11 +16,13 @@ The rules chosen here, where RFC 8707 leaves the choice to the server:
   either at the other.
 - **No widening.** A code or refresh token gives tokens only for the resources its
   authorization request named; a token request naming another is ``invalid_target``.
-- **Exact match.** A value is compared as a string with the registered identifiers: no
-  normalising, no prefixes.
-- **Without ``resource``** an access token is for the issuer (UserInfo) as before, and a
-  protected resource without identifiers (a gateway) keeps introspecting every app's
-  tokens. An access token for an API is refused by UserInfo (it is not for it).
+- **Exact match.** A value is compared as a string with the registered identifiers (each
+  registered in its RFC 3986 normal form): no normalising, no prefixes.
+- **A mistake spends nothing.** Two values or an unknown API are refused before a code or
+  refresh token is looked at (``for_one_token``).
+- **Without ``resource``** an access token is for the issuer (UserInfo) as before. An
+  access token for an API is refused by UserInfo (it is not for it); introspection shows
+  an API with identifiers only the tokens for it, a gateway (no identifiers) every app's.
 
 In a parameters dict (``dict[str, str]``, as the authorization endpoint, the PAR endpoint
 and the token endpoint read a request) the values of ``resource`` are kept as one JSON
@@ -73,7 +75,7 @@ def invalid_target(description: str) -> OAuthError:
 
 def requested(params: dict[str, str]) -> list[str]:
     """The ``resource`` values of a request (``encode``d), each checked as RFC 8707 2 asks:
-    an absolute URI without a fragment; ``invalid_target`` otherwise."""
+    an absolute URI without a fragment (nor a query here); ``invalid_target`` otherwise."""
     if PARAMETER not in params:
         return []
     values = json.loads(params[PARAMETER])
