@@ -13,7 +13,7 @@ from core.web.csrf import require_csrf
 from core.web.templates import add_folder, render
 from directory.apps import App, Consent
 from idp import sessions
-from idp.oidc import consent
+from idp.oidc import consent, resources
 
 router = APIRouter(prefix="/account", include_in_schema=False,
                    dependencies=[Depends(require_csrf)])
@@ -33,6 +33,8 @@ def allowed_apps(request: Request) -> Response:
             .order_by(Consent.granted_at.desc())
         ).all()
     apps = [{"client_id": c.client_id, "name": name, "scope": c.scope,
+             "apis": [resources.name_of(request.app.state, api)
+                      for api in consent.allowed_apis(c)],
              "granted_at": c.granted_at.strftime("%Y-%m-%d %H:%M")} for c, name in rows]
     return render(request, "account_apps.html", {"apps": apps})
 

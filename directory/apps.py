@@ -75,7 +75,8 @@ class App(Base):
 
 
 class Consent(Base):
-    """Scopes a person granted to an app; revocable, history kept by ``revoked_at``."""
+    """Scopes a person granted to an app, and with which APIs (RFC 8707) it may use them;
+    revocable, history kept by ``revoked_at``."""
 
     __tablename__ = "consent"
     __table_args__ = (UniqueConstraint("account_id", "client_id"),)
@@ -84,6 +85,8 @@ class Consent(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
     client_id: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(Text)
+    # JSON {API identifier: the scope values allowed for tokens for it}; NULL: none
+    apis: Mapped[str | None] = mapped_column(Text)
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -39,7 +39,7 @@ from directory.models import Account, PersonStatus
 from directory.people import find_for_sign_in
 from idp import mfa_step, password_change, sessions
 from idp.login_page import render_login
-from idp.oidc import authorize, consent, end_session, frontchannel_logout
+from idp.oidc import authorize, consent, end_session, frontchannel_logout, resources
 from idp.oidc.authorize import AuthorizationRequest, required_level
 from mfa import guards, policy
 
@@ -367,17 +367,10 @@ def consent_form(request: Request, ia: str) -> Response:
     current = sessions.current(request)  # whose account: two pupils may share a computer
     return render(request, "consent.html", {
         "ia": ia, "app_name": client.name if client else "", "scopes": scopes,
-        "apis": [_api_name(request, r) for r in pending.resources],
+        "apis": [resources.name_of(request.app.state, r) for r in pending.resources],
         "display": pending.display,
         "name": display_name(request, current.account_id) if current else ""},
         form_target=pending.redirect_uri)
-
-
-def _api_name(request: Request, identifier: str) -> str:
-    """The name of the API an identifier names (RFC 8707), as its app is registered."""
-    owner = request.app.state.resources.owner(identifier)
-    api = request.app.state.clients.get(owner) if owner else None
-    return api.name if api else identifier
 
 
 @router.post("/consent")
@@ -386,8 +379,8 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
     current = sessions.current(request)  # a person who may still sign in
     if decision != "allow" or current is None:
         return authorize.deny(request, ia, "the person did not allow access")
-    consent.grant(request.app.state.db, current.account_id, pending.client_id,
-                  consent.asked(pending.scope, pending.resources))
+    consent.grant(request.app.state.db, current.account_id, pending.client_id, pending.scope,
+                  pending.resources)
     pending.consent_given = current.account_id
     authorize.save_interaction(request, pending, ia)
     return RedirectResponse(f"/oauth2/authorize/resume?ia={ia}", status_code=303)

@@ -609,8 +609,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         or (not client.first_party
             and (_unproven(client, req)
                  or not consent.covers(request.app.state.db, session.account_id,
-                                       client.client_id, consent.asked(req.scope,
-                                                                       req.resources))))
+                                       client.client_id, req.scope, req.resources)))
     ):
         if silent:
             return answer(request, req, interaction_id,

@@ -1,10 +1,14 @@
-"""Remembered consent: which scopes a person granted to which app (revocable), and which
-APIs (RFC 8707 resource identifiers, ``idp.oidc.resources``) the app may use them with:
-kept in the same space-separated list (a URI holds no space)."""
+"""Remembered consent: which scopes a person granted to which app (revocable), and with
+which APIs (RFC 8707 resource identifiers, ``idp.oidc.resources``) the app may use which
+of them: a request naming an API is covered only by a consent to that API with at least
+its scopes (the consent page showed those scopes with those APIs)."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.db import Database, utcnow
 from core.store import Store
@@ -13,27 +17,42 @@ from idp.oidc import refresh_tokens
 from idp.oidc.refresh_tokens import RefreshToken
 
 
-def asked(scope: str, resources: list[str]) -> str:
-    """What a request asks the person for: its scope values and the APIs it names."""
-    return " ".join([*scope.split(), *resources])
+def _row(session: Session, account_id: int, client_id: str) -> Consent | None:
+    return session.scalar(select(Consent).where(
+        Consent.account_id == account_id, Consent.client_id == client_id))
 
 
-def covers(db: Database, account_id: int, client_id: str, scope: str) -> bool:
+def allowed_apis(row: Consent) -> dict[str, set[str]]:
+    """Each API the consent names, with the scope values allowed with it."""
+    return {api: set(scope.split()) for api, scope in json.loads(row.apis or "{}").items()}
+
+
+def covers(db: Database, account_id: int, client_id: str, scope: str,
+           apis: list[str] | tuple[str, ...] = ()) -> bool:
     with db.sessions() as session:
-        row = session.scalar(select(Consent).where(
-            Consent.account_id == account_id, Consent.client_id == client_id))
-    return bool(row and row.revoked_at is None and set(scope.split()) <= set(row.scope.split()))
+        row = _row(session, account_id, client_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    asked, allowed = set(scope.split()), allowed_apis(row)
+    return asked <= set(row.scope.split()) and all(asked <= allowed.get(api, set())
+                                                   for api in apis)
 
 
-def grant(db: Database, account_id: int, client_id: str, scope: str) -> None:
+def grant(db: Database, account_id: int, client_id: str, scope: str,
+          apis: list[str] | tuple[str, ...] = ()) -> None:
     with db.session() as session:
-        row = session.scalar(select(Consent).where(
-            Consent.account_id == account_id, Consent.client_id == client_id))
+        row = _row(session, account_id, client_id)
         if row is None:
-            session.add(Consent(account_id=account_id, client_id=client_id, scope=scope))
-            return
-        granted = set(scope.split()) | (set(row.scope.split()) if row.revoked_at is None else set())
+            row = Consent(account_id=account_id, client_id=client_id, scope="")
+            session.add(row)
+        live = row.revoked_at is None and row.scope
+        granted = set(scope.split()) | (set(row.scope.split()) if live else set())
+        allowed = allowed_apis(row) if live else {}
+        for api in apis:
+            allowed[api] = allowed.get(api, set()) | set(scope.split())
         row.scope = " ".join(sorted(granted))
+        row.apis = json.dumps({api: " ".join(sorted(s)) for api, s in sorted(allowed.items())},
+                              ensure_ascii=False) if allowed else None
         row.granted_at, row.revoked_at = utcnow(), None
 
 

@@ -12,8 +12,10 @@
   one) the answer is ``use_dpop_nonce`` with a fresh nonce, and every answer to a request
   with a proof carries a fresh one. A proof made on a stolen phone in advance is then
   useless within ``NONCE_SECONDS`` to twice that. A nonce is stateless: the time window it
-  was made in and a keyed MAC of it (``core.keyring``), so every worker checks every other
-  worker's. A nonce in a proof is checked when nonces are not required too.
+  was made in and a keyed MAC of it and of the issuer (``core.keyring``), so every worker
+  checks every other worker's, and a deployment sharing the master key (a staging copy)
+  makes none that this one takes. With nonces off, a proof's ``nonce`` is ignored (a
+  client that kept one from before keeps working).
 - **The key** is named by its RFC 7638 thumbprint (``jkt``, SHA-256).
 - **At the token endpoint** (``idp.oidc.token_endpoint``) a proof binds the access token to
   its key (``cnf.jkt``, ``token_type: DPoP``) and a public app's refresh tokens too; a
@@ -34,11 +36,12 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Request, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 from joserfc.jws import JWSRegistry
+from starlette.concurrency import run_in_threadpool
 
 from core import json_input
 from core.gm import jose as gm_jose
@@ -93,29 +96,35 @@ def fresh_nonce(settings: Settings) -> str:
 
 
 def _nonce(settings: Settings, window: int) -> str:
-    return f"{window}.{keyed_mac(settings, 'dpop-nonce/v1', str(window))[:32]}"
+    mac = keyed_mac(settings, "dpop-nonce/v1", f"{settings.issuer}|{window}")
+    return f"{window}.{mac[:32]}"
+
+
+_NONCE = re.compile(r"(\d{1,12})\.[0-9a-f]{32}")
 
 
 def _check_nonce(settings: Settings, nonce: Any) -> None:
-    """A nonce made in this time window or the one before (a worker whose clock runs a
-    little ahead: the next), when a proof carries one or nonces are required."""
-    if nonce is None and settings.dpop_nonce != "required":
+    """When nonces are required: one made in this time window or the one before (or, by a
+    worker whose clock runs a little ahead, the next)."""
+    if settings.dpop_nonce != "required":
         return
-    window = int(time.time() // NONCE_SECONDS)
-    if not isinstance(nonce, str) or not any(
-            hmac.compare_digest(nonce, _nonce(settings, w))
-            for w in (window, window - 1, window + 1)):
+    found = _NONCE.fullmatch(nonce) if isinstance(nonce, str) else None
+    window = int(found[1]) if found else None
+    now = int(time.time() // NONCE_SECONDS)
+    if window is None or not now - 1 <= window <= now + 1 or not hmac.compare_digest(
+            nonce.encode(), _nonce(settings, window).encode()):
         raise UseNonce(settings, "send the DPoP-Nonce in the proof's nonce"
                        if nonce is None else "the DPoP proof's nonce is stale: use this one")
 
 
-def nonce_headers(request: Request) -> dict[str, str]:
-    """A fresh nonce for the answer to a request with a proof, when nonces are required
-    (RFC 9449 8.2: the client keeps using the latest)."""
+def with_nonce(request: Request, response: Response) -> Response:
+    """The answer to a request with a proof, with a fresh nonce when nonces are required
+    (RFC 9449 8.2: the client keeps using the latest); kept when it has one already."""
     settings = request.app.state.settings
-    if settings.dpop_nonce != "required" or HEADER not in request.headers:
-        return {}
-    return {NONCE_HEADER: fresh_nonce(settings)}
+    if (settings.dpop_nonce == "required" and HEADER in request.headers
+            and NONCE_HEADER not in response.headers):
+        response.headers[NONCE_HEADER] = fresh_nonce(settings)
+    return response
 
 
 def proof_of(request: Request) -> str | None:
@@ -137,6 +146,15 @@ def key_shown(request: Request, path: str, access_token: str | None = None) -> s
     method = "HEAD" if getattr(request.state, "head", False) else request.method
     return check(state.store, proof, method, state.settings.issuer + path, access_token,
                  state.settings)
+
+
+async def key_proven(request: Request, path: str) -> str | None:
+    """``key_shown`` off the event loop, without a thread hop when there is no proof.
+    Called before the client is authenticated: a retry for a nonce (``use_dpop_nonce``)
+    then spends no client assertion (its ``jti`` is kept once it is checked)."""
+    if proof_of(request) is None:
+        return None
+    return await run_in_threadpool(key_shown, request, path)
 
 
 def check(store: Store, proof: str, method: str, url: str,

@@ -16,7 +16,7 @@ this way.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from idp.oidc import authorize, cors, dpop, pushed_requests
@@ -27,11 +27,16 @@ router = APIRouter(tags=["oidc"])
 PAR_PATH = "/oauth2/par"
 
 
-async def pushed_authorization_request(request: Request) -> JSONResponse:
+async def pushed_authorization_request(request: Request) -> Response:
     """Check, keep, answer: ``{"request_uri": ..., "expires_in": 60}`` (201)."""
     cors.share_publicly(request)  # until the client is known: only an error
+    return dpop.with_nonce(request, await _push(request))
+
+
+async def _push(request: Request) -> JSONResponse:
     try:
         form = await read_form(request)
+        proven = await dpop.key_proven(request, PAR_PATH)  # before the credentials
         client = await authenticate_request(request, form)
         cors.share_with_client(request, client)  # a single-page app may push too
         if "request_uri" in form:  # RFC 9126 2.1
@@ -39,21 +44,20 @@ async def pushed_authorization_request(request: Request) -> JSONResponse:
         params = await run_in_threadpool(  # signatures (a request object, id_token_hint)
             authorize.check_pushed, request,
             {k: v for k, v in form.items() if k in authorize.PARAMETERS}, client)
-        params = await _with_proof_key(request, params)
+        params = _with_proof_key(params, proven)
         request_uri = await run_in_threadpool(pushed_requests.save, request.app.state.store,
                                               client.client_id, params)
     except OAuthError as error:
         return error.json_response()
     return JSONResponse({"request_uri": request_uri, "expires_in": pushed_requests.LIFETIME},
-                        status_code=201, headers={**NO_STORE, **dpop.nonce_headers(request)})
+                        status_code=201, headers=NO_STORE)
 
 
-async def _with_proof_key(request: Request, params: dict[str, str]) -> dict[str, str]:
-    """RFC 9449 10.1: a DPoP proof sent with the push binds the code to its key, as
-    ``dpop_jkt`` would (both: the same key)."""
-    if dpop.proof_of(request) is None:
+def _with_proof_key(params: dict[str, str], jkt: str | None) -> dict[str, str]:
+    """RFC 9449 10.1: a DPoP proof sent with the push (of key ``jkt``) binds the code to
+    its key, as ``dpop_jkt`` would (both: the same key)."""
+    if jkt is None:
         return params
-    jkt = await run_in_threadpool(dpop.key_shown, request, PAR_PATH)
     if params.get("dpop_jkt", jkt) != jkt:
         raise dpop.InvalidProof("dpop_jkt and the DPoP proof name different keys")
     return {**params, "dpop_jkt": jkt}

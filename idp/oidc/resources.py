@@ -35,6 +35,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -131,6 +132,14 @@ class ResourceRegistry:
         """Read the registry again at the next use (tests, the CLI after a change)."""
         with self._lock:
             self._loaded = -CACHE_SECONDS
+
+
+def name_of(state: Any, identifier: str) -> str:
+    """The name of the API ``identifier`` names, as its app is registered (``state``: the
+    app's state, with its ``resources`` and ``clients`` registries); else the identifier."""
+    owner = state.resources.owner(identifier)
+    api = state.clients.get(owner) if owner else None
+    return api.name if api else identifier
 
 
 def registered(registry: ResourceRegistry, values: list[str]) -> tuple[str, ...]:

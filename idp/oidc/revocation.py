@@ -46,8 +46,9 @@ def _revoke_refresh(request: Request, token: str, client_id: str) -> bool:
 
 
 def _check_key(request: Request, jkt: str | None) -> None:
-    """A bound token: the request must hold a DPoP proof of its key."""
-    if jkt and dpop.key_shown(request, REVOKE_PATH) != jkt:
+    """A bound token: the request must hold a DPoP proof of its key (checked before the
+    client's credentials, ``dpop.key_proven``)."""
+    if jkt and dpop.key_of(request) != jkt:
         raise dpop.InvalidProof("the token is bound to a DPoP key: send a proof made with it")
 
 
@@ -79,11 +80,16 @@ def _revoke(request: Request, token: str, hint: str | None, client_id: str) -> N
 
 @router.post(REVOKE_PATH, summary="Token revocation (RFC 7009)")
 async def revoke(request: Request) -> Response:
+    cors.share_publicly(request)  # until the client is known: only an error
+    return dpop.with_nonce(request, await _revoke_request(request))
+
+
+async def _revoke_request(request: Request) -> Response:
     from idp.oidc.token_endpoint import authenticate_request, read_form
 
-    cors.share_publicly(request)  # until the client is known: only an error
     try:
         form = await read_form(request)
+        dpop.remember(request, await dpop.key_proven(request, REVOKE_PATH))
         client = await authenticate_request(request, form)
         cors.share_with_client(request, client)
         token = form.get("token")
@@ -93,6 +99,6 @@ async def revoke(request: Request) -> Response:
         await run_in_threadpool(_revoke, request, token, hint, client.client_id)
     except OAuthError as error:
         return error.json_response()
-    return JSONResponse({}, headers={"Cache-Control": "no-store", **dpop.nonce_headers(request)})
+    return JSONResponse({}, headers={"Cache-Control": "no-store"})
 
 

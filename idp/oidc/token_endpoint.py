@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from directory.apps import ClientMetadata
@@ -75,8 +75,8 @@ def assertion_audience(request: Request) -> clients.AssertionAudience:
         issuer, frozenset({issuer, issuer + TOKEN_PATH, issuer + request.url.path}))
 
 
-def token_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, headers={**NO_STORE, **(headers or {})})
+def token_response(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=NO_STORE)
 
 
 def requested_scope(form: dict[str, str], client: ClientMetadata,
@@ -120,11 +120,16 @@ GRANTS: dict[str, GrantHandler] = {
 }
 
 
-async def token(request: Request) -> JSONResponse:
+async def token(request: Request) -> Response:
     """OAuth 2.0 token endpoint (a plain Starlette route: no dependency injection to solve)."""
     cors.share_publicly(request)  # until the client is known: only an error
+    return dpop.with_nonce(request, await _token(request))
+
+
+async def _token(request: Request) -> JSONResponse:
     try:
         form = await read_form(request)
+        proven = await dpop.key_proven(request, TOKEN_PATH)  # before the credentials
         client = await authenticate_request(request, form)
         cors.share_with_client(request, client)
         grant_type = form.get("grant_type", "")
@@ -135,21 +140,19 @@ async def token(request: Request) -> JSONResponse:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
-        await bind_dpop(request, client)
-        return token_response(await handler(request, form, client), dpop.nonce_headers(request))
+        bind_dpop(request, client, proven)
+        return token_response(await handler(request, form, client))
     except OAuthError as error:
         return error.json_response()
 
 
-async def bind_dpop(request: Request, client: ClientMetadata) -> None:
-    """RFC 9449 5: check the request's DPoP proof, if any, and keep its key for the grant
-    to bind the tokens to; an app registered with ``dpop_bound_access_tokens`` must send
-    one."""
-    if dpop.proof_of(request) is None:  # no thread hop for the plain request
-        if client.dpop_bound_access_tokens:
-            raise dpop.InvalidProof("this client must send a DPoP proof")
-        return
-    dpop.remember(request, await run_in_threadpool(dpop.key_shown, request, TOKEN_PATH))
+def bind_dpop(request: Request, client: ClientMetadata, proven: str | None) -> None:
+    """RFC 9449 5: keep the key of the request's DPoP proof (``proven``), if any, for the
+    grant to bind the tokens to; an app registered with ``dpop_bound_access_tokens`` must
+    send one."""
+    if proven is None and client.dpop_bound_access_tokens:
+        raise dpop.InvalidProof("this client must send a DPoP proof")
+    dpop.remember(request, proven)
 
 
 async def authenticate_request(request: Request, form: dict[str, str]) -> ClientMetadata:

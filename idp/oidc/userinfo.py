@@ -79,7 +79,7 @@ async def userinfo(request: Request) -> Response:
         return Response(status_code=401, headers={
             "WWW-Authenticate": f'Bearer, DPoP algs="{" ".join(dpop.ALGS)}"',
             "Cache-Control": "no-store"})
-    return await run_in_threadpool(_answer, request, token, scheme)  # one hop
+    return dpop.with_nonce(request, await run_in_threadpool(_answer, request, token, scheme))
 
 
 def _answer(request: Request, token: str, scheme: str) -> Response:
@@ -104,7 +104,7 @@ def _answer(request: Request, token: str, scheme: str) -> Response:
                              issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
-    headers = {"Cache-Control": "no-store", **dpop.nonce_headers(request)}
+    headers = {"Cache-Control": "no-store"}
     if client.userinfo_signed_response_alg:
         return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg,
                        headers)

@@ -309,6 +309,9 @@ def test_consent_names_the_apis_and_covers_them(client: TestClient, make_client,
     assert "code" in silently()  # the scopes alone were allowed too
     assert silently(TIMETABLE)["error"] == "consent_required"
     assert silently(GRADES, TIMETABLE)["error"] == "consent_required"
+    # the person's list of allowed apps names the service
+    listed = client.get("/account/apps")
+    assert "用于以下服务：成绩服务" in listed.text and GRADES not in listed.text
 
 
 def test_a_grant_from_a_newer_version_is_refused_not_used(client: TestClient, make_client,
