@@ -3,8 +3,9 @@
 Grants: ``authorization_code`` (with PKCE, RFC 7636), ``refresh_token`` (rotation
 with reuse detection) and ``client_credentials``. ``client_credentials`` runs
 entirely on the event loop with no database or store access (cached client,
-HMAC secret check, one signature): it is the path the benchmark measures. A DPoP proof
-(``idp.oidc.dpop``), when sent, is checked first in a worker thread (its ``jti`` is
+HMAC secret check, one signature): it is the path the benchmark measures (with a
+``resource``, the cached API registry too). A DPoP proof (``idp.oidc.dpop``), when sent, is
+checked first, before the client's credentials, in a worker thread (its ``jti`` is
 remembered in the store), and the grant binds its tokens to the proof's key.
 """
 
