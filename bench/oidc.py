@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
@@ -454,10 +456,10 @@ def login_data(tmp: Path, flow: LoginFlow, users: list[dict]) -> Path:
     return path
 
 
-def wrk_login_benchmark(server: Server, flow: LoginFlow, users: list[dict],
-                        args: argparse.Namespace, tmp: Path) -> tuple[Result, float]:
-    """Scripted browsers in wrk (``bench/login_flow.lua``), one connection per thread:
-    (the row, the service's CPU seconds during the measured run)."""
+def wrk_login_benchmark(meter: MachineCpu, flow: LoginFlow, users: list[dict],
+                        args: argparse.Namespace, tmp: Path) -> Result:
+    """Scripted browsers in wrk (``bench/login_flow.lua``), one connection per thread; the
+    measured run (not the warm-up) is ``meter``'s window."""
     data = login_data(tmp, flow, users)
     command = ["wrk", "-t", str(args.login_workers), "-c", str(args.login_workers), "-s",
                str(LOGIN_FLOW_LUA)]
@@ -467,27 +469,28 @@ def wrk_login_benchmark(server: Server, flow: LoginFlow, users: list[dict],
         # wrk stops mid-login: let the server finish the sign-ins it was left with, or the
         # same students' next attempts meet them (one password check at a time: 429)
         time.sleep(2)
-    cpu_before = group_cpu_seconds(server.process.pid)
+    meter.start()
     output = subprocess.run([*command, "-d", f"{args.duration}s", flow.base, "--", str(data)],
                             capture_output=True, text=True, check=False)
-    server_cpu = group_cpu_seconds(server.process.pid) - cpu_before
+    meter.stop()
     name = f"complete logins ({args.login_workers} wrk browsers)"
     found = LOGINS_LINE.search(output.stdout)
     if found is None:
         return Result(name, 0.0, None, None, note="wrk printed no LOGINS line: " + " ".join(
-            (output.stdout + output.stderr).split())[-200:]), server_cpu
+            (output.stdout + output.stderr).split())[-200:])
     ok, failed, elapsed = int(found[1]), int(found[2]), float(found[3])
     row = Result(name, ok / elapsed, float(found[4]), float(found[5]), ok, failed)
     if failed:
         row.note = f"{failed} failed logins, first: {found[6]}"
-    return row, server_cpu
+    return row
 
 
-def login_benchmark(flow: LoginFlow, users: list[dict], workers: int,
+def login_benchmark(meter: MachineCpu, flow: LoginFlow, users: list[dict], workers: int,
                     seconds: float) -> tuple[Result, LoginStats]:
-    """Scripted browsers in Python (``--login-driver httpx``): threads of this process."""
+    """Scripted browsers in Python (``--login-driver httpx``): threads of this process. The
+    measured run is ``meter``'s window: it opens once every browser has warmed up."""
     stats = LoginStats()
-    start = threading.Barrier(workers + 1)
+    start = threading.Barrier(workers + 1, action=meter.start)
     stop = threading.Event()
 
     def worker(index: int) -> None:
@@ -520,6 +523,7 @@ def login_benchmark(flow: LoginFlow, users: list[dict], workers: int,
         start.wait(timeout=120)
         began = time.perf_counter()
         time.sleep(seconds)
+        meter.stop()
     finally:
         stop.set()
         start.abort()
@@ -573,6 +577,108 @@ def argon2_benchmark(processes: int, seconds: float) -> float:
     return sum(rates)
 
 
+# -- what a login costs the whole machine ---------------------------------------------------
+
+
+PARTS = {"postgres": "postgres", "redis-server": "redis"}  # process name: part
+HASH_CPU = re.compile(r"^idp_password_hash_cpu_seconds_total (\S+)$", re.M)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # ended
+        return ""
+
+
+def busy_cpu_seconds() -> float:
+    """The whole machine's busy CPU seconds since boot: the ``cpu`` line of /proc/stat but
+    idle and iowait (and guest, guest_nice: already counted in user and nice)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pgid: int) -> dict[tuple[str, int], float]:
+    """CPU seconds so far by (part, pid): the identity service (its process group),
+    PostgreSQL and Redis (by process name), the load generator (wrk: this process's
+    finished children; httpx: this process) and the whole machine's busy time."""
+    snapshot = {}
+    for process in procstat.every():
+        part = "service" if process.pgrp == pgid else PARTS.get(_comm(process.pid))
+        if part:
+            snapshot[part, process.pid] = process.cpu
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    snapshot["wrk", 0] = children.ru_utime + children.ru_stime
+    snapshot["httpx", 0] = time.process_time()
+    snapshot["busy", 0] = busy_cpu_seconds()
+    return snapshot
+
+
+def cpu_spent(before: dict[tuple[str, int], float],
+              after: dict[tuple[str, int], float]) -> dict[str, float]:
+    """CPU seconds per part between two snapshots. A process that started in between counts
+    from 0; one that ended in between is lost with its CPU (/proc forgets it), which is why
+    wrk, gone before the second snapshot, is read from its parent's rusage instead."""
+    spent: dict[str, float] = defaultdict(float)
+    for (part, pid), seconds in after.items():
+        spent[part] += seconds - before.get((part, pid), 0.0)
+    return spent
+
+
+def socket_owner(pgid: int, peer_port: int) -> int | None:
+    """The process of group ``pgid`` holding the TCP socket connected to our local port
+    ``peer_port`` (/proc/net/tcp gives the socket's inode, /proc/<pid>/fd its holder)."""
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    sockets = {f"socket:[{row[9]}]" for row in rows if int(row[2].split(":")[1], 16) == peer_port}
+    for process in procstat.every():
+        if process.pgrp == pgid:
+            with contextlib.suppress(OSError):
+                fds = Path(f"/proc/{process.pid}/fd").iterdir()
+                if any(os.readlink(fd) in sockets for fd in fds):
+                    return process.pid
+    return None
+
+
+def hashing_cpu(base: str, pgid: int, tries: int = 100) -> float | None:
+    """The service's CPU seconds in password hashing so far, all workers together (their
+    ``idp_password_hash_cpu_seconds`` metric), or None without it. ``/metrics`` answers
+    for the one worker that accepted the connection: new connections until every worker
+    has answered, each told apart by the process holding the server end."""
+    seen: dict[int, float] = {}
+    for _ in range(tries):
+        with httpx.Client() as client:
+            response = client.get(base + "/metrics")
+            stream = response.extensions["network_stream"]
+            worker = socket_owner(pgid, stream.get_extra_info("socket").getsockname()[1])
+        if (found := HASH_CPU.search(response.text)) is None:
+            return None
+        if worker is not None:
+            seen[worker] = float(found[1])
+        if len(seen) == WORKERS:
+            return sum(seen.values())
+    return None
+
+
+class MachineCpu:
+    """Whole-machine CPU seconds per part from :meth:`start` to :meth:`stop`, and the
+    service's own argon2id seconds ("argon2id", None without its metric): what a login
+    costs everyone on these cores, not only the service."""
+
+    def __init__(self, server: Server, base: str) -> None:
+        self.pgid, self.base = server.process.pid, base
+        self.spent: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self.hashing = hashing_cpu(self.base, self.pgid)  # its requests before the window
+        self.before = cpu_snapshot(self.pgid)
+
+    def stop(self) -> dict[str, float | None]:
+        self.spent = dict(cpu_spent(self.before, cpu_snapshot(self.pgid)))
+        hashing = hashing_cpu(self.base, self.pgid)  # and after it
+        self.spent["argon2id"] = None if None in (hashing, self.hashing) else hashing - self.hashing
+        return self.spent
+
+
 # -- output ---------------------------------------------------------------------------------
 
 
@@ -594,6 +700,33 @@ def print_table(rows: list[Result]) -> None:
 def ratio(label: str, top: float | None, bottom: float | None) -> None:
     value = f"{top / bottom:.2f}" if top and bottom else "-"
     print(f"  {label:<62} {value:>6}")
+
+
+def print_machine_cpu(spent: dict[str, float | None], logins: int, driver: str, cores: int,
+                      rate: float, argon2: float | None) -> None:
+    """The measured logins' CPU per login on the whole machine, part by part, and the ratio
+    the other parts leave room for: logins per core over argon2id per core if the service
+    spent nothing but its verifications (``argon2``: one verification's CPU seconds, from
+    the "argon2id alone" processes)."""
+    def ms(seconds: float | None) -> str:
+        return fmt_ms(None if seconds is None else 1000 * seconds / logins)
+
+    service, busy = spent.get("service", 0.0), spent.get("busy", 0.0)
+    others = [spent.get("postgres", 0.0), spent.get("redis", 0.0), spent.get(driver, 0.0)]
+    rest = busy - service - sum(others)
+    print("whole-machine CPU per login during the measured logins, ms")
+    for label, seconds in (("identity service", service),
+                           ("  of which argon2id (its idp_password_hash_cpu_seconds)",
+                            spent.get("argon2id")),
+                           ("PostgreSQL", others[0]), ("Redis", others[1]),
+                           (f"load generator ({driver})", others[2]),
+                           ("rest of the machine", rest), ("total busy", busy)):
+        print(f"  {label:<62} {ms(seconds):>6}")
+    print(f"  {f'({cores} cores / logins per second: total busy if saturated)':<62} "
+          f"{fmt_ms(1000 * cores / rate if rate else None):>6}")
+    ceiling = argon2 / (argon2 + (sum(others) + rest) / logins) if argon2 else None
+    print(f"  ceiling: logins per core / argon2id per core if the service did nothing but "
+          f"argon2id: {'-' if ceiling is None else f'{ceiling:.2f}'}")
 
 
 def median_result(results: list[Result]) -> Result:
@@ -759,17 +892,17 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
     print(f"complete logins: {args.login_workers} concurrent browsers ({args.login_driver}) "
           f"for {args.duration} s ...", flush=True)
     flow = LoginFlow(base, clients["demo-sm2"], redirect_uri)
+    meter = MachineCpu(ours, base)
     if args.login_driver == "wrk":
-        login_row, server_cpu = wrk_login_benchmark(ours, flow, students, args, tmp)
+        login_row = wrk_login_benchmark(meter, flow, students, args, tmp)
     else:
-        cpu_before = group_cpu_seconds(ours.process.pid)
-        login_row, login_stats = login_benchmark(flow, students, args.login_workers,
+        login_row, login_stats = login_benchmark(meter, flow, students, args.login_workers,
                                                  args.duration)
-        server_cpu = group_cpu_seconds(ours.process.pid) - cpu_before
         if login_stats.errors:
             login_row.note = (f"{login_stats.errors} failed logins, first: "
                               f"{login_stats.first_error}")
     rows.append(login_row)
+    server_cpu = meter.spent.get("service") or 0.0
 
     argon2_seconds = max(3.0, args.duration / 3)
     print(f"argon2id verify alone: {cores} processes for {argon2_seconds:.0f} s ...", flush=True)
@@ -804,6 +937,8 @@ def measure(stack: contextlib.ExitStack, args: argparse.Namespace, cores: int) -
               "logins per second per core of the service")
         ratio("logins per service core-second / argon2id verifications per core",
               per_server_core, argon2_per_core)
+        print_machine_cpu(meter.spent, logins_done, args.login_driver, cores, login_row.rps,
+                          cores / argon2_rate if argon2_rate else None)
     print(f"\nload average after: {load_average()} (1, 5, 15 min; {cores} cores)")
     print("\nsetting up and measuring done; cleaning up (servers, database, Redis keys) ...",
           flush=True)
