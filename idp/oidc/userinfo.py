@@ -104,11 +104,9 @@ def _answer(request: Request, token: str, scheme: str) -> Response:
                              issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
         return _bearer_error("invalid_token", "the access token is invalid or expired")
-    headers = {"Cache-Control": "no-store"}
     if client.userinfo_signed_response_alg:
-        return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg,
-                       headers)
-    return JSONResponse(answer, headers=headers)
+        return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 def _unproven(request: Request, token: str, scheme: str,
@@ -137,12 +135,11 @@ def _unproven(request: Request, token: str, scheme: str,
     return None
 
 
-def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str,
-            headers: dict[str, str]) -> Response:
+def _signed(request: Request, claims: dict[str, Any], client_id: str, alg: str) -> Response:
     """OIDC Core 5.3.2: the claims as a JWT, with ``iss`` and ``aud`` (and ``iat``). No
     ``typ``: ID tokens say ``JWT``, and this is none (it cannot be an ``id_token_hint``)."""
     state = request.app.state
     payload = {**claims, "iss": state.settings.issuer, "aud": client_id,
                "iat": int(time.time())}
     return Response(state.keys.sign(payload, alg), media_type="application/jwt",
-                    headers=headers)
+                    headers={"Cache-Control": "no-store"})
