@@ -45,6 +45,16 @@ def lenient_client(app):
         yield test_client
 
 
+def _bound_tokens_then_nonces(client: TestClient, make_client, make_person, app):
+    """A public app's DPoP-bound tokens, and from then on nonces required: (the app, its
+    key, the token response)."""
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    code, verifier = _code(client, registered, person)
+    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
+    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
+    return registered, key, tokens
+
+
 # -- a nonce that is no nonce of ours -------------------------------------------------
 
 @pytest.mark.parametrize("required", [False, True])
@@ -66,10 +76,7 @@ def test_a_non_ascii_nonce_is_use_dpop_nonce_not_a_500(
 def test_a_non_ascii_nonce_at_userinfo_par_and_revocation(
         lenient_client: TestClient, make_client, make_person, app) -> None:
     client = lenient_client
-    registered, person, key = _public_app(make_client), make_person(), _key()
-    code, verifier = _code(client, registered, person)
-    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
-    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
+    registered, key, tokens = _bound_tokens_then_nonces(client, make_client, make_person, app)
     token = tokens["access_token"]
     userinfo = client.get("/oauth2/userinfo", headers={
         "Authorization": f"DPoP {token}",
@@ -104,10 +111,7 @@ def test_par_with_a_proof_asks_for_the_nonce(client: TestClient, make_client,
 
 def test_revocation_of_a_bound_token_asks_for_the_nonce(client: TestClient, make_client,
                                                          make_person, app) -> None:
-    registered, person, key = _public_app(make_client), make_person(), _key()
-    code, verifier = _code(client, registered, person)
-    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
-    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
+    registered, key, tokens = _bound_tokens_then_nonces(client, make_client, make_person, app)
     asked = _revoke(client, registered, tokens["refresh_token"], _proof(key, htu=REVOKE_URL))
     assert asked.status_code == 400 and asked.json()["error"] == "use_dpop_nonce"
     nonce = asked.headers["DPoP-Nonce"]
@@ -121,10 +125,7 @@ def test_revocation_of_a_bound_token_asks_for_the_nonce(client: TestClient, make
 
 def test_a_refused_nonce_spends_no_refresh_token(client: TestClient, make_client,
                                                  make_person, app) -> None:
-    registered, person, key = _public_app(make_client), make_person(), _key()
-    code, verifier = _code(client, registered, person)
-    tokens = _redeem(client, registered, code, verifier, _proof(key)).json()
-    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
+    registered, key, tokens = _bound_tokens_then_nonces(client, make_client, make_person, app)
     asked = _refresh(client, registered, tokens["refresh_token"], _proof(key))
     assert asked.json()["error"] == "use_dpop_nonce"
     again = _refresh(client, registered, tokens["refresh_token"],
@@ -132,22 +133,26 @@ def test_a_refused_nonce_spends_no_refresh_token(client: TestClient, make_client
     assert again.status_code == 200, again.text
 
 
-def test_a_head_at_userinfo_asks_for_the_nonce(client: TestClient, make_client, make_person,
-                                               app) -> None:
-    registered, person, key = _public_app(make_client), make_person(), _key()
-    code, verifier = _code(client, registered, person)
-    token = _redeem(client, registered, code, verifier, _proof(key)).json()["access_token"]
-    app.state.settings = app.state.settings.model_copy(update={"dpop_nonce": "required"})
-    asked = client.head("/oauth2/userinfo", headers={
-        "Authorization": f"DPoP {token}",
-        "DPoP": _proof(key, htm="HEAD", htu=USERINFO_URL, access_token=token)})
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_userinfo_asks_for_the_nonce(client: TestClient, make_client, make_person, app,
+                                     method: str) -> None:
+    """RFC 9449 9: 401 with a DPoP challenge and a nonce; with it, the answer (a HEAD's
+    without a body) and the next nonce."""
+    _, key, tokens = _bound_tokens_then_nonces(client, make_client, make_person, app)
+    token = tokens["access_token"]
+
+    def call(nonce: str | None = None):
+        return client.request(method, "/oauth2/userinfo", headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": _proof(key, htm=method, htu=USERINFO_URL, access_token=token,
+                           nonce=nonce)})
+
+    asked = call()
     assert asked.status_code == 401 and asked.headers["DPoP-Nonce"]
     assert 'DPoP error="use_dpop_nonce"' in asked.headers["WWW-Authenticate"]
-    ok = client.head("/oauth2/userinfo", headers={
-        "Authorization": f"DPoP {token}",
-        "DPoP": _proof(key, htm="HEAD", htu=USERINFO_URL, access_token=token,
-                       nonce=asked.headers["DPoP-Nonce"])})
-    assert ok.status_code == 200 and ok.headers["DPoP-Nonce"] and ok.content == b""
+    ok = call(asked.headers["DPoP-Nonce"])
+    assert ok.status_code == 200 and ok.headers["DPoP-Nonce"]
+    assert (ok.content == b"") if method == "HEAD" else ok.json()["sub"]
 
 
 def test_a_bad_proof_wins_over_a_missing_nonce(client: TestClient, make_client,
