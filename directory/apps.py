@@ -46,7 +46,7 @@ ASSERTION_ALGS = (*ID_TOKEN_ALGS, "Ed25519")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 LIST_MEMBERS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types",
-                "default_acr_values", "resource_identifiers")
+                "default_acr_values", "resource_identifiers", "resource_clients")
 # Members that are the registry's own, not the app's to set in its metadata.
 RESERVED_MEMBERS = frozenset({
     "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
@@ -231,6 +231,7 @@ def _origin(uri: str) -> tuple[str, str, int | None]:
 
 RESOURCE_MAX_LENGTH = 500
 RESOURCE_IDENTIFIERS_MAX = 20
+RESOURCE_CLIENTS_MAX = 500  # the apps that may ask for an API's tokens (none: every app)
 
 
 # RFC 3986 3 (an absolute URI, no query, no fragment): ASCII only, "%" with two hex digits
@@ -305,11 +306,16 @@ def _check_resource_identifiers(data: dict[str, Any]) -> None:
     ``resource`` and find in its tokens' ``aud``."""
     identifiers = data.get("resource_identifiers", [])
     if not identifiers:
+        if data.get("resource_clients"):
+            raise ValueError("resource_clients need resource_identifiers (an API)")
         return
     if data.get("protected_resource") is not True:
         raise ValueError("resource_identifiers need protected_resource: true (an API)")
     if len(identifiers) > RESOURCE_IDENTIFIERS_MAX or len(set(identifiers)) != len(identifiers):
         raise ValueError(f"resource_identifiers: at most {RESOURCE_IDENTIFIERS_MAX}, each once")
+    clients = data.get("resource_clients", [])
+    if len(clients) > RESOURCE_CLIENTS_MAX or not all(CLIENT_ID.fullmatch(c) for c in clients):
+        raise ValueError(f"resource_clients: at most {RESOURCE_CLIENTS_MAX} client_ids")
     for identifier in identifiers:
         if not is_resource_identifier(identifier):
             raise ValueError(f"resource_identifiers: {identifier[:100]!r} is not an absolute "

@@ -722,7 +722,8 @@ def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
         check(params, client, req)
     try:  # RFC 8707: the APIs the code's tokens may be for (registered ones only)
         req.resources = list(resources.registered(request.app.state.resources,
-                                                  resources.requested(params)))
+                                                  resources.requested(params),
+                                                  client.client_id))
     except OAuthError as error:
         raise Redirectable(error) from None
     if params.get("id_token_hint"):

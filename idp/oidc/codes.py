@@ -75,7 +75,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         raise invalid_request("code is required")
     if not form.get("redirect_uri"):  # always sent at /authorize here, so required here
         raise invalid_request("redirect_uri is required")
-    asked = resources.for_one_token(state.resources, form)  # a mistake spends no code
+    asked = resources.for_one_token(state.resources, form,  # a mistake spends no code
+                                    client.client_id)
     key = token_key(code)
     raw = state.store.take_and_mark("code:" + key, "code-used:" + key, PENDING,
                                     ttl=USED_SECONDS)
@@ -94,7 +95,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
                             "made with it")
     issued = issue_tokens(request, client, grant, code=code,
                           since=float(stored.get("issued_at") or time.time()),
-                          audience=resources.audience(state.resources, asked, grant.resources))
+                          audience=resources.audience(state.resources, asked, grant.resources,
+                                                      client.client_id))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"], "client_id": client.client_id,
                          "jkt": grant.jkt}).encode()

@@ -228,8 +228,9 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
     offline = "offline_access" in original.scope.split()
-    audience = resources.audience(state.resources, resources.for_one_token(
-        state.resources, form), original.resources)  # RFC 8707: one of the grant's
+    audience = resources.audience(state.resources, resources.for_one_token(  # RFC 8707: one
+        state.resources, form, client.client_id), original.resources,  # of the grant's
+        client.client_id)
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the

@@ -18,6 +18,9 @@ The rules chosen here, where RFC 8707 leaves the choice to the server:
   authorization request named; a token request naming another is ``invalid_target``.
 - **Exact match.** A value is compared as a string with the registered identifiers (each
   registered in its RFC 3986 normal form): no normalising, no prefixes.
+- **Which apps may ask.** An API that lists ``resource_clients`` gets tokens for those apps
+  only (another app's ``resource`` is ``invalid_target``); one that lists none, for every
+  approved app.
 - **A mistake spends nothing.** Two values or an unknown API are refused before a code or
   refresh token is looked at (``for_one_token``).
 - **Without ``resource``** an access token is for the issuer (UserInfo) as before. An
@@ -35,7 +38,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -88,14 +91,21 @@ def requested(params: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def for_one_token(registry: ResourceRegistry, params: dict[str, str]) -> list[str]:
-    """A token request's ``resource`` values (``requested``): at most one, registered;
-    checked before a code or refresh token is looked at, so a mistake spends neither."""
+def for_one_token(registry: ResourceRegistry, params: dict[str, str],
+                  client_id: str) -> list[str]:
+    """A token request's ``resource`` values (``requested``): at most one, registered, for
+    this app; checked before a code or refresh token is looked at, so a mistake spends
+    neither."""
     asked = requested(params)
     if len(asked) > 1:
         raise invalid_target("one resource per access token: ask for each in turn")
-    registered(registry, asked)
+    registered(registry, asked, client_id)
     return asked
+
+
+class _Api(NamedTuple):
+    client_id: str
+    clients: frozenset[str] | None  # the apps that may ask for its tokens; None: any
 
 
 class ResourceRegistry:
@@ -104,29 +114,39 @@ class ResourceRegistry:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        self._owners: dict[str, str] = {}
+        self._apis: dict[str, _Api] = {}
         self._loaded = -CACHE_SECONDS
         self._lock = threading.Lock()
 
     def owner(self, identifier: str) -> str | None:
         """The ``client_id`` of the approved API that registered ``identifier``."""
+        api = self._api(identifier)
+        return api.client_id if api else None
+
+    def may_ask(self, identifier: str, client_id: str) -> bool:
+        """Whether the app ``client_id`` may ask for tokens for ``identifier``'s API."""
+        api = self._api(identifier)
+        return api is not None and (api.clients is None or client_id in api.clients)
+
+    def _api(self, identifier: str) -> _Api | None:
         if time.monotonic() - self._loaded >= CACHE_SECONDS:
             with self._lock:  # one thread reads the registry again, others wait for it
                 if time.monotonic() - self._loaded >= CACHE_SECONDS:
-                    self._owners, self._loaded = self._load(), time.monotonic()
-        return self._owners.get(identifier)
+                    self._apis, self._loaded = self._load(), time.monotonic()
+        return self._apis.get(identifier)
 
-    def _load(self) -> dict[str, str]:
-        owners: dict[str, str] = {}
+    def _load(self) -> dict[str, _Api]:
+        apis: dict[str, _Api] = {}
         with self._sessions() as session:
             for app in session.scalars(select(App).where(
                     App.status == AppStatus.approved.value,
                     App.metadata_json.contains("resource_identifiers"))):
                 metadata = json.loads(app.metadata_json or "{}")
                 if metadata.get("protected_resource") is True:
-                    owners.update(dict.fromkeys(metadata.get("resource_identifiers", []),
-                                                app.client_id))
-        return owners
+                    clients = metadata.get("resource_clients")
+                    api = _Api(app.client_id, frozenset(clients) if clients else None)
+                    apis.update(dict.fromkeys(metadata.get("resource_identifiers", []), api))
+        return apis
 
     def forget(self) -> None:
         """Read the registry again at the next use (tests, the CLI after a change)."""
@@ -142,23 +162,29 @@ def name_of(state: Any, identifier: str) -> str:
     return api.name if api else identifier
 
 
-def registered(registry: ResourceRegistry, values: list[str]) -> tuple[str, ...]:
-    """``values``, each an identifier of an approved API; ``invalid_target`` otherwise."""
-    unknown = [v for v in values if registry.owner(v) is None]
-    if unknown:
-        raise invalid_target("resource is not a registered API: " + unknown[0][:100])
+def registered(registry: ResourceRegistry, values: list[str],
+               client_id: str) -> tuple[str, ...]:
+    """``values``, each an identifier of an approved API that the app ``client_id`` may ask
+    for; ``invalid_target`` otherwise."""
+    for value in values:
+        if registry.owner(value) is None:
+            raise invalid_target("resource is not a registered API: " + value[:100])
+        if not registry.may_ask(value, client_id):
+            raise invalid_target("this client may not ask for tokens for the API "
+                                 + value[:100])
     return tuple(values)
 
 
 def audience(registry: ResourceRegistry, asked: list[str],
-             granted: tuple[str, ...] | None) -> str | None:
+             granted: tuple[str, ...] | None, client_id: str) -> str | None:
     """The one API an access token is for (None: the issuer), from the token request's
     ``asked`` values and, for a user grant, the ``granted`` ones (``None``: no user grant,
     ``client_credentials``: any registered API); ``asked`` is checked (``for_one_token``).
-    Still registered, or ``invalid_target`` (an API removed since the grant)."""
+    Still registered and open to the app, or ``invalid_target`` (an API removed, or its
+    apps changed, since the grant)."""
     if asked and granted is not None and asked[0] not in granted:
         raise invalid_target("resource was not named in the authorization request")
     if not asked and granted and len(granted) > 1:
         raise invalid_target("the grant names several resources: ask for one")
     chosen = asked[0] if asked else granted[0] if granted else None
-    return registered(registry, [chosen])[0] if chosen else None
+    return registered(registry, [chosen], client_id)[0] if chosen else None

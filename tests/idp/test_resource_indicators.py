@@ -337,3 +337,44 @@ def test_a_grant_from_a_newer_version_is_refused_not_used(client: TestClient, ma
         Grant.from_json({"client_id": "a", "scope": "openid", "later": 1})
     assert Grant.from_json(Grant(client_id="a", scope="s", resources=(GRADES,)).to_json()
                            ).resources == (GRADES,)
+
+
+def test_an_api_may_name_the_apps_that_may_ask_for_its_tokens(
+        client: TestClient, make_client, make_person, db) -> None:
+    """``resource_clients``: only those apps get tokens for the API, at the token endpoint
+    and the authorization endpoint; an app struck off later cannot refresh for it."""
+    import json
+
+    from directory.apps import find_app
+
+    allowed, other, person = make_client(), make_client(), make_person()
+    api = make_client(protected_resource=True, resource_identifiers=[GRADES],
+                      resource_clients=[allowed.client_id],
+                      grant_types=["client_credentials"], redirect_uris=[])
+    assert _claims(_cc(client, allowed, GRADES).json()["access_token"])["aud"] == GRADES
+    refused = _cc(client, other, GRADES).json()
+    assert refused["error"] == "invalid_target" and "may not ask" in refused[
+        "error_description"]
+    params, _ = _signed_in(client, other, person, GRADES)
+    assert params["error"] == "invalid_target"
+    params, verifier = _signed_in(client, allowed, person, GRADES)
+    refresh = _redeem(client, allowed, params, verifier).json()["refresh_token"]
+    with db.session() as session:
+        row = find_app(session, api.client_id)
+        row.metadata_json = json.dumps({**json.loads(row.metadata_json),
+                                        "resource_clients": [other.client_id]})
+    client.app.state.resources.forget()
+    assert _refresh(client, allowed, refresh).json()["error"] == "invalid_target"
+
+
+@pytest.mark.parametrize(("metadata", "why"), [
+    ({"resource_clients": ["app_x"]}, "need resource_identifiers"),
+    ({"protected_resource": True, "resource_identifiers": [GRADES],
+      "resource_clients": ["bad id!"]}, "client_ids"),
+    ({"protected_resource": True, "resource_identifiers": [GRADES],
+      "resource_clients": ["app_x\n"]}, "client_ids"),
+])
+def test_registration_checks_the_apps_that_may_ask(make_client, metadata: dict,
+                                                   why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        make_client(**metadata)
