@@ -639,7 +639,8 @@ def socket_owner(pgid: int, peer_port: int) -> int | None:
     return None
 
 
-def hashing_cpu(base: str, pgid: int, tries: int = 100) -> float | None:
+def hashing_cpu(base: str, pgid: int, workers: int = WORKERS,
+                tries: int = 100) -> float | None:
     """The service's CPU seconds in password hashing so far, all workers together (their
     ``idp_password_hash_cpu_seconds`` metric), or None without it. ``/metrics`` answers
     for the one worker that accepted the connection: new connections until every worker
@@ -654,7 +655,7 @@ def hashing_cpu(base: str, pgid: int, tries: int = 100) -> float | None:
             return None
         if worker is not None:
             seen[worker] = float(found[1])
-        if len(seen) == WORKERS:
+        if len(seen) == workers:
             return sum(seen.values())
     return None
 

@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -53,6 +54,7 @@ RESERVED_MEMBERS = frozenset({
     "client_id_issued_at", "registration_access_token", "registration_client_uri",
     "client_name", "status", "first_party", "has_client_secret"})
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+DEFAULT_PORTS = {"https": 443, "http": 80}  # what a URL without a port means
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type",
                 "userinfo_signed_response_alg", "request_object_signing_alg")
@@ -223,7 +225,7 @@ def _check_frontchannel_uri(uri: Any, redirect_uris: list[str]) -> None:
 def _origin(uri: str) -> tuple[str, str, int | None]:
     parts = urlsplit(uri)
     try:
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:  # a port that is no number
         port = -1
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
@@ -238,7 +240,6 @@ RESOURCE_CLIENTS_MAX = 500  # the apps that may ask for an API's tokens (none: e
 _RESOURCE_URI = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/@!$&'()*+,;=\[\]]|%[0-9A-Fa-f]{2})*")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_resource_identifier(value: str) -> bool:
@@ -251,7 +252,7 @@ def is_resource_identifier(value: str) -> bool:
         port = parts.port  # ValueError: a port that is no number, or out of range
     except ValueError:  # also a malformed IPv6 host
         return False
-    if parts.scheme not in _DEFAULT_PORTS:
+    if parts.scheme not in DEFAULT_PORTS:
         return True
     return bool(parts.hostname) and not parts.netloc.endswith(":") and (
         port is not None or ":" not in parts.netloc.rpartition("]")[2])
@@ -267,12 +268,12 @@ def normal_resource_identifier(value: str) -> str:
     if scheme == "urn":
         nid, _, nss = rest.partition(":")
         return f"urn:{nid.lower()}:{nss}"
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in DEFAULT_PORTS:
         return f"{scheme}:{rest}"
     parts = urlsplit(f"{scheme}:{rest}")
     host = (parts.hostname or "").lower()
     host = f"[{host}]" if ":" in host else host
-    port = parts.port if parts.port != _DEFAULT_PORTS[scheme] else None
+    port = parts.port if parts.port != DEFAULT_PORTS[scheme] else None
     user = f"{parts.netloc.rpartition('@')[0]}@" if "@" in parts.netloc else ""
     return f"{scheme}://{user}{host}{f':{port}' if port else ''}" + _without_dots(
         parts.path or "/")
@@ -333,14 +334,24 @@ def check_resource_identifiers_free(session: Session, settings: Settings,
     wanted = set(metadata.get("resource_identifiers", []))  # each in its normal form
     if normal_resource_identifier(settings.issuer) in wanted:
         raise ValueError("resource_identifiers: the issuer is this provider's own")
-    if not wanted:
-        return
-    for app in session.scalars(select(App).where(
-            App.metadata_json.contains("resource_identifiers"))):
-        held = wanted & set(json.loads(app.metadata_json or "{}").get("resource_identifiers", []))
-        if held and app.client_id != client_id:
-            raise ValueError(f"resource_identifiers: {sorted(held)[0][:100]!r} is another "
+    for app, held in apis_with_identifiers(session):
+        taken = wanted & set(held["resource_identifiers"])
+        if taken and app.client_id != client_id:
+            raise ValueError(f"resource_identifiers: {sorted(taken)[0][:100]!r} is another "
                              "app's")
+
+
+def apis_with_identifiers(session: Session, *, approved_only: bool = False
+                          ) -> Iterator[tuple[App, dict[str, Any]]]:
+    """The apps whose metadata names ``resource_identifiers`` (RFC 8707 APIs), with their
+    metadata: a text match narrows the rows, the JSON decides."""
+    query = select(App).where(App.metadata_json.contains("resource_identifiers"))
+    if approved_only:
+        query = query.where(App.status == AppStatus.approved.value)
+    for app in session.scalars(query):
+        metadata = json.loads(app.metadata_json or "{}")
+        if metadata.get("resource_identifiers"):
+            yield app, metadata
 
 
 def _check_jwks(jwks: Any) -> None:

@@ -27,12 +27,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from core.web.middleware import CORS_ORIGINS
-from directory.apps import ClientMetadata
+from directory.apps import DEFAULT_PORTS, ClientMetadata
 
 router = APIRouter(include_in_schema=False)
 ANY = "*"
 PREFLIGHTED = ("/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo", "/oauth2/par")
-DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def share_publicly(request: Request) -> None:

@@ -48,6 +48,7 @@ from core.gm import jose as gm_jose
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.store import Store
+from directory.apps import DEFAULT_PORTS
 from idp.oidc.clients import ASSERTION_ALGS
 from idp.oidc.errors import OAuthError
 
@@ -157,8 +158,8 @@ async def key_proven(request: Request, path: str) -> str | None:
     return await run_in_threadpool(key_shown, request, path)
 
 
-def check(store: Store, proof: str, method: str, url: str,
-          access_token: str | None = None, settings: Settings | None = None) -> str:
+def check(store: Store, proof: str, method: str, url: str, access_token: str | None,
+          settings: Settings) -> str:
     """The ``jkt`` of a valid ``proof`` for ``method`` ``url`` (and ``access_token``), its
     nonce checked against ``settings`` (``UseNonce``)."""
     if len(proof) > MAX_PROOF or proof.count(".") != 2:
@@ -174,8 +175,8 @@ def check(store: Store, proof: str, method: str, url: str,
         raise InvalidProof(f"an RSA key in a DPoP proof has at least {MIN_RSA_BITS} bits")
     claims, thumbprint = _verified(proof, jwk, header["alg"])
     _check_claims(claims, method, url, access_token)
-    if settings is not None:  # before the jti is kept: a retry comes with a new proof
-        _check_nonce(settings, claims.get("nonce"))
+    # the nonce before the jti is kept: the retry it asks for comes with a new proof
+    _check_nonce(settings, claims.get("nonce"))
     jti = hashlib.sha256(f"{thumbprint}:{claims['jti']}".encode()).hexdigest()
     if not store.set_if_absent(f"dpop-jti:{jti}", b"1", ttl=MAX_AGE + MAX_AHEAD):
         raise InvalidProof("the DPoP proof was already used (jti)")
@@ -235,7 +236,7 @@ def _normal(url: str) -> tuple[str, str, int | None, str]:
     except ValueError:  # "http://[::1/x", a port that is no number, a host NFKC breaks
         return "", "", -1, url
     scheme = parts.scheme.lower()
-    if port == {"https": 443, "http": 80}.get(scheme):
+    if port == DEFAULT_PORTS.get(scheme):
         port = None
     return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
 

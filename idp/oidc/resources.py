@@ -40,10 +40,9 @@ import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from directory.apps import App, AppStatus, is_resource_identifier
+from directory.apps import apis_with_identifiers, is_resource_identifier
 from idp.oidc.errors import OAuthError
 
 PARAMETER = "resource"
@@ -138,10 +137,7 @@ class ResourceRegistry:
     def _load(self) -> dict[str, _Api]:
         apis: dict[str, _Api] = {}
         with self._sessions() as session:
-            for app in session.scalars(select(App).where(
-                    App.status == AppStatus.approved.value,
-                    App.metadata_json.contains("resource_identifiers"))):
-                metadata = json.loads(app.metadata_json or "{}")
+            for app, metadata in apis_with_identifiers(session, approved_only=True):
                 if metadata.get("protected_resource") is True:
                     clients = metadata.get("resource_clients")
                     api = _Api(app.client_id, frozenset(clients) if clients else None)

@@ -101,11 +101,9 @@ async def client_credentials(request: Request, form: dict[str, str],
     if set(scope.split()) & scopes.USER_SCOPES:
         raise OAuthError("invalid_scope", "client_credentials carries no user scopes")
     state, jkt = request.app.state, dpop.key_of(request)
-    audience = (resources.audience(state.resources,  # no registry for the plain request
-                                   resources.for_one_token(state.resources, form,
-                                                           client.client_id),
-                                   None, client.client_id)
-                if resources.PARAMETER in form else None)
+    # RFC 8707: the API the token is for (no resource: the issuer, no registry lookup)
+    asked = resources.for_one_token(state.resources, form, client.client_id)
+    audience = resources.audience(state.resources, asked, None, client.client_id)
     token = issue_access_token(state.keys, state.store, state.settings.issuer, client,
                                Grant(client_id=client.client_id, scope=scope), jkt, audience)
     body = {"access_token": token.token, "token_type": "DPoP" if jkt else "Bearer",

@@ -378,3 +378,17 @@ def test_registration_checks_the_apps_that_may_ask(make_client, metadata: dict,
                                                    why: str) -> None:
     with pytest.raises(ValueError, match=why):
         make_client(**metadata)
+
+
+def test_a_withdrawn_consent_keeps_no_api(db, store, make_client, make_person) -> None:
+    """Allowing again after withdrawing starts from nothing, APIs included."""
+    from idp.oidc import consent
+
+    app, person = make_client(first_party=False), make_person()
+    consent.grant(db, person.account_id, app.client_id, "openid api.read", [GRADES])
+    assert consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [TIMETABLE])
+    consent.revoke(db, store, person.account_id, app.client_id)
+    consent.grant(db, person.account_id, app.client_id, "openid api.read")
+    assert consent.covers(db, person.account_id, app.client_id, "api.read")
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
