@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core import json_input
 from core.audit import record
+from core.settings import Settings
 from directory.apps import (
     CLIENT_ID,
     App,
@@ -214,12 +217,42 @@ def apps_update(client_id: str = typer.Argument(...),
                 check_resource_identifiers_free(session, settings, data, client_id)
             except ValueError as taken:
                 raise _fail(f"metadata: {taken}") from None
+            released = (set(metadata_of(app).resource_identifiers)
+                        - set(data.get("resource_identifiers", [])))
+            live = _release(session, released)
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
-                   target=f"app:{client_id}")
+                   target=f"app:{client_id}",
+                   detail={"released_identifiers": len(released)} if released else None)
+        _deny(settings, live)
     finally:
         database.dispose()
     print("updated")
+
+
+def _release(session: Session, identifiers: set[str]) -> list[tuple[str, datetime]]:
+    """An API gives up ``identifiers`` (RFC 8707): the consents and refresh tokens made for
+    it name them no more, so whichever app registers one later inherits none of them.
+    Returns the access tokens to deny-list once committed."""
+    from idp.oidc import consent, refresh_tokens
+
+    consent.forget_apis(session, identifiers)
+    return refresh_tokens.revoke_for_apis(session, identifiers)
+
+
+def _deny(settings: Settings, live: list[tuple[str, datetime]]) -> None:
+    """Deny-list ``live`` access tokens in the shared store (introspection then says
+    ``active: false``; an API that checks JWTs itself relies on their short lives)."""
+    if not live:
+        return
+    from core.store import make_store
+    from idp.oidc import refresh_tokens
+
+    store = make_store(settings)
+    try:
+        refresh_tokens.deny_access_tokens(store, live)
+    finally:
+        store.close()
 
 
 @apps_app.command("new-secret")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.db import Database, utcnow
@@ -51,9 +51,29 @@ def grant(db: Database, account_id: int, client_id: str, scope: str,
         for api in apis:
             allowed[api] = allowed.get(api, set()) | set(scope.split())
         row.scope = " ".join(sorted(granted))
-        row.apis = json.dumps({api: " ".join(sorted(s)) for api, s in sorted(allowed.items())},
-                              ensure_ascii=False) if allowed else None
+        row.apis = _written(allowed)
         row.granted_at, row.revoked_at = utcnow(), None
+
+
+def _written(allowed: dict[str, set[str]]) -> str | None:
+    return json.dumps({api: " ".join(sorted(s)) for api, s in sorted(allowed.items())},
+                      ensure_ascii=False) if allowed else None
+
+
+def forget_apis(session: Session, identifiers: set[str]) -> int:
+    """An API gave up ``identifiers`` (``idp apps update``): no remembered consent names
+    them any more (in ``session``'s transaction), so an app that registers one later
+    inherits no consent given to another API. Returns how many consents changed."""
+    if not identifiers:
+        return 0
+    changed = 0
+    for row in session.scalars(select(Consent).where(or_(*(
+            Consent.apis.contains(json.dumps(i, ensure_ascii=False)) for i in identifiers)))):
+        allowed = allowed_apis(row)  # the text match narrows, the JSON decides
+        kept = {api: scope for api, scope in allowed.items() if api not in identifiers}
+        if kept != allowed:
+            row.apis, changed = _written(kept), changed + 1
+    return changed
 
 
 def revoke(db: Database, store: Store, account_id: int, client_id: str) -> bool:

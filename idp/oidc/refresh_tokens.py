@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from fastapi import Request
-from sqlalchemy import ForeignKey, String, Text, insert, select, update
+from sqlalchemy import ForeignKey, String, Text, insert, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
@@ -121,6 +121,24 @@ def session_ended(store: Store, grant: Grant) -> bool:
     redeemed, or a token refreshed, after a sign-out)."""
     sid = _session_sid(grant)
     return sid is not None and sessions.has_ended(store, sid)
+
+
+def revoke_for_apis(session: Session, identifiers: set[str]) -> list[tuple[str, datetime]]:
+    """An API gave up ``identifiers`` (RFC 8707, ``idp apps update``): revoke, in
+    ``session``'s transaction, every live refresh token whose grant names one of them, so
+    an app that registers one later gets no token from a grant made for another API.
+    Returns the access tokens to deny-list as ``revoke_in`` does."""
+    if not identifiers:
+        return []
+    named = session.execute(select(RefreshToken.id, RefreshToken.grant_json).where(
+        RefreshToken.revoked_at.is_(None), RefreshToken.expires_at > utcnow(),
+        or_(*(RefreshToken.grant_json.contains(json.dumps(i)) for i in identifiers))))
+    ids = [row_id for row_id, grant_json in named  # the text match narrows, the JSON decides
+           if identifiers & set(json.loads(grant_json).get("resources", ()))]
+    live: list[tuple[str, datetime]] = []
+    for start in range(0, len(ids), 500):
+        live += revoke_in(session, RefreshToken.id.in_(ids[start:start + 500]))
+    return live
 
 
 def revoke_session(db: Database, store: Store, sid: str) -> None:

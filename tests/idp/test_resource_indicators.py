@@ -392,3 +392,61 @@ def test_a_withdrawn_consent_keeps_no_api(db, store, make_client, make_person) -
     consent.grant(db, person.account_id, app.client_id, "openid api.read")
     assert consent.covers(db, person.account_id, app.client_id, "api.read")
     assert not consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
+
+
+def test_an_identifier_given_up_takes_its_consents_and_grants_along(
+        client: TestClient, make_client, make_person, db, store, settings, database_url: str,
+        monkeypatch, tmp_path) -> None:
+    """``idp apps update`` dropping an identifier: no consent or refresh token made for that
+    API names it any more, and its live access tokens are deny-listed, so the app that
+    registers the identifier next inherits none of them; the identifiers kept stay."""
+    import json
+    import os
+
+    from idp import cli_apps
+    from idp.oidc import consent
+    from tests.conftest import TEST_MASTER_KEY
+
+    api = make_client(protected_resource=True, resource_identifiers=[GRADES, TIMETABLE],
+                      grant_types=["client_credentials"], redirect_uris=[])
+    app, person = make_client(), make_person()
+    consent.grant(db, person.account_id, app.client_id, "openid api.read", [GRADES, TIMETABLE])
+    tokens = {}
+    for resource in (GRADES, TIMETABLE):
+        params, verifier = _signed_in(client, app, person, resource)
+        tokens[resource] = _redeem(client, app, params, verifier).json()
+    for name in [n for n in os.environ if n.startswith("IDP_")]:  # the CLI, in this process
+        monkeypatch.delenv(name)
+    for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
+                        "IDP_MASTER_KEY": TEST_MASTER_KEY}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("core.store.make_store", lambda _settings: _Unclosed(store))
+    file = tmp_path / "api.json"
+    file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
+    cli_apps.apps_update(client_id=api.client_id, metadata=file)
+
+    newcomer = make_client(protected_resource=True, resource_identifiers=[GRADES],
+                           grant_types=["client_credentials"], redirect_uris=[])
+    client.app.state.resources.forget()
+    refused = _refresh(client, app, tokens[GRADES]["refresh_token"])
+    assert refused.json()["error"] == "invalid_grant", refused.text
+    seen = client.post("/oauth2/introspect", data={"token": tokens[GRADES]["access_token"]},
+                       auth=(newcomer.client_id, newcomer.secret)).json()
+    assert seen == {"active": False}
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
+    assert consent.covers(db, person.account_id, app.client_id, "api.read", [TIMETABLE])
+    kept = _refresh(client, app, tokens[TIMETABLE]["refresh_token"])
+    assert _claims(kept.json()["access_token"])["aud"] == TIMETABLE
+
+
+class _Unclosed:
+    """The tests' store, handed to code that closes the store it made."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def close(self) -> None:
+        pass
