@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL such as https://id.example.edu.cn")
-        if parts.query or parts.fragment:
+        if parts.query or parts.fragment or "?" in value or "#" in value:
             raise ValueError("must not contain a query or fragment (OpenID Connect Discovery 3)")
         return value.rstrip("/")
 

@@ -53,7 +53,7 @@ RESERVED_MEMBERS = frozenset({
     "client_id", "client_secret", "client_secret_mac", "client_secret_expires_at",
     "client_id_issued_at", "registration_access_token", "registration_client_uri",
     "client_name", "status", "first_party", "has_client_secret"})
-CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}\Z")
 DEFAULT_PORTS = {"https": 443, "http": 80}  # what a URL without a port means
 TEXT_MEMBERS = ("scope", "token_endpoint_auth_method", "id_token_signed_response_alg",
                 "access_token_signed_response_alg", "access_token_format", "subject_type",
@@ -201,7 +201,7 @@ def _check_backchannel_uri(uri: Any) -> None:
         url.host.encode("idna")
     except (httpx.InvalidURL, ValueError):  # UnicodeError: a label empty or too long
         raise ValueError(f"{member}: {uri!r} is not a URL that can be called") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+    if parts.scheme not in ("https", "http") or not parts.hostname or "#" in uri:
         raise ValueError(f"{member} must be an http(s) URL without fragment")
 
 
@@ -214,7 +214,7 @@ def _check_frontchannel_uri(uri: Any, redirect_uris: list[str]) -> None:
         raise ValueError(f"{member} must be an http(s) URL without fragment")
     _check_uri_text(member, uri)
     parts = urlsplit(uri)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+    if parts.scheme not in ("https", "http") or not parts.hostname or "#" in uri:
         raise ValueError(f"{member} must be an http(s) URL without fragment")
     if csp_source(uri) is None or parts.netloc.endswith(":"):  # the page's frame-src names it
         raise ValueError(f"{member}: {uri!r} has user info or a host a page cannot frame")
@@ -396,7 +396,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") and "." not in parts.scheme:
                 raise ValueError(f"{member}: {uri!r} is not an http(s) URL or app scheme")
-            if parts.fragment:
+            if "#" in uri:  # RFC 6749 3.1.2, an empty fragment ("cb#") too
                 raise ValueError(f"{member} must not contain a fragment")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:

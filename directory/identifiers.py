@@ -13,8 +13,8 @@ import unicodedata
 
 from directory.models import IdentifierKind
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_MOBILE = re.compile(r"^1[3-9]\d{9}\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 def normalise_phone(raw: str) -> str | None:

@@ -17,7 +17,7 @@ from directory.identifiers import normalise_phone
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_SHAPE = re.compile(r"^\d{17}[\dX]\Z")
 
 
 def national_id_check_char(first17: str) -> str:

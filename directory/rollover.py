@@ -46,7 +46,7 @@ from directory.models import Account, Affiliation, OrgKind, OrgUnit, Person, Per
 from directory.people import accounts_of
 
 CATEGORIES = ("promoted", "graduated", "disabled", "skipped")
-CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})$")
+CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})\Z")
 BATCH = 5000
 SCHOOL_YEAR_STARTS = (9, 1)  # month, day
 

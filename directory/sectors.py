@@ -84,7 +84,7 @@ def _check_sector_uri(uri: Any) -> None:
             ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
         raise ValueError(f"{member} must be an https URL")
     parts = urlsplit(uri)
-    if parts.scheme != "https" or not parts.hostname or parts.fragment or parts.username:
+    if parts.scheme != "https" or not parts.hostname or "#" in uri or parts.username:
         raise ValueError(f"{member} must be an https URL without user info or fragment")
 
 

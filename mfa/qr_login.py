@@ -68,8 +68,8 @@ STALE_TEXT = N_("The app asks for a recent sign-in. Sign out on your phone, sign
 UNKNOWN_BROWSER = N_("Unknown browser")
 UNKNOWN_SYSTEM = N_("unknown system")
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{32}\Z")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 
 
 class QrError(Exception):

@@ -63,7 +63,7 @@ from directory.models import IdentifierKind, OrgKind, PersonStatus, Role
 REACTIVATED_FROM = {PersonStatus.left.value, PersonStatus.graduated.value,
                     PersonStatus.transferred.value}
 DEFAULT_CITY = "CITY"  # the root created when a district arrives and no city exists
-CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})$")
+CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})\Z")
 
 
 @dataclass(slots=True)

@@ -161,8 +161,8 @@ RELATIONS = {"父亲": "father", "爸爸": "father", "father": "father",
              "监护人": "guardian", "guardian": "guardian", "其他": "other", "other": "other"}
 _TEACHER_ROLES = {"教师": Role.teacher.value, "teacher": Role.teacher.value,
                   "职工": Role.staff.value, "教职工": Role.staff.value, "staff": Role.staff.value}
-_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$|^(\d{4})(\d{2})(\d{2})$")
-_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,63}$")
+_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\Z|^(\d{4})(\d{2})(\d{2})\Z")
+_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,63}\Z")
 
 
 def _text(raw: str) -> str:

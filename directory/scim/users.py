@@ -77,7 +77,7 @@ from directory.scim.resources import (
 PRIMARY_KINDS = [IdentifierKind.username, IdentifierKind.student_number,
                  IdentifierKind.teacher_number, IdentifierKind.email]
 ROLE_ORDER = [role.value for role in Role]
-_OTHER_PHONE = re.compile(r"^\+?\d{5,15}$")
+_OTHER_PHONE = re.compile(r"^\+?\d{5,15}\Z")
 
 
 def primary_identifier() -> Any:

@@ -86,10 +86,10 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
     except ValueError:  # bad base64 (binascii.Error), non-ASCII, or not UTF-8 inside
-        raise invalid_client("malformed Basic credentials", basic=True) from None
+        raise invalid_client("malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
-        raise invalid_client("malformed Basic credentials", basic=True)
+        raise invalid_client("malformed Basic credentials")
     # RFC 6749 2.3.1: both parts are form-urlencoded inside Basic
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
@@ -123,11 +123,10 @@ def authenticate(
 def _by_secret(registry: ClientRegistry, settings: Settings, client_id: str, secret: str,
                method: str) -> ClientMetadata:
     client = registry.get(client_id)
-    basic = method == "client_secret_basic"
     if client is None or client.token_endpoint_auth_method != method:
-        raise invalid_client("unknown client or wrong authentication method", basic=basic)
+        raise invalid_client("unknown client or wrong authentication method")
     if not check_secret(settings, client, secret):
-        raise invalid_client("client authentication failed", basic=basic)
+        raise invalid_client("client authentication failed")
     return client
 
 

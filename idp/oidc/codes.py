@@ -38,8 +38,8 @@ from idp.oidc.tokens import Grant, token_key
 CODE_SECONDS = 60
 USED_SECONDS = 600
 PENDING, REUSED = b"pending", b"reused"
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
+_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}\Z")
 
 
 def valid_challenge(challenge: str) -> bool:

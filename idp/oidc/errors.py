@@ -44,10 +44,12 @@ def invalid_request(description: str) -> OAuthError:
     return OAuthError("invalid_request", description)
 
 
-def invalid_client(description: str = "client authentication failed",
-                   basic: bool = False) -> OAuthError:
-    headers = {"WWW-Authenticate": 'Basic realm="token"'} if basic else {}
-    return OAuthError("invalid_client", description, status=401, headers=headers)
+def invalid_client(description: str = "client authentication failed") -> OAuthError:
+    """401 with a challenge whatever the method tried (RFC 9110 15.5.2: every 401 carries
+    ``WWW-Authenticate``; RFC 6749 5.2: the one a client that sent ``Authorization`` used;
+    Basic is the HTTP scheme clients authenticate with here)."""
+    return OAuthError("invalid_client", description, status=401,
+                      headers={"WWW-Authenticate": 'Basic realm="token"'})
 
 
 def invalid_grant(description: str) -> OAuthError:

@@ -83,27 +83,32 @@ async def userinfo(request: Request) -> Response:
 
 
 def _answer(request: Request, token: str, scheme: str) -> Response:
-    """The claims for a valid token with the ``openid`` scope, or the error to send."""
+    """The claims for a valid token with the ``openid`` scope, or the error to send (a
+    DPoP-bound token's with the DPoP scheme, RFC 9449 7.1)."""
+    challenge = "DPoP" if scheme == "dpop" else "Bearer"
     claims = read_access_token(request, token)
     if claims is None or claims.get("sub") == claims.get("client_id"):
         return _bearer_error("invalid_token", "the access token is invalid or expired",
-                             scheme="DPoP" if scheme == "dpop" else "Bearer")
+                             scheme=challenge)
     if refused := _unproven(request, token, scheme, claims):
         return refused
     if claims.get("aud") != request.app.state.settings.issuer:  # RFC 8707: an API's token
         return _bearer_error("invalid_token", "the access token is for another resource",
-                             scheme="DPoP" if scheme == "dpop" else "Bearer")
+                             scheme=challenge)
     client = request.app.state.clients.get(str(claims.get("client_id")))
     if client is None:  # the app was suspended: its tokens stop working (within 30 s)
-        return _bearer_error("invalid_token", "the access token is invalid or expired")
+        return _bearer_error("invalid_token", "the access token is invalid or expired",
+                             scheme=challenge)
     cors.share_with_client(request, client)
     if "openid" not in str(claims.get("scope", "")).split():
-        return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
+        return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403,
+                             scheme=challenge)
     grant = Grant(client_id=claims["client_id"], scope=claims["scope"], sub=claims["sub"])
     answer = userinfo_claims(request.app.state.db, request.app.state.settings, grant,
                              issued_at(claims))
     if answer is None:  # the account may no longer sign in, or signed out everywhere
-        return _bearer_error("invalid_token", "the access token is invalid or expired")
+        return _bearer_error("invalid_token", "the access token is invalid or expired",
+                             scheme=challenge)
     if client.userinfo_signed_response_alg:
         return _signed(request, answer, client.client_id, client.userinfo_signed_response_alg)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})

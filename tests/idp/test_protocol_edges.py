@@ -1,0 +1,87 @@
+"""Edges a differential review against node oidc-provider and the RFCs found: an empty
+fragment in a registered URI, 401s without a challenge, a DPoP-bound token's errors under
+the Bearer scheme, and PKCE values with a trailing newline."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+from tests.idp.test_dpop import USERINFO_URL, _key, _proof
+
+
+@pytest.mark.parametrize("member", ["redirect_uris", "post_logout_redirect_uris"])
+def test_a_registered_uri_has_no_fragment_not_even_an_empty_one(make_client,
+                                                                member: str) -> None:
+    """RFC 6749 3.1.2: ``…/callback#`` would carry the code in the fragment."""
+    with pytest.raises(ValueError, match="fragment"):
+        make_client(**{member: [REDIRECT_URI + "#"]})
+
+
+@pytest.mark.parametrize("authorization", [{"Authorization": "Bearer abc"}, {}])
+def test_invalid_client_at_the_token_endpoint_carries_a_challenge(client, make_client,
+                                                                  authorization) -> None:
+    """RFC 6749 5.2 and RFC 9110 15.5.2: every 401 names a scheme to authenticate with."""
+    make_client()
+    answer = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                         headers=authorization)
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+    assert answer.headers["www-authenticate"] == 'Basic realm="token"'
+
+
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke",
+                                  "/oauth2/par"])
+def test_a_wrong_posted_secret_gets_a_challenge_too(client, make_client, path: str) -> None:
+    app = make_client(token_endpoint_auth_method="client_secret_post")
+    answer = client.post(path, data={
+        "grant_type": "client_credentials", "token": "x", "response_type": "code",
+        "redirect_uri": REDIRECT_URI, "scope": "openid", "client_id": app.client_id,
+        "client_secret": "wrong"})
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+    assert answer.headers["www-authenticate"].startswith("Basic ")
+
+
+def test_a_dpop_bound_tokens_errors_use_the_dpop_scheme(client, make_client,
+                                                        make_person) -> None:
+    """RFC 9449 7.1: a token without ``openid`` used with its proof at UserInfo is
+    ``insufficient_scope`` under the DPoP scheme, with the algorithms."""
+    app, person, key = make_client(), make_person(), _key()
+    code = flow.code_flow(client, app.client_id, person, scope="profile").params["code"]
+    token = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI},
+        auth=(app.client_id, app.secret), headers={"DPoP": _proof(key)}).json()
+    assert token["token_type"] == "DPoP"
+    answer = client.get("/oauth2/userinfo", headers={
+        "Authorization": "DPoP " + token["access_token"],
+        "DPoP": _proof(key, htm="GET", htu=USERINFO_URL, access_token=token["access_token"])})
+    assert answer.status_code == 403 and answer.json()["error"] == "insufficient_scope"
+    assert answer.headers["www-authenticate"].startswith('DPoP error="insufficient_scope"')
+    assert 'algs="' in answer.headers["www-authenticate"]
+
+
+def test_a_code_challenge_with_a_trailing_newline_is_invalid_request(client,
+                                                                     make_client) -> None:
+    """RFC 7636 4.2: 43 unreserved characters, nothing after them."""
+    app = make_client()
+    answer = flow.authorize(client, client_id=app.client_id, code_challenge="a" * 43 + "\n",
+                            code_challenge_method="S256")
+    assert answer.status_code in (302, 303), answer.status_code
+    assert flow.Redirect(answer.headers["location"]).params["error"] == "invalid_request"
+
+
+def test_a_code_verifier_with_a_trailing_newline_is_refused(client, make_client,
+                                                            make_person) -> None:
+    app, person = make_client(), make_person()
+    verifier = "v" * 43 + "\n"
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
+                                         ).rstrip(b"=").decode()
+    code = flow.code_flow(client, app.client_id, person, code_challenge=challenge,
+                          code_challenge_method="S256").params["code"]
+    answer = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier}, auth=(app.client_id, app.secret))
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
