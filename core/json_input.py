@@ -4,7 +4,8 @@
 deeper than Python's recursion limit (``[[[[...``): callers that catch ``ValueError`` for
 bad input would answer such input with a 500. ``loads`` makes every bad input a
 ``ValueError``. It also refuses ``NaN``, ``Infinity`` and ``-Infinity``, which Python's
-reader takes but are not JSON (RFC 8259 6): another reader of the same text would fail.
+reader takes but are not JSON (RFC 8259 6): another reader of the same text would fail,
+and numbers too large for a double (``1e400``), which it would read as infinity.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 
@@ -19,9 +21,18 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite(number: str) -> float:
+    """A JSON number as a float; one beyond a double's range (``1e400``) is refused rather
+    than read as infinity, which JSON cannot hold either (and ``int()`` of it overflows)."""
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range")
+    return value
+
+
 def loads(data: str | bytes) -> Any:
     try:
-        return json.loads(data, parse_constant=_not_json)
+        return json.loads(data, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise ValueError("JSON nested deeper than it can be read") from None
 

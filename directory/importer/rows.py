@@ -191,7 +191,7 @@ def _code(raw: str) -> str:
 
 def _grade(raw: str) -> int:
     text = _text(_required(raw)).upper().removeprefix("G")
-    grade = int(text) if text.isdigit() else _GRADE_WORDS.get(text)
+    grade = int(text) if text.isascii() and text.isdigit() else _GRADE_WORDS.get(text)
     if grade is None or not 1 <= grade <= FINAL_GRADE:
         raise ValueError("is not a grade from 1 to 12 (e.g. 7, G7, 七年级, 初一, 高一)")
     return grade
@@ -199,7 +199,7 @@ def _grade(raw: str) -> int:
 
 def _class_number(raw: str) -> int:
     text = _text(_required(raw)).strip("()（）").removesuffix("班").strip("()（）")
-    if not text.isdigit() or not 1 <= int(text) <= 99:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 99:
         raise ValueError("is not a class number from 1 to 99 (e.g. 3, 3班)")
     return int(text)
 

@@ -169,7 +169,11 @@ def _datetime(attr: Attr, op: str, value: str) -> ColumnElement[bool]:
         raise InvalidFilterException(detail="Dates are written as in RFC 3339.") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return _ordered(attr.column, op, moment.astimezone(UTC))
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # "9999-12-31T23:59:59-23:59" is past year 9999 in UTC
+        raise InvalidFilterException(detail="The date is out of range.") from None
+    return _ordered(attr.column, op, moment)
 
 
 ALWAYS = true()

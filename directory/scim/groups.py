@@ -44,7 +44,7 @@ def visible_groups(scope: TokenScope) -> Any:
 
 def find(session: Session, scope: TokenScope, group_id: str) -> OrgUnit:
     unit = None
-    if group_id.isdigit() and len(group_id) < 18:
+    if group_id.isascii() and group_id.isdigit() and len(group_id) < 18:  # not "²"
         unit = session.scalar(visible_groups(scope).where(OrgUnit.id == int(group_id)))
     if unit is None:
         raise NotFoundException(detail="No such group.")
