@@ -89,6 +89,8 @@ class Consent(Base):
     scope: Mapped[str] = mapped_column(Text)
     # JSON {API identifier: the scope values allowed for tokens for it}; NULL: none
     apis: Mapped[str | None] = mapped_column(Text)
+    # JSON {API identifier: the client_id of the app that held it then}; NULL: none known
+    api_owners: Mapped[str | None] = mapped_column(Text)
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core import json_input
 from core.audit import record
 from core.settings import Settings
+from core.store import Store, make_store
 from directory.apps import (
     CLIENT_ID,
     App,
@@ -46,6 +45,8 @@ from directory.apps import (
 from directory.models import OrgUnit
 from directory.sectors import check_sector_identifier, sector_of
 from idp.cli_directory import _actor, _fail
+from idp.oidc import consent, resources
+from idp.oidc.tokens import ACCESS_TOKEN_SECONDS
 
 apps_app = typer.Typer(no_args_is_help=True, help="School applications (OIDC clients).")
 out = Console(width=None if sys.stdout.isatty() else 200)  # piped: no cut-off client_ids
@@ -219,38 +220,48 @@ def apps_update(client_id: str = typer.Argument(...),
                 raise _fail(f"metadata: {taken}") from None
             released = (set(metadata_of(app).resource_identifiers)
                         - set(data.get("resource_identifiers", [])))
-            live = _release(session, released)
+            store = _shared_store(settings) if released else None
+            consent.forget_apis(session, released)  # the person's list stops naming them
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
                    target=f"app:{client_id}",
                    detail={"released_identifiers": len(released)} if released else None)
-        _deny(settings, live)
+        if store is not None:
+            _mark_given_up(store, released)
     finally:
         database.dispose()
     print("updated")
 
 
-def _release(session: Session, identifiers: set[str]) -> list[tuple[str, datetime]]:
-    """An API gives up ``identifiers`` (RFC 8707): the consents and refresh tokens made for
-    it name them no more, so whichever app registers one later inherits none of them.
-    Returns the access tokens to deny-list once committed."""
-    from idp.oidc import consent, refresh_tokens
-
-    consent.forget_apis(session, identifiers)
-    return refresh_tokens.revoke_for_apis(session, identifiers)
-
-
-def _deny(settings: Settings, live: list[tuple[str, datetime]]) -> None:
-    """Deny-list ``live`` access tokens in the shared store (introspection then says
-    ``active: false``; an API that checks JWTs itself relies on their short lives)."""
-    if not live:
-        return
-    from core.store import make_store
-    from idp.oidc import refresh_tokens
-
-    store = make_store(settings)
+def _shared_store(settings: Settings) -> Store | None:
+    """The store the servers share, checked before anything changes (an identifier given
+    up: ``_mark_given_up``); None, with a warning, without ``IDP_REDIS_URL`` (one server
+    process with a store of its own, which the CLI cannot reach)."""
+    if not settings.redis_url:
+        Console(stderr=True).print(
+            "warning: no IDP_REDIS_URL: the server's introspection is not told that the "
+            "identifiers were given up; the old API's access tokens for them stay active "
+            "there until they expire (an hour)")
+        return None
     try:
-        refresh_tokens.deny_access_tokens(store, live)
+        return make_store(settings)  # it checks that the store answers
+    except Exception as error:  # any failure of the store: change nothing
+        raise _fail(f"the shared store could not be reached ({type(error).__name__}); "
+                    "nothing was changed") from None
+
+
+def _mark_given_up(store: Store, identifiers: set[str]) -> None:
+    """Once the update is committed (RFC 8707): access tokens for ``identifiers`` issued
+    so far, and by workers whose registry still names the old API, are ``active: false``
+    at introspection (``resources.mark_given_up``). Grants and consents need nothing here:
+    they name the app that held each identifier (``resources.audience``,
+    ``consent.covers``)."""
+    try:
+        resources.mark_given_up(store, identifiers, ACCESS_TOKEN_SECONDS)
+    except Exception as error:  # the update stands: say what is missing
+        raise _fail(f"updated, but the shared store could not be told "
+                    f"({type(error).__name__}): the old API's access tokens stay active at "
+                    "introspection until they expire (an hour)") from None
     finally:
         store.close()
 

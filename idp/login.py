@@ -380,7 +380,7 @@ def consent_decision(request: Request, ia: str = Form(...), decision: str = Form
     if decision != "allow" or current is None:
         return authorize.deny(request, ia, "the person did not allow access")
     consent.grant(request.app.state.db, current.account_id, pending.client_id, pending.scope,
-                  pending.resources)
+                  pending.apis())
     pending.consent_given = current.account_id
     authorize.save_interaction(request, pending, ia)
     return RedirectResponse(f"/oauth2/authorize/resume?ia={ia}", status_code=303)

@@ -91,12 +91,20 @@ class AuthorizationRequest:
     signed: bool = False  # came as a request object the app signed (RFC 9101)
     dpop_jkt: str | None = None  # RFC 9449 10: the code is for this DPoP key only
     resources: list[str] = field(default_factory=list)  # RFC 8707: the APIs granted
+    resource_owners: list[str] = field(default_factory=list)  # the apps holding them then
     # filled in by the interaction
     logged_in_at: int | None = None
     # the account that was chosen / that consented: a flag would carry over to another
     # account that signs in in this browser before the request resumes
     account_chosen: int | None = None
     consent_given: int | None = None
+
+    def apis(self) -> dict[str, str]:
+        """Each API asked for, with the ``client_id`` of the app that held its identifier
+        when the request came ("": a request saved by a worker of the version before)."""
+        owners = self.resource_owners[:len(self.resources)]
+        return {api: owners[n] if n < len(owners) else ""
+                for n, api in enumerate(self.resources)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
@@ -109,6 +117,10 @@ class AuthorizationRequest:
         for number in ("max_age", "logged_in_at"):
             if not isinstance(known.get(number), int | None):
                 raise ValueError(f"{number} is no number")
+        for texts in ("resources", "resource_owners"):
+            value = known.get(texts, [])
+            if not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+                raise ValueError(f"{texts} is no list of strings")
         return cls(**known)
 
 
@@ -609,7 +621,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         or (not client.first_party
             and (_unproven(client, req)
                  or not consent.covers(request.app.state.db, session.account_id,
-                                       client.client_id, req.scope, req.resources)))
+                                       client.client_id, req.scope, req.apis())))
     ):
         if silent:
             return answer(request, req, interaction_id,
@@ -638,7 +650,7 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims,
                   session_ends_at=session.created + sessions.MAX_SECONDS, jkt=req.dpop_jkt,
-                  resources=tuple(req.resources))
+                  resources=tuple(req.apis()), resource_owners=tuple(req.apis().values()))
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
 
@@ -724,6 +736,8 @@ def _check_all(request: Request, params: dict[str, str], client: ClientMetadata,
         req.resources = list(resources.registered(request.app.state.resources,
                                                   resources.requested(params),
                                                   client.client_id))
+        req.resource_owners = list(resources.owners(request.app.state.resources,
+                                                    req.resources))
     except OAuthError as error:
         raise Redirectable(error) from None
     if params.get("id_token_hint"):

@@ -96,7 +96,7 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     issued = issue_tokens(request, client, grant, code=code,
                           since=float(stored.get("issued_at") or time.time()),
                           audience=resources.audience(state.resources, asked, grant.resources,
-                                                      client.client_id))
+                                                      client.client_id, grant.resource_owners))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"], "client_id": client.client_id,
                          "jkt": grant.jkt}).encode()

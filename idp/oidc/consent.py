@@ -1,11 +1,15 @@
 """Remembered consent: which scopes a person granted to which app (revocable), and with
 which APIs (RFC 8707 resource identifiers, ``idp.oidc.resources``) the app may use which
 of them: a request naming an API is covered only by a consent to that API with at least
-its scopes (the consent page showed those scopes with those APIs)."""
+its scopes (the consent page showed those scopes with those APIs), given while the app that
+holds the API's identifier now held it (an identifier given up and taken by another API
+carries no consent over)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -22,24 +26,45 @@ def _row(session: Session, account_id: int, client_id: str) -> Consent | None:
         Consent.account_id == account_id, Consent.client_id == client_id))
 
 
-def allowed_apis(row: Consent) -> dict[str, set[str]]:
-    """Each API the consent names, with the scope values allowed with it."""
-    return {api: set(scope.split()) for api, scope in json.loads(row.apis or "{}").items()}
+class AllowedApi(NamedTuple):
+    scope: frozenset[str]  # the scope values allowed with the API
+    owner: str  # the client_id of the API that held the identifier then ("": not known)
+
+
+def allowed_apis(row: Consent) -> dict[str, AllowedApi]:
+    """Each API the consent names (its identifier), with what was allowed with it (an
+    owner written by the version before is not known: "")."""
+    try:
+        owners = json.loads(row.api_owners or "{}")
+    except ValueError:
+        owners = {}
+    if not isinstance(owners, dict):  # unreadable: no owner known, so it covers no API
+        owners = {}
+    return {api: AllowedApi(frozenset(scope.split()), str(owners.get(api) or ""))
+            for api, scope in json.loads(row.apis or "{}").items()}
 
 
 def covers(db: Database, account_id: int, client_id: str, scope: str,
-           apis: list[str] | tuple[str, ...] = ()) -> bool:
+           apis: Mapping[str, str] | None = None) -> bool:
+    """Whether the remembered consent covers ``scope`` and, with it, each API of ``apis``
+    (identifier: the ``client_id`` of the app holding it now): a consent to an identifier
+    while another app held it covers nothing."""
     with db.sessions() as session:
         row = _row(session, account_id, client_id)
     if row is None or row.revoked_at is not None:
         return False
     asked, allowed = set(scope.split()), allowed_apis(row)
-    return asked <= set(row.scope.split()) and all(asked <= allowed.get(api, set())
-                                                   for api in apis)
+    nothing = AllowedApi(frozenset(), "")
+    return asked <= set(row.scope.split()) and all(
+        asked <= allowed.get(api, nothing).scope and owner
+        and allowed.get(api, nothing).owner == owner for api, owner in (apis or {}).items())
 
 
 def grant(db: Database, account_id: int, client_id: str, scope: str,
-          apis: list[str] | tuple[str, ...] = ()) -> None:
+          apis: Mapping[str, str] | None = None) -> None:
+    """Remember the person's consent to ``scope`` and, with it, to each API of ``apis``
+    (identifier: the ``client_id`` of the app holding it), added to what they allowed
+    before (for an API now held by another app, instead of it)."""
     with db.session() as session:
         row = _row(session, account_id, client_id)
         if row is None:
@@ -48,16 +73,23 @@ def grant(db: Database, account_id: int, client_id: str, scope: str,
         live = row.revoked_at is None and row.scope
         granted = set(scope.split()) | (set(row.scope.split()) if live else set())
         allowed = allowed_apis(row) if live else {}
-        for api in apis:
-            allowed[api] = allowed.get(api, set()) | set(scope.split())
+        for api, owner in (apis or {}).items():
+            before = allowed.get(api)
+            kept = before.scope if before and before.owner == owner else frozenset()
+            allowed[api] = AllowedApi(kept | set(scope.split()), owner)
         row.scope = " ".join(sorted(granted))
-        row.apis = _written(allowed)
+        row.apis, row.api_owners = _written(allowed)
         row.granted_at, row.revoked_at = utcnow(), None
 
 
-def _written(allowed: dict[str, set[str]]) -> str | None:
-    return json.dumps({api: " ".join(sorted(s)) for api, s in sorted(allowed.items())},
-                      ensure_ascii=False) if allowed else None
+def _written(allowed: dict[str, AllowedApi]) -> tuple[str | None, str | None]:
+    """``consent.apis`` ({identifier: scope}, as the version before reads it) and
+    ``consent.api_owners``."""
+    if not allowed:
+        return None, None
+    return (json.dumps({api: " ".join(sorted(a.scope)) for api, a in sorted(allowed.items())},
+                       ensure_ascii=False),
+            json.dumps({api: a.owner for api, a in sorted(allowed.items())}, ensure_ascii=False))
 
 
 def forget_apis(session: Session, identifiers: set[str]) -> int:
@@ -72,7 +104,7 @@ def forget_apis(session: Session, identifiers: set[str]) -> int:
         allowed = allowed_apis(row)  # the text match narrows, the JSON decides
         kept = {api: scope for api, scope in allowed.items() if api not in identifiers}
         if kept != allowed:
-            row.apis, changed = _written(kept), changed + 1
+            (row.apis, row.api_owners), changed = _written(kept), changed + 1
     return changed
 
 

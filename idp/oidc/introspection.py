@@ -20,7 +20,7 @@ from core import json_input
 from core.db import utcnow
 from directory import subjects
 from directory.apps import ClientMetadata
-from idp.oidc import refresh_tokens
+from idp.oidc import refresh_tokens, resources
 from idp.oidc.access_tokens import issued_at, read_access_token
 from idp.oidc.errors import OAuthError, invalid_client
 
@@ -38,6 +38,10 @@ def _access(request: Request, token: str, client: ClientMetadata) -> dict[str, A
         return {"active": False}
     if request.app.state.clients.get(str(claims.get("client_id"))) is None:
         return {"active": False}  # the app was suspended (within 30 s)
+    audience = str(claims.get("aud"))
+    if audience != request.app.state.settings.issuer and resources.given_up_since(
+            request.app.state.store, audience, int(claims.get("iat") or 0)):
+        return {"active": False}  # for an API that gave up the identifier since
     sub = claims.get("sub")
     if sub and sub != claims.get("client_id") and not request.app.state.standing.allows(
             str(sub), issued_at(claims)):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from fastapi import Request
-from sqlalchemy import ForeignKey, String, Text, insert, or_, select, update
+from sqlalchemy import ForeignKey, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
@@ -121,24 +121,6 @@ def session_ended(store: Store, grant: Grant) -> bool:
     redeemed, or a token refreshed, after a sign-out)."""
     sid = _session_sid(grant)
     return sid is not None and sessions.has_ended(store, sid)
-
-
-def revoke_for_apis(session: Session, identifiers: set[str]) -> list[tuple[str, datetime]]:
-    """An API gave up ``identifiers`` (RFC 8707, ``idp apps update``): revoke, in
-    ``session``'s transaction, every live refresh token whose grant names one of them, so
-    an app that registers one later gets no token from a grant made for another API.
-    Returns the access tokens to deny-list as ``revoke_in`` does."""
-    if not identifiers:
-        return []
-    named = session.execute(select(RefreshToken.id, RefreshToken.grant_json).where(
-        RefreshToken.revoked_at.is_(None), RefreshToken.expires_at > utcnow(),
-        or_(*(RefreshToken.grant_json.contains(json.dumps(i)) for i in identifiers))))
-    ids = [row_id for row_id, grant_json in named  # the text match narrows, the JSON decides
-           if identifiers & set(json.loads(grant_json).get("resources", ()))]
-    live: list[tuple[str, datetime]] = []
-    for start in range(0, len(ids), 500):
-        live += revoke_in(session, RefreshToken.id.in_(ids[start:start + 500]))
-    return live
 
 
 def revoke_session(db: Database, store: Store, sid: str) -> None:
@@ -248,7 +230,7 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     offline = "offline_access" in original.scope.split()
     audience = resources.audience(state.resources, resources.for_one_token(  # RFC 8707: one
         state.resources, form, client.client_id), original.resources,  # of the grant's
-        client.client_id)
+        client.client_id, original.resource_owners)
     # OIDC Core 12.2: a refreshed ID token has no nonce
     refreshed = Grant.from_json({**_narrowed(original, form, client).to_json(), "nonce": None})
     # Spent only now, when nothing about the request can fail any more (RFC 6749 6: the

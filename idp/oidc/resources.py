@@ -34,6 +34,7 @@ array (``encode``): a URI may hold any character percent-encoded, so no separato
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -42,6 +43,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.store import Store
 from directory.apps import apis_with_identifiers, is_resource_identifier
 from idp.oidc.errors import OAuthError
 
@@ -171,16 +173,60 @@ def registered(registry: ResourceRegistry, values: list[str],
     return tuple(values)
 
 
+def owners(registry: ResourceRegistry, identifiers: Iterable[str]) -> tuple[str, ...]:
+    """The ``client_id`` of the API holding each of ``identifiers`` now, or
+    ``invalid_target`` for one no longer registered (the registry was read again since
+    ``registered``)."""
+    found = tuple(registry.owner(identifier) or "" for identifier in identifiers)
+    if not all(found):
+        raise invalid_target("resource is not a registered API")
+    return found
+
+
 def audience(registry: ResourceRegistry, asked: list[str],
-             granted: tuple[str, ...] | None, client_id: str) -> str | None:
+             granted: tuple[str, ...] | None, client_id: str,
+             granted_owners: tuple[str, ...] = ()) -> str | None:
     """The one API an access token is for (None: the issuer), from the token request's
     ``asked`` values and, for a user grant, the ``granted`` ones (``None``: no user grant,
     ``client_credentials``: any registered API); ``asked`` is checked (``for_one_token``).
-    Still registered and open to the app, or ``invalid_target`` (an API removed, or its
-    apps changed, since the grant)."""
+    Still registered and open to the app, and held by the API that held it when the person
+    signed in (``granted_owners``), or ``invalid_target``: an API removed, its apps
+    changed, or its identifier given up and taken by another API since the grant."""
     if asked and granted is not None and asked[0] not in granted:
         raise invalid_target("resource was not named in the authorization request")
     if not asked and granted and len(granted) > 1:
         raise invalid_target("the grant names several resources: ask for one")
     chosen = asked[0] if asked else granted[0] if granted else None
-    return registered(registry, [chosen], client_id)[0] if chosen else None
+    if chosen is None:
+        return None
+    registered(registry, [chosen], client_id)
+    held_then = dict(zip(granted or (), granted_owners, strict=False))
+    if granted is not None and registry.owner(chosen) != held_then.get(chosen):
+        raise invalid_target("the API " + chosen[:100] + " is another app's since the "
+                             "authorization: sign in again")
+    return chosen
+
+
+def _given_up_key(identifier: str) -> str:
+    return "resource-given-up:" + hashlib.sha256(identifier.encode()).hexdigest()
+
+
+GIVEN_UP_MARGIN = int(CACHE_SECONDS) + 30  # workers may serve the old API this long after
+
+
+def mark_given_up(store: Store, identifiers: Iterable[str], seconds: int) -> None:
+    """``identifiers`` were given up (``idp apps update``, once committed): access tokens
+    for them issued until ``GIVEN_UP_MARGIN`` from now (a worker's cached registry still
+    names the old API that long) are ``active: false`` at introspection while they may
+    live (``seconds``), so an API that registers one next is not shown the old API's."""
+    until = int(time.time()) + GIVEN_UP_MARGIN
+    for identifier in identifiers:
+        store.set(_given_up_key(identifier), str(until).encode(),
+                  ttl=seconds + GIVEN_UP_MARGIN)
+
+
+def given_up_since(store: Store, identifier: str, iat: int) -> bool:
+    """Whether a token for ``identifier`` issued in the second ``iat`` may be the old
+    API's (``mark_given_up``)."""
+    marked = store.get(_given_up_key(identifier))
+    return marked is not None and int(marked) >= iat

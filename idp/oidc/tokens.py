@@ -54,8 +54,11 @@ class Grant:
     session_ends_at: int | None = None
     # the DPoP key (RFC 9449 thumbprint) the grant's code or refresh tokens are bound to
     jkt: str | None = None
-    # RFC 8707 (idp.oidc.resources): the APIs its access tokens may be for
+    # RFC 8707 (idp.oidc.resources): the APIs its access tokens may be for, and the
+    # client_id of the app that held each identifier when the person signed in ("": not
+    # known, a grant of the version before)
     resources: tuple[str, ...] = ()
+    resource_owners: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "scope": self.scope, "sub": self.sub,
@@ -65,7 +68,8 @@ class Grant:
                 # only when bound: a worker of the version before reads the rest (a
                 # rolling deploy, a rollback), and refuses (fails closed on) a binding
                 **({"jkt": self.jkt} if self.jkt else {}),
-                **({"resources": list(self.resources)} if self.resources else {})}
+                **({"resources": list(self.resources),
+                    "resource_owners": list(self.resource_owners)} if self.resources else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
@@ -75,8 +79,15 @@ class Grant:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"a grant with members this version does not know: {unknown}")
+        resources, owners = data.get("resources") or [], data.get("resource_owners") or []
+        if not (isinstance(resources, list) and isinstance(owners, list)
+                and len(owners) == len(resources)
+                and all(isinstance(x, str) and x for x in resources + owners)):
+            # the version before kept no owners: its grant cannot tell the API it was
+            # made for from the next app to hold the identifier (idp.oidc.resources)
+            raise ValueError("a grant naming APIs without the apps that held them")
         return cls(**{**data, "amr": tuple(data.get("amr") or ()),
-                      "resources": tuple(data.get("resources") or ())})
+                      "resources": tuple(resources), "resource_owners": tuple(owners)})
 
     @classmethod
     def read(cls, data: dict[str, Any]) -> Grant:

@@ -335,8 +335,8 @@ def test_a_grant_from_a_newer_version_is_refused_not_used(client: TestClient, ma
     assert "newer version" in refused.json()["error_description"]
     with pytest.raises(ValueError):
         Grant.from_json({"client_id": "a", "scope": "openid", "later": 1})
-    assert Grant.from_json(Grant(client_id="a", scope="s", resources=(GRADES,)).to_json()
-                           ).resources == (GRADES,)
+    assert Grant.from_json(Grant(client_id="a", scope="s", resources=(GRADES,),
+                                 resource_owners=("api_g",)).to_json()).resources == (GRADES,)
 
 
 def test_an_api_may_name_the_apps_that_may_ask_for_its_tokens(
@@ -385,58 +385,236 @@ def test_a_withdrawn_consent_keeps_no_api(db, store, make_client, make_person) -
     from idp.oidc import consent
 
     app, person = make_client(first_party=False), make_person()
-    consent.grant(db, person.account_id, app.client_id, "openid api.read", [GRADES])
-    assert consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
-    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [TIMETABLE])
+    consent.grant(db, person.account_id, app.client_id, "openid api.read", {GRADES: "api_g"})
+    assert consent.covers(db, person.account_id, app.client_id, "api.read", {GRADES: "api_g"})
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read",
+                              {TIMETABLE: "api_t"})
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read",
+                              {GRADES: "api_other"})  # the identifier changed hands
     consent.revoke(db, store, person.account_id, app.client_id)
     consent.grant(db, person.account_id, app.client_id, "openid api.read")
     assert consent.covers(db, person.account_id, app.client_id, "api.read")
-    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read",
+                              {GRADES: "api_g"})
 
 
-def test_an_identifier_given_up_takes_its_consents_and_grants_along(
-        client: TestClient, make_client, make_person, db, store, settings, database_url: str,
-        monkeypatch, tmp_path) -> None:
-    """``idp apps update`` dropping an identifier: no consent or refresh token made for that
-    API names it any more, and its live access tokens are deny-listed, so the app that
-    registers the identifier next inherits none of them; the identifiers kept stay."""
+def _give_up(monkeypatch, tmp_path, settings, database_url: str, store, api,
+             kept: list[str]) -> None:
+    """``idp apps update`` (in this process, on the tests' database and store): ``api``
+    keeps only ``kept`` of its identifiers."""
     import json
     import os
 
     from idp import cli_apps
-    from idp.oidc import consent
     from tests.conftest import TEST_MASTER_KEY
 
-    api = make_client(protected_resource=True, resource_identifiers=[GRADES, TIMETABLE],
-                      grant_types=["client_credentials"], redirect_uris=[])
-    app, person = make_client(), make_person()
-    consent.grant(db, person.account_id, app.client_id, "openid api.read", [GRADES, TIMETABLE])
-    tokens = {}
-    for resource in (GRADES, TIMETABLE):
-        params, verifier = _signed_in(client, app, person, resource)
-        tokens[resource] = _redeem(client, app, params, verifier).json()
-    for name in [n for n in os.environ if n.startswith("IDP_")]:  # the CLI, in this process
+    for name in [n for n in os.environ if n.startswith("IDP_")]:
         monkeypatch.delenv(name)
     for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
                         "IDP_MASTER_KEY": TEST_MASTER_KEY}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("core.store.make_store", lambda _settings: _Unclosed(store))
+    monkeypatch.setenv("IDP_REDIS_URL", "redis://127.0.0.1:6379/0")  # shared: told
+    monkeypatch.setattr("idp.cli_apps.make_store", lambda _settings: _Unclosed(store))
     file = tmp_path / "api.json"
-    file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
+    file.write_text(json.dumps({**api.metadata, "resource_identifiers": kept}))
     cli_apps.apps_update(client_id=api.client_id, metadata=file)
 
-    newcomer = make_client(protected_resource=True, resource_identifiers=[GRADES],
-                           grant_types=["client_credentials"], redirect_uris=[])
+
+def _api(make_client, *identifiers: str):
+    return make_client(protected_resource=True, resource_identifiers=list(identifiers),
+                       grant_types=["client_credentials"], redirect_uris=[])
+
+
+@pytest.fixture
+def give_up(monkeypatch, tmp_path, settings, database_url: str, store):
+    return lambda api, kept: _give_up(monkeypatch, tmp_path, settings, database_url, store,
+                                      api, kept)
+
+
+def test_an_identifier_given_up_takes_its_consents_and_grants_along(
+        client: TestClient, make_client, make_person, db, give_up) -> None:
+    """``idp apps update`` dropping an identifier: the grants and consents made for that
+    API give the API that registers it next nothing (the owner is checked), the old API's
+    access tokens are ``active: false`` to it, and the identifiers kept work as before."""
+    from idp.oidc import consent
+
+    api = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(), make_person()
+    consent.grant(db, person.account_id, app.client_id, "openid api.read",
+                  {GRADES: api.client_id, TIMETABLE: api.client_id})
+    tokens = {}
+    for resource in (GRADES, TIMETABLE):
+        params, verifier = _signed_in(client, app, person, resource)
+        tokens[resource] = _redeem(client, app, params, verifier).json()
+    give_up(api, [TIMETABLE])
+
+    newcomer = _api(make_client, GRADES)
     client.app.state.resources.forget()
     refused = _refresh(client, app, tokens[GRADES]["refresh_token"])
-    assert refused.json()["error"] == "invalid_grant", refused.text
+    assert refused.json()["error"] == "invalid_target", refused.text
+    assert "another app's since the authorization" in refused.json()["error_description"]
     seen = client.post("/oauth2/introspect", data={"token": tokens[GRADES]["access_token"]},
                        auth=(newcomer.client_id, newcomer.secret)).json()
     assert seen == {"active": False}
-    assert not consent.covers(db, person.account_id, app.client_id, "api.read", [GRADES])
-    assert consent.covers(db, person.account_id, app.client_id, "api.read", [TIMETABLE])
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read",
+                              {GRADES: newcomer.client_id})
+    assert consent.covers(db, person.account_id, app.client_id, "api.read",
+                          {TIMETABLE: api.client_id})
     kept = _refresh(client, app, tokens[TIMETABLE]["refresh_token"])
     assert _claims(kept.json()["access_token"])["aud"] == TIMETABLE
+
+
+def test_a_code_in_flight_for_two_apis_gives_the_newcomer_nothing(
+        client: TestClient, make_client, make_person, give_up) -> None:
+    """A code for GRADES and TIMETABLE issued before GRADES is given up and redeemed after
+    for TIMETABLE: its refresh token names GRADES with the old API, so it gives no token
+    for the API that registers GRADES next."""
+    old = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES, TIMETABLE)
+    give_up(old, [TIMETABLE])
+    client.app.state.resources.forget()
+    redeemed = _redeem(client, app, params, verifier, TIMETABLE)
+    assert redeemed.status_code == 200, redeemed.text
+    _api(make_client, GRADES)
+    client.app.state.resources.forget()
+    answer = _refresh(client, app, redeemed.json()["refresh_token"], GRADES)
+    assert answer.json()["error"] == "invalid_target", answer.text
+
+
+def test_a_consent_page_open_during_the_update_covers_nothing_after(
+        client: TestClient, make_client, make_person, db, give_up) -> None:
+    """A consent page for GRADES open while GRADES is given up, allowed after: the consent
+    and the code name the old API, not the one that registers GRADES next."""
+    from idp.oidc import consent
+
+    old = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(first_party=False), make_person()
+    verifier, challenge = flow.pkce_pair()
+    query = [("response_type", "code"), ("client_id", app.client_id),
+             ("redirect_uri", REDIRECT_URI), ("scope", "openid profile offline_access"),
+             ("state", "s"), ("code_challenge", challenge), ("code_challenge_method", "S256"),
+             ("resource", GRADES)]
+    asked = client.get("/oauth2/authorize", params=query, follow_redirects=False)
+    to_consent = flow.follow(client, flow.login(client, asked, person.login, person.password))
+    page = client.get(to_consent.headers["location"])
+    give_up(old, [TIMETABLE])
+    client.app.state.resources.forget()
+    allowed = flow.follow(client, client.post("/consent", data={
+        "csrf_token": flow.csrf_of(page.text), "ia": flow.ia_of(page), "decision": "allow"},
+        follow_redirects=False))
+    newcomer = _api(make_client, GRADES)
+    client.app.state.resources.forget()
+    assert not consent.covers(db, person.account_id, app.client_id, "profile",
+                              {GRADES: newcomer.client_id})
+    params = flow.Redirect(allowed.headers["location"]).params
+    assert _redeem(client, app, params, verifier).json()["error"] == "invalid_target"
+
+
+def test_a_worker_with_a_cached_registry_grants_the_old_api_only(
+        client: TestClient, make_client, make_person, give_up) -> None:
+    """A worker whose registry (cached 30 s) still has GRADES as the old API's signs a
+    person in for it after the update: the grant names the old API, so the API that
+    registers GRADES next gets no token from it."""
+    old = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(), make_person()
+    assert client.app.state.resources.owner(GRADES) == old.client_id  # the cache is loaded
+    give_up(old, [TIMETABLE])
+    params, verifier = _signed_in(client, app, person, GRADES)  # no forget(): as a worker
+    token = _redeem(client, app, params, verifier).json()["refresh_token"]
+    _api(make_client, GRADES)
+    client.app.state.resources.forget()
+    assert _refresh(client, app, token, GRADES).json()["error"] == "invalid_target"
+
+
+def test_a_client_credentials_token_for_a_given_up_identifier_is_inactive(
+        client: TestClient, make_client, give_up) -> None:
+    old = _api(make_client, GRADES, TIMETABLE)
+    app = make_client()
+    token = _cc(client, app, GRADES).json()["access_token"]
+    give_up(old, [TIMETABLE])
+    newcomer = _api(make_client, GRADES)
+    client.app.state.resources.forget()
+    seen = client.post("/oauth2/introspect", data={"token": token},
+                       auth=(newcomer.client_id, newcomer.secret)).json()
+    assert seen == {"active": False}, seen
+
+
+@pytest.mark.parametrize("owners", [None, 5, [None], ["api_x", "api_y"], [""]])
+def test_a_grant_naming_apis_without_their_owners_is_refused(
+        client: TestClient, make_client, make_person, db, owners) -> None:
+    """A stored grant whose APIs come without the apps that held them (the version before
+    kept none, or the row was tampered with) cannot tell its API from the next holder's:
+    ``invalid_grant``, sign in again; never a 500, never used."""
+    import json
+
+    from sqlalchemy import select
+
+    from idp.oidc.refresh_tokens import RefreshToken
+
+    _api(make_client, GRADES)
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES)
+    refresh = _redeem(client, app, params, verifier).json()["refresh_token"]
+    with db.session() as session:
+        row = session.scalars(select(RefreshToken).where(
+            RefreshToken.client_id == app.client_id)).one()
+        grant = json.loads(row.grant_json)
+        grant["resource_owners"] = owners
+        row.grant_json = json.dumps(grant)
+    refused = _refresh(client, app, refresh)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_an_identifier_given_up_without_a_shared_store_warns(
+        make_client, settings, database_url: str, monkeypatch, tmp_path, capsys) -> None:
+    """Without ``IDP_REDIS_URL`` the CLI cannot reach the server's store: the update is made
+    and says that introspection was not told."""
+    import json
+    import os
+
+    from idp import cli_apps
+    from tests.conftest import TEST_MASTER_KEY
+
+    api = _api(make_client, GRADES, TIMETABLE)
+    for name in [n for n in os.environ if n.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+    for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
+                        "IDP_MASTER_KEY": TEST_MASTER_KEY}.items():
+        monkeypatch.setenv(name, value)
+    file = tmp_path / "api.json"
+    file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
+    cli_apps.apps_update(client_id=api.client_id, metadata=file)
+    printed = capsys.readouterr()
+    assert "updated" in printed.out and "no IDP_REDIS_URL" in printed.err
+
+
+def test_an_unreachable_store_changes_nothing(make_client, settings, database_url: str, db,
+                                              monkeypatch, tmp_path, capsys) -> None:
+    import json
+    import os
+
+    import typer
+
+    from directory.apps import find_app, metadata_of
+    from idp import cli_apps
+    from tests.conftest import TEST_MASTER_KEY
+
+    api = _api(make_client, GRADES, TIMETABLE)
+    for name in [n for n in os.environ if n.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+    for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
+                        "IDP_MASTER_KEY": TEST_MASTER_KEY,
+                        "IDP_REDIS_URL": "redis://127.0.0.1:1/0"}.items():  # nobody there
+        monkeypatch.setenv(name, value)
+    file = tmp_path / "api.json"
+    file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
+    with pytest.raises(typer.Exit):
+        cli_apps.apps_update(client_id=api.client_id, metadata=file)
+    assert "nothing was changed" in capsys.readouterr().err
+    with db.sessions() as session:
+        assert metadata_of(find_app(session, api.client_id)).resource_identifiers == (
+            GRADES, TIMETABLE)
 
 
 class _Unclosed:
@@ -450,3 +628,51 @@ class _Unclosed:
 
     def close(self) -> None:
         pass
+
+
+def test_a_consent_of_the_version_before_covers_no_api(db, make_client, make_person) -> None:
+    """``consent.apis`` keeps the shape the version before reads; a consent it wrote (no
+    ``api_owners``) covers no API: the person is asked again."""
+    import json
+
+    from sqlalchemy import select
+
+    from directory.apps import Consent
+    from idp.oidc import consent
+
+    app, person = make_client(first_party=False), make_person()
+    consent.grant(db, person.account_id, app.client_id, "openid api.read", {GRADES: "api_g"})
+    with db.session() as session:
+        row = session.scalars(select(Consent).where(Consent.client_id == app.client_id)).one()
+        assert json.loads(row.apis) == {GRADES: "api.read openid"}  # as the version before
+        row.api_owners = None  # reads and writes it
+        assert consent.allowed_apis(row)[GRADES] == consent.AllowedApi(
+            frozenset({"openid", "api.read"}), "")
+    assert consent.covers(db, person.account_id, app.client_id, "api.read")
+    assert not consent.covers(db, person.account_id, app.client_id, "api.read",
+                              {GRADES: "api_g"})
+
+
+def test_a_grant_names_its_apis_owners_or_is_refused(client: TestClient, make_client) -> None:
+    """No new grant holds an unknown owner: one that would (the API gone between two reads
+    of the registry, or a sign-in begun on a worker of the version before) is
+    ``invalid_target``, never a grant the owner check waves through."""
+    from idp.oidc import resources
+    from idp.oidc.authorize import AuthorizationRequest
+    from idp.oidc.errors import OAuthError
+
+    api, app = _api(make_client, GRADES), make_client()
+    registry = client.app.state.resources
+    registry.forget()
+    assert resources.owners(registry, [GRADES]) == (api.client_id,)
+    with pytest.raises(OAuthError, match="not a registered API"):
+        resources.owners(registry, [TIMETABLE])
+    begun_before = AuthorizationRequest.from_json({
+        "client_id": app.client_id, "redirect_uri": REDIRECT_URI, "scope": "openid",
+        "state": None, "nonce": None, "code_challenge": None, "resources": [GRADES]})
+    assert begun_before.apis() == {GRADES: ""}
+    for owners in ((), ("",), ("app_someone_else",)):
+        with pytest.raises(OAuthError, match="another app's since the authorization"):
+            resources.audience(registry, [], (GRADES,), app.client_id, owners)
+    assert resources.audience(registry, [], (GRADES,), app.client_id,
+                              (api.client_id,)) == GRADES
