@@ -32,11 +32,17 @@ def allowed_apps(request: Request) -> Response:
             .where(Consent.account_id == session.account_id, Consent.revoked_at.is_(None))
             .order_by(Consent.granted_at.desc())
         ).all()
+    registry = request.app.state.resources
     apps = [{"client_id": c.client_id, "name": name, "scope": c.scope,
-             "apis": [resources.name_of(request.app.state, api)
-                      for api in consent.allowed_apis(c)],
+             "apis": [resources.name_of(request.app.state, api) for api in  # still its API
+                      resources.held_as_granted(registry, *_apis_and_owners(c))],
              "granted_at": c.granted_at.strftime("%Y-%m-%d %H:%M")} for c, name in rows]
     return render(request, "account_apps.html", {"apps": apps})
+
+
+def _apis_and_owners(row: Consent) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    allowed = consent.allowed_apis(row)
+    return tuple(allowed), tuple(a.owner for a in allowed.values())
 
 
 @router.post("/apps/revoke")

@@ -23,6 +23,7 @@ from directory.apps import ClientMetadata
 from idp.oidc import refresh_tokens, resources
 from idp.oidc.access_tokens import issued_at, read_access_token
 from idp.oidc.errors import OAuthError, invalid_client
+from idp.oidc.tokens import Grant
 
 router = APIRouter(tags=["oidc"])
 PUBLIC = ("iss", "sub", "aud", "exp", "iat", "client_id", "scope", "jti", "auth_time", "acr",
@@ -72,12 +73,18 @@ def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, 
             or row.expires_at <= utcnow()
             or not refresh_tokens.account_may_continue(state.db, row)):
         return {"active": False}
-    grant = json_input.loads(row.grant_json)
-    sub = grant.get("sub")
+    try:
+        grant = Grant.read(json_input.loads(row.grant_json))
+    except (OAuthError, ValueError):  # one the token endpoint refuses too (another version's)
+        return {"active": False}
+    if grant.resources and not resources.held_as_granted(state.resources, grant.resources,
+                                                          grant.resource_owners):
+        return {"active": False}  # every API it names is another app's now
+    sub = grant.sub
     if client.sector is not None and isinstance(sub, str):  # the id the app knows
         with state.db.session() as session:
             sub = subjects.known(session, client.sector, row.account_id, sub)
-    about = {"sub": sub, "scope": grant.get("scope")}
+    about = {"sub": sub, "scope": grant.scope}
     return {"active": True, "client_id": row.client_id,
             **{k: v for k, v in about.items() if isinstance(v, str)},
             "exp": int(row.expires_at.timestamp()), "iss": state.settings.issuer}

@@ -207,6 +207,14 @@ def audience(registry: ResourceRegistry, asked: list[str],
     return chosen
 
 
+def held_as_granted(registry: ResourceRegistry, granted: tuple[str, ...],
+                    owners: tuple[str, ...]) -> tuple[str, ...]:
+    """The APIs of a grant (or consent) still held by the app that held them then: the
+    only ones it may still give tokens for."""
+    return tuple(api for api, owner in zip(granted, owners, strict=False)
+                 if registry.owner(api) == owner)
+
+
 def _given_up_key(identifier: str) -> str:
     return "resource-given-up:" + hashlib.sha256(identifier.encode()).hexdigest()
 

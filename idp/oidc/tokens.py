@@ -96,7 +96,7 @@ class Grant:
         try:
             return cls.from_json(data)
         except ValueError:
-            raise invalid_grant("the grant was made by a newer version of the service: "
+            raise invalid_grant("the grant was made by another version of the service: "
                                 "sign in again") from None
 
 

@@ -332,7 +332,7 @@ def test_a_grant_from_a_newer_version_is_refused_not_used(client: TestClient, ma
         row.grant_json = row.grant_json[:-1] + ', "mtls_thumbprint": "x"}'
     refused = _refresh(client, app, refresh)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
-    assert "newer version" in refused.json()["error_description"]
+    assert "another version" in refused.json()["error_description"]
     with pytest.raises(ValueError):
         Grant.from_json({"client_id": "a", "scope": "openid", "later": 1})
     assert Grant.from_json(Grant(client_id="a", scope="s", resources=(GRADES,),
@@ -615,6 +615,51 @@ def test_an_unreachable_store_changes_nothing(make_client, settings, database_ur
     with db.sessions() as session:
         assert metadata_of(find_app(session, api.client_id)).resource_identifiers == (
             GRADES, TIMETABLE)
+
+
+def test_the_account_page_names_only_apis_the_consent_still_covers(
+        client: TestClient, make_client, make_person, db, give_up) -> None:
+    """A consent page open while GRADES is given up, allowed after, names the old API: the
+    person's list of apps does not show the app that registers GRADES next."""
+    from directory.apps import find_app
+
+    old = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(first_party=False), make_person()
+    query = [("response_type", "code"), ("client_id", app.client_id),
+             ("redirect_uri", REDIRECT_URI), ("scope", "openid profile"), ("state", "s"),
+             ("resource", GRADES)]
+    asked = client.get("/oauth2/authorize", params=query, follow_redirects=False)
+    to_consent = flow.follow(client, flow.login(client, asked, person.login, person.password))
+    page = client.get(to_consent.headers["location"])
+    give_up(old, [TIMETABLE])
+    client.app.state.resources.forget()
+    client.post("/consent", data={"csrf_token": flow.csrf_of(page.text),
+                                  "ia": flow.ia_of(page), "decision": "allow"})
+    newcomer = _api(make_client, GRADES)
+    with db.session() as session:
+        find_app(session, newcomer.client_id).name = "新来的服务"
+    client.app.state.resources.forget()
+    listed = client.get("/account/apps")
+    assert listed.status_code == 200 and "新来的服务" not in listed.text
+
+
+def test_introspection_of_a_refresh_token_agrees_with_the_token_endpoint(
+        client: TestClient, make_client, make_person, give_up) -> None:
+    """A refresh token whose only API changed hands gives no token any more: introspection
+    says ``active: false`` too (RFC 7662 2.2)."""
+    old = _api(make_client, GRADES, TIMETABLE)
+    app, person = make_client(), make_person()
+    params, verifier = _signed_in(client, app, person, GRADES)
+    refresh = _redeem(client, app, params, verifier).json()["refresh_token"]
+    seen = client.post("/oauth2/introspect", data={"token": refresh},
+                       auth=(app.client_id, app.secret)).json()
+    assert seen["active"] is True
+    give_up(old, [TIMETABLE])
+    _api(make_client, GRADES)
+    client.app.state.resources.forget()
+    seen = client.post("/oauth2/introspect", data={"token": refresh},
+                       auth=(app.client_id, app.secret)).json()
+    assert seen == {"active": False}
 
 
 class _Unclosed:
