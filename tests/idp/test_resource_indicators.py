@@ -398,22 +398,29 @@ def test_a_withdrawn_consent_keeps_no_api(db, store, make_client, make_person) -
                               {GRADES: "api_g"})
 
 
-def _give_up(monkeypatch, tmp_path, settings, database_url: str, store, api,
-             kept: list[str]) -> None:
-    """``idp apps update`` (in this process, on the tests' database and store): ``api``
-    keeps only ``kept`` of its identifiers."""
-    import json
+def _cli_env(monkeypatch, settings, database_url: str, **extra: str) -> None:
+    """The CLI's environment, in this process: the tests' database, and ``extra``."""
     import os
 
-    from idp import cli_apps
     from tests.conftest import TEST_MASTER_KEY
 
     for name in [n for n in os.environ if n.startswith("IDP_")]:
         monkeypatch.delenv(name)
     for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
-                        "IDP_MASTER_KEY": TEST_MASTER_KEY}.items():
+                        "IDP_MASTER_KEY": TEST_MASTER_KEY, **extra}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("IDP_REDIS_URL", "redis://127.0.0.1:6379/0")  # shared: told
+
+
+def _give_up(monkeypatch, tmp_path, settings, database_url: str, store, api,
+             kept: list[str]) -> None:
+    """``idp apps update`` (in this process, on the tests' database and store): ``api``
+    keeps only ``kept`` of its identifiers."""
+    import json
+
+    from idp import cli_apps
+
+    _cli_env(monkeypatch, settings, database_url,
+             IDP_REDIS_URL="redis://127.0.0.1:6379/0")  # a shared store: told
     monkeypatch.setattr("idp.cli_apps.make_store", lambda _settings: _Unclosed(store))
     file = tmp_path / "api.json"
     file.write_text(json.dumps({**api.metadata, "resource_identifiers": kept}))
@@ -486,6 +493,7 @@ def test_a_consent_page_open_during_the_update_covers_nothing_after(
         client: TestClient, make_client, make_person, db, give_up) -> None:
     """A consent page for GRADES open while GRADES is given up, allowed after: the consent
     and the code name the old API, not the one that registers GRADES next."""
+    from directory.apps import find_app
     from idp.oidc import consent
 
     old = _api(make_client, GRADES, TIMETABLE)
@@ -504,11 +512,15 @@ def test_a_consent_page_open_during_the_update_covers_nothing_after(
         "csrf_token": flow.csrf_of(page.text), "ia": flow.ia_of(page), "decision": "allow"},
         follow_redirects=False))
     newcomer = _api(make_client, GRADES)
+    with db.session() as session:
+        find_app(session, newcomer.client_id).name = "新来的服务"
     client.app.state.resources.forget()
     assert not consent.covers(db, person.account_id, app.client_id, "profile",
                               {GRADES: newcomer.client_id})
     params = flow.Redirect(allowed.headers["location"]).params
     assert _redeem(client, app, params, verifier).json()["error"] == "invalid_target"
+    listed = client.get("/account/apps")  # the person's list names no API for the app
+    assert listed.status_code == 200 and "新来的服务" not in listed.text
 
 
 def test_a_worker_with_a_cached_registry_grants_the_old_api_only(
@@ -571,17 +583,11 @@ def test_an_identifier_given_up_without_a_shared_store_warns(
     """Without ``IDP_REDIS_URL`` the CLI cannot reach the server's store: the update is made
     and says that introspection was not told."""
     import json
-    import os
 
     from idp import cli_apps
-    from tests.conftest import TEST_MASTER_KEY
 
     api = _api(make_client, GRADES, TIMETABLE)
-    for name in [n for n in os.environ if n.startswith("IDP_")]:
-        monkeypatch.delenv(name)
-    for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
-                        "IDP_MASTER_KEY": TEST_MASTER_KEY}.items():
-        monkeypatch.setenv(name, value)
+    _cli_env(monkeypatch, settings, database_url)
     file = tmp_path / "api.json"
     file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
     cli_apps.apps_update(client_id=api.client_id, metadata=file)
@@ -592,21 +598,14 @@ def test_an_identifier_given_up_without_a_shared_store_warns(
 def test_an_unreachable_store_changes_nothing(make_client, settings, database_url: str, db,
                                               monkeypatch, tmp_path, capsys) -> None:
     import json
-    import os
 
     import typer
 
     from directory.apps import find_app, metadata_of
     from idp import cli_apps
-    from tests.conftest import TEST_MASTER_KEY
 
     api = _api(make_client, GRADES, TIMETABLE)
-    for name in [n for n in os.environ if n.startswith("IDP_")]:
-        monkeypatch.delenv(name)
-    for name, value in {"IDP_VAR_DIR": str(settings.var_dir), "IDP_DATABASE_URL": database_url,
-                        "IDP_MASTER_KEY": TEST_MASTER_KEY,
-                        "IDP_REDIS_URL": "redis://127.0.0.1:1/0"}.items():  # nobody there
-        monkeypatch.setenv(name, value)
+    _cli_env(monkeypatch, settings, database_url, IDP_REDIS_URL="redis://127.0.0.1:1/0")
     file = tmp_path / "api.json"
     file.write_text(json.dumps({**api.metadata, "resource_identifiers": [TIMETABLE]}))
     with pytest.raises(typer.Exit):
@@ -615,32 +614,6 @@ def test_an_unreachable_store_changes_nothing(make_client, settings, database_ur
     with db.sessions() as session:
         assert metadata_of(find_app(session, api.client_id)).resource_identifiers == (
             GRADES, TIMETABLE)
-
-
-def test_the_account_page_names_only_apis_the_consent_still_covers(
-        client: TestClient, make_client, make_person, db, give_up) -> None:
-    """A consent page open while GRADES is given up, allowed after, names the old API: the
-    person's list of apps does not show the app that registers GRADES next."""
-    from directory.apps import find_app
-
-    old = _api(make_client, GRADES, TIMETABLE)
-    app, person = make_client(first_party=False), make_person()
-    query = [("response_type", "code"), ("client_id", app.client_id),
-             ("redirect_uri", REDIRECT_URI), ("scope", "openid profile"), ("state", "s"),
-             ("resource", GRADES)]
-    asked = client.get("/oauth2/authorize", params=query, follow_redirects=False)
-    to_consent = flow.follow(client, flow.login(client, asked, person.login, person.password))
-    page = client.get(to_consent.headers["location"])
-    give_up(old, [TIMETABLE])
-    client.app.state.resources.forget()
-    client.post("/consent", data={"csrf_token": flow.csrf_of(page.text),
-                                  "ia": flow.ia_of(page), "decision": "allow"})
-    newcomer = _api(make_client, GRADES)
-    with db.session() as session:
-        find_app(session, newcomer.client_id).name = "新来的服务"
-    client.app.state.resources.forget()
-    listed = client.get("/account/apps")
-    assert listed.status_code == 200 and "新来的服务" not in listed.text
 
 
 def test_introspection_of_a_refresh_token_agrees_with_the_token_endpoint(
