@@ -101,7 +101,8 @@ class AuthorizationRequest:
 
     def apis(self) -> dict[str, str]:
         """Each API asked for, with the ``client_id`` of the app that held its identifier
-        when the request came ("": a request saved by a worker of the version before)."""
+        when the request came ("": a request saved by a worker of the version before,
+        whose code the token endpoint then refuses)."""
         owners = self.resource_owners[:len(self.resources)]
         return {api: owners[n] if n < len(owners) else ""
                 for n, api in enumerate(self.resources)}
@@ -640,6 +641,7 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,
                 loaded: tuple[str, sessions.SSOSession], acr: str) -> dict[str, str]:
     token, session = loaded
+    apis = req.apis()
     if client.client_id not in session.apps:
         unsaved = sessions.is_unsaved(request, token)
         sessions.add_app(request.app.state.store, token, session, client.client_id,
@@ -650,7 +652,7 @@ def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequ
                   account_id=session.account_id, sid=session.sid, auth_time=session.auth_time,
                   acr=acr, amr=tuple(session.amr), nonce=req.nonce, claims=req.claims,
                   session_ends_at=session.created + sessions.MAX_SECONDS, jkt=req.dpop_jkt,
-                  resources=tuple(req.apis()), resource_owners=tuple(req.apis().values()))
+                  resources=tuple(apis), resource_owners=tuple(apis.values()))
     return {"code": codes.issue(request.app.state.store, grant, req.redirect_uri,
                                 req.code_challenge)}
 

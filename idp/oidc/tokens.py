@@ -55,8 +55,8 @@ class Grant:
     # the DPoP key (RFC 9449 thumbprint) the grant's code or refresh tokens are bound to
     jkt: str | None = None
     # RFC 8707 (idp.oidc.resources): the APIs its access tokens may be for, and the
-    # client_id of the app that held each identifier when the person signed in ("": not
-    # known, a grant of the version before)
+    # client_id of the app that held each identifier when the person signed in (a stored
+    # grant naming APIs without them is refused: ``from_json``)
     resources: tuple[str, ...] = ()
     resource_owners: tuple[str, ...] = ()
 
