@@ -29,7 +29,6 @@ nothing and reports the same diff.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -40,13 +39,18 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import Database
 from directory.importer.diff import Diff
-from directory.importer.rows import FINAL_GRADE, GRADE_NAMES, class_code, grade_code
+from directory.importer.rows import (
+    CLASS_CODE,
+    FINAL_GRADE,
+    GRADE_NAMES,
+    class_code,
+    grade_code,
+)
 from directory.importer.units import Unit, Units, create_units
 from directory.models import Account, Affiliation, OrgKind, OrgUnit, Person, PersonStatus, Role
 from directory.people import accounts_of
 
 CATEGORIES = ("promoted", "graduated", "disabled", "skipped")
-CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})\Z")
 BATCH = 5000
 SCHOOL_YEAR_STARTS = (9, 1)  # month, day
 

@@ -32,7 +32,6 @@ Decisions:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -46,6 +45,7 @@ from directory.importer.columns import ALIASES, Kind, label
 from directory.importer.diff import Change, Diff
 from directory.importer.ledger import Ledger
 from directory.importer.rows import (
+    CLASS_CODE,
     GRADE_NAMES,
     ClassRow,
     GuardianRow,
@@ -63,7 +63,6 @@ from directory.models import IdentifierKind, OrgKind, PersonStatus, Role
 REACTIVATED_FROM = {PersonStatus.left.value, PersonStatus.graduated.value,
                     PersonStatus.transferred.value}
 DEFAULT_CITY = "CITY"  # the root created when a district arrives and no city exists
-CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})\Z")
 
 
 @dataclass(slots=True)

@@ -145,6 +145,10 @@ def class_code(school_code: str, grade: int, number: int) -> str:
     return f"{grade_code(school_code, grade)}-{number}"
 
 
+# a class_code read back: its school code, grade and class number
+CLASS_CODE = re.compile(r"^(?P<school>.+)-G(?P<grade>\d{1,2})-(?P<number>\d{1,2})\Z")
+
+
 GRADE_NAMES = ["一年级", "二年级", "三年级", "四年级", "五年级", "六年级", "七年级", "八年级",
                "九年级", "高一", "高二", "高三"]
 _GRADE_WORDS = {name: n for n, name in enumerate(GRADE_NAMES, start=1)} | {
