@@ -328,6 +328,20 @@ def _check_resource_identifiers(data: dict[str, Any]) -> None:
                              f"normal form, {normal_resource_identifier(identifier)[:100]!r}")
 
 
+SIGNED_BY_US = ("id_token_signed_response_alg", "userinfo_signed_response_alg",
+                "access_token_signed_response_alg")
+
+
+def check_signing_algs(settings: Settings, metadata: dict[str, Any]) -> None:
+    """ValueError when the app asks for tokens signed with an algorithm this deployment
+    keeps no key for (``IDP_SIGNING_ALGS``): each of its sign-ins would fail."""
+    for member in SIGNED_BY_US:
+        alg = metadata.get(member, "RS256" if member.startswith("access_token") else None)
+        if alg and alg not in settings.signing_algs:
+            raise ValueError(f"{member}: this service signs with "
+                             f"{', '.join(settings.signing_algs)} only (IDP_SIGNING_ALGS)")
+
+
 def check_resource_identifiers_free(session: Session, settings: Settings,
                                     metadata: dict[str, Any],
                                     client_id: str | None = None) -> None:
@@ -465,6 +479,7 @@ def register_app(
     (``IDP_ID_TOKEN_ALG_DEFAULT``, SM2), written into its metadata."""
     metadata = {"id_token_signed_response_alg": settings.id_token_alg_default, **metadata}
     validate_metadata(metadata)
+    check_signing_algs(settings, metadata)
     check_resource_identifiers_free(session, settings, metadata)
     secret = None
     if metadata.get("token_endpoint_auth_method", "client_secret_basic") in (

@@ -28,7 +28,7 @@ from admin_ui import (
 from core import passwords, web
 from core.db import Database
 from core.settings import Settings, get_settings
-from core.signing_keys import KeyRing
+from core.signing_keys import KeyRing, NoSigningKey
 from core.store import Store, StoreUnavailable, make_store
 from core.web import errors, health, logs, templates
 from core.web.middleware import BodyLimitMiddleware, WebKitMiddleware
@@ -70,7 +70,10 @@ NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_sp
 def _unavailable_errors() -> tuple[type[Exception], ...]:
     import redis
 
-    return (StoreUnavailable, OperationalError, redis.ConnectionError, redis.TimeoutError)
+    # NoSigningKey: an algorithm without an active key (retired, or taken out of
+    # IDP_SIGNING_ALGS after an app registered it): 503 until the operator makes one
+    return (StoreUnavailable, OperationalError, redis.ConnectionError, redis.TimeoutError,
+            NoSigningKey)
 
 
 def create_app(

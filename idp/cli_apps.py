@@ -36,6 +36,7 @@ from directory.apps import (
     App,
     AppStatus,
     check_resource_identifiers_free,
+    check_signing_algs,
     find_app,
     metadata_of,
     new_secret,
@@ -215,6 +216,7 @@ def apps_update(client_id: str = typer.Argument(...),
                             "its sector_identifier_uri's host) cannot change: everyone would "
                             "get a new sub; register a new app")
             try:
+                check_signing_algs(settings, data)
                 check_resource_identifiers_free(session, settings, data, client_id)
             except ValueError as taken:
                 raise _fail(f"metadata: {taken}") from None

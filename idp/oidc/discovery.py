@@ -6,6 +6,7 @@ standard keys; ``sm2_jwks_uri`` (an extension member) adds the SM2 keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,11 +24,13 @@ CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
           "preferred_username", "locale", "updated_at", "email", "email_verified",
           "phone_number", "phone_number_verified", "address", "edu_roles", "school", "grade",
           "class", "org_path"]
-SIGNING_ALGS = ["SM2", "RS256", "ES256", "EdDSA"]
 ASSERTION_ALGS = list(ASSERTION_ALGS_OF_CLIENTS)  # what clients may sign assertions with
 
 
-def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def metadata(issuer: str, signing_algs: Sequence[str],
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``signing_algs``: the algorithms this deployment keeps keys for (``IDP_SIGNING_ALGS``),
+    the only ones ID tokens, UserInfo and logout tokens can be signed with."""
     document: dict[str, Any] = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth2/authorize",
@@ -49,8 +52,8 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public", "pairwise"],
-        "id_token_signing_alg_values_supported": SIGNING_ALGS,
-        "userinfo_signing_alg_values_supported": SIGNING_ALGS,
+        "id_token_signing_alg_values_supported": list(signing_algs),
+        "userinfo_signing_alg_values_supported": list(signing_algs),
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
@@ -85,7 +88,7 @@ def metadata(issuer: str, extra: dict[str, Any] | None = None) -> dict[str, Any]
 def openid_configuration(request: Request) -> JSONResponse:
     settings = request.app.state.settings
     cors.share_publicly(request)
-    return JSONResponse(metadata(settings.issuer),
+    return JSONResponse(metadata(settings.issuer, settings.signing_algs),
                         headers={"Cache-Control": "public, max-age=300"})
 
 
