@@ -335,8 +335,8 @@ SIGNED_BY_US = ("id_token_signed_response_alg", "userinfo_signed_response_alg",
 def check_signing_algs(settings: Settings, metadata: dict[str, Any]) -> None:
     """ValueError when the app asks for tokens signed with an algorithm this deployment
     keeps no key for (``IDP_SIGNING_ALGS``): each of its sign-ins would fail."""
-    for member in SIGNED_BY_US:
-        alg = metadata.get(member, "RS256" if member.startswith("access_token") else None)
+    for member in SIGNED_BY_US:  # absent: what ClientMetadata makes of it (RS256 / None)
+        alg = metadata.get(member, ClientMetadata.__dataclass_fields__[member].default)
         if alg and alg not in settings.signing_algs:
             raise ValueError(f"{member}: this service signs with "
                              f"{', '.join(settings.signing_algs)} only (IDP_SIGNING_ALGS)")

@@ -46,7 +46,7 @@ from directory.apps import (
 from directory.models import OrgUnit
 from directory.sectors import check_sector_identifier, sector_of
 from idp.cli_directory import _actor, _fail
-from idp.oidc import consent, resources
+from idp.oidc import resources
 from idp.oidc.tokens import ACCESS_TOKEN_SECONDS
 
 apps_app = typer.Typer(no_args_is_help=True, help="School applications (OIDC clients).")
@@ -223,7 +223,6 @@ def apps_update(client_id: str = typer.Argument(...),
             released = (set(metadata_of(app).resource_identifiers)
                         - set(data.get("resource_identifiers", [])))
             store = _shared_store(settings) if released else None
-            consent.forget_apis(session, released)  # the person's list stops naming them
             app.metadata_json = json.dumps(data, ensure_ascii=False, sort_keys=True)
             record(session, actor=_actor(), action="app.update", outcome="success",
                    target=f"app:{client_id}",

@@ -103,7 +103,7 @@ class AuthorizationRequest:
         """Each API asked for, with the ``client_id`` of the app that held its identifier
         when the request came ("": a request saved by a worker of the version before,
         whose code the token endpoint then refuses)."""
-        owners = self.resource_owners[:len(self.resources)]
+        owners = self.resource_owners
         return {api: owners[n] if n < len(owners) else ""
                 for n, api in enumerate(self.resources)}
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import Database, utcnow
@@ -90,22 +90,6 @@ def _written(allowed: dict[str, AllowedApi]) -> tuple[str | None, str | None]:
     return (json.dumps({api: " ".join(sorted(a.scope)) for api, a in sorted(allowed.items())},
                        ensure_ascii=False),
             json.dumps({api: a.owner for api, a in sorted(allowed.items())}, ensure_ascii=False))
-
-
-def forget_apis(session: Session, identifiers: set[str]) -> int:
-    """An API gave up ``identifiers`` (``idp apps update``): no remembered consent names
-    them any more (in ``session``'s transaction), so an app that registers one later
-    inherits no consent given to another API. Returns how many consents changed."""
-    if not identifiers:
-        return 0
-    changed = 0
-    for row in session.scalars(select(Consent).where(or_(*(
-            Consent.apis.contains(json.dumps(i, ensure_ascii=False)) for i in identifiers)))):
-        allowed = allowed_apis(row)  # the text match narrows, the JSON decides
-        kept = {api: scope for api, scope in allowed.items() if api not in identifiers}
-        if kept != allowed:
-            (row.apis, row.api_owners), changed = _written(kept), changed + 1
-    return changed
 
 
 def revoke(db: Database, store: Store, account_id: int, client_id: str) -> bool:

@@ -93,3 +93,36 @@ def test_an_app_registered_before_an_algorithm_was_taken_out_gets_a_503(limited)
     client, settings, db = limited
     answer = _sign_in(client, db, settings, id_token_signed_response_alg="ES256")
     assert answer.status_code == 503 and answer.headers["retry-after"]
+
+
+def test_an_update_asking_for_an_algorithm_without_keys_is_refused(
+        limited, tmp_path, monkeypatch, capsys) -> None:
+    """``idp apps update`` checks as registration does; the app keeps its metadata."""
+    import json
+    import os
+
+    import typer
+
+    from directory.apps import find_app, metadata_of
+    from idp import cli_apps
+    from tests.conftest import TEST_MASTER_KEY
+
+    _client, settings, db = limited
+    with db.session() as session:
+        app, _secret = register_app(session, settings, name="app",
+                                    metadata={"redirect_uris": [REDIRECT_URI]})
+    for name in [n for n in os.environ if n.startswith("IDP_")]:
+        monkeypatch.delenv(name)
+    for name, value in {"IDP_VAR_DIR": str(settings.var_dir),
+                        "IDP_DATABASE_URL": str(db.engine.url),
+                        "IDP_MASTER_KEY": TEST_MASTER_KEY,
+                        "IDP_SIGNING_ALGS": "SM2,RS256"}.items():
+        monkeypatch.setenv(name, value)
+    file = tmp_path / "app.json"
+    file.write_text(json.dumps({"redirect_uris": [REDIRECT_URI],
+                                "userinfo_signed_response_alg": "EdDSA"}))
+    with pytest.raises(typer.Exit):
+        cli_apps.apps_update(client_id=app.client_id, metadata=file)
+    assert "IDP_SIGNING_ALGS" in capsys.readouterr().err
+    with db.sessions() as session:
+        assert metadata_of(find_app(session, app.client_id)).userinfo_signed_response_alg is None
