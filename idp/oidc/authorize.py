@@ -63,6 +63,7 @@ INTERACTION_SECONDS = 600
 INTERACTION_COOKIE = "idp_ia"
 INTERACTIONS_PER_BROWSER = 5
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+OFFLINE = "offline_access"
 RESPONSE_MODES = frozenset({"query", "form_post"})
 
 
@@ -195,7 +196,9 @@ def check_scope(params: dict[str, str], client: ClientMetadata,
     refused = {s for s in asked if s in scopes.USER_SCOPES} - client.allowed_scopes
     if refused:
         raise _fail("invalid_scope", "not allowed for this client: " + " ".join(sorted(refused)))
-    kept = [s for s in asked if s in client.allowed_scopes]
+    kept = [s for s in asked if s in client.allowed_scopes
+            # OIDC Core 11: ignored when the app may not hold a refresh token
+            and (s != OFFLINE or "refresh_token" in client.grant_types)]
     if not kept:
         raise _fail("invalid_scope", "scope is required")
     req.scope = " ".join(kept)
@@ -628,6 +631,8 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             return answer(request, req, interaction_id,
                           OAuthError("consent_required", "consent needed"))
         return _to_page(request, "consent", req, interaction_id)
+    if OFFLINE in req.scope.split() and not _offline_consented(request, client, req, session):
+        req.scope = " ".join(s for s in req.scope.split() if s != OFFLINE)
     acr = policy.acr_answer(session.acr, req.essential_acr)
     if acr is None:  # OIDC Core 5.5.1.1: an essential acr not met fails the authentication
         return answer(request, req, interaction_id, OAuthError(
@@ -636,6 +641,19 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         raise sessions.sign_in_expired()  # another request of this browser answered it
     return answer(request, req, interaction_id, _issue_code(request, client, req, loaded, acr),
                   taken=True)
+
+
+def _offline_consented(request: Request, client: ClientMetadata, req: AuthorizationRequest,
+                       session: sessions.SSOSession) -> bool:
+    """OIDC Core 11: a refresh token that outlives the sign-in needs the person's consent,
+    "always", first-party apps included; without it ``offline_access`` is ignored. Given
+    on this request's consent page (which lists it) or remembered for this app. A
+    third-party app gets here only with one of the two (``decide``'s consent step covers
+    the whole scope); a first-party app skips that step, so its remembered consent is
+    looked up (only when it asks for ``offline_access``)."""
+    if req.consent_given == session.account_id or not client.first_party:
+        return True
+    return consent.covers(request.app.state.db, session.account_id, client.client_id, OFFLINE)
 
 
 def _issue_code(request: Request, client: ClientMetadata, req: AuthorizationRequest,

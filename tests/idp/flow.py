@@ -83,13 +83,23 @@ def login(client: TestClient, page, login: str, password: str):
                        follow_redirects=False)
 
 
+def allow(client: TestClient, redirect):
+    """Allow on the consent page ``redirect`` leads to."""
+    page = client.get(redirect.headers["location"])
+    return client.post("/consent", data={"csrf_token": csrf_of(page.text), "ia": ia_of(page),
+                                         "decision": "allow"}, follow_redirects=False)
+
+
 def code_flow(client: TestClient, client_id: str, person, **params: str) -> Redirect:
-    """Authorize and sign in if asked; return the redirect to the client."""
+    """Authorize and sign in if asked; return the redirect to the client. With
+    ``prompt=consent`` the person allows on the consent page."""
     response = authorize(client, client_id=client_id, **params)
     if is_login_page(response):
         response = login(client, response, person.login, person.password)
     response = follow(client, response)
     if response.headers.get("location", "").startswith("/consent"):
-        raise AssertionError("consent page reached; use a first-party client or consent")
+        if "consent" not in params.get("prompt", "").split():
+            raise AssertionError("consent page reached; use a first-party client or consent")
+        response = follow(client, allow(client, response))
     assert response.status_code in (302, 303), response.text[:500]
     return Redirect(response.headers["location"])

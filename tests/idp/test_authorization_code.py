@@ -402,8 +402,8 @@ def _offline_tokens(client: TestClient, make_client, make_person):
     """A signed-in person's tokens (with a refresh token) for a new confidential client:
     (client, person, tokens, its Basic credentials)."""
     registered, person = make_client(), make_person()
-    code = flow.code_flow(client, registered.client_id, person,
-                          scope="openid offline_access").params["code"]
+    code = flow.code_flow(client, registered.client_id, person, scope="openid offline_access",
+                          prompt="consent").params["code"]
     tokens = _redeem(client, registered, code).json()
     return registered, person, tokens, (registered.client_id, registered.secret)
 

@@ -188,7 +188,8 @@ def test_sign_out_everywhere_from_one_browser(client: TestClient, make_client, m
     other = TestClient(client.app)
     flow.code_flow(other, registered.client_id, pupil)
     kept = _tokens(other, registered, flow.code_flow(
-        other, registered.client_id, pupil, scope="openid offline_access").params["code"])
+        other, registered.client_id, pupil, scope="openid offline_access",
+        prompt="consent").params["code"])
     assert "offline_access" in kept["scope"].split()
     flow.code_flow(client, registered.client_id, pupil)
     page = client.get("/account/security/password")

@@ -47,7 +47,8 @@ def test_a_sign_out_ends_the_sessions_refresh_tokens_but_not_offline_ones(
     online, offline = make_client(), make_client()
     person = make_person()
     bound = _tokens(client, online, person, scope="openid profile")
-    kept = _tokens(client, offline, person, scope="openid profile offline_access")
+    kept = _tokens(client, offline, person, scope="openid profile offline_access",
+                   prompt="consent")  # OIDC Core 11: offline access needs consent
     rotated = _refresh(client, online, bound["refresh_token"]).json()  # its heir is bound too
     assert _userinfo(client, rotated["access_token"]) == 200
     _sign_out(client)
@@ -103,8 +104,8 @@ def test_a_code_redeemed_after_the_sign_out_is_refused(
         "error": "invalid_grant", "error_description": "the sign-in this grant came from has ended"}
     offline = make_client()  # an offline_access grant outlives sign-outs
     person = make_person("s20267777", "pw-offline-77")
-    code = flow.code_flow(client, offline.client_id, person,
-                          scope="openid offline_access").params["code"]
+    code = flow.code_flow(client, offline.client_id, person, scope="openid offline_access",
+                          prompt="consent").params["code"]
     _sign_out(client)
     kept = client.post("/oauth2/token", auth=(offline.client_id, offline.secret),
                        data={"grant_type": "authorization_code", "code": code,
@@ -125,7 +126,8 @@ def test_a_token_from_a_sessions_last_day_ends_with_the_session(
     session.created -= 6 * 24 * 3600  # signed in six days ago
     sessions.save(store, token, session)
     late = _tokens(client, registered, person, prompt="none")
-    offline = _tokens(client, registered, person, prompt="none",
+    _tokens(client, registered, person, prompt="consent", scope="openid offline_access")
+    offline = _tokens(client, registered, person, prompt="none",  # the consent remembered
                       scope="openid offline_access")
     ends = session.created + sessions.MAX_SECONDS
     for tokens, latest in ((late, ends), (offline, ends + 365 * 24 * 3600)):

@@ -1,0 +1,67 @@
+"""OIDC Core 11: ``offline_access`` needs the person's consent, first-party apps included;
+without it the value is ignored (the token response's ``scope`` says so, and the refresh
+token lives with the SSO session)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.idp import flow
+from tests.idp.conftest import REDIRECT_URI
+
+OFFLINE = "openid offline_access"
+
+
+def _scope(client: TestClient, registered, person, **params: str) -> set[str]:
+    code = flow.code_flow(client, registered.client_id, person, **params).params["code"]
+    answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                         data={"grant_type": "authorization_code", "code": code,
+                               "redirect_uri": REDIRECT_URI})
+    assert answer.status_code == 200, answer.text
+    return set(answer.json()["scope"].split())
+
+
+def test_a_first_party_app_gets_no_offline_access_without_consent(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    assert _scope(client, registered, person, scope=OFFLINE) == {"openid"}
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="none") == {"openid"}
+
+
+def test_consent_to_offline_access_is_asked_with_prompt_consent_and_remembered(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    page = flow.authorize(client, client_id=registered.client_id, scope=OFFLINE,
+                          prompt="consent")
+    shown = client.get(flow.follow(client, flow.login(client, page, person.login,
+                                                      person.password)).headers["location"])
+    assert "offline_access" in shown.text  # the page names what is asked
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="consent") == {
+        "openid", "offline_access"}
+    # remembered: asked again without a page, even with prompt=none
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="none") == {
+        "openid", "offline_access"}
+    # remembered for this app only
+    other = make_client()
+    assert _scope(client, other, person, scope=OFFLINE, prompt="none") == {"openid"}
+
+
+def test_a_third_party_apps_consent_page_covers_offline_access(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(first_party=False), make_person()
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="consent") == {
+        "openid", "offline_access"}
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="none") == {
+        "openid", "offline_access"}
+
+
+def test_offline_access_is_ignored_for_an_app_without_refresh_tokens(
+        client: TestClient, make_client, make_person) -> None:
+    registered = make_client(first_party=False, grant_types=["authorization_code"])
+    person = make_person()
+    page = flow.authorize(client, client_id=registered.client_id, scope=OFFLINE,
+                          prompt="consent")
+    shown = client.get(flow.follow(client, flow.login(client, page, person.login,
+                                                      person.password)).headers["location"])
+    assert "offline_access" not in shown.text  # not even asked
+    assert _scope(client, registered, person, scope=OFFLINE, prompt="consent") == {"openid"}
