@@ -67,3 +67,10 @@ class BoundStep(Generic[T]):
     def forget(self, request: Request, step_id: str) -> None:
         """The step is done (or left): its id works no more."""
         request.app.state.store.delete(f"{self.prefix}:{step_id}")
+
+    def forget_this_browsers(self, request: Request) -> None:
+        """A sign-out in this browser: its step, if any, works no more (a step left open
+        must not finish for the next person at a shared computer)."""
+        step_id = request.cookies.get(cookies.name(request, self.cookie), "")
+        if step_id:
+            self.forget(request, step_id)

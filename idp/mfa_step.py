@@ -58,6 +58,11 @@ STEP_SECONDS = 600
 COOKIE = "idp_mfa"
 CANNOT_ENROL_HERE = N_("A second factor cannot be set up after signing in with a QR code. "
                        "Sign in with your password to set one up, or use a recovery code.")
+ENROL_AFTER_PASSWORD = N_("A second factor can only be set up right after signing in with "
+                          "your password. Sign in again with your password to set one up, "
+                          "or use a recovery code.")
+PASSWORD_FIRST = N_("This way of signing in cannot be completed with a second factor. "
+                    "Sign in with your password instead.")
 WRONG_CODE = N_("The code is not correct, or it was already used. Please try the next code.")
 WRONG_RECOVERY_CODE = N_("The recovery code is not correct, or it was already used.")
 TOO_MANY = N_("Too many wrong codes. Wait a few minutes and try again.")
@@ -130,6 +135,30 @@ def _sms_phone(request: Request, session: Any, step: Step) -> str | None:
     return sms.phone_of(session, settings, step.account_id)
 
 
+def _two_reachable(step: Step) -> bool:
+    """Whether a one-time code (an app's, an SMS's or a recovery code) added to what the
+    step has makes two factors: not after an SMS sign-in (``policy.acr_for``: two codes
+    may come from the same phone)."""
+    return policy.acr_for([*step.amr, "otp"]) == policy.ACR_MFA
+
+
+def _cannot_enrol(request: Request, step: Step) -> str:
+    """Why no authenticator app may be set up in this step ("" when one may): only right
+    after the password was typed in this browser. Not after a QR approval from a phone,
+    nor in a step-up of a session whose sign-in is not recent (``sessions.is_recent``, as
+    the account pages ask): a session left open must not let someone add their own app."""
+    if not step.proven_here:
+        return CANNOT_ENROL_HERE
+    if "pwd" not in step.amr:
+        return ENROL_AFTER_PASSWORD
+    if step.upgrade:
+        loaded = sessions.load(request.app.state.store, request)
+        if (loaded is None or loaded[1].account_id != step.account_id
+                or not sessions.is_recent(loaded[1])):
+            return ENROL_AFTER_PASSWORD
+    return ""
+
+
 def _page(request: Request, step_id: str, step: Step, error: str = "",
           status: int = 200, *, sms_sent: bool = False, **params: object) -> Response:
     settings = request.app.state.settings
@@ -140,8 +169,11 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
         phone = _sms_phone(request, session, step)
         enrolment = None
         sms_only = not has_totp and phone is not None
-        if not has_totp and not step.proven_here and not phone:
-            error = error or CANNOT_ENROL_HERE
+        blocked = not _two_reachable(step)
+        if blocked:  # a code would not make two factors (an SMS sign-in): no loop here
+            error, sms_only, phone, has_recovery = error or PASSWORD_FIRST, False, None, False
+        elif not has_totp and not sms_only and (refusal := _cannot_enrol(request, step)):
+            error = error or refusal
         elif not has_totp and not sms_only:  # nothing else to prove it: set up an app here
             enrolment = _enrolment(session, settings, step) if step.enrolment_uid else None
             if enrolment is None:
@@ -155,7 +187,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                "sms_only": sms_only,
                "has_recovery": has_recovery, "sms_phone": sms.mask(phone) if phone else "",
                "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60,
-               "upgrade": step.upgrade}
+               "upgrade": step.upgrade, "blocked": blocked}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        otpauth_uri=enrolment.otpauth_uri,
@@ -286,7 +318,9 @@ def finish(request: Request, step: Step, method: str) -> Response:
         return response
     acr = policy.acr_for(amr)
     loaded = sessions.load(store, request) if step.upgrade else None
-    if loaded is not None and loaded[1].account_id == step.account_id:
+    if step.upgrade and (loaded is None or loaded[1].account_id != step.account_id):
+        raise sessions.sign_in_expired()  # signed out meanwhile, or someone else signed in
+    if loaded is not None:
         token, session = loaded
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
         token, replaced = sessions.renew(store, token, session), None

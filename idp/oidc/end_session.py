@@ -45,7 +45,7 @@ from core.web.i18n import N_
 from core.web.templates import PAGE_QUERY, render
 from directory import subjects
 from directory.apps import ClientMetadata
-from idp import sessions
+from idp import mfa_step, password_change, sessions
 from idp.oidc import frontchannel_logout
 from idp.oidc.authorize import read_params
 from idp.oidc.id_token_hint import audiences, hint_claims
@@ -158,6 +158,8 @@ def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
     tell the session's apps: back-channel logout in the background; the front-channel
     logout URLs that the signed-out page must load are returned."""
     ended = sessions.end(request.app.state.store, loaded[0], request)
+    for steps in (mfa_step.STEPS, password_change.STEPS):  # a second factor or a new
+        steps.forget_this_browsers(request)  # password still under way in this browser
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",

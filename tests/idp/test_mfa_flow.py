@@ -207,3 +207,79 @@ def test_the_second_factor_page_says_when_codes_are_locked(client: TestClient, m
     assert _submit(client, page.text, wrong).status_code == 429  # the fifth locks: say so
     locked = _submit(client, page.text, right)
     assert locked.status_code == 429 and "分钟内不再核对验证码" in locked.text
+
+
+def _old_session(client: TestClient, store, person) -> None:
+    """This browser's session of ``person``, signed in with a password long ago."""
+    from idp import sessions
+
+    token, old = sessions.start(store, account_id=person.account_id, sub=person.sub,
+                                amr=["pwd"], acr="urn:edu:acr:sfa")
+    old.auth_time -= sessions.REAUTH_SECONDS + 60
+    sessions.save(store, token, old)
+    client.cookies.set(sessions.COOKIE, token)
+
+
+def test_a_step_up_of_an_old_session_sets_up_no_app(client: TestClient, make_client,
+                                                    make_person, store) -> None:
+    """A session left open on a shared computer: an app asking for two factors must not let
+    whoever sits there add their own authenticator app (the account pages ask for a recent
+    sign-in too); signing in again with the password does."""
+    registered, student = make_client(), make_person()
+    _old_session(client, store, student)
+    step_up = flow.authorize(client, client_id=registered.client_id,
+                             acr_values="urn:edu:acr:mfa")
+    assert step_up.headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    assert "<svg" not in page.text and "otpauth" not in page.text
+    assert "只能在刚用密码登录后设置" in page.text
+    cancelled = client.post("/mfa/cancel", data={"csrf_token": flow.csrf_of(page.text)},
+                            follow_redirects=False)
+    again = flow.login(client, client.get(cancelled.headers["location"]), student.login,
+                       student.password)
+    assert again.headers["location"] == "/mfa"
+    assert "<svg" in client.get("/mfa").text  # the password was just typed: set up here
+
+
+def test_a_step_up_ends_with_the_sign_out(client: TestClient, make_client,
+                                          make_person) -> None:
+    registered, student = make_client(), make_person()
+    flow.code_flow(client, registered.client_id, student)
+    client.get(flow.authorize(client, client_id=registered.client_id,
+                              acr_values="urn:edu:acr:mfa").headers["location"])
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
+    left = _submit(client, page.text, _code(secret))  # the next person at the computer
+    assert left.status_code == 400 and "已过期" in left.text
+    assert "idp_session" not in client.cookies
+
+
+def test_a_step_up_does_not_finish_for_someone_else(client: TestClient, make_client,
+                                                    make_person, store) -> None:
+    """A step-up upgrades the session it began in, or nothing: after another person signed
+    in in the same browser, the step's code signs nobody in."""
+    from idp import sessions
+
+    registered, first, second = make_client(), make_person(), make_person(
+        "s20268888", "pw-second-88")
+    flow.code_flow(client, registered.client_id, first)
+    client.get(flow.authorize(client, client_id=registered.client_id,
+                              acr_values="urn:edu:acr:mfa").headers["location"])
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    step_cookie = client.cookies.get("idp_mfa")
+    flow.code_flow(client, registered.client_id, second, prompt="login")
+    client.cookies.set("idp_mfa", step_cookie)
+    refused = _submit(client, page.text, _code(secret))
+    assert refused.status_code == 400 and "已过期" in refused.text
+    token = client.cookies.get(sessions.COOKIE)
+    assert sessions.load(store, _request_with(sessions.COOKIE, token))[1].account_id == \
+        second.account_id
+
+
+def _request_with(name: str, value: str):
+    from starlette.requests import Request
+
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                    "headers": [(b"cookie", f"{name}={value}".encode())]})
