@@ -19,11 +19,12 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from core import json_input
 from core.gm import jose as gm_jose
+from core.web.safe_methods import no_action_on_head
 from core.web.templates import render
 
 router = APIRouter(prefix="/demo/rp", include_in_schema=False)
@@ -51,7 +52,7 @@ def start(request: Request) -> Response:
     return render(request, "demo_rp.html", {"client": _client(request), "result": None})
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[Depends(no_action_on_head)])
 def login(request: Request) -> Response:
     client = _client(request)
     if client is None:
@@ -115,7 +116,7 @@ def _start_page(request: Request) -> str:
     return request.app.state.settings.issuer + "/demo/rp"
 
 
-@router.get("/callback")
+@router.get("/callback", dependencies=[Depends(no_action_on_head)])
 def callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
     client = _client(request)
     try:

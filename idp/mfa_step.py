@@ -43,6 +43,7 @@ from core.field_crypto import open_
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
+from core.web.safe_methods import no_action_on_head
 from core.web.templates import locale_of, render, same_page
 from directory.identifiers import IdentifierKind
 from directory.models import Account
@@ -201,7 +202,7 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                   form_target=pending.redirect_uri if pending else None)
 
 
-@router.get("/mfa")
+@router.get("/mfa", dependencies=[Depends(no_action_on_head)])  # may begin an enrolment
 def second_factor_form(request: Request) -> Response:
     step_id, step = STEPS.load(request)
     return _page(request, step_id, step)

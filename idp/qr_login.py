@@ -32,6 +32,7 @@ from core.web import i18n
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
+from core.web.safe_methods import no_action_on_head
 from core.web.templates import locale_of, render
 from directory.models import Account
 from directory.people import holds
@@ -166,7 +167,7 @@ def _login_link(ia: str) -> str:
     return "/login" + (f"?{urlencode({'ia': ia})}" if ia else "")
 
 
-@router.get("/login/qr")
+@router.get("/login/qr", dependencies=[Depends(no_action_on_head)])
 def desktop_page(request: Request, ia: str = Query("", max_length=100)) -> Response:
     """The QR code as a page of its own (the login page's link without JavaScript)."""
     try:
@@ -256,7 +257,7 @@ def _device(ticket: qr.Ticket) -> dict[str, Any]:
             "system": ticket.system or qr.UNKNOWN_SYSTEM, "ip": ticket.ip or UNKNOWN}
 
 
-@router.get("/login/qr/scan")
+@router.get("/login/qr/scan", dependencies=[Depends(no_action_on_head)])
 def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
     session = _phone_session(request)
     if session is None:

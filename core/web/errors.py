@@ -153,6 +153,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
     """Register the handlers; ``unavailable`` are the backends' connection errors."""
+    from core.web.safe_methods import HeadOfAnAction, answer_head
+
+    app.add_exception_handler(HeadOfAnAction, answer_head)
     app.add_exception_handler(PageError, _page_error)
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)

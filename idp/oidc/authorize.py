@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +33,7 @@ from core import json_input
 from core.web import cookies
 from core.web.errors import PageError
 from core.web.i18n import N_
+from core.web.safe_methods import no_action_on_head
 from core.web.templates import APP_LOCALES
 from directory import subjects
 from directory.apps import ClientMetadata
@@ -699,13 +700,12 @@ def answer(request: Request, req: AuthorizationRequest, interaction_id: str | No
 # -- the endpoint -----------------------------------------------------------------------
 
 
-@router.get(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_get")
+@router.get(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_get",
+            dependencies=[Depends(no_action_on_head)])
 @router.post(AUTHORIZE_PATH, summary="Authorization endpoint", operation_id="authorize_post")
 async def authorize(request: Request) -> Response:
     params, repeated = await read_params(request)
     pushed, signed = pushed_requests.is_pushed(params.get("request_uri")), False
-    if pushed and getattr(request.state, "head", False):  # a link checker: keep it for
-        return Response(status_code=200, media_type="text/html")  # the browser's GET
     if pushed:  # RFC 9126: the parameters the client pushed, not the browser's
         params, repeated = await _pushed_params(request, params, repeated), set()
         signed = params.pop(SIGNED, None) == "1"  # pushed as a request object
@@ -797,7 +797,8 @@ def _first_answer(request: Request, client: ClientMetadata,
     return decide(request, client, req)
 
 
-@router.get("/oauth2/authorize/resume", include_in_schema=False)
+@router.get("/oauth2/authorize/resume", include_in_schema=False,
+            dependencies=[Depends(no_action_on_head)])
 def resume(request: Request, ia: str = "") -> Response:
     """Where the login, account and consent pages send the browser back to."""
     req = load_interaction(request, ia)

@@ -35,13 +35,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
 from core.web import csrf
 from core.web.i18n import N_
+from core.web.safe_methods import no_action_on_head
 from core.web.templates import PAGE_QUERY, render
 from directory import subjects
 from directory.apps import ClientMetadata
@@ -124,7 +125,8 @@ def _confirmed(request: Request, params: dict[str, str]) -> bool:
     return asked and request.method == "POST" and csrf.token_matches(request, sent)
 
 
-@router.api_route(END_SESSION_PATH, methods=["GET", "POST"])
+@router.api_route(END_SESSION_PATH, methods=["GET", "POST"],
+                  dependencies=[Depends(no_action_on_head)])  # HEAD signs nobody out
 async def end_session(request: Request) -> Response:
     params, repeated = await read_params(request)
     return await run_in_threadpool(answer, request, params, repeated)

@@ -85,3 +85,44 @@ def test_a_code_verifier_with_a_trailing_newline_is_refused(client, make_client,
         "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
         "code_verifier": verifier}, auth=(app.client_id, app.secret))
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+# -- HEAD is safe (RFC 9110 9.2.1): a GET that acts does nothing on HEAD ---------------------
+
+
+def _tokens_of(client, registered, person) -> dict:
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    return client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                       data={"grant_type": "authorization_code", "code": code,
+                             "redirect_uri": REDIRECT_URI}).json()
+
+
+def test_head_at_the_authorization_endpoint_mints_no_code(client, make_client,
+                                                          make_person) -> None:
+    registered = make_client()
+    _tokens_of(client, registered, make_person())
+    query = {"response_type": "code", "client_id": registered.client_id, "scope": "openid",
+             "redirect_uri": REDIRECT_URI, "prompt": "none", "state": "s"}
+    head = client.head("/oauth2/authorize", params=query, follow_redirects=False)
+    assert head.status_code == 200 and head.content == b"" and "location" not in head.headers
+    assert head.headers["cache-control"] == "no-store"
+    got = client.get("/oauth2/authorize", params=query, follow_redirects=False)
+    assert "code" in flow.Redirect(got.headers["location"]).params  # the GET still works
+
+
+def test_head_at_the_end_session_endpoint_signs_nobody_out(client, make_client,
+                                                           make_person) -> None:
+    registered = make_client()
+    id_token = _tokens_of(client, registered, make_person())["id_token"]
+    head = client.head("/oauth2/logout", params={"id_token_hint": id_token},
+                       follow_redirects=False)
+    assert head.status_code == 200 and "set-cookie" not in head.headers
+    silent = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    assert "code" in flow.Redirect(silent.headers["location"]).params  # still signed in
+
+
+@pytest.mark.parametrize("path", ["/oauth2/authorize/resume?ia=x", "/login/qr",
+                                  "/login/qr/scan?t=x", "/mfa"])
+def test_head_at_other_gets_that_act_does_nothing(client, path: str) -> None:
+    head = client.head(path, follow_redirects=False)
+    assert head.status_code == 200 and head.content == b"" and "set-cookie" not in head.headers
