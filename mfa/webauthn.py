@@ -66,6 +66,10 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+# What an unreadable answer from the browser raises in py_webauthn: its own errors, and plain
+# ``json.loads`` of clientDataJSON, which a deeply nested array ends in RecursionError
+READ_ERRORS = (WebAuthnException, ValueError, KeyError, TypeError, RecursionError)
+
 from core.audit import Context, record
 from core.db import utcnow
 from core.settings import Settings
@@ -168,7 +172,7 @@ def _challenge_of(response_json: dict[str, Any] | str) -> str:
         client_data = parse_client_data_json(
             base64url_to_bytes(raw["response"]["clientDataJSON"]))
         return bytes_to_base64url(client_data.challenge)
-    except (WebAuthnException, ValueError, KeyError, TypeError, AttributeError):
+    except (*READ_ERRORS, AttributeError):
         raise PasskeyError(UNREADABLE) from None
 
 
@@ -230,7 +234,7 @@ def register(session: Session, settings: Settings, store: Store, account_id: int
             credential=credential, expected_challenge=base64url_to_bytes(challenge),
             expected_rp_id=rp_id(settings), expected_origin=origin(settings),
             require_user_verification=require_uv)
-    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+    except READ_ERRORS as exc:
         uv_missing = "user verification" in str(exc).lower()
         raise _fail(session, actor, action, NO_UV if uv_missing else NOT_ACCEPTED,
                     str(exc)[:200], context) from None
@@ -293,7 +297,7 @@ def authenticate(session: Session, settings: Settings, store: Store,
     try:
         challenge = _challenge_of(response_json)
         credential = parse_authentication_credential_json(response_json)
-    except (PasskeyError, WebAuthnException, ValueError, KeyError, TypeError):
+    except (PasskeyError, *READ_ERRORS):
         raise _fail(session, actor, action, UNREADABLE, "unreadable", context) from None
     raw = store.take(_AUTH + challenge)
     if raw is None:
@@ -328,7 +332,7 @@ def authenticate(session: Session, settings: Settings, store: Store,
             credential_public_key=base64url_to_bytes(data["public_key"]),
             credential_current_sign_count=0,  # compared below, with its own message
             require_user_verification=require_uv)
-    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+    except READ_ERRORS as exc:
         uv_missing = "user verification" in str(exc).lower()
         raise _fail(session, actor, action, NO_UV if uv_missing else NOT_ACCEPTED,
                     str(exc)[:200], context, target) from None

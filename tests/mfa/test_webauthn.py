@@ -592,3 +592,13 @@ def _person_of(session, account_id: int):
     from directory.models import Account
 
     return session.get(Account, account_id).person
+
+
+def test_a_deeply_nested_client_data_is_refused_in_plain_words(client):
+    """py_webauthn reads clientDataJSON with plain ``json.loads``: ``[[[[...`` raised
+    RecursionError, which was a 500 with a logged traceback."""
+    deep = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    answer = client.post("/login/passkey/verify", headers=_csrf(client), json={
+        "credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {
+            "clientDataJSON": deep, "authenticatorData": "AA", "signature": "AA"}}})
+    assert answer.status_code == 400 and answer.json()["error"]
