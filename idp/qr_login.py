@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from core.audit import Context
-from core.web import i18n
+from core.web import cookies, i18n
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
@@ -45,7 +45,10 @@ from mfa import qr_login as qr
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 
 COOKIE = "idp_qr"
-COOKIE_PATH = "/login/qr"
+# Path=/ with the __Host- prefix over https (``core.web.cookies``): a sibling subdomain or a
+# plain-http injector cannot plant a binding secret of their own, which ``qr.create`` reuses
+# (each tab's code stays usable) and whose holder would then redeem the approval
+COOKIE_PATH = "/"
 RATE_WINDOW = 60
 RATE_LIMIT = 300  # tickets per IP and minute: generous, a whole school may share one address
 
@@ -61,6 +64,8 @@ TOO_MANY = N_("Too many QR codes were requested. Please wait a minute and try ag
 SIGN_IN_FIRST = N_("Sign in on this phone first, then scan the code on the computer again.")
 DONE = N_("You approved the sign-in. Continue on the computer.")
 REFUSED = N_("You refused the sign-in. Nothing was unlocked.")
+SCAN_WITH_CAMERA = N_("This sign-in link was opened from another website. To approve a "
+                      "sign-in on a computer, scan the code it shows with your phone's camera.")
 UNKNOWN = N_("unknown")
 
 MESSAGES = {qr.PENDING: HINT, qr.SCANNED: SCANNED, qr.APPROVED: APPROVED,
@@ -109,11 +114,16 @@ def _new_ticket(request: Request, ia: str) -> tuple[str, str, qr.Ticket]:
         raise NoTicket(TOO_MANY, 429)
     return qr.create(store, user_agent=request.headers.get("user-agent", ""), ip=_ip(request),
                      ia=ia, app=app_name, max_age=max_age,
-                     secret=request.cookies.get(COOKIE, ""))
+                     secret=_secret(request))
+
+
+def _secret(request: Request) -> str:
+    return request.cookies.get(cookies.name(request, COOKIE), "")
 
 
 def _bind(response: Response, request: Request, secret: str) -> Response:
-    response.set_cookie(COOKIE, secret, httponly=True, samesite="lax", path=COOKIE_PATH,
+    response.set_cookie(cookies.name(request, COOKIE), secret, httponly=True, samesite="lax",
+                        path=COOKIE_PATH,
                         secure=request.url.scheme == "https", max_age=qr.TICKET_SECONDS + 30)
     return response
 
@@ -185,7 +195,7 @@ def ticket_status(request: Request, t: str = Query("", max_length=100)) -> Respo
     computer never signs in by itself but asks "continue as 赵*学?" (``continue``)."""
     try:
         ticket: qr.Ticket | None = qr.load_bound(request.app.state.store, t,
-                                                 request.cookies.get(COOKIE, ""))
+                                                 _secret(request))
         state = ticket.status
     except qr.QrError as exc:
         ticket, state = None, exc.reason
@@ -210,7 +220,7 @@ def redeem(request: Request, t: str = Form("", max_length=100),
     has seen whose phone approved: a redeem that does not name the approver (masked, as
     shown) gets the question "continue as 赵*学?" instead (a bystander may have scanned)."""
     state = request.app.state
-    secret = request.cookies.get(COOKIE, "")
+    secret = _secret(request)
     back = {"link": _login_link(ia), "link_text": N_("Back to sign-in")}
     try:
         ticket: qr.Ticket | None = qr.load_bound(state.store, t, secret)
@@ -241,7 +251,8 @@ def redeem(request: Request, t: str = Form("", max_length=100),
     assert won.account_id is not None
     response = first_factor_done(request, won.account_id, won.sub, won.amr, won.ia,
                                  auth_time=won.auth_time, proven_here=False)
-    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(cookies.name(request, COOKIE), path=COOKIE_PATH,
+                           secure=request.url.scheme == "https")
     return response
 
 
@@ -259,6 +270,12 @@ def _device(ticket: qr.Ticket) -> dict[str, Any]:
 
 @router.get("/login/qr/scan", dependencies=[Depends(no_action_on_head)])
 def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        # a link or a redirect from another site, not a camera: it would make a signed-in
+        # visitor take a stranger's code (and show the stranger's computer their masked
+        # name). A camera or a typed address opens it as "none"; browsers too old to send
+        # the header are let through.
+        return _message(request, SCAN_WITH_CAMERA, status=403)
     session = _phone_session(request)
     if session is None:
         back = "/login?" + urlencode({"next": "/login/qr/scan?" + urlencode({"t": t})})

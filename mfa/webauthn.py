@@ -66,10 +66,6 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-# What an unreadable answer from the browser raises in py_webauthn: its own errors, and plain
-# ``json.loads`` of clientDataJSON, which a deeply nested array ends in RecursionError
-READ_ERRORS = (WebAuthnException, ValueError, KeyError, TypeError, RecursionError)
-
 from core.audit import Context, record
 from core.db import utcnow
 from core.settings import Settings
@@ -78,6 +74,9 @@ from core.web.i18n import N_
 from directory.models import Account, Affiliation, Role
 from mfa.credentials import FactorKind, MfaCredential
 
+# What an unreadable answer from the browser raises in py_webauthn: its own errors, and plain
+# ``json.loads`` of clientDataJSON, which a deeply nested array ends in RecursionError
+READ_ERRORS = (WebAuthnException, ValueError, KeyError, TypeError, RecursionError)
 CHALLENGE_SECONDS = 300
 RP_NAME = "City Education Unified Identity"
 MAX_NAME = 100

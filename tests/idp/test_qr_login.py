@@ -143,7 +143,7 @@ def test_full_flow_starts_a_desktop_session(browsers, store, db, make_person) ->
     set_cookie = [h for k, h in desktop.post("/login/qr/ticket", json={}, headers=_csrf_header(
         desktop)).headers.multi_items() if k == "set-cookie"]
     assert any("idp_qr=" in h and "HttpOnly" in h and "samesite=lax" in h.lower()
-               and "Path=/login/qr" in h for h in set_cookie)
+               and "Path=/;" in h for h in set_cookie)
     assert _status(desktop, ticket) == (200, {
         "status": "pending", "final": False, "message": "Scan this code with the phone on "
         "which you are signed in, then approve on the phone."})
@@ -389,7 +389,7 @@ def test_another_browser_cannot_use_the_ticket(browsers, store, db, make_person)
     assert refused.status_code == 403 and sessions.COOKIE not in refused.cookies
     assert not [c for c in stranger.cookies.jar if c.name == sessions.COOKIE]
     # a forged cookie neither
-    stranger.cookies.set(web.COOKIE, "A" * 43, path="/login/qr")
+    stranger.cookies.set(web.COOKIE, "A" * 43, path="/")
     assert _redeem(stranger, ticket).status_code == 403
     # nothing was consumed: the desktop still signs in
     assert _redeem(desktop, ticket).status_code == 303
@@ -656,3 +656,36 @@ def test_chromium_desktop_and_phone(live_server, store, make_person) -> None:  #
                              timeout=5).json()["status"] == "used"
         finally:
             chromium.close()
+
+
+def test_over_https_the_binding_cookie_cannot_be_planted(app) -> None:
+    """``__Host-`` with Path=/ over https: a sibling subdomain or a plain-http injector
+    cannot set it, so nobody can plant a binding secret of their own in a desktop browser
+    (it is reused for the browser's next code), then redeem the approval with it."""
+    with TestClient(app, base_url="https://127.0.0.1:8000", headers=EN) as desktop:
+        answer = desktop.post("/login/qr/ticket", json={}, headers=_csrf_header(desktop))
+        assert answer.status_code == 200
+        set_cookie = [h for k, h in answer.headers.multi_items() if k == "set-cookie"]
+        assert any(h.startswith("__Host-idp_qr=") and "Path=/;" in h and "Secure" in h
+                   for h in set_cookie)
+        planted = "P" * 43  # a plain idp_qr cookie, as a subdomain could set, is not read
+        desktop.cookies.set("idp_qr", planted, domain="127.0.0.1", path="/")
+        again = desktop.post("/login/qr/ticket", json={}, headers=_csrf_header(desktop))
+        assert planted not in again.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_link_from_another_site_scans_nothing(browsers, store, make_person, site) -> None:
+    """Another website linking (or redirecting) a signed-in visitor to a stranger's scan
+    URL: the visitor's session does not take the ticket, and the stranger's computer learns
+    nothing; the camera's own opening of the URL ("none") still works."""
+    desktop, phone, _ = browsers
+    _signed_in_phone(phone, store, make_person())
+    ticket = _ticket(desktop)
+    path = urlsplit(ticket["scan_url"]).path + "?" + urlsplit(ticket["scan_url"]).query
+    linked = phone.get(path, headers={"Sec-Fetch-Site": site})
+    assert linked.status_code == 403 and "scan the code" in linked.text
+    assert _status(desktop, ticket)[1]["status"] == "pending"
+    opened = phone.get(path, headers={"Sec-Fetch-Site": "none"})
+    assert opened.status_code == 200
+    assert _status(desktop, ticket)[1]["status"] == "scanned"
