@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -53,6 +53,7 @@ from idp.oidc import (
 )
 from idp.oidc.errors import OAuthError, clean_description
 from idp.oidc.id_token_hint import subject_of_hint
+from idp.oidc.token_endpoint import is_form
 from idp.oidc.tokens import Grant
 from mfa import policy
 
@@ -329,12 +330,22 @@ CHECKS: list[Check] = [
 async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
     """The request's parameters, and the names that came more than once.
 
-    A parameter sent without a value is treated as omitted (RFC 6749 3.1)."""
+    A parameter sent without a value is treated as omitted (RFC 6749 3.1). A POST body must
+    be ``application/x-www-form-urlencoded`` (OIDC Core 3.1.2.1: "Form Serialization"), and
+    bytes that are not UTF-8 make the request malformed rather than being replaced: a
+    ``state`` must come back exactly as sent (RFC 6749 4.1.2.1), and no app can be trusted
+    with parameters it did not send. Either is the malformed-request page."""
     if request.method == "POST":
-        form = await request.form()
-        items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        if not is_form(request):
+            raise _malformed()
+        raw = (await request.body()).decode("latin-1")
     else:
-        items = list(request.query_params.multi_items())
+        raw = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        items = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_PARAMETERS,
+                          encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise _malformed() from None
     params: dict[str, str] = {}
     repeated: set[str] = set()
     for name, value in resources.gathered(items):
@@ -346,6 +357,7 @@ async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
     return params, repeated
 
 
+MAX_PARAMETERS = 200  # far more than a request has (resource may repeat)
 UNTRUSTED_IF_REPEATED = frozenset({"client_id", "redirect_uri"})
 SIGNED = "signed_request_object"  # a pushed request's mark: it came as a request object
 # the parameters the endpoint reads (what a pushed request keeps, and what is taken from a
@@ -363,8 +375,8 @@ def _unknown_app() -> PageError:
 
 
 def _malformed() -> PageError:
-    return PageError(400, N_("The sign-in request is malformed (a parameter is "
-                             "repeated). Go back to the app and try again."),
+    return PageError(400, N_("The sign-in request is malformed (a parameter is repeated or "
+                             "cannot be read). Go back to the app and try again."),
                      title=N_("Invalid sign-in request"))
 
 
@@ -714,7 +726,9 @@ async def authorize(request: Request) -> Response:
     client = trusted_client(request, params, repeated)
     req = AuthorizationRequest(client_id=client.client_id,
                                redirect_uri=params["redirect_uri"], scope="",
-                               state=params.get("state"),
+                               # RFC 6749 4.1.2.1 echoes "the exact value received":
+                               # a repeated state has none
+                               state=None if "state" in repeated else params.get("state"),
                                response_mode=params.get("response_mode", "query")
                                if params.get("response_mode") in RESPONSE_MODES else "query",
                                pushed=pushed, signed=signed)

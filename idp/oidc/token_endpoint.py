@@ -59,9 +59,10 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def is_form(request: Request) -> bool:
-    """Whether the body is urlencoded (media types are case-insensitive, RFC 9110 8.3.1)."""
-    return request.headers.get("content-type", "").lower().startswith(
-        "application/x-www-form-urlencoded")
+    """Whether the body is urlencoded: the media type exactly, whatever its parameters
+    (``; charset=UTF-8``); media types are case-insensitive (RFC 9110 8.3.1)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0]
+    return media_type.strip().lower() == "application/x-www-form-urlencoded"
 
 
 def assertion_audience(request: Request) -> clients.AssertionAudience:

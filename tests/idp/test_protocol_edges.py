@@ -126,3 +126,58 @@ def test_head_at_the_end_session_endpoint_signs_nobody_out(client, make_client,
 def test_head_at_other_gets_that_act_does_nothing(client, path: str) -> None:
     head = client.head(path, follow_redirects=False)
     assert head.status_code == 200 and head.content == b"" and "set-cookie" not in head.headers
+
+
+# -- what the authorization endpoint reads -------------------------------------------------
+
+
+def _query(registered, **extra: str) -> dict[str, str]:
+    return {"response_type": "code", "client_id": registered.client_id, "scope": "openid",
+            "redirect_uri": REDIRECT_URI, **extra}
+
+
+def test_a_repeated_state_is_not_echoed(client, make_client) -> None:
+    """RFC 6749 4.1.2.1 echoes "the exact value received": a repeated state has none."""
+    registered = make_client()
+    url = "/oauth2/authorize?" + "&".join(
+        f"{k}={v}" for k, v in _query(registered).items()) + "&state=a&state=b"
+    answer = client.get(url, follow_redirects=False)
+    params = flow.Redirect(answer.headers["location"]).params
+    assert params["error"] == "invalid_request" and "state" not in params
+
+
+def test_bytes_that_are_not_utf8_make_the_request_malformed(client, make_client) -> None:
+    registered = make_client()
+    url = "/oauth2/authorize?" + "&".join(
+        f"{k}={v}" for k, v in _query(registered, prompt="none").items()) + "&state=%FF%FE"
+    answer = client.get(url, follow_redirects=False)
+    assert answer.status_code == 400 and "location" not in answer.headers
+    posted = client.post("/oauth2/authorize", content=b"state=%E9&" + "&".join(
+        f"{k}={v}" for k, v in _query(registered).items()).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded; charset=ISO-8859-1"},
+        follow_redirects=False)
+    assert posted.status_code == 400 and "location" not in posted.headers
+
+
+def test_an_authorization_post_must_be_urlencoded(client, make_client) -> None:
+    """OIDC Core 3.1.2.1: POST uses Form Serialization."""
+    registered = make_client()
+    multipart = client.post("/oauth2/authorize", files={"x": ("x", b"1")},
+                            data=_query(registered, state="s"), follow_redirects=False)
+    assert multipart.status_code == 400 and "location" not in multipart.headers
+    form = client.post("/oauth2/authorize", data=_query(registered, state="s"),
+                       follow_redirects=False)
+    assert form.status_code in (200, 303)  # the sign-in page or its redirect
+
+
+def test_the_form_media_type_is_matched_exactly(client, make_client) -> None:
+    registered = make_client()
+    body = "grant_type=client_credentials"
+    for media_type, ok in (("application/x-www-form-urlencodedX", False),
+                           ("application/x-www-form-urlencoded-evil", False),
+                           ("Application/X-WWW-Form-Urlencoded; charset=UTF-8", True)):
+        answer = client.post("/oauth2/token", content=body, auth=(
+            registered.client_id, registered.secret), headers={"content-type": media_type})
+        assert (answer.status_code == 200) == ok, (media_type, answer.text)
+        if not ok:
+            assert answer.json()["error"] == "invalid_request"
