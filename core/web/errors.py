@@ -109,7 +109,29 @@ async def _http(request: Request, exc: Exception) -> Response:
     response = _for_status(request, exc.status_code, detail)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """RFC 9110 15.5.6: a 405 names every method the resource supports. Starlette names
+    only those of the first route whose path matched (``PUT /oauth2/authorize`` said
+    ``POST``), so each method is tried against all routes; HEAD goes wherever GET does
+    (``WebKitMiddleware``)."""
+    from starlette.routing import Match
+
+    def served(method: str) -> bool:
+        probe = {**request.scope, "method": method}
+        return any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes)
+
+    allowed = [m for m in METHODS if m != "HEAD" and served(m)]
+    if "GET" in allowed:
+        allowed.insert(1, "HEAD")
+    return allowed
 
 
 async def _validation(request: Request, exc: Exception) -> Response:

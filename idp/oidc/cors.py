@@ -31,7 +31,9 @@ from directory.apps import DEFAULT_PORTS, ClientMetadata
 
 router = APIRouter(include_in_schema=False)
 ANY = "*"
-PREFLIGHTED = ("/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo", "/oauth2/par")
+# each endpoint a page may call, and its methods (UserInfo: GET, or POST with a form)
+PREFLIGHTED = {"/oauth2/token": "POST", "/oauth2/revoke": "POST",
+               "/oauth2/userinfo": "GET, HEAD, POST", "/oauth2/par": "POST"}
 
 
 def share_publicly(request: Request) -> None:
@@ -68,12 +70,13 @@ def web_origins(redirect_uris: tuple[str, ...]) -> frozenset[str]:
 
 
 async def preflight(request: Request) -> Response:
+    methods = PREFLIGHTED[request.url.path]
     origin = request.headers.get("origin")
-    if origin is None:  # not a CORS preflight
-        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
+    if origin is None:  # not a CORS preflight: what the resource supports (RFC 9110 9.3.7)
+        return Response(status_code=204, headers={"Allow": methods + ", OPTIONS"})
     return Response(status_code=204, headers={
         "Access-Control-Allow-Origin": origin, "Vary": "Origin",
-        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Methods": methods,
         "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP",
         "Access-Control-Max-Age": "600"})
 

@@ -181,3 +181,28 @@ def test_the_form_media_type_is_matched_exactly(client, make_client) -> None:
         assert (answer.status_code == 200) == ok, (media_type, answer.text)
         if not ok:
             assert answer.json()["error"] == "invalid_request"
+
+
+# -- Allow names what a resource supports (RFC 9110 15.5.6, 9.3.7) -------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/oauth2/authorize", "GET, HEAD, POST"),
+    ("PUT", "/oauth2/userinfo", "GET, HEAD, POST, OPTIONS"),
+    ("GET", "/oauth2/token", "POST, OPTIONS"),
+    ("DELETE", "/.well-known/openid-configuration", "GET, HEAD"),
+    ("OPTIONS", "/oauth2/jwks", "GET, HEAD"),
+    ("PATCH", "/oauth2/logout", "GET, HEAD, POST"),
+])
+def test_a_405_names_every_method_the_resource_takes(client, method, path, allowed) -> None:
+    answer = client.request(method, path)
+    assert answer.status_code == 405 and answer.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize(("path", "methods"), [("/oauth2/token", "POST"),
+                                               ("/oauth2/userinfo", "GET, HEAD, POST")])
+def test_options_names_the_endpoints_own_methods(client, path, methods) -> None:
+    assert client.options(path).headers["allow"] == methods + ", OPTIONS"
+    preflight = client.options(path, headers={"Origin": "https://spa.example.cn",
+                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["access-control-allow-methods"] == methods
