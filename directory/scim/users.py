@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, aliased
 from core.db import utcnow
 from core.field_crypto import blind_index_candidates, open_, seal
 from core.settings import Settings
+from directory import names
 from directory.api_tokens import TokenScope
 from directory.identifiers import normalise, normalise_phone
 from directory.models import (
@@ -255,8 +256,7 @@ def _resource(
                                           ref=f"{base_url}/Groups/{unit.id}"))
     user = UserResource(
         id=person.uid, external_id=external_id, user_name=user_name,
-        name=Name(formatted=person.name, family_name=person.name[:1] or None,
-                  given_name=person.name[1:] or None),
+        name=_name(person.name),
         active=person.status == PersonStatus.active.value and not account.disabled,
         emails=[Email(value=v) for v in by_kind["email"]] or None,
         phone_numbers=[PhoneNumber(value=phone)] if phone else None,
@@ -524,3 +524,9 @@ def deactivate(session: Session, scope: TokenScope, person: Person, account: Acc
 
 
 SCHEMAS = [USER_SCHEMA, EDU_USER_SCHEMA]
+
+
+def _name(formatted: str) -> Name:
+    """SCIM ``name``: family and given name only where they can be known (``names.split``)."""
+    family, given = names.split(formatted) or (None, None)
+    return Name(formatted=formatted, family_name=family, given_name=given)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Row
 from core.db import Database
 from core.field_crypto import open_
 from core.settings import Settings
-from directory import subjects
+from directory import names, subjects
 from directory.models import (
     ADDRESS,
     PHONE,
@@ -115,10 +115,10 @@ def _all_claims(connection: Connection, settings: Settings, rows: list[Row],
     identifiers = {row.kind: row.value for row in rows if row.kind is not None}
     claims: dict[str, Any] = {}
     if wanted & set(SCOPE_CLAIMS["profile"]):
-        claims.update({
-            "name": person.name, "family_name": person.name[:1], "given_name": person.name[1:],
-            "locale": "zh-CN", "updated_at": int(person.updated_at.timestamp()),
-        })
+        claims.update({"name": person.name, "locale": "zh-CN",
+                       "updated_at": int(person.updated_at.timestamp())})
+        if parts := names.split(person.name):
+            claims["family_name"], claims["given_name"] = parts
         if person.gender:
             claims["gender"] = person.gender
         if person.birth_date:
