@@ -21,11 +21,20 @@ def alembic_config(engine: Engine | None = None, url: str | None = None) -> Conf
     return config
 
 
+class UnknownRevision(ValueError):
+    """A revision alembic cannot find or reach (``idp db upgrade nonsense``)."""
+
+
 def _run(engine: Engine, action: str, revision: str) -> None:
+    from alembic.util.exc import CommandError
+
     config = alembic_config(engine)
     with engine.connect() as connection:
         config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
+        try:
+            getattr(command, action)(config, revision)
+        except CommandError as exc:  # its message names the revision, nothing secret
+            raise UnknownRevision(str(exc)) from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

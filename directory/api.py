@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -87,9 +88,21 @@ def _after_id(cursor: str | None) -> int:
     value = _decode(cursor)
     if value is None:
         return 0
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):  # "²".isdigit()
+    if not (value.isascii() and value.isdigit() and int(value) <= MAX_ID):  # "²".isdigit()
         raise Problem(400, "Invalid cursor", "Pass next_cursor exactly as received.")
     return int(value)
+
+
+MAX_ID = 2**31 - 1  # ids are 32-bit: a larger cursor is none this API wrote
+_UNIT_PATH = re.compile(r"/(?:[0-9]{1,10}/)*\Z")
+
+
+def _after_path(cursor: str | None) -> str | None:
+    """An org-units cursor: a unit path as this API writes it (``/1/5/23/``), or None."""
+    value = _decode(cursor)
+    if value is not None and not _UNIT_PATH.match(value):  # a NUL, text, ...: not ours
+        raise Problem(400, "Invalid cursor", "Pass next_cursor exactly as received.")
+    return value
 
 
 def visible_person(scope: TokenScope) -> Any:
@@ -276,7 +289,7 @@ def list_subtree(
     top = (_visible_unit(session, scope, root) if root
            else session.get(OrgUnit, scope.org_unit_id))
     query = select(OrgUnit).where(OrgUnit.path.startswith(top.path))
-    after = _decode(cursor)
+    after = _after_path(cursor)
     if after is not None:
         query = query.where(OrgUnit.path > after)
     units = list(session.scalars(query.order_by(OrgUnit.path).limit(limit + 1)))

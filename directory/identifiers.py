@@ -36,7 +36,13 @@ def normalise(kind: IdentifierKind, raw: str) -> str:
         if not _EMAIL.match(text):
             raise ValueError("not an e-mail address")
         return text.lower()
-    return re.sub(r"\s+", "", text).casefold()
+    return "".join(ch for ch in re.sub(r"\s+", "", text).casefold()
+                   if unicodedata.category(ch) not in _INVISIBLE)
+
+
+# control and format characters (a zero-width space, a joiner, a direction mark) that NFKC
+# keeps: typed or pasted unseen, they must neither make a name differ nor make one up
+_INVISIBLE = frozenset({"Cc", "Cf"})
 
 
 def guess_kinds(raw: str) -> list[IdentifierKind]:

@@ -227,9 +227,11 @@ cli_security.register(app)
 
 
 def main() -> None:
+    from core.migrate import UnknownRevision
+
     try:
         app()
-    except ConfigError as exc:
+    except (ConfigError, UnknownRevision) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

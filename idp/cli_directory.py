@@ -111,10 +111,10 @@ def _report(result: ImportResult) -> None:
 
 
 def rollover_command(
-    year: int = typer.Option(..., "--year", help="The school year that starts (e.g. 2027 for "
-                             "2027-09-01)."),
+    year: int = typer.Option(..., "--year", min=1900, max=9000,
+                             help="The school year that starts (e.g. 2027 for 2027-09-01)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff; write nothing."),
-    graduated_grace_days: int = typer.Option(180, "--graduated-grace-days", min=0,
+    graduated_grace_days: int = typer.Option(180, "--graduated-grace-days", min=0, max=3650,
                                              help="Days before a graduate's account is disabled "
                                              "(signing in ends at graduation)."),
     final_grades: str = typer.Option("6,9,12", "--final-grades",

@@ -245,6 +245,8 @@ def _phone(raw: str) -> str | None:
 def _identifier(kind: IdentifierKind) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = normalise(kind, _required(raw))
+        if not value:  # only invisible characters
+            raise ValueError("is empty")
         if len(value) > 64:
             raise ValueError("is longer than 64 characters")
         return value

@@ -125,13 +125,28 @@ def test_missing_invalid_or_weak_tokens(client, db: Database, settings: Settings
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-@pytest.mark.parametrize("raw", ["²", "9" * 40, "-1", "1\x00"])
+@pytest.mark.parametrize("raw", ["²", "9" * 40, "9" * 17, "2147483648", "-1", "1\x00"])
 def test_a_cursor_that_is_no_position_is_a_problem(client, city_token, raw: str) -> None:
     """``"²".isdigit()`` is true and 10**40 fits no database integer: both were 500s."""
     import base64
 
     cursor = base64.urlsafe_b64encode(raw.encode()).decode()
-    for path in ("/api/directory/people", "/api/directory/org-units/3100000001/people"):
+    for path in ("/api/directory/people", "/api/directory/org-units/3100000001/people",
+                 "/api/directory/org-units"):
+        if path.endswith("org-units") and raw.isascii() and raw.isdigit():
+            continue  # digits alone are no unit path, but not wrong for it either: below
         response = client.get(path, params={"name": "a", "cursor": cursor}, headers=city_token)
         assert response.status_code == 400, (path, raw, response.text)
         assert response.json()["title"] == "Invalid cursor"
+
+
+@pytest.mark.parametrize("raw", ["\x00", "abc", "/1/x/", "1/2/"])
+def test_an_org_units_cursor_that_is_no_unit_path_is_a_problem(client, city_token,
+                                                               raw: str) -> None:
+    """A NUL reached the database (a generic "cannot be stored" 400 and a warning)."""
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode()
+    response = client.get("/api/directory/org-units", params={"cursor": cursor},
+                          headers=city_token)
+    assert response.status_code == 400 and response.json()["title"] == "Invalid cursor"

@@ -144,3 +144,16 @@ def test_the_app_itself_refuses_an_unknown_mfa_role(settings) -> None:
 
     with pytest.raises(ValueError, match="unknown role techer"):
         create_app(settings.model_copy(update={"mfa_required_roles": ("teacher", "techer")}))
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade", "nonsense"), ("db", "downgrade", "nonsense"),
+                                  ("rollover", "--year", "0", "--dry-run"),
+                                  ("rollover", "--year", "99999", "--dry-run"),
+                                  ("rollover", "--year", "2027", "--dry-run",
+                                   "--graduated-grace-days", "999999999")])
+def test_bad_arguments_are_an_error_not_a_traceback(tmp_path: Path, args: tuple[str, ...]) -> None:
+    env = {"IDP_VAR_DIR": str(tmp_path)}
+    assert idp("db", "upgrade", env=env).returncode == 0
+    result = idp(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "error" in result.stderr.lower()
