@@ -188,7 +188,9 @@ def _page(request: Request, step_id: str, step: Step, error: str = "",
                "sms_only": sms_only,
                "has_recovery": has_recovery, "sms_phone": sms.mask(phone) if phone else "",
                "sms_sent": sms_sent, "sms_minutes": sms.CODE_SECONDS // 60,
-               "upgrade": step.upgrade, "blocked": blocked}
+               "upgrade": step.upgrade,
+               # no code to type here: nothing set up, and nothing may be set up now
+               "no_code": blocked or (not has_totp and not sms_only and enrolment is None)}
     if enrolment is not None:
         context.update(qr_svg=totp.qr_svg(enrolment.otpauth_uri),
                        otpauth_uri=enrolment.otpauth_uri,

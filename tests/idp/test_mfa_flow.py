@@ -233,6 +233,7 @@ def test_a_step_up_of_an_old_session_sets_up_no_app(client: TestClient, make_cli
     page = client.get("/mfa")
     assert "<svg" not in page.text and "otpauth" not in page.text
     assert "只能在刚用密码登录后设置" in page.text
+    assert 'action="/mfa"' not in page.text  # no code to type: nothing is set up
     cancelled = client.post("/mfa/cancel", data={"csrf_token": flow.csrf_of(page.text)},
                             follow_redirects=False)
     again = flow.login(client, client.get(cancelled.headers["location"]), student.login,
