@@ -55,6 +55,11 @@ class Store(ABC):
         only when it exists (the answer is then ``None`` and nothing is written)."""
 
     @abstractmethod
+    def swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expected`` now (compare-and-set),
+        keeping its time to live; False when it changed or is gone meanwhile."""
+
+    @abstractmethod
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         """Add ``amount`` atomically; a new counter expires ``ttl`` seconds after creation."""
 
@@ -172,6 +177,14 @@ class MemoryStore(Store):
             self._put(key, value, ttl, now)
             return None if item is None else item[0]
 
+    def swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        with self._lock:
+            item = self._live(key, time.monotonic())
+            if item is None or item[0] != expected:
+                return False
+            self._data[key] = (value, item[1])
+            return True
+
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         with self._lock:
             now = time.monotonic()
@@ -247,6 +260,13 @@ return value
 
 # ZADD the member with its expiry (ms since the epoch) as score, drop the members past
 # theirs, and let the set live as long as its longest-lived member.
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
 _ADD_MEMBER = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -269,6 +289,7 @@ class RedisStore(Store):
         self._incr = self._redis.register_script(_INCR_WITH_TTL)
         self._take_and_mark = self._redis.register_script(_TAKE_AND_MARK)
         self._add_member = self._redis.register_script(_ADD_MEMBER)
+        self._swap = self._redis.register_script(_SWAP)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -297,6 +318,9 @@ class RedisStore(Store):
                 only_existing: bool = False) -> bytes | None:
         return self._redis.set(self._k(key), value, px=self._ms(ttl), xx=only_existing,
                                get=True)
+
+    def swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        return bool(self._swap(keys=[self._k(key)], args=[expected, value]))
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         return int(self._incr(keys=[self._k(key)], args=[amount, self._ms(ttl)]))

@@ -39,6 +39,7 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import segno
 from sqlalchemy.orm import Session
@@ -108,6 +109,8 @@ class Ticket:
     sub: str = ""  # authenticated on the phone
     amr: list[str] = field(default_factory=list)
     auth_time: int | None = None
+    # the stored bytes it was read from (not a field: never stored), what ``_save`` swaps
+    loaded: ClassVar[bytes] = b""
 
 
 def _key(ticket_id: str) -> str:
@@ -175,7 +178,9 @@ def _load(store: Store, ticket_id: str) -> Ticket:
     if raw is None:
         used = valid_id(ticket_id) and store.get(_used_key(ticket_id)) is not None
         raise _error(USED if used else EXPIRED)
-    return Ticket(**json.loads(raw))
+    ticket = Ticket(**json.loads(raw))
+    ticket.loaded = raw
+    return ticket
 
 
 def _bound(ticket: Ticket, secret: str) -> bool:
@@ -191,11 +196,17 @@ def load_bound(store: Store, ticket_id: str, secret: str) -> Ticket:
 
 
 def _save(store: Store, ticket_id: str, ticket: Ticket) -> None:
-    """Write back an update, keeping the ticket's remaining lifetime."""
-    left = store.ttl(_key(ticket_id))
-    if left is None or store.get(_used_key(ticket_id)) is not None:
-        raise _error(EXPIRED)
-    store.set(_key(ticket_id), json.dumps(asdict(ticket)).encode(), ttl=left)
+    """Write back an update of the ticket as it was loaded, keeping its remaining lifetime,
+    atomically: a ticket redeemed (taken), expired, or updated by another phone meanwhile
+    is not written over. Two phones scanning at once: the second one's update fails and it
+    is told the code was scanned on another phone; a refusal racing the desktop's redeem
+    does not say "refused" after the desktop signed in."""
+    if store.swap(_key(ticket_id), ticket.loaded, json.dumps(asdict(ticket)).encode()):
+        return
+    now = _load(store, ticket_id)  # redeemed ("used") or gone ("expired") meanwhile
+    if now.scanned_by != ticket.scanned_by:
+        raise _error("other_phone")
+    raise _error(DENIED if now.status == DENIED else EXPIRED)  # this phone's other tap won
 
 
 def scan(store: Store, ticket_id: str, account_id: int) -> Ticket:
