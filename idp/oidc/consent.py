@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import Database, utcnow
@@ -21,9 +22,11 @@ from idp.oidc import refresh_tokens
 from idp.oidc.refresh_tokens import RefreshToken
 
 
-def _row(session: Session, account_id: int, client_id: str) -> Consent | None:
-    return session.scalar(select(Consent).where(
-        Consent.account_id == account_id, Consent.client_id == client_id))
+def _row(session: Session, account_id: int, client_id: str, *,
+         lock: bool = False) -> Consent | None:
+    query = select(Consent).where(Consent.account_id == account_id,
+                                  Consent.client_id == client_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 class AllowedApi(NamedTuple):
@@ -64,9 +67,22 @@ def grant(db: Database, account_id: int, client_id: str, scope: str,
           apis: Mapping[str, str] | None = None) -> None:
     """Remember the person's consent to ``scope`` and, with it, to each API of ``apis``
     (identifier: the ``client_id`` of the app holding it), added to what they allowed
-    before (for an API now held by another app, instead of it)."""
+    before (for an API now held by another app, instead of it).
+
+    Concurrent grants (two tabs allowing at once) and a revocation are serialised on the
+    consent row (``FOR UPDATE``), so none loses another's scopes and a withdrawn consent is
+    not written back from a read made before the withdrawal; two first grants that both
+    insert meet the unique constraint, and the loser adds to the winner's row."""
+    try:
+        _grant(db, account_id, client_id, scope, apis)
+    except IntegrityError:  # the row another first grant inserted meanwhile
+        _grant(db, account_id, client_id, scope, apis)
+
+
+def _grant(db: Database, account_id: int, client_id: str, scope: str,
+           apis: Mapping[str, str] | None) -> None:
     with db.session() as session:
-        row = _row(session, account_id, client_id)
+        row = _row(session, account_id, client_id, lock=True)
         if row is None:
             row = Consent(account_id=account_id, client_id=client_id, scope="")
             session.add(row)
@@ -97,13 +113,13 @@ def revoke(db: Database, store: Store, account_id: int, client_id: str) -> bool:
     account (in the same transaction) and the access tokens issued with them: the app
     keeps no way back in."""
     with db.session() as session:
-        row = session.scalar(select(Consent).where(
-            Consent.account_id == account_id, Consent.client_id == client_id,
-            Consent.revoked_at.is_(None)))
-        if row is None:
+        row = _row(session, account_id, client_id, lock=True)
+        if row is None or row.revoked_at is not None:
             return False
         row.revoked_at = utcnow()
         live = refresh_tokens.revoke_in(session, RefreshToken.account_id == account_id,
                                         RefreshToken.client_id == client_id)
     refresh_tokens.deny_access_tokens(store, live)
+    refresh_tokens.revoke_again(db, store, RefreshToken.account_id == account_id,
+                                RefreshToken.client_id == client_id)
     return True

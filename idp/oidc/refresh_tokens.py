@@ -105,9 +105,23 @@ def _expiry(grant: Grant, now: datetime) -> datetime:
 
 def revoke_family(db: Database, store: Store, family: str) -> None:
     """Revoke every refresh token of ``family`` and deny-list the access tokens issued
-    with them that may still be live."""
+    with them that may still be live (twice: ``revoke_again``)."""
     with db.session() as session:
         live = revoke_in(session, RefreshToken.family == family)
+    deny_access_tokens(store, live)
+    revoke_again(db, store, RefreshToken.family == family)
+
+
+def revoke_again(db: Database, store: Store, *where: Any) -> None:
+    """The second pass of a revocation, once its transaction has committed. A rotation
+    (``rotate``) inserts its new token, commits, then checks whether the family was revoked
+    meanwhile. Under READ COMMITTED a first pass whose UPDATE began before that insert
+    committed does not see the new row, and a check made before the first pass committed
+    does not see the revocation: the new token (and its access token) would live on. This
+    pass, begun after the first one committed, sees every row inserted before it began;
+    a rotation that inserts later makes its check later still, and sees the revocation."""
+    with db.session() as session:
+        live = revoke_in(session, *where)
     deny_access_tokens(store, live)
 
 
@@ -129,6 +143,7 @@ def revoke_session(db: Database, store: Store, sid: str) -> None:
     with db.session() as session:
         live = revoke_in(session, RefreshToken.session_sid == sid)
     deny_access_tokens(store, live)
+    revoke_again(db, store, RefreshToken.session_sid == sid)
 
 
 def revoke_in(session: Session, *where: Any) -> list[tuple[str, datetime]]:
