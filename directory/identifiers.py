@@ -36,13 +36,15 @@ def normalise(kind: IdentifierKind, raw: str) -> str:
         if not _EMAIL.match(text):
             raise ValueError("not an e-mail address")
         return text.lower()
-    return "".join(ch for ch in re.sub(r"\s+", "", text).casefold()
-                   if unicodedata.category(ch) not in _INVISIBLE)
+    return re.sub(r"\s+", "", text).casefold()
 
 
-# control and format characters (a zero-width space, a joiner, a direction mark) that NFKC
-# keeps: typed or pasted unseen, they must neither make a name differ nor make one up
-_INVISIBLE = frozenset({"Cc", "Cf"})
+def has_invisible(raw: str) -> bool:
+    """Whether ``raw`` holds a control or format character (a zero-width space, a joiner,
+    a direction mark) that NFKC keeps: a name written with one would look like another, or
+    like nothing, and nobody could type it. Refused where identifiers are written (SCIM,
+    imports); normalising them away instead would make names stored before unreachable."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw)
 
 
 def guess_kinds(raw: str) -> list[IdentifierKind]:

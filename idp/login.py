@@ -393,6 +393,7 @@ def logout(request: Request) -> Response:
     frames = []
     if loaded := sessions.load(request.app.state.store, request):
         frames = end_session.sign_out(request, loaded)
+    end_session.forget_pending_steps(request)
     response: Response = (end_session.signed_out_page(request, frames) if frames
                           else RedirectResponse("/?signed_out=1" if loaded else "/",
                                                 status_code=303))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from core.passwords import import_legacy_hash
-from directory.identifiers import normalise
+from directory.identifiers import has_invisible, normalise
 from directory.importer.columns import Columns, Kind, label
 from directory.models import IdentifierKind, Role
 from directory.pii import (
@@ -244,9 +244,9 @@ def _phone(raw: str) -> str | None:
 
 def _identifier(kind: IdentifierKind) -> Callable[[str], str]:
     def parse(raw: str) -> str:
+        if has_invisible(raw):
+            raise ValueError("holds an invisible character (a zero-width space, say)")
         value = normalise(kind, _required(raw))
-        if not value:  # only invisible characters
-            raise ValueError("is empty")
         if len(value) > 64:
             raise ValueError("is longer than 64 characters")
         return value

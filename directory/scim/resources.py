@@ -38,10 +38,11 @@ class Name(ComplexAttribute):
     """The whole name as the directory holds it (Chinese names: family name first, no space)."""
 
     family_name: Annotated[str | None, Mutability.read_only, Returned.request] = None
-    """Derived, not stored: the first character of the name. Returned only when asked for."""
+    """Derived, not stored: the surname of a name in Chinese characters (``directory.names``).
+    Returned only when asked for."""
 
     given_name: Annotated[str | None, Mutability.read_only, Returned.request] = None
-    """Derived, not stored: the name without its first character."""
+    """Derived, not stored: the name without its surname (``directory.names``)."""
 
 
 class Email(ComplexAttribute):

@@ -5,7 +5,7 @@ Mapping (see docs/scim.md for the table):
 - ``id`` is ``Person.uid``; ``userName`` is the primary login identifier
   (username, else student number, else teacher number, else e-mail);
 - ``name.formatted`` is ``Person.name``; ``familyName``/``givenName`` are derived
-  (first character / the rest), never stored, returned on request only;
+  (surname / the rest, ``directory.names``), never stored, returned on request only;
 - ``active`` is "person status active and account not disabled";
 - ``emails`` are e-mail login identifiers; ``phoneNumbers`` holds the one phone
   number, stored encrypted (``core.field_crypto``) and never logged;
@@ -38,7 +38,7 @@ from core.field_crypto import blind_index_candidates, open_, seal
 from core.settings import Settings
 from directory import names
 from directory.api_tokens import TokenScope
-from directory.identifiers import normalise, normalise_phone
+from directory.identifiers import has_invisible, normalise, normalise_phone
 from directory.models import (
     ADDRESS,
     PHONE,
@@ -354,6 +354,8 @@ class UserWriter:
         if not wanted:
             raise InvalidValueException(detail="userName is required.")
         value = normalise(IdentifierKind.username, wanted)
+        if has_invisible(wanted):
+            raise InvalidValueException(detail="userName holds an invisible character.")
         if not value or len(value) > 200:
             raise InvalidValueException(detail="userName must hold 1 to 200 characters.")
         if had is not None and value == normalise(IdentifierKind.username, had):
@@ -364,7 +366,7 @@ class UserWriter:
 
     def _identifier(self, account: Account, kind: IdentifierKind, raw: str | None) -> None:
         value = normalise(kind, raw) if raw else None
-        if value is not None and (not value or len(value) > 200):
+        if value is not None and (not value or len(value) > 200 or has_invisible(raw or "")):
             raise InvalidValueException(detail=f"{kind.value} is not valid.")
         rows = self._rows(account, kind)
         if [r.value for r in rows] == ([value] if value else []):

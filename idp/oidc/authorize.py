@@ -338,12 +338,12 @@ async def read_params(request: Request) -> tuple[dict[str, str], set[str]]:
     if request.method == "POST":
         if not is_form(request):
             raise _malformed()
-        raw = (await request.body()).decode("latin-1")
+        raw = await request.body()
     else:
-        raw = request.scope.get("query_string", b"").decode("latin-1")
-    try:
-        items = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_PARAMETERS,
-                          encoding="utf-8", errors="strict")
+        raw = request.scope.get("query_string", b"")
+    try:  # raw bytes beyond ASCII, and what the %-escapes decode to, must both be UTF-8
+        items = parse_qsl(raw.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=MAX_PARAMETERS, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise _malformed() from None
     params: dict[str, str] = {}
@@ -646,6 +646,9 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
         return _to_page(request, "consent", req, interaction_id)
     if OFFLINE in req.scope.split() and not _offline_consented(request, client, req, session):
         req.scope = " ".join(s for s in req.scope.split() if s != OFFLINE)
+        if not req.scope:  # nothing else was asked for
+            return answer(request, req, interaction_id, OAuthError(
+                "invalid_scope", "offline_access needs the person's consent (prompt=consent)"))
     acr = policy.acr_answer(session.acr, req.essential_acr)
     if acr is None:  # OIDC Core 5.5.1.1: an essential acr not met fails the authentication
         return answer(request, req, interaction_id, OAuthError(

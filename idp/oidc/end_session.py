@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
 from core.web import csrf
+from core.web.errors import PageError
 from core.web.i18n import N_
 from core.web.safe_methods import no_action_on_head
 from core.web.templates import PAGE_QUERY, render
@@ -110,7 +111,8 @@ def read_request(request: Request, params: dict[str, str], repeated: set[str]) -
                                    "state", "ui_locales") if k in params}
     try:
         if repeated:
-            raise Untrusted(N_("The sign-out request is malformed (a parameter is repeated)."))
+            raise Untrusted(N_("The sign-out request is malformed (a parameter is repeated or "
+                               "cannot be read)."))
         client, hint_sid = _client_of(request, params)
         return LogoutRequest(client, hint_sid, _return_address(client, params), kept)
     except Untrusted as untrusted:  # the confirmation carries nothing of it back
@@ -128,7 +130,10 @@ def _confirmed(request: Request, params: dict[str, str]) -> bool:
 @router.api_route(END_SESSION_PATH, methods=["GET", "POST"],
                   dependencies=[Depends(no_action_on_head)])  # HEAD signs nobody out
 async def end_session(request: Request) -> Response:
-    params, repeated = await read_params(request)
+    try:
+        params, repeated = await read_params(request)
+    except PageError:  # unreadable (not UTF-8, not a form): an untrusted request, which
+        params, repeated = {}, {"(unreadable)"}  # still lets the person sign out
     return await run_in_threadpool(answer, request, params, repeated)
 
 
@@ -145,6 +150,7 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
             "client_name": client_name, "params": logout.params, "problem": logout.problem},
             form_target=logout.redirect_to)  # its answer redirects to the app
     frames = sign_out(request, loaded, logout.client) if loaded is not None else []
+    forget_pending_steps(request)
     response: Response = (
         RedirectResponse(logout.redirect_to, status_code=303)
         if logout.redirect_to and not frames
@@ -154,14 +160,20 @@ def answer(request: Request, params: dict[str, str], repeated: set[str]) -> Resp
     return response
 
 
+def forget_pending_steps(request: Request) -> None:
+    """A sign-out in this browser also ends a sign-in still under way in it (a second factor
+    or a new password not yet given, with or without a session yet): left open on a shared
+    computer, it must not finish for the next person."""
+    for steps in (mfa_step.STEPS, password_change.STEPS):
+        steps.forget_this_browsers(request)
+
+
 def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
              client: ClientMetadata | None = None) -> list[str]:
     """End this browser's SSO session, record who signed out (and from which app), and
     tell the session's apps: back-channel logout in the background; the front-channel
     logout URLs that the signed-out page must load are returned."""
     ended = sessions.end(request.app.state.store, loaded[0], request)
-    for steps in (mfa_step.STEPS, password_change.STEPS):  # a second factor or a new
-        steps.forget_this_browsers(request)  # password still under way in this browser
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",

@@ -203,18 +203,23 @@ def account_may_continue(db: Database, row: RefreshToken) -> bool:
 
 def _narrowed(grant: Grant, form: dict[str, str], client: ClientMetadata) -> Grant:
     """The grant with the scope a refresh asks for: values the provider does not know are
-    ignored, as at the authorization endpoint (an app may send its whole scope again)."""
+    ignored, as at the authorization endpoint (an app may send its whole scope again), and
+    so is an ``offline_access`` the grant does not hold: the authorization endpoint ignored
+    it without the person's consent (OIDC Core 11), and an app sending back what it asked
+    for must not fail for that."""
     asked = form.get("scope")
     if asked is None:
         return grant
+    held = set(grant.scope.split())
     try:
         wanted = [s for s in scopes.values(asked)
-                  if s in client.allowed_scopes or s in scopes.USER_SCOPES]
+                  if (s in client.allowed_scopes or s in scopes.USER_SCOPES)
+                  and (s != "offline_access" or s in held)]
     except ValueError as malformed:
         raise OAuthError("invalid_scope", str(malformed)) from None
     if not wanted:
         return grant
-    if not set(wanted) <= set(grant.scope.split()):
+    if not set(wanted) <= held:
         raise OAuthError("invalid_scope", "a refresh cannot widen the scope")
     return Grant.from_json({**grant.to_json(), "scope": " ".join(wanted)})
 

@@ -12,6 +12,7 @@ from directory import names
     ("钱老师", ("钱", "老师")),
     ("欧阳娜娜", ("欧阳", "娜娜")),
     ("司马光", ("司马", "光")),
+    ("单于洋", ("单", "于洋")),  # 单 is far likelier than the rare 单于
     ("上官", ("上", "官")),  # two characters: surname and given name, not a bare surname
     (" 王五 ", ("王", "五")),
     ("王", None),  # one character: no given name to give (omitted, not "")

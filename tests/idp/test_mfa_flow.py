@@ -284,3 +284,22 @@ def _request_with(name: str, value: str):
 
     return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"",
                     "headers": [(b"cookie", f"{name}={value}".encode())]})
+
+
+@pytest.mark.parametrize("how", ["start page", "end-session endpoint"])
+def test_a_sign_out_forgets_a_first_sign_ins_second_factor_step(
+        client: TestClient, make_client, make_person, how: str) -> None:
+    """Right after the password there is no session yet: a sign-out must still end the
+    step, or the next person at the computer sets up their own app on the account."""
+    registered = make_client()
+    make_person("t1", "pw-teacher-1", role=Role.teacher)
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "t1", "pw-teacher-1").headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    assert "<svg" in page.text
+    if how == "start page":  # (its button shows with a session; the form is the same)
+        client.post("/logout", data={"csrf_token": flow.csrf_of(page.text)})
+    else:
+        client.get("/oauth2/logout")
+    left = client.get("/mfa")
+    assert left.status_code == 400 and "<svg" not in left.text

@@ -65,3 +65,30 @@ def test_offline_access_is_ignored_for_an_app_without_refresh_tokens(
                                                       person.password)).headers["location"])
     assert "offline_access" not in shown.text  # not even asked
     assert _scope(client, registered, person, scope=OFFLINE, prompt="consent") == {"openid"}
+
+
+def test_a_refresh_that_sends_the_asked_scope_again_still_works(
+        client: TestClient, make_client, make_person) -> None:
+    """Many libraries send their whole scope with a refresh: an offline_access that was
+    ignored is ignored again, not refused as a widening."""
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person, scope=OFFLINE).params["code"]
+    auth = (registered.client_id, registered.secret)
+    tokens = client.post("/oauth2/token", auth=auth, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}).json()
+    again = client.post("/oauth2/token", auth=auth, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "scope": OFFLINE})
+    assert again.status_code == 200, again.text
+    assert again.json()["scope"] == "openid"
+    wider = client.post("/oauth2/token", auth=auth, data={
+        "grant_type": "refresh_token", "refresh_token": again.json()["refresh_token"],
+        "scope": "openid profile"})
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+
+
+def test_offline_access_alone_without_consent_is_invalid_scope(
+        client: TestClient, make_client, make_person) -> None:
+    registered, person = make_client(), make_person()
+    answer = flow.code_flow(client, registered.client_id, person, scope="offline_access")
+    assert answer.params["error"] == "invalid_scope"

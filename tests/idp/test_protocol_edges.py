@@ -206,3 +206,30 @@ def test_options_names_the_endpoints_own_methods(client, path, methods) -> None:
     preflight = client.options(path, headers={"Origin": "https://spa.example.cn",
                                               "Access-Control-Request-Method": "POST"})
     assert preflight.headers["access-control-allow-methods"] == methods
+
+
+def test_raw_bytes_that_are_not_utf8_make_the_request_malformed(client, make_client) -> None:
+    """Not only %-escapes: a raw byte beyond ASCII was read as Latin-1 and echoed as
+    mojibake."""
+    registered = make_client()
+    query = "&".join(f"{k}={v}" for k, v in _query(registered, prompt="none").items())
+    posted = client.post("/oauth2/authorize", content=query.encode() + b"&state=\xff",
+                         headers={"content-type": "application/x-www-form-urlencoded"},
+                         follow_redirects=False)
+    assert posted.status_code == 400 and "location" not in posted.headers
+    fine = client.post("/oauth2/authorize", content=query.encode() + "&state=中".encode(),
+                       headers={"content-type": "application/x-www-form-urlencoded"},
+                       follow_redirects=False)
+    assert flow.Redirect(fine.headers["location"]).params["state"] == "中"
+
+
+def test_an_unreadable_sign_out_request_still_signs_out(client, make_client,
+                                                        make_person) -> None:
+    """The end-session endpoint treats what it cannot read as untrusted (a confirmation
+    page), never as an error page that leaves the person signed in."""
+    flow.code_flow(client, make_client().client_id, make_person())
+    page = client.get("/oauth2/logout?state=caf%E9")
+    assert page.status_code == 200 and "cannot be read" in client.get(
+        "/oauth2/logout?state=caf%E9&ui_locales=en").text
+    empty = client.post("/oauth2/logout", files={"x": ("x", b"1")})
+    assert empty.status_code == 200
