@@ -229,7 +229,6 @@ def test_an_unreadable_sign_out_request_still_signs_out(client, make_client,
     page), never as an error page that leaves the person signed in."""
     flow.code_flow(client, make_client().client_id, make_person())
     page = client.get("/oauth2/logout?state=caf%E9")
-    assert page.status_code == 200 and "cannot be read" in client.get(
-        "/oauth2/logout?state=caf%E9&ui_locales=en").text
+    assert page.status_code == 200 and "无法读取" in page.text  # the confirmation page
     empty = client.post("/oauth2/logout", files={"x": ("x", b"1")})
     assert empty.status_code == 200
