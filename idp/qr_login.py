@@ -281,6 +281,25 @@ def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
         back = "/login?" + urlencode({"next": "/login/qr/scan?" + urlencode({"t": t})})
         return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
                         status=401, link=back, link_text=N_("Sign in"), error=False)
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        # from a page of this site, not a camera: the sign-in's return (``/login?next=``),
+        # which a link from anywhere can start. The person confirms with a form first.
+        return render(request, "qr_scan_confirm.html", {"t": t})
+    return _scanned(request, t, session)
+
+
+@router.post("/login/qr/scan")
+def scan_confirmed(request: Request, t: str = Form("", max_length=100)) -> Response:
+    """The confirmation of a scan page reached from this site (CSRF-protected)."""
+    session = _phone_session(request)
+    if session is None:
+        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
+                        status=401, link="/login", link_text=N_("Sign in"), error=False)
+    return _scanned(request, t, session)
+
+
+def _scanned(request: Request, t: str, session: sessions.SSOSession) -> Response:
+    """Take the ticket for this phone's account and show what it asks."""
     try:
         ticket = qr.scan(request.app.state.store, t, session.account_id)
     except qr.QrError as exc:

@@ -689,3 +689,22 @@ def test_a_link_from_another_site_scans_nothing(browsers, store, make_person, si
     opened = phone.get(path, headers={"Sec-Fetch-Site": "none"})
     assert opened.status_code == 200
     assert _status(desktop, ticket)[1]["status"] == "scanned"
+
+
+def test_a_scan_reached_through_the_sign_in_asks_first(browsers, store, make_person) -> None:
+    """``/login?next=/login/qr/scan?t=...`` can be linked from anywhere, and the sign-in's
+    return arrives from this site ("same-origin"): the ticket is taken only after the
+    person confirms with a form (CSRF), never by the redirect."""
+    desktop, phone, _ = browsers
+    _signed_in_phone(phone, store, make_person())
+    ticket = _ticket(desktop)
+    path = urlsplit(ticket["scan_url"]).path + "?" + urlsplit(ticket["scan_url"]).query
+    page = phone.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+    assert page.status_code == 200 and 'action="/login/qr/scan"' in page.text
+    assert _status(desktop, ticket)[1]["status"] == "pending"
+    forged = phone.post("/login/qr/scan", data={"t": ticket["ticket"]})  # no CSRF token
+    assert forged.status_code == 403 and _status(desktop, ticket)[1]["status"] == "pending"
+    confirmed = phone.post("/login/qr/scan", data={"t": ticket["ticket"],
+                                                   "csrf_token": flow.csrf_of(page.text)})
+    assert confirmed.status_code == 200 and "/login/qr/approve" in confirmed.text
+    assert _status(desktop, ticket)[1]["status"] == "scanned"
