@@ -258,8 +258,7 @@ return value
 """
 
 
-# ZADD the member with its expiry (ms since the epoch) as score, drop the members past
-# theirs, and let the set live as long as its longest-lived member.
+# Compare-and-set that keeps the key's time to live (``Store.swap``).
 _SWAP = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
@@ -267,6 +266,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# ZADD the member with its expiry (ms since the epoch) as score, drop the members past
+# theirs, and let the set live as long as its longest-lived member.
 _ADD_MEMBER = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
