@@ -60,6 +60,11 @@ class Store(ABC):
         keeping its time to live; False when it changed or is gone meanwhile."""
 
     @abstractmethod
+    def take_if(self, key: str, expected: bytes) -> bool:
+        """Delete ``key`` only if it holds ``expected`` now (compare-and-delete); False when
+        it changed (a newer value stays) or is gone meanwhile."""
+
+    @abstractmethod
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         """Add ``amount`` atomically; a new counter expires ``ttl`` seconds after creation."""
 
@@ -185,6 +190,14 @@ class MemoryStore(Store):
             self._data[key] = (value, item[1])
             return True
 
+    def take_if(self, key: str, expected: bytes) -> bool:
+        with self._lock:
+            item = self._live(key, time.monotonic())
+            if item is None or item[0] != expected:
+                return False
+            del self._data[key]
+            return True
+
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         with self._lock:
             now = time.monotonic()
@@ -266,6 +279,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Compare-and-delete (``Store.take_if``).
+_TAKE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
 # ZADD the member with its expiry (ms since the epoch) as score, drop the members past
 # theirs, and let the set live as long as its longest-lived member.
 _ADD_MEMBER = """
@@ -291,6 +312,7 @@ class RedisStore(Store):
         self._take_and_mark = self._redis.register_script(_TAKE_AND_MARK)
         self._add_member = self._redis.register_script(_ADD_MEMBER)
         self._swap = self._redis.register_script(_SWAP)
+        self._take_if = self._redis.register_script(_TAKE_IF)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -322,6 +344,9 @@ class RedisStore(Store):
 
     def swap(self, key: str, expected: bytes, value: bytes) -> bool:
         return bool(self._swap(keys=[self._k(key)], args=[expected, value]))
+
+    def take_if(self, key: str, expected: bytes) -> bool:
+        return bool(self._take_if(keys=[self._k(key)], args=[expected]))
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         return int(self._incr(keys=[self._k(key)], args=[amount, self._ms(ttl)]))

@@ -68,6 +68,13 @@ class BoundStep(Generic[T]):
         """The step is done (or left): its id works no more."""
         request.app.state.store.delete(f"{self.prefix}:{step_id}")
 
+    def finish(self, request: Request, step_id: str) -> None:
+        """The step is done: taken from the store atomically, so that of two factors (or
+        two forms) sent at the same moment only one goes on; the other is told the sign-in
+        expired rather than starting a second session."""
+        if request.app.state.store.take(f"{self.prefix}:{step_id}") is None:
+            raise sessions.sign_in_expired()
+
     def forget_this_browsers(self, request: Request) -> None:
         """A sign-out in this browser: its step, if any, works no more (a step left open
         must not finish for the next person at a shared computer)."""

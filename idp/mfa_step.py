@@ -226,7 +226,7 @@ def second_factor(request: Request, code: str = Form("", max_length=12)) -> Resp
             return _page(request, step_id, step, CODES_LOCKED, status=429,  # code it is not
                          minutes=-(-locked // 60))
         return _page(request, step_id, step, WRONG_CODE, status=400)
-    STEPS.forget(request, step_id)
+    STEPS.finish(request, step_id)  # one of two factors sent at once
     return finish(request, step, "otp")
 
 
@@ -243,7 +243,7 @@ def recovery_code(request: Request,
     if not ok:
         return _page(request, step_id, step, TOO_MANY if locked else WRONG_RECOVERY_CODE,
                      status=429 if locked else 400)
-    STEPS.forget(request, step_id)
+    STEPS.finish(request, step_id)  # one of two factors sent at once
     return finish(request, step, "otp")
 
 
@@ -282,7 +282,7 @@ def sms_code(request: Request, sms_code: str = Form("", max_length=20)) -> Respo
         too_many = result is not None and result.status is sms.VerifyStatus.too_many
         return _page(request, step_id, step, SMS_TOO_MANY if too_many else SMS_WRONG_CODE,
                      status=429 if too_many else 400, sms_sent=not too_many)
-    STEPS.forget(request, step_id)
+    STEPS.finish(request, step_id)  # one of two factors sent at once
     return finish(request, step, "sms")
 
 

@@ -125,7 +125,7 @@ def new_password(request: Request,
                                        context=Context.of(request))
         signed_out = account.signed_out_at.timestamp()
     sessions.end_everywhere(state, step.account_id, begun_before=signed_out)
-    STEPS.forget(request, step_id)
+    STEPS.finish(request, step_id)  # of two forms sent at once, one goes on
     response = login.first_factor_done(request, step.account_id, step.sub, step.amr, step.ia,
                                        roles=frozenset(step.roles) if step.roles else None,
                                        next_url=step.next, proven_here=step.proven_here)

@@ -264,16 +264,15 @@ def verify_code(session: Session, settings: Settings, store: Store, raw_phone: s
         return fail("other_account")
     tries_key = f"sms:tries:{entry['nonce']}"
     if store.incr(tries_key, ttl=CODE_SECONDS) > MAX_ATTEMPTS:
-        store.delete(key)  # the code is spent: a new one must be sent
+        store.take_if(key, raw)  # this code is spent (a newer one sent meanwhile stays)
         return fail("too_many_attempts", VerifyStatus.too_many, owner)
     if float(entry["expires"]) <= time.time():
         return fail("expired", actor_id=owner)
     if not hmac.compare_digest(_code_mac(settings, purpose, phone, cleaned),
                                str(entry["mac"])) or owner is None:
         return fail("wrong_code", actor_id=owner)
-    taken = store.take(key)
-    if taken is None or json.loads(taken).get("nonce") != entry["nonce"]:
-        return fail("code_reused", actor_id=owner)
+    if not store.take_if(key, raw):  # used meanwhile, or a new code replaced it (which
+        return fail("code_reused", actor_id=owner)  # stays: a read-then-take deleted it)
     store.delete(tries_key)
     record(session, actor=f"account:{owner}", action="sms.verify", outcome="success",
            context=context, detail={"purpose": purpose.value})

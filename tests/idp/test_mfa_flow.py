@@ -303,3 +303,30 @@ def test_a_sign_out_forgets_a_first_sign_ins_second_factor_step(
         client.get("/oauth2/logout")
     left = client.get("/mfa")
     assert left.status_code == 400 and "<svg" not in left.text
+
+
+
+def test_two_factors_sent_at_once_finish_the_step_once(client: TestClient, make_client,
+                                                       make_person, monkeypatch) -> None:
+    """Both requests read the step before either finished it: the step is taken atomically
+    when a factor succeeds, so the second one starts no second session."""
+    from idp import mfa_step
+    from mfa import totp
+
+    registered = make_client()
+    make_person("t1", "pw-teacher-1", role=Role.teacher)
+    flow.login(client, flow.authorize(client, client_id=registered.client_id), "t1",
+               "pw-teacher-1")
+    page = client.get("/mfa")
+    loaded, seen = mfa_step.STEPS.load, []
+
+    def as_read_before_either_finished(request):
+        if not seen:
+            seen.append(loaded(request))
+        return seen[0]
+
+    monkeypatch.setattr(mfa_step.STEPS, "load", as_read_before_either_finished)
+    monkeypatch.setattr(totp, "confirm", lambda *args, **kwargs: True)  # two good factors
+    assert _submit(client, page.text, "123456").status_code == 303
+    second = _submit(client, page.text, "654321")
+    assert second.status_code == 400 and "已过期" in second.text

@@ -362,3 +362,27 @@ def test_the_decoy_of_an_unregistered_number_never_passes(db, settings, store, o
     assert outbox.messages() == []
     result = _verify(db, settings, store, "123456", phone="13900139000")
     assert result.status is sms.VerifyStatus.wrong and result.account_id is None
+
+
+def test_a_new_code_sent_while_an_old_one_is_checked_stays(db, settings, store: Store, outbox,
+                                                           person, monkeypatch) -> None:
+    """The check read the old code, a new one replaced it, then the check spent "the" code:
+    a take deleted the new one. Only the code that was read is spent (compare-and-delete)."""
+    _send(db, settings, store, outbox.gateway)
+    old_code = outbox.last_code()
+    key = sms._code_key(settings, sms.Purpose.login, PHONE_NUMBER)
+    read = store.get(key)
+    newer = json.dumps({**json.loads(read), "nonce": "sent-meanwhile"}).encode()
+    store.set(key, newer, ttl=300)
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda k: read if k == key else real_get(k))
+    assert _verify(db, settings, store, old_code).status is sms.VerifyStatus.wrong
+    monkeypatch.setattr(store, "get", real_get)
+    assert store.get(key) == newer
+
+
+def test_take_if_deletes_only_what_was_read(store: Store) -> None:
+    store.set("take-if", b"a", ttl=30)
+    assert not store.take_if("take-if", b"b") and store.get("take-if") == b"a"
+    assert store.take_if("take-if", b"a") and store.get("take-if") is None
+    assert not store.take_if("take-if", b"a")
