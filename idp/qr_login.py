@@ -259,6 +259,11 @@ def redeem(request: Request, t: str = Form("", max_length=100),
 # -- the phone ----------------------------------------------------------------------------
 
 
+def _sign_in_first(request: Request, link: str = "/login") -> Response:
+    return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
+                    status=401, link=link, link_text=N_("Sign in"), error=False)
+
+
 def _phone_session(request: Request) -> sessions.SSOSession | None:
     return sessions.current(request)
 
@@ -278,9 +283,8 @@ def scan_page(request: Request, t: str = Query("", max_length=100)) -> Response:
         return _message(request, SCAN_WITH_CAMERA, status=403)
     session = _phone_session(request)
     if session is None:
-        back = "/login?" + urlencode({"next": "/login/qr/scan?" + urlencode({"t": t})})
-        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
-                        status=401, link=back, link_text=N_("Sign in"), error=False)
+        return _sign_in_first(request, "/login?" + urlencode(
+            {"next": "/login/qr/scan?" + urlencode({"t": t})}))
     if request.headers.get("sec-fetch-site") == "same-origin":
         # from a page of this site, not a camera: the sign-in's return (``/login?next=``),
         # which a link from anywhere can start. The person confirms with a form first.
@@ -293,8 +297,7 @@ def scan_confirmed(request: Request, t: str = Form("", max_length=100)) -> Respo
     """The confirmation of a scan page reached from this site (CSRF-protected)."""
     session = _phone_session(request)
     if session is None:
-        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
-                        status=401, link="/login", link_text=N_("Sign in"), error=False)
+        return _sign_in_first(request)
     return _scanned(request, t, session)
 
 
@@ -320,8 +323,7 @@ def _decide(request: Request, t: str, approve: bool) -> Response:
     found = sessions.load_standing(request)
     loaded = found[0] if found else None
     if loaded is None:
-        return _message(request, SIGN_IN_FIRST, title=N_("Sign in on your phone first"),
-                        status=401, link="/login", link_text=N_("Sign in"), error=False)
+        return _sign_in_first(request)
     phone = loaded[1]
     failure = ""
     with state.db.session() as session:

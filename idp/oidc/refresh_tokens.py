@@ -106,10 +106,13 @@ def _expiry(grant: Grant, now: datetime) -> datetime:
 def revoke_family(db: Database, store: Store, family: str) -> None:
     """Revoke every refresh token of ``family`` and deny-list the access tokens issued
     with them that may still be live (twice: ``revoke_again``)."""
-    with db.session() as session:
-        live = revoke_in(session, RefreshToken.family == family)
-    deny_access_tokens(store, live)
-    revoke_again(db, store, RefreshToken.family == family)
+    _revoke_twice(db, store, RefreshToken.family == family)
+
+
+def _revoke_twice(db: Database, store: Store, *where: Any) -> None:
+    """A revocation of its own transaction, then its second pass (``revoke_again``)."""
+    revoke_again(db, store, *where)
+    revoke_again(db, store, *where)
 
 
 def revoke_again(db: Database, store: Store, *where: Any) -> None:
@@ -140,10 +143,7 @@ def session_ended(store: Store, grant: Grant) -> bool:
 def revoke_session(db: Database, store: Store, sid: str) -> None:
     """The SSO session ``sid`` ended: revoke the refresh tokens that live with it (those
     without ``offline_access``) and deny-list their access tokens."""
-    with db.session() as session:
-        live = revoke_in(session, RefreshToken.session_sid == sid)
-    deny_access_tokens(store, live)
-    revoke_again(db, store, RefreshToken.session_sid == sid)
+    _revoke_twice(db, store, RefreshToken.session_sid == sid)
 
 
 def revoke_in(session: Session, *where: Any) -> list[tuple[str, datetime]]:
