@@ -65,6 +65,12 @@ class Store(ABC):
         it changed (a newer value stays) or is gone meanwhile."""
 
     @abstractmethod
+    def advance(self, key: str, value: int, ttl: float) -> bool:
+        """Set the counter ``key`` to ``value`` only if it is absent or holds less, with a
+        new time to live, atomically: of concurrent callers only those that raise it win
+        (a high-water mark). False when it already holds ``value`` or more."""
+
+    @abstractmethod
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         """Add ``amount`` atomically; a new counter expires ``ttl`` seconds after creation."""
 
@@ -198,6 +204,15 @@ class MemoryStore(Store):
             del self._data[key]
             return True
 
+    def advance(self, key: str, value: int, ttl: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(key, now)
+            if item is not None and int(item[0]) >= value:
+                return False
+            self._put(key, str(value).encode(), ttl, now)
+            return True
+
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         with self._lock:
             now = time.monotonic()
@@ -287,6 +302,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Raise a counter to ARGV[1] with a new expiry, only if absent or lower (``Store.advance``).
+_ADVANCE = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 # ZADD the member with its expiry (ms since the epoch) as score, drop the members past
 # theirs, and let the set live as long as its longest-lived member.
 _ADD_MEMBER = """
@@ -313,6 +335,7 @@ class RedisStore(Store):
         self._add_member = self._redis.register_script(_ADD_MEMBER)
         self._swap = self._redis.register_script(_SWAP)
         self._take_if = self._redis.register_script(_TAKE_IF)
+        self._advance = self._redis.register_script(_ADVANCE)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -347,6 +370,9 @@ class RedisStore(Store):
 
     def take_if(self, key: str, expected: bytes) -> bool:
         return bool(self._take_if(keys=[self._k(key)], args=[expected]))
+
+    def advance(self, key: str, value: int, ttl: float) -> bool:
+        return bool(self._advance(keys=[self._k(key)], args=[value, self._ms(ttl)]))
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         return int(self._incr(keys=[self._k(key)], args=[amount, self._ms(ttl)]))

@@ -28,6 +28,7 @@ lock is reported to the caller once (when it is set) so it can be audited.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,19 +193,20 @@ def sole_check(store: Store, limit: Limit, subject: str,
     millisecond. A turn is released when the check ends, or after ``CHECK_SECONDS`` if
     its process died."""
     key = f"checking:{limit.name}:{subject}"
-    if not _take_turn(store, key, TURN_WAIT_SECONDS if wait is None else wait):
+    turn = secrets.token_bytes(16)
+    if not _take_turn(store, key, turn, TURN_WAIT_SECONDS if wait is None else wait):
         yield False
         return
     try:
         yield True
-    finally:
-        store.delete(key)
+    finally:  # only this turn: past CHECK_SECONDS another check may hold the key now
+        store.take_if(key, turn)
 
 
-def _take_turn(store: Store, key: str, wait: float) -> bool:
+def _take_turn(store: Store, key: str, turn: bytes, wait: float) -> bool:
     deadline = time.monotonic() + wait
     pauses = itertools.chain(_TURN_POLL_SECONDS, itertools.repeat(0.05))
-    while not store.set_if_absent(key, b"1", ttl=CHECK_SECONDS):
+    while not store.set_if_absent(key, turn, ttl=CHECK_SECONDS):
         left = deadline - time.monotonic()
         if left <= 0:
             return False

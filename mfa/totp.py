@@ -10,8 +10,12 @@ codes against every confirmed TOTP factor of the account.
 Defences, all in the short-lived store (so they hold across workers):
 
 - a code is accepted in the previous, current and next time step (clock drift);
-- a time step that has been used once for an account is refused again
-  (``set_if_absent``, atomic: of two concurrent uses only one passes);
+- a code is accepted only for a time step later than the last one used for the
+  account (RFC 6238 5.2: a used code and any older one are refused). The last step is a
+  high-water mark raised atomically (``Store.advance``), so codes sent at once behave as
+  if sent one after the other: the same code passes once, and a code passes only if no
+  code of its step or a later one has (two separate marks let a step's code pass while a
+  later one was being marked);
 - at most :data:`MAX_FAILURES` wrong codes per account in :data:`FAILURE_WINDOW`
   seconds and :data:`DAILY_FAILURES` in 24 hours; each attempt takes a slot atomically
   before the code is checked and a correct code gives it back, so parallel guessing
@@ -44,7 +48,7 @@ ISSUER = "城市教育统一身份认证"
 STEP_SECONDS = 30
 DIGITS = 6
 WINDOW_STEPS = 1  # accept the previous and the next step too
-USED_TTL = 90  # a step stays acceptable for at most three steps
+USED_TTL = 90  # a step stays acceptable for at most three steps: so long the mark
 MAX_FAILURES = 5
 FAILURE_WINDOW = 300
 DAILY_FAILURES = 20
@@ -201,11 +205,9 @@ def _check(session: Session, settings: Settings, store: Store, account_id: int,
         fail("wrong_code")
         return None
     row, step = found
-    if not store.set_if_absent(f"totp:used:{account_id}:{step}", b"1", ttl=USED_TTL):
+    if not store.advance(f"totp:last:{account_id}", step, ttl=USED_TTL):
         fail("code_reused", f"mfa:{row.uid}")  # the slot stays taken: replays count
         return None
-    for earlier in range(step - 2 * WINDOW_STEPS, step):  # RFC 6238 5.2: nothing older
-        store.set(f"totp:used:{account_id}:{earlier}", b"1", ttl=USED_TTL)
     _give_back_attempt(store, account_id)
     row.last_used_at = utcnow()
     return row

@@ -161,6 +161,50 @@ def test_concurrent_incr_loses_no_update(kv: Store) -> None:
     assert sorted(v for batch in results for v in batch) == list(range(1, 401))
 
 
+def test_swap_sets_only_the_expected_value_and_keeps_the_expiry(kv: Store) -> None:
+    assert not kv.swap("absent", b"a", b"b") and kv.get("absent") is None
+    kv.set("k", b"a", ttl=0.4)
+    assert not kv.swap("k", b"other", b"b") and kv.get("k") == b"a"
+    assert kv.swap("k", b"a", b"b") and kv.get("k") == b"b"
+    assert kv.ttl("k") <= 0.4
+    time.sleep(0.5)
+    assert kv.get("k") is None
+
+
+def test_take_if_deletes_only_the_expected_value(kv: Store) -> None:
+    kv.set("k", b"newer", ttl=30)
+    assert not kv.take_if("k", b"older") and kv.get("k") == b"newer"
+    assert kv.take_if("k", b"newer") and kv.get("k") is None
+    assert not kv.take_if("k", b"newer")
+
+
+def test_advance_only_raises_and_renews_the_expiry(kv: Store) -> None:
+    assert kv.advance("mark", 10, ttl=0.4)
+    assert not kv.advance("mark", 10, ttl=30) and not kv.advance("mark", 9, ttl=30)
+    assert kv.ttl("mark") <= 0.4  # a refusal leaves the expiry alone
+    assert kv.advance("mark", 11, ttl=30) and kv.get("mark") == b"11"
+    assert kv.ttl("mark") > 1  # a raise renews it
+    kv.set("short", b"5", ttl=0.2)
+    time.sleep(0.3)
+    assert kv.advance("short", 1, ttl=30)  # an expired mark counts as absent
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_advance_lets_each_value_win_at_most_once(kv: Store, round_: int) -> None:
+    values = iter(list(range(16)) * 2)
+    lock = threading.Lock()
+
+    def one() -> tuple[int, bool]:
+        with lock:
+            value = next(values)
+        return value, kv.advance("mark", value, ttl=30)
+
+    results = _race(kv, 32, one)
+    won = [value for value, ok in results if ok]
+    assert len(won) == len(set(won)) and 15 in won  # no value twice; the highest always
+    assert kv.get("mark") == b"15"
+
+
 def test_sets_add_list_and_remove_members(kv: Store) -> None:
     assert kv.members("index") == set()
     kv.add_member("index", "a1", ttl=60)

@@ -226,6 +226,33 @@ def test_a_check_that_does_not_end_in_time_refuses_the_attempt(
     assert flow.login(client, start, "s45", "pw-right-45").status_code == 303
 
 
+def test_a_check_that_outlived_its_turn_leaves_the_next_turn_alone(monkeypatch) -> None:
+    """A check that ran past CHECK_SECONDS lost its turn to the next check; ending, it must
+    not end that check's turn too (a third attempt would then run beside the second)."""
+    from core.store import MemoryStore
+
+    store = MemoryStore()
+
+    def turn(wait: float = 0):
+        return guards.sole_check(store, guards.ACCOUNT, "7", wait=wait)
+
+    monkeypatch.setattr(guards, "CHECK_SECONDS", 0.1)
+    first = turn()
+    assert first.__enter__()
+    time.sleep(0.15)  # the first check's turn expires
+    monkeypatch.setattr(guards, "CHECK_SECONDS", 30)
+    second = turn()
+    assert second.__enter__()
+    first.__exit__(None, None, None)  # the first check ends late
+    third = turn()
+    assert not third.__enter__()  # the second check still holds the turn
+    third.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    fourth = turn()
+    assert fourth.__enter__()
+    fourth.__exit__(None, None, None)
+
+
 def test_account_lock_refuses_the_password_but_not_the_passkey(
         client: TestClient, make_client, make_person, db: Database, store: Store) -> None:
     """docs/lockout.md: "Passkeys are not locked out"; the lock on the password stays."""

@@ -107,7 +107,8 @@ def test_no_code_older_than_the_last_one_used(db, settings, store, person):
 @needs_oathtool
 @pytest.mark.interop
 def test_oathtool_code_now_with_the_real_clock(db, settings, store, person):
-    secret = enrol(db, settings, store, person.account_id).secret_base32
+    secret = enrol(db, settings, store, person.account_id,
+                   confirm_at=time.time() - 300).secret_base32
     code = oathtool(secret, time.time())
     with db.session() as session:
         assert totp.verify(session, settings, store, person.account_id, code)
@@ -131,7 +132,7 @@ def test_a_used_code_is_refused_again(db, settings, store, person):
 
 def test_two_factors_one_code_per_step(db, settings, store, person):
     first = enrol(db, settings, store, person.account_id).secret_base32
-    second = enrol(db, settings, store, person.account_id, confirm_at=T0 - 600).secret_base32
+    second = enrol(db, settings, store, person.account_id, confirm_at=T0 - 270).secret_base32
     assert verify(db, settings, store, person.account_id, pyotp.TOTP(second).at(T0))
     assert not verify(db, settings, store, person.account_id, pyotp.TOTP(first).at(T0))
     assert verify(db, settings, store, person.account_id, pyotp.TOTP(first).at(T0 + 30),
@@ -172,6 +173,39 @@ def test_concurrent_guesses_cannot_exceed_the_limit(db, settings, store, person)
                       range(12)))
     wrong = [e for e in audit_rows(db) if json.loads(e.detail).get("reason") == "wrong_code"]
     assert len(wrong) <= totp.MAX_FAILURES
+
+
+def test_codes_sent_at_once_pass_as_if_one_after_the_other(db, settings, store, person):
+    """RFC 6238 5.2 under concurrency: the previous, current and next step's codes, each
+    sent four times at once. Each step passes at most once, and the acceptances are in
+    step order: a step passes only above every step that passed before it (the store's
+    ``advance`` is the point where each acceptance happens; its order is recorded)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    class Recording:  # the test's store, noting each accepted step in order
+        def __getattr__(self, name: str):
+            return getattr(store, name)
+
+        def advance(self, key: str, value: int, ttl: float) -> bool:
+            with lock:
+                won = store.advance(key, value, ttl)
+                if won:
+                    accepted.append(value)
+                return won
+
+    recording = Recording()
+    secret = enrol(db, settings, store, person.account_id).secret_base32
+    codes = [pyotp.TOTP(secret).at(T0 + offset) for offset in (30, -30, 0)] * 4
+    with ThreadPoolExecutor(12) as pool:
+        passed = list(pool.map(lambda code: verify(db, settings, recording,
+                                                   person.account_id, code), codes))
+    assert 1 <= passed.count(True) == len(accepted) <= 3
+    assert accepted == sorted(set(accepted))
+    assert verify(db, settings, store, person.account_id, codes[0]) is False
 
 
 def test_unconfirmed_factors_do_not_verify(db, settings, store, person):
