@@ -50,7 +50,12 @@ def issue(store: Store, grant: Grant, redirect_uri: str, challenge: str | None) 
     code = secrets.token_urlsafe(32)
     record_ = {"grant": grant.to_json(), "redirect_uri": redirect_uri, "challenge": challenge,
                "issued_at": time.time()}
-    store.set("code:" + token_key(code), json.dumps(record_).encode(), ttl=CODE_SECONDS)
+    key = token_key(code)
+    store.set("code:" + key, json.dumps(record_).encode(), ttl=CODE_SECONDS)
+    if grant.jkt:  # known to a second redemption even while the first is still pending
+        store.set("code-bound:" + key, json.dumps({"client_id": grant.client_id,
+                                                   "jkt": grant.jkt}).encode(),
+                  ttl=CODE_SECONDS + USED_SECONDS)
     return code
 
 
@@ -98,8 +103,8 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
                           audience=resources.audience(state.resources, asked, grant.resources,
                                                       client.client_id, grant.resource_owners))
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
-                         "exp": issued.body["expires_in"], "client_id": client.client_id,
-                         "jkt": grant.jkt}).encode()
+                         "exp": issued.body["expires_in"],
+                         "client_id": client.client_id}).encode()
     if state.store.replace("code-used:" + key, tokens, ttl=USED_SECONDS) == REUSED:
         _revoke(request, tokens)  # redeemed again while these were being issued
         raise invalid_grant("the code is invalid, expired or already used")
@@ -110,13 +115,14 @@ def _refuse_reuse(request: Request, key: str, client: ClientMetadata) -> None:
     """A second redemption: revoke what the first issued, or (still issuing) tell it to.
     A code bound to a DPoP key (``dpop_jkt``) was redeemed with that key: a second try
     counts only from its client with that key (anyone else's copy of the used code is
-    useless to them, and must not sign the person out)."""
+    useless to them, and must not sign the person out), also while the first redemption
+    is still issuing (``code-bound:``, written with the code)."""
     store = request.app.state.store
-    first = store.get("code-used:" + key)
-    if first not in (None, PENDING, REUSED):
-        issued = json.loads(first)
-        if issued.get("jkt") and (issued.get("client_id") != client.client_id
-                                  or issued["jkt"] != dpop.key_of(request)):
+    bound = store.get("code-bound:" + key)
+    if bound is not None:
+        binding = json.loads(bound)
+        if (binding["client_id"] != client.client_id
+                or binding["jkt"] != dpop.key_of(request)):
             return
     used = store.replace("code-used:" + key, REUSED, ttl=USED_SECONDS, only_existing=True)
     if used not in (None, PENDING, REUSED):

@@ -434,6 +434,28 @@ def test_a_bound_codes_reuse_counts_only_from_its_key(client: TestClient, make_c
         "error"] == "invalid_grant"
 
 
+def test_a_bound_codes_copy_cannot_spoil_a_redemption_under_way(client: TestClient,
+                                                                   make_client,
+                                                                   make_person) -> None:
+    """While the app's own redemption is still issuing its tokens (the code taken, the
+    mark ``pending``), a copy of the code without the key is refused and leaves the mark:
+    the app's redemption then goes through. With the key, it is a reuse, as before."""
+    from idp.oidc import codes
+    from idp.oidc.tokens import token_key
+
+    registered, person, key = _public_app(make_client), make_person(), _key()
+    store = client.app.state.store
+    for with_key, after in ((False, codes.PENDING), (True, codes.REUSED)):
+        code, verifier = _code(client, registered, person, dpop_jkt=_thumbprint(key))
+        used = "code-used:" + token_key(code)
+        assert store.take_and_mark("code:" + token_key(code), used, codes.PENDING, ttl=60)
+        proofs = [_proof(key)] if with_key else [None, _proof(_key())]
+        for proof in proofs:
+            assert _redeem(client, registered, code, verifier, proof).json()[
+                "error"] == "invalid_grant"
+        assert store.get(used) == after
+
+
 def test_a_head_requests_proof_names_head(client: TestClient, make_client,
                                           make_person) -> None:
     """RFC 9449 4.3: htm is the method the client sent (the middleware answers a HEAD as a
