@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -117,16 +118,27 @@ async def _http(request: Request, exc: Exception) -> Response:
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(request: Request) -> list[str]:
+def refusal(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route that only answers 404 or 405 in its API's own error format (SCIM's
+    catch-all): the methods it takes are not methods the resource supports."""
+    endpoint.refusal = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def allowed_methods(request: Request, routes: Sequence[Any] | None = None) -> list[str]:
     """RFC 9110 15.5.6: a 405 names every method the resource supports. Starlette names
     only those of the first route whose path matched (``PUT /oauth2/authorize`` said
-    ``POST``), so each method is tried against all routes; HEAD goes wherever GET does
-    (``WebKitMiddleware``)."""
+    ``POST``), so each method is tried against all routes (``routes``: an API's own, for
+    an API that answers its 405s itself; then those marked :func:`refusal` are passed
+    over); HEAD goes wherever GET does (``WebKitMiddleware``)."""
     from starlette.routing import Match
+
+    candidates = [route for route in (request.app.router.routes if routes is None else routes)
+                  if not getattr(getattr(route, "endpoint", None), "refusal", False)]
 
     def served(method: str) -> bool:
         probe = {**request.scope, "method": method}
-        return any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes)
+        return any(route.matches(probe)[0] is Match.FULL for route in candidates)
 
     allowed = [m for m in METHODS if m != "HEAD" and served(m)]
     if "GET" in allowed:

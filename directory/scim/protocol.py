@@ -46,8 +46,14 @@ class Unauthorized(SCIMException):
 
 
 class MethodNotAllowed(SCIMException):
+    """RFC 9110 15.5.6: the answer names the methods the endpoint takes (``Allow``)."""
+
     status = 405
     _default_detail = "This endpoint does not accept that method."
+
+    def __init__(self, allow: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allow = allow
 
 
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -58,6 +64,8 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(exc: SCIMException) -> Response:
     error = Error(status=exc.status, scim_type=exc.scim_type or None, detail=exc.detail)
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if exc.status == 401 else None
+    if isinstance(exc, MethodNotAllowed):
+        headers = {"Allow": ", ".join(exc.allow)}
     return scim_response(error.model_dump(), exc.status, headers)
 
 

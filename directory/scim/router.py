@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from core import audit
+from core.web.errors import allowed_methods, refusal
 from directory.api_tokens import TokenScope
 from directory.models import Account, OrgUnit, Person
 from directory.people import may_sign_in
@@ -129,8 +130,9 @@ for _path in ("/ServiceProviderConfig", "/Schemas", "/Schemas/{schema_id}", "/Re
               "/ResourceTypes/{type_id}"):
 
     @router.api_route(_path, methods=["POST", "PUT", "PATCH", "DELETE"])
+    @refusal
     async def read_only(request: Request) -> Response:
-        raise MethodNotAllowed()
+        raise MethodNotAllowed(allowed_methods(request, router.routes))
 
 
 @router.post("/.search")
@@ -494,7 +496,12 @@ async def delete_group(request: Request, group_id: str) -> Response:
 
 
 @router.api_route("/{rest:path}", methods=ALL_METHODS)
+@refusal
 async def not_found(request: Request, rest: str) -> Response:
+    """An unknown endpoint (404), or a known one that does not take this method (405 with
+    ``Allow``: ``PUT /Users`` is a 405, not a 404)."""
     with session_scope(request) as session:
         token_scope(request, session)
+    if allow := allowed_methods(request, router.routes):
+        raise MethodNotAllowed(allow)
     raise NotFoundException(detail="No such SCIM endpoint.")

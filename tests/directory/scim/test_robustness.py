@@ -50,7 +50,25 @@ def test_unknown_ids_and_endpoints(scim, tree) -> None:
         assert response.status_code == 404, path
         assert response.json()["schemas"] == [ERROR]
     for method in ("POST", "PUT", "PATCH", "DELETE"):
-        assert scim.request(method, f"{BASE}/Schemas").status_code == 405
+        refused = scim.request(method, f"{BASE}/Schemas")
+        assert refused.status_code == 405 and refused.headers["Allow"] == "GET, HEAD"
+        assert refused.json()["schemas"] == [ERROR]
+
+
+def test_a_known_endpoint_names_its_methods(scim, tree) -> None:
+    """RFC 9110 15.5.6: a method an endpoint does not take is a 405 naming those it does
+    (not the catch-all's 404), in SCIM's error format; only after the token is checked."""
+    for method, path, allow in (("PUT", "/Users", "GET, HEAD, POST"),
+                                ("DELETE", "/Groups", "GET, HEAD, POST"),
+                                ("POST", "/Users/some-id", "GET, HEAD, PUT, PATCH, DELETE"),
+                                ("GET", "/.search", "POST"),
+                                ("PATCH", "/ServiceProviderConfig", "GET, HEAD")):
+        refused = scim.request(method, BASE + path)
+        assert refused.status_code == 405, (method, path, refused.text)
+        assert refused.headers["Allow"] == allow and refused.json()["schemas"] == [ERROR]
+    assert scim.put(f"{BASE}/Nothing").status_code == 404
+    anonymous = scim.put(f"{BASE}/Users", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and "Allow" not in anonymous.headers
     assert scim.post(f"{BASE}/.search", json={}).status_code == 501
 
 
