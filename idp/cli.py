@@ -59,11 +59,21 @@ def version() -> None:
     out.print(app_version())
 
 
+# uvicorn's own default is 5 s: on a saturated host (the city's 8 o'clock sign-ins, two
+# cores), a busy or still-starting worker can miss a ping that long and be killed with the
+# sign-ins it holds. A worker that is really hung is still replaced after this.
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Worker processes (more than one needs Redis)."),
+    worker_healthcheck_seconds: int = typer.Option(
+        WORKER_HEALTHCHECK_SECONDS, min=1, max=600,
+        help="With --workers > 1: how long a worker may take to answer the supervisor's "
+             "ping before it is killed and replaced."),
 ) -> None:
     """Serve the identity provider with uvicorn."""
     import uvicorn
@@ -83,6 +93,7 @@ def serve(
         "idp.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_config=None, access_log=False, proxy_headers=True, server_header=False,
         forwarded_allow_ips=list(settings.trusted_proxies),
+        timeout_worker_healthcheck=worker_healthcheck_seconds,
     )
 
 

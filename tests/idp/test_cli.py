@@ -78,6 +78,28 @@ def _without_idp_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+def test_serve_gives_busy_workers_time_to_answer_the_supervisor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn kills a worker that misses its supervisor's ping for 5 s by default; on a
+    saturated host that is a busy worker and its sign-ins, so the default here is 30 s."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from idp import cli
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    _without_idp_settings(monkeypatch)
+    monkeypatch.setenv("IDP_VAR_DIR", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["serve"]).exit_code == 0
+    assert seen["timeout_worker_healthcheck"] == cli.WORKER_HEALTHCHECK_SECONDS == 30
+    assert runner.invoke(cli.app, ["serve", "--worker-healthcheck-seconds", "90"]).exit_code == 0
+    assert seen["timeout_worker_healthcheck"] == 90
+    refused = runner.invoke(cli.app, ["serve", "--worker-healthcheck-seconds", "0"])
+    assert refused.exit_code == 2
+
+
 def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Behind a load balancer (IDP_TRUSTED_PROXIES), the client is the rightmost address in
@@ -94,7 +116,7 @@ def test_serve_believes_forwarded_headers_only_from_the_trusted_proxies(
     _without_idp_settings(monkeypatch)
     monkeypatch.setenv("IDP_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("IDP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
-    cli.serve(host="127.0.0.1", port=8000, workers=1)
+    cli.serve(host="127.0.0.1", port=8000, workers=1, worker_healthcheck_seconds=30)
     assert seen["proxy_headers"] is True
     assert seen["forwarded_allow_ips"] == ["10.0.0.0/8", "192.0.2.7"]
 
