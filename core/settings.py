@@ -172,6 +172,9 @@ class Settings(BaseSettings):
             unknown = [v for v in value if v not in known]
             if unknown or not value:
                 raise ValueError(f"must be a comma-separated list of {', '.join(known)}")
+            if "RS256" not in value:  # OIDC Core 15.1, Discovery 3: "RS256 MUST be included"
+                raise ValueError("must include RS256 (OpenID Connect requires it, and an app "
+                                 "that names no algorithm is signed with it)")
         return value
 
     @model_validator(mode="after")

@@ -11,6 +11,8 @@ request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import re
@@ -370,11 +372,41 @@ def apis_with_identifiers(session: Session, *, approved_only: bool = False
             yield app, metadata
 
 
+MAX_AGE_LIMIT = 9_999_999_999  # what max_age may be at the authorization endpoint (10 digits)
+MIN_RSA_BITS = 2048  # RFC 7518 3.3: "A key of size 2048 bits or larger MUST be used"
+PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def rsa_bits(modulus: Any) -> int:
+    """The size of an RSA JWK's ``n`` (0 when it cannot be read)."""
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)),
+                              "big").bit_length()
+    except (TypeError, ValueError, binascii.Error):
+        return 0
+
+
+def key_problem(jwk: Any) -> str | None:
+    """Why a client's key cannot check its signatures, or None: ``jwks`` holds the client's
+    *public* keys (RFC 7591 2), so no private members and no symmetric key, and an RSA key
+    has at least 2048 bits (RFC 7518 3.3)."""
+    if not isinstance(jwk, dict):
+        return "a key must be a JSON object"
+    if PRIVATE_KEY_MEMBERS & set(jwk) or jwk.get("kty") == "oct":
+        return "a key holds private or symmetric key material: give public keys only"
+    if jwk.get("kty") == "RSA" and rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
+        return f"an RSA key must have at least {MIN_RSA_BITS} bits"
+    return None
+
+
 def _check_jwks(jwks: Any) -> None:
     from core.gm import jose as gm_jose
 
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
         raise ValueError("jwks must be a JSON Web Key Set: {\"keys\": [...]}")
+    for number, jwk in enumerate(jwks["keys"], 1):
+        if problem := key_problem(jwk):
+            raise ValueError(f"jwks: key {number}: {problem}")
     try:
         gm_jose.import_key_set(jwks)
     except Exception as exc:  # joserfc raises many kinds for a key it cannot read
@@ -433,6 +465,10 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(ID_TOKEN_ALGS)}")
     if data.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
         raise ValueError("access_token_format must be jwt or opaque")
+    max_age = data.get("default_max_age")  # OIDC Registration 2; the request's max_age wins
+    if max_age is not None and (not isinstance(max_age, int) or isinstance(max_age, bool)
+                                or not 0 <= max_age <= MAX_AGE_LIMIT):
+        raise ValueError(f"default_max_age must be a number of seconds, 0 to {MAX_AGE_LIMIT}")
     for flag in ("protected_resource", "backchannel_logout_session_required",
                  "frontchannel_logout_session_required",
                  "require_pushed_authorization_requests", "require_signed_request_object",
@@ -461,6 +497,7 @@ def validate_metadata(data: dict[str, Any]) -> dict[str, Any]:
 # Registration metadata (OIDC Dynamic Client Registration 2) for features this provider
 # does not offer: refused at registration rather than stored and ignored.
 UNSUPPORTED_METADATA = frozenset({
+    "jwks_uri", "introspection_signed_response_alg",
     "userinfo_encrypted_response_alg", "userinfo_encrypted_response_enc",
     "id_token_encrypted_response_alg", "id_token_encrypted_response_enc",
     "request_object_encryption_alg", "request_object_encryption_enc", "request_uris",

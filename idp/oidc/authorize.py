@@ -233,9 +233,13 @@ def check_prompt(params: dict[str, str], _c: ClientMetadata,
     req.prompt = prompt
 
 
-def check_max_age(params: dict[str, str], _c: ClientMetadata,
+def check_max_age(params: dict[str, str], client: ClientMetadata,
                   req: AuthorizationRequest) -> None:
+    """``max_age``, or else the app's registered ``default_max_age`` (OIDC Registration 2:
+    the request's value overrides it)."""
     if "max_age" not in params:
+        default = client.extra.get("default_max_age")
+        req.max_age = default if isinstance(default, int) and default >= 0 else None
         return
     value = params["max_age"]
     if not (value.isascii() and value.isdigit()) or len(value) > 10:  # not "²" or "٣"

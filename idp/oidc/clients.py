@@ -192,13 +192,15 @@ _SAME_ED25519 = ("EdDSA", "Ed25519")
 
 
 def fully_specified(jwks: dict[str, Any]) -> dict[str, Any]:
-    """The client's keys, where an Ed25519 key labelled ``"alg": "EdDSA"`` also stands as
-    ``"Ed25519"``: RFC 9864's fully-specified name for the same signatures, which
-    oauth4webapi 3 signs with (joserfc picks a key by ``kid`` and ``alg`` both)."""
-    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
+    """The client's keys that may check its signatures (``apps.key_problem``: a key stored
+    before registration checked it, a short RSA key say, is left out), where an Ed25519
+    key labelled ``"alg": "EdDSA"`` also stands as ``"Ed25519"``: RFC 9864's
+    fully-specified name for the same signatures, which oauth4webapi 3 signs with
+    (joserfc picks a key by ``kid`` and ``alg`` both)."""
+    keys = [k for k in jwks.get("keys", []) if apps.key_problem(k) is None]
     also = [{**k, "alg": "Ed25519"} for k in keys
             if k.get("alg") == "EdDSA" and k.get("crv") == "Ed25519"]
-    return {**jwks, "keys": keys + also} if also else jwks
+    return {**jwks, "keys": keys + also}
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -48,7 +47,7 @@ from core.gm import jose as gm_jose
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.store import Store
-from directory.apps import DEFAULT_PORTS
+from directory.apps import DEFAULT_PORTS, MIN_RSA_BITS, PRIVATE_KEY_MEMBERS, rsa_bits
 from idp.oidc.clients import ASSERTION_ALGS
 from idp.oidc.errors import OAuthError
 
@@ -58,9 +57,7 @@ ALGS = ASSERTION_ALGS  # SM2, RS256, ES256, EdDSA and Ed25519
 MAX_AGE = 300  # seconds a proof's iat may lie in the past
 MAX_AHEAD = 60  # and in the future (a phone's clock running ahead)
 MAX_PROOF = 8192
-MIN_RSA_BITS = 2048
 JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # a base64url SHA-256 thumbprint (dpop_jkt)
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _STATE = "dpop_jkt"  # request.state: the key of the token request's proof
 NONCE_HEADER = "DPoP-Nonce"
 NONCE_SECONDS = 300  # a nonce serves from this long to twice this
@@ -169,9 +166,9 @@ def check(store: Store, proof: str, method: str, url: str, access_token: str | N
     if header.get("typ") != TYP or header.get("alg") not in ALGS or not isinstance(jwk, dict):
         raise InvalidProof(f"a DPoP proof is typed {TYP}, signed with one of "
                            f"{', '.join(ALGS)} and holds its public key in jwk")
-    if _PRIVATE_MEMBERS & set(jwk):
+    if PRIVATE_KEY_MEMBERS & set(jwk):
         raise InvalidProof("the DPoP proof's jwk must be a public key")
-    if jwk.get("kty") == "RSA" and _bits(jwk.get("n")) < MIN_RSA_BITS:
+    if jwk.get("kty") == "RSA" and rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
         raise InvalidProof(f"an RSA key in a DPoP proof has at least {MIN_RSA_BITS} bits")
     claims, thumbprint = _verified(proof, jwk, header["alg"])
     _check_claims(claims, method, url, access_token)
@@ -239,14 +236,6 @@ def _normal(url: str) -> tuple[str, str, int | None, str]:
     if port == DEFAULT_PORTS.get(scheme):
         port = None
     return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
-
-
-def _bits(modulus: Any) -> int:
-    try:
-        return int.from_bytes(base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)),
-                              "big").bit_length()
-    except (TypeError, ValueError, binascii.Error):
-        return 0
 
 
 def token_hash(access_token: str) -> str:

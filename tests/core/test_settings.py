@@ -35,6 +35,7 @@ def test_defaults_run_locally_and_generate_a_master_key_once(tmp_path: Path) -> 
         ({"IDP_SM2_BACKEND": "fast"}, "IDP_SM2_BACKEND: must be auto, tongsuo or gmssl"),
         ({"IDP_DATABASE_POOL_SIZE": "many"}, "IDP_DATABASE_POOL_SIZE: Input should be a valid"),
         ({"IDP_SIGNING_ALGS": "RS256,ES256"}, "id_token_alg_default SM2 is not among signing_algs"),
+        ({"IDP_SIGNING_ALGS": "SM2"}, "IDP_SIGNING_ALGS: must include RS256"),
         ({"IDP_ID_TOKEN_ALG_DEFAULT": "HS256"}, "IDP_ID_TOKEN_ALG_DEFAULT: Input should be"),
     ],
 )

@@ -298,6 +298,22 @@ def test_prompt_none_with_session_and_max_age(client: TestClient, make_client,
     assert auth_time_2 > auth_time_1
 
 
+def test_default_max_age_asks_for_a_new_sign_in(client: TestClient, make_client,
+                                                  make_person) -> None:
+    """OIDC Registration 2: with ``default_max_age`` the person "MUST be actively
+    authenticated" when the sign-in is older; the request's ``max_age`` overrides it."""
+    registered, person = make_client(default_max_age=1), make_person()
+    assert "code" in flow.code_flow(client, registered.client_id, person).params
+    assert "code" in flow.Redirect(flow.authorize(
+        client, client_id=registered.client_id, prompt="none").headers["location"]).params
+    time.sleep(1.1)
+    stale = flow.authorize(client, client_id=registered.client_id, prompt="none")
+    assert flow.Redirect(stale.headers["location"]).params["error"] == "login_required"
+    overridden = flow.authorize(client, client_id=registered.client_id, prompt="none",
+                                max_age="3600")
+    assert "code" in flow.Redirect(overridden.headers["location"]).params
+
+
 def test_prompt_login_forces_a_new_login(client: TestClient, make_client, make_person) -> None:
     registered, person = make_client(), make_person()
     flow.code_flow(client, registered.client_id, person)

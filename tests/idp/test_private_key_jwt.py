@@ -219,6 +219,12 @@ def test_the_registered_signing_alg_is_the_only_one(client: TestClient, make_cli
     ({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "EC"}]}},
      "jwks"),
     ({"client_secret": "s3cr3t"}, "client_secret"),  # would sit in the metadata in clear
+    # RFC 7591 2: jwks and jwks_uri never together; jwks_uri is not fetched here at all
+    ({"jwks_uri": "https://a.example.cn/jwks"}, "not supported: jwks_uri"),
+    ({"introspection_signed_response_alg": "RS256"}, "not supported"),  # RFC 9701
+    ({"default_max_age": -1}, "default_max_age"),
+    ({"default_max_age": "3600"}, "default_max_age"),
+    ({"default_max_age": True}, "default_max_age"),
     ({"status": "approved", "client_id": "fake"}, "set by the registry"),
 ])
 def test_unsupported_registration_metadata_is_refused(make_client, metadata: dict,
@@ -227,6 +233,51 @@ def test_unsupported_registration_metadata_is_refused(make_client, metadata: dic
     tokens; pairwise subjects need one sector."""
     with pytest.raises(ValueError, match=message):
         make_client(**metadata)
+
+
+def _rsa_1024() -> dict:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return RSAKey.import_key(rsa.generate_private_key(65537, 1024)).as_dict(private=True)
+
+
+@pytest.mark.filterwarnings("ignore:Key size should be")
+@pytest.mark.parametrize("private", [
+    lambda: {**_rsa_1024(), "kid": "k1"},  # private members: a secret in the metadata
+    lambda: ECKey.generate_key("P-256", private=True).as_dict(private=True),
+    lambda: {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"},
+])
+def test_client_keys_must_be_public(make_client, private) -> None:
+    """RFC 7591 2: ``jwks`` holds the client's *public* keys."""
+    with pytest.raises(ValueError, match="private or symmetric"):
+        make_client(token_endpoint_auth_method="private_key_jwt",
+                    jwks={"keys": [private()]})
+
+
+@pytest.mark.filterwarnings("ignore:Key size should be")
+def test_a_short_rsa_key_is_refused_at_registration_and_if_stored(
+        client: TestClient, make_client, db) -> None:
+    """RFC 7518 3.3: "A key of size 2048 bits or larger MUST be used" with RS256. A key
+    stored before registration checked it authenticates nothing either."""
+    from sqlalchemy import select
+
+    from directory.apps import App
+
+    weak = RSAKey.import_key(_rsa_1024())
+    public = {**weak.as_dict(private=False), "kid": "k1", "alg": "RS256", "use": "sig"}
+    with pytest.raises(ValueError, match="at least 2048 bits"):
+        make_client(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [public]})
+    strong = _key("RS256")
+    registered, _public = _client(make_client, strong, "RS256")
+    with db.session() as session:  # as an older version let it be stored
+        app = session.scalar(select(App).where(App.client_id == registered.client_id))
+        metadata = json.loads(app.metadata_json)
+        metadata["jwks"] = {"keys": [public]}
+        app.metadata_json = json.dumps(metadata)
+    client.app.state.clients.forget(registered.client_id)
+    refused = _token(client, registered.client_id,
+                     _assertion(weak, "RS256", registered.client_id))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
 
 
 def test_unsupported_features_turned_off_are_fine(make_client) -> None:
