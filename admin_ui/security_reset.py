@@ -2,10 +2,13 @@
 stolen session.
 
 - ``POST /api/admin/people/{uid}/second-factors/reset`` with an optional JSON body
-  ``{"passkeys": true}`` — removes the person's authenticator apps and recovery codes
-  (and passkeys when asked), see ``mfa.reset``; permission ``security:mfa-reset``, a
-  permission of its own: a reset lets the password alone reach the second-factor set-up,
-  so it is given to fewer people than unlocking.
+  ``{"passkeys": true, "phone": true}`` — removes the person's authenticator apps and
+  recovery codes (and passkeys when asked), and with ``phone`` suspends the SMS codes to
+  the number on file (a stolen phone keeps its SIM), see ``mfa.reset``; permission
+  ``security:mfa-reset``, a permission of its own: a reset lets the password alone reach
+  the second-factor set-up, so it is given to fewer people than unlocking.
+- ``POST /api/admin/people/{uid}/phone/restore`` — lifts that suspension (the phone is
+  back); answers ``{"restored": true}``, or ``false`` when there was none. Same permission.
 - ``POST /api/admin/people/{uid}/password/reset`` — a temporary password (answered once,
   ``no-store``, never logged) that must be replaced at the next sign-in; the account is
   signed out everywhere and its sign-in lock lifted; permission ``security:password-reset``.
@@ -44,8 +47,9 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
 class ResetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true or false, not "yes"
     passkeys: bool = False  # also remove the passkeys (they may be on the lost phone)
+    phone: bool = False  # also suspend the SMS codes to the number on file (its SIM)
 
 
 _scope, _password_scope, _unlock_scope = (
@@ -59,11 +63,22 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
     account_id = account_id_of(session, scope, uid)
     removed = reset.reset(session, request.app.state.store, account_id,
                           passkeys=bool(body and body.passkeys),
+                          phone=bool(body and body.phone),
                           actor=f"api-token:{scope.name}", context=Context.of(request))
     _end_sessions(request, session, session.get(Account, account_id))
     return {"reset": True, "removed": {"authenticator_apps": removed.authenticator_apps,
                                        "recovery_codes": removed.recovery_codes,
                                        "passkeys": removed.passkeys}}
+
+
+@router.post("/people/{uid}/phone/restore")
+def restore_phone(request: Request, uid: str, session: Session = Depends(db_session),
+                  scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
+    """Lift the suspension of the SMS codes to the person's number (``mfa.reset``)."""
+    account_id = account_id_of(session, scope, uid)
+    return {"restored": reset.restore_phone(session, account_id,
+                                            actor=f"api-token:{scope.name}",
+                                            context=Context.of(request))}
 
 
 @router.post("/people/{uid}/password/reset")

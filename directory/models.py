@@ -7,10 +7,24 @@ SM4-GCM, with an HMAC-SM3 blind index for exact lookups (``*_bidx``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    Update,
+    event,
+    false,
+    inspect,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, new_id, new_sortable_id, utcnow
@@ -137,6 +151,10 @@ class Account(Base):
     # every SSO session begun and every token issued before this moment is void (a password
     # change or reset, "sign out everywhere"): see idp.sessions.load_standing
     signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # since when no SMS code goes to the account's phone login (a stolen phone and its SIM:
+    # mfa.reset with ``phone``); NULL: codes go to it. Cleared when that login gets another
+    # number, or by the helpdesk (mfa.reset.restore_phone)
+    sms_suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -154,6 +172,28 @@ class LoginIdentifier(Base):
     value: Mapped[str] = mapped_column(String(200))
 
     account: Mapped[Account] = relationship(back_populates="identifiers")
+
+
+def lift_sms_suspension(account_ids: Collection[int]) -> Update:
+    """The statement that ends the suspension of SMS codes (``Account.sms_suspended_at``)
+    of these accounts, whose phone login got another number: the stolen phone's number is
+    no longer on file. Every writer of a phone login's number runs it: the ORM's (below),
+    and the importer's bulk update (``directory.importer.apply``)."""
+    table = Account.__table__
+    return (update(table).where(table.c.id.in_(list(account_ids)),
+                                table.c.sms_suspended_at.is_not(None))
+            .values(sms_suspended_at=None))
+
+
+@event.listens_for(LoginIdentifier, "before_update")
+def _another_number(_mapper: Any, connection: Any, target: LoginIdentifier) -> None:
+    """A phone login's value replaced through the ORM lifts the account's suspension. (The
+    same number under another master key's blind index would count as another: such a
+    rewrite, were one added, must be a bulk update that runs no mapper events.)"""
+    history = inspect(target).attrs.value.history
+    if (target.kind == IdentifierKind.phone.value and history.deleted and history.added
+            and history.deleted[0] != history.added[0]):
+        connection.execute(lift_sms_suspension([target.account_id]))
 
 
 class Affiliation(Base):

@@ -5,9 +5,11 @@
   operator's user name as the actor (``cli:<user>``). Locks live in the store, so this needs
   the shared Redis store (``IDP_REDIS_URL``); a single-process server keeps them in its own
   memory, out of reach of another process: use the admin API there.
-- ``idp security reset-mfa --login s20260001 [--passkeys]`` removes an account's
+- ``idp security reset-mfa --login s20260001 [--passkeys] [--phone]`` removes an account's
   authenticator apps and recovery codes (and passkeys) after a lost or replaced phone
-  (``mfa.reset``); ``idp security reset-password --login ...`` prints a temporary password
+  (``mfa.reset``), with ``--phone`` suspends the SMS codes to its number (a stolen phone
+  keeps its SIM); ``idp security restore-phone --login ...`` lifts that suspension;
+  ``idp security reset-password --login ...`` prints a temporary password
   that must be replaced at the next sign-in; ``idp security sign-out --login ...`` signs
   the account out everywhere. These work on the database alone; with ``IDP_REDIS_URL``
   they also forget the wrong-code counts / lift the sign-in lock in the shared store, and
@@ -146,15 +148,38 @@ def end_sessions(account_ids: Sequence[int], begun_before: float) -> None:
 @security_app.command("reset-mfa")
 def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the account."),
               passkeys: bool = typer.Option(False, help="Also remove the account's passkeys."),
+              phone: bool = typer.Option(False, help="Also suspend the SMS codes to the "
+                                         "account's number (a stolen phone keeps its SIM)."),
               ) -> None:
     """Remove an account's authenticator apps and recovery codes (a lost or replaced
-    phone); with --passkeys its passkeys too. Signs the account out everywhere."""
+    phone); with --passkeys its passkeys too, with --phone no SMS code goes to its number
+    until restore-phone or a new number. Signs the account out everywhere."""
     removed, account_id, signed_out = _signing_out(
         login, lambda session, _settings, store, account: reset.reset(
-            session, store, account.id, passkeys=passkeys, actor=_actor()))
+            session, store, account.id, passkeys=passkeys, phone=phone, actor=_actor()))
     print(f"removed {removed.authenticator_apps} authenticator app(s), "
-          f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)")
+          f"{removed.recovery_codes} recovery code(s), {removed.passkeys} passkey(s)"
+          + ("; SMS codes to its number suspended" if phone else ""))
     end_sessions([account_id], signed_out)
+
+
+@security_app.command("restore-phone")
+def restore_phone(login: str = typer.Option(..., help="Any login identifier of the account."),
+                  ) -> None:
+    """Lift the suspension of the SMS codes to an account's number (reset-mfa --phone)."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            account = find_login_account(session, settings, login)
+            if account is None:
+                raise _fail("no account has this login identifier")
+            restored = reset.restore_phone(session, account.id, actor=_actor())
+    finally:
+        database.dispose()
+    print("SMS codes to its number restored" if restored else "SMS codes were not suspended")
 
 
 @security_app.command("reset-password")

@@ -22,10 +22,12 @@ A person with recovery codes may use one instead of the app's code
 (``POST /mfa/recovery``); it counts as a one-time code (``amr`` ``otp``, see
 docs/mfa.md) and is audited as a recovery-code use.
 
-A person whose account has a phone login with a known number (``mfa.sms.phone_of``)
-may ask for an SMS code instead (``POST /mfa/sms/send``, then ``POST /mfa/sms``); it
-counts as ``sms`` (``["pwd", "sms", "mfa"]``). Codes for this step are bound to the
-purpose ``mfa`` and to the account, so a sign-in code cannot be used here.
+A person whose account has a phone login with a known number (``mfa.sms.phone_of``; none
+while its SMS codes are suspended after a stolen phone, ``mfa.reset``, so that such a person
+is treated as one with no phone on file) may ask for an SMS code instead
+(``POST /mfa/sms/send``, then ``POST /mfa/sms``); it counts as ``sms``
+(``["pwd", "sms", "mfa"]``). Codes for this step are bound to the purpose ``mfa`` and to
+the account, so a sign-in code cannot be used here.
 """
 
 from __future__ import annotations

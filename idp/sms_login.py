@@ -3,7 +3,8 @@
 ``GET /login/sms`` asks for the number; ``POST /login/sms`` sends a code
 (:func:`mfa.sms.send_code`, purpose ``login``) and shows the code form, with the
 same words and status whether or not the number belongs to an account (nothing
-is sent then); ``POST /login/sms/verify`` checks the code and, for an account
+is sent then, nor to a number whose account's codes are suspended after a stolen phone:
+``mfa.reset``); ``POST /login/sms/verify`` checks the code and, for an account
 that may sign in, goes on like the password form
 (:func:`idp.login.first_factor_done`), so the policy may still ask for a second
 factor. An account that may not sign in is refused with the plain-words reason
@@ -88,10 +89,14 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
         return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
     with state.db.session() as session:
         account = sms.account_for_phone(session, state.settings, number)
+        # codes to a stolen phone suspended (mfa.reset): as a number without an account
+        held = account is not None and account.sms_suspended_at is not None
         result = sms.send_code(session, state.settings, state.store, sender, number,
-                               sms.Purpose.login, account_id=account.id if account else None,
+                               sms.Purpose.login,
+                               account_id=account.id if account and not held else None,
                                ip=_ip(request), locale=locale_of(request),
-                               context=Context.of(request), deliver_later=True)
+                               context=Context.of(request), deliver_later=True,
+                               suspended=account.id if account and held else None)
     if result.deliver is not None:  # after the answer: registered or not, it takes as long
         background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:

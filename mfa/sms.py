@@ -15,6 +15,13 @@ or not, and a number that belongs to no account is answered exactly like one
 that does (nothing is sent): the sign-in page never tells whether a number is
 registered.
 
+While an account's SMS codes are suspended (``Account.sms_suspended_at``: the helpdesk's
+reset after a stolen phone, :mod:`mfa.reset`), its number is answered as one without an
+account (nothing sent; audited as ``sms_suspended``), :func:`phone_of` knows no number for
+it (the second factor offers no SMS), and a code sent before does not verify: a correct
+code passes only while its number is still the phone login of the account it was sent for
+and that account's codes are not suspended.
+
 Phone numbers are normalised with :func:`directory.identifiers.normalise_phone`
 (mainland mobile, ``+86`` and separators allowed). A number signs in when it is an
 account's phone login identifier (stored as its blind index, or as the number by
@@ -135,8 +142,11 @@ def account_for_phone(session: Session, settings: Settings, phone: str) -> Accou
 
 
 def phone_of(session: Session, settings: Settings, account_id: int) -> str | None:
-    """The number of the account's phone login, when it can be known (for ``/mfa``)."""
+    """The number of the account's phone login, when it can be known (for ``/mfa``); None
+    while its SMS codes are suspended (``Account.sms_suspended_at``), as with no phone."""
     account = session.get(Account, account_id)
+    if account is not None and account.sms_suspended_at is not None:
+        return None
     logins = [i.value for i in account.identifiers
               if i.kind == IdentifierKind.phone.value] if account else []
     if not logins:
@@ -173,7 +183,7 @@ def _limited(settings: Settings, store: Store, phone: str, ip: str | None) -> in
 def send_code(session: Session, settings: Settings, store: Store, gateway: Gateway,
               raw_phone: str, purpose: Purpose, *, account_id: int | None, ip: str,
               locale: str = i18n.DEFAULT, context: Context | None = None,
-              deliver_later: bool = False) -> SendResult:
+              deliver_later: bool = False, suspended: int | None = None) -> SendResult:
     """Send a new code to the number for ``purpose``.
 
     ``account_id`` is the account the number belongs to (None: nothing is sent, but
@@ -183,11 +193,15 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
     ``SendResult.deliver``, so that the answer takes as long for a number without an
     account (the sign-in by phone number: its timing must not tell which numbers are
     registered); a gateway failure is then audited, and the number may ask again at once.
+    ``suspended``: with ``account_id`` None, the account whose phone login the number is but
+    whose codes are suspended (``Account.sms_suspended_at``): handled and answered exactly
+    as a number without an account, only audited under its id (``sms_suspended``).
     """
     phone = normalise(raw_phone)
     if phone is None:
         return SendResult(SendStatus.invalid_phone)
-    actor = f"account:{account_id}" if account_id is not None else "unknown"
+    owner = account_id if account_id is not None else suspended
+    actor = f"account:{owner}" if owner is not None else "unknown"
     # the second factor's codes go to a password-checked account's own phone: only the
     # number's limits apply (a school's teachers share one address: twenty an hour would
     # leave the twenty-first with no way to sign in)
@@ -204,7 +218,8 @@ def send_code(session: Session, settings: Settings, store: Store, gateway: Gatew
     }).encode(), ttl=CODE_SECONDS)
     if account_id is None:
         record(session, actor=actor, action="sms.send", outcome="failure", context=context,
-               detail={"purpose": purpose.value, "reason": "unknown_number"})
+               detail={"purpose": purpose.value,
+                       "reason": "unknown_number" if suspended is None else "sms_suspended"})
         return SendResult(SendStatus.sent)
     message = i18n.gettext(locale, MESSAGE, code=code, minutes=minutes)
 
@@ -271,6 +286,10 @@ def verify_code(session: Session, settings: Settings, store: Store, raw_phone: s
     if not hmac.compare_digest(_code_mac(settings, purpose, phone, cleaned),
                                str(entry["mac"])) or owner is None:
         return fail("wrong_code", actor_id=owner)
+    holder = account_for_phone(session, settings, phone)  # the number's account today
+    if holder is None or holder.id != owner or holder.sms_suspended_at is not None:
+        store.take_if(key, raw)  # sent before a suspension, or before the number became
+        return fail("not_texted", actor_id=owner)  # another's: spent, and never passes
     if not store.take_if(key, raw):  # used meanwhile, or a new code replaced it (which
         return fail("code_reused", actor_id=owner)  # stays: a read-then-take deleted it)
     store.delete(tries_key)

@@ -35,6 +35,7 @@ from directory.models import (
     LoginIdentifier,
     Person,
     PersonStatus,
+    lift_sms_suspension,
 )
 
 PERSON = Person.__table__
@@ -92,6 +93,7 @@ def _affiliation(w: Writer, person_id: int | None, unit_id: int | None, role: st
 
 def write_updates(w: Writer, plan: ChunkPlan) -> None:
     rows, enable, new_logins, changed_logins = [], [], [], []
+    renumbered: list[int] = []
     for change in plan.updates:
         known = change.known
         row: dict[str, object] = {"id": known.person_id, **change.values, "updated_at": w.now}
@@ -109,14 +111,17 @@ def write_updates(w: Writer, plan: ChunkPlan) -> None:
             if login_id is None:
                 new_logins.append({"account_id": known.account_id,
                                    "kind": IdentifierKind.phone.value, "value": value})
-            else:
+            else:  # the number on file replaced: a stolen one's suspension ends
                 changed_logins.append({"id": login_id, "value": value})
+                renumbered.append(known.account_id)
         if known.account_id:
             new_logins += [{"account_id": known.account_id, "kind": IdentifierKind.phone.value,
                             "value": value} for value in change.more_phone_logins]
     _update(w.session, Person, rows)
     _update(w.session, Account, enable)
     _update(w.session, LoginIdentifier, changed_logins)
+    if renumbered:
+        w.session.execute(lift_sms_suspension(renumbered))
     _insert(w.session, LOGIN, new_logins)
 
 

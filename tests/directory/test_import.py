@@ -375,3 +375,31 @@ def test_an_import_makes_full_garbage_collections_rare_while_it_runs(
     assert result.status == "applied"
     assert during and set(during) == {max(before[2], BATCH_THRESHOLD2)}
     assert gc.get_threshold() == before
+
+
+def test_a_new_teacher_number_lifts_a_suspension_of_sms_codes(
+        db: Database, settings: Settings, city: Path) -> None:
+    """A stolen phone's number suspended (mfa.reset with ``phone``): the import that gives
+    the teacher another phone login number lifts it; the same number again does not."""
+    from core.db import utcnow
+
+    def suspend() -> None:
+        with db.session() as session:
+            find_account(session, *_kind("T001")).sms_suspended_at = utcnow()
+
+    def suspended() -> bool:
+        with db.session() as session:
+            return find_account(session, *_kind("T001")).sms_suspended_at is not None
+
+    header = ["学校标识码", "工号", "姓名", "手机号"]
+    suspend()
+    same = run(db, settings, write(city / "same.csv", (header, [
+        ["3100000001", "T001", "王丽", "13900139001"]])))
+    assert same.status == "unchanged" and suspended()
+    other = run(db, settings, write(city / "other.csv", (header, [
+        ["3100000001", "T001", "王丽", "13900139011"]])))
+    assert other.status == "applied" and not suspended()
+    suspend()
+    renamed = run(db, settings, write(city / "renamed.csv", (header, [
+        ["3100000001", "T001", "王丽丽", "13900139011"]])))  # a change, not of the number
+    assert renamed.status == "applied" and suspended()

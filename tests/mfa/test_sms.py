@@ -386,3 +386,29 @@ def test_take_if_deletes_only_what_was_read(store: Store) -> None:
     assert not store.take_if("take-if", b"b") and store.get("take-if") == b"a"
     assert store.take_if("take-if", b"a") and store.get("take-if") is None
     assert not store.take_if("take-if", b"a")
+
+
+def test_a_code_does_not_pass_once_its_number_is_suspended_or_another_s(
+        db, settings, store, outbox, person, make_person) -> None:
+    """A code sent before the helpdesk suspended the number (a stolen phone, mfa.reset), or
+    before the number became another account's, is spent without passing; a suspended
+    number gets no code and no number for the second factor."""
+    from core.db import utcnow
+
+    _send(db, settings, store, outbox.gateway)
+    code = outbox.last_code()
+    with db.session() as session:
+        session.get(Account, person.account_id).sms_suspended_at = utcnow()
+    assert _verify(db, settings, store, code).status is sms.VerifyStatus.wrong
+    with db.session() as session:
+        assert sms.phone_of(session, settings, person.account_id) is None
+        session.get(Account, person.account_id).sms_suspended_at = None
+    assert _verify(db, settings, store, code).status is sms.VerifyStatus.wrong  # spent
+
+    store.delete(f"sms:gap:{sms._phone_id(settings, PHONE_NUMBER)}")
+    _send(db, settings, store, outbox.gateway)
+    code = outbox.last_code()
+    with db.session() as session:  # the number moves to another account meanwhile
+        session.query(LoginIdentifier).filter_by(account_id=person.account_id).delete()
+    add_phone(db, settings, make_person("s20268888").account_id)
+    assert _verify(db, settings, store, code).status is sms.VerifyStatus.wrong

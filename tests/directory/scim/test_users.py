@@ -225,3 +225,28 @@ def test_invisible_characters_make_no_user_name(scim, tree) -> None:
         refused = scim.post(f"{BASE}/Users", json=new_user(invisible))
         assert refused.status_code == 400 and refused.json()["scimType"] == "invalidValue"
     assert scim.post(f"{BASE}/Users", json=new_user("bob")).status_code == 201
+
+
+def test_phone_numbers_are_not_the_login_and_keep_a_suspension_of_sms_codes(
+        scim, tree, db: Database, settings) -> None:
+    """phoneNumbers is the person's contact number, not the phone login SMS codes go to: a
+    new one leaves a stolen login number's suspension (mfa.reset) in place, so the number
+    on the stolen phone still gets no code."""
+    from core.db import utcnow
+    from core.field_crypto import blind_index
+    from directory.models import IdentifierKind, LoginIdentifier
+
+    user = scim.post(f"{BASE}/Users", json=new_user(
+        "gina", phoneNumbers=[{"value": "13800138000"}])).json()
+    with db.session() as session:
+        account = session.scalar(select(Account).join(Person).where(Person.uid == user["id"]))
+        session.add(LoginIdentifier(account=account, kind=IdentifierKind.phone.value,
+                                    value=blind_index(settings, "phone", "13800138000")))
+        account.sms_suspended_at = utcnow()
+    changed = scim.patch(f"{BASE}/Users/{user['id']}", json=_patch(
+        {"op": "replace", "path": "phoneNumbers", "value": [{"value": "13700137000"}]}))
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["phoneNumbers"] == [{"value": "13700137000"}]
+    with db.session() as session:
+        account = session.scalar(select(Account).join(Person).where(Person.uid == user["id"]))
+        assert account.sms_suspended_at is not None
