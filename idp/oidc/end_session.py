@@ -11,9 +11,9 @@ The steps:
 3. ``post_logout_redirect_uri``: only for a known app, and only one it registered, compared
    exactly (section 3). A request that cannot be checked (a hint we did not sign, a hint
    and ``client_id`` naming different apps, an unknown or suspended app, an unregistered
-   address, a repeated parameter) is never redirected: the person is asked, told why, and
-   may still sign out (a pupil on a shared computer must not stay signed in because an
-   app is misconfigured);
+   address, a repeated parameter that it reads) is never redirected: the person is asked,
+   told why, and may still sign out (a pupil on a shared computer must not stay signed in
+   because an app is misconfigured);
 4. ask or not: the session ends at once when the hint names this browser's session
    (its ``sid``) or there is no session; otherwise the person is asked, on a page whose
    form comes back here with a CSRF token (section 2: the OP MUST ask when there is no
@@ -106,11 +106,18 @@ def _return_address(client: ClientMetadata | None, params: dict[str, str]) -> st
     return uri + ("&" if "?" in uri else "?") + urlencode({"state": params["state"]})
 
 
+# What this endpoint reads: one of these repeated makes the request untrusted (which value
+# was meant?); another parameter repeated is ignored with the rest it does not know.
+READ = frozenset({"id_token_hint", "client_id", "post_logout_redirect_uri", "state",
+                  "ui_locales", "logout_hint"})
+UNREADABLE = "(unreadable)"
+
+
 def read_request(request: Request, params: dict[str, str], repeated: set[str]) -> LogoutRequest:
     kept = {k: params[k] for k in ("id_token_hint", "client_id", "post_logout_redirect_uri",
                                    "state", "ui_locales") if k in params}
     try:
-        if repeated:
+        if repeated & (READ | {UNREADABLE}):
             raise Untrusted(N_("The sign-out request is malformed (a parameter is repeated or "
                                "cannot be read)."))
         client, hint_sid = _client_of(request, params)
@@ -133,7 +140,7 @@ async def end_session(request: Request) -> Response:
     try:
         params, repeated = await read_params(request)
     except PageError:  # unreadable (not UTF-8, not a form): an untrusted request, which
-        params, repeated = {}, {"(unreadable)"}  # still lets the person sign out
+        params, repeated = {}, {UNREADABLE}  # still lets the person sign out
     return await run_in_threadpool(answer, request, params, repeated)
 
 

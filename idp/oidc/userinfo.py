@@ -59,7 +59,8 @@ async def _token_from(request: Request) -> tuple[str | None, str, str | None]:
     else:
         scheme = "body"
     if request.method == "POST" and is_form(request):
-        in_body = (await request.form()).getlist("access_token")
+        in_body = [v for v in (await request.form()).getlist("access_token")
+                   if not isinstance(v, str) or v]  # empty: omitted (RFC 6749 3.2)
         found += [v for v in in_body if isinstance(v, str)]  # an upload is no token
         if len(in_body) > 1:
             return None, "", "send access_token once"

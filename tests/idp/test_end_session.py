@@ -167,6 +167,17 @@ def test_requests_that_cannot_be_checked_ask_and_never_redirect(
     assert "您已退出登录" in done.text and not _session_alive(client)
 
 
+def test_a_repeated_parameter_it_does_not_read_is_ignored(client: TestClient, make_client,
+                                                          make_person) -> None:
+    """Only a repeat of what the endpoint reads makes the request untrusted (which value was
+    meant?); any other parameter, repeated or not, is ignored."""
+    _registered, _person, id_token = _signed_in(client, make_client, make_person)
+    response = client.get("/oauth2/logout", params={
+        "id_token_hint": id_token, "post_logout_redirect_uri": BACK, "state": "s",
+        "utm_source": ["a", "b"]}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == BACK + "?state=s"
+
+
 def test_a_suspended_apps_users_can_still_sign_out(client: TestClient, make_client,
                                                    make_person, db) -> None:
     from directory.apps import App

@@ -232,3 +232,18 @@ def test_an_unreadable_sign_out_request_still_signs_out(client, make_client,
     assert page.status_code == 200 and "无法读取" in page.text  # the confirmation page
     empty = client.post("/oauth2/logout", files={"x": ("x", b"1")})
     assert empty.status_code == 200
+
+
+def test_an_empty_access_token_in_the_body_beside_the_header_is_omitted(
+        client, make_client, make_person) -> None:
+    """RFC 6749 3.2: "Parameters sent without a value MUST be treated as if they were
+    omitted": a form library that always sends the field is not sending two tokens."""
+    app, person = make_client(), make_person()
+    token = _tokens_of(client, app, person)["access_token"]
+    answer = client.post("/oauth2/userinfo", content=b"access_token=", headers={
+        "Authorization": "Bearer " + token,
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    twice = client.post("/oauth2/userinfo", data={"access_token": token},
+                        headers={"Authorization": "Bearer " + token})
+    assert twice.status_code == 400 and twice.json()["error"] == "invalid_request"
