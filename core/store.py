@@ -100,6 +100,22 @@ class Store(ABC):
     def remove_member(self, key: str, member: str) -> None: ...
 
     @abstractmethod
+    def schedule(self, key: str, member: str, due: float) -> None:
+        """Put ``member`` in the queue ``key``, due at ``due`` (seconds since the epoch:
+        the wall clock, shared by every process); again, and it is due then instead."""
+
+    @abstractmethod
+    def claim_due(self, key: str, lease: float, limit: int) -> list[str]:
+        """Up to ``limit`` members of the queue ``key`` that are due, each made due again
+        ``lease`` seconds from now in the same atomic step: of processes claiming at once,
+        each member goes to one, and comes back if it is not unscheduled or rescheduled
+        within its lease (its claimer died)."""
+
+    @abstractmethod
+    def unschedule(self, key: str, member: str) -> None:
+        """Take ``member`` out of the queue ``key`` (done with)."""
+
+    @abstractmethod
     def ttl(self, key: str) -> float | None:
         """Seconds left, ``None`` when the key is absent or never expires."""
 
@@ -121,6 +137,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, float | None]] = {}
         self._expiries: list[tuple[float, str]] = []
+        self._queues: dict[str, dict[str, float]] = {}  # member: due (the wall clock)
         self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> tuple[bytes, float | None] | None:
@@ -252,6 +269,26 @@ class MemoryStore(Store):
             else:
                 del self._data[key]
 
+    def schedule(self, key: str, member: str, due: float) -> None:
+        with self._lock:
+            self._queues.setdefault(key, {})[member] = due
+
+    def claim_due(self, key: str, lease: float, limit: int) -> list[str]:
+        with self._lock:
+            now = time.time()
+            queue = self._queues.get(key, {})
+            due = sorted((at, member) for member, at in queue.items() if at <= now)[:limit]
+            for _at, member in due:
+                queue[member] = now + lease
+            return [member for _at, member in due]
+
+    def unschedule(self, key: str, member: str) -> None:
+        with self._lock:
+            queue = self._queues.get(key, {})
+            queue.pop(member, None)
+            if not queue:
+                self._queues.pop(key, None)
+
     def _members(self, key: str, now: float) -> dict[str, float]:
         item = self._live(key, now)
         if item is None or not item[0]:
@@ -319,6 +356,14 @@ redis.call('PEXPIREAT', KEYS[1], last)
 """
 
 
+# The due members (score <= now, in ms), at most ARGV[3], each due again at ARGV[2].
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
+
 class RedisStore(Store):
     """Redis (or a Redis-compatible server) through redis-py; keys get a prefix."""
 
@@ -336,6 +381,7 @@ class RedisStore(Store):
         self._swap = self._redis.register_script(_SWAP)
         self._take_if = self._redis.register_script(_TAKE_IF)
         self._advance = self._redis.register_script(_ADVANCE)
+        self._claim_due = self._redis.register_script(_CLAIM_DUE)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -389,6 +435,18 @@ class RedisStore(Store):
         return {m.decode() for m in self._redis.zrangebyscore(self._k(key), f"({now}", "+inf")}
 
     def remove_member(self, key: str, member: str) -> None:
+        self._redis.zrem(self._k(key), member)
+
+    def schedule(self, key: str, member: str, due: float) -> None:
+        self._redis.zadd(self._k(key), {member: int(due * 1000)})
+
+    def claim_due(self, key: str, lease: float, limit: int) -> list[str]:
+        now = int(time.time() * 1000)
+        claimed = self._claim_due(keys=[self._k(key)],
+                                  args=[now, now + self._ms(lease), max(1, limit)])
+        return [member.decode() for member in claimed]
+
+    def unschedule(self, key: str, member: str) -> None:
         self._redis.zrem(self._k(key), member)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

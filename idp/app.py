@@ -96,8 +96,10 @@ def create_app(
         # pooled connection; the other requests wait for a thread instead.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = settings.database_pool_size
+        backchannel_logout.start(kv)  # logout deliveries kept in the store, taken over
         yield
         backchannel_logout.drain()  # logout tokens under way: sent before the process ends
+        backchannel_logout.stop()  # what is left stays in the store for another process
         if db is None:
             database.dispose()
         if store is None:

@@ -133,10 +133,12 @@ def end_sessions(account_ids: Sequence[int], begun_before: float) -> None:
         state = SimpleNamespace(settings=settings, db=database, store=store,
                                 keys=KeyRing(settings, database.sessions),
                                 clients=ClientRegistry(database.sessions))
+        backchannel_logout.start(store, take_over=False)  # interrupted: the servers go on
         ended = sum(sessions.end_everywhere(state, account_id, begun_before=begun_before)
                     for account_id in account_ids)
         left = backchannel_logout.drain(timeout=backchannel_logout.TOKEN_SECONDS)
     finally:
+        backchannel_logout.stop()
         store.close()
         database.dispose()
     print(f"ended {ended} session(s)" + (

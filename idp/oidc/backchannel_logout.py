@@ -24,8 +24,16 @@ signed in to during that browser session are told, server to server.
   Another 4xx is the app's verdict on the token (section 2.8: 400 when its logout
   failed) and is not retried. Each refusal is logged (the ``client_id`` and the status
   or error only). A person's sign-out never waits on a school's server. Deliveries under
-  way are waited for at shutdown (``drain``, 6 seconds at most); a retry due later than
-  that is lost with the process (their number is logged).
+  way are waited for at shutdown (``drain``, 6 seconds at most).
+- Durable (``start``, at each server's startup): each delivery is also written to the
+  store (its token, app and tries made, until the token expires) and queued
+  (``OUTBOX``) under a lease that its process renews before each try and each pause.
+  A process that ends (a deploy, a crash) leaves its deliveries there; once a lease has
+  run out (``GRACE`` seconds after the try or pause it covered), another worker's poller
+  takes the delivery over and goes on with its remaining tries. With Redis that is any
+  worker of any host; with the in-process store, the process itself. An app may so hear
+  a token twice in rare cases (a worker that stalled past its lease): section 2.6 lets
+  it refuse a ``jti`` seen before.
 
 Only OIDC apps with a ``backchannel_logout_uri`` are told; front-channel logout and
 CAS/SAML single logout belong to federation.
@@ -34,16 +42,18 @@ CAS/SAML single logout belong to federation.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import threading
 import time
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from core.store import Store
 from directory import subjects
 
 if TYPE_CHECKING:
@@ -56,12 +66,17 @@ SECONDS_PER_APP = 5.0
 RETRY_AFTER = (1.0, 5.0, 25.0)  # seconds before each further try of an app not reached
 _RETRIED_STATUSES = frozenset({408, 429})  # and every 5xx
 AT_ONCE = 32  # deliveries in flight per process; the rest wait their turn
+OUTBOX = "bcl:outbox"  # the queue of deliveries (their keys), due when their lease runs out
+GRACE = 10.0  # past a try's or a pause's time, how long before another process takes over
+POLL_SECONDS = 1.0  # how often each server looks for deliveries whose process ended
 # Deliveries run on one event loop of their own, each on its own: an app that answers a
 # byte every few seconds holds neither a request thread nor anyone else's delivery.
 _loop: asyncio.AbstractEventLoop | None = None
 _slots: asyncio.Semaphore | None = None
 _pending: set[Future[None]] = set()
 _lock = threading.Lock()
+_outbox: Store | None = None  # where deliveries are kept (``start``); None: in memory only
+_polling = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,8 @@ class Notice:
     url: str
     logout_token: str
     expires_at: float = 0.0  # the token's exp: not worth sending after it
+    tries: int = 0  # tries made before (by this process or one that ended)
+    key: str = ""  # its entry in the outbox ("": not kept)
 
 
 def notices(state: Any, ended: SSOSession) -> list[Notice]:
@@ -109,15 +126,69 @@ def tell(state: Any, ended: SSOSession) -> None:
     _submit(made)
 
 
+def start(store: Store, *, take_over: bool = True) -> None:
+    """At a server's startup: keep deliveries in ``store``, and take over those whose
+    process ended (a poller on the delivery loop; not for a command-line run, which
+    only leaves what it could not finish to the servers)."""
+    global _outbox, _polling
+    _outbox = store
+    loop = _delivery_loop()
+    with _lock:
+        if _polling or not take_over:
+            return
+        _polling = True
+    asyncio.run_coroutine_threadsafe(_take_over(), loop)
+
+
+def stop() -> None:
+    """At shutdown, after ``drain``: deliveries left stay in the store for another
+    process."""
+    global _outbox
+    _outbox = None
+
+
+def _record(notice: Notice) -> bytes:
+    return json.dumps({k: v for k, v in asdict(notice).items() if k != "key"}).encode()
+
+
+def _keep(store: Store, notice: Notice, lease: float) -> None:
+    """Write the delivery (with its tries) and lease it until ``lease`` + ``GRACE`` from
+    now; the record lives as long as its token."""
+    store.set("bcl:" + notice.key, _record(notice),
+              ttl=max(1.0, notice.expires_at - time.time() + 1))
+    store.schedule(OUTBOX, notice.key, time.time() + lease + GRACE)
+
+
+def _kept(made: list[Notice]) -> list[Notice]:
+    """``made``, each written to the outbox when there is one (else as it is: a store
+    that fails costs durability, never the delivery)."""
+    store = _outbox
+    if store is None:
+        return made
+    kept = []
+    for notice in made:
+        keyed = replace(notice, key=secrets.token_urlsafe(16))
+        try:
+            _keep(store, keyed, SECONDS_PER_APP)
+        except Exception as error:  # the store down: delivered from memory all the same
+            log.warning("back-channel logout of %s not kept in the store: %s",
+                        notice.client_id, type(error).__name__)
+            keyed = notice
+        kept.append(keyed)
+    return kept
+
+
 def _submit(made: list[Notice]) -> list[Future[None]]:
     loop = _delivery_loop()
-    futures = [asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop)
-               for notice in made]
+    return [_track(asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop))
+            for notice in _kept(made)]
+
+
+def _track(future: Future[None]) -> Future[None]:
     with _lock:
-        _pending.update(futures)
-    for future in futures:
-        future.add_done_callback(_forget)
-    return futures
+        _pending.add(future)
+    future.add_done_callback(_forget)
+    return future
 
 
 def _delivery_loop() -> asyncio.AbstractEventLoop:
@@ -142,8 +213,8 @@ def drain(timeout: float = SECONDS_PER_APP + 1) -> int:
         under_way = list(_pending)
     _done, left = wait(under_way, timeout=timeout)
     if left:
-        log.warning("%d back-channel logout deliveries (or their retries) left unfinished",
-                    len(left))
+        log.warning("%d back-channel logout deliveries (or their retries) left unfinished%s",
+                    len(left), "; kept in the store for another process" if _outbox else "")
     return len(left)
 
 
@@ -153,19 +224,82 @@ def deliver(made: list[Notice]) -> None:
 
 
 async def _deliver_one(notice: Notice) -> None:
-    """Try, and try again after each of ``RETRY_AFTER`` while the failure is worth
-    retrying and the token is still alive; the slot is held only while posting."""
-    for pause in (*RETRY_AFTER, None):
+    """Try, and try again after each of ``RETRY_AFTER`` (those left after the tries
+    already made) while the failure is worth retrying and the token is still alive; the
+    slot is held only while posting. The outbox entry is leased before each try and each
+    pause, and removed at the end."""
+    pauses = (*RETRY_AFTER, None)[notice.tries:] or (None,)
+    for pause in pauses:
+        await _lease(notice, SECONDS_PER_APP)
         failed, again = await _try(notice)
         if not failed:
-            return
+            return await _done(notice)
         if not again or pause is None or _expired(notice, after=pause):
             log.warning("back-channel logout of %s not accepted: %s; given up",
                         notice.client_id, failed)
-            return
+            return await _done(notice)
         log.warning("back-channel logout of %s not accepted: %s; trying again in %g s",
                     notice.client_id, failed, pause)
+        notice = replace(notice, tries=notice.tries + 1)
+        await _lease(notice, pause)
         await asyncio.sleep(pause)
+    return None
+
+
+async def _lease(notice: Notice, seconds: float) -> None:
+    store = _outbox
+    if store is None or not notice.key:
+        return
+    try:
+        await asyncio.to_thread(_keep, store, notice, seconds)
+    except Exception as error:  # durability lost for this one; the delivery goes on
+        log.warning("back-channel logout of %s not kept in the store: %s",
+                    notice.client_id, type(error).__name__)
+
+
+async def _done(notice: Notice) -> None:
+    store = _outbox
+    if store is None or not notice.key:
+        return
+    try:
+        await asyncio.to_thread(_forget_kept, store, notice.key)
+    except Exception as error:  # its record expires with the token; a taker finds none
+        log.warning("back-channel logout of %s not cleared from the store: %s",
+                    notice.client_id, type(error).__name__)
+
+
+def _forget_kept(store: Store, key: str) -> None:
+    store.unschedule(OUTBOX, key)
+    store.delete("bcl:" + key)
+
+
+async def _take_over() -> None:
+    """Every ``POLL_SECONDS``: take over the deliveries whose lease ran out (their process
+    ended), and go on with their remaining tries here."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        store = _outbox
+        if store is None:
+            continue
+        try:
+            for notice in await asyncio.to_thread(_claim, store):
+                log.info("back-channel logout of %s taken over from an ended process",
+                         notice.client_id)
+                _track(asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop))
+        except Exception as error:  # the store out of reach: look again next time
+            log.warning("back-channel logout outbox not read: %s", type(error).__name__)
+
+
+def _claim(store: Store) -> list[Notice]:
+    taken = []
+    for key in store.claim_due(OUTBOX, SECONDS_PER_APP + GRACE, AT_ONCE):
+        record = store.get("bcl:" + key)
+        if record is None:  # its token expired meanwhile: nothing left to send
+            store.unschedule(OUTBOX, key)
+            continue
+        taken.append(Notice(**json.loads(record), key=key))
+    return taken
 
 
 def _expired(notice: Notice, after: float = 0.0) -> bool:

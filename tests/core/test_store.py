@@ -205,6 +205,33 @@ def test_concurrent_advance_lets_each_value_win_at_most_once(kv: Store, round_: 
     assert kv.get("mark") == b"15"
 
 
+def test_a_queue_hands_out_due_members_with_a_lease(kv: Store) -> None:
+    now = time.time()
+    kv.schedule("q", "later", now + 60)
+    kv.schedule("q", "b", now - 1)
+    kv.schedule("q", "a", now - 2)
+    assert kv.claim_due("q", lease=0.3, limit=1) == ["a"]  # the earliest first
+    assert kv.claim_due("q", lease=0.3, limit=5) == ["b"]  # "a" is leased, "later" not due
+    assert kv.claim_due("q", lease=0.3, limit=5) == []
+    kv.unschedule("q", "b")
+    time.sleep(0.4)  # "a"'s lease ran out (its claimer died): it comes back
+    assert kv.claim_due("q", lease=30, limit=5) == ["a"]
+    kv.schedule("q", "a", time.time() - 1)  # rescheduled: due at its new time
+    assert kv.claim_due("q", lease=30, limit=5) == ["a"]
+    kv.unschedule("q", "a")
+    kv.unschedule("q", "never-there")
+    kv.schedule("q", "later", time.time() - 1)
+    assert kv.claim_due("q", lease=30, limit=5) == ["later"]
+
+
+def test_concurrent_claims_share_out_the_due_members(kv: Store) -> None:
+    for number in range(20):
+        kv.schedule("q", f"m{number}", time.time() - 1)
+    results = _race(kv, 8, lambda: kv.claim_due("q", lease=30, limit=5))
+    claimed = [member for batch in results for member in batch]
+    assert sorted(claimed) == sorted(f"m{number}" for number in range(20))
+
+
 def test_sets_add_list_and_remove_members(kv: Store) -> None:
     assert kv.members("index") == set()
     kv.add_member("index", "a1", ttl=60)

@@ -370,6 +370,82 @@ def test_shutdown_logs_the_deliveries_it_leaves(monkeypatch, caplog) -> None:
     drain()  # the retry, then given up: nothing left for the next test
 
 
+def _until(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_delivery_an_ended_process_left_is_taken_over(client: TestClient, receiver,
+                                                        monkeypatch) -> None:
+    """A worker that ended (a deploy, a crash) after one failed try leaves its delivery in
+    the store; once its lease has run out, a running server takes it over and goes on
+    with the tries left, then clears it."""
+    from idp.oidc import backchannel_logout as bcl
+
+    monkeypatch.setattr(bcl, "POLL_SECONDS", 0.05)
+    store = client.app.state.store
+    base, received = receiver
+    _Receiver.answers.append(503)  # the taker's first try fails too: it tries again
+    left = bcl.Notice("ended", base + "/bc", "t-left", time.time() + 60, tries=1,
+                      key="k-ended")
+    store.set("bcl:k-ended", bcl._record(left), ttl=60)
+    store.schedule(bcl.OUTBOX, "k-ended", time.time() - 1)  # its lease ran out
+    assert _until(lambda: len(received) == 2)
+    assert [form["logout_token"] for _, form, _ in received] == [["t-left"]] * 2
+    assert _until(lambda: store.get("bcl:k-ended") is None)
+    assert store.claim_due(bcl.OUTBOX, lease=1, limit=5) == []
+
+
+def _named_keys(monkeypatch, *keys: str) -> None:
+    """The outbox keys the next deliveries get, in order."""
+    from types import SimpleNamespace
+
+    from idp.oidc import backchannel_logout as bcl
+
+    names = iter(keys)
+    monkeypatch.setattr(bcl, "secrets", SimpleNamespace(token_urlsafe=lambda _n: next(names)))
+
+
+def test_a_retry_left_at_shutdown_stays_in_the_store(client: TestClient, monkeypatch) -> None:
+    """The retry a stopping worker could not wait for is kept, with the tries made and a
+    lease past its pause and GRACE: only then may another worker take it over."""
+    import json
+
+    from idp.oidc import backchannel_logout as bcl
+
+    monkeypatch.setattr(bcl, "RETRY_AFTER", (0.5,))
+    _named_keys(monkeypatch, "k-restart")
+    store = client.app.state.store
+    bcl._submit([bcl.Notice("restarting", "http://127.0.0.1:9/bc", "t", time.time() + 60)])
+    assert drain(timeout=0.2) == 1
+    assert json.loads(store.get("bcl:k-restart"))["tries"] == 1
+    assert store.claim_due(bcl.OUTBOX, lease=60, limit=5) == []  # not another's yet
+    assert drain() == 0  # the retry here, then given up: nothing kept
+    assert store.get("bcl:k-restart") is None
+
+
+def test_a_delivered_notice_leaves_nothing_in_the_store(client: TestClient, receiver,
+                                                        monkeypatch) -> None:
+    from idp.oidc import backchannel_logout as bcl
+
+    base, received = receiver
+    _named_keys(monkeypatch, "k-sent")
+    store = client.app.state.store
+    seen: list = []
+    real_keep = bcl._keep
+    monkeypatch.setattr(bcl, "_keep", lambda *args: (seen.append(args[1].key),
+                                                     real_keep(*args))[1])
+    bcl.deliver([bcl.Notice("app", base + "/bc", "t", time.time() + 60)])
+    assert [form["logout_token"] for _, form, _ in received] == [["t"]]
+    assert seen and set(seen) == {"k-sent"}  # it was kept while under way
+    assert store.get("bcl:k-sent") is None
+    assert store.claim_due(bcl.OUTBOX, lease=1, limit=5) == []
+
+
 def _helpdesk_sign_out(client: TestClient, db, settings, name: str = "赵同学") -> dict:
     from tests.idp.test_lockout import _token, _uid
 
