@@ -32,7 +32,7 @@ from directory.people import affiliate
 from directory.scim.directory_view import in_scope, is_current, person_visible, today, unit_visible
 from directory.scim.filters import Attr
 from directory.scim.protocol import version_of
-from directory.scim.resources import GroupMember, GroupResource
+from directory.scim.resources import ASSIGNABLE_ROLES, GroupMember, GroupResource
 
 ROLE_ORDER = [role.value for role in Role]
 PLACEHOLDER = "SCIM-"  # code prefix of a SCIM-made department without an externalId
@@ -202,7 +202,8 @@ class GroupWriter:
         roles = set(self.session.scalars(
             select(Affiliation.role).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
             .where(Affiliation.person_id == person.id, is_current(), in_scope(self.scope))))
-        known = sorted(roles & set(ROLE_ORDER), key=ROLE_ORDER.index)
+        # an administrator's role is never carried to another unit: it is granted there
+        known = sorted(roles & set(ASSIGNABLE_ROLES), key=ROLE_ORDER.index)
         return known[0] if known else Role.staff.value
 
 

@@ -75,6 +75,8 @@ from directory.scim.resources import (
     UserResource,
 )
 
+OUTSIDE = ("This person is also placed outside the token's scope (another school, or an "
+           "administrator's post above it): only their placement inside it may change here.")
 PRIMARY_KINDS = [IdentifierKind.username, IdentifierKind.student_number,
                  IdentifierKind.teacher_number, IdentifierKind.email]
 ROLE_ORDER = [role.value for role in Role]
@@ -315,12 +317,18 @@ class UserWriter:
         old_ext = (current[EducationUser] if current else None) or EducationUser()
         if patch and old_ext.grade and not ext.grade and ext.class_ == old_ext.class_:
             ext.class_ = None  # removing the grade removes the class inside it
-        person.name = self._name(desired)
+        name = self._name(desired)
+        if name != person.name:
+            person.name = name
+            self.changed.append("name")
         self._user_name(account, desired.user_name, current.user_name if current else None)
         if desired.active is not None:
+            was = (account.disabled, person.status)
             account.disabled = not desired.active
             if desired.active and person.status == PersonStatus.suspended.value:
                 person.status = PersonStatus.active.value
+            if (account.disabled, person.status) != was:
+                self.changed.append("active")
         self._emails(account, [e.value for e in desired.emails or [] if e.value])
         self._phone(person, desired.phone_numbers or [])
         self._address(person, desired.addresses or [])
@@ -330,9 +338,22 @@ class UserWriter:
         wanted = (ext.school_code, ext.grade, ext.class_, tuple(ext.roles or ()))
         had = (old_ext.school_code, old_ext.grade, old_ext.class_, tuple(old_ext.roles or ()))
         if current is None or wanted != had:
-            self._place(person, ext, old_roles=set(old_ext.roles or ()))
+            self._place(person, ext)
             self.changed.append("placement")
+        if current is not None and set(self.changed) - {"placement"} and \
+                self._placed_outside(person):
+            raise MutabilityException(detail=OUTSIDE)
         person.updated_at = utcnow()
+
+    def _placed_outside(self, person: Person) -> bool:
+        """Whether the person also has a current placement outside the token's scope
+        (another school, or an administrator's post above it): such a person is not this
+        token's to change, only their placement inside it (``directory.api.managed_person``
+        is the admin API's rule)."""
+        return self.session.scalar(
+            select(Affiliation.id).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+            .where(Affiliation.person_id == person.id, is_current(),
+                   ~in_scope(self.scope)).limit(1)) is not None
 
     # single attributes
 
@@ -371,8 +392,8 @@ class UserWriter:
         rows = self._rows(account, kind)
         if [r.value for r in rows] == ([value] if value else []):
             return
-        if value:
-            self._conflict(account, [kind], value)
+        if value:  # any name the sign-in form would read it as (find_for_sign_in)
+            self._conflict(account, PRIMARY_KINDS[:3], value)
         self._set_identifier(account, kind, value)
         self.changed.append(kind.value)
 
@@ -408,8 +429,8 @@ class UserWriter:
         rows = self._rows(account, IdentifierKind.email)
         if [r.value for r in rows] == values:
             return
-        for value in values:
-            self._conflict(account, [IdentifierKind.email], value)
+        for value in values:  # also a username written like an e-mail address
+            self._conflict(account, [IdentifierKind.email, IdentifierKind.username], value)
         for row in rows:
             self.session.delete(row)
         self.session.flush()
@@ -468,7 +489,7 @@ class UserWriter:
                 detail=f"Unknown {kind} code, or not inside the school given.")
         return unit
 
-    def _place(self, person: Person, ext: EducationUser, old_roles: set[str]) -> None:
+    def _place(self, person: Person, ext: EducationUser) -> None:
         school = self._unit(ext.school_code, "school", None)
         if school is None:
             raise InvalidValueException(detail="schoolCode is required.")
@@ -484,7 +505,10 @@ class UserWriter:
         unknown = roles - set(ROLE_ORDER)
         if unknown:
             raise InvalidValueException(detail=f"Unknown role; use one of {ASSIGNABLE_ROLES}.")
-        if roles - set(ASSIGNABLE_ROLES) - old_roles:
+        held_here = set(self.session.scalars(select(Affiliation.role).where(
+            Affiliation.person_id == person.id, Affiliation.org_unit_id == target.id,
+            is_current())))  # an administrator's role stays where it was granted
+        if roles - set(ASSIGNABLE_ROLES) - held_here:
             raise MutabilityException(
                 detail="Administrator roles are granted in the admin console, not by SCIM.")
         day = today()
