@@ -77,7 +77,7 @@ def unlock_person(request: Request, uid: str, session: Session = Depends(db_sess
                   scope: TokenScope = Depends(_scope)) -> dict[str, Any]:
     subject = str(account_id_of(session, scope, uid))
     was_locked = guards.lift(session, request.app.state.store, guards.ACCOUNT, subject,
-                             actor=f"api-token:{scope.name}", context=Context.of(request))
+                             actor=scope.actor, context=Context.of(request))
     return {"unlocked": True, "was_locked": was_locked}
 
 
@@ -92,5 +92,5 @@ def unlock_ip(request: Request, ip: str, session: Session = Depends(db_session),
     if root is None or root.parent_id is not None:
         raise Problem(403, "Forbidden", "Only a token scoped to the whole city may lift IP locks.")
     was_locked = guards.lift(session, request.app.state.store, guards.IP, address,
-                             actor=f"api-token:{scope.name}", context=Context.of(request))
+                             actor=scope.actor, context=Context.of(request))
     return {"unlocked": True, "was_locked": was_locked}

@@ -64,7 +64,7 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
     removed = reset.reset(session, request.app.state.store, account_id,
                           passkeys=bool(body and body.passkeys),
                           phone=bool(body and body.phone),
-                          actor=f"api-token:{scope.name}", context=Context.of(request))
+                          actor=scope.actor, context=Context.of(request))
     _end_sessions(request, session, session.get(Account, account_id))
     return {"reset": True, "removed": {"authenticator_apps": removed.authenticator_apps,
                                        "recovery_codes": removed.recovery_codes,
@@ -77,7 +77,7 @@ def restore_phone(request: Request, uid: str, session: Session = Depends(db_sess
     """Lift the suspension of the SMS codes to the person's number (``mfa.reset``)."""
     account_id = account_id_of(session, scope, uid)
     return {"restored": reset.restore_phone(session, account_id,
-                                            actor=f"api-token:{scope.name}",
+                                            actor=scope.actor,
                                             context=Context.of(request))}
 
 
@@ -88,7 +88,7 @@ def reset_password(request: Request, uid: str, session: Session = Depends(db_ses
     assert account is not None  # account_id_of found it
     state = request.app.state
     temporary = password_change.reset(session, state.settings, state.store, account,
-                                      actor=f"api-token:{scope.name}",
+                                      actor=scope.actor,
                                       context=Context.of(request))
     _end_sessions(request, session, account)
     return JSONResponse({"temporary_password": temporary, "must_change": True},
@@ -100,7 +100,7 @@ def sign_out(request: Request, uid: str, session: Session = Depends(db_session),
              scope: TokenScope = Depends(_unlock_scope)) -> dict[str, Any]:
     account = session.get(Account, account_id_of(session, scope, uid))
     assert account is not None
-    people.sign_out(session, account, actor=f"api-token:{scope.name}",
+    people.sign_out(session, account, actor=scope.actor,
                     context=Context.of(request))
     return {"signed_out": True, "sessions_ended": _end_sessions(request, session, account)}
 

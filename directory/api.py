@@ -138,31 +138,37 @@ def _unit(unit: OrgUnit) -> dict[str, Any]:
             "path": unit.path}
 
 
-def _current_placements(session: Session, person_ids: list[int]) -> dict[int, list[dict]]:
+def _current_placements(session: Session, scope: TokenScope,
+                        person_ids: list[int]) -> dict[int, list[dict]]:
+    """The current placements of these people inside the token's subtree (those elsewhere
+    are not the token's to see, as in a person's own answer)."""
     found: dict[int, list[dict]] = {pid: [] for pid in person_ids}
     if not person_ids:
         return found
     rows = session.execute(
         select(Affiliation.person_id, Affiliation.role, OrgUnit.code, OrgUnit.name)
         .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-        .where(Affiliation.person_id.in_(person_ids), Affiliation.valid_to.is_(None))
+        .where(Affiliation.person_id.in_(person_ids), Affiliation.valid_to.is_(None),
+               OrgUnit.path.startswith(scope.org_path))
         .order_by(Affiliation.id))
     for pid, role, code, name in rows:
         found[pid].append({"role": role, "unit": code, "unit_name": name})
     return found
 
 
-def _summaries(session: Session, people: list[Person]) -> list[dict[str, Any]]:
-    placements = _current_placements(session, [p.id for p in people])
+def _summaries(session: Session, scope: TokenScope,
+               people: list[Person]) -> list[dict[str, Any]]:
+    placements = _current_placements(session, scope, [p.id for p in people])
     return [{"id": p.uid, "name": p.name, "status": p.status, "current": placements[p.id]}
             for p in people]
 
 
-def _page(session: Session, query: Select, limit: int, key: Any) -> dict[str, Any]:
+def _page(session: Session, scope: TokenScope, query: Select, limit: int,
+          key: Any) -> dict[str, Any]:
     people = list(session.scalars(query.order_by(key).limit(limit + 1)))
     more = len(people) > limit
     people = people[:limit]
-    return {"items": _summaries(session, people),
+    return {"items": _summaries(session, scope, people),
             "next_cursor": _encode(people[-1].id) if more else None}
 
 
@@ -217,7 +223,7 @@ def search_people(
     condition = _matching(session, _settings(request), name, identifier, phone)
     query = select(Person).where(condition, visible_person(scope),
                                  Person.id > _after_id(cursor))
-    return _page(session, query, limit, Person.id)
+    return _page(session, scope, query, limit, Person.id)
 
 
 @router.get("/people/{uid}")
@@ -239,8 +245,10 @@ def show_person(
         "phone": mask_phone(phone) or None,
         "account": _account(person, phone),
         "affiliations": _affiliations(session, scope, person),
-        "guardians": _links(session, GuardianLink.student_id, GuardianLink.guardian_id, person),
-        "students": _links(session, GuardianLink.guardian_id, GuardianLink.student_id, person),
+        "guardians": _links(session, scope, GuardianLink.student_id, GuardianLink.guardian_id,
+                            person),
+        "students": _links(session, scope, GuardianLink.guardian_id, GuardianLink.student_id,
+                           person),
     }
 
 
@@ -268,9 +276,13 @@ def _affiliations(session: Session, scope: TokenScope, person: Person) -> list[d
     } for a, u in rows if scope.covers(u.path)]
 
 
-def _links(session: Session, mine: Any, theirs: Any, person: Person) -> list[dict[str, Any]]:
+def _links(session: Session, scope: TokenScope, mine: Any, theirs: Any,
+           person: Person) -> list[dict[str, Any]]:
+    """The person's guardians or students whom the token may see (a guardian's child in
+    another school is not named)."""
     rows = session.execute(select(Person.uid, GuardianLink.relation)
-                           .join(GuardianLink, theirs == Person.id).where(mine == person.id))
+                           .join(GuardianLink, theirs == Person.id)
+                           .where(mine == person.id, visible_person(scope)))
     return [{"id": uid, "relation": relation} for uid, relation in rows]
 
 
@@ -315,4 +327,4 @@ def list_members(
         Affiliation.valid_to.is_(None), OrgUnit.path.startswith(unit.path),
         *([Affiliation.role == role] if role else []))
     query = select(Person).where(member, Person.id > _after_id(cursor))
-    return {"unit": _unit(unit), **_page(session, query, limit, Person.id)}
+    return {"unit": _unit(unit), **_page(session, scope, query, limit, Person.id)}

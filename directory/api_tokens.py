@@ -76,6 +76,12 @@ class TokenScope:
     def covers(self, path: str) -> bool:
         return path.startswith(self.org_path)
 
+    @property
+    def actor(self) -> str:
+        """Who acted, for the audit log: the token's id, as its ``api_token.issue`` event
+        names it (names need not be unique: two "helpdesk" tokens are two actors)."""
+        return f"api-token:{self.token_id}"
+
 
 def authenticate(session: Session, settings: Settings, token: str) -> TokenScope | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:

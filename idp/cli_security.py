@@ -231,7 +231,8 @@ def tokens_issue(
             except ValueError as exc:
                 raise _fail(str(exc)) from None
             record(session, actor=_actor(), action="api_token.issue", outcome="success",
-                   target=f"api-token:{row.id}", detail={"permissions": row.permissions})
+                   target=f"api-token:{row.id}", detail={
+                       "name": row.name, "scope": unit.code, "permissions": row.permissions})
     finally:
         database.dispose()
     print(token, file=sys.stdout)

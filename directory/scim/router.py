@@ -2,7 +2,7 @@
 
 Every endpoint authenticates an API token with the ``scim`` permission and sees
 only its org subtree. Reads and writes go through ``users`` and ``groups``;
-every write is audited (actor ``api_token:<id>``, no personal data).
+every write is audited (actor ``api-token:<id>``, no personal data).
 """
 
 from __future__ import annotations
@@ -63,13 +63,9 @@ def base_url(request: Request) -> str:
     return settings_of(request).issuer.rstrip("/") + PREFIX
 
 
-def _actor(scope: TokenScope) -> str:
-    return f"api_token:{scope.token_id}"
-
-
 def _audit(request: Request, session: Session, scope: TokenScope, action: str, target: str,
            changed: list[str] | None = None) -> None:
-    audit.record(session, actor=_actor(scope), action=action, outcome="success", target=target,
+    audit.record(session, actor=scope.actor, action=action, outcome="success", target=target,
                  context=audit_context(request),
                  detail={"attributes": sorted(set(changed))} if changed is not None else None)
 

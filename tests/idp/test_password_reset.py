@@ -22,7 +22,7 @@ from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 from tests.idp.live import live_server  # noqa: F401 - fixture
 from tests.idp.test_cli import demo_var, idp
-from tests.idp.test_lockout import _token, _uid
+from tests.idp.test_lockout import _token, _uid, token_actor
 from tests.idp.test_mfa_flow import _id_token_claims, _submit
 from tests.idp.test_second_factor_reset import enrol_at_sign_in
 
@@ -87,7 +87,7 @@ def test_admin_reset_ends_everything_and_the_next_sign_in_sets_a_new_password(
     temporary = answer.json()["temporary_password"]
     assert TEMPORARY.match(temporary) and answer.json()["must_change"] is True
     assert [e.actor for e in _actions(db, "account.password.reset")] == [
-        "api-token:console T-CITY"]
+        token_actor(db, settings, token)]
     assert temporary not in str([e.detail for e in _actions(db, "account.password.reset")])
 
     # whatever began before the reset has ended: the session (at once, in the store), the

@@ -19,7 +19,7 @@ from mfa import credentials, recovery
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 from tests.idp.test_cli import demo_var, idp
-from tests.idp.test_lockout import _token, _uid
+from tests.idp.test_lockout import _token, _uid, token_actor
 from tests.idp.test_mfa_flow import SECRET_ON_PAGE, _code, _id_token_claims, _submit
 from tests.mfa.test_webauthn import _enrol
 
@@ -70,7 +70,8 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
     assert client.post(url, headers={"authorization": f"Bearer {elsewhere}"}).status_code == 404
     assert _factors(db, teacher.account_id) == {"totp": 1, "recovery": 10, "webauthn": 1}
 
-    headers = {"authorization": f"Bearer {_token(db, settings, 'T-CITY', {'security:mfa-reset'})}"}
+    token = _token(db, settings, "T-CITY", {"security:mfa-reset"})
+    headers = {"authorization": f"Bearer {token}"}
     bad = client.post(url, headers=headers, json={"passkeys": True, "everything": True})
     assert bad.status_code == 400 and bad.headers["content-type"].startswith(
         "application/problem+json")
@@ -90,7 +91,7 @@ def test_admin_resets_a_lost_phone_and_the_next_sign_in_sets_up_a_new_app(
         events = list(session.scalars(select(AuditEvent).where(
             AuditEvent.action == "mfa.reset").order_by(AuditEvent.seq)))
     assert [(e.actor, e.target) for e in events] == [
-        ("api-token:console T-CITY", f"account:{teacher.account_id}")] * 2
+        (token_actor(db, settings, token), f"account:{teacher.account_id}")] * 2
 
     start = flow.authorize(client, client_id=registered.client_id)
     assert flow.login(client, start, "t70", "pw-teacher-70").headers["location"] == "/mfa"

@@ -20,7 +20,7 @@ from directory.orgs import ensure_org_unit
 from mfa import sms
 from tests.idp import flow
 from tests.idp.test_cli import demo_var, idp
-from tests.idp.test_lockout import _token, _uid
+from tests.idp.test_lockout import _token, _uid, token_actor
 from tests.idp.test_sms_login import MASKED, _ask_code, _enter_code
 from tests.mfa.test_sms import PHONE_NUMBER, Outbox, add_phone
 
@@ -201,8 +201,8 @@ def test_the_restore_endpoint(client: TestClient, teacher, db: Database,
             select(AuditEvent).where(AuditEvent.action == "mfa.phone_restore")
             .order_by(AuditEvent.seq))]
     target = f"account:{teacher.account_id}"
-    assert rows == [("api-token:console T-CITY", target, {"restored": True}),
-                    ("api-token:console T-CITY", target, {"restored": False})]
+    actor = token_actor(db, settings, headers["authorization"].removeprefix("Bearer "))
+    assert rows == [(actor, target, {"restored": True}), (actor, target, {"restored": False})]
 
 
 def test_another_number_written_to_the_phone_login_lifts_it(

@@ -192,7 +192,7 @@ def test_delete_deactivates_and_keeps_history(scim, tree, db: Database) -> None:
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
         assert actions == ["scim.user.create", "scim.user.delete"]
         actors = set(session.scalars(select(AuditEvent.actor)))
-        assert len(actors) == 1 and actors.pop().startswith("api_token:")
+        assert len(actors) == 1 and actors.pop().startswith("api-token:")
         details = " ".join(session.scalars(select(AuditEvent.detail)))
         assert "kim" not in details
 
