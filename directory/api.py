@@ -36,6 +36,7 @@ from core.web.errors import Problem
 from directory.api_tokens import TokenScope, require
 from directory.identifiers import guess_kinds, normalise, normalise_phone
 from directory.models import (
+    ADMIN_ROLES,
     NATIONAL_ID,
     PHONE,
     Account,
@@ -114,14 +115,20 @@ def visible_person(scope: TokenScope) -> Any:
 
 def managed_person(scope: TokenScope) -> Any:
     """SQL: the person is *managed* inside the token's subtree: at least one current
-    affiliation there and none elsewhere. What may change how a person signs in (a
-    password or second-factor reset, unlocking, signing out) needs this, not mere
-    visibility: a school's token must not reach a teacher who moved to another school, nor
-    a district or city administrator who also teaches there."""
+    affiliation there, none elsewhere, and no administrator's post at the subtree's root.
+    What may change how a person signs in (a password or second-factor reset, unlocking,
+    signing out) needs this, not mere visibility: a school's token must not reach a
+    teacher who moved to another school, nor a district or city administrator who also
+    teaches there, nor the school's own administrator (a school token holding both resets
+    would otherwise take over the account that administers the school: an administrator
+    is reset from above, or by an operator's ``idp security`` command)."""
     current = (Affiliation.person_id == Person.id) & Affiliation.valid_to.is_(None)
     inside = OrgUnit.path.startswith(scope.org_path)
+    at_root_as_admin = (OrgUnit.path == scope.org_path) & Affiliation.role.in_(ADMIN_ROLES)
     return (exists().where(current, Affiliation.org_unit_id == OrgUnit.id, inside)
-            & ~exists().where(current, Affiliation.org_unit_id == OrgUnit.id, ~inside))
+            & ~exists().where(current, Affiliation.org_unit_id == OrgUnit.id, ~inside)
+            & ~exists().where(current, Affiliation.org_unit_id == OrgUnit.id,
+                              at_root_as_admin))
 
 
 def _visible_unit(session: Session, scope: TokenScope, code: str) -> OrgUnit:

@@ -60,6 +60,11 @@ class Role(StrEnum):
     guardian = "guardian"
 
 
+# The roles that administer a unit (and what lies below it)
+ADMIN_ROLES = frozenset({Role.city_admin.value, Role.district_admin.value,
+                         Role.school_admin.value})
+
+
 def check_roles(names: tuple[str, ...], setting: str) -> None:
     """ValueError naming ``setting`` when a role name is unknown (a typo in
     ``IDP_MFA_REQUIRED_ROLES`` would silently spare that role the second factor)."""

@@ -71,7 +71,7 @@ from core.db import utcnow
 from core.settings import Settings
 from core.store import Store
 from core.web.i18n import N_
-from directory.models import Account, Affiliation, Role
+from directory.models import ADMIN_ROLES, Account, Affiliation
 from mfa.credentials import FactorKind, MfaCredential
 
 # What an unreadable answer from the browser raises in py_webauthn: its own errors, and plain
@@ -80,8 +80,6 @@ READ_ERRORS = (WebAuthnException, ValueError, KeyError, TypeError, RecursionErro
 CHALLENGE_SECONDS = 300
 RP_NAME = "City Education Unified Identity"
 MAX_NAME = 100
-ADMIN_ROLES = frozenset({Role.city_admin.value, Role.district_admin.value,
-                         Role.school_admin.value})
 _REG = "webauthn:reg:"
 _AUTH = "webauthn:auth:"
 

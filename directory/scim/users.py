@@ -41,6 +41,7 @@ from directory.api_tokens import TokenScope
 from directory.identifiers import has_invisible, normalise, normalise_phone
 from directory.models import (
     ADDRESS,
+    ADMIN_ROLES,
     PHONE,
     Account,
     Affiliation,
@@ -75,8 +76,8 @@ from directory.scim.resources import (
     UserResource,
 )
 
-OUTSIDE = ("This person is also placed outside the token's scope (another school, or an "
-           "administrator's post above it): only their placement inside it may change here.")
+OUTSIDE = ("This person is not managed by this token (also placed outside its scope, or an "
+           "administrator of its root unit): only their placement inside it may change here.")
 PRIMARY_KINDS = [IdentifierKind.username, IdentifierKind.student_number,
                  IdentifierKind.teacher_number, IdentifierKind.email]
 ROLE_ORDER = [role.value for role in Role]
@@ -341,19 +342,21 @@ class UserWriter:
             self._place(person, ext)
             self.changed.append("placement")
         if current is not None and set(self.changed) - {"placement"} and \
-                self._placed_outside(person):
+                not self._manages(person):
             raise MutabilityException(detail=OUTSIDE)
         person.updated_at = utcnow()
 
-    def _placed_outside(self, person: Person) -> bool:
-        """Whether the person also has a current placement outside the token's scope
-        (another school, or an administrator's post above it): such a person is not this
-        token's to change, only their placement inside it (``directory.api.managed_person``
-        is the admin API's rule)."""
+    def _manages(self, person: Person) -> bool:
+        """Whether the token manages the person (``directory.api.managed_person``, the
+        admin API's rule): no current placement outside its scope (another school, an
+        administrator's post above it), and no administrator's post at its root (the
+        school's own administrator). Otherwise only their placement inside may change."""
+        elsewhere = ~in_scope(self.scope) | (
+            (OrgUnit.path == self.scope.org_path) & Affiliation.role.in_(ADMIN_ROLES))
         return self.session.scalar(
             select(Affiliation.id).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-            .where(Affiliation.person_id == person.id, is_current(),
-                   ~in_scope(self.scope)).limit(1)) is not None
+            .where(Affiliation.person_id == person.id, is_current(), elsewhere)
+            .limit(1)) is None
 
     # single attributes
 

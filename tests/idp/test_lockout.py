@@ -529,3 +529,28 @@ def test_two_tokens_of_one_name_are_two_actors(client: TestClient, make_person, 
             AuditEvent.action == "account.sign_out_everywhere").order_by(AuditEvent.seq)))
     assert actors == [token_actor(db, settings, token) for token in tokens]
     assert len(set(actors)) == 2
+
+
+def test_a_schools_token_cannot_reach_its_own_administrator(client: TestClient, make_person,
+                                                            db: Database,
+                                                            settings: Settings) -> None:
+    """A school token holding the resets must not take over the account that administers
+    the school (reset its second factor, then its password): an administrator is reset
+    from above (``directory.api.managed_person``)."""
+    from datetime import date
+
+    from directory.models import Role
+    from directory.people import affiliate
+
+    make_person("t62", "pw-admin-62", name="校管理员", role=Role.teacher)
+    with db.session() as session:
+        person = session.scalar(select(Person).where(Person.name == "校管理员"))
+        school = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-SCHOOL"))
+        affiliate(session, person, school, Role.school_admin, date(2026, 9, 1))
+    every = {"security:unlock", "security:mfa-reset", "security:password-reset"}
+    uid = _uid(db, "校管理员")
+    for code, status in (("T-SCHOOL", 404), ("T-CITY", 200)):
+        headers = {"authorization": f"Bearer {_token(db, settings, code, every)}"}
+        for action in ("second-factors/reset", "password/reset", "sign-out", "unlock"):
+            answer = client.post(f"/api/admin/people/{uid}/{action}", headers=headers)
+            assert answer.status_code == status, (code, action, answer.text)

@@ -131,3 +131,17 @@ def test_a_placement_does_not_move_an_admin_role_to_another_school(
             {"op": "replace", "path": f"{EDU}:schoolCode", "value": "T-S2"}]})
     assert moved.status_code == 400 and moved.json()["scimType"] == MUTABILITY
     assert _roles_at(db, person_id, tree.other_school.id) == set()
+
+
+def test_a_school_token_may_not_change_its_own_schools_administrator(
+        scim, client, tree, tokens, db: Database) -> None:
+    """An administrator is changed from above: the school's provisioning may not disable
+    or rename the account that administers the school; the city's token may."""
+    uid, _person_id = _school_admin_of_s1(db)
+    rename = {"op": "replace", "path": "name.formatted", "value": "新名字"}
+    refused = _patch(scim, uid, rename)
+    assert refused.status_code == 400 and refused.json()["scimType"] == MUTABILITY
+    headers = {"Authorization": f"Bearer {tokens.city}", "Content-Type": "application/scim+json"}
+    renamed = client.patch(f"{BASE}/Users/{uid}", headers=headers,
+                           json={"schemas": [PATCH_OP], "Operations": [rename]})
+    assert renamed.status_code == 200, renamed.text
