@@ -135,6 +135,25 @@ def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str
     return found
 
 
+# The kinds the sign-in form reads a typed name as (directory.identifiers.guess_kinds)
+NAME_KINDS = (IdentifierKind.username, IdentifierKind.student_number,
+              IdentifierKind.teacher_number)
+
+
+def names_of_others(session: Session, kind: IdentifierKind, values: Sequence[str]
+                    ) -> dict[str, int]:
+    """Value -> the account whose sign-in name of *another* kind it is (a username, a
+    student or teacher number): a number given to one person that is another's name would
+    take over that person's sign-in, since the form reads a name as any kind."""
+    others = [k.value for k in NAME_KINDS if k is not kind]
+    found: dict[str, int] = {}
+    for part in batches(sorted(set(values))):
+        query = select(LoginIdentifier.value, LoginIdentifier.account_id).where(
+            LoginIdentifier.kind.in_(others), among(session, LoginIdentifier.value, part))
+        found.update((value, aid) for value, aid in _rows(session, query))
+    return found
+
+
 def logins_of(session: Session, kind: IdentifierKind, account_ids: Sequence[int]
               ) -> dict[int, tuple[int, str]]:
     """Account id -> (identifier id, value) of its login of ``kind``."""

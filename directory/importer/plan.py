@@ -156,6 +156,7 @@ class Chunk:
     phone_candidates: dict[str, list[str]] = field(default_factory=dict)
     nid_owner: dict[str, int] = field(default_factory=dict)
     phone_owner: dict[str, int] = field(default_factory=dict)
+    name_owner: dict[str, int] = field(default_factory=dict)  # numbers that name another
     current: dict[int, list[lookups.Current]] = field(default_factory=dict)
     targets: dict[int, Unit] = field(default_factory=dict)  # row -> unit
     phone_logins: dict[int, tuple[int, str]] = field(default_factory=dict)  # by account
@@ -343,6 +344,9 @@ def find_people(chunk: Chunk) -> None:
     spec = PEOPLE[context.kind]
     chunk.known = lookups.people_by_identifier(context.session, spec.login,
                                                [r.number for r in rows])
+    if spec.login in lookups.NAME_KINDS:
+        chunk.name_owner = lookups.names_of_others(context.session, spec.login,
+                                                   [r.number for r in rows])
     chunk.nid_candidates = chunk.candidates("national_id",
                                             [r.national_id for r in rows if r.national_id])
     chunk.nid_owner = lookups.people_by_national_id(context.session, chunk.nid_candidates)
@@ -352,7 +356,8 @@ def find_people(chunk: Chunk) -> None:
 
 
 def reject_identity_conflicts(chunk: Chunk) -> None:
-    """A national ID or phone login that is someone else's; a number with another national ID."""
+    """A national ID or phone login that is someone else's; a number with another national ID,
+    or that is another person's username or number of the other kind."""
     column = PEOPLE[chunk.context.kind].login.value
     bad: set[int] = set()
     for row in chunk.rows:
@@ -366,6 +371,11 @@ def reject_identity_conflicts(chunk: Chunk) -> None:
                 known.national_id_bidx not in chunk.nid_candidates[row.national_id]):
             chunk.reject(row.row, column, f"{column} {row.number} already belongs to another "
                          "person (the directory has a different national ID for it)", row.number)
+            bad.add(row.row)
+        elif row.number in chunk.name_owner and (
+                known is None or chunk.name_owner[row.number] != known.account_id):
+            chunk.reject(row.row, column, f"{column} {row.number} is already another person's "
+                         "sign-in name (a username or another kind of number)", row.number)
             bad.add(row.row)
         elif row.phone and row.phone in chunk.phone_owner and (
                 known is None or chunk.phone_owner[row.phone] != known.account_id):

@@ -258,6 +258,15 @@ def test_a_number_of_someone_else_is_an_error(db: Database, settings: Settings, 
     assert "student_number s001 already belongs to another person" in errors[0]["message"]
 
 
+def test_a_number_that_is_another_persons_sign_in_name_is_an_error(
+        db: Database, settings: Settings, city: Path) -> None:
+    """The sign-in form reads a typed name as any kind, student number first: a pupil
+    given a teacher's number would take over that teacher's sign-in."""
+    errors = _rejected(db, settings, city, [student("T001", "冒号同学", seq=88)])
+    assert errors[0]["message"] == ("student_number t001 is already another person's "
+                                    "sign-in name (a username or another kind of number)")
+
+
 def test_a_teacher_phone_login_of_someone_else_is_an_error(
         db: Database, settings: Settings, city: Path) -> None:
     errors = _rejected(db, settings, city, [["3100000001", "T009", "周老师", "13900139001"]],
