@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import HTTPException, Request
 from sqlalchemy import ForeignKey, String, select
@@ -25,6 +25,7 @@ from core.web.errors import Problem
 from directory.models import OrgUnit
 
 TOKEN_PREFIX = "idp_"
+LAST_USED_EVERY = timedelta(hours=1)  # last_used_at is written at most this often
 PERMISSIONS = frozenset({"scim", "directory:read", "security:unlock", "security:mfa-reset",
                          "security:password-reset"})
 
@@ -87,8 +88,11 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_mac == token_mac(settings, token)))
-    if row is None or row.revoked_at is not None:
-        return None
+    if row is None or row.revoked_at is not None or row.org_unit.status != "active":
+        return None  # a closed unit's tokens end with it
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+        row.last_used_at = now  # so that unused tokens can be found and revoked
     return TokenScope(row.id, row.name, row.org_unit.path, row.org_unit_id,
                       frozenset(row.permissions.split()))
 

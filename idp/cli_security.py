@@ -238,16 +238,49 @@ def tokens_issue(
     print(token, file=sys.stdout)
 
 
+@tokens_app.command("list")
+def tokens_list(
+    every: bool = typer.Option(False, "--all", help="Revoked tokens too."),
+) -> None:
+    """The tokens: id, name, scope, permissions, when issued and last used (at most an
+    hour off): a token nobody uses any more is one to revoke."""
+    from rich.table import Table
+
+    from idp.cli import _database, _settings, out
+
+    database = _database(_settings())
+    table = Table("id", "name", "scope", "permissions", "issued", "last used", "revoked")
+    try:
+        with database.session() as session:
+            query = select(ApiToken).order_by(ApiToken.id)
+            if not every:
+                query = query.where(ApiToken.revoked_at.is_(None))
+            for row in session.scalars(query):
+                table.add_row(str(row.id), row.name, row.org_unit.code, row.permissions,
+                              *(f"{at:%Y-%m-%d %H:%M}" if at else "-" for at in (
+                                  row.created_at, row.last_used_at, row.revoked_at)))
+    finally:
+        database.dispose()
+    out.print(table)
+
+
 @tokens_app.command("revoke")
-def tokens_revoke(name: str = typer.Option(..., help="The token's name.")) -> None:
-    """Revoke every live token with this name."""
+def tokens_revoke(
+    name: str | None = typer.Option(None, help="Revoke every live token with this name."),
+    token_id: int | None = typer.Option(None, "--id", help="Revoke this one token "
+                                        "(`idp tokens list`): names need not be unique."),
+) -> None:
+    """Revoke a token by its id, or every live token with a name."""
     from idp.cli import _database, _settings
 
+    if (name is None) == (token_id is None):
+        raise _fail("give exactly one of --name or --id")
     database = _database(_settings())
     try:
         with database.session() as session:
-            rows = session.scalars(select(ApiToken).where(ApiToken.name == name,
-                                                          ApiToken.revoked_at.is_(None))).all()
+            rows = session.scalars(select(ApiToken).where(
+                ApiToken.name == name if token_id is None else ApiToken.id == token_id,
+                ApiToken.revoked_at.is_(None))).all()
             for row in rows:
                 row.revoked_at = utcnow()
                 record(session, actor=_actor(), action="api_token.revoke", outcome="success",

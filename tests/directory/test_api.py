@@ -125,6 +125,31 @@ def test_missing_invalid_or_weak_tokens(client, db: Database, settings: Settings
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+def test_a_token_notes_its_use_and_ends_with_its_unit(client, db: Database,
+                                                      settings: Settings, city: None) -> None:
+    """``last_used_at`` shows which tokens nobody uses any more (written at most hourly);
+    a token of a unit that was closed is refused, like a revoked one."""
+    from datetime import timedelta
+
+    from directory.api_tokens import ApiToken
+
+    headers = _token(db, settings, "3100000001", frozenset({"directory:read"}))
+    assert client.get("/api/directory/people", params={"name": "小"},
+                      headers=headers).status_code == 200
+    with db.session() as session:
+        row = session.scalar(select(ApiToken).order_by(ApiToken.id.desc()).limit(1))
+        first = row.last_used_at
+        assert first is not None
+        row.last_used_at = first - timedelta(minutes=30)  # used half an hour ago
+    client.get("/api/directory/people", params={"name": "小"}, headers=headers)
+    with db.session() as session:
+        row = session.scalar(select(ApiToken).order_by(ApiToken.id.desc()).limit(1))
+        assert row.last_used_at == first - timedelta(minutes=30)  # not rewritten yet
+        row.org_unit.status = "closed"
+    assert client.get("/api/directory/people", params={"name": "小"},
+                      headers=headers).status_code == 401
+
+
 @pytest.mark.parametrize("raw", ["²", "9" * 40, "9" * 17, "2147483648", "-1", "1\x00"])
 def test_a_cursor_that_is_no_position_is_a_problem(client, city_token, raw: str) -> None:
     """``"²".isdigit()`` is true and 10**40 fits no database integer: both were 500s."""

@@ -475,6 +475,31 @@ def test_cli_unlock_and_tokens_with_redis(tmp_path: Path, store: Store) -> None:
     assert "revoked 1 token(s)" in idp("tokens", "revoke", "--name", "sync").stdout
 
 
+def test_cli_lists_tokens_and_revokes_one_by_id(tmp_path: Path) -> None:
+    """Two schools' tokens may share a name: one is revoked by its id, the other stays."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env = {**clean, "IDP_VAR_DIR": str(tmp_path), "IDP_MASTER_KEY": TEST_MASTER_KEY}
+
+    def idp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert idp("db", "upgrade").returncode == 0
+    assert idp("demo").returncode == 0
+    for _ in range(2):
+        issued = idp("tokens", "issue", "--name", "helpdesk", "--org", "DEMO-CITY",
+                     "--permission", "security:unlock")
+        assert issued.returncode == 0, issued.stderr
+    listed = idp("tokens", "list")
+    assert listed.returncode == 0 and listed.stdout.count("helpdesk") == 2, listed.stdout
+    ids = [line.split("│")[1].strip() for line in listed.stdout.splitlines()
+           if "helpdesk" in line]
+    assert idp("tokens", "revoke").returncode == 2
+    assert "revoked 1 token(s)" in idp("tokens", "revoke", "--id", ids[0]).stdout
+    assert idp("tokens", "list").stdout.count("helpdesk") == 1
+    assert idp("tokens", "list", "--all").stdout.count("helpdesk") == 2
+
+
 def test_the_warning_does_not_tell_that_two_names_are_one_account(
         client: TestClient, make_client, make_person, db: Database) -> None:
     """Attempts left are counted per name as typed: seven wrong passwords typed as a pupil's
