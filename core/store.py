@@ -274,6 +274,8 @@ class MemoryStore(Store):
             self._queues.setdefault(key, {})[member] = due
 
     def claim_due(self, key: str, lease: float, limit: int) -> list[str]:
+        if limit < 1:
+            return []
         with self._lock:
             now = time.time()
             queue = self._queues.get(key, {})
@@ -441,9 +443,10 @@ class RedisStore(Store):
         self._redis.zadd(self._k(key), {member: int(due * 1000)})
 
     def claim_due(self, key: str, lease: float, limit: int) -> list[str]:
+        if limit < 1:
+            return []
         now = int(time.time() * 1000)
-        claimed = self._claim_due(keys=[self._k(key)],
-                                  args=[now, now + self._ms(lease), max(1, limit)])
+        claimed = self._claim_due(keys=[self._k(key)], args=[now, now + self._ms(lease), limit])
         return [member.decode() for member in claimed]
 
     def unschedule(self, key: str, member: str) -> None:

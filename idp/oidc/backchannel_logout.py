@@ -26,14 +26,16 @@ signed in to during that browser session are told, server to server.
   or error only). A person's sign-out never waits on a school's server. Deliveries under
   way are waited for at shutdown (``drain``, 6 seconds at most).
 - Durable (``start``, at each server's startup): each delivery is also written to the
-  store (its token, app and tries made, until the token expires) and queued
-  (``OUTBOX``) under a lease that its process renews before each try and each pause.
-  A process that ends (a deploy, a crash) leaves its deliveries there; once a lease has
-  run out (``GRACE`` seconds after the try or pause it covered), another worker's poller
-  takes the delivery over and goes on with its remaining tries. With Redis that is any
-  worker of any host; with the in-process store, the process itself. An app may so hear
-  a token twice in rare cases (a worker that stalled past its lease): section 2.6 lets
-  it refuse a ``jti`` seen before.
+  store it began with (its token, app and tries made, until the token expires; written
+  off the request, on the delivery loop) and queued (``OUTBOX``) under a lease that its
+  process's heartbeat renews every ``HEARTBEAT_SECONDS``, also while it waits for a slot
+  or pauses between tries. A process that ends (a deploy, a crash) leaves its deliveries
+  there; ``GRACE`` seconds after the last renewal, another worker's poller takes the
+  delivery over and goes on with its remaining tries. With Redis that is any worker of
+  any host; with the in-process store, the process itself. An app may so hear a token
+  twice in rare cases (a process that stalled past its lease, or ended mid-try):
+  section 2.6 lets it refuse a ``jti`` seen before. A record another version wrote is
+  read for the fields this one knows; one that cannot be read is dropped.
 
 Only OIDC apps with a ``backchannel_logout_uri`` are told; front-channel logout and
 CAS/SAML single logout belong to federation.
@@ -48,7 +50,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -67,7 +69,8 @@ RETRY_AFTER = (1.0, 5.0, 25.0)  # seconds before each further try of an app not 
 _RETRIED_STATUSES = frozenset({408, 429})  # and every 5xx
 AT_ONCE = 32  # deliveries in flight per process; the rest wait their turn
 OUTBOX = "bcl:outbox"  # the queue of deliveries (their keys), due when their lease runs out
-GRACE = 10.0  # past a try's or a pause's time, how long before another process takes over
+HEARTBEAT_SECONDS = 5.0  # how often a process renews the leases of its deliveries
+GRACE = 10.0  # past a lease's renewal time, how long before another process takes over
 POLL_SECONDS = 1.0  # how often each server looks for deliveries whose process ended
 # Deliveries run on one event loop of their own, each on its own: an app that answers a
 # byte every few seconds holds neither a request thread nor anyone else's delivery.
@@ -77,6 +80,7 @@ _pending: set[Future[None]] = set()
 _lock = threading.Lock()
 _outbox: Store | None = None  # where deliveries are kept (``start``); None: in memory only
 _polling = False
+_under_way: dict[str, Store | None] = {}  # keys of the kept deliveries under way here
 
 
 @dataclass(frozen=True)
@@ -141,47 +145,17 @@ def start(store: Store, *, take_over: bool = True) -> None:
 
 
 def stop() -> None:
-    """At shutdown, after ``drain``: deliveries left stay in the store for another
-    process."""
+    """At shutdown, after ``drain``: no new delivery is kept. Those under way keep the
+    store they began with, and what they leave stays there for another process."""
     global _outbox
     _outbox = None
 
 
-def _record(notice: Notice) -> bytes:
-    return json.dumps({k: v for k, v in asdict(notice).items() if k != "key"}).encode()
-
-
-def _keep(store: Store, notice: Notice, lease: float) -> None:
-    """Write the delivery (with its tries) and lease it until ``lease`` + ``GRACE`` from
-    now; the record lives as long as its token."""
-    store.set("bcl:" + notice.key, _record(notice),
-              ttl=max(1.0, notice.expires_at - time.time() + 1))
-    store.schedule(OUTBOX, notice.key, time.time() + lease + GRACE)
-
-
-def _kept(made: list[Notice]) -> list[Notice]:
-    """``made``, each written to the outbox when there is one (else as it is: a store
-    that fails costs durability, never the delivery)."""
-    store = _outbox
-    if store is None:
-        return made
-    kept = []
-    for notice in made:
-        keyed = replace(notice, key=secrets.token_urlsafe(16))
-        try:
-            _keep(store, keyed, SECONDS_PER_APP)
-        except Exception as error:  # the store down: delivered from memory all the same
-            log.warning("back-channel logout of %s not kept in the store: %s",
-                        notice.client_id, type(error).__name__)
-            keyed = notice
-        kept.append(keyed)
-    return kept
-
-
 def _submit(made: list[Notice]) -> list[Future[None]]:
     loop = _delivery_loop()
-    return [_track(asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop))
-            for notice in _kept(made)]
+    store = _outbox  # each delivery keeps to the store it began with
+    return [_track(asyncio.run_coroutine_threadsafe(_deliver_one(notice, store), loop))
+            for notice in made]
 
 
 def _track(future: Future[None]) -> Future[None]:
@@ -198,6 +172,7 @@ def _delivery_loop() -> asyncio.AbstractEventLoop:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="backchannel-logout",
                              daemon=True).start()
+            asyncio.run_coroutine_threadsafe(_heartbeat(), _loop)
         return _loop
 
 
@@ -223,54 +198,90 @@ def deliver(made: list[Notice]) -> None:
     wait(_submit(made), timeout=SECONDS_PER_APP * (1 + len(made) // AT_ONCE) + 1)
 
 
-async def _deliver_one(notice: Notice) -> None:
+async def _deliver_one(notice: Notice, store: Store | None) -> None:
     """Try, and try again after each of ``RETRY_AFTER`` (those left after the tries
     already made) while the failure is worth retrying and the token is still alive; the
-    slot is held only while posting. The outbox entry is leased before each try and each
-    pause, and removed at the end."""
-    pauses = (*RETRY_AFTER, None)[notice.tries:] or (None,)
-    for pause in pauses:
-        await _lease(notice, SECONDS_PER_APP)
-        failed, again = await _try(notice)
-        if not failed:
-            return await _done(notice)
-        if not again or pause is None or _expired(notice, after=pause):
-            log.warning("back-channel logout of %s not accepted: %s; given up",
-                        notice.client_id, failed)
-            return await _done(notice)
-        log.warning("back-channel logout of %s not accepted: %s; trying again in %g s",
-                    notice.client_id, failed, pause)
-        notice = replace(notice, tries=notice.tries + 1)
-        await _lease(notice, pause)
-        await asyncio.sleep(pause)
-    return None
-
-
-async def _lease(notice: Notice, seconds: float) -> None:
-    store = _outbox
-    if store is None or not notice.key:
-        return
+    slot is held only while posting. Kept in ``store`` (when there is one) from the start
+    to the end, its tries written before each pause, its lease renewed by the heartbeat."""
+    if store is not None and not notice.key:
+        notice = await _kept(notice, store)
+    if notice.key:
+        _under_way[notice.key] = store
     try:
-        await asyncio.to_thread(_keep, store, notice, seconds)
-    except Exception as error:  # durability lost for this one; the delivery goes on
-        log.warning("back-channel logout of %s not kept in the store: %s",
-                    notice.client_id, type(error).__name__)
+        for pause in (*RETRY_AFTER, None)[notice.tries:] or (None,):
+            failed, again = await _try(notice)
+            if not failed:
+                return
+            if not again or pause is None or _expired(notice, after=pause):
+                log.warning("back-channel logout of %s not accepted: %s; given up",
+                            notice.client_id, failed)
+                return
+            log.warning("back-channel logout of %s not accepted: %s; trying again in %g s",
+                        notice.client_id, failed, pause)
+            notice = replace(notice, tries=notice.tries + 1)
+            await _in_store(notice.client_id, _write, store, notice)  # a taker goes on here
+            await asyncio.sleep(pause)
+    finally:
+        if notice.key:
+            _under_way.pop(notice.key, None)
+            await _in_store(notice.client_id, _forget_kept, store, notice.key)
 
 
-async def _done(notice: Notice) -> None:
-    store = _outbox
-    if store is None or not notice.key:
-        return
+async def _kept(notice: Notice, store: Store) -> Notice:
+    """``notice`` with a key, written and leased in ``store`` (as it was when that fails:
+    a store that is down costs durability, never the delivery)."""
+    keyed = replace(notice, key=secrets.token_urlsafe(16))
+    if await _in_store(notice.client_id, _keep, store, keyed):
+        return keyed
+    return notice
+
+
+async def _in_store(client_id: str, action: Any, store: Store | None, *args: Any) -> bool:
+    """Run a blocking store ``action`` off the loop; a failure is logged, never raised."""
+    if store is None:
+        return False
     try:
-        await asyncio.to_thread(_forget_kept, store, notice.key)
-    except Exception as error:  # its record expires with the token; a taker finds none
-        log.warning("back-channel logout of %s not cleared from the store: %s",
-                    notice.client_id, type(error).__name__)
+        await asyncio.to_thread(action, store, *args)
+    except Exception as error:  # the store out of reach: the delivery goes on regardless
+        log.warning("back-channel logout of %s: the store failed (%s)", client_id,
+                    type(error).__name__)
+        return False
+    return True
+
+
+def _record(notice: Notice) -> bytes:
+    return json.dumps({k: v for k, v in asdict(notice).items() if k != "key"}).encode()
+
+
+def _write(store: Store, notice: Notice) -> None:
+    """The record, living as long as the token (``TOKEN_SECONDS`` when it has no time)."""
+    left = notice.expires_at - time.time() if notice.expires_at else TOKEN_SECONDS
+    store.set("bcl:" + notice.key, _record(notice), ttl=max(1.0, left + 1))
+
+
+def _keep(store: Store, notice: Notice) -> None:
+    _write(store, notice)
+    store.schedule(OUTBOX, notice.key, time.time() + HEARTBEAT_SECONDS + GRACE)
 
 
 def _forget_kept(store: Store, key: str) -> None:
     store.unschedule(OUTBOX, key)
     store.delete("bcl:" + key)
+
+
+async def _heartbeat() -> None:
+    """Every ``HEARTBEAT_SECONDS``: renew the lease of each delivery under way here, also
+    one waiting for a slot or pausing between tries, so that no other process takes it
+    over while this one lives."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        for key, store in list(_under_way.items()):
+            if store is not None:
+                await _in_store("(lease)", _renew, store, key)
+
+
+def _renew(store: Store, key: str) -> None:
+    store.schedule(OUTBOX, key, time.time() + HEARTBEAT_SECONDS + GRACE)
 
 
 async def _take_over() -> None:
@@ -283,23 +294,43 @@ async def _take_over() -> None:
         if store is None:
             continue
         try:
-            for notice in await asyncio.to_thread(_claim, store):
-                log.info("back-channel logout of %s taken over from an ended process",
-                         notice.client_id)
-                _track(asyncio.run_coroutine_threadsafe(_deliver_one(notice), loop))
+            taken = await asyncio.to_thread(_claim, store)
         except Exception as error:  # the store out of reach: look again next time
             log.warning("back-channel logout outbox not read: %s", type(error).__name__)
+            continue
+        for notice in taken:
+            log.info("back-channel logout of %s taken over from an ended process",
+                     notice.client_id)
+            _track(asyncio.run_coroutine_threadsafe(_deliver_one(notice, store), loop))
 
 
 def _claim(store: Store) -> list[Notice]:
+    """The deliveries whose lease ran out, leased to this process now; a record that
+    cannot be read (expired, or another version's) is dropped, and holds back no other."""
     taken = []
-    for key in store.claim_due(OUTBOX, SECONDS_PER_APP + GRACE, AT_ONCE):
-        record = store.get("bcl:" + key)
-        if record is None:  # its token expired meanwhile: nothing left to send
-            store.unschedule(OUTBOX, key)
+    for key in store.claim_due(OUTBOX, HEARTBEAT_SECONDS + GRACE, AT_ONCE):
+        if key in _under_way:  # this process's own, its heartbeat late: still under way
             continue
-        taken.append(Notice(**json.loads(record), key=key))
+        notice = _read(store.get("bcl:" + key), key)
+        if notice is None:
+            _forget_kept(store, key)
+            continue
+        taken.append(notice)
     return taken
+
+
+_FIELDS = frozenset(f.name for f in fields(Notice)) - {"key"}
+
+
+def _read(record: bytes | None, key: str) -> Notice | None:
+    if record is None:
+        return None
+    try:
+        data = json.loads(record)
+        return Notice(**{k: v for k, v in data.items() if k in _FIELDS}, key=key)
+    except (ValueError, TypeError, AttributeError):
+        log.warning("back-channel logout record %s cannot be read; dropped", key[:6])
+        return None
 
 
 def _expired(notice: Notice, after: float = 0.0) -> bool:

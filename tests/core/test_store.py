@@ -221,6 +221,7 @@ def test_a_queue_hands_out_due_members_with_a_lease(kv: Store) -> None:
     kv.unschedule("q", "a")
     kv.unschedule("q", "never-there")
     kv.schedule("q", "later", time.time() - 1)
+    assert kv.claim_due("q", lease=30, limit=0) == []
     assert kv.claim_due("q", lease=30, limit=5) == ["later"]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.server
+import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import ClassVar
 from urllib.parse import parse_qs
 
@@ -412,9 +414,7 @@ def _named_keys(monkeypatch, *keys: str) -> None:
 
 def test_a_retry_left_at_shutdown_stays_in_the_store(client: TestClient, monkeypatch) -> None:
     """The retry a stopping worker could not wait for is kept, with the tries made and a
-    lease past its pause and GRACE: only then may another worker take it over."""
-    import json
-
+    lease that its heartbeat renews: only once that stops may another worker take it over."""
     from idp.oidc import backchannel_logout as bcl
 
     monkeypatch.setattr(bcl, "RETRY_AFTER", (0.5,))
@@ -444,6 +444,94 @@ def test_a_delivered_notice_leaves_nothing_in_the_store(client: TestClient, rece
     assert seen and set(seen) == {"k-sent"}  # it was kept while under way
     assert store.get("bcl:k-sent") is None
     assert store.claim_due(bcl.OUTBOX, lease=1, limit=5) == []
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """An app that takes 0.3 s to answer."""
+
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        time.sleep(0.3)
+        self.received.append(parse_qs(body)["logout_token"][0])
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_app() -> Iterator[str]:
+    _Slow.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/bc"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_delivery_waiting_for_a_slot_is_not_sent_twice(client: TestClient, slow_app,
+                                                          monkeypatch) -> None:
+    """More deliveries than slots (a rollover, an app that times out): one waiting for a
+    slot past its first lease is still this process's, not the poller's to take over."""
+    from collections import Counter
+
+    from idp.oidc import backchannel_logout as bcl
+
+    for name, value in (("POLL_SECONDS", 0.05), ("GRACE", 0.1), ("HEARTBEAT_SECONDS", 0.05),
+                        ("AT_ONCE", 1), ("_slots", None)):  # _slots: made again, one slot
+        monkeypatch.setattr(bcl, name, value)
+    bcl._submit([bcl.Notice("app", slow_app, f"t{n}", time.time() + 60) for n in range(5)])
+    assert drain(timeout=10) == 0
+    time.sleep(0.3)
+    assert drain(timeout=10) == 0
+    assert Counter(_Slow.received) == Counter(f"t{n}" for n in range(5))
+
+
+def test_a_try_that_succeeds_after_shutdown_is_not_sent_again(client: TestClient, slow_app,
+                                                              monkeypatch) -> None:
+    """The lifespan's drain gives up while a POST is on the wire and stop() runs; the POST
+    then succeeds and its delivery still clears itself from the store it began with, so
+    no other worker sends it again."""
+    from idp.oidc import backchannel_logout as bcl
+
+    for name, value in (("POLL_SECONDS", 0.05), ("GRACE", 0.1), ("HEARTBEAT_SECONDS", 0.05)):
+        monkeypatch.setattr(bcl, name, value)
+    store = client.app.state.store
+    bcl._submit([bcl.Notice("app", slow_app, "t-once", time.time() + 60)])
+    drain(timeout=0.1)
+    bcl.stop()
+    time.sleep(0.5)  # the POST succeeds meanwhile
+    bcl.start(store)  # another worker's poller on the shared store
+    time.sleep(0.5)
+    drain(timeout=5)
+    assert _Slow.received == ["t-once"]
+
+
+def test_one_unreadable_record_holds_back_no_other(client: TestClient, slow_app,
+                                                   monkeypatch) -> None:
+    """A record another version wrote (a field this one does not know) is read for what
+    it knows; one that cannot be read at all is dropped, and the rest are taken over."""
+    from idp.oidc import backchannel_logout as bcl
+
+    monkeypatch.setattr(bcl, "POLL_SECONDS", 0.05)
+    store = client.app.state.store
+    good = bcl.Notice("app", slow_app, "t-good", time.time() + 60)
+    newer = json.loads(bcl._record(replace(good, logout_token="t-newer")))
+    store.set("bcl:k-good", bcl._record(good), ttl=60)
+    store.set("bcl:k-newer", json.dumps({**newer, "priority": 1}).encode(), ttl=60)
+    store.set("bcl:k-bad", b"{not json", ttl=60)
+    for number, key in enumerate(("k-bad", "k-newer", "k-good")):
+        store.schedule(bcl.OUTBOX, key, time.time() - 3 + number)
+    assert _until(lambda: len(_Slow.received) == 2)
+    drain(timeout=5)
+    assert sorted(_Slow.received) == ["t-good", "t-newer"]
+    assert store.get("bcl:k-bad") is None
 
 
 def _helpdesk_sign_out(client: TestClient, db, settings, name: str = "赵同学") -> dict:
