@@ -78,6 +78,8 @@ from directory.scim.resources import (
 
 OUTSIDE = ("This person is not managed by this token (also placed outside its scope, or an "
            "administrator of its root unit): only their placement inside it may change here.")
+ADMINISTRATOR = ("This person holds an administrator's role in the token's scope: only the "
+                 "admin console ends it.")
 PRIMARY_KINDS = [IdentifierKind.username, IdentifierKind.student_number,
                  IdentifierKind.teacher_number, IdentifierKind.email]
 ROLE_ORDER = [role.value for role in Role]
@@ -319,7 +321,7 @@ class UserWriter:
         if patch and old_ext.grade and not ext.grade and ext.class_ == old_ext.class_:
             ext.class_ = None  # removing the grade removes the class inside it
         name = self._name(desired)
-        if name != person.name:
+        if name != unicodedata.normalize("NFKC", person.name).strip():  # as _name writes it
             person.name = name
             self.changed.append("name")
         self._user_name(account, desired.user_name, current.user_name if current else None)
@@ -522,9 +524,9 @@ class UserWriter:
                        OrgUnit.kind.in_(PLACEMENT_KINDS))):
             if aff.org_unit_id == target.id and aff.role in roles:
                 kept.add(aff.role)
-            else:
+            elif aff.role not in ADMIN_ROLES:  # the admin console's to end, as to grant
                 aff.valid_to = day
-        for role in _ordered_roles(roles - kept):
+        for role in _ordered_roles(roles - kept - ADMIN_ROLES):
             self.session.add(Affiliation(person=person, org_unit=target, role=role,
                                          valid_from=day))
         self.session.flush()
@@ -534,12 +536,15 @@ def deactivate(session: Session, scope: TokenScope, person: Person, account: Acc
     """DELETE: end the in-scope affiliations; a person left with none has left.
 
     Returns whether the person left altogether (status ``left``, account disabled).
-    History is kept: nothing is deleted.
+    History is kept: nothing is deleted. An administrator's role in scope is the admin
+    console's to end, as to grant: such a person is not deleted here (400 mutability).
     """
     day = today()
-    for aff in session.scalars(
-            select(Affiliation).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-            .where(Affiliation.person_id == person.id, is_current(), in_scope(scope))):
+    in_scope_now = (select(Affiliation).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+                    .where(Affiliation.person_id == person.id, is_current(), in_scope(scope)))
+    if session.scalar(in_scope_now.where(Affiliation.role.in_(ADMIN_ROLES)).limit(1)):
+        raise MutabilityException(detail=ADMINISTRATOR)
+    for aff in session.scalars(in_scope_now):
         aff.valid_to = day
     session.flush()
     remaining = session.scalar(select(Affiliation.id).where(

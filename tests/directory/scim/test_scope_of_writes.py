@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core.db import Database
 from core.settings import Settings
-from directory.models import Account, Affiliation, IdentifierKind, OrgUnit, Role
+from directory.models import Account, Affiliation, IdentifierKind, OrgUnit, Person, Role
 from directory.people import (
     affiliate,
     create_person_with_account,
@@ -145,3 +145,35 @@ def test_a_school_token_may_not_change_its_own_schools_administrator(
     renamed = client.patch(f"{BASE}/Users/{uid}", headers=headers,
                            json={"schemas": [PATCH_OP], "Operations": [rename]})
     assert renamed.status_code == 200, renamed.text
+
+
+def test_an_administrators_role_is_never_ended_through_scim(scim, client, tree, tokens,
+                                                            db: Database) -> None:
+    """Granted in the admin console, ended there too: a DELETE of the school's
+    administrator is refused (it would disable the account), and a new placement keeps
+    the administrator's role (a PATCH of roles would have ended it)."""
+    uid, person_id = _school_admin_of_s1(db)
+    refused = scim.delete(f"{BASE}/Users/{uid}")
+    assert refused.status_code == 400 and refused.json()["scimType"] == MUTABILITY
+    headers = {"Authorization": f"Bearer {tokens.city}", "Content-Type": "application/scim+json"}
+    assert client.delete(f"{BASE}/Users/{uid}", headers=headers).status_code == 400
+    placed = _patch(scim, uid, {"op": "replace", "path": f"{EDU}:roles", "value": ["teacher"]})
+    assert placed.status_code == 200, placed.text
+    with db.session() as session:
+        unit = _unit(session, "T-S1")
+        assert "school_admin" in _roles_at(db, person_id, unit.id)
+        account = session.scalar(select(Account).where(Account.person_id == person_id))
+        assert not account.disabled
+
+
+def test_an_unchanged_put_of_a_name_stored_unnormalised_changes_nothing(
+        scim, tree, db: Database) -> None:
+    """A name written before SCIM normalised it (an ideographic space) read back and put
+    again unchanged is no change: the teacher also placed elsewhere is not refused."""
+    uid = seed_person(db, "T-S1", "T0002", name="王\u3000老师")
+    with db.session() as session:
+        person = session.scalar(select(Person).where(Person.uid == uid))
+        affiliate(session, person, _unit(session, "T-S2"), Role.teacher, date(2026, 9, 1))
+    fetched = scim.get(f"{BASE}/Users/{uid}").json()
+    body = {k: v for k, v in fetched.items() if k not in ("meta", "groups")}
+    assert scim.put(f"{BASE}/Users/{uid}", json=body).status_code == 200
