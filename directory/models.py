@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import (
     Date,
@@ -20,9 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Update,
-    event,
     false,
-    inspect,
     update,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -182,23 +179,13 @@ class LoginIdentifier(Base):
 def lift_sms_suspension(account_ids: Collection[int]) -> Update:
     """The statement that ends the suspension of SMS codes (``Account.sms_suspended_at``)
     of these accounts, whose phone login got another number: the stolen phone's number is
-    no longer on file. Every writer of a phone login's number runs it: the ORM's (below),
-    and the importer's bulk update (``directory.importer.apply``)."""
+    no longer on file. The importer's bulk update of a phone login runs it
+    (``directory.importer.apply``), the one writer of a login's number; another one added
+    must run it too."""
     table = Account.__table__
     return (update(table).where(table.c.id.in_(list(account_ids)),
                                 table.c.sms_suspended_at.is_not(None))
             .values(sms_suspended_at=None))
-
-
-@event.listens_for(LoginIdentifier, "before_update")
-def _another_number(_mapper: Any, connection: Any, target: LoginIdentifier) -> None:
-    """A phone login's value replaced through the ORM lifts the account's suspension. (The
-    same number under another master key's blind index would count as another: such a
-    rewrite, were one added, must be a bulk update that runs no mapper events.)"""
-    history = inspect(target).attrs.value.history
-    if (target.kind == IdentifierKind.phone.value and history.deleted and history.added
-            and history.deleted[0] != history.added[0]):
-        connection.execute(lift_sms_suspension([target.account_id]))
 
 
 class Affiliation(Base):

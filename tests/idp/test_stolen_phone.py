@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
-from directory.models import Account, IdentifierKind, LoginIdentifier, OrgKind, OrgUnit, Role
+from directory.models import Account, OrgKind, OrgUnit, Role
 from directory.orgs import ensure_org_unit
 from mfa import sms
 from tests.idp import flow
@@ -203,35 +203,6 @@ def test_the_restore_endpoint(client: TestClient, teacher, db: Database,
     target = f"account:{teacher.account_id}"
     actor = token_actor(db, settings, headers["authorization"].removeprefix("Bearer "))
     assert rows == [(actor, target, {"restored": True}), (actor, target, {"restored": False})]
-
-
-def test_another_number_written_to_the_phone_login_lifts_it(
-        client: TestClient, outbox, teacher, db: Database, settings: Settings) -> None:
-    """Through the ORM (any writer of a login's value); the importer's bulk update is in
-    tests/directory/test_import.py. The same value written again does not lift it."""
-    from core.field_crypto import blind_index
-
-    uid = _uid(db, "被偷手机老师")
-    assert client.post(RESET.format(uid=uid), headers=_admin(db, settings),
-                       json={"phone": True}).status_code == 200
-
-    def login_row(session):
-        return session.scalar(select(LoginIdentifier).where(
-            LoginIdentifier.account_id == teacher.account_id,
-            LoginIdentifier.kind == IdentifierKind.phone.value))
-
-    with db.session() as session:
-        row = login_row(session)
-        row.value = str(row.value)  # the same number: nothing changes
-    assert _suspended(db, teacher.account_id)
-    with db.session() as session:
-        login_row(session).value = blind_index(settings, "phone", "13700137000")
-    assert not _suspended(db, teacher.account_id)
-    _ask_code(client, "13700137000")
-    assert [m["phone"] for m in outbox.messages()] == ["13700137000"]
-    # the stolen number is no longer the account's: it is an unknown number now
-    _ask_code(client, PHONE_NUMBER)
-    assert len(outbox.messages()) == 1
 
 
 def test_cli_reset_with_phone_and_restore(tmp_path: Path) -> None:
