@@ -106,16 +106,16 @@ def _return_address(client: ClientMetadata | None, params: dict[str, str]) -> st
     return uri + ("&" if "?" in uri else "?") + urlencode({"state": params["state"]})
 
 
-# What this endpoint reads: one of these repeated makes the request untrusted (which value
-# was meant?); another parameter repeated is ignored with the rest it does not know.
-READ = frozenset({"id_token_hint", "client_id", "post_logout_redirect_uri", "state",
-                  "ui_locales", "logout_hint"})
+# What this endpoint keeps of a request (through the confirmation page), and reads: one
+# of these repeated makes the request untrusted (which value was meant?); another
+# parameter repeated is ignored with the rest it does not know.
+KEPT = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
+READ = frozenset({*KEPT, "logout_hint"})
 UNREADABLE = "(unreadable)"
 
 
 def read_request(request: Request, params: dict[str, str], repeated: set[str]) -> LogoutRequest:
-    kept = {k: params[k] for k in ("id_token_hint", "client_id", "post_logout_redirect_uri",
-                                   "state", "ui_locales") if k in params}
+    kept = {k: params[k] for k in KEPT if k in params}
     try:
         if repeated & (READ | {UNREADABLE}):
             raise Untrusted(N_("The sign-out request is malformed (a parameter is repeated or "
