@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session, aliased
 
 from core.db import utcnow
 from directory.api_tokens import TokenScope
-from directory.models import Account, Affiliation, OrgKind, OrgUnit, Person, Role
+from directory.models import ADMIN_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
 from directory.people import affiliate
 from directory.scim.directory_view import in_scope, is_current, person_visible, today, unit_visible
 from directory.scim.filters import Attr
 from directory.scim.protocol import version_of
 from directory.scim.resources import ASSIGNABLE_ROLES, GroupMember, GroupResource
+from directory.scim.users import ADMINISTRATOR
 
 ROLE_ORDER = [role.value for role in Role]
 PLACEHOLDER = "SCIM-"  # code prefix of a SCIM-made department without an externalId
@@ -188,10 +189,13 @@ class GroupWriter:
         if set(people) != wanted:
             raise InvalidValueException(detail="A member is not a user visible to this token.")
         day = today()
-        for aff in self.session.scalars(
-                select(Affiliation).join(Person, Person.id == Affiliation.person_id)
-                .where(Affiliation.org_unit_id == unit.id, is_current(),
-                       Person.uid.not_in(wanted))):
+        leaving = list(self.session.scalars(
+            select(Affiliation).join(Person, Person.id == Affiliation.person_id)
+            .where(Affiliation.org_unit_id == unit.id, is_current(),
+                   Person.uid.not_in(wanted))))
+        if any(aff.role in ADMIN_ROLES for aff in leaving):  # the admin console's to end
+            raise MutabilityException(detail=ADMINISTRATOR)
+        for aff in leaving:
             aff.valid_to = day
         for uid in sorted(wanted - had):
             person = people[uid]

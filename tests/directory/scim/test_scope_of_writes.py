@@ -177,3 +177,18 @@ def test_an_unchanged_put_of_a_name_stored_unnormalised_changes_nothing(
     fetched = scim.get(f"{BASE}/Users/{uid}").json()
     body = {k: v for k, v in fetched.items() if k not in ("meta", "groups")}
     assert scim.put(f"{BASE}/Users/{uid}", json=body).status_code == 200
+
+
+def test_removing_an_administrator_from_their_units_group_is_refused(
+        client, tree, tokens, db: Database) -> None:
+    """Group membership is an affiliation with the unit: removing the school's
+    administrator from the school's group would have ended their school_admin role."""
+    uid, person_id = _school_admin_of_s1(db)
+    with db.session() as session:
+        s1 = _unit(session, "T-S1").id
+    headers = {"Authorization": f"Bearer {tokens.city}", "Content-Type": "application/scim+json"}
+    removed = client.patch(f"{BASE}/Groups/{s1}", headers=headers, json={
+        "schemas": [PATCH_OP], "Operations": [
+            {"op": "remove", "path": f'members[value eq "{uid}"]'}]})
+    assert removed.status_code == 400 and removed.json()["scimType"] == MUTABILITY
+    assert "school_admin" in _roles_at(db, person_id, s1)
