@@ -2,11 +2,12 @@
 
 ``id`` is the unit's id, ``displayName`` its name, ``externalId`` its code,
 ``members`` the users with a current affiliation with the unit itself (not its
-sub-units). A group created by SCIM is a department directly under the token's
-root unit; its code is the client's ``externalId``, or a placeholder
-(``SCIM-...``, never shown) while it has none. Other units come from the
-authoritative import: SCIM cannot change their code nor delete them.
-"""
+sub-units) in a role other than an administrator's: an administrator's role is the admin
+console's to grant and to end, so it neither makes a member nor ends with a removal.
+A group created by SCIM is a department directly under the token's root unit; its code
+is the client's ``externalId``, or a placeholder (``SCIM-...``, never shown) while it has
+none. Other units come from the authoritative import: SCIM cannot change their code nor
+delete them."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from directory.scim.directory_view import in_scope, is_current, person_visible, 
 from directory.scim.filters import Attr
 from directory.scim.protocol import version_of
 from directory.scim.resources import ASSIGNABLE_ROLES, GroupMember, GroupResource
-from directory.scim.users import ADMINISTRATOR
 
 ROLE_ORDER = [role.value for role in Role]
 PLACEHOLDER = "SCIM-"  # code prefix of a SCIM-made department without an externalId
@@ -65,7 +65,8 @@ def _members_attr(scope: TokenScope) -> Attr:
 
     def where(condition: ColumnElement[bool] | None) -> ColumnElement[bool]:
         query = (select(affiliation.id).join(person, person.id == affiliation.person_id)
-                 .where(affiliation.org_unit_id == OrgUnit.id, is_current(affiliation)))
+                 .where(affiliation.org_unit_id == OrgUnit.id, is_current(affiliation),
+                        affiliation.role.not_in(ADMIN_ROLES)))
         return exists(query.where(condition) if condition is not None else query)
 
     return Attr(column=person.uid, case_exact=True, exists=where)
@@ -106,7 +107,8 @@ def render(session: Session, scope: TokenScope, base_url: str, units: list[OrgUn
                 select(Affiliation.org_unit_id, Person.uid)
                 .join(Person, Person.id == Affiliation.person_id)
                 .join(Account, Account.person_id == Person.id)
-                .where(Affiliation.org_unit_id.in_(ids), is_current())
+                .where(Affiliation.org_unit_id.in_(ids), is_current(),
+                       Affiliation.role.not_in(ADMIN_ROLES))
                 .order_by(Affiliation.id)):
             if uid not in members[unit_id]:
                 members[unit_id].append(uid)
@@ -189,13 +191,10 @@ class GroupWriter:
         if set(people) != wanted:
             raise InvalidValueException(detail="A member is not a user visible to this token.")
         day = today()
-        leaving = list(self.session.scalars(
-            select(Affiliation).join(Person, Person.id == Affiliation.person_id)
-            .where(Affiliation.org_unit_id == unit.id, is_current(),
-                   Person.uid.not_in(wanted))))
-        if any(aff.role in ADMIN_ROLES for aff in leaving):  # the admin console's to end
-            raise MutabilityException(detail=ADMINISTRATOR)
-        for aff in leaving:
+        for aff in self.session.scalars(
+                select(Affiliation).join(Person, Person.id == Affiliation.person_id)
+                .where(Affiliation.org_unit_id == unit.id, is_current(),
+                       Person.uid.not_in(wanted), Affiliation.role.not_in(ADMIN_ROLES))):
             aff.valid_to = day
         for uid in sorted(wanted - had):
             person = people[uid]

@@ -338,8 +338,11 @@ class UserWriter:
         self._external_id(person, desired.external_id)
         self._identifier(account, IdentifierKind.student_number, ext.student_number)
         self._identifier(account, IdentifierKind.teacher_number, ext.teacher_number)
-        wanted = (ext.school_code, ext.grade, ext.class_, tuple(ext.roles or ()))
-        had = (old_ext.school_code, old_ext.grade, old_ext.class_, tuple(old_ext.roles or ()))
+        # an administrator's role is the admin console's: sent or left out, it changes nothing
+        wanted = (ext.school_code, ext.grade, ext.class_,
+                  sorted(set(ext.roles or ()) - ADMIN_ROLES))
+        had = (old_ext.school_code, old_ext.grade, old_ext.class_,
+               sorted(set(old_ext.roles or ()) - ADMIN_ROLES))
         if current is None or wanted != had:
             self._place(person, ext)
             self.changed.append("placement")

@@ -179,16 +179,26 @@ def test_an_unchanged_put_of_a_name_stored_unnormalised_changes_nothing(
     assert scim.put(f"{BASE}/Users/{uid}", json=body).status_code == 200
 
 
-def test_removing_an_administrator_from_their_units_group_is_refused(
-        client, tree, tokens, db: Database) -> None:
-    """Group membership is an affiliation with the unit: removing the school's
-    administrator from the school's group would have ended their school_admin role."""
+def test_removing_an_administrator_from_their_units_group_keeps_the_role(
+        scim, client, tree, tokens, db: Database) -> None:
+    """Group membership is an affiliation with the unit, but an administrator's role is
+    not membership: removing the school's administrator from the school's group (or a
+    roster PUT that leaves them out) ends their teaching there and keeps their role, and
+    the school's token still cannot disable them afterwards."""
     uid, person_id = _school_admin_of_s1(db)
     with db.session() as session:
-        s1 = _unit(session, "T-S1").id
+        s1 = _unit(session, "T-S1")
+        person = session.scalar(select(Person).where(Person.id == person_id))
+        affiliate(session, person, s1, Role.teacher, date(2026, 1, 1))
+        s1_id = s1.id
     headers = {"Authorization": f"Bearer {tokens.city}", "Content-Type": "application/scim+json"}
-    removed = client.patch(f"{BASE}/Groups/{s1}", headers=headers, json={
+    group = client.get(f"{BASE}/Groups/{s1_id}", headers=headers).json()
+    assert uid in [m["value"] for m in group.get("members", [])]  # as a teacher
+    removed = client.patch(f"{BASE}/Groups/{s1_id}", headers=headers, json={
         "schemas": [PATCH_OP], "Operations": [
             {"op": "remove", "path": f'members[value eq "{uid}"]'}]})
-    assert removed.status_code == 400 and removed.json()["scimType"] == MUTABILITY
-    assert "school_admin" in _roles_at(db, person_id, s1)
+    assert removed.status_code == 200, removed.text
+    assert uid not in [m["value"] for m in removed.json().get("members", [])]
+    assert _roles_at(db, person_id, s1_id) == {"school_admin"}
+    refused = _patch(scim, uid, {"op": "replace", "path": "active", "value": False})
+    assert refused.status_code == 400 and refused.json()["scimType"] == MUTABILITY
