@@ -29,6 +29,10 @@ class StoreUnavailable(Exception):
 class Store(ABC):
     """Keys are ``str``, values ``bytes``; ``ttl`` is in seconds (``None``: no expiry)."""
 
+    # what a call raises when the backend is out of reach (a caller that carries on without
+    # the store catches these, and lets a programming error through)
+    errors: tuple[type[Exception], ...] = (StoreUnavailable,)
+
     @abstractmethod
     def get(self, key: str) -> bytes | None: ...
 
@@ -110,6 +114,11 @@ class Store(ABC):
         ``lease`` seconds from now in the same atomic step: of processes claiming at once,
         each member goes to one, and comes back if it is not unscheduled or rescheduled
         within its lease (its claimer died)."""
+
+    @abstractmethod
+    def reschedule(self, key: str, members: Sequence[str], due: float) -> None:
+        """Make those of ``members`` still in the queue ``key`` due at ``due``, in one step
+        (a lease renewed for many); a member taken out meanwhile is not put back."""
 
     @abstractmethod
     def unschedule(self, key: str, member: str) -> None:
@@ -284,6 +293,13 @@ class MemoryStore(Store):
                 queue[member] = now + lease
             return [member for _at, member in due]
 
+    def reschedule(self, key: str, members: Sequence[str], due: float) -> None:
+        with self._lock:
+            queue = self._queues.get(key, {})
+            for member in members:
+                if member in queue:
+                    queue[member] = due
+
     def unschedule(self, key: str, member: str) -> None:
         with self._lock:
             queue = self._queues.get(key, {})
@@ -373,6 +389,7 @@ class RedisStore(Store):
         import redis
 
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self.errors = (StoreUnavailable, *self._errors)
         self._redis = redis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
@@ -448,6 +465,10 @@ class RedisStore(Store):
         now = int(time.time() * 1000)
         claimed = self._claim_due(keys=[self._k(key)], args=[now, now + self._ms(lease), limit])
         return [member.decode() for member in claimed]
+
+    def reschedule(self, key: str, members: Sequence[str], due: float) -> None:
+        if members:
+            self._redis.zadd(self._k(key), dict.fromkeys(members, int(due * 1000)), xx=True)
 
     def unschedule(self, key: str, member: str) -> None:
         self._redis.zrem(self._k(key), member)

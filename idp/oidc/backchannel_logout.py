@@ -30,9 +30,10 @@ signed in to during that browser session are told, server to server.
   off the request, on the delivery loop) and queued (``OUTBOX``) under a lease that its
   process's heartbeat renews every ``HEARTBEAT_SECONDS``, also while it waits for a slot
   or pauses between tries. A process that ends (a deploy, a crash) leaves its deliveries
-  there; ``GRACE`` seconds after the last renewal, another worker's poller takes the
-  delivery over and goes on with its remaining tries. With Redis that is any worker of
-  any host; with the in-process store, the process itself. An app may so hear a token
+  there; ``HEARTBEAT_SECONDS`` + ``GRACE`` (15) seconds after the last renewal, another
+  worker's poller takes the delivery over and goes on with its remaining tries. With
+  Redis that is any worker of any host; the in-process store ends with its process, and
+  what it held with it. An app may so hear a token
   twice in rare cases (a process that stalled past its lease, or ended mid-try):
   section 2.6 lets it refuse a ``jti`` seen before. A record another version wrote is
   read for the fields this one knows; one that cannot be read is dropped.
@@ -222,9 +223,9 @@ async def _deliver_one(notice: Notice, store: Store | None) -> None:
             await _in_store(notice.client_id, _write, store, notice)  # a taker goes on here
             await asyncio.sleep(pause)
     finally:
-        if notice.key:
-            _under_way.pop(notice.key, None)
+        if notice.key:  # cleared before its lease stops being renewed
             await _in_store(notice.client_id, _forget_kept, store, notice.key)
+            _under_way.pop(notice.key, None)
 
 
 async def _kept(notice: Notice, store: Store) -> Notice:
@@ -237,14 +238,20 @@ async def _kept(notice: Notice, store: Store) -> Notice:
 
 
 async def _in_store(client_id: str, action: Any, store: Store | None, *args: Any) -> bool:
-    """Run a blocking store ``action`` off the loop; a failure is logged, never raised."""
+    """Run a store ``action``: one short call, made on the loop itself (a thread pool may
+    already be shut down while the interpreter exits, and a try that ends then must still
+    clear itself). The store out of reach is logged, never raised: the delivery goes on;
+    anything else is logged with its traceback."""
     if store is None:
         return False
     try:
-        await asyncio.to_thread(action, store, *args)
-    except Exception as error:  # the store out of reach: the delivery goes on regardless
+        action(store, *args)
+    except store.errors as error:
         log.warning("back-channel logout of %s: the store failed (%s)", client_id,
                     type(error).__name__)
+        return False
+    except Exception:
+        log.exception("back-channel logout of %s: keeping it in the store failed", client_id)
         return False
     return True
 
@@ -270,18 +277,26 @@ def _forget_kept(store: Store, key: str) -> None:
 
 
 async def _heartbeat() -> None:
-    """Every ``HEARTBEAT_SECONDS``: renew the lease of each delivery under way here, also
-    one waiting for a slot or pausing between tries, so that no other process takes it
-    over while this one lives."""
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
+    """Every ``HEARTBEAT_SECONDS``: renew the leases of the deliveries under way here,
+    also those waiting for a slot or pausing between tries, one call per store, so that
+    no other process takes them over while this one lives (a finished one, taken out
+    meanwhile, is not put back)."""
+    last = time.monotonic()
+    while True:  # waking at least twice a second: a changed HEARTBEAT_SECONDS holds soon
+        await asyncio.sleep(min(HEARTBEAT_SECONDS, 0.5))
+        if time.monotonic() - last < HEARTBEAT_SECONDS:
+            continue
+        last = time.monotonic()
+        by_store: dict[int, tuple[Store, list[str]]] = {}
         for key, store in list(_under_way.items()):
             if store is not None:
-                await _in_store("(lease)", _renew, store, key)
+                by_store.setdefault(id(store), (store, []))[1].append(key)
+        for store, keys in by_store.values():
+            await _in_store("(leases)", _renew, store, keys)
 
 
-def _renew(store: Store, key: str) -> None:
-    store.schedule(OUTBOX, key, time.time() + HEARTBEAT_SECONDS + GRACE)
+def _renew(store: Store, keys: list[str]) -> None:
+    store.reschedule(OUTBOX, keys, time.time() + HEARTBEAT_SECONDS + GRACE)
 
 
 async def _take_over() -> None:
@@ -294,8 +309,8 @@ async def _take_over() -> None:
         if store is None:
             continue
         try:
-            taken = await asyncio.to_thread(_claim, store)
-        except Exception as error:  # the store out of reach: look again next time
+            taken = _claim(store)
+        except store.errors as error:  # the store out of reach: look again next time
             log.warning("back-channel logout outbox not read: %s", type(error).__name__)
             continue
         for notice in taken:

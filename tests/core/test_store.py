@@ -225,6 +225,18 @@ def test_a_queue_hands_out_due_members_with_a_lease(kv: Store) -> None:
     assert kv.claim_due("q", lease=30, limit=5) == ["later"]
 
 
+def test_reschedule_renews_many_and_puts_back_none(kv: Store) -> None:
+    now = time.time()
+    for member in ("a", "b"):
+        kv.schedule("q", member, now - 1)
+    kv.unschedule("q", "b")  # done with meanwhile
+    kv.reschedule("q", ["a", "b"], now + 60)
+    kv.reschedule("q", [], now + 60)
+    assert kv.claim_due("q", lease=30, limit=5) == []  # "a" renewed, "b" not put back
+    kv.reschedule("q", ["a"], now - 1)
+    assert kv.claim_due("q", lease=30, limit=5) == ["a"]
+
+
 def test_concurrent_claims_share_out_the_due_members(kv: Store) -> None:
     for number in range(20):
         kv.schedule("q", f"m{number}", time.time() - 1)

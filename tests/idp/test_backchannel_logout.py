@@ -534,6 +534,76 @@ def test_one_unreadable_record_holds_back_no_other(client: TestClient, slow_app,
     assert store.get("bcl:k-bad") is None
 
 
+def test_the_heartbeat_renews_every_lease_in_one_call_and_puts_back_none(
+        slow_app, monkeypatch) -> None:
+    """A hundred deliveries waiting for one slot: each heartbeat renews all their leases in
+    one store call (one call per key outgrew the grace with thousands under way), no
+    other worker could take a live one over, and once they finish the queue is empty (a
+    renewal never puts back a delivery that finished meanwhile)."""
+    from core.store import MemoryStore
+    from idp.oidc import backchannel_logout as bcl
+
+    store = MemoryStore()
+    for name, value in (("_outbox", store), ("GRACE", 0.2), ("HEARTBEAT_SECONDS", 0.05),
+                        ("AT_ONCE", 4), ("_slots", None), ("POLL_SECONDS", 3600.0)):
+        monkeypatch.setattr(bcl, name, value)
+    calls: list[int] = []
+    real_renew = bcl._renew
+    monkeypatch.setattr(bcl, "_renew", lambda s, keys: (calls.append(len(keys)),
+                                                        real_renew(s, keys)))
+    time.sleep(0.6)  # the heartbeat wakes up to the shorter period
+    bcl._submit([bcl.Notice("app", slow_app, f"t{n}", time.time() + 60) for n in range(100)])
+    time.sleep(1.0)
+    stolen = store.claim_due(bcl.OUTBOX, lease=60, limit=1000)  # another worker's poller
+    assert stolen == [] and max(calls) > 50
+    assert drain(timeout=30) == 0
+    time.sleep(0.2)  # a last heartbeat
+    assert store.claim_due(bcl.OUTBOX, lease=1, limit=1000) == []
+    assert len(_Slow.received) == 100
+
+
+def test_a_programming_error_in_keeping_is_logged_as_one(receiver, monkeypatch,
+                                                        caplog) -> None:
+    """A store out of reach is a warning and the delivery goes on; a bug in keeping is
+    also no reason to drop the delivery, but its traceback is logged."""
+    from core.store import MemoryStore
+    from idp.oidc import backchannel_logout as bcl
+
+    def broken_keep(store, notice):
+        raise TypeError("schedule() missing 1 required positional argument: 'due'")
+
+    monkeypatch.setattr(bcl, "_outbox", MemoryStore())
+    monkeypatch.setattr(bcl, "_keep", broken_keep)
+    base, received = receiver
+    with caplog.at_level(logging.WARNING, logger="idp.oidc.backchannel_logout"):
+        bcl.deliver([bcl.Notice("app", base + "/bc", "t", time.time() + 60)])
+    assert len(received) == 1
+    assert any(record.exc_info for record in caplog.records), caplog.text
+
+
+def test_a_try_that_succeeds_while_the_interpreter_exits_clears_itself(
+        client: TestClient, slow_app, monkeypatch) -> None:
+    """At exit, concurrent.futures refuses new work while the daemon delivery thread still
+    runs: a try that succeeds then must still clear itself from the store (its store calls
+    are made on the loop, not in a thread pool), or another worker sends it again."""
+    import concurrent.futures.thread as pool_module
+
+    from idp.oidc import backchannel_logout as bcl
+
+    for name, value in (("POLL_SECONDS", 0.05), ("GRACE", 0.1), ("HEARTBEAT_SECONDS", 0.05)):
+        monkeypatch.setattr(bcl, name, value)
+    bcl._submit([bcl.Notice("app", slow_app, "t-exit", time.time() + 60)])
+    assert _until(lambda: bool(bcl._under_way))
+    time.sleep(0.1)  # the POST is on the wire
+    monkeypatch.setattr(pool_module, "_shutdown", True)  # the interpreter begins to exit
+    assert _until(lambda: _Slow.received == ["t-exit"])
+    time.sleep(0.2)
+    monkeypatch.setattr(pool_module, "_shutdown", False)
+    time.sleep(0.5)  # another worker's poller on the same store
+    drain(timeout=5)
+    assert _Slow.received == ["t-exit"]
+
+
 def _helpdesk_sign_out(client: TestClient, db, settings, name: str = "赵同学") -> dict:
     from tests.idp.test_lockout import _token, _uid
 
