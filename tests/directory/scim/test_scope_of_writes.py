@@ -25,16 +25,21 @@ def _unit(session, code: str) -> OrgUnit:
     return session.scalar(select(OrgUnit).where(OrgUnit.code == code))
 
 
+def _person(session, name: str, username: str, *placed: tuple[str, Role]):
+    """A person made by the directory (not by SCIM), placed at each (unit code, role)."""
+    account = create_person_with_account(
+        session, name=name, identifiers={IdentifierKind.username: username},
+        password_hash=None)
+    for code, role in placed:
+        affiliate(session, account.person, _unit(session, code), role, date(2026, 1, 1))
+    return account
+
+
 def _district_admin_teaching_at_s1(db: Database, *, suspended: bool = False) -> tuple[str, int]:
     """A district administrator who also teaches at T-S1: not T-S1's to manage."""
     with db.session() as session:
-        account = create_person_with_account(
-            session, name="区管理员", identifiers={IdentifierKind.username: "dadmin"},
-            password_hash=None)
-        affiliate(session, account.person, _unit(session, "T-D1"), Role.district_admin,
-                  date(2026, 1, 1))
-        affiliate(session, account.person, _unit(session, "T-S1"), Role.teacher,
-                  date(2026, 1, 1))
+        account = _person(session, "区管理员", "dadmin", ("T-D1", Role.district_admin),
+                          ("T-S1", Role.teacher))
         if suspended:
             account.person.status, account.disabled = "suspended", True
         return account.person.uid, account.id
@@ -95,11 +100,7 @@ def test_a_number_may_not_shadow_another_accounts_sign_in_name(
 
 def _school_admin_of_s1(db: Database) -> tuple[str, int]:
     with db.session() as session:
-        account = create_person_with_account(
-            session, name="一校管理员", identifiers={IdentifierKind.username: "s1admin"},
-            password_hash=None)
-        affiliate(session, account.person, _unit(session, "T-S1"), Role.school_admin,
-                  date(2026, 1, 1))
+        account = _person(session, "一校管理员", "s1admin", ("T-S1", Role.school_admin))
         return account.person.uid, account.person.id
 
 
