@@ -205,7 +205,7 @@ async def _deliver_one(notice: Notice, store: Store | None) -> None:
     slot is held only while posting. Kept in ``store`` (when there is one) from the start
     to the end, its tries written before each pause, its lease renewed by the heartbeat."""
     if store is not None and not notice.key:
-        notice = await _kept(notice, store)
+        notice = _kept(notice, store)
     if notice.key:
         _under_way[notice.key] = store
     try:
@@ -220,24 +220,24 @@ async def _deliver_one(notice: Notice, store: Store | None) -> None:
             log.warning("back-channel logout of %s not accepted: %s; trying again in %g s",
                         notice.client_id, failed, pause)
             notice = replace(notice, tries=notice.tries + 1)
-            await _in_store(notice.client_id, _write, store, notice)  # a taker goes on here
+            _in_store(notice.client_id, _write, store, notice)  # a taker goes on here
             await asyncio.sleep(pause)
     finally:
         if notice.key:  # cleared before its lease stops being renewed
-            await _in_store(notice.client_id, _forget_kept, store, notice.key)
+            _in_store(notice.client_id, _forget_kept, store, notice.key)
             _under_way.pop(notice.key, None)
 
 
-async def _kept(notice: Notice, store: Store) -> Notice:
+def _kept(notice: Notice, store: Store) -> Notice:
     """``notice`` with a key, written and leased in ``store`` (as it was when that fails:
     a store that is down costs durability, never the delivery)."""
     keyed = replace(notice, key=secrets.token_urlsafe(16))
-    if await _in_store(notice.client_id, _keep, store, keyed):
+    if _in_store(notice.client_id, _keep, store, keyed):
         return keyed
     return notice
 
 
-async def _in_store(client_id: str, action: Any, store: Store | None, *args: Any) -> bool:
+def _in_store(client_id: str, action: Any, store: Store | None, *args: Any) -> bool:
     """Run a store ``action``: one short call, made on the loop itself (a thread pool may
     already be shut down while the interpreter exits, and a try that ends then must still
     clear itself). The store out of reach is logged, never raised: the delivery goes on;
@@ -292,7 +292,7 @@ async def _heartbeat() -> None:
             if store is not None:
                 by_store.setdefault(id(store), (store, []))[1].append(key)
         for store, keys in by_store.values():
-            await _in_store("(leases)", _renew, store, keys)
+            _in_store("(leases)", _renew, store, keys)
 
 
 def _renew(store: Store, keys: list[str]) -> None:
@@ -312,6 +312,9 @@ async def _take_over() -> None:
             taken = _claim(store)
         except store.errors as error:  # the store out of reach: look again next time
             log.warning("back-channel logout outbox not read: %s", type(error).__name__)
+            continue
+        except Exception:  # a bug: said with its traceback, and the poller goes on
+            log.exception("back-channel logout outbox not read")
             continue
         for notice in taken:
             log.info("back-channel logout of %s taken over from an ended process",
