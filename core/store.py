@@ -388,8 +388,7 @@ class RedisStore(Store):
     def __init__(self, url: str, prefix: str = "idp:") -> None:
         import redis
 
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self.errors = (StoreUnavailable, *self._errors)
+        self.errors = (StoreUnavailable, redis.RedisError, OSError)
         self._redis = redis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
@@ -487,7 +486,7 @@ class RedisStore(Store):
     def ping(self) -> None:
         try:
             self._redis.ping()
-        except self._errors as exc:
+        except self.errors as exc:
             raise StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
 
     def delete_prefix(self) -> int:

@@ -47,6 +47,13 @@ def has_invisible(raw: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw)
 
 
+# The kinds the sign-in form reads a typed name as (``guess_kinds`` without the phone and
+# e-mail shapes): one value may belong to one account among them all, or it would shadow
+# another's sign-in
+NAME_KINDS = (IdentifierKind.username, IdentifierKind.student_number,
+              IdentifierKind.teacher_number)
+
+
 def guess_kinds(raw: str) -> list[IdentifierKind]:
     """Which identifier kinds a login form entry may be, most specific first."""
     text = unicodedata.normalize("NFKC", raw).strip()

@@ -16,6 +16,7 @@ from datetime import date
 from sqlalchemy import Row, Select, and_, select
 from sqlalchemy.orm import Session
 
+from directory.identifiers import NAME_KINDS
 from directory.importer.bulk import among
 from directory.models import (
     Account,
@@ -133,11 +134,6 @@ def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str
             among(session, LoginIdentifier.value, part))
         found.update((by_index[index], aid) for index, aid in _rows(session, query))
     return found
-
-
-# The kinds the sign-in form reads a typed name as (directory.identifiers.guess_kinds)
-NAME_KINDS = (IdentifierKind.username, IdentifierKind.student_number,
-              IdentifierKind.teacher_number)
 
 
 def names_of_others(session: Session, kind: IdentifierKind, values: Sequence[str]

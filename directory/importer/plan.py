@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from core.field_crypto import Sealer
 from core.settings import Settings
+from directory.identifiers import NAME_KINDS
 from directory.importer import lookups, recall
 from directory.importer.columns import ALIASES, Kind, label
 from directory.importer.diff import Change, Diff
@@ -344,7 +345,7 @@ def find_people(chunk: Chunk) -> None:
     spec = PEOPLE[context.kind]
     chunk.known = lookups.people_by_identifier(context.session, spec.login,
                                                [r.number for r in rows])
-    if spec.login in lookups.NAME_KINDS:
+    if spec.login in NAME_KINDS:
         chunk.name_owner = lookups.names_of_others(context.session, spec.login,
                                                    [r.number for r in rows])
     chunk.nid_candidates = chunk.candidates("national_id",

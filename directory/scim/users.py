@@ -37,8 +37,9 @@ from core.db import utcnow
 from core.field_crypto import blind_index_candidates, open_, seal
 from core.settings import Settings
 from directory import names
+from directory.api import managed_person
 from directory.api_tokens import TokenScope
-from directory.identifiers import has_invisible, normalise, normalise_phone
+from directory.identifiers import NAME_KINDS, has_invisible, normalise, normalise_phone
 from directory.models import (
     ADDRESS,
     ADMIN_ROLES,
@@ -352,16 +353,11 @@ class UserWriter:
         person.updated_at = utcnow()
 
     def _manages(self, person: Person) -> bool:
-        """Whether the token manages the person (``directory.api.managed_person``, the
-        admin API's rule): no current placement outside its scope (another school, an
-        administrator's post above it), and no administrator's post at its root (the
-        school's own administrator). Otherwise only their placement inside may change."""
-        elsewhere = ~in_scope(self.scope) | (
-            (OrgUnit.path == self.scope.org_path) & Affiliation.role.in_(ADMIN_ROLES))
-        return self.session.scalar(
-            select(Affiliation.id).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-            .where(Affiliation.person_id == person.id, is_current(), elsewhere)
-            .limit(1)) is None
+        """Whether the token manages the person: the admin API's rule
+        (``directory.api.managed_person``: placed inside its scope, nowhere else, and no
+        administrator of its root). Otherwise only their placement inside may change."""
+        return self.session.scalar(select(Person.id).where(
+            Person.id == person.id, managed_person(self.scope))) is not None
 
     # single attributes
 
@@ -389,7 +385,7 @@ class UserWriter:
             raise InvalidValueException(detail="userName must hold 1 to 200 characters.")
         if had is not None and value == normalise(IdentifierKind.username, had):
             return
-        self._conflict(account, PRIMARY_KINDS[:3], value)
+        self._conflict(account, list(NAME_KINDS), value)
         self._set_identifier(account, IdentifierKind.username, value)
         self.changed.append("userName")
 
@@ -401,7 +397,7 @@ class UserWriter:
         if [r.value for r in rows] == ([value] if value else []):
             return
         if value:  # any name the sign-in form would read it as (find_for_sign_in)
-            self._conflict(account, PRIMARY_KINDS[:3], value)
+            self._conflict(account, list(NAME_KINDS), value)
         self._set_identifier(account, kind, value)
         self.changed.append(kind.value)
 
