@@ -32,6 +32,7 @@ from core.web.errors import Problem
 from directory.api import managed_person
 from directory.api_tokens import TokenScope, require
 from directory.models import OrgUnit, Person
+from directory.scopes import Scope
 from mfa import guards
 
 PERMISSION = "security:unlock"
@@ -53,7 +54,7 @@ def token_scope(permission: str) -> Callable[..., TokenScope]:
 _scope = token_scope(PERMISSION)
 
 
-def account_id_of(session: Session, scope: TokenScope, uid: str) -> int:
+def account_id_of(session: Session, scope: Scope, uid: str) -> int:
     """The account of person ``uid``, managed inside the token's subtree (404 otherwise:
     ``directory.api.managed_person``)."""
     person = session.scalar(select(Person).where(Person.uid == uid, managed_person(scope)))

@@ -65,7 +65,7 @@ def reset_second_factors(request: Request, uid: str, body: ResetRequest | None =
                           passkeys=bool(body and body.passkeys),
                           phone=bool(body and body.phone),
                           actor=scope.actor, context=Context.of(request))
-    _end_sessions(request, session, session.get(Account, account_id))
+    end_sessions(request, session, session.get(Account, account_id))
     return {"reset": True, "removed": {"authenticator_apps": removed.authenticator_apps,
                                        "recovery_codes": removed.recovery_codes,
                                        "passkeys": removed.passkeys}}
@@ -90,7 +90,7 @@ def reset_password(request: Request, uid: str, session: Session = Depends(db_ses
     temporary = password_change.reset(session, state.settings, state.store, account,
                                       actor=scope.actor,
                                       context=Context.of(request))
-    _end_sessions(request, session, account)
+    end_sessions(request, session, account)
     return JSONResponse({"temporary_password": temporary, "must_change": True},
                         headers={"cache-control": "no-store"})
 
@@ -102,10 +102,10 @@ def sign_out(request: Request, uid: str, session: Session = Depends(db_session),
     assert account is not None
     people.sign_out(session, account, actor=scope.actor,
                     context=Context.of(request))
-    return {"signed_out": True, "sessions_ended": _end_sessions(request, session, account)}
+    return {"signed_out": True, "sessions_ended": end_sessions(request, session, account)}
 
 
-def _end_sessions(request: Request, session: Session, account: Account | None) -> int:
+def end_sessions(request: Request, session: Session, account: Account | None) -> int:
     """Commit the account's sign-out everywhere, then end its sessions in every browser
     at once and tell their apps (``idp.sessions.end_everywhere``); how many ended."""
     assert account is not None and account.signed_out_at is not None

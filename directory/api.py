@@ -48,6 +48,7 @@ from directory.models import (
     Person,
 )
 from directory.pii import mask_national_id, mask_phone
+from directory.scopes import Scope
 
 PERMISSION = "directory:read"
 MAX_LIMIT = 200
@@ -106,14 +107,14 @@ def _after_path(cursor: str | None) -> str | None:
     return value
 
 
-def visible_person(scope: TokenScope) -> Any:
+def visible_person(scope: Scope) -> Any:
     """SQL: the person has an affiliation (current or ended) inside the token's subtree."""
     return exists().where(Affiliation.person_id == Person.id,
                           Affiliation.org_unit_id == OrgUnit.id,
                           OrgUnit.path.startswith(scope.org_path))
 
 
-def managed_person(scope: TokenScope) -> Any:
+def managed_person(scope: Scope) -> Any:
     """SQL: the person is *managed* inside the token's subtree: at least one current
     affiliation there, none elsewhere, and no administrator's post at the subtree's root.
     What may change how a person signs in (a password or second-factor reset, unlocking,
@@ -131,7 +132,7 @@ def managed_person(scope: TokenScope) -> Any:
                               at_root_as_admin))
 
 
-def _visible_unit(session: Session, scope: TokenScope, code: str) -> OrgUnit:
+def _visible_unit(session: Session, scope: Scope, code: str) -> OrgUnit:
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None or not scope.covers(unit.path):
         raise Problem(404, "Not found", "No such org unit.")
@@ -145,7 +146,7 @@ def _unit(unit: OrgUnit) -> dict[str, Any]:
             "path": unit.path}
 
 
-def _current_placements(session: Session, scope: TokenScope,
+def _current_placements(session: Session, scope: Scope,
                         person_ids: list[int]) -> dict[int, list[dict]]:
     """The current placements of these people inside the token's subtree (those elsewhere
     are not the token's to see, as in a person's own answer)."""
@@ -163,14 +164,14 @@ def _current_placements(session: Session, scope: TokenScope,
     return found
 
 
-def _summaries(session: Session, scope: TokenScope,
+def _summaries(session: Session, scope: Scope,
                people: list[Person]) -> list[dict[str, Any]]:
     placements = _current_placements(session, scope, [p.id for p in people])
     return [{"id": p.uid, "name": p.name, "status": p.status, "current": placements[p.id]}
             for p in people]
 
 
-def _page(session: Session, scope: TokenScope, query: Select, limit: int,
+def _page(session: Session, scope: Scope, query: Select, limit: int,
           key: Any) -> dict[str, Any]:
     people = list(session.scalars(query.order_by(key).limit(limit + 1)))
     more = len(people) > limit
@@ -181,7 +182,7 @@ def _page(session: Session, scope: TokenScope, query: Select, limit: int,
 
 # --- people ---------------------------------------------------------------------------------
 
-def _matching(session: Session, settings: Settings, name: str | None, identifier: str | None,
+def _matching(settings: Settings, name: str | None, identifier: str | None,
               phone: str | None) -> Any:
     given = [v for v in (name, identifier, phone) if v]
     if len(given) != 1:
@@ -199,6 +200,15 @@ def _matching(session: Session, settings: Settings, name: str | None, identifier
                            LoginIdentifier.kind == IdentifierKind.phone.value,
                            LoginIdentifier.value.in_(indexes))
     return or_(Person.phone_bidx.in_(indexes), login)
+
+
+def anything_matching(settings: Settings, text: str) -> Any:
+    """SQL: people whom one search box's ``text`` names (the console): a mobile number
+    (through the blind index), else a login identifier or a part of the name."""
+    text = text.strip()
+    if normalise_phone(text) is not None:
+        return _matching(settings, None, None, text)
+    return or_(_by_identifier(text), Person.name.contains(text, autoescape=True))
 
 
 def _by_identifier(raw: str) -> Any:
@@ -227,7 +237,7 @@ def search_people(
     scope: TokenScope = Depends(_scope),
 ) -> dict[str, Any]:
     """Search people by name, login identifier or phone, inside the token's subtree."""
-    condition = _matching(session, _settings(request), name, identifier, phone)
+    condition = _matching(_settings(request), name, identifier, phone)
     query = select(Person).where(condition, visible_person(scope),
                                  Person.id > _after_id(cursor))
     return _page(session, scope, query, limit, Person.id)
@@ -242,7 +252,13 @@ def show_person(
     person = session.scalar(select(Person).where(Person.uid == uid, visible_person(scope)))
     if person is None:
         raise Problem(404, "Not found", "No such person.")
-    settings = _settings(request)
+    return person_view(session, _settings(request), scope, person)
+
+
+def person_view(session: Session, settings: Settings, scope: Scope,
+                person: Person) -> dict[str, Any]:
+    """What an administrator in ``scope`` sees of a visible person (the API's answer,
+    the console's person page)."""
     phone = open_(settings, PHONE, person)
     return {
         "id": person.uid, "name": person.name, "gender": person.gender,
@@ -269,7 +285,7 @@ def _account(person: Person, phone: str | None) -> dict[str, Any] | None:
             "identifiers": identifiers}
 
 
-def _affiliations(session: Session, scope: TokenScope, person: Person) -> list[dict[str, Any]]:
+def _affiliations(session: Session, scope: Scope, person: Person) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Affiliation, OrgUnit).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
         .where(Affiliation.person_id == person.id)
@@ -283,7 +299,7 @@ def _affiliations(session: Session, scope: TokenScope, person: Person) -> list[d
     } for a, u in rows if scope.covers(u.path)]
 
 
-def _links(session: Session, scope: TokenScope, mine: Any, theirs: Any,
+def _links(session: Session, scope: Scope, mine: Any, theirs: Any,
            person: Person) -> list[dict[str, Any]]:
     """The person's guardians or students whom the token may see (a guardian's child in
     another school is not named)."""

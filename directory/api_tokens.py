@@ -1,6 +1,6 @@
 """Bearer tokens for machine clients of the directory (SCIM provisioning, the JSON API).
 
-A token is issued once (``idp demo`` or the admin console), shown once, and
+A token is issued once (``idp demo`` or ``idp tokens issue``), shown once, and
 stored only as ``HMAC-SM3(key, token)``: checking it costs one MAC, and a
 database leak reveals no usable token. Each token is scoped to an org subtree
 (``OrgUnit.path`` prefix) and to permissions (``scim``, ``directory:read``,
@@ -23,6 +23,7 @@ from core.keyring import keyed_mac
 from core.settings import Settings
 from core.web.errors import Problem
 from directory.models import OrgUnit
+from directory.scopes import Scope
 
 TOKEN_PREFIX = "idp_"
 LAST_USED_EVERY = timedelta(hours=1)  # last_used_at is written at most this often
@@ -65,17 +66,11 @@ def issue(
 
 
 @dataclass(frozen=True)
-class TokenScope:
-    """What a request authenticated by an API token may see."""
+class TokenScope(Scope):
+    """What a request authenticated by an API token may see and do."""
 
     token_id: int
     name: str
-    org_path: str  # the subtree root's path; every visible unit's path starts with it
-    org_unit_id: int
-    permissions: frozenset[str]
-
-    def covers(self, path: str) -> bool:
-        return path.startswith(self.org_path)
 
     @property
     def actor(self) -> str:
@@ -93,8 +88,8 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         row.last_used_at = now  # so that unused tokens can be found and revoked
-    return TokenScope(row.id, row.name, row.org_unit.path, row.org_unit_id,
-                      frozenset(row.permissions.split()))
+    return TokenScope(row.org_unit.path, row.org_unit_id, frozenset(row.permissions.split()),
+                      row.id, row.name)
 
 
 def require(request: Request, session: Session, settings: Settings, permission: str,

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from admin_ui import (
     account,
+    console,
     security_locks,
     security_passkeys,
     security_password,
@@ -140,7 +141,7 @@ def create_app(
                    security_passkeys.router, security_recovery.router, security_locks.router,
                    security_reset.router, security_password.router,
                    passkey_login.router, sms_login.router, qr_login.router,
-                   password_change.router):
+                   password_change.router, console.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)

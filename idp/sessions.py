@@ -202,7 +202,7 @@ def is_recent(session: SSOSession, seconds: int = REAUTH_SECONDS) -> bool:
     return session.proven_here and time.time() - session.auth_time <= seconds
 
 
-def recent(request: Request) -> SSOSession | None:
+def recent(request: Request, seconds: int | None = REAUTH_SECONDS) -> SSOSession | None:
     """The browser's session if the person signed in within ``REAUTH_SECONDS``, in this
     browser, at the level the policy asks of them (a teacher: two factors): the pages
     that change how one signs in (factors, recovery codes) need it, so a session left
@@ -213,9 +213,16 @@ def recent(request: Request) -> SSOSession | None:
         return None
     (_token, session), roles = found
     needed = policy.required_level(roles, request.app.state.settings.mfa_required_roles)
-    if not is_recent(session) or policy.level(session.acr) < needed:
+    if not session.proven_here or policy.level(session.acr) < needed:
         return None
-    return session
+    return session if seconds is None or is_recent(session, seconds) else None
+
+
+def proven(request: Request) -> SSOSession | None:
+    """The browser's session if it is at the level the policy asks of the person and was
+    proven in this browser, however long ago (``recent`` without the time): what the
+    admin console needs to show people, while its actions need ``recent``."""
+    return recent(request, None)
 
 
 def reauth_url(page: str) -> str:

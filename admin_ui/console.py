@@ -1,0 +1,264 @@
+"""The admin console (``/admin``): the helpdesk of a school, a district or the city, in
+the browser.
+
+Who: a person signed in, at the level the policy asks of them (an administrator: two
+factors) and in this browser (not a session begun by approving a QR code), who holds an
+administrator's role (``directory.models.ADMIN_ROLES``) at a unit. They act for one such
+unit at a time (``?unit=<code>``; by default the first in tree order, and a chooser when
+they administer several) with the helpdesk's permissions (``directory.scopes.PersonScope``)
+under the rules the admin API's tokens obey (``directory.api``):
+
+- **find** (``GET /admin?q=``): one box for a name (a part of it), a login identifier or a
+  mobile number (through the blind index); people with an affiliation, current or ended,
+  inside the unit's subtree; 50 at most;
+- **see** (``GET /admin/people/{uid}``): the person as the directory API shows them
+  (masked national id and phone) and, for a person the unit *manages* (a current
+  affiliation inside and none elsewhere, and not an administrator of the unit itself:
+  ``managed_person``), how they sign in: the lock, their second factors, a pending
+  password change, the SMS suspension;
+- **act** (``POST /admin/people/{uid}/<action>``, CSRF-protected, with a sign-in in the
+  last ten minutes as for the pages that change one's own sign-in, ``sessions.recent``):
+  unlock, sign out everywhere, reset the second factors (passkeys and the phone's SMS
+  codes when asked), restore the phone, a temporary password (shown once, ``no-store``).
+  Each is the admin API's action, audited with the administrator's account as the actor
+  (``account:<id>``), and ends the person's sessions everywhere as the API does.
+
+A person outside the unit, or one it does not manage, answers the same "not found" page
+for the actions: the console reveals nothing the directory API would not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from admin_ui.security_reset import end_sessions
+from core.audit import Context
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from core.web.templates import add_folder, render
+from directory import people
+from directory.api import anything_matching, managed_person, person_view, visible_person
+from directory.models import ADMIN_ROLES, Account, Affiliation, OrgUnit, Person
+from directory.scopes import PersonScope
+from idp import password_change, sessions
+from mfa import guards, recovery, reset, totp, webauthn
+
+router = APIRouter(prefix="/admin", include_in_schema=False,
+                   dependencies=[Depends(require_csrf)])
+add_folder(Path(__file__).parent / "templates")
+
+PERMISSIONS = frozenset({"directory:read", "security:unlock", "security:mfa-reset",
+                         "security:password-reset"})
+RESULTS = 50  # people listed for one search at most
+NOT_AN_ADMINISTRATOR = N_("Your account does not administer any school or district.")
+NOT_YOURS = N_("You do not administer this unit.")
+NO_SUCH_PERSON = N_("No such person in the unit you administer, or the unit does not "
+                    "manage how they sign in.")
+DONE = {
+    "unlock": N_("The sign-in lock was lifted and the failed attempts forgotten."),
+    "sign-out": N_("The person was signed out on every device and app."),
+    "second-factors": N_("The second factors were removed. At the next sign-in the person "
+                         "sets up a new one (or gets an SMS code to the number on file)."),
+    "phone": N_("SMS codes to the number on file work again."),
+}
+
+
+LABELS = {  # the directory's words as the pages say them
+    "student": N_("student"), "teacher": N_("teacher"), "head_teacher": N_("head teacher"),
+    "school_admin": N_("school administrator"), "staff": N_("staff"),
+    "district_admin": N_("district administrator"), "city_admin": N_("city administrator"),
+    "guardian": N_("guardian"),
+    "active": N_("active"), "suspended": N_("suspended"), "graduated": N_("graduated"),
+    "transferred": N_("transferred"), "left": N_("left"),
+    "student_number": N_("student number"), "teacher_number": N_("teacher number"),
+    "username": N_("username"), "phone": N_("mobile number"), "email": N_("e-mail"),
+}
+
+
+@dataclass(frozen=True)
+class Administrator:
+    """The signed-in administrator acting for one unit, and the units they may choose."""
+
+    scope: PersonScope
+    unit: OrgUnit
+    units: list[OrgUnit]
+
+
+def _units(db: Session, account_id: int) -> list[OrgUnit]:
+    """The open units where the account's person holds a current administrator's role."""
+    return list(db.scalars(
+        select(OrgUnit).join(Affiliation, Affiliation.org_unit_id == OrgUnit.id)
+        .join(Account, Account.person_id == Affiliation.person_id)
+        .where(Account.id == account_id, Affiliation.valid_to.is_(None),
+               Affiliation.role.in_(ADMIN_ROLES), OrgUnit.status == "active")
+        .distinct().order_by(OrgUnit.path)))
+
+
+def _page_url(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _administrator(request: Request, db: Session, unit_code: str, *,
+                   acting_on: str = "") -> Administrator | Response:
+    """The administrator, or where the browser must go first: the sign-in (no session, a
+    session below the policy's level or begun elsewhere; for an action on the person
+    ``acting_on``, none in the last ten minutes), then back to the page it came from."""
+    found = sessions.recent(request) if acting_on else sessions.proven(request)
+    if found is None:
+        back = _person_url(acting_on, unit_code) if acting_on else _page_url(request)
+        return RedirectResponse(sessions.reauth_url(back), status_code=303)
+    units = _units(db, found.account_id)
+    if not units:
+        raise PageError(403, NOT_AN_ADMINISTRATOR)
+    unit = next((u for u in units if u.code == unit_code), None) if unit_code else units[0]
+    if unit is None:
+        raise PageError(403, NOT_YOURS)
+    return Administrator(PersonScope(unit.path, unit.id, PERMISSIONS, found.account_id),
+                         unit, units)
+
+
+def _render(request: Request, name: str, admin: Administrator, **context: Any) -> Response:
+    response = render(request, name, {"unit": admin.unit, "units": admin.units,
+                                      "labels": LABELS, **context})
+    response.headers["cache-control"] = "no-store"  # personal data
+    return response
+
+
+@router.get("")
+def search(request: Request, unit: str = "", q: str = "") -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit)
+        if isinstance(admin, Response):
+            return admin
+        found, more = [], False
+        text = q.strip()[:100]
+        if text:
+            rows = list(db.scalars(
+                select(Person).where(anything_matching(request.app.state.settings, text),
+                                     visible_person(admin.scope))
+                .order_by(Person.name, Person.id).limit(RESULTS + 1)))
+            found, more = rows[:RESULTS], len(rows) > RESULTS
+        return _render(request, "console_search.html", admin, q=text, people=found, more=more)
+
+
+@router.get("/people/{uid}")
+def person(request: Request, uid: str, unit: str = "", done: str = "") -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit)
+        if isinstance(admin, Response):
+            return admin
+        shown = db.scalar(select(Person).where(Person.uid == uid[:64],
+                                               visible_person(admin.scope)))
+        if shown is None:
+            raise PageError(404, NO_SUCH_PERSON)
+        view = person_view(db, request.app.state.settings, admin.scope, shown)
+        managed = db.scalar(select(Person.id).where(Person.id == shown.id,
+                                                    managed_person(admin.scope)))
+        security = (_sign_in_state(request, db, shown.account)
+                    if managed and shown.account is not None else None)
+        return _render(request, "console_person.html", admin, person=view, uid=shown.uid,
+                       security=security, done=DONE.get(done, ""))
+
+
+def _sign_in_state(request: Request, db: Session, account: Account) -> dict[str, Any]:
+    store, subject = request.app.state.store, str(account.id)
+    return {
+        "locked_seconds": guards.locked_seconds(store, guards.ACCOUNT, subject),
+        "failures": guards.failures(store, guards.ACCOUNT, subject),
+        "authenticator_apps": len(totp.factors(db, account.id)),
+        "passkeys": len(webauthn.passkeys(db, account.id)),
+        "recovery_codes": recovery.remaining(db, account.id),
+        "must_change_password": account.must_change_password,
+        "sms_suspended": account.sms_suspended_at is not None,
+    }
+
+
+def _managed_account(db: Session, admin: Administrator, uid: str) -> Account:
+    account = db.scalar(select(Account).join(Person, Person.id == Account.person_id)
+                        .where(Person.uid == uid[:64], managed_person(admin.scope)))
+    if account is None:
+        raise PageError(404, NO_SUCH_PERSON)
+    return account
+
+
+def _person_url(uid: str, unit_code: str, **more: str) -> str:
+    return f"/admin/people/{quote(uid, safe='')}?" + urlencode({"unit": unit_code, **more})
+
+
+def _back(uid: str, admin: Administrator, done: str) -> Response:
+    return RedirectResponse(_person_url(uid, admin.unit.code, done=done), status_code=303)
+
+
+@router.post("/people/{uid}/unlock")
+def unlock(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        account = _managed_account(db, admin, uid)
+        guards.lift(db, request.app.state.store, guards.ACCOUNT, str(account.id),
+                    actor=admin.scope.actor, context=Context.of(request))
+    return _back(uid, admin, "unlock")
+
+
+@router.post("/people/{uid}/sign-out")
+def sign_out(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        account = _managed_account(db, admin, uid)
+        people.sign_out(db, account, actor=admin.scope.actor, context=Context.of(request))
+        end_sessions(request, db, account)
+    return _back(uid, admin, "sign-out")
+
+
+@router.post("/people/{uid}/second-factors/reset")
+def reset_second_factors(request: Request, uid: str, unit: str = Form("", max_length=64),
+                         passkeys: str = Form("", max_length=10),
+                         phone: str = Form("", max_length=10)) -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        account = _managed_account(db, admin, uid)
+        reset.reset(db, request.app.state.store, account.id, passkeys=bool(passkeys),
+                    phone=bool(phone), actor=admin.scope.actor, context=Context.of(request))
+        end_sessions(request, db, account)
+    return _back(uid, admin, "second-factors")
+
+
+@router.post("/people/{uid}/phone/restore")
+def restore_phone(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        account = _managed_account(db, admin, uid)
+        reset.restore_phone(db, account.id, actor=admin.scope.actor,
+                            context=Context.of(request))
+    return _back(uid, admin, "phone")
+
+
+@router.post("/people/{uid}/password/reset")
+def reset_password(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    state = request.app.state
+    with state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        account = _managed_account(db, admin, uid)
+        temporary = password_change.reset(db, state.settings, state.store, account,
+                                          actor=admin.scope.actor, context=Context.of(request))
+        end_sessions(request, db, account)
+    return _render(request, "console_password.html", admin, uid=uid, temporary=temporary)
