@@ -34,6 +34,13 @@ def key_for(settings: Settings, purpose: str, length: int = 32) -> bytes:
     return _derived(settings.master_key_bytes, purpose, length)
 
 
+def keys_for(settings: Settings, purpose: str, length: int = 32) -> list[bytes]:
+    """The key for ``purpose`` under the current master key, then under each old one
+    (``IDP_OLD_MASTER_KEYS``): to recognise a MAC made before a master-key change."""
+    masters = [settings.master_key_bytes, *settings.old_master_key_bytes.values()]
+    return [_derived(master, purpose, length) for master in masters]
+
+
 def keyed_mac(settings: Settings, purpose: str, value: str) -> str:
     """HMAC-SM3 (hex) of ``value`` under the key for ``purpose``: how high-entropy
     secrets (client secrets, refresh and API tokens, CSRF cookies) are stored or bound."""

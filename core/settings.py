@@ -16,6 +16,7 @@ import difflib
 import ipaddress
 import json
 import os
+import re
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -32,6 +33,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A comma-separated list in the environment (not JSON: NoDecode leaves the text to the
 # field's own "before" validator, which splits it)
 CommaList = Annotated[tuple[str, ...], NoDecode]
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a master key's id (core.gm.sm4's rule)
+# The longest a token this service signs lives (idp.oidc.tokens: access and ID tokens);
+# IDP_KEY_RETIRE_SECONDS may not be shorter (a test checks the two agree).
+LONGEST_SIGNED_TOKEN_SECONDS = 3600
 
 
 def _comma_list(value: object) -> object:
@@ -67,10 +72,10 @@ class Settings(BaseSettings):
     store_prefix: str = "idp:"
     # Master key (32 bytes, base64url or hex). Every key for data at rest, cookies
     # and CSRF is derived from it. Dev: generated once into var/master.key.
-    master_key: str | None = None
+    master_key: str | None = Field(default=None, repr=False)  # never in a repr or a log
     master_key_id: str = "k1"
     # Earlier master keys still needed to read old data: "id:key,id:key".
-    old_master_keys: str = ""
+    old_master_keys: str = Field(default="", repr=False)
     default_locale: str = "zh-CN"
     log_level: str = "INFO"
     sm2_backend: str = "auto"  # auto | tongsuo | gmssl
@@ -99,8 +104,11 @@ class Settings(BaseSettings):
     # rightmost one in X-Forwarded-For that is not among them (per-IP limits, audit), and
     # https at the proxy makes cookies Secure. "*" is refused: anyone could choose their IP.
     trusted_proxies: CommaList = ("127.0.0.1", "::1")
-    key_publish_seconds: int = 86400
-    key_retire_seconds: int = 172800
+    # A key is published before it signs (never negative: relying parties must be able to
+    # know it first) and stays published after it stops signing at least as long as the
+    # tokens it signed live (LONGEST_SIGNED_TOKEN_SECONDS), so none stops verifying early.
+    key_publish_seconds: int = Field(default=86400, ge=0)
+    key_retire_seconds: int = Field(default=172800, ge=LONGEST_SIGNED_TOKEN_SECONDS)
     # Roles whose members must sign in with a second factor (mfa.policy).
     mfa_required_roles: CommaList = (
         "city_admin", "district_admin", "school_admin", "teacher", "head_teacher")
@@ -109,7 +117,7 @@ class Settings(BaseSettings):
     # (production default). Production refuses console.
     sms_gateway: str = ""
     sms_webhook_url: str = ""
-    sms_webhook_token: str | None = None  # sent as "Authorization: Bearer ..."
+    sms_webhook_token: str | None = Field(default=None, repr=False)  # "Authorization: Bearer"
     sms_webhook_body: str = ""  # JSON template; empty: mfa.sms_gateways.DEFAULT_BODY
     sms_webhook_timeout: float = 5.0
 
@@ -122,6 +130,14 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment or "?" in value or "#" in value:
             raise ValueError("must not contain a query or fragment (OpenID Connect Discovery 3)")
         return value.rstrip("/")
+
+    @field_validator("master_key_id")
+    @classmethod
+    def _key_id(cls, value: str) -> str:
+        if not KEY_ID.fullmatch(value):
+            raise ValueError("must be 1 to 64 letters, digits, '-' or '_' (it is written into "
+                             "every sealed value)")
+        return value
 
     @field_validator("sm2_backend")
     @classmethod
@@ -226,6 +242,9 @@ def _parse_old_keys(text: str) -> dict[str, bytes]:
         key_id, sep, value = item.partition(":")
         if not sep or not key_id:
             raise ConfigError("IDP_OLD_MASTER_KEYS must look like 'id:key,id:key'")
+        if not KEY_ID.fullmatch(key_id):
+            raise ConfigError("IDP_OLD_MASTER_KEYS: a key id is 1 to 64 letters, digits, "
+                              "'-' or '_'")
         keys[key_id] = decode_key(value, f"IDP_OLD_MASTER_KEYS[{key_id}]")
     return keys
 
@@ -319,7 +338,11 @@ def _complete(settings: Settings) -> Settings:
             update={"master_key": _dev_secret(settings.var_dir, "master.key")}
         )
     settings.master_key_bytes  # noqa: B018 - validate now, not at first use
-    settings.old_master_key_bytes  # noqa: B018
+    if settings.master_key_id in settings.old_master_key_bytes:
+        raise ConfigError(
+            f"IDP_OLD_MASTER_KEYS names {settings.master_key_id}, the id of the current "
+            "IDP_MASTER_KEY: a new master key needs a new id (IDP_MASTER_KEY_ID), or values "
+            "sealed under the old one could not be told apart (docs/keys.md)")
     return settings
 
 

@@ -32,6 +32,8 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -47,8 +49,11 @@ from core import json_input
 from core.db import Base, UTCDateTime, utcnow
 from core.field_crypto import EncryptedColumn, field_cipher, register
 from core.gm import jose as gm_jose
+from core.gm.errors import GMError
+from core.gm.sm4 import FieldCipher
 from core.settings import Settings
 
+log = logging.getLogger("idp.keys")
 SM2 = "SM2"
 STANDARD_ALGS = ("RS256", "ES256", "EdDSA")
 ALL_ALGS = (SM2, *STANDARD_ALGS)
@@ -123,6 +128,23 @@ def rotate(session: Session, settings: Settings, alg: str) -> SigningKey:
     return create_key(session, settings, alg, active_from=starts)
 
 
+def revoke(session: Session, settings: Settings, kid: str) -> SigningKey | None:
+    """Withdraw a key at once (its private key leaked): it leaves the JWKS and verifies
+    nothing more, in every worker within its minute of key reload. When it was its
+    algorithm's active key, a successor signs from now on (no publish period: waiting
+    would leave the algorithm without a key, and relying parties fetch a JWKS again for
+    an unknown ``kid``); that successor is returned. ``LookupError``: no such key."""
+    row = session.get(SigningKey, kid)
+    if row is None:
+        raise LookupError(f"no signing key {kid}")
+    rows = list(session.scalars(select(SigningKey).where(SigningKey.alg == row.alg)))
+    was_active = any(s.kid == kid and s.state == "active"
+                     for s in statuses(rows, settings, utcnow()))
+    session.delete(row)
+    session.flush()
+    return create_key(session, settings, row.alg) if was_active else None
+
+
 @dataclass(frozen=True)
 class KeyStatus:
     kid: str
@@ -171,8 +193,18 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    """Strict base64url without padding (RFC 7515 2): one spelling per value, so a token
+    has one text (no "=", no "+/", nothing skipped, no stray bits in the last character)."""
+    if not _B64URL.fullmatch(part):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    if _b64(data) != part:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _jwks_document(public: list[dict[str, Any]]) -> tuple[bytes, str]:
@@ -186,6 +218,20 @@ class _Loaded:
     verify: dict[str, tuple[str, Any]]  # kid -> (alg, key), every published key
     jwks: dict[str, tuple[bytes, str]]  # "standard" | "all" -> (body, etag)
     next_change: float  # monotonic time at which a pending key becomes active
+    unreadable: list[str]  # kids of published keys the master keys do not open
+
+
+def _open(cipher: FieldCipher, row: SigningKey) -> Any | None:
+    """The private key of ``row``, or None (logged, never the key) when it cannot be
+    opened: sealed under a master key this process does not have, or damaged."""
+    try:
+        private = json.loads(cipher.decrypt(row.private_enc,
+                                            context=PRIVATE_JWK.associated_data(row)))
+        return _import_private(row.alg, private)
+    except (GMError, ValueError, TypeError, KeyError) as exc:
+        log.error("a signing key cannot be opened and is left out",
+                  extra={"kid": row.kid, "alg": row.alg, "error": type(exc).__name__})
+        return None
 
 
 class NoSigningKey(Exception):
@@ -228,13 +274,15 @@ class KeyRing:
         public: list[dict[str, Any]] = []
         pending_starts = [r.active_from for r in rows if r.active_from > now]
         by_kid = {r.kid: r for r in rows}
+        unreadable: list[str] = []
         for status in statuses(rows, self._settings, now):
             if status.state == "expired":
                 continue
             row = by_kid[status.kid]
-            private = json.loads(cipher.decrypt(row.private_enc,
-                                                context=PRIVATE_JWK.associated_data(row)))
-            key = _import_private(row.alg, private)
+            key = _open(cipher, row)
+            if key is None:
+                unreadable.append(row.kid)  # left out: it neither signs nor verifies
+                continue
             verify[row.kid] = (row.alg, key)
             public.append(json.loads(row.public_jwk))
             if status.state == "active":
@@ -247,7 +295,17 @@ class KeyRing:
             {"standard": _jwks_document(standard), "all": _jwks_document(public)},
             time.monotonic() + (next_change - now).total_seconds() if next_change
             else float("inf"),
+            unreadable,
         )
+
+    def problem(self) -> str | None:
+        """Why this process cannot sign, for the readiness check: the master keys open none
+        of the published keys (a wrong ``IDP_MASTER_KEY``, or its id), or None. One key
+        that does not open is logged and left out, and the others serve."""
+        state = self._state()
+        if state.unreadable and not state.verify:
+            return "the master keys open none of the signing keys"
+        return None
 
     def jwks(self, which: str = "standard") -> tuple[bytes, str]:
         """The published JWKS (``standard`` or ``all``) as bytes, and its ETag."""

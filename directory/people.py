@@ -10,15 +10,16 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from core.audit import Context, record
 from core.db import Database, utcnow
-from core.field_crypto import blind_index_candidates
+from core.field_crypto import blind_index, blind_index_candidates, open_
 from core.settings import Settings
 from directory import subjects
 from directory.identifiers import guess_kinds, normalise
 from directory.models import (
+    PHONE,
     Account,
     Affiliation,
     IdentifierKind,
@@ -266,3 +267,46 @@ class StandingBySub:
                 self._seen.clear()
             self._seen[sub] = (now + self._seconds, standing)
         return standing.allows(issued_at)
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    """What :func:`reindex_phone_logins` did: phone logins moved to the current master
+    key's index, and those it could not check (a number other than the one on file)."""
+
+    moved: int
+    unknown: int
+
+
+def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
+                         batch: int = 500) -> Reindexed:
+    """Move phone logins to the blind index under the current master key, after a
+    master-key change (``idp keys reencrypt``). A phone login holds only the index of its
+    number, so it can be moved only when it is the person's number on file (opened from
+    ``person.phone_enc``); other numbers (a guardian's second phone) stay findable while
+    their master key is listed in ``IDP_OLD_MASTER_KEYS`` and are counted as ``unknown``.
+    Batches commit one by one, so an interrupted run resumes."""
+    moved = unknown = 0
+    after = 0
+    while True:
+        with sessions.begin() as session:
+            rows = session.execute(
+                select(LoginIdentifier, Person)
+                .join(Account, Account.id == LoginIdentifier.account_id)
+                .join(Person, Person.id == Account.person_id)
+                .where(LoginIdentifier.kind == IdentifierKind.phone.value,
+                       LoginIdentifier.id > after)
+                .order_by(LoginIdentifier.id).limit(batch)).all()
+            after = rows[-1][0].id if rows else after
+            for login, person in rows:
+                number = open_(settings, PHONE, person)
+                current = blind_index(settings, "phone", number) if number else None
+                if login.value == current:
+                    continue
+                if number and login.value in blind_index_candidates(settings, "phone", number):
+                    login.value = current
+                    moved += 1
+                else:
+                    unknown += 1
+        if len(rows) < batch:
+            return Reindexed(moved, unknown)

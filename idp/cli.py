@@ -193,6 +193,27 @@ def keys_rotate(
                       f"{key.active_from.isoformat(timespec='seconds')}")
 
 
+@keys_app.command("revoke")
+def keys_revoke(kid: str = typer.Argument(..., help="The kid of the key to withdraw.")) -> None:
+    """Withdraw a signing key at once (its private key leaked): out of the JWKS, verifying
+    nothing; an active one gets a successor that signs at once. Tokens it signed fail."""
+    from core.audit import record
+    from core.signing_keys import revoke
+    from idp.cli_directory import _actor
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        try:
+            successor = revoke(session, settings, kid)
+        except LookupError as exc:
+            raise ConfigError(f"{exc}; see: idp keys list") from None
+        record(session, actor=_actor(), action="signing_key.revoke", outcome="success",
+               target=f"signing_key:{kid}",
+               detail={"successor": successor.kid if successor else None})
+    out.print(f"revoked {kid}; workers stop using it within a minute" +
+              (f"; {successor.alg} now signs with {successor.kid}" if successor else ""))
+
+
 @keys_app.command("prune")
 def keys_prune() -> None:
     """Delete signing keys that are no longer published."""
@@ -211,6 +232,7 @@ def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transact
 
     import migrations.models  # noqa: F401 - registers every layer's encrypted columns
     from core.field_crypto import reencrypt
+    from directory.people import reindex_phone_logins
 
     settings = _settings()
     database = _database(settings)
@@ -220,6 +242,12 @@ def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transact
                            progress=lambda _column, n: progress.advance(task, n))
     for column, count in counts.items():
         out.print(f"{column}: {count} rows re-encrypted")
+    logins = reindex_phone_logins(settings, database.sessions, batch=batch)
+    out.print(f"phone logins: {logins.moved} moved to the current key's index")
+    if logins.unknown:
+        out.print(f"{logins.unknown} phone logins are not the number on file (a guardian's "
+                  "second phone): they cannot be moved, so keep their key in "
+                  "IDP_OLD_MASTER_KEYS (docs/keys.md)")
 
 
 @keys_app.command("new-master-key")

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from core.audit import Context, record
 from core.db import utcnow
 from core.gm.sm3 import hmac_sm3
-from core.keyring import key_for
+from core.keyring import key_for, keys_for
 from core.settings import Settings
 from core.store import Store
 from mfa.credentials import FactorKind, MfaCredential
@@ -59,6 +59,13 @@ def normalise(code: str) -> str | None:
 def _mac(settings: Settings, account_id: int, normalised: str) -> str:
     message = f"{account_id}:{normalised}".encode()
     return hmac_sm3(key_for(settings, KEY_PURPOSE), message).hex()
+
+
+def _macs(settings: Settings, account_id: int, normalised: str) -> list[str]:
+    """The code's MAC under the current master key and each old one: codes made before a
+    master-key change work while their key is listed in ``IDP_OLD_MASTER_KEYS``."""
+    message = f"{account_id}:{normalised}".encode()
+    return [hmac_sm3(key, message).hex() for key in keys_for(settings, KEY_PURPOSE)]
 
 
 def _new_code() -> str:
@@ -130,17 +137,17 @@ def use(session: Session, settings: Settings, store: Store, account_id: int, cod
     normalised = normalise(code)
     if normalised is None:
         return fail("malformed_code")
-    mac = _mac(settings, account_id, normalised)
     row = session.scalar(select(MfaCredential).where(
         MfaCredential.account_id == account_id, MfaCredential.kind == KIND,
-        MfaCredential.credential_id == mac, MfaCredential.confirmed_at.is_not(None)))
+        MfaCredential.credential_id.in_(_macs(settings, account_id, normalised)),
+        MfaCredential.confirmed_at.is_not(None)))
     if row is None:
         return fail("wrong_code")  # unknown, or already used: the slot stays taken
     uid = row.uid
     # The conditional delete is the single use: a concurrent use of the same code
     # finds no row left to delete.
     deleted = session.execute(delete(MfaCredential).where(
-        MfaCredential.id == row.id, MfaCredential.credential_id == mac)
+        MfaCredential.id == row.id, MfaCredential.credential_id == row.credential_id)
         .execution_options(synchronize_session=False)).rowcount
     session.expunge(row)
     if deleted != 1:

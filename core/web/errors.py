@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.gm.errors import DecryptionError
 from core.web.i18n import N_
 
 log = logging.getLogger("idp.errors")
@@ -165,6 +166,15 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _sealed_value_unreadable(request: Request, exc: Exception) -> Response:
+    """A value sealed at rest (a phone, a TOTP secret) does not open: sealed under a master
+    key this process is not given (``IDP_OLD_MASTER_KEYS``), or damaged. Not the request's
+    fault, and not to be mended by retrying at once: 503, and the operator is told."""
+    log.error("a sealed value cannot be opened (is its master key missing from "
+              "IDP_OLD_MASTER_KEYS?): %s", type(exc).__name__)
+    return _for_status(request, 503)
+
+
 async def _bad_data(request: Request, exc: Exception) -> Response:
     """The database refused a value (a NUL in text, a number out of range, text too
     long): the request's fault, and its transaction is rolled back. Logged without the
@@ -196,5 +206,6 @@ def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     for kind in unavailable:
         app.add_exception_handler(kind, _unavailable)
+    app.add_exception_handler(DecryptionError, _sealed_value_unreadable)
     app.add_exception_handler(DataError, _bad_data)
     app.add_exception_handler(Exception, _unexpected)

@@ -194,7 +194,8 @@ def test_healthz_readyz_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "store": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "store": "ok",
+                                                              "signing_keys": "ok"}}
     metrics = client.get("/metrics").text
     assert 'idp_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
 
@@ -235,7 +236,8 @@ def test_readyz_names_the_store_while_down_and_recovers(settings, db, tmp_path) 
             server.wait()
             down = ready_client.get("/readyz")
             assert down.status_code == 503
-            assert down.json()["checks"] == {"database": "ok", "store": "unavailable"}
+            assert down.json()["checks"] == {"database": "ok", "store": "unavailable",
+                                             "signing_keys": "ok"}
             server = _start_redis(port, tmp_path)
             assert ready_client.get("/readyz").status_code == 200
     finally:
