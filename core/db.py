@@ -101,6 +101,15 @@ def _check_sqlite_version() -> None:
                           "needed (or use PostgreSQL)")
 
 
+# libpq's defaults wait 130 s for a server that accepts and never answers, and for ever on
+# a connection whose server vanished (a failover, a partition): every request would hang
+# with it. Connecting gives up after 5 s; TCP keepalives and tcp_user_timeout find a dead
+# peer of an open connection within about 30 s. A server that is alive but stuck (its
+# process stopped, the machine still answering TCP) is not detected: docs/operations.md.
+CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -118,7 +127,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # hide_parameters: an error's message never carries the statement's values (names,
     # identifiers: personal data) into the log
     engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
-                           hide_parameters=True)
+                           hide_parameters=True, connect_args=CONNECT_ARGS)
     _ping_when_idle(engine)
     return engine
 
@@ -180,11 +189,21 @@ class Database:
             yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def ping(self) -> None:
+        """Raise when the database cannot serve: unreachable, or (PostgreSQL) read-only, a
+        standby after a failover or a database in maintenance, where every write fails."""
         with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            if connection.dialect.name != "postgresql":
+                connection.execute(text("SELECT 1"))
+            elif connection.execute(text("SELECT current_setting('transaction_read_only')")
+                                    ).scalar() == "on":
+                raise exc.OperationalError("SELECT", None, ReadOnly("the database is read-only"))
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class ReadOnly(Exception):
+    """The database takes no writes (``Database.ping``)."""
 
 
 def create_all_for_tests(engine: Engine) -> None:

@@ -484,10 +484,14 @@ class RedisStore(Store):
         return None if left < 0 else left / 1000
 
     def ping(self) -> None:
+        """A write, not a PING: a Redis that answers but refuses writes (a replica after a
+        failover: READONLY; full under noeviction: OOM) cannot serve sign-ins either."""
         try:
-            self._redis.ping()
+            self._redis.set(self._prefix + "ready", b"1", px=10_000)
         except self.errors as exc:
-            raise StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
+            refused = type(exc).__name__ in ("ReadOnlyError", "OutOfMemoryError")
+            reason = "refuses writes" if refused else "is unreachable"
+            raise StoreUnavailable(f"Redis {reason} ({type(exc).__name__})") from None
 
     def delete_prefix(self) -> int:
         """Remove every key under this store's prefix (test clean-up)."""

@@ -73,8 +73,10 @@ def _unavailable_errors() -> tuple[type[Exception], ...]:
 
     # NoSigningKey: an algorithm without an active key (retired, or taken out of
     # IDP_SIGNING_ALGS after an app registered it): 503 until the operator makes one
+    # ReadOnlyError, OutOfMemoryError: a Redis that answers but takes no writes (a replica
+    # after a failover; full under noeviction)
     return (StoreUnavailable, OperationalError, redis.ConnectionError, redis.TimeoutError,
-            NoSigningKey)
+            redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError, NoSigningKey)
 
 
 def create_app(

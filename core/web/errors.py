@@ -17,8 +17,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, InternalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.gm.errors import DecryptionError
 from core.web.i18n import N_
@@ -175,6 +176,17 @@ async def _sealed_value_unreadable(request: Request, exc: Exception) -> Response
     return _for_status(request, 503)
 
 
+READ_ONLY_TRANSACTION = "25006"  # SQLSTATE read_only_sql_transaction
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    """A write refused because the database is read-only (a standby after a failover, a
+    database in maintenance) is an outage (503); any other internal error is unexpected."""
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == READ_ONLY_TRANSACTION:
+        return await _unavailable(request, exc)
+    return await _unexpected(request, exc)
+
+
 async def _bad_data(request: Request, exc: Exception) -> Response:
     """The database refused a value (a NUL in text, a number out of range, text too
     long): the request's fault, and its transaction is rolled back. Logged without the
@@ -195,6 +207,35 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(500, "Internal error")
 
 
+class UnexpectedErrors:
+    """Answer an exception no handler took with the 500 of :func:`_unexpected`, and end
+    there. Starlette's own last resort re-raises after answering, and the server then logs
+    the exception again with its message (a database error's DETAIL quotes a row's values:
+    personal data in the log) and drops the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # nothing else can be sent: the server closes the connection
+                raise
+            response = await _unexpected(Request(scope, receive), exc)
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
     """Register the handlers; ``unavailable`` are the backends' connection errors."""
     from core.web.safe_methods import HeadOfAnAction, answer_head
@@ -208,4 +249,5 @@ def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:
         app.add_exception_handler(kind, _unavailable)
     app.add_exception_handler(DecryptionError, _sealed_value_unreadable)
     app.add_exception_handler(DataError, _bad_data)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(InternalError, _internal)
+    app.add_middleware(UnexpectedErrors)  # the innermost middleware: the others see a 500

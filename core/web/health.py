@@ -20,7 +20,8 @@ log = logging.getLogger("idp.health")
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:  # on the event loop: answers while every
+    # worker thread waits on a database that stopped answering (a liveness probe)
     return {"status": "ok"}
 
 

@@ -3,7 +3,7 @@
 Every record gets the request id of the request it belongs to. A redaction
 filter masks, in the message and in every extra field: passwords, tokens and
 secrets given as ``name=value`` or JSON members, bearer/basic credentials,
-JWTs, 18-character mainland ID numbers and mainland mobile numbers. Code
+JWTs, 18-character mainland ID numbers, mainland mobile numbers and e-mail addresses. Code
 should not log such data in the first place; this is the safety net.
 """
 
@@ -32,6 +32,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<!\d)\d{6}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"),
      "[id-number]"),
     (re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)"), "[phone]"),
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),  # a path may name a person
 ]
 
 
@@ -54,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
         }
         if rid := request_id_var.get():
-            entry["request_id"] = rid
+            entry["request_id"] = rid  # ours, or a caller's that redact() leaves alone
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = redact(value) if isinstance(value, str) else value
@@ -75,3 +76,5 @@ def configure(level: str = "INFO") -> None:
         logger.propagate = True
     # Our middleware writes the access log (without query strings, which carry codes).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO (an SMS relay's URL may hold its key)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.web.logs import request_id_var
+from core.web.logs import redact, request_id_var
 
 access_log = logging.getLogger("idp.access")
 
@@ -143,7 +143,9 @@ class WebKitMiddleware:
         headers_in = dict(scope["headers"])
         incoming = headers_in.get(b"x-request-id", b"").decode("latin-1")
         origin = headers_in.get(b"origin")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        # a caller's id is kept unless it looks like personal data (a phone number)
+        request_id = incoming if _REQUEST_ID.match(incoming) and redact(incoming) == incoming \
+            else secrets.token_hex(8)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         scope["state"]["head"] = head  # routes that use something up may spare a HEAD

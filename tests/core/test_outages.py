@@ -1,0 +1,138 @@
+"""Outages answer 503 quickly, never a 500 or a long hang: a Redis that refuses writes, a
+read-only PostgreSQL, a database server that never answers."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from core.db import Database
+from core.store import Store
+from tests.conftest import PG_ADMIN_URL, make_settings
+
+REDIRECT_URI = "https://app.example.edu.cn/callback"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class FailingWrites:
+    """A store whose reads work and whose writes fail as Redis does after a failover to a
+    replica (READONLY) or when it is full with maxmemory-policy noeviction (OOM)."""
+
+    WRITES = frozenset({"set", "set_if_absent", "take", "take_and_mark", "replace", "swap",
+                        "take_if", "advance", "incr", "delete", "delete_many", "add_member",
+                        "remove_member", "schedule", "claim_due", "reschedule", "unschedule"})
+
+    def __init__(self, inner: Store, error: Exception) -> None:
+        self._inner, self._error = inner, error
+
+    def __getattr__(self, name: str):
+        if name in self.WRITES:
+            def fail(*_args, **_kwargs):
+                raise self._error
+            return fail
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("error", [
+    redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+], ids=["readonly-replica", "oom-noeviction"])
+def test_redis_refusing_writes_answers_503_not_500(settings, db, store, error) -> None:
+    from directory.apps import register_app
+    from idp.app import create_app
+
+    with db.session() as session:
+        app_row, _secret = register_app(session, settings, name="测试应用", metadata={
+            "redirect_uris": [REDIRECT_URI], "grant_types": ["authorization_code"],
+            "token_endpoint_auth_method": "client_secret_basic", "scope": "openid"},
+            first_party=True)
+        client_id = app_row.client_id
+    app = create_app(settings, db=db, store=FailingWrites(store, error))  # type: ignore[arg-type]
+    with TestClient(app, base_url="http://127.0.0.1:8000",
+                    raise_server_exceptions=False) as client:
+        response = client.get("/oauth2/authorize", params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
+            "scope": "openid", "state": "s", "nonce": "n",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256"})
+    assert response.status_code == 503, (response.status_code, response.text[:200])
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="PostgreSQL only")
+def test_postgresql_read_only_answers_503_not_500(settings, db, store) -> None:
+    """A failover that leaves the service on a standby (or a database put in read-only
+    mode for maintenance): every write fails with ReadOnlySqlTransaction."""
+    from idp.app import create_app
+
+    read_only = Database(settings)
+
+    @event.listens_for(read_only.engine, "connect")
+    def _read_only(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET default_transaction_read_only = on")
+        dbapi_connection.commit()
+
+    try:
+        app = create_app(settings, db=read_only, store=store)
+        with TestClient(app, base_url="http://127.0.0.1:8000",
+                        raise_server_exceptions=False) as client:
+            page = client.get("/login")
+            token = CSRF.search(page.text).group(1)
+            response = client.post("/login", data={"csrf_token": token, "login": "nobody-here",
+                                                   "password": "Wrong-password-1"})
+            ready = client.get("/readyz")
+        assert response.status_code == 503, (response.status_code, response.text[:200])
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] == "unavailable"
+    finally:
+        read_only.dispose()
+
+
+def _blackhole() -> tuple[socket.socket, int]:
+    """A TCP server that accepts connections and never answers (a hung or partitioned
+    database server, a proxy whose backend is gone)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_unresponsive_database_fails_within_seconds(var_dir) -> None:
+    server, port = _blackhole()
+    settings = make_settings(var_dir, f"postgresql+psycopg://postgres@127.0.0.1:{port}/idp")
+    database = Database(settings)
+    outcome: list[object] = []
+
+    def ping() -> None:
+        started = time.monotonic()
+        try:
+            database.ping()
+            outcome.append("answered")
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+        outcome.append(time.monotonic() - started)
+
+    worker = threading.Thread(target=ping, daemon=True)
+    worker.start()
+    worker.join(10)
+    server.close()
+    assert not worker.is_alive(), (
+        "Database.ping() against a server that never answers was still waiting after 10 s "
+        "(psycopg's default connect_timeout is 130 s)")
+    assert outcome and outcome[0] == "OperationalError"
