@@ -40,13 +40,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin_ui.security_reset import end_sessions
-from core.audit import Context
+from core.audit import Context, record
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
 from core.web.templates import add_folder, render
-from directory import people
-from directory.api import anything_matching, managed_person, person_view, visible_person
+from directory import administrators, people
+from directory.api import (
+    anything_matching,
+    current_placements,
+    managed_person,
+    person_view,
+    visible_person,
+)
 from directory.models import ADMIN_ROLES, Account, Affiliation, OrgUnit, Person
 from directory.scopes import PersonScope
 from idp import password_change, sessions
@@ -63,12 +69,21 @@ NOT_AN_ADMINISTRATOR = N_("Your account does not administer any school or distri
 NOT_YOURS = N_("You do not administer this unit.")
 NO_SUCH_PERSON = N_("No such person in the unit you administer, or the unit does not "
                     "manage how they sign in.")
+NO_SUCH_UNIT = N_("No such unit below the one you administer, for this person.")
+NO_ACCOUNT = N_("This person has no account: there is no sign-in to help with.")
+NOT_HERE_NOW = N_("This person has no current place in %(unit)s: you see their history here.")
+ADMINISTERS_HERE = N_("This person administers %(unit)s: they are helped by the administrator "
+                      "of the unit above, or by an operator.")
+PLACED_ELSEWHERE = N_("This person also has a current place outside %(unit)s: their sign-in is "
+                      "helped by the administrator of a unit that covers both.")
 DONE = {
     "unlock": N_("The sign-in lock was lifted and the failed attempts forgotten."),
     "sign-out": N_("The person was signed out on every device and app."),
     "second-factors": N_("The second factors were removed. At the next sign-in the person "
                          "sets up a new one (or gets an SMS code to the number on file)."),
     "phone": N_("SMS codes to the number on file work again."),
+    "appointed": N_("The person is now an administrator. They need two factors to sign in."),
+    "ended": N_("The administrator's role was ended."),
 }
 
 
@@ -93,16 +108,6 @@ class Administrator:
     units: list[OrgUnit]
 
 
-def _units(db: Session, account_id: int) -> list[OrgUnit]:
-    """The open units where the account's person holds a current administrator's role."""
-    return list(db.scalars(
-        select(OrgUnit).join(Affiliation, Affiliation.org_unit_id == OrgUnit.id)
-        .join(Account, Account.person_id == Affiliation.person_id)
-        .where(Account.id == account_id, Affiliation.valid_to.is_(None),
-               Affiliation.role.in_(ADMIN_ROLES), OrgUnit.status == "active")
-        .distinct().order_by(OrgUnit.path)))
-
-
 def _page_url(request: Request) -> str:
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
@@ -117,7 +122,7 @@ def _administrator(request: Request, db: Session, unit_code: str, *,
     if found is None:
         back = _person_url(acting_on, unit_code) if acting_on else _page_url(request)
         return RedirectResponse(sessions.reauth_url(back), status_code=303)
-    units = _units(db, found.account_id)
+    units = administrators.administered(db, found.account_id)
     if not units:
         raise PageError(403, NOT_AN_ADMINISTRATOR)
     unit = next((u for u in units if u.code == unit_code), None) if unit_code else units[0]
@@ -148,7 +153,26 @@ def search(request: Request, unit: str = "", q: str = "") -> Response:
                                      visible_person(admin.scope))
                 .order_by(Person.name, Person.id).limit(RESULTS + 1)))
             found, more = rows[:RESULTS], len(rows) > RESULTS
-        return _render(request, "console_search.html", admin, q=text, people=found, more=more)
+        placed = current_placements(db, admin.scope, [p.id for p in found])
+        names = _place_names(db, admin.scope, [p["unit"] for ps in placed.values() for p in ps])
+        results = [{"uid": p.uid, "name": p.name, "status": p.status,
+                    "places": [(p_["role"], names.get(p_["unit"], p_["unit_name"]))
+                               for p_ in placed[p.id]]} for p in found]
+        return _render(request, "console_search.html", admin, q=text, people=results,
+                       more=more)
+
+
+def _place_names(db: Session, scope: PersonScope, codes: list[str]) -> dict[str, str]:
+    """Each unit named with the units between it and the administrator's own
+    ("示范区第一实验小学 / 一年级 / 1班": every school has a 1班)."""
+    units = list(db.scalars(select(OrgUnit).where(OrgUnit.code.in_(set(codes))))) if codes else []
+    chains = {u.code: [int(i) for i in u.path.strip("/").split("/")] for u in units}
+    ids = {i for chain in chains.values() for i in chain}
+    names = {row.id: row.name for row in db.execute(
+        select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ids)))} if ids else {}
+    depth = len(scope.org_path.strip("/").split("/"))
+    return {code: " / ".join(names[i] for i in (chain[depth:] or chain[-1:]))
+            for code, chain in chains.items()}
 
 
 @router.get("/people/{uid}")
@@ -162,12 +186,62 @@ def person(request: Request, uid: str, unit: str = "", done: str = "") -> Respon
         if shown is None:
             raise PageError(404, NO_SUCH_PERSON)
         view = person_view(db, request.app.state.settings, admin.scope, shown)
+        names = _place_names(db, admin.scope, [a["unit"] for a in view["affiliations"]])
+        for placed in view["affiliations"]:
+            placed["unit_name"] = names.get(placed["unit"], placed["unit_name"])
         managed = db.scalar(select(Person.id).where(Person.id == shown.id,
                                                     managed_person(admin.scope)))
-        security = (_sign_in_state(request, db, shown.account)
-                    if managed and shown.account is not None else None)
-        return _render(request, "console_person.html", admin, person=view, uid=shown.uid,
-                       security=security, done=DONE.get(done, ""))
+        helped = managed and shown.account is not None
+        record(db, actor=admin.scope.actor, action="directory.person.view", outcome="success",
+               target=f"person:{shown.uid}", context=Context.of(request))
+        return _render(
+            request, "console_person.html", admin, person=view, uid=shown.uid,
+            security=_sign_in_state(request, db, shown.account) if helped else None,
+            why_not=None if helped else _why_not_helped(db, admin.scope, shown),
+            posts=_posts_below(db, admin.scope, shown) if helped else [],
+            appointable=_appointable(db, admin.scope, shown) if helped else [],
+            done=DONE.get(done, ""))
+
+
+def _why_not_helped(db: Session, scope: PersonScope, person: Person) -> str:
+    """Why the unit cannot help this person sign in (the page's line)."""
+    if person.account is None:
+        return NO_ACCOUNT
+    current = db.execute(select(Affiliation.role, OrgUnit.path)
+                         .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+                         .where(Affiliation.person_id == person.id,
+                                Affiliation.valid_to.is_(None))).all()
+    inside = [(role, path) for role, path in current if scope.covers(path)]
+    if not inside:
+        return NOT_HERE_NOW
+    if any(path == scope.org_path and role in ADMIN_ROLES for role, path in inside):
+        return ADMINISTERS_HERE
+    return PLACED_ELSEWHERE
+
+
+def _below(scope: PersonScope, unit: OrgUnit) -> bool:
+    return scope.covers(unit.path) and unit.path != scope.org_path
+
+
+def _posts_below(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
+    """The units below the administrator's own that the person administers."""
+    return [unit for _role, unit in administrators.posts(db, person) if _below(scope, unit)]
+
+
+def _appointable(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
+    """Where the administrator may appoint the person: a district or school below their
+    own unit that holds one of the person's current places, and that they do not
+    administer yet."""
+    paths = db.scalars(select(OrgUnit.path).join(Affiliation, Affiliation.org_unit_id
+                                                 == OrgUnit.id)
+                       .where(Affiliation.person_id == person.id,
+                              Affiliation.valid_to.is_(None))).all()
+    ids = {int(i) for path in paths for i in path.strip("/").split("/")}
+    held = {unit.id for unit in _posts_below(db, scope, person)}
+    return [unit for unit in db.scalars(select(OrgUnit).where(
+                OrgUnit.id.in_(ids), OrgUnit.kind.in_(administrators.ROLE_FOR_KIND),
+                OrgUnit.status == "active").order_by(OrgUnit.path))
+            if _below(scope, unit) and unit.id not in held] if ids else []
 
 
 def _sign_in_state(request: Request, db: Session, account: Account) -> dict[str, Any]:
@@ -262,3 +336,39 @@ def reset_password(request: Request, uid: str, unit: str = Form("", max_length=6
                                           actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
     return _render(request, "console_password.html", admin, uid=uid, temporary=temporary)
+
+
+@router.post("/people/{uid}/administrator/appoint")
+def appoint(request: Request, uid: str, unit: str = Form("", max_length=64),
+            at: str = Form(..., max_length=64)) -> Response:
+    """Make the person an administrator of ``at``: a district or school below the
+    administrator's own unit where the person has a current place."""
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        person = _managed_account(db, admin, uid).person
+        chosen = next((u for u in _appointable(db, admin.scope, person) if u.code == at), None)
+        if chosen is None:
+            raise PageError(404, NO_SUCH_UNIT)
+        administrators.appoint(db, person, chosen, actor=admin.scope.actor,
+                               context=Context.of(request))
+    return _back(uid, admin, "appointed")
+
+
+@router.post("/people/{uid}/administrator/end")
+def end_administrator(request: Request, uid: str, unit: str = Form("", max_length=64),
+                      at: str = Form(..., max_length=64)) -> Response:
+    """End the person's administrator's role at ``at``, a unit below the administrator's
+    own (a role at one's own unit is the unit above's to end)."""
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        if isinstance(admin, Response):
+            return admin
+        person = _managed_account(db, admin, uid).person
+        post = next((u for u in _posts_below(db, admin.scope, person) if u.code == at), None)
+        if post is None:
+            raise PageError(404, NO_SUCH_UNIT)
+        administrators.end(db, person, post, actor=admin.scope.actor,
+                           context=Context.of(request))
+    return _back(uid, admin, "ended")

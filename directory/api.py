@@ -146,7 +146,7 @@ def _unit(unit: OrgUnit) -> dict[str, Any]:
             "path": unit.path}
 
 
-def _current_placements(session: Session, scope: Scope,
+def current_placements(session: Session, scope: Scope,
                         person_ids: list[int]) -> dict[int, list[dict]]:
     """The current placements of these people inside the token's subtree (those elsewhere
     are not the token's to see, as in a person's own answer)."""
@@ -166,7 +166,7 @@ def _current_placements(session: Session, scope: Scope,
 
 def _summaries(session: Session, scope: Scope,
                people: list[Person]) -> list[dict[str, Any]]:
-    placements = _current_placements(session, scope, [p.id for p in people])
+    placements = current_placements(session, scope, [p.id for p in people])
     return [{"id": p.uid, "name": p.name, "status": p.status, "current": placements[p.id]}
             for p in people]
 

@@ -15,6 +15,9 @@
   they also forget the wrong-code counts / lift the sign-in lock in the shared store, and
   end the account's SSO sessions at once, telling their apps (back-channel logout);
   without it the sessions, in the server's memory, end when next used.
+- ``idp admin appoint --login ... --unit CODE`` makes a person an administrator of a city,
+  district or school (how the city's first administrator is made; later the unit above
+  does it in the admin console); ``idp admin end --login ... --unit CODE`` ends the role.
 - ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
   for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
   printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
@@ -36,7 +39,7 @@ from core.db import utcnow
 from core.settings import ConfigError
 from core.signing_keys import KeyRing
 from core.store import make_store
-from directory import people
+from directory import administrators, people
 from directory.api_tokens import PERMISSIONS, ApiToken, issue
 from directory.models import OrgUnit
 from directory.people import find_login_account
@@ -49,6 +52,7 @@ from mfa import guards, reset
 security_app = typer.Typer(no_args_is_help=True,
                             help="Sign-in locks and second-factor resets.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer API tokens for machine clients.")
+admin_app = typer.Typer(no_args_is_help=True, help="Who administers which unit.")
 
 
 def _subject(session, settings, login: str | None,
@@ -209,6 +213,51 @@ def sign_out(login: str = typer.Option(..., help="Any login identifier of the ac
     end_sessions([account_id], signed_out)
 
 
+def _administrator_change(login: str, unit: str, change: Callable[..., Any]) -> Any:
+    """Run ``change(session, person, unit)`` for the account of ``login`` and the unit
+    coded ``unit``, in one transaction."""
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            account = find_login_account(session, settings, login)
+            if account is None:
+                raise _fail("no account has this login identifier")
+            where = session.scalar(select(OrgUnit).where(OrgUnit.code == unit))
+            if where is None:
+                raise _fail(f"no org unit has the code {unit!r}")
+            return change(session, account.person, where)
+    finally:
+        database.dispose()
+
+
+@admin_app.command("appoint")
+def admin_appoint(login: str = typer.Option(..., help="Any login identifier of the account."),
+                  unit: str = typer.Option(..., help="The code of the city, district or "
+                                           "school to administer.")) -> None:
+    """Make a person an administrator of a unit (the city's first administrator; later,
+    the unit above does it in the admin console). They then sign in with two factors."""
+    def appoint(session, person, where) -> str:
+        try:
+            return administrators.appoint(session, person, where, actor=_actor()).role
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+
+    print(f"{login} is now {_administrator_change(login, unit, appoint)} of {unit}")
+
+
+@admin_app.command("end")
+def admin_end(login: str = typer.Option(..., help="Any login identifier of the account."),
+              unit: str = typer.Option(..., help="The code of the unit administered.")) -> None:
+    """End a person's administrator's role at a unit (at once; the history is kept)."""
+    ended = _administrator_change(login, unit, lambda session, person, where:
+                                  administrators.end(session, person, where, actor=_actor()))
+    print(f"ended {login}'s administrator's role at {unit}" if ended
+          else f"{login} does not administer {unit}")
+
+
 @tokens_app.command("issue")
 def tokens_issue(
     name: str = typer.Option(..., help="Who uses the token, e.g. 'district SIS sync'."),
@@ -293,3 +342,4 @@ def tokens_revoke(
 def register(app: typer.Typer) -> None:
     app.add_typer(security_app, name="security")
     app.add_typer(tokens_app, name="tokens")
+    app.add_typer(admin_app, name="admin")

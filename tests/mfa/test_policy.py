@@ -19,6 +19,8 @@ ROLES = ("teacher",)
     ((), [["urn:unknown"]], 1),             # unknown values are left out
     ((), [["urn:unknown", ACR_MFA]], 2),
     (("teacher",), [[ACR_SFA]], 2),         # the roles' level stays
+    (("school_admin",), [], 2),             # an administrator always, though not listed
+    (("student", "district_admin"), [[ACR_SFA]], 2),
 ])
 def test_required_level(roles, lists, level: int) -> None:
     assert required_level(roles, ROLES, *lists) == level

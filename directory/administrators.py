@@ -1,0 +1,77 @@
+"""Administrators: who administers which unit, appointing them and ending their role.
+
+An administrator's role is an affiliation (``city_admin``, ``district_admin``,
+``school_admin``: ``directory.models.ADMIN_ROLES``) at the unit administered, the kind of
+role following the kind of unit. Neither the import nor SCIM grants or ends one: that is
+the unit above's decision, in the admin console (``admin_ui.console``), or an operator's
+(``idp admin appoint|end``, also how the city's first administrator is made).
+
+A role is **current** from its ``valid_from`` (not in the future) until it is ended; ending
+it sets ``valid_to`` to today, and it is gone at once (history is kept).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import Context, record
+from directory.models import ADMIN_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
+
+ROLE_FOR_KIND = {OrgKind.city.value: Role.city_admin, OrgKind.district.value: Role.district_admin,
+                 OrgKind.school.value: Role.school_admin}
+
+
+def administered(session: Session, account_id: int) -> list[OrgUnit]:
+    """The open units where the account's person holds a current administrator's role,
+    in tree order."""
+    return list(session.scalars(
+        select(OrgUnit).join(Affiliation, Affiliation.org_unit_id == OrgUnit.id)
+        .join(Account, Account.person_id == Affiliation.person_id)
+        .where(Account.id == account_id, Affiliation.role.in_(ADMIN_ROLES),
+               Affiliation.valid_from <= date.today(), Affiliation.valid_to.is_(None),
+               OrgUnit.status == "active")
+        .distinct().order_by(OrgUnit.path)))
+
+
+def posts(session: Session, person: Person) -> list[tuple[Affiliation, OrgUnit]]:
+    """The person's current administrator's roles, with their units."""
+    return [(affiliation, unit) for affiliation, unit in session.execute(
+        select(Affiliation, OrgUnit).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+        .where(Affiliation.person_id == person.id, Affiliation.role.in_(ADMIN_ROLES),
+               Affiliation.valid_to.is_(None)).order_by(OrgUnit.path))]
+
+
+def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
+            context: Context | None = None) -> Affiliation:
+    """Make the person an administrator of ``unit`` from today (``ValueError``: a unit of
+    a kind nobody administers, such as a class)."""
+    role = ROLE_FOR_KIND.get(unit.kind)
+    if role is None:
+        raise ValueError(f"a {unit.kind} has no administrators")
+    existing = next((a for a, u in posts(session, person) if u.id == unit.id), None)
+    if existing is not None:
+        return existing
+    affiliation = Affiliation(person=person, org_unit=unit, role=role.value,
+                              valid_from=date.today())
+    session.add(affiliation)
+    session.flush()
+    record(session, actor=actor, action="admin.appoint", outcome="success",
+           target=f"person:{person.uid}", context=context,
+           detail={"unit": unit.code, "role": role.value})
+    return affiliation
+
+
+def end(session: Session, person: Person, unit: OrgUnit, *, actor: str,
+        context: Context | None = None) -> bool:
+    """End the person's administrator's role at ``unit`` today; False when they held none."""
+    ending = [a for a, u in posts(session, person) if u.id == unit.id]
+    for affiliation in ending:
+        affiliation.valid_to = date.today()
+    if ending:
+        record(session, actor=actor, action="admin.end", outcome="success",
+               target=f"person:{person.uid}", context=context,
+               detail={"unit": unit.code, "role": ending[0].role})
+    return bool(ending)
