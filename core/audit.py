@@ -7,6 +7,11 @@ chain has one order even with many workers. :func:`verify_chain` walks the
 chain and names the first row that was altered, deleted or inserted out of
 order, and notices a truncated tail through the head row.
 
+Retention: :func:`prune` deletes the events older than a date (``idp audit prune``, at
+least :data:`MIN_RETENTION_DAYS` kept). The head then records the first kept row and the
+hash it chains from, and the pruning is an event of the kept chain, so ``verify`` still
+checks everything that is left, and a pruning leaves its trace.
+
 Audit rows hold identifiers (account ids, client ids), never passwords, tokens
 or personal data such as ID or phone numbers.
 """
@@ -19,7 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
@@ -48,13 +64,16 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """One row: the end of the chain. Locked during every append."""
+    """One row: the end of the chain, locked during every append, and where the kept part
+    begins (``first_seq``, chaining from ``first_prev_hash``) once older rows were pruned."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    first_seq: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    first_prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))  # None: GENESIS
 
 
 def canonical(event: AuditEvent) -> bytes:
@@ -157,8 +176,8 @@ class ChainReport:
     seq: int | None = None
 
 
-def _walk(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
-    last = 0
+def _walk(session: Session, batch: int = 5000, after: int = 0) -> Iterator[AuditEvent]:
+    last = after
     while True:
         rows = session.scalars(
             select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
@@ -171,9 +190,12 @@ def _walk(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
 
 
 def verify_chain(session: Session) -> ChainReport:
-    """Walk the chain; report the first row that breaks it."""
-    prev_hash, expected_seq, count = GENESIS, 1, 0
-    for event in _walk(session):
+    """Walk the chain from where the kept part begins; report the first row that breaks it."""
+    head = session.get(AuditHead, 1)
+    first = head.first_seq if head else 1
+    prev_hash = head.first_prev_hash if head and head.first_prev_hash else GENESIS
+    expected_seq, count = first, 0
+    for event in _walk(session, after=first - 1):
         if event.seq != expected_seq:
             return ChainReport(False, count, f"row {expected_seq} is missing (deleted)", event.seq)
         if event.prev_hash != prev_hash:
@@ -184,11 +206,39 @@ def verify_chain(session: Session) -> ChainReport:
         if chain_hash(prev_hash, event) != event.hash:
             return ChainReport(False, count, f"row {event.seq} was altered", event.seq)
         prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
-    head = session.get(AuditHead, 1)
     last_seq, last_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS)
-    if (last_seq, last_hash) != (count, prev_hash):
+    if (last_seq, last_hash) != (first - 1 + count, prev_hash):
         return ChainReport(
-            False, count, f"the chain ends at row {count} but the head says row {last_seq} "
-            "(rows were removed from the end, or the head was altered)", count + 1
+            False, count, f"the chain ends at row {first - 1 + count} but the head says row "
+            f"{last_seq} (rows were removed from the end, or the head was altered)",
+            first + count
         )
     return ChainReport(True, count)
+
+
+MIN_RETENTION_DAYS = 180  # the Cybersecurity Law of the PRC, art. 21: network logs >= 6 months
+
+
+def prune(session: Session, before: datetime, *, actor: str, batch: int = 5000) -> int:
+    """Delete the events older than ``before`` (a retention period), keeping the chain
+    verifiable: the head records where the kept part begins and the hash it chains from,
+    and the pruning is itself an event of the kept chain. Returns how many were deleted."""
+    connection = session.connection()
+    head = connection.execute(_LOCK_HEAD).first()  # no append meanwhile
+    if head is None:
+        return 0
+    cut = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.at < before))
+    first = session.scalar(select(AuditHead.first_seq).where(AuditHead.id == 1)) or 1
+    if cut is None or cut < first:
+        return 0
+    anchor = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == cut))
+    removed = 0
+    for low in range(first, cut + 1, batch):
+        removed += connection.execute(delete(AuditEvent).where(
+            AuditEvent.seq >= low, AuditEvent.seq <= min(cut, low + batch - 1))).rowcount or 0
+    connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(
+        first_seq=cut + 1, first_prev_hash=anchor))
+    record(session, actor=actor, action="audit.prune", outcome="success",
+           detail={"before": before.isoformat(timespec="seconds"), "removed": removed,
+                   "first_seq": cut + 1})
+    return removed

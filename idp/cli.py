@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from core.audit import MIN_RETENTION_DAYS
 from core.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="City education identity.")
@@ -138,6 +139,22 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, or '
     out.print(f"database at revision {migrate.current(database.engine)}")
 
 
+@db_app.command("prune")
+def db_prune(grace_days: int = typer.Option(1, min=0, help="Days to keep a family after "
+                                           "its last token expired.")) -> None:
+    """Delete what has ended for good: refresh-token families whose every token expired.
+    Run it daily (the audit log has its own retention: idp audit prune)."""
+    from datetime import timedelta
+
+    from core.db import utcnow
+    from idp.oidc import refresh_tokens
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        removed = refresh_tokens.prune(session, utcnow() - timedelta(days=grace_days))
+    out.print(f"removed {removed} expired refresh tokens")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk the SM3 hash chain; name the first row that breaks it."""
@@ -151,6 +168,23 @@ def audit_verify() -> None:
         return
     err.print(f"audit chain BROKEN after {report.rows} good rows: {report.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("prune")
+def audit_prune(keep_days: int = typer.Option(
+        365, min=MIN_RETENTION_DAYS,
+        help=f"Keep the events of this many days (at least {MIN_RETENTION_DAYS}).")) -> None:
+    """Delete audit events older than the retention period; the rest stays verifiable."""
+    from datetime import timedelta
+
+    from core.audit import prune
+    from core.db import utcnow
+    from idp.cli_directory import _actor
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        removed = prune(session, utcnow() - timedelta(days=keep_days), actor=_actor())
+    out.print(f"removed {removed} audit events older than {keep_days} days")
 
 
 @keys_app.command("list")

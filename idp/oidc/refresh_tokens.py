@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from fastapi import Request
-from sqlalchemy import ForeignKey, String, Text, insert, select, update
+from sqlalchemy import ForeignKey, String, Text, delete, func, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
@@ -101,6 +101,19 @@ def _expiry(grant: Grant, now: datetime) -> datetime:
     if grant.session_ends_at is None:
         return latest
     return min(latest, datetime.fromtimestamp(grant.session_ends_at, tz=now.tzinfo))
+
+
+def prune(session: Session, before: datetime, *, batch: int = 1000) -> int:
+    """Delete the families whose every token expired before ``before`` (``idp db prune``).
+    A family goes whole: a used token kept while its family lives is what detects its
+    reuse. Returns how many tokens were deleted."""
+    ended = (select(RefreshToken.family).group_by(RefreshToken.family)
+             .having(func.max(RefreshToken.expires_at) < before).limit(batch))
+    removed = 0
+    while families := list(session.scalars(ended)):
+        removed += session.execute(delete(RefreshToken).where(
+            RefreshToken.family.in_(families))).rowcount or 0
+    return removed
 
 
 def revoke_family(db: Database, store: Store, family: str) -> None:
