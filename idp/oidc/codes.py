@@ -10,7 +10,9 @@ redemption is refused with ``invalid_grant`` and revokes them (RFC 6749 4.1.2:
 A second redemption that arrives while the first is still issuing its tokens
 swaps the mark for ``reused``; the first then sees that, revokes what it issued
 and answers ``invalid_grant`` too. Two store round trips per redemption, as
-before the mark: the take with the mark, the swap with the tokens.
+before the mark: the take with the mark, the swap with the tokens. A redemption that
+an outage fails (the database, a signing key) before any token left gives the code back,
+while nobody else tried it meanwhile: the app's retry after the outage works.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import Any
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import Request
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
+from core.signing_keys import NoSigningKey
 from core.store import Store
 from directory.apps import ClientMetadata
 from idp.oidc import dpop, refresh_tokens, resources
@@ -98,10 +102,15 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if grant.jkt and grant.jkt != dpop.key_of(request):  # RFC 9449 10: dpop_jkt
         raise invalid_grant("the code is bound to a DPoP key (dpop_jkt): send a proof "
                             "made with it")
-    issued = issue_tokens(request, client, grant, code=code,
-                          since=float(stored.get("issued_at") or time.time()),
-                          audience=resources.audience(state.resources, asked, grant.resources,
-                                                      client.client_id, grant.resource_owners))
+    try:
+        issued = issue_tokens(request, client, grant, code=code,
+                              since=float(stored.get("issued_at") or time.time()),
+                              audience=resources.audience(state.resources, asked,
+                                                          grant.resources, client.client_id,
+                                                          grant.resource_owners))
+    except (OperationalError, NoSigningKey, *state.store.errors):
+        _put_back(state.store, key, raw, stored)  # an outage: the app may try again
+        raise
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"],
                          "client_id": client.client_id}).encode()
@@ -109,6 +118,19 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
         _revoke(request, tokens)  # redeemed again while these were being issued
         raise invalid_grant("the code is invalid, expired or already used")
     return issued.body
+
+
+def _put_back(store: Store, key: str, raw: bytes, stored: dict[str, Any]) -> None:
+    """Give the code back after an outage (the database or a signing key) failed its
+    redemption before any token left: the app's retry once the outage ends then works,
+    instead of sending the person to sign in again. Only while nobody else tried the code
+    meanwhile (its mark is still ``PENDING``), and for the rest of its lifetime."""
+    left = CODE_SECONDS - (time.time() - float(stored.get("issued_at") or 0))
+    try:
+        if left > 1 and store.take_if("code-used:" + key, PENDING):
+            store.set("code:" + key, raw, ttl=left)
+    except store.errors:
+        pass  # the store is out too: the code is lost with it
 
 
 def _refuse_reuse(request: Request, key: str, client: ClientMetadata) -> None:

@@ -1257,8 +1257,7 @@ def test_a_refresh_that_fails_to_issue_leaves_the_token_usable(
         raise RuntimeError("the store went away")
 
     monkeypatch.setattr(grants, "issue_tokens", broken)
-    with pytest.raises(RuntimeError):
-        _refresh(client, auth, tokens["refresh_token"])
+    assert _refresh(client, auth, tokens["refresh_token"]).status_code == 500  # answered
     monkeypatch.setattr(grants, "issue_tokens", real)
     assert _refresh(client, auth, tokens["refresh_token"]).status_code == 200
 
@@ -1383,3 +1382,38 @@ def test_an_id_token_hint_is_an_id_token_of_ours(app) -> None:
                   keys.sign({**base, "exp": 1}, "SM2", typ="at+jwt"),
                   keys.sign({**base, "exp": 1, "iss": "https://other"}, "SM2", typ="JWT")):
         assert hint_claims(keys, token, issuer) is None
+
+
+def test_a_code_survives_an_outage_of_its_redemption(client: TestClient, make_client,
+                                                     make_person, monkeypatch) -> None:
+    """The database fails while the tokens are made: 503, and the app's retry after the
+    outage gets the tokens (the code was given back), unless someone else tried the code
+    meanwhile."""
+    from sqlalchemy.exc import OperationalError
+
+    from idp.oidc import codes
+
+    real = codes.issue_tokens
+
+    def outage(*args, **kwargs):
+        raise OperationalError("INSERT", None, ConnectionError("server closed the connection"))
+
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    monkeypatch.setattr(codes, "issue_tokens", outage)
+    assert _redeem(client, registered, code).status_code == 503
+    monkeypatch.setattr(codes, "issue_tokens", real)
+    retried = _redeem(client, registered, code)
+    assert retried.status_code == 200 and "id_token" in retried.json()
+    assert _redeem(client, registered, code).json()["error"] == "invalid_grant"  # once
+
+    other = flow.code_flow(client, registered.client_id, person).params["code"]
+
+    def outage_while_a_copy_is_tried(*args, **kwargs):
+        assert _redeem(client, registered, other).json()["error"] == "invalid_grant"
+        return outage()
+
+    monkeypatch.setattr(codes, "issue_tokens", outage_while_a_copy_is_tried)
+    assert _redeem(client, registered, other).status_code == 503
+    monkeypatch.setattr(codes, "issue_tokens", real)
+    assert _redeem(client, registered, other).json()["error"] == "invalid_grant"  # not back
