@@ -160,11 +160,26 @@ async def _validation(request: Request, exc: Exception) -> Response:
                             errors=errors)
 
 
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    log.error("backend unavailable: %s", type(exc).__name__)
-    response = _for_status(request, 503)
+PROTOCOL_PREFIX = "/oauth2/"  # OAuth endpoints: their clients read OAuth's error JSON
+
+
+def _outage(request: Request) -> Response:
+    """503 with ``Retry-After``: a page for people, OAuth's error JSON at the protocol
+    endpoints (what an app's OAuth library reads), problem JSON for the other APIs."""
+    if request.url.path.startswith(PROTOCOL_PREFIX) and not wants_html(request):
+        response: Response = JSONResponse(
+            {"error": "temporarily_unavailable",
+             "error_description": "The service is briefly unavailable; try again."},
+            status_code=503, headers={"Cache-Control": "no-store"})
+    else:
+        response = _for_status(request, 503)
     response.headers["Retry-After"] = "5"
     return response
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("backend unavailable: %s", type(exc).__name__)
+    return _outage(request)
 
 
 async def _sealed_value_unreadable(request: Request, exc: Exception) -> Response:
@@ -173,7 +188,7 @@ async def _sealed_value_unreadable(request: Request, exc: Exception) -> Response
     fault, and not to be mended by retrying at once: 503, and the operator is told."""
     log.error("a sealed value cannot be opened (is its master key missing from "
               "IDP_OLD_MASTER_KEYS?): %s", type(exc).__name__)
-    return _for_status(request, 503)
+    return _outage(request)
 
 
 READ_ONLY_TRANSACTION = "25006"  # SQLSTATE read_only_sql_transaction

@@ -1401,7 +1401,9 @@ def test_a_code_survives_an_outage_of_its_redemption(client: TestClient, make_cl
     registered, person = make_client(), make_person()
     code = flow.code_flow(client, registered.client_id, person).params["code"]
     monkeypatch.setattr(codes, "issue_tokens", outage)
-    assert _redeem(client, registered, code).status_code == 503
+    down = _redeem(client, registered, code)
+    assert down.status_code == 503 and down.headers["retry-after"]
+    assert down.json()["error"] == "temporarily_unavailable"  # what OAuth libraries read
     monkeypatch.setattr(codes, "issue_tokens", real)
     retried = _redeem(client, registered, code)
     assert retried.status_code == 200 and "id_token" in retried.json()
