@@ -69,7 +69,11 @@ USERS = [
 ADMINS = [
     DemoUser("cityadmin", "市级管理员", IdentifierKind.username, Role.city_admin, "DEMO-CITY",
              totp=True),
+    DemoUser("schooladmin", "第一实验小学管理员", IdentifierKind.username, Role.school_admin,
+             "3111000001", totp=True),
 ]
+ADMIN_SCOPES = {Role.city_admin: "city", Role.district_admin: "district",
+                Role.school_admin: "school"}
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def seed(session: Session, settings: Settings) -> dict[str, Any]:
         users.append({**_user_entry(session, settings, user, unit, known, passwords),
                       "roles": [user.role.value], "school": _school_of(unit).name})
     admins = [{**_user_entry(session, settings, a, units[a.unit], known, passwords),
-               "scope": "city"} for a in ADMINS]
+               "scope": ADMIN_SCOPES[a.role], "unit": a.unit} for a in ADMINS]
     known_secrets = {c.get("client_id"): c.get("client_secret")
                      for c in previous.get("clients", [])}
     clients = [_ensure_client(session, settings, demo, known_secrets.get(demo.client_id))

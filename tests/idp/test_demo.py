@@ -26,7 +26,8 @@ def test_seed_is_idempotent_and_passwords_verify(db: Database, settings: Setting
     assert again == content
     roles = {r for u in content["users"] for r in u["roles"]}
     assert {"teacher", "student"} <= roles
-    assert content["admins"][0]["scope"] == "city"
+    assert [(a["scope"], a["unit"]) for a in content["admins"]] == [
+        ("city", "DEMO-CITY"), ("school", "3111000001")]
     passwords = Passwords()
     with db.session() as session:
         for user in content["users"]:
