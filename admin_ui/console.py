@@ -166,11 +166,11 @@ def _place_names(db: Session, scope: PersonScope, codes: list[str]) -> dict[str,
     """Each unit named with the units between it and the administrator's own
     ("示范区第一实验小学 / 一年级 / 1班": every school has a 1班)."""
     units = list(db.scalars(select(OrgUnit).where(OrgUnit.code.in_(set(codes))))) if codes else []
-    chains = {u.code: [int(i) for i in u.path.strip("/").split("/")] for u in units}
+    chains = {u.code: _path_ids(u.path) for u in units}
     ids = {i for chain in chains.values() for i in chain}
     names = {row.id: row.name for row in db.execute(
         select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ids)))} if ids else {}
-    depth = len(scope.org_path.strip("/").split("/"))
+    depth = len(_path_ids(scope.org_path))
     return {code: " / ".join(names[i] for i in (chain[depth:] or chain[-1:]))
             for code, chain in chains.items()}
 
@@ -228,15 +228,21 @@ def _posts_below(db: Session, scope: PersonScope, person: Person) -> list[OrgUni
     return [unit for _role, unit in administrators.posts(db, person) if _below(scope, unit)]
 
 
+def _path_ids(path: str) -> list[int]:
+    """The ids of a unit's materialised path, from the root to the unit itself."""
+    return [int(i) for i in path.strip("/").split("/")]
+
+
 def _appointable(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
     """Where the administrator may appoint the person: a district or school below their
-    own unit that holds one of the person's current places, and that they do not
-    administer yet."""
+    own unit that holds one of the person's current places as staff (a teacher, a head
+    teacher, staff: never a pupil or a guardian), and that they do not administer yet."""
     paths = db.scalars(select(OrgUnit.path).join(Affiliation, Affiliation.org_unit_id
                                                  == OrgUnit.id)
                        .where(Affiliation.person_id == person.id,
+                              Affiliation.role.in_(administrators.STAFF_ROLES),
                               Affiliation.valid_to.is_(None))).all()
-    ids = {int(i) for path in paths for i in path.strip("/").split("/")}
+    ids = {i for path in paths for i in _path_ids(path)}
     held = {unit.id for unit in _posts_below(db, scope, person)}
     return [unit for unit in db.scalars(select(OrgUnit).where(
                 OrgUnit.id.in_(ids), OrgUnit.kind.in_(administrators.ROLE_FOR_KIND),

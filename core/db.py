@@ -127,7 +127,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # hide_parameters: an error's message never carries the statement's values (names,
     # identifiers: personal data) into the log
     engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
-                           hide_parameters=True, connect_args=CONNECT_ARGS)
+                           hide_parameters=True,  # the URL's own options win
+                           connect_args={k: v for k, v in CONNECT_ARGS.items()
+                                         if k not in parsed.query})
     _ping_when_idle(engine)
     return engine
 
@@ -189,8 +191,15 @@ class Database:
             yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def ping(self) -> None:
-        """Raise when the database cannot serve: unreachable, or (PostgreSQL) read-only, a
-        standby after a failover or a database in maintenance, where every write fails."""
+        """Raise when the database does not answer (the command line's check: reading a
+        standby is fine there)."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def ping_writable(self) -> None:
+        """Raise when the database cannot serve the service: unreachable, or (PostgreSQL)
+        read-only, a standby after a failover or a database in maintenance, where every
+        write fails (the readiness check)."""
         with self.engine.connect() as connection:
             if connection.dialect.name != "postgresql":
                 connection.execute(text("SELECT 1"))

@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     mode: Mode = Mode.dev
     issuer: str = "http://127.0.0.1:8000"
     var_dir: Path = PROJECT_ROOT / "var"
-    database_url: str = ""  # empty: sqlite file var/idp.sqlite3
+    database_url: str = Field(default="", repr=False)  # empty: sqlite file var/idp.sqlite3
     database_pool_size: int = 10
-    redis_url: str | None = None  # unset: in-process MemoryStore (one process only)
+    redis_url: str | None = Field(default=None, repr=False)  # unset: in-process MemoryStore
     store_prefix: str = "idp:"
     # Master key (32 bytes, base64url or hex). Every key for data at rest, cookies
     # and CSRF is derived from it. Dev: generated once into var/master.key.
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     # http (a JSON webhook; a small relay signs the cloud provider's API call) or none
     # (production default). Production refuses console.
     sms_gateway: str = ""
-    sms_webhook_url: str = ""
+    sms_webhook_url: str = Field(default="", repr=False)  # a relay's URL may hold its key
     sms_webhook_token: str | None = Field(default=None, repr=False)  # "Authorization: Bearer"
     sms_webhook_body: str = ""  # JSON template; empty: mfa.sms_gateways.DEFAULT_BODY
     sms_webhook_timeout: float = 5.0

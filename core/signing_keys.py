@@ -138,11 +138,19 @@ def revoke(session: Session, settings: Settings, kid: str) -> SigningKey | None:
     if row is None:
         raise LookupError(f"no signing key {kid}")
     rows = list(session.scalars(select(SigningKey).where(SigningKey.alg == row.alg)))
-    was_active = any(s.kid == kid and s.state == "active"
-                     for s in statuses(rows, settings, utcnow()))
-    session.delete(row)
+    known = statuses(rows, settings, utcnow())
+    was_active = any(s.kid == kid and s.state == "active" for s in known)
+    # A key's retirement runs from its successor's start: with this one gone (and a new
+    # one starting now), an expired predecessor would count as retired again and come
+    # back to the JWKS. Expired keys of the algorithm go with it.
+    gone = {kid} | {s.kid for s in known if s.state == "expired"}
+    for each in rows:
+        if each.kid in gone:
+            session.delete(each)
     session.flush()
-    return create_key(session, settings, row.alg) if was_active else None
+    if was_active and row.alg in settings.signing_algs:
+        return create_key(session, settings, row.alg)
+    return None
 
 
 @dataclass(frozen=True)
@@ -229,9 +237,14 @@ def _open(cipher: FieldCipher, row: SigningKey) -> Any | None:
                                             context=PRIVATE_JWK.associated_data(row)))
         return _import_private(row.alg, private)
     except (GMError, ValueError, TypeError, KeyError) as exc:
-        log.error("a signing key cannot be opened and is left out",
-                  extra={"kid": row.kid, "alg": row.alg, "error": type(exc).__name__})
+        if row.kid not in _REPORTED:  # once per process: reloads come every minute, and
+            _REPORTED.add(row.kid)    # at once for any unknown kid a caller sends
+            log.error("a signing key cannot be opened and is left out",
+                      extra={"kid": row.kid, "alg": row.alg, "error": type(exc).__name__})
         return None
+
+
+_REPORTED: set[str] = set()  # kids of unreadable keys already logged
 
 
 class NoSigningKey(Exception):
@@ -299,12 +312,13 @@ class KeyRing:
         )
 
     def problem(self) -> str | None:
-        """Why this process cannot sign, for the readiness check: the master keys open none
-        of the published keys (a wrong ``IDP_MASTER_KEY``, or its id), or None. One key
-        that does not open is logged and left out, and the others serve."""
+        """Why this process cannot sign, for the readiness check: keys that do not open and
+        no algorithm left with an active key (a wrong ``IDP_MASTER_KEY`` or id; a worker
+        still on the old master key after keys were made under a new one), or None. One
+        key that does not open is logged and left out, and the others serve."""
         state = self._state()
-        if state.unreadable and not state.verify:
-            return "the master keys open none of the signing keys"
+        if state.unreadable and not state.signing:
+            return "no algorithm can sign: the master keys do not open its active key"
         return None
 
     def jwks(self, which: str = "standard") -> tuple[bytes, str]:

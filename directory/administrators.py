@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from core.audit import Context, record
 from directory.models import ADMIN_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
 
+# Who may be appointed: the unit's staff, never a pupil or a guardian
+STAFF_ROLES = frozenset({Role.teacher.value, Role.head_teacher.value, Role.staff.value})
 ROLE_FOR_KIND = {OrgKind.city.value: Role.city_admin, OrgKind.district.value: Role.district_admin,
                  OrgKind.school.value: Role.school_admin}
 
@@ -51,6 +53,8 @@ def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
     role = ROLE_FOR_KIND.get(unit.kind)
     if role is None:
         raise ValueError(f"a {unit.kind} has no administrators")
+    session.execute(select(Person.id).where(Person.id == person.id)  # one appointment of
+                    .with_for_update())  # the person at a time: no twin roles
     existing = next((a for a, u in posts(session, person) if u.id == unit.id), None)
     if existing is not None:
         return existing

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from core.audit import Context, record
 from core.db import Database, utcnow
 from core.field_crypto import blind_index, blind_index_candidates, open_
+from core.gm.errors import DecryptionError
 from core.settings import Settings
 from directory import subjects
 from directory.identifiers import guess_kinds, normalise
@@ -284,7 +285,9 @@ def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
     master-key change (``idp keys reencrypt``). A phone login holds only the index of its
     number, so it can be moved only when it is the person's number on file (opened from
     ``person.phone_enc``); other numbers (a guardian's second phone) stay findable while
-    their master key is listed in ``IDP_OLD_MASTER_KEYS`` and are counted as ``unknown``.
+    their master key is listed in ``IDP_OLD_MASTER_KEYS`` and are counted as ``unknown``
+    while old keys are listed (an index cannot tell which key made it: a number added
+    after the change counts too).
     Batches commit one by one, so an interrupted run resumes."""
     moved = unknown = 0
     after = 0
@@ -299,14 +302,17 @@ def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
                 .order_by(LoginIdentifier.id).limit(batch)).all()
             after = rows[-1][0].id if rows else after
             for login, person in rows:
-                number = open_(settings, PHONE, person)
+                try:
+                    number = open_(settings, PHONE, person)
+                except DecryptionError:  # under a key not listed: counted, the run goes on
+                    number = None
                 current = blind_index(settings, "phone", number) if number else None
                 if login.value == current:
                     continue
                 if number and login.value in blind_index_candidates(settings, "phone", number):
                     login.value = current
                     moved += 1
-                else:
+                elif settings.old_master_key_bytes:  # else every index is the current key's
                     unknown += 1
         if len(rows) < batch:
             return Reindexed(moved, unknown)

@@ -280,8 +280,8 @@ def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transact
     out.print(f"phone logins: {logins.moved} moved to the current key's index")
     if logins.unknown:
         out.print(f"{logins.unknown} phone logins are not the number on file (a guardian's "
-                  "second phone): they cannot be moved, so keep their key in "
-                  "IDP_OLD_MASTER_KEYS (docs/keys.md)")
+                  "second phone) and cannot be checked: those made before the change stay "
+                  "findable while their key is listed in IDP_OLD_MASTER_KEYS (docs/keys.md)")
 
 
 @keys_app.command("new-master-key")

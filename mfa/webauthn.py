@@ -131,8 +131,8 @@ def is_administrator(session: Session, account_id: int) -> bool:
     today = date.today()
     rows = session.scalars(select(Affiliation).where(
         Affiliation.person_id == account.person_id, Affiliation.role.in_(ADMIN_ROLES)))
-    return any(a.valid_from <= today and (a.valid_to is None or a.valid_to >= today)
-               for a in rows)
+    return any(a.valid_from <= today and (a.valid_to is None or a.valid_to > today)
+               for a in rows)  # a role ended today (directory.administrators.end) is over
 
 
 def passkeys(session: Session, account_id: int) -> list[MfaCredential]:

@@ -148,7 +148,9 @@ def store() -> Iterator[Store]:
 def app(settings: Settings, db: Database, store: Store):
     from idp.app import create_app
 
-    return create_app(settings, db=db, store=store)
+    app = create_app(settings, db=db, store=store)
+    app.state.reraise_unexpected = True  # a route's bug fails its test with its traceback
+    return app
 
 
 @pytest.fixture

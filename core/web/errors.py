@@ -249,6 +249,8 @@ class UnexpectedErrors:
                 raise
             response = await _unexpected(Request(scope, receive), exc)
             await response(scope, receive, send)
+            if getattr(getattr(scope.get("app"), "state", None), "reraise_unexpected", False):
+                raise  # the test suite's TestClient shows the bug's own traceback
 
 
 def install(app: FastAPI, unavailable: tuple[type[Exception], ...]) -> None:

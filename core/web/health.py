@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:  # on the event loop: answers while every
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
-    for name, probe in (("database", request.app.state.db.ping),
+    for name, probe in (("database", request.app.state.db.ping_writable),
                         ("store", request.app.state.store.ping)):
         try:
             probe()

@@ -61,3 +61,13 @@ def test_the_retire_bound_covers_every_token_the_service_signs() -> None:
         LONGEST_SIGNED_TOKEN_SECONDS
     assert _load(key_retire_seconds=str(LONGEST_SIGNED_TOKEN_SECONDS)).key_retire_seconds \
         == LONGEST_SIGNED_TOKEN_SECONDS
+
+
+def test_settings_repr_hides_the_credentials_in_urls() -> None:
+    settings = _load(database_url="postgresql://idp:db-password-secret@db.example:5432/idp",
+                     redis_url="redis://:redis-password-secret@cache.example:6379/0",
+                     sms_gateway="http",
+                     sms_webhook_url="https://relay.example/sms?key=relay-key-secret")
+    text = repr(settings)
+    assert not [s for s in ("db-password-secret", "redis-password-secret", "relay-key-secret")
+                if s in text]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
@@ -12,7 +13,14 @@ from typer.testing import CliRunner
 
 from core.audit import AuditEvent
 from core.db import Database, utcnow
-from core.signing_keys import KeyRing, SigningKey, create_key, statuses
+from core.signing_keys import (
+    KeyRing,
+    SigningKey,
+    create_key,
+    ensure_keys,
+    revoke,
+    statuses,
+)
 from tests.conftest import make_settings
 
 OTHER_KEY = "33" * 32
@@ -54,10 +62,46 @@ def test_a_wrong_master_key_is_unready_not_a_500_per_request(
         assert ready.status_code == 503
         assert ready.json()["checks"]["signing_keys"] == "unavailable"
         assert c.get("/oauth2/jwks").status_code == 200  # empty: nothing it could sign with
-        token = c.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                       auth=("nobody", "x"))
-        assert token.status_code != 500
     assert OTHER_KEY not in caplog.text
+
+
+def test_unready_when_no_active_key_opens(db: Database, settings, tmp_path) -> None:
+    """A worker still on the old master key after keys were made under a new one: the
+    new active keys do not open, the retired ones do; it can sign nothing."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    other = make_settings(tmp_path, url, master_key=OTHER_KEY, master_key_id="k9")
+    made: list[str] = []
+    with db.session() as session:
+        for alg in settings.signing_algs:
+            made.append(create_key(session, other, alg, active_from=utcnow()).kid)
+    try:
+        ring = KeyRing(settings, db.sessions, reload_seconds=0)
+        assert not any(ring.has_active(alg) for alg in settings.signing_algs)
+        assert ring.problem() is not None
+    finally:
+        with db.session() as session:
+            session.execute(delete(SigningKey).where(SigningKey.kid.in_(made)))
+
+
+def test_revoking_does_not_bring_back_an_expired_key(db: Database, settings) -> None:
+    """The active key (rotated in three days ago) leaks; its predecessor expired a day ago
+    but was not pruned. Its retirement runs from its successor's start: with the new key
+    starting now it would be retired, published and verifying again."""
+    alg, now = "EdDSA", utcnow()
+    with db.session() as session:
+        session.execute(delete(SigningKey).where(SigningKey.alg == alg))
+        old = create_key(session, settings, alg, active_from=now - timedelta(days=10)).kid
+        leaked = create_key(session, settings, alg, active_from=now - timedelta(days=3)).kid
+    try:
+        with db.session() as session:
+            revoke(session, settings, leaked)
+        ring = KeyRing(settings, db.sessions, reload_seconds=0)
+        assert ring.verification_key(old) is None and ring.verification_key(leaked) is None
+        assert ring.has_active(alg)
+    finally:
+        with db.session() as session:
+            session.execute(delete(SigningKey).where(SigningKey.alg == alg))
+            ensure_keys(session, settings)
 
 
 def test_a_leaked_signing_key_is_withdrawn_at_once(db: Database, settings, monkeypatch,

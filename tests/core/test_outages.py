@@ -136,3 +136,74 @@ def test_unresponsive_database_fails_within_seconds(var_dir) -> None:
         "Database.ping() against a server that never answers was still waiting after 10 s "
         "(psycopg's default connect_timeout is 130 s)")
     assert outcome and outcome[0] == "OperationalError"
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="PostgreSQL only")
+def test_the_command_line_reads_a_read_only_database(db: Database, settings, monkeypatch,
+                                                     tmp_path) -> None:
+    """Readiness refuses a read-only database; the command line must still read one (an
+    operator's idp keys list or audit verify on a standby during a failover)."""
+    from sqlalchemy.engine import make_url
+    from typer.testing import CliRunner
+
+    from idp.cli import app
+
+    url = make_url(db.engine.url.render_as_string(hide_password=False)).update_query_dict(
+        {"options": "-c default_transaction_read_only=on"})
+    for name, value in {"IDP_VAR_DIR": str(tmp_path),
+                        "IDP_DATABASE_URL": url.render_as_string(hide_password=False),
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)
+    listed = CliRunner().invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0, (listed.output, listed.exception)
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="PostgreSQL only")
+def test_the_database_urls_own_options_win(db: Database) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from core.db import make_engine
+
+    url = make_url(db.engine.url.render_as_string(hide_password=False)).update_query_dict(
+        {"connect_timeout": "20", "keepalives_idle": "60"})
+    engine = make_engine(url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with engine.connect() as connection:
+            dsn = connection.connection.driver_connection.info.dsn
+            connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    assert "connect_timeout=20" in dsn and "keepalives_idle=60" in dsn, dsn
+    assert "tcp_user_timeout=30000" in dsn  # the defaults it did not name
+
+
+def test_a_redis_replica_is_not_ready(tmp_path) -> None:
+    """A Redis that answers PING but takes no writes (a replica after a failover)."""
+    import shutil
+    import subprocess
+
+    from core.store import RedisStore, StoreUnavailable
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (make peers installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    replica = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--replicaof", "127.0.0.1", "1", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="t:")
+        for _ in range(50):
+            try:
+                store._redis.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.1)
+        with pytest.raises(StoreUnavailable, match="refuses writes"):
+            store.ping()
+    finally:
+        replica.terminate()
+        replica.wait(10)

@@ -268,3 +268,22 @@ def test_sync_endpoints_get_one_thread_per_pooled_connection(client: TestClient,
         return anyio.to_thread.current_default_thread_limiter().total_tokens
 
     assert client.portal.call(tokens) == settings.database_pool_size != 40  # anyio's default
+
+
+def test_a_route_bug_reaches_the_test_that_made_it(app) -> None:
+    """The suite's app re-raises an unexpected error after answering it, as Starlette's own
+    last resort did, so a test fails with the bug's traceback (a served app does not)."""
+    from fastapi.testclient import TestClient
+
+    class Boom(RuntimeError):
+        pass
+
+    @app.get("/_test/boom")
+    def boom() -> None:
+        raise Boom("a bug")
+
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client, pytest.raises(Boom):
+        client.get("/_test/boom")
+    app.state.reraise_unexpected = False
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/_test/boom").status_code == 500

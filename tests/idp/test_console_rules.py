@@ -5,8 +5,11 @@ a school helpdesk (zh-CN)."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import date
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -14,11 +17,13 @@ from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
 from core.store import Store
-from directory.models import Account, OrgKind, OrgUnit, Person, Role
+from directory import administrators
+from directory.models import Account, Affiliation, OrgKind, OrgUnit, Person, Role
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate
 from idp import sessions
 from mfa import policy
+from tests.conftest import PG_ADMIN_URL
 from tests.idp import flow
 from tests.idp.live import live_server  # noqa: F401
 
@@ -59,12 +64,6 @@ def uid(db: Database, name: str) -> str:
         return session.scalar(select(Person.uid).where(Person.name == name))
 
 
-def csrf(client: TestClient, path: str) -> str:
-    from tests.idp import flow
-    page = client.get(path)
-    return flow.csrf_of(page.text)
-
-
 def person_without_account(db: Database, name: str, code: str, role: Role) -> None:
     with db.session() as session:
         person = Person(name=name)
@@ -93,10 +92,11 @@ def test_the_console_needs_two_factors_whatever_the_roles_setting(
         assert console.status_code == 303, console.status_code  # it was 200
         assert console.headers["location"].startswith("/login?next=")
         target = uid(db, "学生甲")
-        page = client.get(f"/admin/people/{target}")
-        token = flow.csrf_of(page.text) if "csrf_token" in page.text else ""
-        client.post(f"/admin/people/{target}/password/reset",
-                    data={"csrf_token": token, "unit": "T-SCHOOL"}, follow_redirects=False)
+        token = flow.csrf_of(client.get("/login").text)  # this browser's valid CSRF token
+        tried = client.post(f"/admin/people/{target}/password/reset",
+                            data={"csrf_token": token, "unit": "T-SCHOOL"},
+                            follow_redirects=False)
+        assert tried.status_code == 303 and tried.headers["location"].startswith("/login?")
         with db.session() as session:
             assert not session.get(Account, pupil.account_id).must_change_password
 
@@ -281,7 +281,6 @@ def test_an_operator_appoints_and_ends_an_administrator(
     made = CliRunner().invoke(app, ["admin", "appoint", "--login", "t400", "--unit", "T-CITY"])
     assert made.exit_code == 0 and "city_admin of T-CITY" in made.output, made.output
     with db.session() as session:
-        from directory import administrators
 
         assert [u.code for u in administrators.administered(session, person.account_id)] \
             == ["T-CITY"]
@@ -294,3 +293,58 @@ def test_an_operator_appoints_and_ends_an_administrator(
         actions = [e.action for e in session.scalars(select(AuditEvent).where(
             AuditEvent.action.in_(["admin.appoint", "admin.end"])).order_by(AuditEvent.seq))]
     assert actions == ["admin.appoint", "admin.end"]
+
+
+def test_a_pupil_is_never_appointed(client: TestClient, db: Database, store: Store,
+                                    make_person) -> None:
+    """Only the unit's staff may be appointed: a pupil's page offers no appointment, and a
+    forged one is refused (a child with the school's console)."""
+    unit(db, "T-DIST", OrgKind.district)
+    unit(db, "T-DS", OrgKind.school, parent="T-DIST")
+    district = make_person("d100", "pw-district-100", name="区管理员", role=Role.staff)
+    place(db, district.account_id, "T-DIST", Role.district_admin)
+    pupil = make_person("s900", "pw-pupil-900", name="小学生")
+    with db.session() as session:
+        for placed in session.get(Account, pupil.account_id).person.affiliations:
+            session.delete(placed)
+    place(db, pupil.account_id, "T-DS", Role.student)
+    sign_in(client, store, district.account_id)
+    target = uid(db, "小学生")
+    shown = client.get(f"/admin/people/{target}", params={"unit": "T-DIST"})
+    assert shown.status_code == 200 and "data-security" in shown.text
+    assert "administrator/appoint" not in shown.text
+    forged = client.post(f"/admin/people/{target}/administrator/appoint", data={
+        "csrf_token": flow.csrf_of(shown.text), "unit": "T-DIST", "at": "T-DS"},
+        follow_redirects=False)
+    assert forged.status_code == 404
+    with db.session() as session:
+        assert administrators.administered(session, pupil.account_id) == []
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="needs two concurrent transactions")
+def test_two_appointments_at_once_make_one_role(db: Database, make_person) -> None:
+    person = make_person("t-race-1", "pw-race-1", role=Role.teacher)
+    first, second = db.sessions(), db.sessions()
+
+    def appoint(session) -> None:
+        account = session.get(Account, person.account_id)
+        school = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-SCHOOL"))
+        administrators.appoint(session, account.person, school, actor="test")
+
+    try:
+        appoint(first)  # holds the person's row until it commits
+        other = threading.Thread(target=lambda: (appoint(second), second.commit()))
+        other.start()
+        time.sleep(1)
+        first.commit()
+        other.join(30)
+        assert not other.is_alive()
+    finally:
+        first.close()
+        second.close()
+    with db.session() as session:
+        roles = session.scalars(select(Affiliation.role).join(
+            Account, Account.person_id == Affiliation.person_id).where(
+            Account.id == person.account_id, Affiliation.role == "school_admin",
+            Affiliation.valid_to.is_(None))).all()
+    assert len(roles) == 1, roles

@@ -95,3 +95,18 @@ def test_a_value_that_does_not_open_is_a_503_not_a_500(
                         headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"].startswith("application/")
+
+
+def test_without_old_keys_nothing_is_unknown(db: Database, settings: Settings,
+                                             make_person) -> None:
+    """No master-key change at all: every phone login is on the current key, and the
+    command must not tell the operator to keep an old key listed."""
+    person = make_person("s-mk-4", "pw-mk-4")
+    with db.session() as session:
+        account = session.get(Account, person.account_id)
+        seal(settings, PHONE, account.person, NUMBER)
+        for number in (NUMBER, SECOND):
+            session.add(LoginIdentifier(account=account, kind=IdentifierKind.phone.value,
+                                        value=blind_index(settings, "phone", number)))
+    done = reindex_phone_logins(settings, db.sessions)
+    assert (done.moved, done.unknown) == (0, 0), done
