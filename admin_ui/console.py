@@ -29,6 +29,7 @@ for the actions: the console reveals nothing the directory API would not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,87 +280,79 @@ def _back(uid: str, admin: Administrator, done: str) -> Response:
     return RedirectResponse(_person_url(uid, admin.unit.code, done=done), status_code=303)
 
 
-@router.post("/people/{uid}/unlock")
-def unlock(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+def _act(request: Request, uid: str, unit: str, done: str,
+         action: Callable[[Session, Administrator, Account], Response | None]) -> Response:
+    """One action on a person the unit manages: the administrator (signed in in the last
+    ten minutes), the person's account (404 otherwise), the action in one transaction;
+    then back to the person's page saying ``done``, unless the action answers itself."""
     with request.app.state.db.session() as db:
         admin = _administrator(request, db, unit, acting_on=uid[:64])
         if isinstance(admin, Response):
             return admin
-        account = _managed_account(db, admin, uid)
+        answer = action(db, admin, _managed_account(db, admin, uid))
+    return answer or _back(uid, admin, done)
+
+
+@router.post("/people/{uid}/unlock")
+def unlock(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    def lift(db: Session, admin: Administrator, account: Account) -> None:
         guards.lift(db, request.app.state.store, guards.ACCOUNT, str(account.id),
                     actor=admin.scope.actor, context=Context.of(request))
-    return _back(uid, admin, "unlock")
+    return _act(request, uid, unit, "unlock", lift)
 
 
 @router.post("/people/{uid}/sign-out")
 def sign_out(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
-    with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        account = _managed_account(db, admin, uid)
+    def sign_out_everywhere(db: Session, admin: Administrator, account: Account) -> None:
         people.sign_out(db, account, actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
-    return _back(uid, admin, "sign-out")
+    return _act(request, uid, unit, "sign-out", sign_out_everywhere)
 
 
 @router.post("/people/{uid}/second-factors/reset")
 def reset_second_factors(request: Request, uid: str, unit: str = Form("", max_length=64),
                          passkeys: str = Form("", max_length=10),
                          phone: str = Form("", max_length=10)) -> Response:
-    with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        account = _managed_account(db, admin, uid)
+    def remove(db: Session, admin: Administrator, account: Account) -> None:
         reset.reset(db, request.app.state.store, account.id, passkeys=bool(passkeys),
                     phone=bool(phone), actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
-    return _back(uid, admin, "second-factors")
+    return _act(request, uid, unit, "second-factors", remove)
 
 
 @router.post("/people/{uid}/phone/restore")
 def restore_phone(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
-    with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        account = _managed_account(db, admin, uid)
+    def restore(db: Session, admin: Administrator, account: Account) -> None:
         reset.restore_phone(db, account.id, actor=admin.scope.actor,
                             context=Context.of(request))
-    return _back(uid, admin, "phone")
+    return _act(request, uid, unit, "phone", restore)
 
 
 @router.post("/people/{uid}/password/reset")
 def reset_password(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
     state = request.app.state
-    with state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        account = _managed_account(db, admin, uid)
+
+    def temporary_password(db: Session, admin: Administrator, account: Account) -> Response:
         temporary = password_change.reset(db, state.settings, state.store, account,
                                           actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
-    return _render(request, "console_password.html", admin, uid=uid, temporary=temporary)
+        return _render(request, "console_password.html", admin, uid=uid, temporary=temporary)
+    return _act(request, uid, unit, "", temporary_password)
 
 
 @router.post("/people/{uid}/administrator/appoint")
 def appoint(request: Request, uid: str, unit: str = Form("", max_length=64),
             at: str = Form(..., max_length=64)) -> Response:
     """Make the person an administrator of ``at``: a district or school below the
-    administrator's own unit where the person has a current place."""
-    with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        person = _managed_account(db, admin, uid).person
-        chosen = next((u for u in _appointable(db, admin.scope, person) if u.code == at), None)
+    administrator's own unit where the person has a current place as staff."""
+    def make(db: Session, admin: Administrator, account: Account) -> None:
+        chosen = next((u for u in _appointable(db, admin.scope, account.person)
+                       if u.code == at), None)
         if chosen is None:
             raise PageError(404, NO_SUCH_UNIT)
-        administrators.appoint(db, person, chosen, actor=admin.scope.actor,
+        administrators.appoint(db, account.person, chosen, actor=admin.scope.actor,
                                context=Context.of(request))
-    return _back(uid, admin, "appointed")
+    return _act(request, uid, unit, "appointed", make)
 
 
 @router.post("/people/{uid}/administrator/end")
@@ -367,14 +360,11 @@ def end_administrator(request: Request, uid: str, unit: str = Form("", max_lengt
                       at: str = Form(..., max_length=64)) -> Response:
     """End the person's administrator's role at ``at``, a unit below the administrator's
     own (a role at one's own unit is the unit above's to end)."""
-    with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
-        if isinstance(admin, Response):
-            return admin
-        person = _managed_account(db, admin, uid).person
-        post = next((u for u in _posts_below(db, admin.scope, person) if u.code == at), None)
+    def end(db: Session, admin: Administrator, account: Account) -> None:
+        post = next((u for u in _posts_below(db, admin.scope, account.person)
+                     if u.code == at), None)
         if post is None:
             raise PageError(404, NO_SUCH_UNIT)
-        administrators.end(db, person, post, actor=admin.scope.actor,
+        administrators.end(db, account.person, post, actor=admin.scope.actor,
                            context=Context.of(request))
-    return _back(uid, admin, "ended")
+    return _act(request, uid, unit, "ended", end)

@@ -173,6 +173,14 @@ def reset_mfa(login: str = typer.Option(..., help="Any login identifier of the a
 def restore_phone(login: str = typer.Option(..., help="Any login identifier of the account."),
                   ) -> None:
     """Lift the suspension of the SMS codes to an account's number (reset-mfa --phone)."""
+    restored = _with_account(login, lambda session, account: reset.restore_phone(
+        session, account.id, actor=_actor()))
+    print("SMS codes to its number restored" if restored else "SMS codes were not suspended")
+
+
+def _with_account(login: str, change: Callable[..., Any]) -> Any:
+    """Run ``change(session, account)`` for the account of ``login`` in one transaction
+    (the database alone: no store, no sessions ended)."""
     from idp.cli import _database, _settings
 
     settings = _settings()
@@ -182,10 +190,9 @@ def restore_phone(login: str = typer.Option(..., help="Any login identifier of t
             account = find_login_account(session, settings, login)
             if account is None:
                 raise _fail("no account has this login identifier")
-            restored = reset.restore_phone(session, account.id, actor=_actor())
+            return change(session, account)
     finally:
         database.dispose()
-    print("SMS codes to its number restored" if restored else "SMS codes were not suspended")
 
 
 @security_app.command("reset-password")
@@ -216,21 +223,12 @@ def sign_out(login: str = typer.Option(..., help="Any login identifier of the ac
 def _administrator_change(login: str, unit: str, change: Callable[..., Any]) -> Any:
     """Run ``change(session, person, unit)`` for the account of ``login`` and the unit
     coded ``unit``, in one transaction."""
-    from idp.cli import _database, _settings
-
-    settings = _settings()
-    database = _database(settings)
-    try:
-        with database.session() as session:
-            account = find_login_account(session, settings, login)
-            if account is None:
-                raise _fail("no account has this login identifier")
-            where = session.scalar(select(OrgUnit).where(OrgUnit.code == unit))
-            if where is None:
-                raise _fail(f"no org unit has the code {unit!r}")
-            return change(session, account.person, where)
-    finally:
-        database.dispose()
+    def at_unit(session: Any, account: Any) -> Any:
+        where = session.scalar(select(OrgUnit).where(OrgUnit.code == unit))
+        if where is None:
+            raise _fail(f"no org unit has the code {unit!r}")
+        return change(session, account.person, where)
+    return _with_account(login, at_unit)
 
 
 @admin_app.command("appoint")

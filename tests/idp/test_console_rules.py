@@ -64,6 +64,15 @@ def uid(db: Database, name: str) -> str:
         return session.scalar(select(Person.uid).where(Person.name == name))
 
 
+def _district_administrator(db: Database, make_person):
+    """A district (T-DIST) with a school (T-DS), and its administrator."""
+    unit(db, "T-DIST", OrgKind.district)
+    unit(db, "T-DS", OrgKind.school, parent="T-DIST")
+    district = make_person("d100", "pw-district-100", name="区管理员", role=Role.staff)
+    place(db, district.account_id, "T-DIST", Role.district_admin)
+    return district
+
+
 def person_without_account(db: Database, name: str, code: str, role: Role) -> None:
     with db.session() as session:
         person = Person(name=name)
@@ -142,10 +151,7 @@ def test_the_unit_above_can_end_a_school_administrators_role_in_the_console(
     docs/scim.md), and so does the import (snapshot mode: students and teachers only).
     The console does not offer it either: a school administrator who left keeps the
     console (and every pupil's password) for as long as their account works."""
-    unit(db, "T-DIST", OrgKind.district)
-    unit(db, "T-DS", OrgKind.school, parent="T-DIST")
-    district = make_person("d100", "pw-district-100", name="区管理员", role=Role.staff)
-    place(db, district.account_id, "T-DIST", Role.district_admin)
+    district = _district_administrator(db, make_person)
     leaver = make_person("a101", "pw-admin-101", name="离任校管", role=Role.staff)
     with db.session() as session:  # only the school below the district
         for placed in session.get(Account, leaver.account_id).person.affiliations:
@@ -174,11 +180,8 @@ def test_the_unit_above_appoints_a_school_administrator(
     """A district administrator appoints a teacher of a school below as its administrator
     (the import and SCIM never do); a school administrator cannot appoint (nothing below
     is administered), and nobody is appointed at a unit the person has no place in."""
-    unit(db, "T-DIST", OrgKind.district)
-    unit(db, "T-DS", OrgKind.school, parent="T-DIST")
+    district = _district_administrator(db, make_person)
     unit(db, "T-DS2", OrgKind.school, parent="T-DIST")
-    district = make_person("d100", "pw-district-100", name="区管理员", role=Role.staff)
-    place(db, district.account_id, "T-DIST", Role.district_admin)
     teacher = make_person("t300", "pw-teacher-300", name="新任校管", role=Role.teacher)
     with db.session() as session:
         for placed in session.get(Account, teacher.account_id).person.affiliations:
@@ -299,10 +302,7 @@ def test_a_pupil_is_never_appointed(client: TestClient, db: Database, store: Sto
                                     make_person) -> None:
     """Only the unit's staff may be appointed: a pupil's page offers no appointment, and a
     forged one is refused (a child with the school's console)."""
-    unit(db, "T-DIST", OrgKind.district)
-    unit(db, "T-DS", OrgKind.school, parent="T-DIST")
-    district = make_person("d100", "pw-district-100", name="区管理员", role=Role.staff)
-    place(db, district.account_id, "T-DIST", Role.district_admin)
+    district = _district_administrator(db, make_person)
     pupil = make_person("s900", "pw-pupil-900", name="小学生")
     with db.session() as session:
         for placed in session.get(Account, pupil.account_id).person.affiliations:
