@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from core.db import Base, UTCDateTime, utcnow
 from core.gm.sm3 import sm3
@@ -176,11 +176,12 @@ class ChainReport:
     seq: int | None = None
 
 
-def _walk(session: Session, batch: int = 5000, after: int = 0) -> Iterator[AuditEvent]:
+def _walk(session: Session, *, after: int, batch: int = 5000) -> Iterator[AuditEvent]:
     last = after
     while True:
         rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq)
+            .limit(batch)
         ).all()
         if not rows:
             return
@@ -189,56 +190,92 @@ def _walk(session: Session, batch: int = 5000, after: int = 0) -> Iterator[Audit
         session.expunge_all()
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk the chain from where the kept part begins; report the first row that breaks it."""
-    head = session.get(AuditHead, 1)
-    first = head.first_seq if head else 1
-    prev_hash = head.first_prev_hash if head and head.first_prev_hash else GENESIS
-    expected_seq, count = first, 0
-    for event in _walk(session, after=first - 1):
-        if event.seq != expected_seq:
-            return ChainReport(False, count, f"row {expected_seq} is missing (deleted)", event.seq)
-        if event.prev_hash != prev_hash:
-            return ChainReport(
-                False, count, f"row {event.seq} does not follow row {event.seq - 1} "
-                "(deleted, replaced or inserted out of order)", event.seq
-            )
-        if chain_hash(prev_hash, event) != event.hash:
-            return ChainReport(False, count, f"row {event.seq} was altered", event.seq)
-        prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
-    last_seq, last_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS)
-    if (last_seq, last_hash) != (first - 1 + count, prev_hash):
+def _head(session: Session) -> tuple[int, bytes, int, bytes]:
+    """(last seq, last hash, first kept seq, the hash it chains from), read afresh."""
+    row = session.execute(select(AuditHead.last_seq, AuditHead.last_hash, AuditHead.first_seq,
+                                 AuditHead.first_prev_hash).where(AuditHead.id == 1)).first()
+    if row is None:
+        return 0, GENESIS, 1, GENESIS
+    return row.last_seq, row.last_hash, row.first_seq, row.first_prev_hash or GENESIS
+
+
+def verify_chain(session: Session, *, restarts: int = 3) -> ChainReport:
+    """Walk the chain from where the kept part begins; report the first row that breaks it.
+
+    A live log is walked as it grows: events appended during the walk are walked too,
+    until the end matches the head read after it, and a pruning that moved the kept
+    part's beginning meanwhile starts the walk again from there. Rows missing before the
+    kept part must have been pruned: an ``audit.prune`` event of the kept chain says so,
+    or the front was cut by hand."""
+    _last, _hash, first, prev_hash = _head(session)
+    expected_seq, count, pruned_before = first, 0, 1
+    while True:
+        walked = count
+        for event in _walk(session, after=expected_seq - 1):
+            if event.seq != expected_seq:
+                if restarts and _head(session)[2] > expected_seq:  # pruned meanwhile
+                    return verify_chain(session, restarts=restarts - 1)
+                return ChainReport(False, count, f"row {expected_seq} is missing (deleted)",
+                                   event.seq)
+            if event.prev_hash != prev_hash:
+                return ChainReport(
+                    False, count, f"row {event.seq} does not follow row {event.seq - 1} "
+                    "(deleted, replaced or inserted out of order)", event.seq
+                )
+            if chain_hash(prev_hash, event) != event.hash:
+                return ChainReport(False, count, f"row {event.seq} was altered", event.seq)
+            if event.action == PRUNE:
+                pruned_before = max(pruned_before, int(json.loads(event.detail)["first_seq"]))
+            prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
+        last_seq, last_hash, _first, _prev = _head(session)
+        if last_seq > expected_seq - 1 and count > walked:
+            continue  # appended while it walked: walk on to the head's new end
+        break
+    if first > pruned_before:
+        return ChainReport(False, count, f"rows before row {first} are gone and no "
+                           f"{PRUNE} event of the chain pruned them", first)
+    if (last_seq, last_hash) != (expected_seq - 1, prev_hash):
         return ChainReport(
-            False, count, f"the chain ends at row {first - 1 + count} but the head says row "
-            f"{last_seq} (rows were removed from the end, or the head was altered)",
-            first + count
+            False, count, f"the chain ends at row {expected_seq - 1} but the head says row "
+            f"{last_seq} (rows were removed from the end, added past it, or the head was "
+            "altered)", expected_seq
         )
     return ChainReport(True, count)
 
 
 MIN_RETENTION_DAYS = 180  # the Cybersecurity Law of the PRC, art. 21: network logs >= 6 months
+PRUNE = "audit.prune"
 
 
-def prune(session: Session, before: datetime, *, actor: str, batch: int = 5000) -> int:
+def prune(sessions: sessionmaker[Session], before: datetime, *, actor: str,
+          batch: int = 5000) -> int:
     """Delete the events older than ``before`` (a retention period), keeping the chain
-    verifiable: the head records where the kept part begins and the hash it chains from,
-    and the pruning is itself an event of the kept chain. Returns how many were deleted."""
-    connection = session.connection()
-    head = connection.execute(_LOCK_HEAD).first()  # no append meanwhile
-    if head is None:
-        return 0
-    cut = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.at < before))
-    first = session.scalar(select(AuditHead.first_seq).where(AuditHead.id == 1)) or 1
-    if cut is None or cut < first:
-        return 0
-    anchor = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == cut))
+    verifiable. First, in one short transaction under the head's lock: the head records
+    where the kept part begins and the hash it chains from, and an ``audit.prune`` event
+    of the kept chain says so. Then the rows before it are deleted in batches, each its
+    own transaction, so sign-ins (which append events) never wait for the deletion; an
+    interrupted run leaves rows that the next one deletes. Returns how many went."""
+    with sessions.begin() as session:
+        connection = session.connection()
+        head = connection.execute(_LOCK_HEAD).first()  # no append meanwhile
+        if head is None:
+            return 0
+        first = session.scalar(select(AuditHead.first_seq).where(AuditHead.id == 1)) or 1
+        cut = session.scalar(select(func.max(AuditEvent.seq)).where(
+            AuditEvent.at < before, AuditEvent.seq >= first))
+        if cut is not None:
+            anchor = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == cut))
+            connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(
+                first_seq=cut + 1, first_prev_hash=anchor))
+            record(session, actor=actor, action=PRUNE, outcome="success",
+                   detail={"before": before.isoformat(timespec="seconds"),
+                           "first_seq": cut + 1, "rows": cut + 1 - first})
+            first = cut + 1
     removed = 0
-    for low in range(first, cut + 1, batch):
-        removed += connection.execute(delete(AuditEvent).where(
-            AuditEvent.seq >= low, AuditEvent.seq <= min(cut, low + batch - 1))).rowcount or 0
-    connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(
-        first_seq=cut + 1, first_prev_hash=anchor))
-    record(session, actor=actor, action="audit.prune", outcome="success",
-           detail={"before": before.isoformat(timespec="seconds"), "removed": removed,
-                   "first_seq": cut + 1})
-    return removed
+    while True:
+        with sessions.begin() as session:
+            low = session.scalar(select(func.min(AuditEvent.seq)))
+            if low is None or low >= first:
+                return removed
+            removed += session.execute(delete(AuditEvent).where(
+                AuditEvent.seq < min(first, low + batch))).rowcount or 0

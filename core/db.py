@@ -212,7 +212,19 @@ class Database:
 
 
 class ReadOnly(Exception):
-    """The database takes no writes (``Database.ping``)."""
+    """The database takes no writes (``Database.ping_writable``)."""
+
+
+READ_ONLY_TRANSACTION = "25006"  # SQLSTATE read_only_sql_transaction
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a database error is an outage rather than a bug or bad data: the server
+    is out of reach (``OperationalError``), or read-only (a standby after a failover)."""
+    if isinstance(error, exc.OperationalError):
+        return True
+    return (isinstance(error, exc.DBAPIError)
+            and getattr(error.orig, "sqlstate", None) == READ_ONLY_TRANSACTION)
 
 
 def create_all_for_tests(engine: Engine) -> None:

@@ -312,13 +312,19 @@ class KeyRing:
         )
 
     def problem(self) -> str | None:
-        """Why this process cannot sign, for the readiness check: keys that do not open and
-        no algorithm left with an active key (a wrong ``IDP_MASTER_KEY`` or id; a worker
-        still on the old master key after keys were made under a new one), or None. One
-        key that does not open is logged and left out, and the others serve."""
+        """Why this process cannot serve, for the readiness check: keys that do not open,
+        and among them the active key of RS256 or of the default ID-token algorithm
+        (``IDP_ID_TOKEN_ALG_DEFAULT``), which most apps' tokens need (a wrong
+        ``IDP_MASTER_KEY`` or id; a worker still on the old master key after keys were made
+        under a new one); or None. Another algorithm's key that does not open is logged
+        and left out: its apps get 503s, the others are served."""
         state = self._state()
-        if state.unreadable and not state.signing:
-            return "no algorithm can sign: the master keys do not open its active key"
+        if not state.unreadable:
+            return None
+        needed = {"RS256", self._settings.id_token_alg_default} & set(self._settings.signing_algs)
+        missing = sorted(alg for alg in needed if alg not in state.signing)
+        if missing:
+            return f"cannot sign {', '.join(missing)}: the master keys do not open its key"
         return None
 
     def jwks(self, which: str = "standard") -> tuple[bytes, str]:

@@ -53,6 +53,13 @@ class Store(ABC):
         ``ttl``) in the same atomic step: no moment shows neither."""
 
     @abstractmethod
+    def give_back(self, key: str, value: bytes, ttl: float, mark_key: str,
+                  mark: bytes) -> bool:
+        """The inverse of :meth:`take_and_mark`, atomically: if ``mark_key`` still holds
+        ``mark``, delete it and set ``key`` to ``value`` (expiring after ``ttl``); False,
+        and nothing written, when the mark changed or is gone."""
+
+    @abstractmethod
     def replace(self, key: str, value: bytes, ttl: float | None = None, *,
                 only_existing: bool = False) -> bytes | None:
         """Set ``key`` and return the value it had, atomically; ``only_existing``: set it
@@ -204,6 +211,17 @@ class MemoryStore(Store):
             self._put(mark_key, mark, ttl, now)
             return item[0]
 
+    def give_back(self, key: str, value: bytes, ttl: float, mark_key: str,
+                  mark: bytes) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            item = self._live(mark_key, now)
+            if item is None or item[0] != mark:
+                return False
+            del self._data[mark_key]
+            self._put(key, value, ttl, now)
+            return True
+
     def replace(self, key: str, value: bytes, ttl: float | None = None, *,
                 only_existing: bool = False) -> bytes | None:
         with self._lock:
@@ -341,6 +359,17 @@ return value
 """
 
 
+# The inverse of _TAKE_AND_MARK, only while the mark is the expected one (``give_back``).
+_GIVE_BACK = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 # Compare-and-set that keeps the key's time to live (``Store.swap``).
 _SWAP = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -395,6 +424,7 @@ class RedisStore(Store):
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_WITH_TTL)
         self._take_and_mark = self._redis.register_script(_TAKE_AND_MARK)
+        self._give_back = self._redis.register_script(_GIVE_BACK)
         self._add_member = self._redis.register_script(_ADD_MEMBER)
         self._swap = self._redis.register_script(_SWAP)
         self._take_if = self._redis.register_script(_TAKE_IF)
@@ -423,6 +453,11 @@ class RedisStore(Store):
     def take_and_mark(self, key: str, mark_key: str, mark: bytes, ttl: float) -> bytes | None:
         return self._take_and_mark(keys=[self._k(key), self._k(mark_key)],
                                    args=[mark, self._ms(ttl)])
+
+    def give_back(self, key: str, value: bytes, ttl: float, mark_key: str,
+                  mark: bytes) -> bool:
+        return bool(self._give_back(keys=[self._k(key), self._k(mark_key)],
+                                    args=[mark, value, self._ms(ttl)]))
 
     def replace(self, key: str, value: bytes, ttl: float | None = None, *,
                 only_existing: bool = False) -> bytes | None:

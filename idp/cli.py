@@ -182,8 +182,8 @@ def audit_prune(keep_days: int = typer.Option(
     from idp.cli_directory import _actor
 
     settings = _settings()
-    with _database(settings).session() as session:
-        removed = prune(session, utcnow() - timedelta(days=keep_days), actor=_actor())
+    removed = prune(_database(settings).sessions, utcnow() - timedelta(days=keep_days),
+                    actor=_actor())
     out.print(f"removed {removed} audit events older than {keep_days} days")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InternalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.db import is_outage
 from core.gm.errors import DecryptionError
 from core.web.i18n import N_
 
@@ -161,12 +162,17 @@ async def _validation(request: Request, exc: Exception) -> Response:
 
 
 PROTOCOL_PREFIX = "/oauth2/"  # OAuth endpoints: their clients read OAuth's error JSON
+BROWSER_ENDPOINTS = ("/oauth2/authorize", "/oauth2/logout")  # of those, the people's pages
 
 
 def _outage(request: Request) -> Response:
     """503 with ``Retry-After``: a page for people, OAuth's error JSON at the protocol
-    endpoints (what an app's OAuth library reads), problem JSON for the other APIs."""
-    if request.url.path.startswith(PROTOCOL_PREFIX) and not wants_html(request):
+    endpoints (what an app's OAuth library reads, whatever it sends as ``Accept``; only
+    the authorization and logout endpoints serve people), problem JSON for the other
+    APIs."""
+    path = request.url.path
+    for_a_person = path.startswith(BROWSER_ENDPOINTS) and wants_html(request)
+    if path.startswith(PROTOCOL_PREFIX) and not for_a_person:  # a back channel: always JSON
         response: Response = JSONResponse(
             {"error": "temporarily_unavailable",
              "error_description": "The service is briefly unavailable; try again."},
@@ -191,13 +197,10 @@ async def _sealed_value_unreadable(request: Request, exc: Exception) -> Response
     return _outage(request)
 
 
-READ_ONLY_TRANSACTION = "25006"  # SQLSTATE read_only_sql_transaction
-
-
 async def _internal(request: Request, exc: Exception) -> Response:
     """A write refused because the database is read-only (a standby after a failover, a
     database in maintenance) is an outage (503); any other internal error is unexpected."""
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) == READ_ONLY_TRANSACTION:
+    if is_outage(exc):
         return await _unavailable(request, exc)
     return await _unexpected(request, exc)
 

@@ -26,10 +26,10 @@ from typing import Any
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import Request
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from core.audit import Context, record
+from core.db import is_outage
 from core.signing_keys import NoSigningKey
 from core.store import Store
 from directory.apps import ClientMetadata
@@ -108,8 +108,9 @@ def redeem(request: Request, form: dict[str, str], client: ClientMetadata) -> di
                               audience=resources.audience(state.resources, asked,
                                                           grant.resources, client.client_id,
                                                           grant.resource_owners))
-    except (OperationalError, NoSigningKey, *state.store.errors):
-        _put_back(state.store, key, raw, stored)  # an outage: the app may try again
+    except Exception as error:
+        if is_outage(error) or isinstance(error, (NoSigningKey, *state.store.errors)):
+            _put_back(state.store, key, raw, stored)  # an outage: the app may try again
         raise
     tokens = json.dumps({"family": issued.family, "jti": issued.jti,
                          "exp": issued.body["expires_in"],
@@ -127,8 +128,8 @@ def _put_back(store: Store, key: str, raw: bytes, stored: dict[str, Any]) -> Non
     meanwhile (its mark is still ``PENDING``), and for the rest of its lifetime."""
     left = CODE_SECONDS - (time.time() - float(stored.get("issued_at") or 0))
     try:
-        if left > 1 and store.take_if("code-used:" + key, PENDING):
-            store.set("code:" + key, raw, ttl=left)
+        if left > 1:  # one atomic step: a copy tried meanwhile left its mark, and wins
+            store.give_back("code:" + key, raw, left, "code-used:" + key, PENDING)
     except store.errors:
         pass  # the store is out too: the code is lost with it
 

@@ -148,3 +148,21 @@ def test_our_token_verifier_reads_one_spelling_of_a_token(db: Database, settings
     assert ring.verify(token) is not None
     accepted = [name for name, variant in variants.items() if ring.verify(variant) is not None]
     assert not accepted, f"other spellings of one token accepted: {accepted}"
+
+
+def test_unready_when_the_default_id_token_alg_cannot_sign(db: Database, settings,
+                                                          tmp_path) -> None:
+    """A worker on the old master key after `idp keys rotate SM2` under the new one: most
+    apps' ID tokens (IDP_ID_TOKEN_ALG_DEFAULT) would be 503s from it."""
+    assert settings.id_token_alg_default == "SM2"
+    url = db.engine.url.render_as_string(hide_password=False)
+    other = make_settings(tmp_path, url, master_key=OTHER_KEY, master_key_id="k9")
+    with db.session() as session:
+        made = create_key(session, other, "SM2", active_from=utcnow()).kid
+    try:
+        ring = KeyRing(settings, db.sessions, reload_seconds=0)
+        assert not ring.has_active("SM2") and ring.has_active("RS256")
+        assert ring.problem() is not None
+    finally:
+        with db.session() as session:
+            session.execute(delete(SigningKey).where(SigningKey.kid == made))

@@ -27,7 +27,8 @@ class FailingWrites:
 
     WRITES = frozenset({"set", "set_if_absent", "take", "take_and_mark", "replace", "swap",
                         "take_if", "advance", "incr", "delete", "delete_many", "add_member",
-                        "remove_member", "schedule", "claim_due", "reschedule", "unschedule"})
+                        "remove_member", "schedule", "claim_due", "reschedule", "unschedule",
+                        "give_back"})
 
     def __init__(self, inner: Store, error: Exception) -> None:
         self._inner, self._error = inner, error

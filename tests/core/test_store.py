@@ -97,6 +97,22 @@ def test_take_and_mark_leaves_the_mark_only_for_a_present_key(kv: Store) -> None
     assert kv.get("used") is None  # the mark expires
 
 
+def test_give_back_undoes_take_and_mark_only_while_the_mark_stands(kv: Store) -> None:
+    kv.set("code", b"v", ttl=30)
+    kv.take_and_mark("code", "used", b"pending", ttl=30)
+    assert kv.give_back("code", b"v", 0.4, "used", b"pending")
+    assert kv.get("code") == b"v" and kv.get("used") is None
+    time.sleep(0.5)
+    assert kv.get("code") is None  # back for the time given
+    kv.set("code", b"v", ttl=30)
+    kv.take_and_mark("code", "used", b"pending", ttl=30)
+    kv.replace("used", b"reused", ttl=30)  # someone tried it meanwhile
+    assert not kv.give_back("code", b"v", 30, "used", b"pending")
+    assert kv.get("code") is None and kv.get("used") == b"reused"
+    assert not kv.give_back("code", b"v", 30, "absent", b"pending")
+    assert kv.get("code") is None
+
+
 def test_replace_returns_the_previous_value(kv: Store) -> None:
     assert kv.replace("k", b"1", ttl=30) is None
     assert kv.replace("k", b"2", ttl=30) == b"1" and kv.get("k") == b"2"

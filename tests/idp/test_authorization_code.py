@@ -1420,3 +1420,75 @@ def test_a_code_survives_an_outage_of_its_redemption(client: TestClient, make_cl
     assert _redeem(client, registered, other).status_code == 503
     monkeypatch.setattr(codes, "issue_tokens", real)
     assert _redeem(client, registered, other).json()["error"] == "invalid_grant"  # not back
+
+
+def test_a_copy_tried_while_the_code_is_given_back_keeps_it_spent(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from idp.oidc import codes
+
+    def outage(*args, **kwargs):
+        raise OperationalError("INSERT", None, ConnectionError("server closed the connection"))
+
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    store = client.app.state.store
+    real_give_back, tried = store.give_back, []
+
+    def a_copy_first(*args, **kwargs):
+        tried.append(_redeem(client, registered, code).json()["error"])
+        return real_give_back(*args, **kwargs)
+
+    monkeypatch.setattr(codes, "issue_tokens", outage)
+    monkeypatch.setattr(store, "give_back", a_copy_first)
+    assert _redeem(client, registered, code).status_code == 503
+    monkeypatch.undo()
+    assert tried == ["invalid_grant"]
+    assert _redeem(client, registered, code).json().get("error") == "invalid_grant"
+
+
+def test_a_read_only_database_gives_the_code_back_too(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """A failover's standby (SQLSTATE 25006) is the same outage as an unreachable server."""
+    from sqlalchemy.exc import InternalError
+
+    from idp.oidc import codes
+
+    class ReadOnlySqlTransaction(Exception):
+        sqlstate = "25006"
+
+    def read_only(*args, **kwargs):
+        raise InternalError("INSERT", None, ReadOnlySqlTransaction("read-only transaction"))
+
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    real = codes.issue_tokens
+    monkeypatch.setattr(codes, "issue_tokens", read_only)
+    down = _redeem(client, registered, code)
+    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable"
+    monkeypatch.setattr(codes, "issue_tokens", real)
+    assert _redeem(client, registered, code).status_code == 200
+
+
+def test_the_token_endpoint_answers_oauth_json_whatever_the_accept(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """A back channel: java.net.HttpURLConnection's default Accept asks for text/html
+    first, and an outage there is still OAuth JSON."""
+    from sqlalchemy.exc import OperationalError
+
+    from idp.oidc import codes
+
+    def outage(*args, **kwargs):
+        raise OperationalError("INSERT", None, ConnectionError("server closed the connection"))
+
+    registered, person = make_client(), make_person()
+    code = flow.code_flow(client, registered.client_id, person).params["code"]
+    monkeypatch.setattr(codes, "issue_tokens", outage)
+    down = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI},
+        auth=(registered.client_id, registered.secret),
+        headers={"Accept": "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"})
+    assert down.status_code == 503 and down.headers["content-type"].startswith(
+        "application/json")
+    assert down.json()["error"] == "temporarily_unavailable"
