@@ -37,7 +37,6 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,7 +70,8 @@ from core.db import utcnow
 from core.settings import Settings
 from core.store import Store
 from core.web.i18n import N_
-from directory.models import ADMIN_ROLES, Account, Affiliation
+from directory import administrators
+from directory.models import Account
 from mfa.credentials import FactorKind, MfaCredential
 
 # What an unreadable answer from the browser raises in py_webauthn: its own errors, and plain
@@ -124,15 +124,9 @@ def origin(settings: Settings) -> str:
 
 
 def is_administrator(session: Session, account_id: int) -> bool:
-    """True when the account's person has a current administrator affiliation."""
-    account = session.get(Account, account_id)
-    if account is None:
-        return False
-    today = date.today()
-    rows = session.scalars(select(Affiliation).where(
-        Affiliation.person_id == account.person_id, Affiliation.role.in_(ADMIN_ROLES)))
-    return any(a.valid_from <= today and (a.valid_to is None or a.valid_to > today)
-               for a in rows)  # a role ended today (directory.administrators.end) is over
+    """True when the account's person administers an open unit now (the rule of
+    ``directory.administrators``, which the console uses too)."""
+    return bool(administrators.administered(session, account_id))
 
 
 def passkeys(session: Session, account_id: int) -> list[MfaCredential]:
