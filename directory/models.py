@@ -172,8 +172,19 @@ class LoginIdentifier(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(200))
+    # A phone login's number, sealed (PHONE_LOGIN): ``value`` holds only its blind index,
+    # which a master-key change must rebuild from the number (a guardian's second phone is
+    # nowhere else). NULL for other kinds, and for phone logins written before 0017.
+    number_enc: Mapped[str | None] = mapped_column(Text)
 
     account: Mapped[Account] = relationship(back_populates="identifiers")
+
+
+# Re-sealing it (``idp keys reencrypt``) also moves ``value`` to the current key's index.
+PHONE_LOGIN = register(EncryptedColumn(
+    LoginIdentifier, "number_enc", "login_identifier/number", row_key="account_id",
+    index_column="value", index_kind="phone",
+))
 
 
 def lift_sms_suspension(account_ids: Collection[int]) -> Update:

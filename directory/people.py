@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from core.audit import Context, record
 from core.db import Database, utcnow
-from core.field_crypto import blind_index, blind_index_candidates, open_
+from core.field_crypto import blind_index, blind_index_candidates, open_, seal
 from core.gm.errors import DecryptionError
 from core.settings import Settings
 from directory import subjects
 from directory.identifiers import guess_kinds, normalise
 from directory.models import (
     PHONE,
+    PHONE_LOGIN,
     Account,
     Affiliation,
     IdentifierKind,
@@ -282,12 +283,14 @@ class Reindexed:
 def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
                          batch: int = 500) -> Reindexed:
     """Move phone logins to the blind index under the current master key, after a
-    master-key change (``idp keys reencrypt``). A phone login holds only the index of its
-    number, so it can be moved only when it is the person's number on file (opened from
-    ``person.phone_enc``); other numbers (a guardian's second phone) stay findable while
-    their master key is listed in ``IDP_OLD_MASTER_KEYS`` and are counted as ``unknown``
-    while old keys are listed (an index cannot tell which key made it: a number added
-    after the change counts too).
+    master-key change (``idp keys reencrypt``, which runs :func:`core.field_crypto.reencrypt`
+    first). A phone login with its number sealed beside its index (``PHONE_LOGIN``, every
+    one written since migration 0017) was moved by that re-encryption. One written before
+    holds only the index of its number, so it can be moved only when it is the person's
+    number on file (opened from ``person.phone_enc``), and then gets its number sealed too;
+    another (a guardian's second phone written before 0017) stays findable while its
+    master key is listed in ``IDP_OLD_MASTER_KEYS`` and is counted as ``unknown`` while old
+    keys are listed (an index cannot tell which key made it).
     Batches commit one by one, so an interrupted run resumes."""
     moved = unknown = 0
     after = 0
@@ -298,7 +301,7 @@ def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
                 .join(Account, Account.id == LoginIdentifier.account_id)
                 .join(Person, Person.id == Account.person_id)
                 .where(LoginIdentifier.kind == IdentifierKind.phone.value,
-                       LoginIdentifier.id > after)
+                       LoginIdentifier.number_enc.is_(None), LoginIdentifier.id > after)
                 .order_by(LoginIdentifier.id).limit(batch)).all()
             after = rows[-1][0].id if rows else after
             for login, person in rows:
@@ -306,12 +309,9 @@ def reindex_phone_logins(settings: Settings, sessions: sessionmaker[Session], *,
                     number = open_(settings, PHONE, person)
                 except DecryptionError:  # under a key not listed: counted, the run goes on
                     number = None
-                current = blind_index(settings, "phone", number) if number else None
-                if login.value == current:
-                    continue
                 if number and login.value in blind_index_candidates(settings, "phone", number):
-                    login.value = current
-                    moved += 1
+                    moved += login.value != blind_index(settings, "phone", number)
+                    seal(settings, PHONE_LOGIN, login, number)  # its index, current key's
                 elif settings.old_master_key_bytes:  # else every index is the current key's
                     unknown += 1
         if len(rows) < batch:

@@ -279,9 +279,10 @@ def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transact
     logins = reindex_phone_logins(settings, database.sessions, batch=batch)
     out.print(f"phone logins: {logins.moved} moved to the current key's index")
     if logins.unknown:
-        out.print(f"{logins.unknown} phone logins are not the number on file (a guardian's "
-                  "second phone) and cannot be checked: those made before the change stay "
-                  "findable while their key is listed in IDP_OLD_MASTER_KEYS (docs/keys.md)")
+        out.print(f"{logins.unknown} phone logins written before migration 0017 are not the "
+                  "number on file (a guardian's second phone) and cannot be checked: those "
+                  "made before the change stay findable while their key is listed in "
+                  "IDP_OLD_MASTER_KEYS (docs/keys.md)")
 
 
 @keys_app.command("new-master-key")

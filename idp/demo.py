@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.field_crypto import blind_index, open_, seal
+from core.field_crypto import open_, seal
 from core.passwords import Passwords
 from core.settings import Settings
 from directory.apps import (
@@ -30,7 +30,16 @@ from directory.apps import (
     register_app,
     validate_metadata,
 )
-from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier, OrgKind, OrgUnit, Role
+from directory.models import (
+    PHONE,
+    PHONE_LOGIN,
+    Account,
+    IdentifierKind,
+    LoginIdentifier,
+    OrgKind,
+    OrgUnit,
+    Role,
+)
 from directory.orgs import ensure_org_unit
 from directory.people import affiliate, create_person_with_account, find_account
 from directory.scim.demo import demo_token
@@ -212,9 +221,9 @@ def _ensure_phone(session: Session, settings: Settings, account_id: int, phone: 
     account = session.get(Account, account_id)
     assert account is not None
     if sms.account_for_phone(session, settings, phone) is None:
-        session.add(LoginIdentifier(account=account, kind=IdentifierKind.phone.value,
-                                    value=blind_index(settings, IdentifierKind.phone.value,
-                                                      phone)))
+        login = LoginIdentifier(account_id=account_id, kind=IdentifierKind.phone.value)
+        seal(settings, PHONE_LOGIN, login, phone)  # the number, and its index as the value
+        session.add(login)
     if open_(settings, PHONE, account.person) != phone:
         seal(settings, PHONE, account.person, phone)
     session.flush()

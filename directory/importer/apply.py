@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from types import SimpleNamespace
 
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from directory.importer.plan import ChunkPlan, NewPerson
 from directory.importer.units import create_units, rename_units
 from directory.importer.workers import seal_person
 from directory.models import (
+    PHONE_LOGIN,
     Account,
     Affiliation,
     GuardianLink,
@@ -68,12 +70,23 @@ def write_new_people(w: Writer, plan: ChunkPlan) -> None:
     account_ids = _insert_returning(w.session, ACCOUNT, [
         {"person_id": n.person_id, "sub": new_id(), "password_hash": n.password_hash,
          "disabled": False, "created_at": w.now} for n in news])
-    logins = [{"account_id": account_id, "kind": kind, "value": value}
+    logins = [_login(w, plan, account_id, kind, value)
               for new, account_id in zip(news, account_ids, strict=True)
               for kind, value in new.logins]
     _insert(w.session, LOGIN, logins)
     _insert(w.session, AFFILIATION, [_affiliation(w, n.person_id, n.unit.id, n.role)
                                      for n in news if n.unit is not None])
+
+
+def _login(w: Writer, plan: ChunkPlan, account_id: int, kind: str, value: str
+           ) -> dict[str, object]:
+    """A login identifier's row; a phone login's number sealed beside its index."""
+    if kind != IdentifierKind.phone.value:
+        return {"account_id": account_id, "kind": kind, "value": value, "number_enc": None}
+    sealed = SimpleNamespace(account_id=account_id)
+    w.sealer.seal(PHONE_LOGIN, sealed, plan.phone_numbers[value], value)
+    return {"account_id": account_id, "kind": kind, "value": value,
+            "number_enc": sealed.number_enc}
 
 
 def _person_row(w: Writer, new: NewPerson) -> dict[str, object]:
@@ -108,15 +121,16 @@ def write_updates(w: Writer, plan: ChunkPlan) -> None:
             enable.append({"id": known.account_id, "disabled": False})
         if change.phone_login and known.account_id:
             login_id, value = change.phone_login
+            login = _login(w, plan, known.account_id, IdentifierKind.phone.value, value)
             if login_id is None:
-                new_logins.append({"account_id": known.account_id,
-                                   "kind": IdentifierKind.phone.value, "value": value})
+                new_logins.append(login)
             else:  # the number on file replaced: a stolen one's suspension ends
-                changed_logins.append({"id": login_id, "value": value})
+                changed_logins.append({"id": login_id, "value": value,
+                                       "number_enc": login["number_enc"]})
                 renumbered.append(known.account_id)
         if known.account_id:
-            new_logins += [{"account_id": known.account_id, "kind": IdentifierKind.phone.value,
-                            "value": value} for value in change.more_phone_logins]
+            new_logins += [_login(w, plan, known.account_id, IdentifierKind.phone.value, value)
+                           for value in change.more_phone_logins]
     _update(w.session, Person, rows)
     _update(w.session, Account, enable)
     _update(w.session, LoginIdentifier, changed_logins)

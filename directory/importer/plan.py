@@ -125,6 +125,8 @@ class ChunkPlan:
     moves: list[Move] = field(default_factory=list)
     new_links: list[NewLink] = field(default_factory=list)
     link_updates: list[tuple[int, str]] = field(default_factory=list)
+    # A phone login's blind index (current key's) -> its number, sealed beside it when written
+    phone_numbers: dict[str, str] = field(default_factory=dict)
     # What a chunk must leave in the ledger for the next ones when they cannot read it
     # from the directory (recall.keep): not written, or the next ones planned ahead.
     recall: Callable[[], None] | None = None
@@ -183,6 +185,11 @@ class Chunk:
         known = self.checked.nid_index if kind == "national_id" else self.checked.phone_index
         sealer = self.context.sealer
         return {v: known.get(v) or sealer.candidates(kind, v) for v in values}
+
+    def index_phones(self, values: list[str]) -> None:
+        """The rows' phones' blind indexes, and the numbers of the logins they may become."""
+        self.phone_candidates = self.candidates("phone", values)
+        self.plan.phone_numbers = {c[0]: phone for phone, c in self.phone_candidates.items()}
 
 
 Step = Callable[[Chunk], None]
@@ -351,7 +358,7 @@ def find_people(chunk: Chunk) -> None:
     chunk.nid_candidates = chunk.candidates("national_id",
                                             [r.national_id for r in rows if r.national_id])
     chunk.nid_owner = lookups.people_by_national_id(context.session, chunk.nid_candidates)
-    chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows if r.phone])
+    chunk.index_phones([r.phone for r in rows if r.phone])
     if spec.phone_login:
         chunk.phone_owner = lookups.phone_logins(context.session, chunk.phone_candidates)
 
@@ -500,7 +507,7 @@ def find_guardians(chunk: Chunk) -> None:
         chunk.students[number] = person_id
         if class_code is not None:
             chunk.classes.setdefault(person_id, []).append(class_code)
-    chunk.phone_candidates = chunk.candidates("phone", [r.phone for r in rows])
+    chunk.index_phones([r.phone for r in rows])
     chunk.phone_owner = lookups.phone_logins(session, chunk.phone_candidates)
     chunk.nid_candidates = chunk.candidates("national_id",
                                             [r.national_id for r in rows if r.national_id])

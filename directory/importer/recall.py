@@ -170,7 +170,7 @@ def keep(plan: ChunkPlan) -> None:
 def _remember_people(chunk: Chunk) -> None:
     state: dict[str, list[tuple[str, int]]] = {k: [] for k in
                                                (PHONE_OWNER, NID_OWNER, NAME, PHONE, HAS_NID)}
-    phones = {c[0]: phone for phone, c in chunk.phone_candidates.items()}
+    phones = chunk.plan.phone_numbers
     for new in chunk.plan.new_people:
         _changed(chunk, state, -new.row, new.name, new.national_id, new.phone)
         state[PHONE_OWNER] += [(phones[value], -new.row) for _, value in new.logins]

@@ -7,10 +7,21 @@ from __future__ import annotations
 from core.db import Database
 from core.field_crypto import blind_index, reencrypt, seal
 from core.settings import Settings
+from directory.importer import Kind
 from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier
 from directory.people import find_login_account, reindex_phone_logins
 from mfa import recovery
 from tests.conftest import TEST_MASTER_KEY, make_settings
+from tests.directory.cityfiles import (
+    STUDENT_HEADER,
+    TEACHERS,
+    national_id,
+    run,
+    seed_city,
+    student,
+    write,
+)
+from tests.directory.test_import_dry_run_counts import HEADER as GUARDIAN_HEADER
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
 
@@ -110,3 +121,43 @@ def test_without_old_keys_nothing_is_unknown(db: Database, settings: Settings,
                                         value=blind_index(settings, "phone", number)))
     done = reindex_phone_logins(settings, db.sessions)
     assert (done.moved, done.unknown) == (0, 0), done
+
+
+def test_imported_phone_logins_all_move_a_second_phone_included(
+        db: Database, settings: Settings, tmp_path) -> None:
+    """Every phone login the importer writes keeps its number sealed (``PHONE_LOGIN``), so
+    the change moves all of them, a guardian's second phone and a teacher's replaced
+    number too, and the old key can go."""
+    seed_city(db, settings, tmp_path, people=False)
+    pupils = [student("MK1", "学生甲", seq=1), student("MK2", "学生乙", seq=2)]
+    assert run(db, settings, write(tmp_path / "p.csv", (STUDENT_HEADER, pupils)),
+               Kind.students).status == "applied"
+    guardians = [["王父", NUMBER, "父亲", "MK1", national_id("19800101", 7)],
+                 ["王父", SECOND, "父亲", "MK2", national_id("19800101", 7)]]
+    teachers = [["3100000001", "TMK1", "赵老师", "13812340001"]]
+    renumbered = [["3100000001", "TMK1", "赵老师", "13812340002"]]
+    for name, table, kind in (("g", (GUARDIAN_HEADER, guardians), Kind.guardians),
+                              ("t1", (TEACHERS[0], teachers), Kind.teachers),
+                              ("t2", (TEACHERS[0], renumbered), Kind.teachers)):
+        result = run(db, settings, write(tmp_path / f"{name}.csv", table), kind)
+        assert result.status == "applied", name
+    url = db.engine.url.render_as_string(hide_password=False)
+    with db.session() as session:
+        father = find_login_account(session, settings, SECOND)
+        teacher = find_login_account(session, settings, "13812340002")
+        assert father is not None and teacher is not None
+        assert find_login_account(session, settings, "13812340001") is None  # replaced
+    try:
+        during = _change(db, tmp_path, url, to_key=NEW_KEY, to_id="k2",
+                         from_key=TEST_MASTER_KEY, from_id="k1")
+        assert reindex_phone_logins(during, db.sessions).unknown == 0
+        after = make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2")
+        with db.session() as session:  # the old key removed
+            for number, account in ((NUMBER, father), (SECOND, father),
+                                    ("13812340002", teacher)):
+                found = find_login_account(session, after, number)
+                assert found is not None and found.id == account.id, number
+            assert find_login_account(session, after, "13812340001") is None
+    finally:
+        _change(db, tmp_path, url, to_key=TEST_MASTER_KEY, to_id="k1", from_key=NEW_KEY,
+                from_id="k2")
