@@ -107,6 +107,7 @@ class Administrator:
     scope: PersonScope
     unit: OrgUnit
     units: list[OrgUnit]
+    sid: str  # the administrator's SSO session
 
 
 def _page_url(request: Request) -> str:
@@ -130,7 +131,7 @@ def _administrator(request: Request, db: Session, unit_code: str, *,
     if unit is None:
         raise PageError(403, NOT_YOURS)
     return Administrator(PersonScope(unit.path, unit.id, PERMISSIONS, found.account_id),
-                         unit, units)
+                         unit, units, found.sid)
 
 
 def _render(request: Request, name: str, admin: Administrator, **context: Any) -> Response:
@@ -328,16 +329,41 @@ def restore_phone(request: Request, uid: str, unit: str = Form("", max_length=64
     return _act(request, uid, unit, "phone", restore)
 
 
+# A temporary password waits for its page this long, for this administrator's session only
+TEMPORARY_SHOWN_SECONDS = 300
+
+
+def _temporary_key(admin: Administrator, uid: str) -> str:
+    return f"console:temporary:{admin.sid}:{uid}"
+
+
 @router.post("/people/{uid}/password/reset")
 def reset_password(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
+    """Give a temporary password, then show it on a page of its own (post, redirect, get):
+    reloading that page must not give another one and void the first."""
     state = request.app.state
 
     def temporary_password(db: Session, admin: Administrator, account: Account) -> Response:
         temporary = password_change.reset(db, state.settings, state.store, account,
                                           actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
-        return _render(request, "console_password.html", admin, uid=uid, temporary=temporary)
+        state.store.set(_temporary_key(admin, uid), temporary.encode(),
+                        ttl=TEMPORARY_SHOWN_SECONDS)
+        return RedirectResponse(_person_url(uid, admin.unit.code).replace(
+            "?", "/password?", 1), status_code=303)
     return _act(request, uid, unit, "", temporary_password)
+
+
+@router.get("/people/{uid}/password")
+def temporary_password_page(request: Request, uid: str, unit: str = "") -> Response:
+    """The temporary password just given, once: a reload says it was shown."""
+    with request.app.state.db.session() as db:
+        admin = _administrator(request, db, unit)
+        if isinstance(admin, Response):
+            return admin
+    shown = request.app.state.store.take(_temporary_key(admin, uid[:64]))
+    return _render(request, "console_password.html", admin, uid=uid,
+                   temporary=shown.decode() if shown else None)
 
 
 @router.post("/people/{uid}/administrator/appoint")

@@ -132,8 +132,13 @@ def test_a_school_administrator_finds_sees_and_helps_a_teacher(
     assert _act(client, shown.text, uid, "sign-out").status_code == 303
 
     given = _act(client, shown.text, uid, "password/reset")
-    assert given.status_code == 200 and given.headers["cache-control"] == "no-store"
-    temporary = TEMPORARY.search(given.text).group(1)
+    assert given.status_code == 303  # post, redirect, get: a reload gives no second password
+    page = client.get(given.headers["location"])
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    temporary = TEMPORARY.search(page.text).group(1)
+    again = client.get(given.headers["location"])  # the reload
+    assert TEMPORARY.search(again.text) is None and "temporary-gone" in again.text
+    assert temporary not in again.text
     with db.session() as session:
         assert session.get(Account, teacher.account_id).must_change_password
         actors = {e.actor for e in session.scalars(select(AuditEvent).where(
