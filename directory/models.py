@@ -117,6 +117,9 @@ class Person(Base):
     status: Mapped[str] = mapped_column(String(20), default=PersonStatus.active.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # when the retention period's end erased the personal data (directory.retention): the
+    # row is a tombstone of ids from then on
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     account: Mapped[Account | None] = relationship(back_populates="person", uselist=False)
     affiliations: Mapped[list[Affiliation]] = relationship(back_populates="person")
@@ -200,7 +203,8 @@ def lift_sms_suspension(account_ids: Collection[int]) -> Update:
 
 
 class Affiliation(Base):
-    """Person x org unit x role over a period; ended rows are history, never deleted."""
+    """Person x org unit x role over a period; ended rows are history, deleted only with the
+    person's personal data when their retention period is over (``directory.retention``)."""
 
     __tablename__ = "affiliation"
 

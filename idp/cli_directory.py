@@ -1,4 +1,4 @@
-"""``idp import`` and ``idp rollover``: the directory's bulk commands.
+"""``idp import``, ``idp rollover`` and ``idp erase-departed``: the directory's bulk commands.
 
 Registered on the main app by :func:`register` (``idp/cli.py``). A file that
 cannot be used ends in one ``error: ...`` line and exit code 2, like a
@@ -148,6 +148,36 @@ def rollover_command(
         end_sessions(result.graduated_accounts, begun_before=time.time())
 
 
+def erase_departed_command(
+    days: int = typer.Option(..., "--days", min=30, max=36500,
+                             help="The retention period: days since a departed person's last "
+                             "place ended."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count them; erase nothing."),
+    batch: int = typer.Option(200, "--batch", min=1, max=10000, help="People per transaction."),
+) -> None:
+    """Erase the personal data of people who graduated, transferred or left more than
+    --days ago (docs/operations.md): a tombstone of opaque ids stays."""
+    import migrations.models  # noqa: F401 - every table that refers to a person or account
+    from directory.retention import erase_departed
+    from idp.cli import _database, _settings
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        with out.status("erasing..." if not dry_run else "counting..."):
+            done = erase_departed(settings, database.sessions, days=days, actor=_actor(),
+                                  dry_run=dry_run, batch=batch)
+    finally:
+        database.dispose()
+    if dry_run:
+        out.print(f"dry run: {done.people} people would be erased (and the guardians left "
+                  f"with no child), e.g. {', '.join(done.uids) or '-'}; nothing was written")
+    else:
+        out.print(f"erased {done.people} people and {done.guardians} guardians left with no "
+                  "child (audited as directory.person.erase)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
     app.command("rollover")(rollover_command)
+    app.command("erase-departed")(erase_departed_command)
