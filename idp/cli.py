@@ -150,8 +150,8 @@ def db_prune(grace_days: int = typer.Option(1, min=0, help="Days to keep a famil
     from idp.oidc import refresh_tokens
 
     settings = _settings()
-    with _database(settings).session() as session:
-        removed = refresh_tokens.prune(session, utcnow() - timedelta(days=grace_days))
+    removed = refresh_tokens.prune(_database(settings).sessions,
+                                   utcnow() - timedelta(days=grace_days))
     out.print(f"removed {removed} expired refresh tokens")
 
 

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from fastapi import Request
 from sqlalchemy import ForeignKey, String, Text, delete, func, insert, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from core.db import Base, Database, UTCDateTime, utcnow
@@ -103,17 +103,30 @@ def _expiry(grant: Grant, now: datetime) -> datetime:
     return min(latest, datetime.fromtimestamp(grant.session_ends_at, tz=now.tzinfo))
 
 
-def prune(session: Session, before: datetime, *, batch: int = 1000) -> int:
+def prune(sessions: sessionmaker[Session], before: datetime, *, batch: int = 1000) -> int:
     """Delete the families whose every token expired before ``before`` (``idp db prune``).
     A family goes whole: a used token kept while its family lives is what detects its
-    reuse. Returns how many tokens were deleted."""
-    ended = (select(RefreshToken.family).group_by(RefreshToken.family)
-             .having(func.max(RefreshToken.expires_at) < before).limit(batch))
-    removed = 0
-    while families := list(session.scalars(ended)):
-        removed += session.execute(delete(RefreshToken).where(
-            RefreshToken.family.in_(families))).rowcount or 0
-    return removed
+    reuse. Families are walked once, in order of their (indexed) id, ``batch`` at a time,
+    each batch its own transaction: a living family is read once, not again by every
+    batch, and the table is never locked for the whole run. Returns how many tokens were
+    deleted."""
+    removed, after = 0, ""
+    while True:
+        with sessions.begin() as session:
+            scanned = session.execute(
+                select(RefreshToken.family, func.max(RefreshToken.expires_at))
+                .where(RefreshToken.family > after).group_by(RefreshToken.family)
+                .order_by(RefreshToken.family).limit(batch)).all()
+            ended = [family for family, last in scanned if last < before]
+            if ended:  # and still ended: a family has no new token once all expired
+                removed += session.execute(delete(RefreshToken).where(
+                    RefreshToken.family.in_(ended),
+                    ~RefreshToken.family.in_(select(RefreshToken.family).where(
+                        RefreshToken.family.in_(ended), RefreshToken.expires_at >= before))
+                )).rowcount or 0
+        if len(scanned) < batch:
+            return removed
+        after = scanned[-1][0]
 
 
 def revoke_family(db: Database, store: Store, family: str) -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from core.audit import AuditEvent, verify_chain
 from core.db import Database, utcnow
 from idp.cli import app
-from idp.oidc.refresh_tokens import RefreshToken
+from idp.oidc.refresh_tokens import RefreshToken, prune
 
 
 @pytest.fixture
@@ -43,6 +43,20 @@ def test_db_prune_deletes_ended_families_only(cli_env, db: Database, make_person
     with db.session() as session:
         left = session.scalars(select(RefreshToken.token_mac).order_by(RefreshToken.id)).all()
     assert left == ["mac-living-1", "mac-living-2"]  # the old one still detects reuse
+
+
+def test_families_are_walked_in_batches(db: Database, make_person) -> None:
+    """Ended and living families interleaved, one family per batch: each ended one goes."""
+    person = make_person()
+    with db.session() as session:
+        for n, family in enumerate("abcdefg"):
+            _token(session, family, -400 if n % 2 == 0 else 20, person.account_id, 1)
+        _token(session, "b", -400, person.account_id, 2)
+    assert prune(db.sessions, utcnow() - timedelta(days=1), batch=1) == 4
+    assert prune(db.sessions, utcnow() - timedelta(days=1), batch=2) == 0
+    with db.session() as session:
+        left = session.scalars(select(RefreshToken.token_mac).order_by(RefreshToken.id)).all()
+    assert left == ["mac-b-1", "mac-d-1", "mac-f-1", "mac-b-2"]
 
 
 def test_audit_prune_keeps_the_legal_minimum(cli_env, db: Database) -> None:
