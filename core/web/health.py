@@ -3,13 +3,18 @@
 ``/healthz`` answers while the process runs. ``/readyz`` checks the database
 and the store on every call, and that the master keys open the signing keys, answers 503
 naming the failing dependency while one is down, and 200 again as soon as it is back
-(nothing is cached but the key ring's minute).
+(nothing is cached but the key ring's minute). Each check has ``PROBE_SECONDS`` to answer:
+a database server that stopped answering on an open connection (a stalled process while
+its machine still acknowledges TCP, which no socket option notices) is "unavailable" then,
+and while that check is still waiting the next calls do not start another one.
 ``/metrics`` is the Prometheus text format of this process.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,6 +22,62 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("idp.health")
+
+PROBE_SECONDS = 3.0  # well under a load balancer's probe timeout
+
+
+class ProbeTimeout(Exception):
+    """A dependency's check did not answer within ``PROBE_SECONDS``."""
+
+
+class _Run:
+    """One check running on a daemon thread (a hung one must not hold the process at exit)."""
+
+    def __init__(self, probe: Callable[[], None]) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._probe = probe
+        threading.Thread(target=self._run, name="readyz", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._probe()
+        except BaseException as error:  # handed to whoever waits for the check
+            self.error = error
+        finally:
+            self.done.set()
+
+
+class Probes:
+    """Runs each dependency's check on a thread of its own with a time limit; a check
+    still running from an earlier call is waited on again, never started twice, so a hung
+    dependency holds one thread, not one per probe."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+
+    def check(self, name: str, probe: Callable[[], None]) -> None:
+        with self._lock:
+            running = self._running.get(name)
+            if running is None or running.done.is_set():
+                running = self._running[name] = _Run(probe)
+        if not running.done.wait(PROBE_SECONDS):
+            raise ProbeTimeout(name)
+        if running.error is not None:
+            raise running.error
+
+
+_CREATING = threading.Lock()
+
+
+def _probes(request: Request) -> Probes:
+    """The app's probes (one set per app: its checks run on its own threads)."""
+    with _CREATING:
+        probes = getattr(request.app.state, "readiness_probes", None)
+        if probes is None:
+            probes = request.app.state.readiness_probes = Probes()
+    return probes
 
 
 @router.get("/healthz")
@@ -28,11 +89,16 @@ async def healthz() -> dict[str, str]:  # on the event loop: answers while every
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
+    probes = _probes(request)
     for name, probe in (("database", request.app.state.db.ping_writable),
                         ("store", request.app.state.store.ping)):
         try:
-            probe()
+            probes.check(name, probe)
             checks[name] = "ok"
+        except ProbeTimeout:
+            log.warning("readiness check failed", extra={
+                "dependency": name, "error": f"no answer within {PROBE_SECONDS:g} s"})
+            checks[name] = "unavailable"
         except Exception as exc:  # any failure means "not ready"; the kind is logged
             log.warning("readiness check failed", extra={"dependency": name,
                                                          "error": type(exc).__name__})

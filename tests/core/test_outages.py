@@ -208,3 +208,85 @@ def test_a_redis_replica_is_not_ready(tmp_path) -> None:
     finally:
         replica.terminate()
         replica.wait(10)
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL that can stop passing bytes while its sockets stay open:
+    a database server whose process stalled while its machine still acknowledges TCP."""
+
+    def __init__(self, target_port: int) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self._target = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client = self.server.accept()[0]
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        while True:
+            try:
+                chunk = source.recv(65536)
+                self.flowing.wait()
+                if not chunk:
+                    return
+                sink.sendall(chunk)
+            except OSError:
+                return
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="PostgreSQL only: a server to stall")
+def test_a_stalled_database_is_not_ready_within_seconds(db: Database, store, var_dir,
+                                                        monkeypatch) -> None:
+    """The connection is open and TCP answers, but the server says nothing: readiness
+    answers 503 once its time is up, and waits on the same check again rather than start
+    one more thread per probe; ready again once the server answers."""
+    from sqlalchemy.engine import make_url
+
+    from core.web import health
+    from idp.app import create_app
+
+    monkeypatch.setattr(health, "PROBE_SECONDS", 0.5)
+    url = make_url(db.engine.url.render_as_string(hide_password=False))
+    proxy = FreezableProxy(url.port or 5432)
+    settings = make_settings(var_dir, url.set(host="127.0.0.1", port=proxy.port)
+                             .render_as_string(hide_password=False))
+    through = Database(settings)
+    try:
+        app = create_app(settings, db=through, store=store)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get("/readyz").status_code == 200
+            proxy.flowing.clear()
+            stalled: list = []
+            asking = threading.Thread(target=lambda: stalled.extend(
+                client.get("/readyz") for _ in range(3)), daemon=True)
+            asking.start()
+            asking.join(5)
+            assert not asking.is_alive(), "readiness waits on a stalled database"
+            assert [r.status_code for r in stalled] == [503] * 3
+            assert stalled[0].json()["checks"]["database"] == "unavailable"
+            assert stalled[0].json()["checks"]["store"] == "ok"
+            waiting = [t for t in threading.enumerate() if t.name == "readyz"]
+            assert len(waiting) == 1, waiting  # one hung check, not one per probe
+            proxy.flowing.set()
+            for _ in range(20):
+                if client.get("/readyz").status_code == 200:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("not ready again once the server answered")
+    finally:
+        proxy.flowing.set()
+        proxy.server.close()
+        through.dispose()
