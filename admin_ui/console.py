@@ -115,14 +115,16 @@ def _page_url(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-def _administrator(request: Request, db: Session, unit_code: str, *,
-                   acting_on: str = "") -> Administrator | Response:
+def administrator_of(request: Request, db: Session, unit_code: str, *,
+                     acting_on: str = "", then: str = "") -> Administrator | Response:
     """The administrator, or where the browser must go first: the sign-in (no session, a
-    session below the policy's level or begun elsewhere; for an action on the person
-    ``acting_on``, none in the last ten minutes), then back to the page it came from."""
-    found = sessions.recent(request) if acting_on else sessions.proven(request)
+    session below the policy's level or begun elsewhere; for an action, on the person
+    ``acting_on`` or coming back to the page ``then``, none in the last ten minutes), then
+    back to the page it came from."""
+    acting = bool(acting_on or then)
+    found = sessions.recent(request) if acting else sessions.proven(request)
     if found is None:
-        back = _person_url(acting_on, unit_code) if acting_on else _page_url(request)
+        back = then or (_person_url(acting_on, unit_code) if acting_on else _page_url(request))
         return RedirectResponse(sessions.reauth_url(back), status_code=303)
     units = administrators.administered(db, found.account_id)
     if not units:
@@ -134,9 +136,10 @@ def _administrator(request: Request, db: Session, unit_code: str, *,
                          unit, units, found.sid)
 
 
-def _render(request: Request, name: str, admin: Administrator, **context: Any) -> Response:
+def render_console(request: Request, name: str, admin: Administrator, *, status: int = 200,
+                   **context: Any) -> Response:
     response = render(request, name, {"unit": admin.unit, "units": admin.units,
-                                      "labels": LABELS, **context})
+                                      "labels": LABELS, **context}, status=status)
     response.headers["cache-control"] = "no-store"  # personal data
     return response
 
@@ -144,7 +147,7 @@ def _render(request: Request, name: str, admin: Administrator, **context: Any) -
 @router.get("")
 def search(request: Request, unit: str = "", q: str = "") -> Response:
     with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit)
+        admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
         found, more = [], False
@@ -160,7 +163,7 @@ def search(request: Request, unit: str = "", q: str = "") -> Response:
         results = [{"uid": p.uid, "name": p.name, "status": p.status,
                     "places": [(p_["role"], names.get(p_["unit"], p_["unit_name"]))
                                for p_ in placed[p.id]]} for p in found]
-        return _render(request, "console_search.html", admin, q=text, people=results,
+        return render_console(request, "console_search.html", admin, q=text, people=results,
                        more=more)
 
 
@@ -180,7 +183,7 @@ def _place_names(db: Session, scope: PersonScope, codes: list[str]) -> dict[str,
 @router.get("/people/{uid}")
 def person(request: Request, uid: str, unit: str = "", done: str = "") -> Response:
     with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit)
+        admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
         shown = db.scalar(select(Person).where(Person.uid == uid[:64],
@@ -196,7 +199,7 @@ def person(request: Request, uid: str, unit: str = "", done: str = "") -> Respon
         helped = managed and shown.account is not None
         record(db, actor=admin.scope.actor, action="directory.person.view", outcome="success",
                target=f"person:{shown.uid}", context=Context.of(request))
-        return _render(
+        return render_console(
             request, "console_person.html", admin, person=view, uid=shown.uid,
             security=_sign_in_state(request, db, shown.account) if helped else None,
             why_not=None if helped else _why_not_helped(db, admin.scope, shown),
@@ -287,7 +290,7 @@ def _act(request: Request, uid: str, unit: str, done: str,
     ten minutes), the person's account (404 otherwise), the action in one transaction;
     then back to the person's page saying ``done``, unless the action answers itself."""
     with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit, acting_on=uid[:64])
+        admin = administrator_of(request, db, unit, acting_on=uid[:64])
         if isinstance(admin, Response):
             return admin
         answer = action(db, admin, _managed_account(db, admin, uid))
@@ -358,11 +361,11 @@ def reset_password(request: Request, uid: str, unit: str = Form("", max_length=6
 def temporary_password_page(request: Request, uid: str, unit: str = "") -> Response:
     """The temporary password just given, once: a reload says it was shown."""
     with request.app.state.db.session() as db:
-        admin = _administrator(request, db, unit)
+        admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
     shown = request.app.state.store.take(_temporary_key(admin, uid[:64]))
-    return _render(request, "console_password.html", admin, uid=uid,
+    return render_console(request, "console_password.html", admin, uid=uid,
                    temporary=shown.decode() if shown else None)
 
 

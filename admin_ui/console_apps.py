@@ -1,0 +1,241 @@
+"""The admin console's apps (``/admin/apps``): the school applications of a unit.
+
+An administrator sees the apps registered by their unit and the units below it, and:
+
+- **registers** one for their unit: a name, its redirect URIs and its kind (a web app that
+  keeps a client secret, or a public app, single-page or mobile, with PKCE). It starts
+  ``pending``: nobody signs in to it until it is approved. The client secret is shown once
+  on a page of its own (post, redirect, get; kept five minutes in the store for this
+  administrator's session), never stored but as its HMAC-SM3;
+- **approves or suspends** an app of a unit *below* theirs (a school's app by its district
+  or the city; a district's by the city): the unit that registers an app does not approve
+  it. The city has no unit above, so its administrators decide on the city's own apps;
+- gives a confidential app of their unit or below a **new secret** (the old one stops).
+
+Everything else (its metadata, first-party apps, APIs, pairwise subjects) stays with the
+operators' ``idp apps``. Every change needs the administrator's sign-in from the last ten
+minutes and the page's CSRF token, and is audited as ``account:<id>`` (``app.register``,
+``app.status``, ``app.new_secret``), as the command line's. Running servers see a status
+change within ``idp.oidc.clients.CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from admin_ui.console import Administrator, administrator_of, render_console
+from core.audit import Context, record
+from core.web.csrf import require_csrf
+from core.web.errors import PageError
+from core.web.i18n import N_
+from directory.apps import (
+    App,
+    AppStatus,
+    find_app,
+    new_secret,
+    register_app,
+    validate_metadata,
+)
+from directory.models import OrgUnit
+
+router = APIRouter(prefix="/admin/apps", include_in_schema=False,
+                   dependencies=[Depends(require_csrf)])
+
+KINDS = {"web": "client_secret_basic", "public": "none"}  # the form's choice -> auth method
+SECRET_SHOWN_SECONDS = 300
+NO_SUCH_APP = N_("No such app in the unit you administer.")
+NOT_YOURS_TO_DECIDE = N_("An app is approved or suspended by the administrator of the unit "
+                         "above the one that registered it.")
+BAD_NAME = N_("Give the app a name of 1 to 200 characters.")
+BAD_URIS = N_("Give one to ten redirect URIs, one per line: web addresses (https://...) or a "
+              "mobile app's own scheme (com.example.app:/callback), without spaces or a "
+              "fragment (#).")
+BAD_KIND = N_("Choose what kind of app it is.")
+DONE = {
+    "approved": N_("The app was approved: people can sign in to it (running servers see it "
+                   "within a minute)."),
+    "suspended": N_("The app was suspended: sign-ins to it are refused (running servers see "
+                    "it within a minute)."),
+}
+
+
+APP_LABELS = {"pending": N_("pending approval"), "approved": N_("approved"),
+              "suspended": N_("suspended")}
+
+
+def _apps_url_for(unit: str) -> str:
+    return "/admin/apps?" + urlencode({"unit": unit})
+
+
+def _apps_url(admin: Administrator, **more: str) -> str:
+    return "/admin/apps?" + urlencode({"unit": admin.unit.code, **more})
+
+
+def _listed(db: Session, admin: Administrator) -> list[tuple[App, OrgUnit]]:
+    """The apps of the unit and the units below it, newest first."""
+    rows = db.execute(
+        select(App, OrgUnit).join(OrgUnit, OrgUnit.id == App.org_unit_id)
+        .where(OrgUnit.path.startswith(admin.unit.path))
+        .order_by(App.created_at.desc(), App.id.desc()))
+    return [(app, unit) for app, unit in rows]
+
+
+def may_decide(admin: Administrator, unit: OrgUnit) -> bool:
+    """Whether the administrator approves and suspends the apps of ``unit``: a unit below
+    theirs, or their own when it is the city (no unit above)."""
+    return unit.path.startswith(admin.unit.path) and (
+        unit.path != admin.unit.path or admin.unit.parent_id is None)
+
+
+def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:
+    metadata = json.loads(app.metadata_json or "{}")
+    return {"client_id": app.client_id, "name": app.name, "status": app.status,
+            "unit": unit.name, "uris": metadata.get("redirect_uris", []),
+            "public": app.client_secret_mac is None, "decides": may_decide(admin, unit)}
+
+
+@router.get("")
+def apps_page(request: Request, unit: str = "", done: str = "") -> Response:
+    with request.app.state.db.session() as db:
+        admin = administrator_of(request, db, unit)
+        if isinstance(admin, Response):
+            return admin
+        rows = [_row(app, at, admin) for app, at in _listed(db, admin)]
+    return render_console(request, "console_apps.html", admin, apps=rows,
+                          done=DONE.get(done, ""), form={}, app_labels=APP_LABELS)
+
+
+def _app_of(db: Session, admin: Administrator, client_id: str) -> tuple[App, OrgUnit]:
+    """An app of the unit or below (404 otherwise, whether it exists or not)."""
+    app = find_app(db, client_id[:64])
+    unit = db.get(OrgUnit, app.org_unit_id) if app and app.org_unit_id else None
+    if app is None or unit is None or not unit.path.startswith(admin.unit.path):
+        raise PageError(404, NO_SUCH_APP)
+    return app, unit
+
+
+def _acting(request: Request, unit: str, back: str,
+            action: Callable[[Session, Administrator], tuple[Response, str | None]]
+            ) -> Response:
+    """An administrator signed in within ten minutes (else to the sign-in, then ``back``),
+    and ``action`` in one transaction; once it has committed, this process forgets the
+    cached metadata of the app it changed (other processes within
+    ``idp.oidc.clients.CACHE_SECONDS``)."""
+    with request.app.state.db.session() as db:
+        admin = administrator_of(request, db, unit, then=back)
+        if isinstance(admin, Response):
+            return admin
+        answer, changed = action(db, admin)
+    registry = getattr(request.app.state, "clients", None)
+    if changed and registry is not None:
+        registry.forget(changed)
+    return answer
+
+
+def _secret_key(admin: Administrator, client_id: str) -> str:
+    return f"console:client-secret:{admin.sid}:{client_id}"
+
+
+def _show_secret(request: Request, admin: Administrator, client_id: str,
+                 secret: str | None) -> Response:
+    """Keep a new secret for its page (post, redirect, get), and go there."""
+    if secret:
+        request.app.state.store.set(_secret_key(admin, client_id), secret.encode(),
+                                    ttl=SECRET_SHOWN_SECONDS)
+    return RedirectResponse(f"/admin/apps/{client_id}/secret?"
+                            + urlencode({"unit": admin.unit.code}), status_code=303)
+
+
+def _metadata(uris: str, kind: str) -> tuple[dict[str, object], str]:
+    """The metadata the form describes, or what is wrong with it."""
+    if kind not in KINDS:
+        return {}, BAD_KIND
+    listed = [line.strip() for line in uris.splitlines() if line.strip()]
+    if not 0 < len(listed) <= 10:
+        return {}, BAD_URIS
+    metadata: dict[str, object] = {"redirect_uris": listed,
+                                   "token_endpoint_auth_method": KINDS[kind]}
+    try:
+        validate_metadata(dict(metadata))
+    except (ValueError, TypeError):
+        return {}, BAD_URIS
+    return metadata, ""
+
+
+@router.post("/register")
+def register(request: Request, unit: str = Form("", max_length=64),
+             name: str = Form("", max_length=400), redirect_uris: str = Form("", max_length=5000),
+             kind: str = Form("", max_length=10)) -> Response:
+    state = request.app.state
+
+    def registered(db: Session, admin: Administrator) -> tuple[Response, str | None]:
+        metadata, problem = _metadata(redirect_uris, kind)
+        if not 0 < len(name.strip()) <= 200:
+            problem = BAD_NAME
+        if problem:
+            rows = [_row(app, at, admin) for app, at in _listed(db, admin)]
+            return render_console(request, "console_apps.html", admin, apps=rows, done="",
+                                  error=problem, status=400, app_labels=APP_LABELS,
+                                  form={"name": name, "redirect_uris": redirect_uris,
+                                        "kind": kind}), None
+        app, secret = register_app(db, state.settings, name=name.strip(), metadata=metadata,
+                                   status=AppStatus.pending, org_unit_id=admin.unit.id)
+        record(db, actor=admin.scope.actor, action="app.register", outcome="success",
+               target=f"app:{app.client_id}", context=Context.of(request))
+        return _show_secret(request, admin, app.client_id, secret), app.client_id
+    return _acting(request, unit, _apps_url_for(unit), registered)
+
+
+@router.get("/{client_id}/secret")
+def secret_page(request: Request, client_id: str, unit: str = "") -> Response:
+    """The app's client_id and, once, its new secret."""
+    with request.app.state.db.session() as db:
+        admin = administrator_of(request, db, unit)
+        if isinstance(admin, Response):
+            return admin
+        app, _unit = _app_of(db, admin, client_id)
+        row = {"client_id": app.client_id, "name": app.name, "status": app.status,
+               "public": app.client_secret_mac is None}
+    shown = request.app.state.store.take(_secret_key(admin, app.client_id))
+    return render_console(request, "console_app_secret.html", admin, app=row,
+                          secret=shown.decode() if shown else None, app_labels=APP_LABELS)
+
+
+@router.post("/{client_id}/status")
+def change_status(request: Request, client_id: str, unit: str = Form("", max_length=64),
+                  status: str = Form("", max_length=20)) -> Response:
+    def decide(db: Session, admin: Administrator) -> tuple[Response, str | None]:
+        app, at = _app_of(db, admin, client_id)
+        if status not in (AppStatus.approved.value, AppStatus.suspended.value):
+            raise PageError(400, NOT_YOURS_TO_DECIDE)
+        if not may_decide(admin, at):
+            raise PageError(403, NOT_YOURS_TO_DECIDE)
+        app.status = status
+        record(db, actor=admin.scope.actor, action="app.status", outcome="success",
+               target=f"app:{app.client_id}", detail={"status": status},
+               context=Context.of(request))
+        return RedirectResponse(_apps_url(admin, done=status), status_code=303), app.client_id
+    return _acting(request, unit, _apps_url_for(unit), decide)
+
+
+@router.post("/{client_id}/new-secret")
+def give_new_secret(request: Request, client_id: str,
+                    unit: str = Form("", max_length=64)) -> Response:
+    state = request.app.state
+
+    def renewed(db: Session, admin: Administrator) -> tuple[Response, str | None]:
+        app, _unit = _app_of(db, admin, client_id)
+        if app.client_secret_mac is None:
+            raise PageError(404, NO_SUCH_APP)
+        secret = new_secret(state.settings, app)
+        record(db, actor=admin.scope.actor, action="app.new_secret", outcome="success",
+               target=f"app:{app.client_id}", context=Context.of(request))
+        return _show_secret(request, admin, app.client_id, secret), app.client_id
+    return _acting(request, unit, _apps_url_for(unit), renewed)
