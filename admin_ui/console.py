@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from admin_ui.security_reset import end_sessions
 from core.audit import Context, record
+from core.field_crypto import field_cipher
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
@@ -332,12 +333,28 @@ def restore_phone(request: Request, uid: str, unit: str = Form("", max_length=64
     return _act(request, uid, unit, "phone", restore)
 
 
-# A temporary password waits for its page this long, for this administrator's session only
-TEMPORARY_SHOWN_SECONDS = 300
+# A secret just made (a temporary password, a client secret) waits this long for the page
+# that shows it, for this administrator's session only
+SHOWN_SECONDS = 300
 
 
-def _temporary_key(admin: Administrator, uid: str) -> str:
-    return f"console:temporary:{admin.sid}:{uid}"
+def keep_to_show(request: Request, admin: Administrator, what: str, secret: str) -> None:
+    """Keep ``secret`` for the page that shows it once (post, redirect, get): sealed with
+    SM4 under the master key (the store may be written to disk), bound to this
+    administrator's session and ``what``, for ``SHOWN_SECONDS``."""
+    key = f"console:shown:{admin.sid}:{what}"
+    token = field_cipher(request.app.state.settings).encrypt(secret, context=key.encode())
+    request.app.state.store.set(key, token.encode(), ttl=SHOWN_SECONDS)
+
+
+def take_to_show(request: Request, admin: Administrator, what: str) -> str | None:
+    """The secret kept for ``what``, once; None when shown already or gone."""
+    key = f"console:shown:{admin.sid}:{what}"
+    token = request.app.state.store.take(key)
+    if token is None:
+        return None
+    return field_cipher(request.app.state.settings).decrypt(
+        token.decode(), context=key.encode()).decode()
 
 
 @router.post("/people/{uid}/password/reset")
@@ -350,8 +367,7 @@ def reset_password(request: Request, uid: str, unit: str = Form("", max_length=6
         temporary = password_change.reset(db, state.settings, state.store, account,
                                           actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
-        state.store.set(_temporary_key(admin, uid), temporary.encode(),
-                        ttl=TEMPORARY_SHOWN_SECONDS)
+        keep_to_show(request, admin, f"password:{uid}", temporary)
         return RedirectResponse(_person_url(uid, admin.unit.code).replace(
             "?", "/password?", 1), status_code=303)
     return _act(request, uid, unit, "", temporary_password)
@@ -364,9 +380,8 @@ def temporary_password_page(request: Request, uid: str, unit: str = "") -> Respo
         admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
-    shown = request.app.state.store.take(_temporary_key(admin, uid[:64]))
     return render_console(request, "console_password.html", admin, uid=uid,
-                   temporary=shown.decode() if shown else None)
+                          temporary=take_to_show(request, admin, f"password:{uid[:64]}"))
 
 
 @router.post("/people/{uid}/administrator/appoint")

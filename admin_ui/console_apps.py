@@ -30,7 +30,13 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin_ui.console import Administrator, administrator_of, render_console
+from admin_ui.console import (
+    Administrator,
+    administrator_of,
+    keep_to_show,
+    render_console,
+    take_to_show,
+)
 from core.audit import Context, record
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
@@ -49,7 +55,6 @@ router = APIRouter(prefix="/admin/apps", include_in_schema=False,
                    dependencies=[Depends(require_csrf)])
 
 KINDS = {"web": "client_secret_basic", "public": "none"}  # the form's choice -> auth method
-SECRET_SHOWN_SECONDS = 300
 NO_SUCH_APP = N_("No such app in the unit you administer.")
 NOT_YOURS_TO_DECIDE = N_("An app is approved or suspended by the administrator of the unit "
                          "above the one that registered it.")
@@ -139,16 +144,11 @@ def _acting(request: Request, unit: str, back: str,
     return answer
 
 
-def _secret_key(admin: Administrator, client_id: str) -> str:
-    return f"console:client-secret:{admin.sid}:{client_id}"
-
-
 def _show_secret(request: Request, admin: Administrator, client_id: str,
                  secret: str | None) -> Response:
     """Keep a new secret for its page (post, redirect, get), and go there."""
     if secret:
-        request.app.state.store.set(_secret_key(admin, client_id), secret.encode(),
-                                    ttl=SECRET_SHOWN_SECONDS)
+        keep_to_show(request, admin, f"client-secret:{client_id}", secret)
     return RedirectResponse(f"/admin/apps/{client_id}/secret?"
                             + urlencode({"unit": admin.unit.code}), status_code=303)
 
@@ -203,9 +203,9 @@ def secret_page(request: Request, client_id: str, unit: str = "") -> Response:
         app, _unit = _app_of(db, admin, client_id)
         row = {"client_id": app.client_id, "name": app.name, "status": app.status,
                "public": app.client_secret_mac is None}
-    shown = request.app.state.store.take(_secret_key(admin, app.client_id))
-    return render_console(request, "console_app_secret.html", admin, app=row,
-                          secret=shown.decode() if shown else None, app_labels=APP_LABELS)
+    secret = take_to_show(request, admin, f"client-secret:{app.client_id}")
+    return render_console(request, "console_app_secret.html", admin, app=row, secret=secret,
+                          app_labels=APP_LABELS)
 
 
 @router.post("/{client_id}/status")

@@ -27,8 +27,9 @@ import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.gm.sm4 import FIELD_SCHEME, FieldCipher
@@ -197,10 +198,29 @@ def _reencrypt_batches(
     while True:
         with sessions.begin() as session:
             rows = _stale_rows(session, column, current, batch)
-            for row in rows:
-                seal(settings, column, row, open_(settings, column, row))
+            moved = sum(_reseal(session, settings, column, row) for row in rows)
         if not rows:
             return
         if progress:
-            progress(column, len(rows))
-        yield len(rows)
+            progress(column, moved)
+        yield moved
+
+
+def _reseal(session: Session, settings: Settings, column: EncryptedColumn, row: object) -> int:
+    """Seal the row's value again under the current key, unless a writer changed it since it
+    was read (an import giving a phone login another number): then that writer's value,
+    sealed under the current key already, stays. One conditional ``UPDATE``; 1 if done."""
+    read = getattr(row, column.column)
+    value = open_(settings, column, row)
+    resealed = SimpleNamespace(**{column.row_key: getattr(row, column.row_key)})
+    seal(settings, column, resealed, value)
+    changes = {column.column: getattr(resealed, column.column)}
+    if column.index_column:
+        changes[column.index_column] = getattr(resealed, column.index_column)
+    mapper = inspect(column.model)
+    keys = mapper.primary_key_from_instance(row)
+    attribute = getattr(column.model, column.column)
+    same_row = [key == found for key, found in zip(mapper.primary_key, keys, strict=True)]
+    statement = (update(column.model).where(attribute == read, *same_row).values(changes)
+                 .execution_options(synchronize_session=False))
+    return session.execute(statement).rowcount or 0

@@ -2,12 +2,15 @@
 
 The directory keeps history (ended places, a graduate's account) so that a school can
 answer for last term. It must not keep it for ever: personal data is deleted once its
-purpose is met (PIPL art. 47). ``idp directory erase-departed --days N`` finds the people
-it is over for and erases them, one batch per transaction:
+purpose is met (PIPL art. 47). ``idp erase-departed --days N`` finds the people
+it is over for and erases them, one batch per transaction, each holding the import lock (an
+import writing meanwhile could place again someone just erased):
 
 - **Who:** a person graduated, transferred or left, with no current place, whose last place
-  ended ``days`` or more ago (one never placed: last changed that long ago). A guardian goes
-  with the last of their children erased, unless they have a place of their own.
+  ended ``days`` or more ago (one never placed: last changed that long ago), who is nobody's
+  guardian. Erasing a child ends their guardians' places as guardians at schools where no
+  child of theirs is left; a guardian goes with the last of their children, unless a place
+  of their own (a teacher's) ended less than ``days`` ago.
 - **What goes:** the name (left empty), gender, birth date, national ID, phone and address
   (ciphertexts and blind indexes), the password; every row of any table that refers to the
   person or their account (places, guardian links, SCIM external ids, login identifiers,
@@ -27,12 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Table, delete, exists, func, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.audit import record
 from core.db import Base, utcnow
 from core.field_crypto import seal
 from core.settings import Settings
+from directory.importer.lock import hold_import_lock
 from directory.models import (
     ADDRESS,
     NATIONAL_ID,
@@ -40,6 +44,7 @@ from directory.models import (
     Account,
     Affiliation,
     GuardianLink,
+    OrgUnit,
     Person,
     PersonStatus,
     Role,
@@ -102,16 +107,34 @@ def _erase(session: Session, settings: Settings, person: Person, actor: str) -> 
     return guardians
 
 
-def _orphaned(session: Session, guardian_ids: set[int]) -> list[Person]:
-    """The guardians among these with no child left and no place of their own (a guardian
-    is placed, as a guardian, at each child's school)."""
+def _end_guardian_places(session: Session, guardian_ids: set[int], day: date) -> None:
+    """End the guardians' places as guardians at schools where none of their children left
+    has a current place (a guardian is placed at each child's school)."""
+    child_place = aliased(Affiliation)
+    child_unit = aliased(OrgUnit)
+    still_there = exists().where(
+        GuardianLink.guardian_id == Affiliation.person_id,
+        child_place.person_id == GuardianLink.student_id, child_place.valid_to.is_(None),
+        child_unit.id == child_place.org_unit_id, child_unit.path.startswith(OrgUnit.path))
+    for place in session.scalars(
+            select(Affiliation).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+            .where(Affiliation.person_id.in_(sorted(guardian_ids)),
+                   Affiliation.role == Role.guardian.value, Affiliation.valid_to.is_(None),
+                   ~still_there)):
+        place.valid_to = day
+
+
+def _orphaned(session: Session, guardian_ids: set[int], cutoff: date) -> list[Person]:
+    """The guardians among these with no child left and no place of their own that ended
+    less than the retention period ago."""
     if not guardian_ids:
         return []
     return list(session.scalars(select(Person).where(
         Person.id.in_(sorted(guardian_ids)), Person.erased_at.is_(None),
         ~exists().where(GuardianLink.guardian_id == Person.id),
         ~exists().where(Affiliation.person_id == Person.id,
-                        Affiliation.role != Role.guardian.value))))
+                        Affiliation.role != Role.guardian.value,
+                        or_(Affiliation.valid_to.is_(None), Affiliation.valid_to > cutoff)))))
 
 
 def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days: int,
@@ -132,6 +155,7 @@ def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days:
         return done
     while True:
         with sessions.begin() as session:
+            hold_import_lock(session)  # an import must not write onto a tombstone
             people = list(session.scalars(select(Person).where(due).order_by(Person.id)
                                           .limit(batch).with_for_update()))
             guardians: set[int] = set()
@@ -139,7 +163,9 @@ def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days:
                 guardians.update(_erase(session, settings, person, actor))
                 done.uids[len(done.uids):] = [person.uid][:5 - len(done.uids)]
             session.flush()
-            for guardian in _orphaned(session, guardians):
+            _end_guardian_places(session, guardians, day)
+            session.flush()
+            for guardian in _orphaned(session, guardians, cutoff):
                 _erase(session, settings, guardian, actor)
                 done.guardians += 1
             done.people += len(people)

@@ -158,6 +158,7 @@ def erase_departed_command(
     """Erase the personal data of people who graduated, transferred or left more than
     --days ago (docs/operations.md): a tombstone of opaque ids stays."""
     import migrations.models  # noqa: F401 - every table that refers to a person or account
+    from directory.importer.lock import ImportBusy
     from directory.retention import erase_departed
     from idp.cli import _database, _settings
 
@@ -167,6 +168,8 @@ def erase_departed_command(
         with out.status("erasing..." if not dry_run else "counting..."):
             done = erase_departed(settings, database.sessions, days=days, actor=_actor(),
                                   dry_run=dry_run, batch=batch)
+    except ImportBusy as busy:  # batches done so far stay done: run it again later
+        raise _fail(str(busy)) from None
     finally:
         database.dispose()
     if dry_run:

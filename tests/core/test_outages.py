@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from core.db import Database
+from core.settings import Settings
 from core.store import Store
 from tests.conftest import PG_ADMIN_URL, make_settings
 
@@ -290,3 +291,30 @@ def test_a_stalled_database_is_not_ready_within_seconds(db: Database, store, var
         proxy.flowing.set()
         proxy.server.close()
         through.dispose()
+
+
+def test_readiness_answers_within_the_limit_when_both_dependencies_hang(
+        settings: Settings, db: Database, store: Store, monkeypatch) -> None:
+    """docs/operations.md and the commit: readiness answers within PROBE_SECONDS whatever a
+    dependency does. With the database and Redis both stalled (a network partition), the
+    checks are waited on one after the other: 2 x PROBE_SECONDS (6 s with the default 3 s,
+    past a readiness probe's usual timeout)."""
+    from core.web import health
+    from idp.app import create_app
+
+    monkeypatch.setattr(health, "PROBE_SECONDS", 0.5)
+    stalled = threading.Event()
+    app = create_app(settings, db=db, store=store)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/readyz").status_code == 200
+        monkeypatch.setattr(db, "ping_writable", lambda: stalled.wait(30))
+        monkeypatch.setattr(store, "ping", lambda: stalled.wait(30))
+        try:
+            began = time.monotonic()
+            answer = client.get("/readyz")
+            took = time.monotonic() - began
+        finally:
+            stalled.set()
+    assert answer.status_code == 503
+    assert answer.json()["checks"] == {"database": "unavailable", "store": "unavailable"}
+    assert took < health.PROBE_SECONDS + 0.3, f"/readyz took {took:.2f} s"

@@ -6,18 +6,27 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 import migrations.models  # noqa: F401 - every table, as the command has them
 from core.audit import AuditEvent
 from core.db import Base, Database
 from core.settings import Settings
 from directory.apps import Consent
-from directory.models import Account, Affiliation, GuardianLink, Person, PersonStatus
+from directory.models import (
+    Account,
+    Affiliation,
+    GuardianLink,
+    OrgUnit,
+    Person,
+    PersonStatus,
+    Role,
+)
 from directory.people import find_login_account
 from directory.retention import erase_departed
 from mfa.credentials import MfaCredential
-from tests.directory.cityfiles import seed_city
+from tests.conftest import PG_ADMIN_URL
+from tests.directory.cityfiles import run, seed_city, write
 from tests.idp.test_cli import idp
 
 TODAY = date(2027, 11, 1)
@@ -108,6 +117,11 @@ def test_the_departed_are_erased_and_nobody_else(db: Database, settings: Setting
         assert kept.erased_at is None and kept.name == "张大伟"
         assert session.scalar(select(func.count()).select_from(GuardianLink)
                               .where(GuardianLink.guardian_id == kept.id)) == 1
+        places = dict(session.execute(
+            select(OrgUnit.code, Affiliation.valid_to)
+            .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+            .where(Affiliation.person_id == kept.id, Affiliation.role == "guardian")).all())
+        assert places == {"3100000001": TODAY, "3100000002": None}  # 张小明's school: ended
         assert _person(db, "王丽").erased_at is None
         assert _person(db, "刘小刚").erased_at is None
         erased = sorted(session.scalars(select(AuditEvent.target).where(
@@ -141,3 +155,65 @@ def test_the_command(tmp_path: Path) -> None:
     assert dry.returncode == 0 and "0 people would be erased" in dry.stdout, dry.stderr
     real = idp("erase-departed", "--days", "365", env=env)
     assert real.returncode == 0 and "erased 0 people" in real.stdout, real.stderr
+
+
+def test_a_guardian_who_once_taught_is_erased_with_their_last_child(
+        db: Database, settings: Settings, city) -> None:
+    """陈静 is 陈小红's only guardian and once taught (the post ended long ago, she left).
+    Her child is erased; she has no child and no place of her own left, so she must go too,
+    now or in a later run. She never does: _orphaned refuses anyone with any non-guardian
+    affiliation, even an ended one, and _due refuses her for ever because her guardian
+    affiliation at the erased child's school is never closed (still "current")."""
+    with db.session() as session:
+        chen = session.scalar(select(Person).where(Person.name == "陈静"))
+        school = session.scalar(select(OrgUnit).where(OrgUnit.code == "3100000001"))
+        session.add(Affiliation(person_id=chen.id, org_unit_id=school.id,
+                                role=Role.teacher.value, valid_from=date(2020, 9, 1),
+                                valid_to=TODAY - timedelta(days=800)))
+        chen.status = PersonStatus.left.value
+    erase_departed(settings, db.sessions, days=365, actor="test", today=TODAY)
+    assert _person(db, "陈小红") is None or _person(db, "陈小红").erased_at is not None
+    later = TODAY + timedelta(days=3650)  # ten years on, any number of runs
+    erase_departed(settings, db.sessions, days=365, actor="test", today=later)
+    with db.session() as session:
+        chen = session.scalar(select(Person).where(Person.id == chen.id))
+        guardian_places = session.scalars(select(Affiliation.valid_to).where(
+            Affiliation.person_id == chen.id, Affiliation.role == Role.guardian.value)).all()
+    assert chen.erased_at is not None, (
+        f"{chen.name} kept for ever; her guardian places {guardian_places} never end")
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="PostgreSQL: an import does not hold SQLite's "
+                    "write lock against it there")
+def test_an_erasure_during_an_import_does_not_leave_a_placed_tombstone(
+        db: Database, settings: Settings, city, tmp_path, monkeypatch) -> None:
+    """张小明 left long ago and comes back: the students file places him again. The
+    monthly erase-departed runs while that import is between planning and writing his
+    chunk (it takes no import lock). The import then writes its plan onto the tombstone:
+    status active, a current class, no name, no student number, erased_at set, so it is
+    never erased again and SCIM shows a nameless user without userName."""
+    from directory.importer import Kind, apply
+    from tests.directory.cityfiles import STUDENT_HEADER, student
+
+    tried: list[object] = []
+
+    def erase_meanwhile(w, plan) -> None:
+        if tried:
+            return
+        try:
+            tried.append(erase_departed(settings, db.sessions, days=365, actor="test",
+                                        today=TODAY).people)
+        except Exception as refused:  # a fix may refuse while an import runs: fine
+            tried.append(refused)
+
+    monkeypatch.setattr(apply, "WRITE_STEPS", [erase_meanwhile, *apply.WRITE_STEPS])
+    back = [student("S001", "张小明", seq=1, phone="13800138001")]
+    result = run(db, settings, write(tmp_path / "back.csv", (STUDENT_HEADER, back)),
+                 Kind.students, today=TODAY)
+    assert tried and result.status == "applied"
+    with db.session() as session:
+        placed_tombstones = session.scalars(select(Person.id).where(
+            Person.erased_at.is_not(None),
+            exists().where(Affiliation.person_id == Person.id,
+                           Affiliation.valid_to.is_(None)))).all()
+    assert placed_tombstones == [], "an erased person was placed again by the import"

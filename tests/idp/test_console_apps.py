@@ -44,12 +44,19 @@ def test_a_school_registers_the_city_approves_and_people_sign_in(
                 redirect_uris="javascript:alert(1)", kind="web")
     assert bad.status_code == 400 and "data-error" in bad.text
     assert "javascript:alert(1)" in bad.text  # what was typed stays in the form
-    registered = _post(client, "/admin/apps/register", "T-SCHOOL", name="作业本",
-                       redirect_uris=f" {REDIRECT_URI} \n\n", kind="web")
+    store, written = client.app.state.store, []
+    keep = store.set
+    store.set = lambda key, value, ttl=None: (written.append(value), keep(key, value, ttl))[1]
+    try:
+        registered = _post(client, "/admin/apps/register", "T-SCHOOL", name="作业本",
+                           redirect_uris=f" {REDIRECT_URI} \n\n", kind="web")
+    finally:
+        store.set = keep
     assert registered.status_code == 303
     shown = client.get(registered.headers["location"])
     assert shown.headers["cache-control"] == "no-store"
     client_id, secret = CLIENT_ID.search(shown.text).group(1), SECRET.search(shown.text).group(1)
+    assert written and not any(secret.encode() in value for value in written)  # sealed
     again = client.get(registered.headers["location"])
     assert SECRET.search(again.text) is None and "data-secret-gone" in again.text
     with db.session() as session:

@@ -4,11 +4,12 @@ and a value that does not open is a 503, not a 500."""
 
 from __future__ import annotations
 
+from core import field_crypto
 from core.db import Database
 from core.field_crypto import blind_index, reencrypt, seal
 from core.settings import Settings
 from directory.importer import Kind
-from directory.models import PHONE, Account, IdentifierKind, LoginIdentifier
+from directory.models import PHONE, PHONE_LOGIN, Account, IdentifierKind, LoginIdentifier
 from directory.people import find_login_account, reindex_phone_logins
 from mfa import recovery
 from tests.conftest import TEST_MASTER_KEY, make_settings
@@ -28,6 +29,7 @@ from tests.idp.conftest import REDIRECT_URI
 NEW_KEY = "22" * 32
 NUMBER = "13912345678"
 SECOND = "13912345679"  # a guardian's second phone: only its index is stored
+OLD_NUMBER, NEW_NUMBER = "13912345678", "13987654321"
 
 
 def _change(db: Database, tmp_path, url: str, *, to_key: str, to_id: str, from_key: str,
@@ -161,3 +163,46 @@ def test_imported_phone_logins_all_move_a_second_phone_included(
     finally:
         _change(db, tmp_path, url, to_key=TEST_MASTER_KEY, to_id="k1", from_key=NEW_KEY,
                 from_id="k2")
+
+
+def test_a_number_changed_while_reencrypt_runs_is_not_put_back(
+        db: Database, settings: Settings, make_person, tmp_path, monkeypatch) -> None:
+    """An import gives a phone login another number (apply.write_updates: value and
+    number_enc by id) while ``idp keys reencrypt`` has read that row and not yet written
+    it (docs/keys.md: everything keeps working while it runs). The re-seal of the number
+    it read must not overwrite the import's: the login would go back to the old number
+    (and the stolen phone's suspension was lifted for the new one)."""
+    person = make_person("s-rv-1", "pw-rv-1")
+    with db.session() as session:
+        login = LoginIdentifier(account_id=person.account_id, kind=IdentifierKind.phone.value)
+        seal(settings, PHONE_LOGIN, login, OLD_NUMBER)
+        session.add(login)
+        session.flush()
+        login_id = login.id
+    url = db.engine.url.render_as_string(hide_password=False)
+    during = make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2",
+                           old_master_keys=f"k1:{TEST_MASTER_KEY}")
+    real_open = field_crypto.open_
+    raced: list[bool] = []
+
+    def open_then_import(settings_, column, row):  # the import commits meanwhile
+        if column is PHONE_LOGIN and not raced:
+            raced.append(True)
+            with db.session() as other:
+                renumbered = other.get(LoginIdentifier, login_id)
+                seal(during, PHONE_LOGIN, renumbered, NEW_NUMBER)
+        return real_open(settings_, column, row)
+
+    monkeypatch.setattr(field_crypto, "open_", open_then_import)
+    try:
+        reencrypt(during, db.sessions)
+        monkeypatch.setattr(field_crypto, "open_", real_open)
+        with db.session() as session:
+            found = find_login_account(session, during, NEW_NUMBER)
+            assert raced and found is not None and found.id == person.account_id, \
+                "the import's new number was overwritten by the old one"
+            assert find_login_account(session, during, OLD_NUMBER) is None
+    finally:
+        monkeypatch.setattr(field_crypto, "open_", real_open)
+        back = make_settings(tmp_path, url, old_master_keys=f"k2:{NEW_KEY}")
+        reencrypt(back, db.sessions)
