@@ -175,3 +175,33 @@ def test_an_org_units_cursor_that_is_no_unit_path_is_a_problem(client, city_toke
     response = client.get("/api/directory/org-units", params={"cursor": cursor},
                           headers=city_token)
     assert response.status_code == 400 and response.json()["title"] == "Invalid cursor"
+
+
+def test_each_phone_login_shows_its_own_number(client, db: Database, settings: Settings,
+                                               city_token, tmp_path: Path) -> None:
+    """A guardian with two phones: each login shows its own masked number (sealed beside
+    its index), not the number on file twice; one written before 0017 that is not the
+    number on file shows none."""
+    from directory.importer import Kind
+    from directory.models import IdentifierKind, LoginIdentifier, Person
+    from tests.directory.cityfiles import run, write
+
+    header = ["监护人姓名", "手机号", "关系", "学号", "身份证号"]
+    rows = [["周母", "13711110001", "母亲", "S001", national_id("19800101", 9)],
+            ["周母", "13722220002", "母亲", "S002", national_id("19800101", 9)]]
+    assert run(db, settings, write(tmp_path / "g.csv", (header, rows)),
+               Kind.guardians).status == "applied"
+    with db.session() as session:
+        mother = session.scalar(select(Person).where(Person.name == "周母"))
+        uid, account_id = mother.uid, mother.account.id
+    shown = client.get(f"/api/directory/people/{uid}", headers=city_token).json()
+    phones = sorted(i["value"] for i in shown["account"]["identifiers"] if i["kind"] == "phone")
+    assert phones == ["137****0001", "137****0002"], phones
+    with db.session() as session:  # as a login written before migration 0017
+        for login in session.scalars(select(LoginIdentifier).where(
+                LoginIdentifier.account_id == account_id)):
+            login.number_enc = None
+    shown = client.get(f"/api/directory/people/{uid}", headers=city_token).json()
+    phones = [i["value"] for i in shown["account"]["identifiers"]
+              if i["kind"] == IdentifierKind.phone.value]
+    assert sorted(phones, key=lambda v: v or "") == [None, "137****0002"], phones  # on file
