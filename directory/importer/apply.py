@@ -83,10 +83,8 @@ def _login(w: Writer, plan: ChunkPlan, account_id: int, kind: str, value: str
     """A login identifier's row; a phone login's number sealed beside its index."""
     if kind != IdentifierKind.phone.value:
         return {"account_id": account_id, "kind": kind, "value": value, "number_enc": None}
-    sealed = SimpleNamespace(account_id=account_id)
-    w.sealer.seal(PHONE_LOGIN, sealed, plan.phone_numbers[value], value)
-    return {"account_id": account_id, "kind": kind, "value": value,
-            "number_enc": sealed.number_enc}
+    return {"account_id": account_id, "kind": kind,
+            **_sealed_number(w, account_id, plan.phone_numbers[value])}
 
 
 def _person_row(w: Writer, new: NewPerson) -> dict[str, object]:
@@ -181,8 +179,28 @@ def _update(session: Session, model: type, rows: list[dict[str, object]]) -> Non
         session.execute(update(model), rows)
 
 
+def seal_found_phone_logins(w: Writer, plan: ChunkPlan) -> None:
+    """The chunk's numbers that are phone logins written before migration 0017 (their index
+    alone): seal each number beside its index, and move the index to the current master
+    key's, so that a later master-key change moves them too (a guardian's second phone has
+    its number nowhere else: importing the guardians' file again heals it)."""
+    candidates = {number: w.sealer.candidates("phone", number)
+                  for number in plan.phone_numbers.values()}
+    _update(w.session, LoginIdentifier, [
+        {"id": login_id, **_sealed_number(w, account_id, number)}
+        for login_id, account_id, number in lookups.unsealed_phone_logins(w.session,
+                                                                          candidates)])
+
+
+def _sealed_number(w: Writer, account_id: int, number: str) -> dict[str, object]:
+    sealed = SimpleNamespace(account_id=account_id)
+    w.sealer.seal(PHONE_LOGIN, sealed, number)
+    return {"value": sealed.value, "number_enc": sealed.number_enc}
+
+
 WRITE_STEPS: list[Callable[[Writer, ChunkPlan], None]] = [
     write_units, write_new_people, write_updates, write_moves, write_links,
+    seal_found_phone_logins,
 ]
 
 

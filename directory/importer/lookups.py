@@ -136,6 +136,22 @@ def phone_logins(session: Session, candidates: dict[str, list[str]]) -> dict[str
     return found
 
 
+def unsealed_phone_logins(session: Session, candidates: dict[str, list[str]]
+                          ) -> list[tuple[int, int, str]]:
+    """The phone logins of these numbers written before migration 0017 (only their index,
+    no sealed number): (id, account id, number)."""
+    by_index = {index: value for value, indexes in candidates.items() for index in indexes}
+    found: list[tuple[int, int, str]] = []
+    for part in batches(list(by_index)):
+        query = select(LoginIdentifier.id, LoginIdentifier.account_id,
+                       LoginIdentifier.value).where(
+            LoginIdentifier.kind == IdentifierKind.phone.value,
+            LoginIdentifier.number_enc.is_(None), among(session, LoginIdentifier.value, part))
+        found += [(login_id, account_id, by_index[index])
+                  for login_id, account_id, index in _rows(session, query)]
+    return found
+
+
 def names_of_others(session: Session, kind: IdentifierKind, values: Sequence[str]
                     ) -> dict[str, int]:
     """Value -> the account whose sign-in name of *another* kind it is (a username, a

@@ -206,3 +206,37 @@ def test_a_number_changed_while_reencrypt_runs_is_not_put_back(
         monkeypatch.setattr(field_crypto, "open_", real_open)
         back = make_settings(tmp_path, url, old_master_keys=f"k2:{NEW_KEY}")
         reencrypt(back, db.sessions)
+
+
+def test_importing_again_seals_the_numbers_of_older_phone_logins(
+        db: Database, settings: Settings, tmp_path) -> None:
+    """Phone logins written before migration 0017 hold only their index; the guardians'
+    file imported again seals their numbers, so the master-key change moves them."""
+    from sqlalchemy import select
+
+    seed_city(db, settings, tmp_path, people=False)
+    pupils = [student("MK1", "学生甲", seq=1), student("MK2", "学生乙", seq=2)]
+    assert run(db, settings, write(tmp_path / "p.csv", (STUDENT_HEADER, pupils)),
+               Kind.students).status == "applied"
+    guardians = [["王父", NUMBER, "父亲", "MK1", national_id("19800101", 7)],
+                 ["王父", SECOND, "父亲", "MK2", national_id("19800101", 7)]]
+    path = write(tmp_path / "g.csv", (GUARDIAN_HEADER, guardians))
+    assert run(db, settings, path, Kind.guardians).status == "applied"
+    with db.session() as session:  # as written before 0017
+        for login in session.scalars(select(LoginIdentifier).where(
+                LoginIdentifier.kind == IdentifierKind.phone.value)):
+            login.number_enc = None
+    again = run(db, settings, path, Kind.guardians)
+    assert again.status == "applied" and again.diff.counts.get("created", 0) == 0
+    url = db.engine.url.render_as_string(hide_password=False)
+    try:
+        during = _change(db, tmp_path, url, to_key=NEW_KEY, to_id="k2",
+                         from_key=TEST_MASTER_KEY, from_id="k1")
+        assert reindex_phone_logins(during, db.sessions).unknown == 0
+        after = make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2")
+        with db.session() as session:  # the old key removed
+            first, second = (find_login_account(session, after, n) for n in (NUMBER, SECOND))
+            assert first is not None and second is not None and first.id == second.id
+    finally:
+        _change(db, tmp_path, url, to_key=TEST_MASTER_KEY, to_id="k1", from_key=NEW_KEY,
+                from_id="k2")
