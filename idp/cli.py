@@ -280,8 +280,9 @@ def keys_reencrypt(batch: int = typer.Option(500, min=1, help="Rows per transact
     out.print(f"phone logins: {logins.moved} moved to the current key's index")
     if logins.unknown:
         out.print(f"{logins.unknown} phone logins written before migration 0017 are not the "
-                  "number on file (a guardian's second phone) and cannot be checked: those "
-                  "made before the change stay findable while their key is listed in "
+                  "number on file (a guardian's second phone) and cannot be checked: import "
+                  "the guardians' file again to seal their numbers, then run this again; "
+                  "until then they stay findable while their key is listed in "
                   "IDP_OLD_MASTER_KEYS (docs/keys.md)")
 
 
