@@ -84,7 +84,7 @@ def _login(w: Writer, plan: ChunkPlan, account_id: int, kind: str, value: str
     if kind != IdentifierKind.phone.value:
         return {"account_id": account_id, "kind": kind, "value": value, "number_enc": None}
     return {"account_id": account_id, "kind": kind,
-            **_sealed_number(w, account_id, plan.phone_numbers[value])}
+            **_sealed_number(w, account_id, plan.phone_numbers[value], value)}
 
 
 def _person_row(w: Writer, new: NewPerson) -> dict[str, object]:
@@ -192,9 +192,11 @@ def seal_found_phone_logins(w: Writer, plan: ChunkPlan) -> None:
                                                                           candidates)])
 
 
-def _sealed_number(w: Writer, account_id: int, number: str) -> dict[str, object]:
+def _sealed_number(w: Writer, account_id: int, number: str, index: str | None = None
+                   ) -> dict[str, object]:
+    """A phone login's value (``index``: the current key's, when known) and sealed number."""
     sealed = SimpleNamespace(account_id=account_id)
-    w.sealer.seal(PHONE_LOGIN, sealed, number)
+    w.sealer.seal(PHONE_LOGIN, sealed, number, index)
     return {"value": sealed.value, "number_enc": sealed.number_enc}
 
 
