@@ -49,7 +49,7 @@ from directory.apps import (
     register_app,
     validate_metadata,
 )
-from directory.models import OrgUnit
+from directory.models import OrgKind, OrgUnit
 
 router = APIRouter(prefix="/admin/apps", include_in_schema=False,
                    dependencies=[Depends(require_csrf)])
@@ -92,18 +92,24 @@ def _listed(db: Session, admin: Administrator) -> list[tuple[App, OrgUnit]]:
     return [(app, unit) for app, unit in rows]
 
 
-def may_decide(admin: Administrator, unit: OrgUnit) -> bool:
-    """Whether the administrator approves and suspends the apps of ``unit``: a unit below
-    theirs, or their own when it is the city (no unit above)."""
+def may_decide(admin: Administrator, unit: OrgUnit, app: App) -> bool:
+    """Whether the administrator approves and suspends ``app`` of ``unit``: a unit below
+    theirs, or their own when it is the city (no unit above); and the last decision on it
+    was not taken above theirs (by a unit above, or by the operators)."""
+    decided = app.status_set_at
+    if decided is not None and not decided.startswith(admin.unit.path):
+        return False
     return unit.path.startswith(admin.unit.path) and (
-        unit.path != admin.unit.path or admin.unit.parent_id is None)
+        unit.path != admin.unit.path
+        or (admin.unit.parent_id is None and admin.unit.kind == OrgKind.city.value))
 
 
 def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:
     metadata = json.loads(app.metadata_json or "{}")
     return {"client_id": app.client_id, "name": app.name, "status": app.status,
             "unit": unit.name, "uris": metadata.get("redirect_uris", []),
-            "public": app.client_secret_mac is None, "decides": may_decide(admin, unit)}
+            "public": app.client_secret_mac is None,
+            "operators": operators_only(app), "decides": may_decide(admin, unit, app)}
 
 
 @router.get("")
@@ -117,11 +123,22 @@ def apps_page(request: Request, unit: str = "", done: str = "") -> Response:
                           done=DONE.get(done, ""), form={}, app_labels=APP_LABELS)
 
 
-def _app_of(db: Session, admin: Administrator, client_id: str) -> tuple[App, OrgUnit]:
-    """An app of the unit or below (404 otherwise, whether it exists or not)."""
+def operators_only(app: App) -> bool:
+    """An app only the operators' ``idp apps`` changes: first-party (no consent), or an
+    API or gateway (``protected_resource``, ``client_credentials``)."""
+    metadata = json.loads(app.metadata_json or "{}")
+    return bool(app.first_party or metadata.get("protected_resource")
+                or "client_credentials" in metadata.get("grant_types", []))
+
+
+def _app_of(db: Session, admin: Administrator, client_id: str, *,
+            acting: bool = True) -> tuple[App, OrgUnit]:
+    """An app of the unit or below (404 otherwise, whether it exists or not); to act on,
+    not one of the operators' own."""
     app = find_app(db, client_id[:64])
     unit = db.get(OrgUnit, app.org_unit_id) if app and app.org_unit_id else None
-    if app is None or unit is None or not unit.path.startswith(admin.unit.path):
+    if app is None or unit is None or not unit.path.startswith(admin.unit.path) or (
+            acting and operators_only(app)):
         raise PageError(404, NO_SUCH_APP)
     return app, unit
 
@@ -200,7 +217,7 @@ def secret_page(request: Request, client_id: str, unit: str = "") -> Response:
         admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
-        app, _unit = _app_of(db, admin, client_id)
+        app, _unit = _app_of(db, admin, client_id, acting=False)
         row = {"client_id": app.client_id, "name": app.name, "status": app.status,
                "public": app.client_secret_mac is None}
     secret = take_to_show(request, admin, f"client-secret:{app.client_id}")
@@ -215,9 +232,9 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
         app, at = _app_of(db, admin, client_id)
         if status not in (AppStatus.approved.value, AppStatus.suspended.value):
             raise PageError(400, NOT_YOURS_TO_DECIDE)
-        if not may_decide(admin, at):
+        if not may_decide(admin, at, app):
             raise PageError(403, NOT_YOURS_TO_DECIDE)
-        app.status = status
+        app.status, app.status_set_at = status, admin.unit.path
         record(db, actor=admin.scope.actor, action="app.status", outcome="success",
                target=f"app:{app.client_id}", detail={"status": status},
                context=Context.of(request))

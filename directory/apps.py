@@ -70,6 +70,9 @@ class App(Base):
     name: Mapped[str] = mapped_column(String(200))
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
     status: Mapped[str] = mapped_column(String(20), default=AppStatus.pending.value)
+    # who decided the status last: the path of the console administrator's unit, "" the
+    # operators (idp apps status), NULL nobody since registration
+    status_set_at: Mapped[str | None] = mapped_column(String(400))
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     client_secret_mac: Mapped[str | None] = mapped_column(String(64))
     # OIDC client metadata (RFC 7591 member names), JSON object

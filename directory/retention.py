@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Table, delete, exists, func, or_, select
+from sqlalchemy import Table, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.audit import record
@@ -137,6 +137,18 @@ def _orphaned(session: Session, guardian_ids: set[int], cutoff: date) -> list[Pe
                         or_(Affiliation.valid_to.is_(None), Affiliation.valid_to > cutoff)))))
 
 
+def _mark_left(session: Session, guardian_ids: set[int]) -> None:
+    """Guardians kept (a post of their own ended lately) with no current place left: ``left``,
+    as the import marks whoever it leaves without one, so that ``_due`` erases them once
+    their last place ended ``days`` ago (an ``active`` person is never due)."""
+    if guardian_ids:
+        session.execute(update(Person).where(
+            Person.id.in_(sorted(guardian_ids)), Person.erased_at.is_(None),
+            Person.status == PersonStatus.active.value,
+            ~exists().where(Affiliation.person_id == Person.id, Affiliation.valid_to.is_(None)))
+            .values(status=PersonStatus.left.value).execution_options(synchronize_session=False))
+
+
 def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days: int,
                    actor: str, dry_run: bool = False, batch: int = 200,
                    today: date | None = None) -> Erased:
@@ -168,6 +180,7 @@ def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days:
             for guardian in _orphaned(session, guardians, cutoff):
                 _erase(session, settings, guardian, actor)
                 done.guardians += 1
+            _mark_left(session, guardians)
             done.people += len(people)
         if len(people) < batch:
             return done

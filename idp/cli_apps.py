@@ -142,6 +142,7 @@ def apps_register(
                                            org_unit_id=unit.id if unit else None)
             except ValueError as taken:  # an API's identifier another app holds
                 raise _fail(f"metadata: {taken}") from None
+            app.status_set_at = ""  # approved by the operators: not the console's to undo
             record(session, actor=_actor(), action="app.register", outcome="success",
                    target=f"app:{app.client_id}")
             registered = app.client_id
@@ -298,7 +299,7 @@ def apps_status(client_id: str = typer.Argument(...),
     try:
         with database.session() as session:
             app = _app(session, client_id)
-            app.status = status.value
+            app.status, app.status_set_at = status.value, ""  # the operators': not the console's
             record(session, actor=_actor(), action="app.status", outcome="success",
                    target=f"app:{client_id}", detail={"status": status.value})
     finally:

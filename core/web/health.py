@@ -35,15 +35,16 @@ class ProbeTimeout(Exception):
 class _Run:
     """One check running on a daemon thread (a hung one must not hold the process at exit)."""
 
-    def __init__(self, probe: Callable[[], None]) -> None:
+    def __init__(self, probe: Callable[[], object]) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
+        self.result: object = None  # what the check returned
         self._probe = probe
         threading.Thread(target=self._run, name="readyz", daemon=True).start()
 
     def _run(self) -> None:
         try:
-            self._probe()
+            self.result = self._probe()
         except BaseException as error:  # handed to whoever waits for the check
             self.error = error
         finally:
@@ -59,7 +60,7 @@ class Probes:
         self._running: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
-    def start(self, name: str, probe: Callable[[], None]) -> _Run:
+    def start(self, name: str, probe: Callable[[], object]) -> _Run:
         """The check ``name`` running: the one still running from an earlier call, or a
         new one."""
         with self._lock:
@@ -116,21 +117,32 @@ def readyz(request: Request) -> JSONResponse:
             log.warning("readiness check failed", extra={"dependency": name,
                                                          "error": type(exc).__name__})
             checks[name] = "unavailable"
-    if checks["database"] == "ok":  # the keys are read from it
-        checks["signing_keys"] = _signing_keys(request)
+    keys = getattr(request.app.state, "keys", None)
+    if checks["database"] == "ok" and keys is not None:  # the keys are read from it
+        checks["signing_keys"] = _signing_keys(probes.start("signing_keys", keys.problem),
+                                               deadline)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                         status_code=200 if ready else 503)
 
 
-def _signing_keys(request: Request) -> str:
+def _signing_keys(run: _Run, deadline: float) -> str:
     """"ok", or "unavailable" when the master keys open none of the signing keys (a wrong
-    ``IDP_MASTER_KEY`` or key id: this process could sign nothing)."""
-    keys = getattr(request.app.state, "keys", None)
-    problem = keys.problem() if keys is not None else None
-    if problem:
+    ``IDP_MASTER_KEY`` or key id: this process could sign nothing), or when reading them
+    did not answer by ``deadline`` (the key ring reloads from the database each minute)."""
+    try:
+        _outcome(run, deadline)
+    except ProbeTimeout:
+        log.warning("readiness check failed", extra={
+            "dependency": "signing_keys", "error": f"no answer within {PROBE_SECONDS:g} s"})
+        return "unavailable"
+    except Exception as exc:
+        log.warning("readiness check failed", extra={"dependency": "signing_keys",
+                                                     "error": type(exc).__name__})
+        return "unavailable"
+    if run.result:
         log.error("readiness check failed", extra={"dependency": "signing_keys",
-                                                   "error": problem})
+                                                   "error": run.result})
         return "unavailable"
     return "ok"
 

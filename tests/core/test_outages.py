@@ -318,3 +318,40 @@ def test_readiness_answers_within_the_limit_when_both_dependencies_hang(
     assert answer.status_code == 503
     assert answer.json()["checks"] == {"database": "unavailable", "store": "unavailable"}
     assert took < health.PROBE_SECONDS + 0.3, f"/readyz took {took:.2f} s"
+
+
+def test_readiness_answers_within_the_limit_when_the_key_ring_reload_hangs(
+        settings: Settings, db: Database, store: Store, monkeypatch) -> None:
+    """The signing-key check is the third readiness check, and the only one run on the
+    request's own thread without a limit: when the key ring's minute is over it reads the
+    database (KeyRing._load, under its lock). A database that stalls after the ping
+    answered (or a connection of the pool that stalled while the ping got another) holds
+    /readyz, and each call's worker thread, for as long as it stalls."""
+    from core.web import health
+    from idp.app import create_app
+
+    monkeypatch.setattr(health, "PROBE_SECONDS", 0.5)
+    stalled = threading.Event()
+    app = create_app(settings, db=db, store=store)
+    answers: list[int] = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/readyz").status_code == 200
+        keys = app.state.keys
+        real_load = keys._load
+
+        def stalled_load():  # a pooled connection that stopped answering
+            stalled.wait(30)
+            return real_load()
+
+        monkeypatch.setattr(keys, "_load", stalled_load)
+        keys._loaded_at = 0.0  # the minute is over: the next check reloads
+        asking = threading.Thread(
+            target=lambda: answers.append(client.get("/readyz").status_code), daemon=True)
+        began = time.monotonic()
+        asking.start()
+        asking.join(health.PROBE_SECONDS + 1.0)
+        took = time.monotonic() - began
+        stalled.set()
+        asking.join(5)
+    assert took < health.PROBE_SECONDS + 1.0 and answers, \
+        f"/readyz still waiting after {took:.2f} s"

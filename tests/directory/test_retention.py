@@ -217,3 +217,29 @@ def test_an_erasure_during_an_import_does_not_leave_a_placed_tombstone(
             exists().where(Affiliation.person_id == Person.id,
                            Affiliation.valid_to.is_(None)))).all()
     assert placed_tombstones == [], "an erased person was placed again by the import"
+
+
+def test_a_guardian_whose_post_ended_lately_goes_once_the_period_is_over(
+        db: Database, settings: Settings, city) -> None:
+    """docs/operations.md: "a guardian goes with the last of their children, unless a place
+    of their own (a teacher's) ended less than N days ago". 陈静 taught until 100 days ago;
+    the import closing that post left her ``active`` (her guardian place was current:
+    snapshot._close). Her only child is erased: she is kept, rightly, with no child and no
+    current place. She must go once her own post ended N days ago, but she never does:
+    _orphaned runs only when a child is erased, and _due takes departed statuses only."""
+    with db.session() as session:
+        chen = session.scalar(select(Person).where(Person.name == "陈静"))
+        school = session.scalar(select(OrgUnit).where(OrgUnit.code == "3100000001"))
+        session.add(Affiliation(person_id=chen.id, org_unit_id=school.id,
+                                role=Role.teacher.value, valid_from=date(2020, 9, 1),
+                                valid_to=TODAY - timedelta(days=100)))
+        assert chen.status == PersonStatus.active.value
+        chen_id = chen.id
+    erase_departed(settings, db.sessions, days=365, actor="test", today=TODAY)
+    with db.session() as session:
+        assert session.get(Person, chen_id).erased_at is None  # her post ended lately
+    for years in (1, 2, 10):  # the monthly runs, years on
+        erase_departed(settings, db.sessions, days=365, actor="test",
+                       today=TODAY + timedelta(days=365 * years))
+    with db.session() as session:
+        assert session.get(Person, chen_id).erased_at is not None, "kept for ever"

@@ -211,3 +211,19 @@ def test_a_sector_identifier_that_cannot_be_used_is_one_line(env, tmp_path: Path
                  env={**env, **direct})
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_operators_decision_stays_theirs(env, db) -> None:
+    """An app the operators register (approved) or whose status they set is not the
+    console's to approve or suspend (directory.apps.App.status_set_at: "")."""
+    from directory.apps import App
+    from directory.models import OrgKind
+    from directory.orgs import ensure_org_unit
+
+    with db.session() as session:
+        ensure_org_unit(session, code="CLI-SCHOOL", name="学校", kind=OrgKind.school)
+    registered = idp("apps", "register", "--name", "作业", "--redirect-uri", REDIRECT_URI,
+                     "--org", "CLI-SCHOOL", env=env)
+    client_id = _printed(registered.stdout)["client_id"]
+    with db.session() as session:
+        assert session.scalar(select(App.status_set_at).where(App.client_id == client_id)) == ""

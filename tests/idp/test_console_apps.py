@@ -11,7 +11,7 @@ from sqlalchemy import select
 from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
-from directory.apps import App, secret_mac
+from directory.apps import App, AppStatus, secret_mac
 from directory.models import OrgUnit, Role
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
@@ -156,3 +156,104 @@ def test_changes_need_a_recent_sign_in(client: TestClient, school, db: Database,
     assert tried.status_code == 303 and tried.headers["location"].startswith("/login?next=")
     with db.session() as session:
         assert session.scalar(select(App).where(App.name == "晚了")) is None
+
+
+def test_a_school_at_the_top_of_the_tree_does_not_approve_its_own_apps(
+        client: TestClient, db: Database, store, make_person) -> None:
+    """A school imported without a district while the directory has no city yet
+    (directory.importer.plan._district: ``units.the_city()`` is None) has no unit above.
+    may_decide treats every unit without a parent as the city: the school's administrator
+    approves the app they registered themselves."""
+    from directory.models import OrgKind
+    from directory.orgs import ensure_org_unit
+    from tests.idp.test_console_rules import place, sign_in
+
+    admin = make_person("a-root", "pw-a-root", role=Role.staff)
+    with db.session() as session:
+        ensure_org_unit(session, code="T-ALONE", name="独立学校", kind=OrgKind.school)
+    place(db, admin.account_id, "T-ALONE", Role.school_admin)
+    sign_in(client, store, admin.account_id)
+    registered = _post(client, "/admin/apps/register", "T-ALONE", name="自己批",
+                       redirect_uris=REDIRECT_URI, kind="public")
+    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
+    assert 'data-app-action="status"' not in client.get(
+        "/admin/apps", params={"unit": "T-ALONE"}).text
+    own = _post(client, f"/admin/apps/{client_id}/status", "T-ALONE", status="approved")
+    assert own.status_code == 403
+    with db.session() as session:
+        assert session.scalar(select(App.status).where(App.client_id == client_id)) \
+            == "pending"
+
+
+def test_the_operators_apps_stay_the_operators(
+        client: TestClient, db: Database, store, settings: Settings, make_person) -> None:
+    """docs/console.md: first-party apps and APIs are the operators' (``idp apps``). An
+    operator registers the school's first-party portal, and a gateway
+    (``protected_resource``: it introspects every app's tokens, pairwise subjects included)
+    that the operators then hold pending, with ``--org T-SCHOOL``. The school's administrator
+    takes a new secret of either (the real app stops working, the administrator holds its
+    credentials), and the city's administrator approves the gateway the operators held back."""
+    from directory.apps import register_app
+    from tests.idp.test_console_rules import place, sign_in
+
+    admin = make_person("a-op", "pw-a-op", role=Role.staff)
+    place(db, admin.account_id, "T-SCHOOL", Role.school_admin)
+    with db.session() as session:
+        school = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "T-SCHOOL"))
+        portal, _ = register_app(session, settings, name="校园门户", org_unit_id=school,
+                                 first_party=True, metadata={"redirect_uris": [REDIRECT_URI]})
+        gateway, _ = register_app(session, settings, name="网关", org_unit_id=school,
+                                  metadata={"protected_resource": True,
+                                            "grant_types": ["client_credentials"]},
+                                  status=AppStatus.pending)
+        ids = {portal.client_id: portal.client_secret_mac,
+               gateway.client_id: gateway.client_secret_mac}
+    sign_in(client, store, admin.account_id)
+    for client_id in ids:
+        taken = _post(client, f"/admin/apps/{client_id}/new-secret", "T-SCHOOL")
+        assert taken.status_code in (403, 404), client_id
+    city = TestClient(client.app)
+    city_admin = make_person("c-op", "pw-c-op", role=Role.staff)
+    place(db, city_admin.account_id, "T-CITY", Role.city_admin)
+    sign_in(city, store, city_admin.account_id)
+    approved = _post(city, f"/admin/apps/{gateway.client_id}/status", "T-CITY",
+                     status="approved")
+    assert approved.status_code in (403, 404)
+    with db.session() as session:
+        for client_id, mac in ids.items():
+            assert session.scalar(select(App.client_secret_mac)
+                                  .where(App.client_id == client_id)) == mac
+        assert session.scalar(select(App.status).where(
+            App.client_id == gateway.client_id)) == "pending"
+
+
+def test_a_district_does_not_undo_the_citys_suspension(
+        client: TestClient, db: Database, store, settings: Settings, make_person) -> None:
+    """A school's app may be approved or suspended by its district or by the city. The city
+    suspends it (a leak, say); the district's administrator, also "above" the school,
+    approves it again at once: the unit below overrides the unit above."""
+    from directory.apps import register_app
+    from directory.models import OrgKind
+    from tests.idp.test_console_rules import place, sign_in, unit
+
+    city_admin = make_person("c-sus", "pw-c-sus", role=Role.staff)  # makes T-CITY
+    unit(db, "T-DIST", OrgKind.district)
+    unit(db, "T-DSCHOOL", parent="T-DIST")
+    place(db, city_admin.account_id, "T-CITY", Role.city_admin)
+    district_admin = make_person("d-sus", "pw-d-sus", role=Role.staff)
+    place(db, district_admin.account_id, "T-DIST", Role.district_admin)
+    with db.session() as session:
+        school = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "T-DSCHOOL"))
+        app, _secret = register_app(session, settings, name="泄露的应用", org_unit_id=school,
+                                    metadata={"redirect_uris": [REDIRECT_URI]})
+        client_id = app.client_id
+    city = TestClient(client.app)
+    sign_in(city, store, city_admin.account_id)
+    suspended = _post(city, f"/admin/apps/{client_id}/status", "T-CITY", status="suspended")
+    assert suspended.status_code == 303
+    sign_in(client, store, district_admin.account_id)
+    undone = _post(client, f"/admin/apps/{client_id}/status", "T-DIST", status="approved")
+    assert undone.status_code == 403
+    with db.session() as session:
+        assert session.scalar(select(App.status).where(App.client_id == client_id)) \
+            == "suspended"
