@@ -138,13 +138,16 @@ def _orphaned(session: Session, guardian_ids: set[int], cutoff: date) -> list[Pe
 
 
 def _mark_left(session: Session, guardian_ids: set[int]) -> None:
-    """Guardians kept (a post of their own ended lately) with no current place left: ``left``,
-    as the import marks whoever it leaves without one, so that ``_due`` erases them once
-    their last place ended ``days`` ago (an ``active`` person is never due)."""
+    """Guardians kept (a post of their own ended lately) with no child and no current place
+    left: ``left``, as the import marks whoever it leaves without one, so that ``_due`` erases
+    them once their last place ended ``days`` ago (an ``active`` person is never due). One
+    with a child left stays active, placed or not (a child with no current class gives
+    their guardian no place)."""
     if guardian_ids:
         session.execute(update(Person).where(
             Person.id.in_(sorted(guardian_ids)), Person.erased_at.is_(None),
             Person.status == PersonStatus.active.value,
+            ~exists().where(GuardianLink.guardian_id == Person.id),
             ~exists().where(Affiliation.person_id == Person.id, Affiliation.valid_to.is_(None)))
             .values(status=PersonStatus.left.value).execution_options(synchronize_session=False))
 

@@ -243,3 +243,21 @@ def test_a_guardian_whose_post_ended_lately_goes_once_the_period_is_over(
                        today=TODAY + timedelta(days=365 * years))
     with db.session() as session:
         assert session.get(Person, chen_id).erased_at is not None, "kept for ever"
+
+
+def test_a_guardian_with_a_child_left_stays_active(db: Database, settings: Settings,
+                                                   city) -> None:
+    """张大伟 keeps 刘小刚, who has no current class (so gives him no place as a guardian):
+    erasing 张小明 must not mark him left, which would stop him signing in."""
+    with db.session() as session:
+        liu = session.scalar(select(Person).where(Person.name == "刘小刚"))
+        for placed in session.scalars(select(Affiliation).where(
+                Affiliation.person_id == liu.id)):
+            session.delete(placed)
+        zhang = session.scalar(select(Person).where(Person.name == "张大伟"))
+        for placed in session.scalars(select(Affiliation).where(
+                Affiliation.person_id == zhang.id)):
+            session.delete(placed)
+    erase_departed(settings, db.sessions, days=365, actor="test", today=TODAY)
+    kept = _person(db, "张大伟")
+    assert kept.erased_at is None and kept.status == PersonStatus.active.value
