@@ -18,6 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column('app', sa.Column('status_set_at', sa.String(400), nullable=True))
+    # the apps there are: the operators' decision ("", as idp apps sets it from now on),
+    # but for those a console administrator registered (and nobody decided on since)
+    op.execute("UPDATE app SET status_set_at = '' WHERE NOT EXISTS ("
+               "SELECT 1 FROM audit_event e WHERE e.action = 'app.register'"
+               " AND e.actor LIKE 'account:%' AND e.target = 'app:' || app.client_id)")
 
 
 def downgrade() -> None:

@@ -75,3 +75,22 @@ def test_the_last_step_down_and_up_keeps_referenced_rows(empty_engine: Engine) -
     migrate.upgrade(empty_engine)
     with Session(empty_engine) as session:
         assert session.query(LoginIdentifier).filter_by(value="migrate").count() == 1
+
+
+def test_0019_keeps_the_operators_decisions_taken_before_it(empty_engine: Engine) -> None:
+    """An app the operators suspended (or registered) before 0019 must not become the
+    console's to re-approve: after the upgrade its status_set_at is NULL ("nobody
+    decided"), so a district administrator approves it again."""
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_engine, "0018")
+    with empty_engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO app (client_id, name, status, first_party, metadata_json,"
+            " created_at, updated_at) VALUES ('held-by-ops', 'n', 'suspended', false, '{}',"
+            " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"))
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        decided = connection.execute(text(
+            "SELECT status_set_at FROM app WHERE client_id = 'held-by-ops'")).scalar_one()
+    assert decided == "", "the operators' suspension became the console's to undo"
