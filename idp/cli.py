@@ -227,7 +227,9 @@ def keys_rotate(
                       f"{key.active_from.isoformat(timespec='seconds')}")
 
 
-@keys_app.command("revoke")
+# A kid is an RFC 7638 thumbprint in base64url: one in 64 begins with "-", which the
+# command line must take as the kid, not as an unknown option
+@keys_app.command("revoke", context_settings={"ignore_unknown_options": True})
 def keys_revoke(kid: str = typer.Argument(..., help="The kid of the key to withdraw.")) -> None:
     """Withdraw a signing key at once (its private key leaked): out of the JWKS, verifying
     nothing; an active one gets a successor that signs at once. Tokens it signed fail."""

@@ -49,6 +49,8 @@ from idp.cli_directory import _actor, _fail
 from idp.oidc import resources
 from idp.oidc.tokens import ACCESS_TOKEN_SECONDS
 
+# A chosen client_id may begin with "-": the command line takes it as the id, not an option
+DASHED = {"ignore_unknown_options": True}
 apps_app = typer.Typer(no_args_is_help=True, help="School applications (OIDC clients).")
 out = Console(width=None if sys.stdout.isatty() else 200)  # piped: no cut-off client_ids
 
@@ -173,7 +175,7 @@ def apps_list() -> None:
     out.print(table)
 
 
-@apps_app.command("show")
+@apps_app.command("show", context_settings=DASHED)
 def apps_show(client_id: str = typer.Argument(...)) -> None:
     """One app's registration, as JSON (no secret)."""
     from idp.cli import _database, _settings
@@ -191,7 +193,7 @@ def apps_show(client_id: str = typer.Argument(...)) -> None:
     print(json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True))
 
 
-@apps_app.command("update")
+@apps_app.command("update", context_settings=DASHED)
 def apps_update(client_id: str = typer.Argument(...),
                 metadata: Path = typer.Option(..., help="JSON file: the new metadata.")) -> None:
     """Replace an app's metadata (its secret, name and status stay)."""
@@ -268,7 +270,7 @@ def _mark_given_up(store: Store, identifiers: set[str]) -> None:
         store.close()
 
 
-@apps_app.command("new-secret")
+@apps_app.command("new-secret", context_settings=DASHED)
 def apps_new_secret(client_id: str = typer.Argument(...)) -> None:
     """Give a confidential app a new secret (printed once); the old one stops working."""
     from idp.cli import _database, _settings
@@ -288,7 +290,7 @@ def apps_new_secret(client_id: str = typer.Argument(...)) -> None:
     print(f"client_secret: {secret}")
 
 
-@apps_app.command("status")
+@apps_app.command("status", context_settings=DASHED)
 def apps_status(client_id: str = typer.Argument(...),
                 status: AppStatus = typer.Argument(..., help="approved, suspended or "
                                                    "pending.")) -> None:

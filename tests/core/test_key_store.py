@@ -166,3 +166,18 @@ def test_unready_when_the_default_id_token_alg_cannot_sign(db: Database, setting
     finally:
         with db.session() as session:
             session.execute(delete(SigningKey).where(SigningKey.kid == made))
+
+
+def test_a_kid_that_begins_with_a_dash_is_a_kid(db: Database, settings, monkeypatch,
+                                                 tmp_path) -> None:
+    """A base64url thumbprint may begin with "-" (one in 64): `idp keys revoke -lX...` took it
+    for an option and refused the command."""
+    from idp.cli import app
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    for name, value in {"IDP_VAR_DIR": str(tmp_path), "IDP_DATABASE_URL": url,
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["keys", "revoke", "-lNoSuchKey"])
+    assert "No such option" not in result.output, result.output
+    assert "no signing key -lNoSuchKey" in str(result.exception)  # taken as the kid
