@@ -118,13 +118,17 @@ def _client_metadata(settings: Settings, demo: DemoClient) -> dict[str, Any]:
 
 
 def _ensure_client(session: Session, settings: Settings, demo: DemoClient,
-                   known_secret: str | None) -> dict[str, Any]:
+                   known_secret: str | None, city: OrgUnit) -> dict[str, Any]:
+    """The demo app, registered by the city (the console lists it, as the operators')."""
     app = find_app(session, demo.client_id)
     metadata = _client_metadata(settings, demo)
     if app is None:
         app, secret = register_app(session, settings, name=demo.name, metadata=metadata,
-                                   client_id=demo.client_id, first_party=True)
+                                   client_id=demo.client_id, first_party=True,
+                                   org_unit_id=city.id)
+        app.status_set_at = ""  # the operators' decision
     else:  # the demo's own app: it takes this version's metadata
+        app.org_unit_id = app.org_unit_id or city.id
         app.metadata_json = json.dumps(validate_metadata(
             {**json.loads(app.metadata_json or "{}"), **metadata}), ensure_ascii=False,
             sort_keys=True)
@@ -264,8 +268,8 @@ def seed(session: Session, settings: Settings) -> dict[str, Any]:
                "scope": ADMIN_SCOPES[a.role], "unit": a.unit} for a in ADMINS]
     known_secrets = {c.get("client_id"): c.get("client_secret")
                      for c in previous.get("clients", [])}
-    clients = [_ensure_client(session, settings, demo, known_secrets.get(demo.client_id))
-               for demo in CLIENTS]
+    clients = [_ensure_client(session, settings, demo, known_secrets.get(demo.client_id),
+                              units["DEMO-CITY"]) for demo in CLIENTS]
     return {
         "issuer": settings.issuer,
         "users": users,

@@ -58,3 +58,19 @@ def test_demo_teacher_and_admin_have_working_totp(db: Database, settings: Settin
         code = pyotp.TOTP(teacher["totp_secret"]).now()
         assert totp.verify(session, settings, MemoryStore(), account.id, code)
     (settings.var_dir / "demo.json").unlink()
+
+
+def test_the_demo_apps_are_the_citys_and_the_operators(db: Database, settings: Settings
+                                                       ) -> None:
+    """The city's administrator sees the demo apps in the console (/admin/apps), as the
+    operators' own (first-party: no buttons)."""
+    from admin_ui.console_apps import operators_only
+    from directory.apps import App
+
+    with db.session() as session:
+        content = demo.seed(session, settings)
+        city = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "DEMO-CITY"))
+        apps = [session.scalar(select(App).where(App.client_id == c["client_id"]))
+                for c in content["clients"]]
+        assert apps and all(a.org_unit_id == city and a.status_set_at == "" and
+                            operators_only(a) for a in apps)

@@ -127,6 +127,14 @@ def test_without_old_keys_nothing_is_unknown(db: Database, settings: Settings,
     assert (done.moved, done.unknown) == (0, 0), done
 
 
+def _change_leaving_nothing(db: Database, tmp_path, url: str) -> Settings:
+    """The change to NEW_KEY, every phone login moved; the settings without the old key."""
+    during = _change(db, tmp_path, url, to_key=NEW_KEY, to_id="k2",
+                     from_key=TEST_MASTER_KEY, from_id="k1")
+    assert reindex_phone_logins(during, db.sessions).unknown == 0
+    return make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2")
+
+
 def _a_guardian_with_two_phones(db: Database, settings: Settings, tmp_path) -> Path:
     """The city, two pupils, and their guardian imported with two phones (NUMBER, SECOND);
     the guardians' file."""
@@ -160,10 +168,7 @@ def test_imported_phone_logins_all_move_a_second_phone_included(
         assert father is not None and teacher is not None
         assert find_login_account(session, settings, "13812340001") is None  # replaced
     try:
-        during = _change(db, tmp_path, url, to_key=NEW_KEY, to_id="k2",
-                         from_key=TEST_MASTER_KEY, from_id="k1")
-        assert reindex_phone_logins(during, db.sessions).unknown == 0
-        after = make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2")
+        after = _change_leaving_nothing(db, tmp_path, url)
         with db.session() as session:  # the old key removed
             for number, account in ((NUMBER, father), (SECOND, father),
                                     ("13812340002", teacher)):
@@ -233,10 +238,7 @@ def test_importing_again_seals_the_numbers_of_older_phone_logins(
     assert again.status == "applied" and again.diff.counts.get("created", 0) == 0
     url = db.engine.url.render_as_string(hide_password=False)
     try:
-        during = _change(db, tmp_path, url, to_key=NEW_KEY, to_id="k2",
-                         from_key=TEST_MASTER_KEY, from_id="k1")
-        assert reindex_phone_logins(during, db.sessions).unknown == 0
-        after = make_settings(tmp_path, url, master_key=NEW_KEY, master_key_id="k2")
+        after = _change_leaving_nothing(db, tmp_path, url)
         with db.session() as session:  # the old key removed
             first, second = (find_login_account(session, after, n) for n in (NUMBER, SECOND))
             assert first is not None and second is not None and first.id == second.id
