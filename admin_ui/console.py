@@ -117,15 +117,14 @@ def _page_url(request: Request) -> str:
 
 
 def administrator_of(request: Request, db: Session, unit_code: str, *,
-                     acting_on: str = "", then: str = "") -> Administrator | Response:
+                     then: str = "") -> Administrator | Response:
     """The administrator, or where the browser must go first: the sign-in (no session, a
-    session below the policy's level or begun elsewhere; for an action, on the person
-    ``acting_on`` or coming back to the page ``then``, none in the last ten minutes), then
-    back to the page it came from."""
-    acting = bool(acting_on or then)
-    found = sessions.recent(request) if acting else sessions.proven(request)
+    session below the policy's level or begun elsewhere; for an action, which comes back
+    to the page ``then``, none in the last ten minutes), then back to that page, or to the
+    page asked for."""
+    found = sessions.recent(request) if then else sessions.proven(request)
     if found is None:
-        back = then or (_person_url(acting_on, unit_code) if acting_on else _page_url(request))
+        back = then or _page_url(request)
         return RedirectResponse(sessions.reauth_url(back), status_code=303)
     units = administrators.administered(db, found.account_id)
     if not units:
@@ -277,8 +276,10 @@ def _managed_account(db: Session, admin: Administrator, uid: str) -> Account:
     return account
 
 
-def _person_url(uid: str, unit_code: str, **more: str) -> str:
-    return f"/admin/people/{quote(uid, safe='')}?" + urlencode({"unit": unit_code, **more})
+def _person_url(uid: str, unit_code: str, page: str = "", **more: str) -> str:
+    """The person's page (``page``: one of its own, ``/password``)."""
+    return (f"/admin/people/{quote(uid, safe='')}{page}?"
+            + urlencode({"unit": unit_code, **more}))
 
 
 def _back(uid: str, admin: Administrator, done: str) -> Response:
@@ -291,7 +292,7 @@ def _act(request: Request, uid: str, unit: str, done: str,
     ten minutes), the person's account (404 otherwise), the action in one transaction;
     then back to the person's page saying ``done``, unless the action answers itself."""
     with request.app.state.db.session() as db:
-        admin = administrator_of(request, db, unit, acting_on=uid[:64])
+        admin = administrator_of(request, db, unit, then=_person_url(uid[:64], unit))
         if isinstance(admin, Response):
             return admin
         answer = action(db, admin, _managed_account(db, admin, uid))
@@ -368,8 +369,8 @@ def reset_password(request: Request, uid: str, unit: str = Form("", max_length=6
                                           actor=admin.scope.actor, context=Context.of(request))
         end_sessions(request, db, account)
         keep_to_show(request, admin, f"password:{uid}", temporary)
-        return RedirectResponse(_person_url(uid, admin.unit.code).replace(
-            "?", "/password?", 1), status_code=303)
+        return RedirectResponse(_person_url(uid, admin.unit.code, "/password"),
+                                status_code=303)
     return _act(request, uid, unit, "", temporary_password)
 
 

@@ -21,9 +21,8 @@ change within ``idp.oidc.clients.CACHE_SECONDS``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -45,6 +44,7 @@ from directory.apps import (
     App,
     AppStatus,
     find_app,
+    metadata_of,
     new_secret,
     register_app,
     validate_metadata,
@@ -75,12 +75,8 @@ APP_LABELS = {"pending": N_("pending approval"), "approved": N_("approved"),
               "suspended": N_("suspended")}
 
 
-def _apps_url_for(unit: str) -> str:
-    return "/admin/apps?" + urlencode({"unit": unit})
-
-
-def _apps_url(admin: Administrator, **more: str) -> str:
-    return "/admin/apps?" + urlencode({"unit": admin.unit.code, **more})
+def _apps_url(unit_code: str, **more: str) -> str:
+    return "/admin/apps?" + urlencode({"unit": unit_code, **more})
 
 
 def _listed(db: Session, admin: Administrator) -> list[tuple[App, OrgUnit]]:
@@ -105,9 +101,8 @@ def may_decide(admin: Administrator, unit: OrgUnit, app: App) -> bool:
 
 
 def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:
-    metadata = json.loads(app.metadata_json or "{}")
     return {"client_id": app.client_id, "name": app.name, "status": app.status,
-            "unit": unit.name, "uris": metadata.get("redirect_uris", []),
+            "unit": unit.name, "uris": list(metadata_of(app).redirect_uris),
             "public": app.client_secret_mac is None,
             "operators": operators_only(app), "decides": may_decide(admin, unit, app)}
 
@@ -126,9 +121,9 @@ def apps_page(request: Request, unit: str = "", done: str = "") -> Response:
 def operators_only(app: App) -> bool:
     """An app only the operators' ``idp apps`` changes: first-party (no consent), or an
     API or gateway (``protected_resource``, ``client_credentials``)."""
-    metadata = json.loads(app.metadata_json or "{}")
-    return bool(app.first_party or metadata.get("protected_resource")
-                or "client_credentials" in metadata.get("grant_types", []))
+    client = metadata_of(app)
+    return (client.first_party or client.protected_resource
+            or "client_credentials" in client.grant_types)
 
 
 def _app_of(db: Session, admin: Administrator, client_id: str, *,
@@ -166,7 +161,7 @@ def _show_secret(request: Request, admin: Administrator, client_id: str,
     """Keep a new secret for its page (post, redirect, get), and go there."""
     if secret:
         keep_to_show(request, admin, f"client-secret:{client_id}", secret)
-    return RedirectResponse(f"/admin/apps/{client_id}/secret?"
+    return RedirectResponse(f"/admin/apps/{quote(client_id, safe='')}/secret?"
                             + urlencode({"unit": admin.unit.code}), status_code=303)
 
 
@@ -207,7 +202,7 @@ def register(request: Request, unit: str = Form("", max_length=64),
         record(db, actor=admin.scope.actor, action="app.register", outcome="success",
                target=f"app:{app.client_id}", context=Context.of(request))
         return _show_secret(request, admin, app.client_id, secret), app.client_id
-    return _acting(request, unit, _apps_url_for(unit), registered)
+    return _acting(request, unit, _apps_url(unit), registered)
 
 
 @router.get("/{client_id}/secret")
@@ -238,8 +233,9 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
         record(db, actor=admin.scope.actor, action="app.status", outcome="success",
                target=f"app:{app.client_id}", detail={"status": status},
                context=Context.of(request))
-        return RedirectResponse(_apps_url(admin, done=status), status_code=303), app.client_id
-    return _acting(request, unit, _apps_url_for(unit), decide)
+        done = RedirectResponse(_apps_url(admin.unit.code, done=status), status_code=303)
+        return done, app.client_id
+    return _acting(request, unit, _apps_url(unit), decide)
 
 
 @router.post("/{client_id}/new-secret")
@@ -255,4 +251,4 @@ def give_new_secret(request: Request, client_id: str,
         record(db, actor=admin.scope.actor, action="app.new_secret", outcome="success",
                target=f"app:{app.client_id}", context=Context.of(request))
         return _show_secret(request, admin, app.client_id, secret), app.client_id
-    return _acting(request, unit, _apps_url_for(unit), renewed)
+    return _acting(request, unit, _apps_url(unit), renewed)

@@ -27,7 +27,6 @@ import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from types import SimpleNamespace
 
 from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,14 +101,22 @@ class Sealer:
     def candidates(self, kind: str, value: str) -> list[str]:
         return [_mac_hex(key, kind, value) for key in self.index_keys]
 
+    def sealed(self, column: EncryptedColumn, key: object, value: str,
+               index: str | None = None) -> dict[str, str]:
+        """The values to write for a non-empty ``value`` in the row whose row key is ``key``:
+        the column's token, and its blind index (``index``, when known already)."""
+        values = {column.column: self.cipher.encrypt(value, context=column.context_of(key))}
+        if column.index_column and column.index_kind:
+            values[column.index_column] = index or _mac_hex(self.index_keys[0],
+                                                            column.index_kind, value)
+        return values
+
     def seal(self, column: EncryptedColumn, row: object, value: str,
              index: str | None = None) -> None:
         """Like :func:`seal` for a non-empty value; ``index``: its blind index, if known."""
-        token = self.cipher.encrypt(value, context=column.associated_data(row))
-        setattr(row, column.column, token)
-        if column.index_column and column.index_kind:
-            setattr(row, column.index_column,
-                    index or _mac_hex(self.index_keys[0], column.index_kind, value))
+        for name, written in self.sealed(column, getattr(row, column.row_key), value,
+                                         index).items():
+            setattr(row, name, written)
 
 
 def sealer(settings: Settings) -> Sealer:
@@ -129,7 +136,11 @@ class EncryptedColumn:
     index_kind: str | None = None
 
     def associated_data(self, row: object) -> bytes:
-        return f"{self.context}/{getattr(row, self.row_key)}".encode()
+        return self.context_of(getattr(row, self.row_key))
+
+    def context_of(self, key: object) -> bytes:
+        """The associated data of the row whose row key is ``key``."""
+        return f"{self.context}/{key}".encode()
 
 
 _REGISTRY: list[EncryptedColumn] = []
@@ -152,10 +163,7 @@ def seal(settings: Settings, column: EncryptedColumn, row: object, value: str | 
         if column.index_column:
             setattr(row, column.index_column, None)
         return
-    token = field_cipher(settings).encrypt(value, context=column.associated_data(row))
-    setattr(row, column.column, token)
-    if column.index_column and column.index_kind:
-        setattr(row, column.index_column, blind_index(settings, column.index_kind, value))
+    sealer(settings).seal(column, row, value)
 
 
 def open_(settings: Settings, column: EncryptedColumn, row: object) -> str | None:
@@ -211,12 +219,8 @@ def _reseal(session: Session, settings: Settings, column: EncryptedColumn, row: 
     was read (an import giving a phone login another number): then that writer's value,
     sealed under the current key already, stays. One conditional ``UPDATE``; 1 if done."""
     read = getattr(row, column.column)
-    value = open_(settings, column, row)
-    resealed = SimpleNamespace(**{column.row_key: getattr(row, column.row_key)})
-    seal(settings, column, resealed, value)
-    changes = {column.column: getattr(resealed, column.column)}
-    if column.index_column:
-        changes[column.index_column] = getattr(resealed, column.index_column)
+    changes = sealer(settings).sealed(column, getattr(row, column.row_key),
+                                      open_(settings, column, row))
     mapper = inspect(column.model)
     keys = mapper.primary_key_from_instance(row)
     attribute = getattr(column.model, column.column)

@@ -176,7 +176,8 @@ def erase_departed(settings: Settings, sessions: sessionmaker[Session], *, days:
             guardians: set[int] = set()
             for person in people:
                 guardians.update(_erase(session, settings, person, actor))
-                done.uids[len(done.uids):] = [person.uid][:5 - len(done.uids)]
+                if len(done.uids) < 5:
+                    done.uids.append(person.uid)
             session.flush()
             _end_guardian_places(session, guardians, day)
             session.flush()

@@ -3,8 +3,8 @@
 ``/healthz`` answers while the process runs. ``/readyz`` checks the database
 and the store on every call, and that the master keys open the signing keys, answers 503
 naming the failing dependency while one is down, and 200 again as soon as it is back
-(nothing is cached but the key ring's minute). The checks run side by side and have
-``PROBE_SECONDS`` in all to answer:
+(nothing is cached but the key ring's minute). The database and the store are checked side
+by side, then the signing keys, each on a thread of its own, ``PROBE_SECONDS`` in all:
 a database server that stopped answering on an open connection (a stalled process while
 its machine still acknowledges TCP, which no socket option notices) is "unavailable" then,
 and while that check is still waiting the next calls do not start another one.
@@ -99,52 +99,39 @@ async def healthz() -> dict[str, str]:  # on the event loop: answers while every
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    checks: dict[str, str] = {}
     probes = _probes(request)
     deadline = time.monotonic() + PROBE_SECONDS  # one limit for all: they run side by side
-    runs = {name: probes.start(name, probe)
-            for name, probe in (("database", request.app.state.db.ping_writable),
-                                ("store", request.app.state.store.ping))}
-    for name, run in runs.items():
-        try:
-            _outcome(run, deadline)
-            checks[name] = "ok"
-        except ProbeTimeout:
-            log.warning("readiness check failed", extra={
-                "dependency": name, "error": f"no answer within {PROBE_SECONDS:g} s"})
-            checks[name] = "unavailable"
-        except Exception as exc:  # any failure means "not ready"; the kind is logged
-            log.warning("readiness check failed", extra={"dependency": name,
-                                                         "error": type(exc).__name__})
-            checks[name] = "unavailable"
-    keys = getattr(request.app.state, "keys", None)
+    state = request.app.state
+    runs = {"database": probes.start("database", state.db.ping_writable),
+            "store": probes.start("store", state.store.ping)}
+    checks = {name: _status(name, run, deadline) for name, run in runs.items()}
+    keys = getattr(state, "keys", None)
     if checks["database"] == "ok" and keys is not None:  # the keys are read from it
-        checks["signing_keys"] = _signing_keys(probes.start("signing_keys", keys.problem),
-                                               deadline)
+        # "unavailable" also when the master keys open none of the signing keys (a wrong
+        # IDP_MASTER_KEY or key id: this process could sign nothing)
+        checks["signing_keys"] = _status("signing_keys",
+                                         probes.start("signing_keys", keys.problem), deadline)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                         status_code=200 if ready else 503)
 
 
-def _signing_keys(run: _Run, deadline: float) -> str:
-    """"ok", or "unavailable" when the master keys open none of the signing keys (a wrong
-    ``IDP_MASTER_KEY`` or key id: this process could sign nothing), or when reading them
-    did not answer by ``deadline`` (the key ring reloads from the database each minute)."""
+def _status(name: str, run: _Run, deadline: float) -> str:
+    """"ok", or "unavailable" (logged) when the check raised, did not answer by
+    ``deadline``, or returned a problem (a non-empty text: the key ring's)."""
+    level = logging.WARNING  # a dependency down: it comes back by itself
     try:
         _outcome(run, deadline)
     except ProbeTimeout:
-        log.warning("readiness check failed", extra={
-            "dependency": "signing_keys", "error": f"no answer within {PROBE_SECONDS:g} s"})
-        return "unavailable"
-    except Exception as exc:
-        log.warning("readiness check failed", extra={"dependency": "signing_keys",
-                                                     "error": type(exc).__name__})
-        return "unavailable"
-    if run.result:
-        log.error("readiness check failed", extra={"dependency": "signing_keys",
-                                                   "error": run.result})
-        return "unavailable"
-    return "ok"
+        problem = f"no answer within {PROBE_SECONDS:g} s"
+    except Exception as exc:  # any failure means "not ready"; the kind is logged
+        problem = type(exc).__name__
+    else:
+        if not run.result:
+            return "ok"
+        problem, level = str(run.result), logging.ERROR  # a configuration to mend
+    log.log(level, "readiness check failed", extra={"dependency": name, "error": problem})
+    return "unavailable"
 
 
 @router.get("/metrics")

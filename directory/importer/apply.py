@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from types import SimpleNamespace
 
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
@@ -195,9 +194,7 @@ def seal_found_phone_logins(w: Writer, plan: ChunkPlan) -> None:
 def _sealed_number(w: Writer, account_id: int, number: str, index: str | None = None
                    ) -> dict[str, object]:
     """A phone login's value (``index``: the current key's, when known) and sealed number."""
-    sealed = SimpleNamespace(account_id=account_id)
-    w.sealer.seal(PHONE_LOGIN, sealed, number, index)
-    return {"value": sealed.value, "number_enc": sealed.number_enc}
+    return w.sealer.sealed(PHONE_LOGIN, account_id, number, index)
 
 
 WRITE_STEPS: list[Callable[[Writer, ChunkPlan], None]] = [

@@ -261,3 +261,25 @@ def test_a_guardian_with_a_child_left_stays_active(db: Database, settings: Setti
     erase_departed(settings, db.sessions, days=365, actor="test", today=TODAY)
     kept = _person(db, "张大伟")
     assert kept.erased_at is None and kept.status == PersonStatus.active.value
+
+
+def test_nothing_is_erased_while_an_import_runs(db: Database, settings: Settings, city,
+                                                monkeypatch, tmp_path) -> None:
+    """The import lock held elsewhere: the function raises ImportBusy and the command
+    ends in one line and exit code 2, erasing nobody."""
+    from typer.testing import CliRunner
+
+    from directory.importer.lock import ImportBusy, hold_import_lock
+    from idp.cli import app
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    for name, value in {"IDP_VAR_DIR": str(tmp_path), "IDP_DATABASE_URL": url,
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)
+    with db.sessions.begin() as importing:
+        hold_import_lock(importing)
+        with pytest.raises(ImportBusy):
+            erase_departed(settings, db.sessions, days=365, actor="test", today=TODAY)
+        result = CliRunner().invoke(app, ["erase-departed", "--days", "30"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert _person(db, "张小明").erased_at is None

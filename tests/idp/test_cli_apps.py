@@ -227,3 +227,9 @@ def test_the_operators_decision_stays_theirs(env, db) -> None:
     client_id = _printed(registered.stdout)["client_id"]
     with db.session() as session:
         assert session.scalar(select(App.status_set_at).where(App.client_id == client_id)) == ""
+
+
+def test_a_client_id_that_begins_with_a_dash_is_a_client_id(env) -> None:
+    shown = idp("apps", "show", "-no-such-app", env=env)
+    assert shown.returncode == 2 and "No such option" not in shown.stderr, shown.stderr
+    assert "no app with client_id '-no-such-app'" in shown.stderr

@@ -76,6 +76,8 @@ def test_a_school_registers_the_city_approves_and_people_sign_in(
 
     city = TestClient(client.app)
     _city_admin(city, db, make_person)
+    forged = _post(city, f"/admin/apps/{client_id}/status", "T-CITY", status="pending")
+    assert forged.status_code == 400  # approve or suspend, nothing else
     approved = _post(city, f"/admin/apps/{client_id}/status", "T-CITY", status="approved")
     assert approved.status_code == 303 and "done=approved" in approved.headers["location"]
     with db.session() as session:
@@ -118,6 +120,8 @@ def test_a_public_app_has_no_secret(client: TestClient, school, db: Database) ->
     client_id = CLIENT_ID.search(shown).group(1)
     listed = client.get("/admin/apps", params={"unit": "T-SCHOOL"}).text
     assert 'data-app-action="new-secret"' not in listed
+    no_secret = _post(client, f"/admin/apps/{client_id}/new-secret", "T-SCHOOL")
+    assert no_secret.status_code == 404  # a public app has none to renew
     with db.session() as session:
         app = session.scalar(select(App).where(App.client_id == client_id))
         assert app.client_secret_mac is None and '"none"' in app.metadata_json
