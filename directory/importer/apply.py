@@ -193,8 +193,10 @@ def seal_found_phone_logins(w: Writer, plan: ChunkPlan) -> None:
 
 def _sealed_number(w: Writer, account_id: int, number: str, index: str | None = None
                    ) -> dict[str, object]:
-    """A phone login's value (``index``: the current key's, when known) and sealed number."""
-    return w.sealer.sealed(PHONE_LOGIN, account_id, number, index)
+    """A phone login's value (``index``: the current key's, when known) and sealed number,
+    in the order of every login row's keys (``bulk.insert_rows`` copies by position)."""
+    sealed = w.sealer.sealed(PHONE_LOGIN, account_id, number, index)
+    return {"value": sealed["value"], "number_enc": sealed["number_enc"]}
 
 
 WRITE_STEPS: list[Callable[[Writer, ChunkPlan], None]] = [
