@@ -73,7 +73,11 @@ def array_literal(values: Sequence[Any]) -> str:
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *,
                 ids: bool = False) -> list[int]:
-    """Insert ``rows`` (all with the same keys); return their new ids in order if ``ids``."""
+    """Insert ``rows`` (all with the same keys); return their new ids in order if ``ids``.
+
+    The keys may come in any order per row: ``COPY`` takes each row's values
+    in the order of the first row's keys, looked up by name.
+    """
     if not rows:
         return []
     session.info[_INSERTED] = session.info.get(_INSERTED, 0) + len(rows)
@@ -84,13 +88,14 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *,
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(session.execute(statement, rows).scalars())
     new_ids = (next_ids(session, table, len(rows)) or []) if ids else []
-    columns = (["id"] if ids else []) + list(rows[0])
+    keys = list(rows[0])
+    columns = (["id"] if ids else []) + keys
     connection = session.connection().connection.dbapi_connection
     names = ", ".join(f'"{c}"' for c in columns)
     with connection.cursor() as cursor, cursor.copy(
             f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
         for at, row in enumerate(rows):
-            values = tuple(row.values())
+            values = tuple(row[key] for key in keys)
             copy.write_row((new_ids[at], *values) if ids else values)
     return new_ids
 

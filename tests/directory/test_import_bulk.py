@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select, text
 from core.db import Database
 from core.settings import Settings
 from directory.importer import Kind
-from directory.importer.bulk import among, array_literal
+from directory.importer.bulk import among, array_literal, insert_rows
 from directory.models import OrgUnit
 from tests.directory.cityfiles import GUARDIANS, run, seed_city, write
 
@@ -35,6 +36,24 @@ def test_among_finds_exactly_the_given_strings(db: Database, values: list[str]) 
         ids = session.scalars(select(OrgUnit.id).where(OrgUnit.code.in_(values[:3]))).all()
         by_id = session.scalars(select(OrgUnit.code).where(among(session, OrgUnit.id, ids)))
         assert sorted(by_id) == sorted(values[:3])
+        session.rollback()
+
+
+def test_insert_rows_takes_each_value_by_its_key_whatever_the_order(db: Database) -> None:
+    """PostgreSQL's COPY names the first row's columns: later rows may list them otherwise."""
+    table = OrgUnit.__table__
+    now = datetime.now(UTC)
+    rows = [{"kind": "school", "code": "k1", "name": "first", "path": "/k1/", "status": "active",
+             "created_at": now, "updated_at": now},
+            {"updated_at": now, "created_at": now, "status": "closed", "path": "/k2/",
+             "name": "second", "code": "k2", "kind": "district"}]
+    with db.session() as session:
+        ids = insert_rows(session, table, rows, ids=True)
+        found = session.execute(select(OrgUnit.id, OrgUnit.kind, OrgUnit.code, OrgUnit.name,
+                                       OrgUnit.path, OrgUnit.status).order_by(OrgUnit.code)).all()
+        assert [tuple(row) for row in found] == [
+            (ids[0], "school", "k1", "first", "/k1/", "active"),
+            (ids[1], "district", "k2", "second", "/k2/", "closed")]
         session.rollback()
 
 
