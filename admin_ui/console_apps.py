@@ -9,18 +9,23 @@ An administrator sees the apps registered by their unit and the units below it, 
   administrator's session), never stored but as its HMAC-SM3;
 - **approves or suspends** an app of a unit *below* theirs (a school's app by its district
   or the city; a district's by the city): the unit that registers an app does not approve
-  it. The city has no unit above, so its administrators decide on the city's own apps;
+  it. The city has no unit above, so its administrators decide on the city's own apps.
+  Nobody approves an app they registered themselves (``app.registered_by``), whatever
+  units they administer: four eyes see every app before people sign in to it;
+- changes an app's **redirect URIs**: anyone of its unit or above until it is approved
+  (the approver sees what they approve); once approved, only who may approve it;
 - gives a confidential app of their unit or below a **new secret** (the old one stops).
 
-Everything else (its metadata, first-party apps, APIs, pairwise subjects) stays with the
-operators' ``idp apps``. Every change needs the administrator's sign-in from the last ten
+Everything else (its other metadata, first-party apps, APIs, pairwise subjects) stays with
+the operators' ``idp apps``. Every change needs the administrator's sign-in from the last ten
 minutes and the page's CSRF token, and is audited as ``account:<id>`` (``app.register``,
-``app.status``, ``app.new_secret``), as the command line's. Running servers see a status
-change within ``idp.oidc.clients.CACHE_SECONDS``.
+``app.status``, ``app.update``, ``app.new_secret``), as the command line's. Running servers
+see a change within ``idp.oidc.clients.CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
@@ -58,6 +63,12 @@ KINDS = {"web": "client_secret_basic", "public": "none"}  # the form's choice ->
 NO_SUCH_APP = N_("No such app in the unit you administer.")
 NOT_YOURS_TO_DECIDE = N_("An app is approved or suspended by the administrator of the unit "
                          "above the one that registered it.")
+NOT_YOUR_OWN = N_("You registered this app yourself: another administrator of the unit above "
+                  "approves it.")
+NOT_YOURS_TO_CHANGE = N_("An approved app's redirect URIs are changed by who may approve it: "
+                         "an administrator of the unit above who did not register it.")
+PAIRWISE = N_("This app gives people pairwise identifiers, which its redirect addresses "
+              "determine: the platform's operators change them.")
 BAD_NAME = N_("Give the app a name of 1 to 200 characters.")
 BAD_URIS = N_("Give one to ten redirect URIs, one per line: web addresses (https://...) or a "
               "mobile app's own scheme (com.example.app:/callback), without spaces or a "
@@ -68,6 +79,8 @@ DONE = {
                    "within a minute)."),
     "suspended": N_("The app was suspended: sign-ins to it are refused (running servers see "
                     "it within a minute)."),
+    "updated": N_("The app's redirect URIs were changed (running servers see it within a "
+                  "minute)."),
 }
 
 
@@ -100,11 +113,26 @@ def may_decide(admin: Administrator, unit: OrgUnit, app: App) -> bool:
         or (admin.unit.parent_id is None and admin.unit.kind == OrgKind.city.value))
 
 
+def may_approve(admin: Administrator, unit: OrgUnit, app: App) -> bool:
+    """``may_decide``, and not the administrator who registered the app."""
+    return may_decide(admin, unit, app) and app.registered_by != admin.scope.actor
+
+
+def may_change_uris(admin: Administrator, unit: OrgUnit, app: App) -> bool:
+    """Before approval: the app's unit and above (``_app_of`` checked that); after: who
+    may approve it. A pairwise app's sector is its redirect host: the operators'."""
+    if metadata_of(app).sector is not None:
+        return False
+    return app.status != AppStatus.approved.value or may_approve(admin, unit, app)
+
+
 def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:
     return {"client_id": app.client_id, "name": app.name, "status": app.status,
             "unit": unit.name, "uris": list(metadata_of(app).redirect_uris),
             "public": app.client_secret_mac is None,
-            "operators": operators_only(app), "decides": may_decide(admin, unit, app)}
+            "operators": operators_only(app), "decides": may_decide(admin, unit, app),
+            "approves": may_approve(admin, unit, app),
+            "edits": may_change_uris(admin, unit, app)}
 
 
 @router.get("")
@@ -169,16 +197,27 @@ def _metadata(uris: str, kind: str) -> tuple[dict[str, object], str]:
     """The metadata the form describes, or what is wrong with it."""
     if kind not in KINDS:
         return {}, BAD_KIND
+    return _with_uris({"token_endpoint_auth_method": KINDS[kind]}, uris)
+
+
+def _with_uris(metadata: dict[str, object], uris: str) -> tuple[dict[str, object], str]:
+    """``metadata`` with the redirect URIs of the form's text, or what is wrong with them."""
     listed = [line.strip() for line in uris.splitlines() if line.strip()]
     if not 0 < len(listed) <= 10:
         return {}, BAD_URIS
-    metadata: dict[str, object] = {"redirect_uris": listed,
-                                   "token_endpoint_auth_method": KINDS[kind]}
+    metadata = {**metadata, "redirect_uris": listed}
     try:
         validate_metadata(dict(metadata))
     except (ValueError, TypeError):
         return {}, BAD_URIS
     return metadata, ""
+
+
+def _page_with_error(request: Request, db: Session, admin: Administrator, problem: str,
+                     form: dict[str, str]) -> Response:
+    rows = [_row(app, at, admin) for app, at in _listed(db, admin)]
+    return render_console(request, "console_apps.html", admin, apps=rows, done="",
+                          error=problem, status=400, app_labels=APP_LABELS, form=form)
 
 
 @router.post("/register")
@@ -192,13 +231,11 @@ def register(request: Request, unit: str = Form("", max_length=64),
         if not 0 < len(name.strip()) <= 200:
             problem = BAD_NAME
         if problem:
-            rows = [_row(app, at, admin) for app, at in _listed(db, admin)]
-            return render_console(request, "console_apps.html", admin, apps=rows, done="",
-                                  error=problem, status=400, app_labels=APP_LABELS,
-                                  form={"name": name, "redirect_uris": redirect_uris,
-                                        "kind": kind}), None
+            form = {"name": name, "redirect_uris": redirect_uris, "kind": kind}
+            return _page_with_error(request, db, admin, problem, form), None
         app, secret = register_app(db, state.settings, name=name.strip(), metadata=metadata,
                                    status=AppStatus.pending, org_unit_id=admin.unit.id)
+        app.registered_by = admin.scope.actor
         record(db, actor=admin.scope.actor, action="app.register", outcome="success",
                target=f"app:{app.client_id}", context=Context.of(request))
         return _show_secret(request, admin, app.client_id, secret), app.client_id
@@ -229,6 +266,8 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
             raise PageError(400, NOT_YOURS_TO_DECIDE)
         if not may_decide(admin, at, app):
             raise PageError(403, NOT_YOURS_TO_DECIDE)
+        if status == AppStatus.approved.value and not may_approve(admin, at, app):
+            raise PageError(403, NOT_YOUR_OWN)
         app.status, app.status_set_at = status, admin.unit.path
         record(db, actor=admin.scope.actor, action="app.status", outcome="success",
                target=f"app:{app.client_id}", detail={"status": status},
@@ -236,6 +275,29 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
         done = RedirectResponse(_apps_url(admin.unit.code, done=status), status_code=303)
         return done, app.client_id
     return _acting(request, unit, _apps_url(unit), decide)
+
+
+@router.post("/{client_id}/redirect-uris")
+def change_redirect_uris(request: Request, client_id: str, unit: str = Form("", max_length=64),
+                         redirect_uris: str = Form("", max_length=5000)) -> Response:
+    def changed(db: Session, admin: Administrator) -> tuple[Response, str | None]:
+        app, at = _app_of(db, admin, client_id)
+        if metadata_of(app).sector is not None:
+            raise PageError(403, PAIRWISE)
+        if not may_change_uris(admin, at, app):
+            raise PageError(403, NOT_YOURS_TO_CHANGE)
+        metadata, problem = _with_uris(json.loads(app.metadata_json or "{}"), redirect_uris)
+        if problem:
+            form = {"edit": app.client_id, "edit_uris": redirect_uris}
+            return _page_with_error(request, db, admin, problem, form), None
+        app.metadata_json = json.dumps(metadata, ensure_ascii=False, sort_keys=True)
+        record(db, actor=admin.scope.actor, action="app.update", outcome="success",
+               target=f"app:{app.client_id}",
+               detail={"redirect_uris": len(metadata["redirect_uris"])},
+               context=Context.of(request))
+        done = RedirectResponse(_apps_url(admin.unit.code, done="updated"), status_code=303)
+        return done, app.client_id
+    return _acting(request, unit, _apps_url(unit), changed)
 
 
 @router.post("/{client_id}/new-secret")

@@ -73,6 +73,10 @@ class App(Base):
     # who decided the status last: the path of the console administrator's unit, "" the
     # operators (idp apps status), NULL nobody since registration
     status_set_at: Mapped[str | None] = mapped_column(String(400))
+    # who registered it in the console ("account:<id>", the audit log's actor; NULL: the
+    # operators): they never approve it themselves. Not a foreign key: erasing a departed
+    # administrator must not take their unit's apps with them.
+    registered_by: Mapped[str | None] = mapped_column(String(64))
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     client_secret_mac: Mapped[str | None] = mapped_column(String(64))
     # OIDC client metadata (RFC 7591 member names), JSON object

@@ -94,3 +94,26 @@ def test_0019_keeps_the_operators_decisions_taken_before_it(empty_engine: Engine
         decided = connection.execute(text(
             "SELECT status_set_at FROM app WHERE client_id = 'held-by-ops'")).scalar_one()
     assert decided == "", "the operators' suspension became the console's to undo"
+
+
+def test_0020_names_who_registered_an_app_in_the_console(empty_engine: Engine) -> None:
+    """0020 takes registered_by from the registration's audit event: an administrator's
+    (account:<id>) for a console app, NULL for the operators' (an idp apps actor)."""
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_engine, "0019")
+    with empty_engine.begin() as connection:
+        for client_id, actor in (("from-console", "account:7"), ("from-cli", "cli:root")):
+            connection.execute(text(
+                "INSERT INTO app (client_id, name, status, first_party, metadata_json,"
+                " created_at, updated_at) VALUES (:c, 'n', 'pending', false, '{}',"
+                " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"), {"c": client_id})
+            connection.execute(text(
+                "INSERT INTO audit_event (at, actor, action, target, outcome, ip, user_agent,"
+                " request_id, detail, prev_hash, hash) VALUES ('2026-11-01 00:00:00', :a,"
+                " 'app.register', :t, 'success', '', '', '', '{}', :h, :h)"),
+                {"a": actor, "t": f"app:{client_id}", "h": bytes(32)})
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        found = dict(connection.execute(text("SELECT client_id, registered_by FROM app")).all())
+    assert found == {"from-console": "account:7", "from-cli": None}

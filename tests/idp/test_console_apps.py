@@ -261,3 +261,134 @@ def test_a_district_does_not_undo_the_citys_suspension(
     with db.session() as session:
         assert session.scalar(select(App.status).where(App.client_id == client_id)) \
             == "suspended"
+
+
+def _district_with_school(db: Database, make_person):
+    """T-DIST above T-DSCHOOL, and one person administering both (a head of the district's
+    IT who also runs the school's), plus a second district administrator."""
+    from directory.models import OrgKind
+    from tests.idp.test_console_rules import place, unit
+
+    both = make_person("d-both", "pw-d-both", role=Role.staff)
+    unit(db, "T-DIST", OrgKind.district)
+    unit(db, "T-DSCHOOL", parent="T-DIST")
+    place(db, both.account_id, "T-DIST", Role.district_admin)
+    place(db, both.account_id, "T-DSCHOOL", Role.school_admin)
+    other = make_person("d-other", "pw-d-other", role=Role.staff)
+    place(db, other.account_id, "T-DIST", Role.district_admin)
+    return both, other
+
+
+def test_nobody_approves_an_app_they_registered(client: TestClient, db: Database, store,
+                                               make_person) -> None:
+    """The rule is per person, not per unit: who administers a school and its district
+    registers as the school and cannot approve as the district; the district's other
+    administrator can. Suspending stays open to them (stopping an app is never risky)."""
+    from tests.idp.test_console_rules import sign_in
+
+    both, other = _district_with_school(db, make_person)
+    sign_in(client, store, both.account_id)
+    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name="四眼",
+                       redirect_uris=REDIRECT_URI, kind="web")
+    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
+    with db.session() as session:
+        assert session.scalar(select(App.registered_by).where(App.client_id == client_id)) \
+            == f"account:{both.account_id}"
+    listed = client.get("/admin/apps", params={"unit": "T-DIST"}).text
+    assert "data-own-app" in listed and 'data-app-action="status"' not in listed
+    own = _post(client, f"/admin/apps/{client_id}/status", "T-DIST", status="approved")
+    assert own.status_code == 403 and "另一位" in own.text
+    with db.session() as session:
+        assert session.scalar(select(App.status).where(App.client_id == client_id)) \
+            == "pending"
+
+    second = TestClient(client.app)
+    sign_in(second, store, other.account_id)
+    approved = _post(second, f"/admin/apps/{client_id}/status", "T-DIST", status="approved")
+    assert approved.status_code == 303
+    stopped = _post(client, f"/admin/apps/{client_id}/status", "T-DIST", status="suspended")
+    assert stopped.status_code == 303
+    again = _post(client, f"/admin/apps/{client_id}/status", "T-DIST", status="approved")
+    assert again.status_code == 403
+    with db.session() as session:
+        assert session.scalar(select(App.status).where(App.client_id == client_id)) \
+            == "suspended"
+
+
+def _uris_of(db: Database, client_id: str) -> list[str]:
+    import json
+
+    with db.session() as session:
+        return json.loads(session.scalar(
+            select(App.metadata_json).where(App.client_id == client_id)))["redirect_uris"]
+
+
+def test_redirect_uris_change_until_approval_then_by_the_approver(
+        client: TestClient, db: Database, store, make_person) -> None:
+    """Pending: the app's unit changes its redirect URIs (the approver sees the final ones).
+    Approved: a code could be sent anywhere, so only who may approve it changes them; the
+    new URIs work at once in this process, the old ones no longer."""
+    from tests.idp.test_console_rules import sign_in
+
+    both, other = _district_with_school(db, make_person)
+    sign_in(client, store, both.account_id)
+    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name="换地址",
+                       redirect_uris="https://old.example.edu.cn/cb", kind="public")
+    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
+    listed = client.get("/admin/apps", params={"unit": "T-DSCHOOL"}).text
+    assert "data-edit-uris" in listed
+    bad = _post(client, f"/admin/apps/{client_id}/redirect-uris", "T-DSCHOOL",
+                redirect_uris="https://x.example.edu.cn/cb#frag")
+    assert bad.status_code == 400 and "data-error" in bad.text and "#frag" in bad.text
+    empty = _post(client, f"/admin/apps/{client_id}/redirect-uris", "T-DSCHOOL",
+                  redirect_uris=" \n ")
+    assert empty.status_code == 400
+    assert _uris_of(db, client_id) == ["https://old.example.edu.cn/cb"]
+    changed = _post(client, f"/admin/apps/{client_id}/redirect-uris", "T-DSCHOOL",
+                    redirect_uris=f"{REDIRECT_URI}\nhttps://old.example.edu.cn/cb")
+    assert changed.status_code == 303 and "done=updated" in changed.headers["location"]
+    assert _uris_of(db, client_id) == [REDIRECT_URI, "https://old.example.edu.cn/cb"]
+    with db.session() as session:
+        detail = session.scalar(select(AuditEvent.detail).where(
+            AuditEvent.action == "app.update", AuditEvent.target == f"app:{client_id}"))
+    assert detail == '{"redirect_uris": 2}'
+
+    approver = TestClient(client.app)
+    sign_in(approver, store, other.account_id)
+    assert _post(approver, f"/admin/apps/{client_id}/status", "T-DIST",
+                 status="approved").status_code == 303
+    for unit_code in ("T-DSCHOOL", "T-DIST"):  # the registrant, in either of their units
+        late = _post(client, f"/admin/apps/{client_id}/redirect-uris", unit_code,
+                     redirect_uris="https://evil.example.com/cb")
+        assert late.status_code == 403, unit_code
+    assert "data-edit-uris" not in client.get("/admin/apps", params={"unit": "T-DSCHOOL"}).text
+    assert _post(approver, f"/admin/apps/{client_id}/redirect-uris", "T-DIST",
+                 redirect_uris=REDIRECT_URI).status_code == 303
+    assert _uris_of(db, client_id) == [REDIRECT_URI]
+    gone = client.get("/oauth2/authorize", params={
+        "client_id": client_id, "response_type": "code", "scope": "openid",
+        "redirect_uri": "https://old.example.edu.cn/cb", "code_challenge": "x" * 43,
+        "code_challenge_method": "S256"}, follow_redirects=False)
+    assert gone.status_code == 400 and "location" not in gone.headers
+
+
+def test_a_pairwise_apps_redirect_uris_are_the_operators(
+        client: TestClient, school, db: Database, settings: Settings) -> None:  # noqa: F811
+    """A pairwise app's sector is its redirect host: a change would give everyone a new
+    sub, so ``idp apps update`` (which refuses a sector change) is the only way."""
+    from directory.apps import register_app
+
+    admin, *_ = school
+    with db.session() as session:
+        at = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "T-SCHOOL"))
+        app, _ = register_app(session, settings, name="成对", org_unit_id=at,
+                              status=AppStatus.pending,
+                              metadata={"redirect_uris": ["https://pw.example.edu.cn/cb"],
+                                        "subject_type": "pairwise"})
+        client_id = app.client_id
+    sign_in_to_console(client, admin.login, admin.password)
+    assert "data-edit-uris" not in client.get("/admin/apps", params={"unit": "T-SCHOOL"}).text
+    tried = _post(client, f"/admin/apps/{client_id}/redirect-uris", "T-SCHOOL",
+                  redirect_uris="https://other.example.edu.cn/cb")
+    assert tried.status_code == 403
+    assert _uris_of(db, client_id) == ["https://pw.example.edu.cn/cb"]
