@@ -3,7 +3,9 @@ the browser.
 
 Who: a person signed in, at the level the policy asks of them (an administrator: two
 factors) and in this browser (not a session begun by approving a QR code), who holds an
-administrator's role (``directory.models.ADMIN_ROLES``) at a unit. They act for one such
+administrator's or the helpdesk's role (``directory.models.CONSOLE_ROLES``) at a unit (the
+helpdesk helps people sign in, below: it appoints nobody and has no apps page). They act
+for one such
 unit at a time (``?unit=<code>``; by default the first in tree order, and a chooser when
 they administer several) with the helpdesk's permissions (``directory.scopes.PersonScope``)
 under the rules the admin API's tokens obey (``directory.api``):
@@ -37,7 +39,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from admin_ui.security_reset import end_sessions
@@ -76,6 +78,10 @@ NO_ACCOUNT = N_("This person has no account: there is no sign-in to help with.")
 NOT_HERE_NOW = N_("This person has no current place in %(unit)s: you see their history here.")
 ADMINISTERS_HERE = N_("This person administers %(unit)s: they are helped by the administrator "
                       "of the unit above, or by an operator.")
+FOR_ADMINISTRATORS = N_("This person administers a unit: the helpdesk does not help them "
+                        "sign in, its administrators do.")
+ADMINISTRATORS_ONLY = N_("The helpdesk helps people sign in: appointing people and the "
+                         "unit's apps are for its administrators.")
 PLACED_ELSEWHERE = N_("This person also has a current place outside %(unit)s: their sign-in is "
                       "helped by the administrator of a unit that covers both.")
 DONE = {
@@ -86,6 +92,8 @@ DONE = {
     "phone": N_("SMS codes to the number on file work again."),
     "appointed": N_("The person is now an administrator. They need two factors to sign in."),
     "ended": N_("The administrator's role was ended."),
+    "helpdesk": N_("The person is now on the helpdesk. They need two factors to sign in."),
+    "helpdesk-ended": N_("The helpdesk role was ended."),
 }
 
 
@@ -93,7 +101,7 @@ LABELS = {  # the directory's words as the pages say them
     "student": N_("student"), "teacher": N_("teacher"), "head_teacher": N_("head teacher"),
     "school_admin": N_("school administrator"), "staff": N_("staff"),
     "district_admin": N_("district administrator"), "city_admin": N_("city administrator"),
-    "guardian": N_("guardian"),
+    "helpdesk": N_("helpdesk"), "guardian": N_("guardian"),
     "active": N_("active"), "suspended": N_("suspended"), "graduated": N_("graduated"),
     "transferred": N_("transferred"), "left": N_("left"),
     "student_number": N_("student number"), "teacher_number": N_("teacher number"),
@@ -109,6 +117,12 @@ class Administrator:
     unit: OrgUnit
     units: list[OrgUnit]
     sid: str  # the administrator's SSO session
+    full: bool  # an administrator of the unit, not only its helpdesk
+
+    def check_full(self) -> None:
+        """What only an administrator does (appoint, apps): the helpdesk gets a 403 page."""
+        if not self.full:
+            raise PageError(403, ADMINISTRATORS_ONLY)
 
 
 def _page_url(request: Request) -> str:
@@ -126,20 +140,22 @@ def administrator_of(request: Request, db: Session, unit_code: str, *,
     if found is None:
         back = then or _page_url(request)
         return RedirectResponse(sessions.reauth_url(back), status_code=303)
-    units = administrators.administered(db, found.account_id)
-    if not units:
+    posts = administrators.console_posts(db, found.account_id)
+    if not posts:
         raise PageError(403, NOT_AN_ADMINISTRATOR)
-    unit = next((u for u in units if u.code == unit_code), None) if unit_code else units[0]
+    unit, full = next(((u, f) for u, f in posts if u.code == unit_code), (None, False)) \
+        if unit_code else posts[0]
     if unit is None:
         raise PageError(403, NOT_YOURS)
     return Administrator(PersonScope(unit.path, unit.id, PERMISSIONS, found.account_id),
-                         unit, units, found.sid)
+                         unit, [u for u, _full in posts], found.sid, full)
 
 
 def render_console(request: Request, name: str, admin: Administrator, *, status: int = 200,
                    **context: Any) -> Response:
     response = render(request, name, {"unit": admin.unit, "units": admin.units,
-                                      "labels": LABELS, **context}, status=status)
+                                      "full": admin.full, "labels": LABELS, **context},
+                      status=status)
     response.headers["cache-control"] = "no-store"  # personal data
     return response
 
@@ -194,22 +210,33 @@ def person(request: Request, uid: str, unit: str = "", done: str = "") -> Respon
         names = _place_names(db, admin.scope, [a["unit"] for a in view["affiliations"]])
         for placed in view["affiliations"]:
             placed["unit_name"] = names.get(placed["unit"], placed["unit_name"])
-        managed = db.scalar(select(Person.id).where(Person.id == shown.id,
-                                                    managed_person(admin.scope)))
+        managed = db.scalar(select(Person.id).where(Person.id == shown.id, manages(admin)))
         helped = managed and shown.account is not None
         record(db, actor=admin.scope.actor, action="directory.person.view", outcome="success",
                target=f"person:{shown.uid}", context=Context.of(request))
         return render_console(
             request, "console_person.html", admin, person=view, uid=shown.uid,
             security=_sign_in_state(request, db, shown.account) if helped else None,
-            why_not=None if helped else _why_not_helped(db, admin.scope, shown),
-            posts=_posts_below(db, admin.scope, shown) if helped else [],
-            appointable=_appointable(db, admin.scope, shown) if helped else [],
+            why_not=None if helped else _why_not_helped(db, admin, shown),
+            **(_appointments(db, admin.scope, shown) if helped and admin.full else {}),
             done=DONE.get(done, ""))
 
 
-def _why_not_helped(db: Session, scope: PersonScope, person: Person) -> str:
+def manages(admin: Administrator) -> Any:
+    """SQL: the console helps this person sign in: the unit manages them (the admin API's
+    rule, ``managed_person``) and, for the helpdesk, they administer no unit anywhere (else
+    the helpdesk of a district would take over a school administrator's account by a
+    temporary password, and with it the school's appointments and apps)."""
+    if admin.full:
+        return managed_person(admin.scope)
+    return managed_person(admin.scope) & ~exists().where(
+        Affiliation.person_id == Person.id, Affiliation.valid_to.is_(None),
+        Affiliation.role.in_(ADMIN_ROLES))
+
+
+def _why_not_helped(db: Session, admin: Administrator, person: Person) -> str:
     """Why the unit cannot help this person sign in (the page's line)."""
+    scope = admin.scope
     if person.account is None:
         return NO_ACCOUNT
     current = db.execute(select(Affiliation.role, OrgUnit.path)
@@ -221,6 +248,8 @@ def _why_not_helped(db: Session, scope: PersonScope, person: Person) -> str:
         return NOT_HERE_NOW
     if any(path == scope.org_path and role in ADMIN_ROLES for role, path in inside):
         return ADMINISTERS_HERE
+    if not admin.full and any(role in ADMIN_ROLES for role, _path in current):
+        return FOR_ADMINISTRATORS
     return PLACED_ELSEWHERE
 
 
@@ -233,26 +262,47 @@ def _posts_below(db: Session, scope: PersonScope, person: Person) -> list[OrgUni
     return [unit for _role, unit in administrators.posts(db, person) if _below(scope, unit)]
 
 
+def _helpdesk_posts(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
+    """The units of the administrator's subtree, their own included, whose helpdesk the
+    person is on."""
+    return [unit for _role, unit in administrators.posts(db, person, helpdesk=True)
+            if scope.covers(unit.path)]
+
+
+def _appointments(db: Session, scope: PersonScope, person: Person) -> dict[str, list]:
+    """The person page's appointing section: the roles the administrator may end, and the
+    units where they may appoint the person."""
+    return {"posts": _posts_below(db, scope, person),
+            "appointable": _appointable(db, scope, person),
+            "helpdesk_posts": _helpdesk_posts(db, scope, person),
+            "helpdesk_appointable": _appointable(db, scope, person, helpdesk=True)}
+
+
 def _path_ids(path: str) -> list[int]:
     """The ids of a unit's materialised path, from the root to the unit itself."""
     return [int(i) for i in path.strip("/").split("/")]
 
 
-def _appointable(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
+def _appointable(db: Session, scope: PersonScope, person: Person, *,
+                 helpdesk: bool = False) -> list[OrgUnit]:
     """Where the administrator may appoint the person: a district or school below their
     own unit that holds one of the person's current places as staff (a teacher, a head
-    teacher, staff: never a pupil or a guardian), and that they do not administer yet."""
+    teacher, staff: never a pupil or a guardian), and that they do not administer yet.
+    For the helpdesk (``helpdesk``), the administrator's own unit too (its helpdesk
+    is theirs to choose), where the person is not on the helpdesk yet."""
     paths = db.scalars(select(OrgUnit.path).join(Affiliation, Affiliation.org_unit_id
                                                  == OrgUnit.id)
                        .where(Affiliation.person_id == person.id,
                               Affiliation.role.in_(administrators.STAFF_ROLES),
                               Affiliation.valid_to.is_(None))).all()
     ids = {i for path in paths for i in _path_ids(path)}
-    held = {unit.id for unit in _posts_below(db, scope, person)}
+    held = {unit.id for unit in (_helpdesk_posts if helpdesk else _posts_below)(
+        db, scope, person)}
     return [unit for unit in db.scalars(select(OrgUnit).where(
                 OrgUnit.id.in_(ids), OrgUnit.kind.in_(administrators.ROLE_FOR_KIND),
                 OrgUnit.status == "active").order_by(OrgUnit.path))
-            if _below(scope, unit) and unit.id not in held] if ids else []
+            if (scope.covers(unit.path) if helpdesk else _below(scope, unit))
+            and unit.id not in held] if ids else []
 
 
 def _sign_in_state(request: Request, db: Session, account: Account) -> dict[str, Any]:
@@ -270,7 +320,7 @@ def _sign_in_state(request: Request, db: Session, account: Account) -> dict[str,
 
 def _managed_account(db: Session, admin: Administrator, uid: str) -> Account:
     account = db.scalar(select(Account).join(Person, Person.id == Account.person_id)
-                        .where(Person.uid == uid[:64], managed_person(admin.scope)))
+                        .where(Person.uid == uid[:64], manages(admin)))
     if account is None:
         raise PageError(404, NO_SUCH_PERSON)
     return account
@@ -385,31 +435,48 @@ def temporary_password_page(request: Request, uid: str, unit: str = "") -> Respo
                           temporary=take_to_show(request, admin, f"password:{uid[:64]}"))
 
 
-@router.post("/people/{uid}/administrator/appoint")
-def appoint(request: Request, uid: str, unit: str = Form("", max_length=64),
+ROLES_GIVEN = {"administrator": False, "helpdesk": True}  # the URL's word -> helpdesk?
+
+
+@router.post("/people/{uid}/{given}/appoint")
+def appoint(request: Request, uid: str, given: str, unit: str = Form("", max_length=64),
             at: str = Form(..., max_length=64)) -> Response:
-    """Make the person an administrator of ``at``: a district or school below the
-    administrator's own unit where the person has a current place as staff."""
+    """Make the person an administrator of ``at`` (a district or school below the
+    administrator's own unit), or put them on the helpdesk of ``at`` (their own unit or
+    one below), where the person has a current place as staff."""
+    helpdesk = _role_given(given)
+
     def make(db: Session, admin: Administrator, account: Account) -> None:
-        chosen = next((u for u in _appointable(db, admin.scope, account.person)
-                       if u.code == at), None)
+        admin.check_full()
+        chosen = next((u for u in _appointable(db, admin.scope, account.person,
+                                               helpdesk=helpdesk) if u.code == at), None)
         if chosen is None:
             raise PageError(404, NO_SUCH_UNIT)
         administrators.appoint(db, account.person, chosen, actor=admin.scope.actor,
-                               context=Context.of(request))
-    return _act(request, uid, unit, "appointed", make)
+                               context=Context.of(request), helpdesk=helpdesk)
+    return _act(request, uid, unit, "helpdesk" if helpdesk else "appointed", make)
 
 
-@router.post("/people/{uid}/administrator/end")
-def end_administrator(request: Request, uid: str, unit: str = Form("", max_length=64),
-                      at: str = Form(..., max_length=64)) -> Response:
+@router.post("/people/{uid}/{given}/end")
+def end_role(request: Request, uid: str, given: str, unit: str = Form("", max_length=64),
+             at: str = Form(..., max_length=64)) -> Response:
     """End the person's administrator's role at ``at``, a unit below the administrator's
-    own (a role at one's own unit is the unit above's to end)."""
+    own (a role at one's own unit is the unit above's to end); or their helpdesk role at
+    the administrator's own unit or one below."""
+    helpdesk = _role_given(given)
+
     def end(db: Session, admin: Administrator, account: Account) -> None:
-        post = next((u for u in _posts_below(db, admin.scope, account.person)
-                     if u.code == at), None)
+        admin.check_full()
+        held = (_helpdesk_posts if helpdesk else _posts_below)(db, admin.scope, account.person)
+        post = next((u for u in held if u.code == at), None)
         if post is None:
             raise PageError(404, NO_SUCH_UNIT)
         administrators.end(db, account.person, post, actor=admin.scope.actor,
-                           context=Context.of(request))
-    return _act(request, uid, unit, "ended", end)
+                           context=Context.of(request), helpdesk=helpdesk)
+    return _act(request, uid, unit, "helpdesk-ended" if helpdesk else "ended", end)
+
+
+def _role_given(given: str) -> bool:
+    if given not in ROLES_GIVEN:
+        raise PageError(404, NO_SUCH_UNIT)
+    return ROLES_GIVEN[given]

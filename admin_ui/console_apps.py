@@ -17,10 +17,11 @@ An administrator sees the apps registered by their unit and the units below it, 
 - gives a confidential app of their unit or below a **new secret** (the old one stops).
 
 Everything else (its other metadata, first-party apps, APIs, pairwise subjects) stays with
-the operators' ``idp apps``. Every change needs the administrator's sign-in from the last ten
-minutes and the page's CSRF token, and is audited as ``account:<id>`` (``app.register``,
-``app.status``, ``app.update``, ``app.new_secret``), as the command line's. Running servers
-see a change within ``idp.oidc.clients.CACHE_SECONDS``.
+the operators' ``idp apps``. The helpdesk has no apps page (403). Every change needs the
+administrator's sign-in from the last ten minutes and the page's CSRF token, and is
+audited as ``account:<id>`` (``app.register``, ``app.status``, ``app.update``,
+``app.new_secret``), as the command line's. Running servers see a change within
+``idp.oidc.clients.CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def apps_page(request: Request, unit: str = "", done: str = "") -> Response:
         admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
+        admin.check_full()
         rows = [_row(app, at, admin) for app, at in _listed(db, admin)]
     return render_console(request, "console_apps.html", admin, apps=rows,
                           done=DONE.get(done, ""), form={}, app_labels=APP_LABELS)
@@ -177,6 +179,7 @@ def _acting(request: Request, unit: str, back: str,
         admin = administrator_of(request, db, unit, then=back)
         if isinstance(admin, Response):
             return admin
+        admin.check_full()
         answer, changed = action(db, admin)
     registry = getattr(request.app.state, "clients", None)
     if changed and registry is not None:
@@ -249,6 +252,7 @@ def secret_page(request: Request, client_id: str, unit: str = "") -> Response:
         admin = administrator_of(request, db, unit)
         if isinstance(admin, Response):
             return admin
+        admin.check_full()
         app, _unit = _app_of(db, admin, client_id, acting=False)
         row = {"client_id": app.client_id, "name": app.name, "status": app.status,
                "public": app.client_secret_mac is None}

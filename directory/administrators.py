@@ -6,6 +6,10 @@ role following the kind of unit. Neither the import nor SCIM grants or ends one:
 the unit above's decision, in the admin console (``admin_ui.console``), or an operator's
 (``idp admin appoint|end``, also how the city's first administrator is made).
 
+The **helpdesk** (``helpdesk``, at a city, district or school) opens the console too, to
+help people sign in; it appoints nobody and registers no app. The unit's own administrator
+appoints and ends it (or one above, or an operator: ``--helpdesk``).
+
 A role is **current** from its ``valid_from`` (not in the future) until it is ended; ending
 it sets ``valid_to`` to today, and it is gone at once (history is kept).
 """
@@ -18,7 +22,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
-from directory.models import ADMIN_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
+from directory.models import (
+    ADMIN_ROLES,
+    CONSOLE_ROLES,
+    Account,
+    Affiliation,
+    OrgKind,
+    OrgUnit,
+    Person,
+    Role,
+)
 
 # Who may be appointed: the unit's staff, never a pupil or a guardian
 STAFF_ROLES = frozenset({Role.teacher.value, Role.head_teacher.value, Role.staff.value})
@@ -26,36 +39,53 @@ ROLE_FOR_KIND = {OrgKind.city.value: Role.city_admin, OrgKind.district.value: Ro
                  OrgKind.school.value: Role.school_admin}
 
 
+def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool]]:
+    """The open units where the account's person holds a current role of the console
+    (``CONSOLE_ROLES``), in tree order, each with whether it is an administrator's (not
+    only the helpdesk's)."""
+    full: dict[int, bool] = {}
+    units: dict[int, OrgUnit] = {}
+    for unit, role in session.execute(
+            select(OrgUnit, Affiliation.role)
+            .join(Affiliation, Affiliation.org_unit_id == OrgUnit.id)
+            .join(Account, Account.person_id == Affiliation.person_id)
+            .where(Account.id == account_id, Affiliation.role.in_(CONSOLE_ROLES),
+                   Affiliation.valid_from <= date.today(), Affiliation.valid_to.is_(None),
+                   OrgUnit.status == "active").order_by(OrgUnit.path)):
+        units[unit.id] = unit
+        full[unit.id] = full.get(unit.id, False) or role in ADMIN_ROLES
+    return [(unit, full[unit.id]) for unit in units.values()]
+
+
 def administered(session: Session, account_id: int) -> list[OrgUnit]:
-    """The open units where the account's person holds a current administrator's role,
+    """The open units where the account's person holds a current role of the console,
     in tree order."""
-    return list(session.scalars(
-        select(OrgUnit).join(Affiliation, Affiliation.org_unit_id == OrgUnit.id)
-        .join(Account, Account.person_id == Affiliation.person_id)
-        .where(Account.id == account_id, Affiliation.role.in_(ADMIN_ROLES),
-               Affiliation.valid_from <= date.today(), Affiliation.valid_to.is_(None),
-               OrgUnit.status == "active")
-        .distinct().order_by(OrgUnit.path)))
+    return [unit for unit, _full in console_posts(session, account_id)]
 
 
-def posts(session: Session, person: Person) -> list[tuple[Affiliation, OrgUnit]]:
-    """The person's current administrator's roles, with their units."""
+def posts(session: Session, person: Person, *,
+          helpdesk: bool = False) -> list[tuple[Affiliation, OrgUnit]]:
+    """The person's current administrator's roles (the helpdesk's: ``helpdesk``), with
+    their units."""
+    roles = {Role.helpdesk.value} if helpdesk else ADMIN_ROLES
     return [(affiliation, unit) for affiliation, unit in session.execute(
         select(Affiliation, OrgUnit).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-        .where(Affiliation.person_id == person.id, Affiliation.role.in_(ADMIN_ROLES),
+        .where(Affiliation.person_id == person.id, Affiliation.role.in_(roles),
                Affiliation.valid_to.is_(None)).order_by(OrgUnit.path))]
 
 
 def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
-            context: Context | None = None) -> Affiliation:
-    """Make the person an administrator of ``unit`` from today (``ValueError``: a unit of
-    a kind nobody administers, such as a class)."""
+            context: Context | None = None, helpdesk: bool = False) -> Affiliation:
+    """Make the person an administrator of ``unit`` (its helpdesk: ``helpdesk``) from today
+    (``ValueError``: a unit of a kind nobody administers, such as a class)."""
     role = ROLE_FOR_KIND.get(unit.kind)
     if role is None:
         raise ValueError(f"a {unit.kind} has no administrators")
+    role = Role.helpdesk if helpdesk else role
     session.execute(select(Person.id).where(Person.id == person.id)  # one appointment of
                     .with_for_update())  # the person at a time: no twin roles
-    existing = next((a for a, u in posts(session, person) if u.id == unit.id), None)
+    existing = next((a for a, u in posts(session, person, helpdesk=helpdesk)
+                     if u.id == unit.id), None)
     if existing is not None:
         return existing
     affiliation = Affiliation(person=person, org_unit=unit, role=role.value,
@@ -69,9 +99,10 @@ def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
 
 
 def end(session: Session, person: Person, unit: OrgUnit, *, actor: str,
-        context: Context | None = None) -> bool:
-    """End the person's administrator's role at ``unit`` today; False when they held none."""
-    ending = [a for a, u in posts(session, person) if u.id == unit.id]
+        context: Context | None = None, helpdesk: bool = False) -> bool:
+    """End the person's administrator's role (the helpdesk's: ``helpdesk``) at ``unit``
+    today; False when they held none."""
+    ending = [a for a, u in posts(session, person, helpdesk=helpdesk) if u.id == unit.id]
     for affiliation in ending:
         affiliation.valid_to = date.today()
     if ending:

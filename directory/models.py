@@ -53,6 +53,7 @@ class Role(StrEnum):
     school_admin = "school_admin"
     district_admin = "district_admin"
     city_admin = "city_admin"
+    helpdesk = "helpdesk"
     staff = "staff"
     guardian = "guardian"
 
@@ -60,6 +61,10 @@ class Role(StrEnum):
 # The roles that administer a unit (and what lies below it)
 ADMIN_ROLES = frozenset({Role.city_admin.value, Role.district_admin.value,
                          Role.school_admin.value})
+# The roles that open the admin console at a unit: an administrator's, or the helpdesk's
+# (helps people sign in; appoints nobody and registers no app). Neither the import nor SCIM
+# grants or ends one; their holders need two factors and are helped from the unit above.
+CONSOLE_ROLES = ADMIN_ROLES | {Role.helpdesk.value}
 
 
 def check_roles(names: tuple[str, ...], setting: str) -> None:

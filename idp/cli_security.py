@@ -17,7 +17,8 @@
   without it the sessions, in the server's memory, end when next used.
 - ``idp admin appoint --login ... --unit CODE`` makes a person an administrator of a city,
   district or school (how the city's first administrator is made; later the unit above
-  does it in the admin console); ``idp admin end --login ... --unit CODE`` ends the role.
+  does it in the admin console); ``idp admin end --login ... --unit CODE`` ends the role;
+  ``--helpdesk`` for the unit's helpdesk instead (helps people sign in, appoints nobody).
 - ``idp tokens issue --name ... --org CODE --permission ...`` issues a bearer API token
   for the directory API, SCIM or the admin API, scoped to an org subtree; the token is
   printed once and stored only as a MAC. ``idp tokens revoke --name ...`` revokes it.
@@ -234,12 +235,17 @@ def _administrator_change(login: str, unit: str, change: Callable[..., Any]) -> 
 @admin_app.command("appoint")
 def admin_appoint(login: str = typer.Option(..., help="Any login identifier of the account."),
                   unit: str = typer.Option(..., help="The code of the city, district or "
-                                           "school to administer.")) -> None:
+                                           "school to administer."),
+                  helpdesk: bool = typer.Option(False, "--helpdesk", help="Its helpdesk "
+                                                "instead: helps people sign in, appoints "
+                                                "nobody, no apps.")) -> None:
     """Make a person an administrator of a unit (the city's first administrator; later,
-    the unit above does it in the admin console). They then sign in with two factors."""
+    the unit above does it in the admin console), or put them on its helpdesk. They then
+    sign in with two factors."""
     def appoint(session, person, where) -> str:
         try:
-            return administrators.appoint(session, person, where, actor=_actor()).role
+            return administrators.appoint(session, person, where, actor=_actor(),
+                                          helpdesk=helpdesk).role
         except ValueError as exc:
             raise _fail(str(exc)) from None
 
@@ -248,12 +254,17 @@ def admin_appoint(login: str = typer.Option(..., help="Any login identifier of t
 
 @admin_app.command("end")
 def admin_end(login: str = typer.Option(..., help="Any login identifier of the account."),
-              unit: str = typer.Option(..., help="The code of the unit administered.")) -> None:
-    """End a person's administrator's role at a unit (at once; the history is kept)."""
+              unit: str = typer.Option(..., help="The code of the unit administered."),
+              helpdesk: bool = typer.Option(False, "--helpdesk",
+                                            help="End the helpdesk role instead.")) -> None:
+    """End a person's administrator's (or helpdesk) role at a unit (at once; the history
+    is kept)."""
     ended = _administrator_change(login, unit, lambda session, person, where:
-                                  administrators.end(session, person, where, actor=_actor()))
-    print(f"ended {login}'s administrator's role at {unit}" if ended
-          else f"{login} does not administer {unit}")
+                                  administrators.end(session, person, where, actor=_actor(),
+                                                     helpdesk=helpdesk))
+    role = "helpdesk role" if helpdesk else "administrator's role"
+    print(f"ended {login}'s {role} at {unit}" if ended
+          else f"{login} holds no {role} at {unit}")
 
 
 @tokens_app.command("issue")

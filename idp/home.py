@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from core.web.templates import render
-from directory.models import ADMIN_ROLES
+from directory.models import CONSOLE_ROLES
 from idp import sessions
 from idp.login import display_name
 
@@ -19,5 +19,5 @@ router = APIRouter(include_in_schema=False)
 def start_page(request: Request) -> HTMLResponse:
     found = sessions.load_standing(request)
     name = display_name(request, found[0][1].account_id) if found else ""
-    administers = bool(found and found[1] & ADMIN_ROLES)  # the console's link
+    administers = bool(found and found[1] & CONSOLE_ROLES)  # the console's link
     return render(request, "home.html", {"signed_in": name, "administers": administers})

@@ -10,7 +10,7 @@ ID tokens as ``acr``:
 ``amr`` values follow RFC 8176: ``pwd``, ``otp``, ``sms``, ``hwk``/``swk``, ``user``,
 ``mfa``. The level a sign-in needs is the highest of:
 
-- the person's roles: an administrator's always (``directory.models.ADMIN_ROLES``: an
+- the person's roles: an administrator's always (``directory.models.CONSOLE_ROLES``: an
   administrator's account must not fall to a stolen password, whatever the settings say),
   and those of ``IDP_MFA_REQUIRED_ROLES`` (teachers too by default),
 - the app's registered ``default_acr_values`` (OpenID Connect Dynamic Registration),
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from directory.models import ADMIN_ROLES
+from directory.models import CONSOLE_ROLES
 
 ACR_SFA = "urn:edu:acr:sfa"
 ACR_MFA = "urn:edu:acr:mfa"
@@ -75,7 +75,7 @@ def required_level(roles: Iterable[str], required_roles: Iterable[str],
     """The level needed: the roles' and, for each list of accepted ``acr`` values (the
     app's defaults, the request's ``acr_values``, its essential ``acr``), the lowest
     known level in it."""
-    needed = 2 if set(roles) & (set(required_roles) | ADMIN_ROLES) else 1
+    needed = 2 if set(roles) & (set(required_roles) | CONSOLE_ROLES) else 1
     for accepted in accepted_acr_lists:
         known = [LEVELS[value] for value in accepted if value in LEVELS]
         needed = max(needed, min(known, default=1))

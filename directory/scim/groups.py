@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.db import utcnow
 from directory.api_tokens import TokenScope
-from directory.models import ADMIN_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
+from directory.models import CONSOLE_ROLES, Account, Affiliation, OrgKind, OrgUnit, Person, Role
 from directory.people import affiliate
 from directory.scim.directory_view import in_scope, is_current, person_visible, today, unit_visible
 from directory.scim.filters import Attr
@@ -66,7 +66,7 @@ def _members_attr(scope: TokenScope) -> Attr:
     def where(condition: ColumnElement[bool] | None) -> ColumnElement[bool]:
         query = (select(affiliation.id).join(person, person.id == affiliation.person_id)
                  .where(affiliation.org_unit_id == OrgUnit.id, is_current(affiliation),
-                        affiliation.role.not_in(ADMIN_ROLES)))
+                        affiliation.role.not_in(CONSOLE_ROLES)))
         return exists(query.where(condition) if condition is not None else query)
 
     return Attr(column=person.uid, case_exact=True, exists=where)
@@ -108,7 +108,7 @@ def render(session: Session, scope: TokenScope, base_url: str, units: list[OrgUn
                 .join(Person, Person.id == Affiliation.person_id)
                 .join(Account, Account.person_id == Person.id)
                 .where(Affiliation.org_unit_id.in_(ids), is_current(),
-                       Affiliation.role.not_in(ADMIN_ROLES))
+                       Affiliation.role.not_in(CONSOLE_ROLES))
                 .order_by(Affiliation.id)):
             if uid not in members[unit_id]:
                 members[unit_id].append(uid)
@@ -194,7 +194,7 @@ class GroupWriter:
         for aff in self.session.scalars(
                 select(Affiliation).join(Person, Person.id == Affiliation.person_id)
                 .where(Affiliation.org_unit_id == unit.id, is_current(),
-                       Person.uid.not_in(wanted), Affiliation.role.not_in(ADMIN_ROLES))):
+                       Person.uid.not_in(wanted), Affiliation.role.not_in(CONSOLE_ROLES))):
             aff.valid_to = day
         for uid in sorted(wanted - had):
             person = people[uid]

@@ -42,7 +42,7 @@ from directory.api_tokens import TokenScope
 from directory.identifiers import NAME_KINDS, has_invisible, normalise, normalise_phone
 from directory.models import (
     ADDRESS,
-    ADMIN_ROLES,
+    CONSOLE_ROLES,
     PHONE,
     Account,
     Affiliation,
@@ -341,9 +341,9 @@ class UserWriter:
         self._identifier(account, IdentifierKind.teacher_number, ext.teacher_number)
         # an administrator's role is the admin console's: sent or left out, it changes nothing
         wanted = (ext.school_code, ext.grade, ext.class_,
-                  sorted(set(ext.roles or ()) - ADMIN_ROLES))
+                  sorted(set(ext.roles or ()) - CONSOLE_ROLES))
         had = (old_ext.school_code, old_ext.grade, old_ext.class_,
-               sorted(set(old_ext.roles or ()) - ADMIN_ROLES))
+               sorted(set(old_ext.roles or ()) - CONSOLE_ROLES))
         if current is None or wanted != had:
             self._place(person, ext)
             self.changed.append("placement")
@@ -523,9 +523,9 @@ class UserWriter:
                        OrgUnit.kind.in_(PLACEMENT_KINDS))):
             if aff.org_unit_id == target.id and aff.role in roles:
                 kept.add(aff.role)
-            elif aff.role not in ADMIN_ROLES:  # the admin console's to end, as to grant
+            elif aff.role not in CONSOLE_ROLES:  # the admin console's to end, as to grant
                 aff.valid_to = day
-        for role in _ordered_roles(roles - kept - ADMIN_ROLES):
+        for role in _ordered_roles(roles - kept - CONSOLE_ROLES):
             self.session.add(Affiliation(person=person, org_unit=target, role=role,
                                          valid_from=day))
         self.session.flush()
@@ -541,7 +541,7 @@ def deactivate(session: Session, scope: TokenScope, person: Person, account: Acc
     day = today()
     in_scope_now = (select(Affiliation).join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
                     .where(Affiliation.person_id == person.id, is_current(), in_scope(scope)))
-    if session.scalar(in_scope_now.where(Affiliation.role.in_(ADMIN_ROLES)).limit(1)):
+    if session.scalar(in_scope_now.where(Affiliation.role.in_(CONSOLE_ROLES)).limit(1)):
         raise MutabilityException(detail=ADMINISTRATOR)
     for aff in session.scalars(in_scope_now):
         aff.valid_to = day
