@@ -252,9 +252,9 @@ def check_claims(params: dict[str, str], _c: ClientMetadata,
     if "claims" not in params:
         return
     try:
-        claims = json_input.loads(params["claims"])
+        claims = json_input.loads_text(params["claims"])  # no lone surrogate, no NUL
     except ValueError:
-        raise _fail("invalid_request", "claims is not valid JSON") from None
+        raise _fail("invalid_request", "claims is not valid JSON text") from None
     if not isinstance(claims, dict):
         raise _fail("invalid_request", "claims must be a JSON object")
     claims = {k: v for k, v in claims.items() if k in CLAIMS_MEMBERS}  # 5.5: others ignored
@@ -637,12 +637,15 @@ def decide(request: Request, client: ClientMetadata, req: AuthorizationRequest,
             request, interaction_id)
     if "select_account" in req.prompt and req.account_chosen != session.account_id:
         return _to_page(request, "select-account", req, interaction_id)
+    # OIDC Core 11: with prompt=none an offline_access without consent is ignored
+    # (_offline_consented, below), not a reason to fail the request
+    asked = " ".join(s for s in req.scope.split() if s != OFFLINE) if silent else req.scope
     if req.consent_given != session.account_id and (
         "consent" in req.prompt  # asked for: shown to first-party apps too
         or (not client.first_party
             and (_unproven(client, req)
                  or not consent.covers(request.app.state.db, session.account_id,
-                                       client.client_id, req.scope, req.apis())))
+                                       client.client_id, asked, req.apis())))
     ):
         if silent:
             return answer(request, req, interaction_id,
@@ -670,8 +673,10 @@ def _offline_consented(request: Request, client: ClientMetadata, req: Authorizat
     on this request's consent page (which lists it) or remembered for this app. A
     third-party app gets here only with one of the two (``decide``'s consent step covers
     the whole scope); a first-party app skips that step, so its remembered consent is
-    looked up (only when it asks for ``offline_access``)."""
-    if req.consent_given == session.account_id or not client.first_party:
+    looked up (only when it asks for ``offline_access``), and so is a third-party app's
+    under ``prompt=none``, whose consent step left ``offline_access`` out."""
+    if req.consent_given == session.account_id or (
+            not client.first_party and "none" not in req.prompt):
         return True
     return consent.covers(request.app.state.db, session.account_id, client.client_id, OFFLINE)
 

@@ -51,10 +51,11 @@ async def read_form(request: Request) -> dict[str, str]:
                               "parameters)") from None
     values: dict[str, str] = {}
     for name, value in resources.gathered(pairs):  # RFC 8707: resource may be repeated
+        if not value:  # RFC 6749 3.1: as if omitted, wherever it comes (not a repeat)
+            continue
         if name in values:
             raise invalid_request(f"parameter {name} is repeated")
-        if value:
-            values[name] = value
+        values[name] = value
     return values
 
 
