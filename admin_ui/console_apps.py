@@ -26,6 +26,7 @@ audited as ``account:<id>`` (``app.register``, ``app.status``, ``app.update``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
@@ -68,6 +69,8 @@ NOT_YOUR_OWN = N_("You registered this app yourself: another administrator of th
                   "approves it.")
 NOT_YOURS_TO_CHANGE = N_("An approved app's redirect URIs are changed by who may approve it: "
                          "an administrator of the unit above who did not register it.")
+CHANGED_SINCE = N_("The app was changed after your page showed it: look at it again before "
+                   "approving it.")
 PAIRWISE = N_("This app gives people pairwise identifiers, which its redirect addresses "
               "determine: the platform's operators change them.")
 BAD_NAME = N_("Give the app a name of 1 to 200 characters.")
@@ -127,8 +130,16 @@ def may_change_uris(admin: Administrator, unit: OrgUnit, app: App) -> bool:
     return app.status != AppStatus.approved.value or may_approve(admin, unit, app)
 
 
+def fingerprint(app: App) -> str:
+    """What an approval is of: the app's name and metadata (its redirect URIs) as the
+    approver's page showed them. An approval that saw something else is refused."""
+    seen = json.dumps([app.name, app.metadata_json], ensure_ascii=False)
+    return hashlib.sha256(seen.encode()).hexdigest()[:32]
+
+
 def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:
     return {"client_id": app.client_id, "name": app.name, "status": app.status,
+            "seen": fingerprint(app),
             "unit": unit.name, "uris": list(metadata_of(app).redirect_uris),
             "public": app.client_secret_mac is None,
             "operators": operators_only(app), "decides": may_decide(admin, unit, app),
@@ -160,7 +171,7 @@ def _app_of(db: Session, admin: Administrator, client_id: str, *,
             acting: bool = True) -> tuple[App, OrgUnit]:
     """An app of the unit or below (404 otherwise, whether it exists or not); to act on,
     not one of the operators' own."""
-    app = find_app(db, client_id[:64])
+    app = find_app(db, client_id[:64], for_update=acting)  # changes to one app: in turn
     unit = db.get(OrgUnit, app.org_unit_id) if app and app.org_unit_id else None
     if app is None or unit is None or not unit.path.startswith(admin.unit.path) or (
             acting and operators_only(app)):
@@ -263,7 +274,8 @@ def secret_page(request: Request, client_id: str, unit: str = "") -> Response:
 
 @router.post("/{client_id}/status")
 def change_status(request: Request, client_id: str, unit: str = Form("", max_length=64),
-                  status: str = Form("", max_length=20)) -> Response:
+                  status: str = Form("", max_length=20),
+                  seen: str = Form("", max_length=64)) -> Response:
     def decide(db: Session, admin: Administrator) -> tuple[Response, str | None]:
         app, at = _app_of(db, admin, client_id)
         if status not in (AppStatus.approved.value, AppStatus.suspended.value):
@@ -272,6 +284,8 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
             raise PageError(403, NOT_YOURS_TO_DECIDE)
         if status == AppStatus.approved.value and not may_approve(admin, at, app):
             raise PageError(403, NOT_YOUR_OWN)
+        if status == AppStatus.approved.value and seen != fingerprint(app):
+            raise PageError(409, CHANGED_SINCE)
         app.status, app.status_set_at = status, admin.unit.path
         record(db, actor=admin.scope.actor, action="app.status", outcome="success",
                target=f"app:{app.client_id}", detail={"status": status},

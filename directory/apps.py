@@ -546,5 +546,10 @@ def new_secret(settings: Settings, app: App) -> str:
     return secret
 
 
-def find_app(session: Session, client_id: str) -> App | None:
-    return session.scalar(select(App).where(App.client_id == client_id))
+def find_app(session: Session, client_id: str, *, for_update: bool = False) -> App | None:
+    """The app; ``for_update``: its row locked until the transaction ends (PostgreSQL),
+    so that two changes to it are taken one after the other, each seeing the other's."""
+    query = select(App).where(App.client_id == client_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
