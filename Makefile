@@ -34,7 +34,7 @@ run: install  ## migrate, seed the demo city, serve on http://$(HOST):$(PORT)
 	@echo "  Demo app (RP):   http://$(HOST):$(PORT)/demo/rp"
 	@echo "  Discovery:       http://$(HOST):$(PORT)/.well-known/openid-configuration"
 	@echo "  Readiness:       http://$(HOST):$(PORT)/readyz"
-	@echo "  Admin console:   http://$(HOST):$(PORT)/admin  (cityadmin, schooladmin)"
+	@echo "  Admin console:   http://$(HOST):$(PORT)/admin  (cityadmin, schooladmin, helpdesk)"
 	@echo "  Demo accounts:   var/demo.json"
 	@echo
 	$(RUN_ENV) $(BIN)/idp serve --host $(HOST) --port $(PORT)

@@ -80,9 +80,11 @@ ADMINS = [
              totp=True),
     DemoUser("schooladmin", "第一实验小学管理员", IdentifierKind.username, Role.school_admin,
              "3111000001", totp=True),
+    DemoUser("helpdesk", "第一实验小学服务台", IdentifierKind.username, Role.helpdesk,
+             "3111000001", totp=True),
 ]
 ADMIN_SCOPES = {Role.city_admin: "city", Role.district_admin: "district",
-                Role.school_admin: "school"}
+                Role.school_admin: "school", Role.helpdesk: "helpdesk"}
 
 
 @dataclass(frozen=True)

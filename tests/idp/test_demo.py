@@ -27,7 +27,7 @@ def test_seed_is_idempotent_and_passwords_verify(db: Database, settings: Setting
     roles = {r for u in content["users"] for r in u["roles"]}
     assert {"teacher", "student"} <= roles
     assert [(a["scope"], a["unit"]) for a in content["admins"]] == [
-        ("city", "DEMO-CITY"), ("school", "3111000001")]
+        ("city", "DEMO-CITY"), ("school", "3111000001"), ("helpdesk", "3111000001")]
     passwords = Passwords()
     with db.session() as session:
         for user in content["users"]:
