@@ -79,8 +79,8 @@ from directory.scim.resources import (
 
 OUTSIDE = ("This person is not managed by this token (also placed outside its scope, or an "
            "administrator of its root unit): only their placement inside it may change here.")
-ADMINISTRATOR = ("This person holds an administrator's role in the token's scope: only the "
-                 "admin console ends it.")
+ADMINISTRATOR = ("This person holds an administrator's or helpdesk role in the token's scope: "
+                 "only the admin console ends it.")
 PRIMARY_KINDS = [IdentifierKind.username, IdentifierKind.student_number,
                  IdentifierKind.teacher_number, IdentifierKind.email]
 ROLE_ORDER = [role.value for role in Role]
