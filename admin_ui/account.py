@@ -13,6 +13,7 @@ from core.web.csrf import require_csrf
 from core.web.templates import add_folder, render
 from directory.apps import App, Consent
 from idp import sessions
+from idp.login import OTHER_SCOPE_TEXT, SCOPE_TEXT
 from idp.oidc import consent, resources
 
 router = APIRouter(prefix="/account", include_in_schema=False,
@@ -34,6 +35,8 @@ def allowed_apps(request: Request) -> Response:
         ).all()
     registry = request.app.state.resources
     apps = [{"client_id": c.client_id, "name": name, "scope": c.scope,
+             "scopes": [{"text": SCOPE_TEXT.get(s, OTHER_SCOPE_TEXT), "scope": s}  # as consented
+                        for s in c.scope.split()],
              "apis": [resources.name_of(request.app.state, api) for api in  # still its API
                       resources.held_as_granted(registry, *_apis_and_owners(c))],
              "granted_at": c.granted_at.strftime("%Y-%m-%d %H:%M")} for c, name in rows]

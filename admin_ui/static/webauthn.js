@@ -26,6 +26,14 @@
     if (box) { box.textContent = text; box.hidden = false; } else { window.alert(text); }
   }
 
+  // A failure whose text the person may read: the server's translated message or the page's
+  // own; anything else (a network error, a 403 page from an expired form) shows the page's.
+  function failure(text) {
+    var error = new Error(text || "failed");
+    error.text = text || "";
+    return error;
+  }
+
   function post(url, csrf, body) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",
@@ -33,7 +41,7 @@
       body: JSON.stringify(body)
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
+        if (!response.ok) { throw failure(data.error); }
         return data;
       });
     });
@@ -75,7 +83,7 @@
     button.disabled = true;
     post(d.optionsUrl, d.csrf, {}).then(function (options) {
       return navigator.credentials.create({ publicKey: creationOptions(options) })
-        .catch(function () { throw new Error(d.cancelled || "cancelled"); });
+        .catch(function () { throw failure(d.cancelled); });
     }).then(function (credential) {
       var out = extra(credential), r = credential.response;
       out.response = {
@@ -88,7 +96,7 @@
       window.location.assign(data.redirect || window.location.href);
     }).catch(function (error) {
       button.disabled = false;
-      showError(error.message);
+      showError(error.text || d.cancelled || error.message);
     });
   }
 
@@ -97,7 +105,7 @@
     button.disabled = true;
     post(d.optionsUrl, d.csrf, { ia: d.ia || "" }).then(function (options) {
       return navigator.credentials.get({ publicKey: requestOptions(options) })
-        .catch(function () { throw new Error(d.cancelled || "cancelled"); });
+        .catch(function () { throw failure(d.cancelled); });
     }).then(function (credential) {
       var out = extra(credential), r = credential.response;
       out.response = {
@@ -111,7 +119,7 @@
       window.location.assign(data.redirect || "/");
     }).catch(function (error) {
       button.disabled = false;
-      showError(error.message);
+      showError(error.text || d.cancelled || error.message);
     });
   }
 
