@@ -178,12 +178,13 @@ def test_an_untrusted_certificate_is_refused(https_base: str, monkeypatch) -> No
 
 
 def test_a_server_that_drips_is_given_up_on(https_base: str, monkeypatch) -> None:
-    """The limit is for the whole fetch, not for each read."""
-    monkeypatch.setattr("directory.sectors.FETCH_SECONDS", 0.5)
+    """The limit is for the whole fetch, not for each read (the body takes about 4 s, each
+    byte 0.1 s; 1.5 s leaves a loaded host the time to connect and shake hands)."""
+    monkeypatch.setattr("directory.sectors.FETCH_SECONDS", 1.5)
     began = time.monotonic()
-    with pytest.raises(ValueError, match=r"did not answer within 0\.5 s"):
+    with pytest.raises(ValueError, match=r"did not answer within 1\.5 s"):
         fetch_redirect_uris(https_base + "/drip")
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 3
 
 
 def test_an_empty_sector_identifier_is_none() -> None:
