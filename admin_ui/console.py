@@ -57,7 +57,15 @@ from directory.api import (
     person_view,
     visible_person,
 )
-from directory.models import ADMIN_ROLES, Account, Affiliation, OrgUnit, Person
+from directory.models import (
+    ADMIN_ROLES,
+    CONSOLE_ROLES,
+    Account,
+    Affiliation,
+    OrgUnit,
+    Person,
+    Role,
+)
 from directory.scopes import PersonScope
 from idp import password_change, sessions
 from mfa import guards, recovery, reset, totp, webauthn
@@ -80,6 +88,8 @@ ADMINISTERS_HERE = N_("This person administers %(unit)s: they are helped by the 
                       "of the unit above, or by an operator.")
 FOR_ADMINISTRATORS = N_("This person administers a unit: the helpdesk does not help them "
                         "sign in, its administrators do.")
+ON_THE_HELPDESK = N_("This person is on a helpdesk: its members do not help each other sign "
+                     "in, the unit's administrators do.")
 ADMINISTRATORS_ONLY = N_("The helpdesk helps people sign in: appointing people and the "
                          "unit's apps are for its administrators.")
 PLACED_ELSEWHERE = N_("This person also has a current place outside %(unit)s: their sign-in is "
@@ -224,14 +234,16 @@ def person(request: Request, uid: str, unit: str = "", done: str = "") -> Respon
 
 def manages(admin: Administrator) -> Any:
     """SQL: the console helps this person sign in: the unit manages them (the admin API's
-    rule, ``managed_person``) and, for the helpdesk, they administer no unit anywhere (else
-    the helpdesk of a district would take over a school administrator's account by a
-    temporary password, and with it the school's appointments and apps)."""
+    rule, ``managed_person``) and, for the helpdesk, they hold no role of the console
+    anywhere (else the helpdesk of a district would take over a school administrator's
+    account by a temporary password, and with it the school's appointments and apps; or a
+    helpdesk member a colleague's, and keep the console under their name once their own
+    role ends)."""
     if admin.full:
         return managed_person(admin.scope)
     return managed_person(admin.scope) & ~exists().where(
         Affiliation.person_id == Person.id, Affiliation.valid_to.is_(None),
-        Affiliation.role.in_(ADMIN_ROLES))
+        Affiliation.role.in_(CONSOLE_ROLES))
 
 
 def _why_not_helped(db: Session, admin: Administrator, person: Person) -> str:
@@ -248,8 +260,10 @@ def _why_not_helped(db: Session, admin: Administrator, person: Person) -> str:
         return NOT_HERE_NOW
     if any(path == scope.org_path and role in ADMIN_ROLES for role, path in inside):
         return ADMINISTERS_HERE
-    if not admin.full and any(role in ADMIN_ROLES for role, _path in current):
-        return FOR_ADMINISTRATORS
+    if not admin.full and any(role in ADMIN_ROLES for role, _path in inside):
+        return FOR_ADMINISTRATORS  # a post outside is only "a place outside", as for all
+    if not admin.full and any(role == Role.helpdesk.value for role, _path in inside):
+        return ON_THE_HELPDESK
     return PLACED_ELSEWHERE
 
 

@@ -12,8 +12,9 @@ An administrator sees the apps registered by their unit and the units below it, 
   it. The city has no unit above, so its administrators decide on the city's own apps.
   Nobody approves an app they registered themselves (``app.registered_by``), whatever
   units they administer: four eyes see every app before people sign in to it;
-- changes an app's **redirect URIs**: anyone of its unit or above until it is approved
-  (the approver sees what they approve); once approved, only who may approve it;
+- changes an app's **redirect URIs**: anyone of its unit or above until anyone decides on
+  it (the approver sees what they approve, and approves what their page showed: a
+  ``fingerprint``); once approved or suspended, only who may approve it;
 - gives a confidential app of their unit or below a **new secret** (the old one stops).
 
 Everything else (its other metadata, first-party apps, APIs, pairwise subjects) stays with
@@ -29,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -67,8 +68,9 @@ NOT_YOURS_TO_DECIDE = N_("An app is approved or suspended by the administrator o
                          "above the one that registered it.")
 NOT_YOUR_OWN = N_("You registered this app yourself: another administrator of the unit above "
                   "approves it.")
-NOT_YOURS_TO_CHANGE = N_("An approved app's redirect URIs are changed by who may approve it: "
-                         "an administrator of the unit above who did not register it.")
+NOT_YOURS_TO_CHANGE = N_("Once an app was approved or suspended, its redirect URIs are changed "
+                         "by who may approve it: an administrator of the unit above who did "
+                         "not register it.")
 CHANGED_SINCE = N_("The app was changed after your page showed it: look at it again before "
                    "approving it.")
 PAIRWISE = N_("This app gives people pairwise identifiers, which its redirect addresses "
@@ -123,11 +125,14 @@ def may_approve(admin: Administrator, unit: OrgUnit, app: App) -> bool:
 
 
 def may_change_uris(admin: Administrator, unit: OrgUnit, app: App) -> bool:
-    """Before approval: the app's unit and above (``_app_of`` checked that); after: who
-    may approve it. A pairwise app's sector is its redirect host: the operators'."""
+    """Before anyone decided on it (pending since registration): the app's unit and above
+    (``_app_of`` checked that); once decided on (approved; suspended since, whose approval
+    would come back with the URIs; or held by the operators), only who may approve it. A
+    pairwise app's sector is its redirect host: the operators'."""
     if metadata_of(app).sector is not None:
         return False
-    return app.status != AppStatus.approved.value or may_approve(admin, unit, app)
+    undecided = app.status == AppStatus.pending.value and app.status_set_at is None
+    return undecided or may_approve(admin, unit, app)
 
 
 def fingerprint(app: App) -> str:
@@ -219,6 +224,8 @@ def _with_uris(metadata: dict[str, object], uris: str) -> tuple[dict[str, object
     listed = [line.strip() for line in uris.splitlines() if line.strip()]
     if not 0 < len(listed) <= 10:
         return {}, BAD_URIS
+    if not all(uri.isascii() and "@" not in urlsplit(uri).netloc for uri in listed):
+        return {}, BAD_URIS  # the host the approver reads is where the codes go
     metadata = {**metadata, "redirect_uris": listed}
     try:
         validate_metadata(dict(metadata))

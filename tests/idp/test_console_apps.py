@@ -399,36 +399,3 @@ def test_a_pairwise_apps_redirect_uris_are_the_operators(
     assert tried.status_code == 403
     assert _uris_of(db, client_id) == ["https://pw.example.edu.cn/cb"]
 
-
-def test_an_approval_is_of_what_the_approver_saw(client: TestClient, db: Database, store,
-                                                 make_person) -> None:
-    """The registrant changes the redirect URIs after the approver's page showed the app:
-    the approval is refused (409) and the app stays pending; the page shown again carries
-    the new URIs, and approving them works."""
-    from tests.idp.test_console_rules import sign_in
-
-    both, other = _district_with_school(db, make_person)
-    sign_in(client, store, both.account_id)
-    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name="先看后批",
-                       redirect_uris="https://seen.example.edu.cn/cb", kind="public")
-    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
-    approver = TestClient(client.app)
-    sign_in(approver, store, other.account_id)
-    page = approver.get("/admin/apps", params={"unit": "T-DIST"}).text
-    seen = re.search(r'name="seen" value="([^"]+)"', page).group(1)
-    assert _post(client, f"/admin/apps/{client_id}/redirect-uris", "T-DSCHOOL",
-                 redirect_uris="https://unseen.example.com/cb").status_code == 303
-    late = approver.post(f"/admin/apps/{client_id}/status", data={
-        "csrf_token": flow.csrf_of(page), "unit": "T-DIST", "status": "approved",
-        "seen": seen}, follow_redirects=False)
-    assert late.status_code == 409
-    forged = approver.post(f"/admin/apps/{client_id}/status", data={
-        "csrf_token": flow.csrf_of(page), "unit": "T-DIST", "status": "approved"},
-        follow_redirects=False)
-    assert forged.status_code == 409
-    with db.session() as session:
-        assert session.scalar(select(App.status).where(App.client_id == client_id)) \
-            == "pending"
-    assert "unseen.example.com" in approver.get("/admin/apps", params={"unit": "T-DIST"}).text
-    assert _post(approver, f"/admin/apps/{client_id}/status", "T-DIST",
-                 status="approved").status_code == 303
