@@ -93,6 +93,14 @@ def canonical(event: AuditEvent) -> bytes:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _text(value: str) -> str:
+    """``value`` as text UTF-8 holds: a lone surrogate (``"\\ud800"``, which JSON from a
+    browser may carry into a refusal's reason, e.g. py_webauthn quoting clientDataJSON's
+    origin) is written as its escape, so the event is kept rather than the request
+    failing with a 500."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def chain_hash(prev_hash: bytes, event: AuditEvent) -> bytes:
     return sm3(prev_hash + canonical(event))
 
@@ -146,7 +154,7 @@ def record(
         ip=context.ip[:64],
         user_agent=context.user_agent[:400],
         request_id=context.request_id[:64],
-        detail=json.dumps(detail or {}, sort_keys=True, ensure_ascii=False),
+        detail=_text(json.dumps(detail or {}, sort_keys=True, ensure_ascii=False)),
         prev_hash=last_hash,
     )
     event.hash = chain_hash(last_hash, event)

@@ -112,3 +112,15 @@ def test_concurrent_appends_keep_one_chain(db: Database) -> None:
     with db.session() as session:
         report = verify_chain(session)
     assert report.ok and report.rows == 40
+
+
+def test_a_lone_surrogate_in_a_detail_is_kept_as_its_escape(db: Database) -> None:
+    """JSON from a browser may carry "\\ud800" into a refusal's reason: the event is
+    written (its escape in the text), and the chain still verifies."""
+    with db.session() as session:
+        record(session, actor="login:unknown", action="mfa.webauthn.authenticate",
+               outcome="failure", detail={"reason": "origin \ud800 refused"})
+    with db.session() as session:
+        stored = session.scalar(text("SELECT detail FROM audit_event"))
+        assert "\\ud800" in stored
+        assert verify_chain(session).ok
