@@ -34,14 +34,18 @@
     return error;
   }
 
-  function post(url, csrf, body) {
+  // ``expired``: the page's own words for a refused CSRF token (403 without a message: the
+  // form outlived its session), which a reload mends where "try again" would not
+  function post(url, csrf, body, expired) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body)
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) { throw failure(data.error); }
+        if (!response.ok) {
+          throw failure(data.error || (response.status === 403 ? expired : ""));
+        }
         return data;
       });
     });
@@ -81,7 +85,7 @@
     var name = input ? input.value.trim() : "";
     if (input && !name) { input.reportValidity(); return; }
     button.disabled = true;
-    post(d.optionsUrl, d.csrf, {}).then(function (options) {
+    post(d.optionsUrl, d.csrf, {}, d.expired).then(function (options) {
       return navigator.credentials.create({ publicKey: creationOptions(options) })
         .catch(function () { throw failure(d.cancelled); });
     }).then(function (credential) {
@@ -91,7 +95,7 @@
         attestationObject: toB64url(r.attestationObject),
         transports: r.getTransports ? r.getTransports() : []
       };
-      return post(d.registerUrl, d.csrf, { name: name, credential: out });
+      return post(d.registerUrl, d.csrf, { name: name, credential: out }, d.expired);
     }).then(function (data) {
       window.location.assign(data.redirect || window.location.href);
     }).catch(function (error) {
@@ -103,7 +107,7 @@
   function signIn(button) {
     var d = button.dataset;
     button.disabled = true;
-    post(d.optionsUrl, d.csrf, { ia: d.ia || "" }).then(function (options) {
+    post(d.optionsUrl, d.csrf, { ia: d.ia || "" }, d.expired).then(function (options) {
       return navigator.credentials.get({ publicKey: requestOptions(options) })
         .catch(function () { throw failure(d.cancelled); });
     }).then(function (credential) {
@@ -114,7 +118,7 @@
         signature: toB64url(r.signature),
         userHandle: toB64url(r.userHandle)
       };
-      return post(d.verifyUrl, d.csrf, { ia: d.ia || "", credential: out });
+      return post(d.verifyUrl, d.csrf, { ia: d.ia || "", credential: out }, d.expired);
     }).then(function (data) {
       window.location.assign(data.redirect || "/");
     }).catch(function (error) {

@@ -602,3 +602,21 @@ def test_a_deeply_nested_client_data_is_refused_in_plain_words(client):
         "credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {
             "clientDataJSON": deep, "authenticatorData": "AA", "signature": "AA"}}})
     assert answer.status_code == 400 and answer.json()["error"]
+
+
+@pytest.mark.interop
+def test_chromium_says_reload_when_the_sign_in_page_outlived_its_session(
+        localhost_server, browser):
+    """The sign-in page stayed open while its session (and CSRF token) went: the passkey
+    button's request is refused 403 without a message, and the page says to reload it, not
+    "try again" (which would fail the same way) nor the bare "HTTP 403"."""
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    _authenticator(context, page)
+    page.goto(localhost_server + "/login")
+    context.clear_cookies()
+    page.click("[data-passkey-login]")
+    error = page.locator("[data-passkey-error]")
+    error.wait_for(state="visible")
+    assert error.inner_text() == "页面已过期，请刷新页面后重试。"
+    context.close()
