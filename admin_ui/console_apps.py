@@ -318,7 +318,7 @@ def change_redirect_uris(request: Request, client_id: str, unit: str = Form("", 
         app.metadata_json = json.dumps(metadata, ensure_ascii=False, sort_keys=True)
         record(db, actor=admin.scope.actor, action="app.update", outcome="success",
                target=f"app:{app.client_id}",
-               detail={"redirect_uris": len(metadata["redirect_uris"])},
+               detail={"redirect_uris": metadata["redirect_uris"]},  # the new list: not personal
                context=Context.of(request))
         done = RedirectResponse(_apps_url(admin.unit.code, done="updated"), status_code=303)
         return done, app.client_id

@@ -3,6 +3,7 @@ city above approves it; its secret is shown once; nobody decides on their own un
 
 from __future__ import annotations
 
+import json
 import re
 
 from fastapi.testclient import TestClient
@@ -357,7 +358,7 @@ def test_redirect_uris_change_until_approval_then_by_the_approver(
     with db.session() as session:
         detail = session.scalar(select(AuditEvent.detail).where(
             AuditEvent.action == "app.update", AuditEvent.target == f"app:{client_id}"))
-    assert detail == '{"redirect_uris": 2}'
+    assert json.loads(detail) == {"redirect_uris": [REDIRECT_URI, "https://old.example.edu.cn/cb"]}
 
     approver = TestClient(client.app)
     sign_in(approver, store, other.account_id)
