@@ -39,6 +39,20 @@ def _form_fields(page: str, client_id: str, action: str, value: str) -> dict[str
     raise AssertionError(f"no {action}={value} form for {client_id}")
 
 
+def _registered_by_one_approved_by_another(client: TestClient, db: Database, store,
+                                           make_person, name: str) -> tuple[str, TestClient]:
+    """The school's app, registered in ``client`` by who administers school and district;
+    and the browser of the district's other administrator, who may approve it."""
+    both, other = _district_with_school(db, make_person)
+    sign_in(client, store, both.account_id)
+    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name=name,
+                       redirect_uris=REDIRECT_URI, kind="public")
+    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
+    approver = TestClient(client.app)
+    sign_in(approver, store, other.account_id)
+    return client_id, approver
+
+
 def _status(db: Database, client_id: str) -> str:
     with db.session() as session:
         return session.scalar(select(App.status).where(App.client_id == client_id))
@@ -52,14 +66,8 @@ def test_the_approver_approves_the_redirect_uris_their_page_showed(
     presses Approve on the page they loaded. The app is approved for a URI nobody but the
     registrant saw: an authorization code of every pupil who signs in goes to evil.example.
     The approval must be refused (the page changed), not applied."""
-    both, other = _district_with_school(db, make_person)
-    sign_in(client, store, both.account_id)
-    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name="作业",
-                       redirect_uris=REDIRECT_URI, kind="public")
-    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
-
-    approver = TestClient(client.app)
-    sign_in(approver, store, other.account_id)
+    client_id, approver = _registered_by_one_approved_by_another(client, db, store,
+                                                                make_person, "作业")
     seen = approver.get("/admin/apps", params={"unit": "T-DIST"}).text
     assert REDIRECT_URI in seen and EVIL not in seen
     form = _form_fields(seen, client_id, "status", "approved")
@@ -91,13 +99,8 @@ def test_a_suspension_does_not_hand_the_redirect_uris_back_to_the_registrant(
     opened its URIs again to the registrant (and to every administrator of the school).
     The app's approver re-approves the app they approved before, which now redirects
     elsewhere."""
-    both, other = _district_with_school(db, make_person)
-    sign_in(client, store, both.account_id)
-    registered = _post(client, "/admin/apps/register", "T-DSCHOOL", name="停用再改",
-                       redirect_uris=REDIRECT_URI, kind="public")
-    client_id = CLIENT_ID.search(client.get(registered.headers["location"]).text).group(1)
-    approver = TestClient(client.app)
-    sign_in(approver, store, other.account_id)
+    client_id, approver = _registered_by_one_approved_by_another(client, db, store,
+                                                                make_person, "停用再改")
     assert _post(approver, f"/admin/apps/{client_id}/status", "T-DIST",
                  status="approved").status_code == 303
     assert _post(client, f"/admin/apps/{client_id}/status", "T-DIST",
