@@ -103,16 +103,17 @@ def test_0020_names_who_registered_an_app_in_the_console(empty_engine: Engine) -
 
     migrate.upgrade(empty_engine, "0019")
     with empty_engine.begin() as connection:
-        for client_id, actor in (("from-console", "account:7"), ("from-cli", "cli:root")):
+        for seq, (client_id, actor) in enumerate((("from-console", "account:7"),
+                                                  ("from-cli", "cli:root")), start=1):
             connection.execute(text(
                 "INSERT INTO app (client_id, name, status, first_party, metadata_json,"
                 " created_at, updated_at) VALUES (:c, 'n', 'pending', false, '{}',"
                 " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"), {"c": client_id})
             connection.execute(text(
-                "INSERT INTO audit_event (at, actor, action, target, outcome, ip, user_agent,"
-                " request_id, detail, prev_hash, hash) VALUES ('2026-11-01 00:00:00', :a,"
-                " 'app.register', :t, 'success', '', '', '', '{}', :h, :h)"),
-                {"a": actor, "t": f"app:{client_id}", "h": bytes(32)})
+                "INSERT INTO audit_event (seq, at, actor, action, target, outcome, ip,"
+                " user_agent, request_id, detail, prev_hash, hash) VALUES (:s,"
+                " '2026-11-01 00:00:00', :a, 'app.register', :t, 'success', '', '', '', '{}',"
+                " :h, :h)"), {"s": seq, "a": actor, "t": f"app:{client_id}", "h": bytes(32)})
     migrate.upgrade(empty_engine)
     with empty_engine.connect() as connection:
         found = dict(connection.execute(text("SELECT client_id, registered_by FROM app")).all())
