@@ -276,9 +276,12 @@ def _posts_below(db: Session, scope: PersonScope, person: Person) -> list[OrgUni
     return [unit for _role, unit in administrators.posts(db, person) if _below(scope, unit)]
 
 
-def _helpdesk_posts(db: Session, scope: PersonScope, person: Person) -> list[OrgUnit]:
-    """The units of the administrator's subtree, their own included, whose helpdesk the
-    person is on."""
+def _ending(db: Session, scope: PersonScope, person: Person, *,
+            helpdesk: bool = False) -> list[OrgUnit]:
+    """The person's roles the administrator may end: an administrator's below their own
+    unit (``_posts_below``); the helpdesk's (``helpdesk``) at their own unit too."""
+    if not helpdesk:
+        return _posts_below(db, scope, person)
     return [unit for _role, unit in administrators.posts(db, person, helpdesk=True)
             if scope.covers(unit.path)]
 
@@ -286,9 +289,9 @@ def _helpdesk_posts(db: Session, scope: PersonScope, person: Person) -> list[Org
 def _appointments(db: Session, scope: PersonScope, person: Person) -> dict[str, list]:
     """The person page's appointing section: the roles the administrator may end, and the
     units where they may appoint the person."""
-    return {"posts": _posts_below(db, scope, person),
+    return {"posts": _ending(db, scope, person),
             "appointable": _appointable(db, scope, person),
-            "helpdesk_posts": _helpdesk_posts(db, scope, person),
+            "helpdesk_posts": _ending(db, scope, person, helpdesk=True),
             "helpdesk_appointable": _appointable(db, scope, person, helpdesk=True)}
 
 
@@ -310,8 +313,7 @@ def _appointable(db: Session, scope: PersonScope, person: Person, *,
                               Affiliation.role.in_(administrators.STAFF_ROLES),
                               Affiliation.valid_to.is_(None))).all()
     ids = {i for path in paths for i in _path_ids(path)}
-    held = {unit.id for unit in (_helpdesk_posts if helpdesk else _posts_below)(
-        db, scope, person)}
+    held = {unit.id for unit in _ending(db, scope, person, helpdesk=helpdesk)}
     return [unit for unit in db.scalars(select(OrgUnit).where(
                 OrgUnit.id.in_(ids), OrgUnit.kind.in_(administrators.ROLE_FOR_KIND),
                 OrgUnit.status == "active").order_by(OrgUnit.path))
@@ -481,8 +483,8 @@ def end_role(request: Request, uid: str, given: str, unit: str = Form("", max_le
 
     def end(db: Session, admin: Administrator, account: Account) -> None:
         admin.check_full()
-        held = (_helpdesk_posts if helpdesk else _posts_below)(db, admin.scope, account.person)
-        post = next((u for u in held if u.code == at), None)
+        post = next((u for u in _ending(db, admin.scope, account.person, helpdesk=helpdesk)
+                     if u.code == at), None)
         if post is None:
             raise PageError(404, NO_SUCH_UNIT)
         administrators.end(db, account.person, post, actor=admin.scope.actor,

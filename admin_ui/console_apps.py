@@ -27,7 +27,6 @@ audited as ``account:<id>`` (``app.register``, ``app.status``, ``app.update``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from urllib.parse import quote, urlencode, urlsplit
@@ -45,6 +44,7 @@ from admin_ui.console import (
     take_to_show,
 )
 from core.audit import Context, record
+from core.gm.sm3 import sm3
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
@@ -139,7 +139,7 @@ def fingerprint(app: App) -> str:
     """What an approval is of: the app's name and metadata (its redirect URIs) as the
     approver's page showed them. An approval that saw something else is refused."""
     seen = json.dumps([app.name, app.metadata_json], ensure_ascii=False)
-    return hashlib.sha256(seen.encode()).hexdigest()[:32]
+    return sm3(seen.encode()).hex()[:32]
 
 
 def _row(app: App, unit: OrgUnit, admin: Administrator) -> dict[str, object]:

@@ -10,8 +10,9 @@ ID tokens as ``acr``:
 ``amr`` values follow RFC 8176: ``pwd``, ``otp``, ``sms``, ``hwk``/``swk``, ``user``,
 ``mfa``. The level a sign-in needs is the highest of:
 
-- the person's roles: an administrator's always (``directory.models.CONSOLE_ROLES``: an
-  administrator's account must not fall to a stolen password, whatever the settings say),
+- the person's roles: an administrator's or the helpdesk's always
+  (``directory.models.CONSOLE_ROLES``: an account that opens the admin console must not
+  fall to a stolen password, whatever the settings say),
   and those of ``IDP_MFA_REQUIRED_ROLES`` (teachers too by default),
 - the app's registered ``default_acr_values`` (OpenID Connect Dynamic Registration),
 - the request's ``acr_values`` (treated as required, not as a mere wish),
