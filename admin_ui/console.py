@@ -32,7 +32,7 @@ for the actions: the console reveals nothing the directory API would not.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -82,6 +82,10 @@ NOT_YOURS = N_("You do not administer this unit.")
 NO_SUCH_PERSON = N_("No such person in the unit you administer, or the unit does not "
                     "manage how they sign in.")
 NO_SUCH_UNIT = N_("No such unit below the one you administer, for this person.")
+HELPED_RECENTLY = N_("Someone else gave this person a temporary password or removed their "
+                     "second factors less than 30 days ago; whoever did so could have enrolled "
+                     "an authenticator of their own. They can be appointed from the day this "
+                     "person's page gives.")
 NO_ACCOUNT = N_("This person has no account: there is no sign-in to help with.")
 NOT_HERE_NOW = N_("This person has no current place in %(unit)s: you see their history here.")
 ADMINISTERS_HERE = N_("This person administers %(unit)s: they are helped by the administrator "
@@ -128,6 +132,12 @@ class Administrator:
     units: list[OrgUnit]
     sid: str  # the administrator's SSO session
     full: bool  # an administrator of the unit, not only its helpdesk
+
+    def context(self, request: Request) -> Context:
+        """The audit context of an action: the request's, and the capacity acted in (one
+        person may be a school's helpdesk and its district's administrator)."""
+        role = "administrator" if self.full else "helpdesk"
+        return replace(Context.of(request), capacity=f"{role}@{self.unit.code}")
 
     def check_full(self) -> None:
         """What only an administrator does (appoint, apps): the helpdesk gets a 403 page."""
@@ -223,7 +233,7 @@ def person(request: Request, uid: str, unit: str = "", done: str = "") -> Respon
         managed = db.scalar(select(Person.id).where(Person.id == shown.id, manages(admin)))
         helped = managed and shown.account is not None
         record(db, actor=admin.scope.actor, action="directory.person.view", outcome="success",
-               target=f"person:{shown.uid}", context=Context.of(request))
+               target=f"person:{shown.uid}", context=admin.context(request))
         return render_console(
             request, "console_person.html", admin, person=view, uid=shown.uid,
             security=_sign_in_state(request, db, shown.account) if helped else None,
@@ -292,7 +302,8 @@ def _appointments(db: Session, scope: PersonScope, person: Person) -> dict[str, 
     return {"posts": _ending(db, scope, person),
             "appointable": _appointable(db, scope, person),
             "helpdesk_posts": _ending(db, scope, person, helpdesk=True),
-            "helpdesk_appointable": _appointable(db, scope, person, helpdesk=True)}
+            "helpdesk_appointable": _appointable(db, scope, person, helpdesk=True),
+            "helped_until": administrators.helped_until(person.account)}
 
 
 def _path_ids(path: str) -> list[int]:
@@ -369,14 +380,14 @@ def _act(request: Request, uid: str, unit: str, done: str,
 def unlock(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
     def lift(db: Session, admin: Administrator, account: Account) -> None:
         guards.lift(db, request.app.state.store, guards.ACCOUNT, str(account.id),
-                    actor=admin.scope.actor, context=Context.of(request))
+                    actor=admin.scope.actor, context=admin.context(request))
     return _act(request, uid, unit, "unlock", lift)
 
 
 @router.post("/people/{uid}/sign-out")
 def sign_out(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
     def sign_out_everywhere(db: Session, admin: Administrator, account: Account) -> None:
-        people.sign_out(db, account, actor=admin.scope.actor, context=Context.of(request))
+        people.sign_out(db, account, actor=admin.scope.actor, context=admin.context(request))
         end_sessions(request, db, account)
     return _act(request, uid, unit, "sign-out", sign_out_everywhere)
 
@@ -387,7 +398,7 @@ def reset_second_factors(request: Request, uid: str, unit: str = Form("", max_le
                          phone: str = Form("", max_length=10)) -> Response:
     def remove(db: Session, admin: Administrator, account: Account) -> None:
         reset.reset(db, request.app.state.store, account.id, passkeys=bool(passkeys),
-                    phone=bool(phone), actor=admin.scope.actor, context=Context.of(request))
+                    phone=bool(phone), actor=admin.scope.actor, context=admin.context(request))
         end_sessions(request, db, account)
     return _act(request, uid, unit, "second-factors", remove)
 
@@ -396,7 +407,7 @@ def reset_second_factors(request: Request, uid: str, unit: str = Form("", max_le
 def restore_phone(request: Request, uid: str, unit: str = Form("", max_length=64)) -> Response:
     def restore(db: Session, admin: Administrator, account: Account) -> None:
         reset.restore_phone(db, account.id, actor=admin.scope.actor,
-                            context=Context.of(request))
+                            context=admin.context(request))
     return _act(request, uid, unit, "phone", restore)
 
 
@@ -432,7 +443,7 @@ def reset_password(request: Request, uid: str, unit: str = Form("", max_length=6
 
     def temporary_password(db: Session, admin: Administrator, account: Account) -> Response:
         temporary = password_change.reset(db, state.settings, state.store, account,
-                                          actor=admin.scope.actor, context=Context.of(request))
+                                          actor=admin.scope.actor, context=admin.context(request))
         end_sessions(request, db, account)
         keep_to_show(request, admin, f"password:{uid}", temporary)
         return RedirectResponse(_person_url(uid, admin.unit.code, "/password"),
@@ -468,8 +479,11 @@ def appoint(request: Request, uid: str, given: str, unit: str = Form("", max_len
                                                helpdesk=helpdesk) if u.code == at), None)
         if chosen is None:
             raise PageError(404, NO_SUCH_UNIT)
-        administrators.appoint(db, account.person, chosen, actor=admin.scope.actor,
-                               context=Context.of(request), helpdesk=helpdesk)
+        try:
+            administrators.appoint(db, account.person, chosen, actor=admin.scope.actor,
+                                   context=admin.context(request), helpdesk=helpdesk)
+        except administrators.HelpedRecently:
+            raise PageError(409, HELPED_RECENTLY) from None
     return _act(request, uid, unit, "helpdesk" if helpdesk else "appointed", make)
 
 
@@ -488,7 +502,7 @@ def end_role(request: Request, uid: str, given: str, unit: str = Form("", max_le
         if post is None:
             raise PageError(404, NO_SUCH_UNIT)
         administrators.end(db, account.person, post, actor=admin.scope.actor,
-                           context=Context.of(request), helpdesk=helpdesk)
+                           context=admin.context(request), helpdesk=helpdesk)
     return _act(request, uid, unit, "helpdesk-ended" if helpdesk else "ended", end)
 
 

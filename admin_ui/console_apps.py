@@ -43,7 +43,7 @@ from admin_ui.console import (
     render_console,
     take_to_show,
 )
-from core.audit import Context, record
+from core.audit import record
 from core.gm.sm3 import sm3
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
@@ -258,7 +258,7 @@ def register(request: Request, unit: str = Form("", max_length=64),
                                    status=AppStatus.pending, org_unit_id=admin.unit.id)
         app.registered_by = admin.scope.actor
         record(db, actor=admin.scope.actor, action="app.register", outcome="success",
-               target=f"app:{app.client_id}", context=Context.of(request))
+               target=f"app:{app.client_id}", context=admin.context(request))
         return _show_secret(request, admin, app.client_id, secret), app.client_id
     return _acting(request, unit, _apps_url(unit), registered)
 
@@ -296,7 +296,7 @@ def change_status(request: Request, client_id: str, unit: str = Form("", max_len
         app.status, app.status_set_at = status, admin.unit.path
         record(db, actor=admin.scope.actor, action="app.status", outcome="success",
                target=f"app:{app.client_id}", detail={"status": status},
-               context=Context.of(request))
+               context=admin.context(request))
         done = RedirectResponse(_apps_url(admin.unit.code, done=status), status_code=303)
         return done, app.client_id
     return _acting(request, unit, _apps_url(unit), decide)
@@ -319,7 +319,7 @@ def change_redirect_uris(request: Request, client_id: str, unit: str = Form("", 
         record(db, actor=admin.scope.actor, action="app.update", outcome="success",
                target=f"app:{app.client_id}",
                detail={"redirect_uris": metadata["redirect_uris"]},  # the new list: not personal
-               context=Context.of(request))
+               context=admin.context(request))
         done = RedirectResponse(_apps_url(admin.unit.code, done="updated"), status_code=303)
         return done, app.client_id
     return _acting(request, unit, _apps_url(unit), changed)
@@ -336,6 +336,6 @@ def give_new_secret(request: Request, client_id: str,
             raise PageError(404, NO_SUCH_APP)
         secret = new_secret(state.settings, app)
         record(db, actor=admin.scope.actor, action="app.new_secret", outcome="success",
-               target=f"app:{app.client_id}", context=Context.of(request))
+               target=f"app:{app.client_id}", context=admin.context(request))
         return _show_secret(request, admin, app.client_id, secret), app.client_id
     return _acting(request, unit, _apps_url(unit), renewed)

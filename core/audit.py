@@ -107,11 +107,14 @@ def chain_hash(prev_hash: bytes, event: AuditEvent) -> bytes:
 
 @dataclass(frozen=True)
 class Context:
-    """Who and where: taken from the request by the web kit."""
+    """Who and where: taken from the request by the web kit; ``capacity``: the role the
+    actor acted in, where one person holds several (the console's ``helpdesk@<unit code>``
+    or ``administrator@<unit code>``), written to the event's detail as ``as``."""
 
     ip: str = ""
     user_agent: str = ""
     request_id: str = ""
+    capacity: str = ""
 
     @classmethod
     def of(cls, request: Any) -> Context:
@@ -154,7 +157,9 @@ def record(
         ip=context.ip[:64],
         user_agent=context.user_agent[:400],
         request_id=context.request_id[:64],
-        detail=_text(json.dumps(detail or {}, sort_keys=True, ensure_ascii=False)),
+        detail=_text(json.dumps({**(detail or {}),
+                                 **({"as": context.capacity} if context.capacity else {})},
+                                sort_keys=True, ensure_ascii=False)),
         prev_hash=last_hash,
     )
     event.hash = chain_hash(last_hash, event)

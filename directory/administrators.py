@@ -12,16 +12,26 @@ appoints and ends it (or one above, or an operator: ``--helpdesk``).
 
 A role is **current** from its ``valid_from`` (not in the future) until it is ended; ending
 it sets ``valid_to`` to today, and it is gone at once (history is kept).
+
+**Nobody is appointed soon after being helped.** Whoever gives an account a temporary
+password, or removes its second factors (the helpdesk, an administrator, an operator: it
+sets ``Account.helped_at``), knows for a while enough to sign in as that person and enrol
+an authenticator of their own before the person does. Appointed then, the account would
+be theirs with its console role. So no console role is given for
+``HELP_QUARANTINE_DAYS`` after such help (``HelpedRecently``); by then a person locked out
+of their own account has noticed and asked. An operator may still appoint
+(``despite_help``: ``idp admin appoint --despite-help``), having checked with the person.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
+from core.db import utcnow
 from directory.models import (
     ADMIN_ROLES,
     CONSOLE_ROLES,
@@ -37,6 +47,27 @@ from directory.models import (
 STAFF_ROLES = frozenset({Role.teacher.value, Role.head_teacher.value, Role.staff.value})
 ROLE_FOR_KIND = {OrgKind.city.value: Role.city_admin, OrgKind.district.value: Role.district_admin,
                  OrgKind.school.value: Role.school_admin}
+HELP_QUARANTINE_DAYS = 30  # no console role this long after a temporary password or reset
+
+
+class HelpedRecently(ValueError):
+    """The account was given a temporary password or had its second factors removed by
+    someone else less than ``HELP_QUARANTINE_DAYS`` ago (``until``: when it may be
+    appointed)."""
+
+    def __init__(self, until: date) -> None:
+        super().__init__(f"helped (temporary password or second factors reset) less than "
+                         f"{HELP_QUARANTINE_DAYS} days ago: not before {until.isoformat()}")
+        self.until = until
+
+
+def helped_until(account: Account | None) -> date | None:
+    """The first day the account may be given a console role again after someone else's
+    help; None when that is not in the future."""
+    if account is None or account.helped_at is None:
+        return None
+    ends = account.helped_at + timedelta(days=HELP_QUARANTINE_DAYS)
+    return ends.date() if ends > utcnow() else None
 
 
 def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool]]:
@@ -75,9 +106,11 @@ def posts(session: Session, person: Person, *,
 
 
 def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
-            context: Context | None = None, helpdesk: bool = False) -> Affiliation:
+            context: Context | None = None, helpdesk: bool = False,
+            despite_help: bool = False) -> Affiliation:
     """Make the person an administrator of ``unit`` (its helpdesk: ``helpdesk``) from today
-    (``ValueError``: a unit of a kind nobody administers, such as a class)."""
+    (``ValueError``: a unit of a kind nobody administers, such as a class;
+    ``HelpedRecently``: see the module's docstring, unless ``despite_help``)."""
     role = ROLE_FOR_KIND.get(unit.kind)
     if role is None:
         raise ValueError(f"a {unit.kind} has no administrators")
@@ -88,13 +121,17 @@ def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
                      if u.id == unit.id), None)
     if existing is not None:
         return existing
+    until = helped_until(person.account)
+    if until is not None and not despite_help:
+        raise HelpedRecently(until)
     affiliation = Affiliation(person=person, org_unit=unit, role=role.value,
                               valid_from=date.today())
     session.add(affiliation)
     session.flush()
     record(session, actor=actor, action="admin.appoint", outcome="success",
            target=f"person:{person.uid}", context=context,
-           detail={"unit": unit.code, "role": role.value})
+           detail={"unit": unit.code, "role": role.value,
+                   **({"despite_help": True} if until is not None else {})})
     return affiliation
 
 

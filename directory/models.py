@@ -165,6 +165,11 @@ class Account(Base):
     # mfa.reset with ``phone``); NULL: codes go to it. Cleared when that login gets another
     # number, or by the helpdesk (mfa.reset.restore_phone)
     sms_suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when someone else (the helpdesk, an administrator, an operator) last gave the account a
+    # temporary password or removed its second factors: whoever did so knew, for a while,
+    # enough to enrol a factor of their own, so no console role is given for
+    # ``directory.administrators.HELP_QUARANTINE_DAYS`` after it
+    helped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

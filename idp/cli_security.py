@@ -238,14 +238,21 @@ def admin_appoint(login: str = typer.Option(..., help="Any login identifier of t
                                            "school to administer."),
                   helpdesk: bool = typer.Option(False, "--helpdesk", help="Its helpdesk "
                                                 "instead: helps people sign in, appoints "
-                                                "nobody, no apps.")) -> None:
+                                                "nobody, no apps."),
+                  despite_help: bool = typer.Option(
+                      False, "--despite-help", help="Appoint even though someone else gave "
+                      "the account a temporary password or removed its second factors in "
+                      "the last 30 days (check with the person first).")) -> None:
     """Make a person an administrator of a unit (the city's first administrator; later,
     the unit above does it in the admin console), or put them on its helpdesk. They then
     sign in with two factors."""
     def appoint(session, person, where) -> str:
         try:
             return administrators.appoint(session, person, where, actor=_actor(),
-                                          helpdesk=helpdesk).role
+                                          helpdesk=helpdesk, despite_help=despite_help).role
+        except administrators.HelpedRecently as exc:
+            raise _fail(f"{exc} (--despite-help appoints anyway: check with the person "
+                        "first that the account's factors are their own)") from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
 

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from core.audit import Context
+from core.db import utcnow
 from core.passwords import MAX_PASSWORD_LENGTH
 from core.settings import Settings
 from core.store import Store
@@ -70,6 +71,7 @@ def reset(session: Session, settings: Settings, store: Store | None, account: Ac
     account_passwords.set_password(session, login.passwords(settings.password_scheme), account,
                                    temporary, must_change=True, actor=actor,
                                    action="account.password.reset", context=context)
+    account.helped_at = utcnow()  # no console role for a while: see administrators.appoint
     if store is not None:
         guards.lift(session, store, guards.ACCOUNT, str(account.id), actor=actor,
                     context=context)

@@ -63,6 +63,7 @@ def reset(session: Session, store: Store | None, account_id: int, *, passkeys: b
     account = session.get(Account, account_id)
     if account is not None:  # whatever the lost phone holds (sessions, app tokens) ends
         sign_out_everywhere(account)
+        account.helped_at = utcnow()  # no console role for a while: administrators.appoint
         if phone and account.sms_suspended_at is None:  # and its number gets no more codes
             account.sms_suspended_at = utcnow()
     if store is not None:

@@ -358,7 +358,8 @@ def test_redirect_uris_change_until_approval_then_by_the_approver(
     with db.session() as session:
         detail = session.scalar(select(AuditEvent.detail).where(
             AuditEvent.action == "app.update", AuditEvent.target == f"app:{client_id}"))
-    assert json.loads(detail) == {"redirect_uris": [REDIRECT_URI, "https://old.example.edu.cn/cb"]}
+    assert json.loads(detail) == {"redirect_uris": [REDIRECT_URI, "https://old.example.edu.cn/cb"],
+                                  "as": "administrator@T-DSCHOOL"}
 
     approver = TestClient(client.app)
     sign_in(approver, store, other.account_id)

@@ -51,6 +51,7 @@ def test_the_school_puts_a_teacher_on_its_helpdesk_who_helps_and_does_nothing_el
         detail = session.scalar(select(AuditEvent.detail).where(
             AuditEvent.action == "admin.appoint"))
     assert '"role": "helpdesk"' in detail
+    assert '"as": "administrator@T-SCHOOL"' in detail  # the capacity acted in
 
     helper = TestClient(client.app)
     sign_in(helper, store, desk.account_id, amr=["pwd"])  # one factor: not enough
@@ -74,6 +75,10 @@ def test_the_school_puts_a_teacher_on_its_helpdesk_who_helps_and_does_nothing_el
     given = _post(helper, f"/admin/people/{pupil_uid}/password/reset", "T-SCHOOL")
     assert given.status_code == 303 and given.headers["location"].endswith(
         "/password?unit=T-SCHOOL")
+    with db.session() as session:
+        detail = session.scalar(select(AuditEvent.detail).where(
+            AuditEvent.action == "account.password.reset"))
+    assert '"as": "helpdesk@T-SCHOOL"' in detail
     for role in ("helpdesk", "administrator"):  # appoints nobody
         tried = _post(helper, f"/admin/people/{pupil_uid}/{role}/appoint", "T-SCHOOL",
                       at="T-SCHOOL")
