@@ -42,6 +42,11 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when it stops working (the admin console's tokens: 30 to 365 days); NULL: when revoked
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the audit actor who issued it (``account:<id>`` in the console, ``cli:<user>``
+    # on the command line); NULL: issued before this was recorded
+    issued_by: Mapped[str | None] = mapped_column(String(200))
 
     org_unit: Mapped[OrgUnit] = relationship()
 
@@ -51,18 +56,37 @@ def token_mac(settings: Settings, token: str) -> str:
 
 
 def issue(
-    session: Session, settings: Settings, *, name: str, scope: OrgUnit, permissions: set[str]
+    session: Session, settings: Settings, *, name: str, scope: OrgUnit, permissions: set[str],
+    issued_by: str | None = None, days: int | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token; the clear value is returned once and never stored."""
+    """Create a token, valid ``days`` days (None: until revoked); the clear value is
+    returned once and never stored."""
     unknown = permissions - PERMISSIONS
     if unknown or not permissions:
         raise ValueError(f"permissions must be among {sorted(PERMISSIONS)}")
+    if days is not None and days < 1:
+        raise ValueError("a token is valid for at least one day")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, token_mac=token_mac(settings, token), org_unit=scope,
-                   permissions=" ".join(sorted(permissions)))
+                   permissions=" ".join(sorted(permissions)), issued_by=issued_by,
+                   expires_at=None if days is None else utcnow() + timedelta(days=days))
     session.add(row)
     session.flush()
     return row, token
+
+
+def issued_detail(row: ApiToken, unit: OrgUnit) -> dict[str, str]:
+    """The ``api_token.issue`` audit event's detail: what the token may do, never the
+    token."""
+    return {"name": row.name, "scope": unit.code, "permissions": row.permissions,
+            **({"expires": row.expires_at.isoformat(timespec="seconds")}
+               if row.expires_at else {})}
+
+
+def live(row: ApiToken, now: datetime | None = None) -> bool:
+    """Not revoked, not expired."""
+    return row.revoked_at is None and (row.expires_at is None
+                                       or row.expires_at > (now or utcnow()))
 
 
 @dataclass(frozen=True)
@@ -83,9 +107,9 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_mac == token_mac(settings, token)))
-    if row is None or row.revoked_at is not None or row.org_unit.status != "active":
-        return None  # a closed unit's tokens end with it
     now = utcnow()
+    if row is None or not live(row, now) or row.org_unit.status != "active":
+        return None  # a closed unit's tokens end with it
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         row.last_used_at = now  # so that unused tokens can be found and revoked
     return TokenScope(row.org_unit.path, row.org_unit_id, frozenset(row.permissions.split()),

@@ -20,6 +20,7 @@ from admin_ui import (
     account,
     console,
     console_apps,
+    console_tokens,
     security_locks,
     security_passkeys,
     security_password,
@@ -144,7 +145,8 @@ def create_app(
                    security_passkeys.router, security_recovery.router, security_locks.router,
                    security_reset.router, security_password.router,
                    passkey_login.router, sms_login.router, qr_login.router,
-                   password_change.router, console.router, console_apps.router):
+                   password_change.router, console.router, console_apps.router,
+                   console_tokens.router):
         app.include_router(router)
     if settings.mode == "dev":
         app.include_router(demo_rp.router)

@@ -41,7 +41,7 @@ from core.settings import ConfigError
 from core.signing_keys import KeyRing
 from core.store import make_store
 from directory import administrators, people
-from directory.api_tokens import PERMISSIONS, ApiToken, issue
+from directory.api_tokens import PERMISSIONS, ApiToken, issue, issued_detail, live
 from directory.models import OrgUnit
 from directory.people import find_login_account
 from idp import sessions
@@ -279,6 +279,8 @@ def tokens_issue(
     name: str = typer.Option(..., help="Who uses the token, e.g. 'district SIS sync'."),
     org: str = typer.Option(..., help="Code of the org unit whose subtree the token sees."),
     permission: list[str] = typer.Option(..., help=f"One of {sorted(PERMISSIONS)}; repeatable."),
+    days: int | None = typer.Option(None, min=1, help="Valid this many days (default: until "
+                                    "revoked)."),
 ) -> None:
     """Issue a bearer API token; it is printed once and never stored."""
     from idp.cli import _database, _settings
@@ -292,12 +294,11 @@ def tokens_issue(
                 raise _fail(f"no org unit with code {org!r}")
             try:
                 row, token = issue(session, settings, name=name, scope=unit,
-                                   permissions=set(permission))
+                                   permissions=set(permission), issued_by=_actor(), days=days)
             except ValueError as exc:
                 raise _fail(str(exc)) from None
             record(session, actor=_actor(), action="api_token.issue", outcome="success",
-                   target=f"api-token:{row.id}", detail={
-                       "name": row.name, "scope": unit.code, "permissions": row.permissions})
+                   target=f"api-token:{row.id}", detail=issued_detail(row, unit))
     finally:
         database.dispose()
     print(token, file=sys.stdout)
@@ -305,7 +306,7 @@ def tokens_issue(
 
 @tokens_app.command("list")
 def tokens_list(
-    every: bool = typer.Option(False, "--all", help="Revoked tokens too."),
+    every: bool = typer.Option(False, "--all", help="Revoked and expired tokens too."),
 ) -> None:
     """The tokens: id, name, scope, permissions, when issued and last used (at most an
     hour off): a token nobody uses any more is one to revoke."""
@@ -314,16 +315,23 @@ def tokens_list(
     from idp.cli import _database, _settings, out
 
     database = _database(_settings())
-    table = Table("id", "name", "scope", "permissions", "issued", "last used", "revoked")
+    table = Table("id", "scope", "permissions", "issued", "by", "last used", "expires",
+                  *(["revoked"] if every else []))
+    table.columns[0].no_wrap = True
+    table.add_column("name", no_wrap=True)  # last: whatever the terminal's width
     try:
         with database.session() as session:
             query = select(ApiToken).order_by(ApiToken.id)
             if not every:
                 query = query.where(ApiToken.revoked_at.is_(None))
             for row in session.scalars(query):
-                table.add_row(str(row.id), row.name, row.org_unit.code, row.permissions,
-                              *(f"{at:%Y-%m-%d %H:%M}" if at else "-" for at in (
-                                  row.created_at, row.last_used_at, row.revoked_at)))
+                if not every and not live(row):
+                    continue
+                when = [f"{at:%Y-%m-%d}" if at else "-" for at in (
+                    row.created_at, row.last_used_at, row.expires_at, row.revoked_at)]
+                table.add_row(str(row.id), row.org_unit.code, row.permissions.replace(" ", "\n"),
+                              when[0], row.issued_by or "-", when[1], when[2],
+                              *(when[3:] if every else []), row.name)
     finally:
         database.dispose()
     out.print(table)
