@@ -57,6 +57,7 @@ from directory.apps import (
     register_app,
     validate_metadata,
 )
+from directory.identifiers import has_invisible
 from directory.models import OrgKind, OrgUnit
 
 router = APIRouter(prefix="/admin/apps", include_in_schema=False,
@@ -249,8 +250,8 @@ def register(request: Request, unit: str = Form("", max_length=64),
 
     def registered(db: Session, admin: Administrator) -> tuple[Response, str | None]:
         metadata, problem = _metadata(redirect_uris, kind)
-        if not 0 < len(name.strip()) <= 200:
-            problem = BAD_NAME
+        if not 0 < len(name.strip()) <= 200 or has_invisible(name):
+            problem = BAD_NAME  # a control or direction mark would disguise it (consent)
         if problem:
             form = {"name": name, "redirect_uris": redirect_uris, "kind": kind}
             return _page_with_error(request, db, admin, problem, form), None

@@ -46,7 +46,8 @@ from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.administrators import ROLE_FOR_KIND
-from directory.api_tokens import ApiToken, issue, issued_detail, live
+from directory.api_tokens import ApiToken, issue, issued_detail, issued_in_console, live
+from directory.identifiers import has_invisible
 from directory.models import OrgUnit
 
 router = APIRouter(prefix="/admin/tokens", include_in_schema=False,
@@ -85,12 +86,8 @@ def _listed(db: Session, admin: Administrator) -> list[dict[str, object]]:
              "expires": row.expires_at.date() if row.expires_at else None,
              "last_used": row.last_used_at.date() if row.last_used_at else None,
              "yours": row.issued_by == admin.scope.actor,
-             "console": _issued_in_console(row)}
+             "console": issued_in_console(row)}
             for row, unit in rows if live(row, now)]
-
-
-def _issued_in_console(row: ApiToken) -> bool:
-    return (row.issued_by or "").startswith("account:")
 
 
 def _page(request: Request, db: Session, admin: Administrator, *, done: str = "",
@@ -143,6 +140,8 @@ def issue_token(request: Request, unit: str = Form("", max_length=64),
         scope = _scope_unit(db, admin, at)
         chosen = set(permission)
         problem = (BAD_NAME if not 0 < len(name.strip()) <= 100
+                   or has_invisible(name)  # no control characters: a terminal shows the
+                   # name (idp tokens list), and an escape there is a command
                    else BAD_UNIT if scope is None
                    else BAD_PERMISSIONS if not chosen or not chosen <= GIVEN.keys()
                    else BAD_DAYS if days not in {str(d) for d in DAYS} else "")
@@ -193,7 +192,7 @@ def revoke_token(request: Request, token_id: str,
                  unit: str = Form("", max_length=64)) -> Response:
     def revoked(db: Session, admin: Administrator) -> Response:
         row, _at = _token_of(db, admin, token_id)
-        if not _issued_in_console(row):
+        if not issued_in_console(row):
             raise PageError(404, NO_SUCH_TOKEN)  # the operators' own: idp tokens revoke
         if row.revoked_at is None:
             row.revoked_at = utcnow()

@@ -14,7 +14,9 @@ visible only inside the token's org subtree (404 otherwise, as in the directory 
 (Locks, like the resets of ``admin_ui.security_reset``, reach only people *managed* inside
 the subtree: a current affiliation there and none elsewhere.)
 IP locks concern the whole city, so only a token scoped to the city (the root of the
-org tree) may lift them. Every unlock is audited with the token's name as the actor.
+org tree) may lift them, and only an operators' one (``idp tokens issue``): a token issued
+in the admin console carries the console's powers, which do not include IP locks. Every
+unlock is audited with the token's name as the actor.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def unlock_ip(request: Request, ip: str, session: Session = Depends(db_session),
     root = session.get(OrgUnit, scope.org_unit_id)
     if root is None or root.parent_id is not None:
         raise Problem(403, "Forbidden", "Only a token scoped to the whole city may lift IP locks.")
+    if scope.console:  # not a power of the console: the operators' (idp security unlock --ip)
+        raise Problem(403, "Forbidden", "Only the operators' tokens may lift IP locks, not "
+                      "one issued in the admin console.")
     was_locked = guards.lift(session, request.app.state.store, guards.IP, address,
                              actor=scope.actor, context=Context.of(request))
     return {"unlocked": True, "was_locked": was_locked}

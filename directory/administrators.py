@@ -63,11 +63,14 @@ class HelpedRecently(ValueError):
 
 def helped_until(account: Account | None) -> date | None:
     """The first day the account may be given a console role again after someone else's
-    help; None when that is not in the future."""
+    help (a whole day: the quarantine ends during the day before, unless at midnight);
+    None when that is not in the future."""
     if account is None or account.helped_at is None:
         return None
     ends = account.helped_at + timedelta(days=HELP_QUARANTINE_DAYS)
-    return ends.date() if ends > utcnow() else None
+    if ends <= utcnow():
+        return None
+    return (ends - timedelta(microseconds=1)).date() + timedelta(days=1)
 
 
 def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool]]:
@@ -121,7 +124,10 @@ def appoint(session: Session, person: Person, unit: OrgUnit, *, actor: str,
                      if u.id == unit.id), None)
     if existing is not None:
         return existing
-    until = helped_until(person.account)
+    account = session.scalar(  # locked and read again: a reset committing meanwhile counts
+        select(Account).where(Account.person_id == person.id).with_for_update()
+        .execution_options(populate_existing=True))
+    until = helped_until(account)
     if until is not None and not despite_help:
         raise HelpedRecently(until)
     affiliation = Affiliation(person=person, org_unit=unit, role=role.value,

@@ -27,6 +27,7 @@ from directory.scopes import Scope
 
 TOKEN_PREFIX = "idp_"
 LAST_USED_EVERY = timedelta(hours=1)  # last_used_at is written at most this often
+MAX_DAYS = 3650  # the longest a token with an end may last (None: until revoked)
 PERMISSIONS = frozenset({"scim", "directory:read", "security:unlock", "security:mfa-reset",
                          "security:password-reset"})
 
@@ -64,8 +65,8 @@ def issue(
     unknown = permissions - PERMISSIONS
     if unknown or not permissions:
         raise ValueError(f"permissions must be among {sorted(PERMISSIONS)}")
-    if days is not None and days < 1:
-        raise ValueError("a token is valid for at least one day")
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"a token is valid for 1 to {MAX_DAYS} days")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, token_mac=token_mac(settings, token), org_unit=scope,
                    permissions=" ".join(sorted(permissions)), issued_by=issued_by,
@@ -83,6 +84,12 @@ def issued_detail(row: ApiToken, unit: OrgUnit) -> dict[str, str]:
                if row.expires_at else {})}
 
 
+def issued_in_console(row: ApiToken) -> bool:
+    """Issued by an administrator in the admin console (``account:<id>``), not by the
+    operators: such a token carries the console's powers and no more."""
+    return (row.issued_by or "").startswith("account:")
+
+
 def live(row: ApiToken, now: datetime | None = None) -> bool:
     """Not revoked, not expired."""
     return row.revoked_at is None and (row.expires_at is None
@@ -95,6 +102,7 @@ class TokenScope(Scope):
 
     token_id: int
     name: str
+    console: bool = False  # issued in the admin console: the console's powers only
 
     @property
     def actor(self) -> str:
@@ -113,7 +121,7 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         row.last_used_at = now  # so that unused tokens can be found and revoked
     return TokenScope(row.org_unit.path, row.org_unit_id, frozenset(row.permissions.split()),
-                      row.id, row.name)
+                      row.id, row.name, issued_in_console(row))
 
 
 def require(request: Request, session: Session, settings: Settings, permission: str,

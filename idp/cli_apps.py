@@ -25,6 +25,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from core import json_input
@@ -45,7 +46,7 @@ from directory.apps import (
 )
 from directory.models import OrgUnit
 from directory.sectors import check_sector_identifier, sector_of
-from idp.cli_directory import _actor, _fail
+from idp.cli_directory import _actor, _fail, printable
 from idp.oidc import resources
 from idp.oidc.tokens import ACCESS_TOKEN_SECONDS
 
@@ -166,7 +167,7 @@ def apps_list() -> None:
         with database.session() as session:
             for app in session.scalars(select(App).order_by(App.client_id)):
                 meta = json.loads(app.metadata_json or "{}")
-                table.add_row(app.client_id, app.name, app.status,
+                table.add_row(app.client_id, Text(printable(app.name)), app.status,
                               "yes" if app.first_party else "no",
                               meta.get("token_endpoint_auth_method", "client_secret_basic"),
                               str(len(meta.get("redirect_uris", []))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -34,6 +35,14 @@ def _actor() -> str:
 def _fail(message: str) -> typer.Exit:
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(2)
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: a control or format character (an escape sequence is a
+    command to the terminal) shown as U+FFFD; pass it to rich as ``Text``, never as
+    markup."""
+    return "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+                   for c in text)
 
 
 def import_command(

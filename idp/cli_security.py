@@ -41,11 +41,11 @@ from core.settings import ConfigError
 from core.signing_keys import KeyRing
 from core.store import make_store
 from directory import administrators, people
-from directory.api_tokens import PERMISSIONS, ApiToken, issue, issued_detail, live
+from directory.api_tokens import MAX_DAYS, PERMISSIONS, ApiToken, issue, issued_detail, live
 from directory.models import OrgUnit
 from directory.people import find_login_account
 from idp import sessions
-from idp.cli_directory import _actor, _fail
+from idp.cli_directory import _actor, _fail, printable
 from idp.oidc import backchannel_logout
 from idp.oidc.clients import ClientRegistry
 from mfa import guards, reset
@@ -279,8 +279,8 @@ def tokens_issue(
     name: str = typer.Option(..., help="Who uses the token, e.g. 'district SIS sync'."),
     org: str = typer.Option(..., help="Code of the org unit whose subtree the token sees."),
     permission: list[str] = typer.Option(..., help=f"One of {sorted(PERMISSIONS)}; repeatable."),
-    days: int | None = typer.Option(None, min=1, help="Valid this many days (default: until "
-                                    "revoked)."),
+    days: int | None = typer.Option(None, min=1, max=MAX_DAYS, help="Valid this many days "
+                                    "(default: until revoked)."),
 ) -> None:
     """Issue a bearer API token; it is printed once and never stored."""
     from idp.cli import _database, _settings
@@ -311,6 +311,7 @@ def tokens_list(
     """The tokens: id, name, scope, permissions, when issued and last used (at most an
     hour off): a token nobody uses any more is one to revoke."""
     from rich.table import Table
+    from rich.text import Text
 
     from idp.cli import _database, _settings, out
 
@@ -331,7 +332,8 @@ def tokens_list(
                     row.created_at, row.last_used_at, row.expires_at, row.revoked_at)]
                 table.add_row(str(row.id), row.org_unit.code, row.permissions.replace(" ", "\n"),
                               when[0], row.issued_by or "-", when[1], when[2],
-                              *(when[3:] if every else []), row.name)
+                              *(when[3:] if every else []),
+                              Text(printable(row.name)))  # a console administrator's words
     finally:
         database.dispose()
     out.print(table)

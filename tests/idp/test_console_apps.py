@@ -401,3 +401,31 @@ def test_a_pairwise_apps_redirect_uris_are_the_operators(
     assert tried.status_code == 403
     assert _uris_of(db, client_id) == ["https://pw.example.edu.cn/cb"]
 
+
+
+def test_an_app_name_with_control_characters_is_refused_and_listed_as_text(
+        client: TestClient, school, db: Database, settings: Settings,  # noqa: F811
+        monkeypatch, tmp_path) -> None:
+    """People read an app's name on the consent page and operators in ``idp apps list``: a
+    direction mark would disguise it on the one, an escape sequence or rich markup would
+    act on the other's terminal."""
+    from typer.testing import CliRunner
+
+    from idp.cli import app as cli
+
+    admin, *_ = school
+    sign_in_to_console(client, admin.login, admin.password)
+    for name in ("成绩\u202e查询", "x\x1b[2Jy", "a\nb"):
+        refused = _post(client, "/admin/apps/register", "T-SCHOOL", name=name,
+                        redirect_uris=REDIRECT_URI, kind="web")
+        assert refused.status_code == 400 and "data-error" in refused.text, repr(name)
+    made = _post(client, "/admin/apps/register", "T-SCHOOL", name="[/bold] 成绩[link=x]",
+                 redirect_uris=REDIRECT_URI, kind="web")
+    assert made.status_code == 303
+    url = db.engine.url.render_as_string(hide_password=False)
+    for key, value in {"IDP_VAR_DIR": str(tmp_path), "IDP_DATABASE_URL": url,
+                       "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(key, value)
+    listed = CliRunner().invoke(cli, ["apps", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, repr(listed.exception)
+    assert "[/bold] 成绩[link=x]" in listed.output
