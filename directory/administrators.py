@@ -70,7 +70,9 @@ def helped_until(account: Account | None) -> date | None:
     ends = account.helped_at + timedelta(days=HELP_QUARANTINE_DAYS)
     if ends <= utcnow():
         return None
-    return (ends - timedelta(microseconds=1)).date() + timedelta(days=1)
+    # in the server's time zone, as ``date.today()`` dates the roles (UTC would give a
+    # Beijing administrator a day that is refused until 08:00)
+    return (ends - timedelta(microseconds=1)).astimezone().date() + timedelta(days=1)
 
 
 def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool]]:

@@ -4,6 +4,9 @@ when an appointment in the morning answers 409 "not before <today>"."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,6 +19,24 @@ from directory.models import Account, OrgUnit, Role
 
 def _at(monkeypatch, moment: datetime) -> None:
     monkeypatch.setattr(administrators, "utcnow", lambda: moment)
+
+
+def _zone(name: str) -> Iterator[None]:
+    """The server's time zone (``date.today()`` dates the roles, and the day given)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def utc_server() -> Iterator[None]:
+    yield from _zone("UTC")
 
 
 def test_the_day_given_is_a_whole_day_after_the_quarantine(
@@ -48,3 +69,15 @@ def test_help_at_midnight_gives_the_thirtieth_day(db: Database, make_person,
         assert administrators.helped_until(account) == date(2026, 3, 31)
         _at(monkeypatch, datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=30))
         assert administrators.helped_until(account) is None
+
+
+def test_the_day_is_the_servers_own(db: Database, make_person, monkeypatch) -> None:
+    """In Beijing the 30 days that end at 04:00 on 1 April leave that morning refused: the
+    first whole day is 2 April there (in UTC it would say 1 April, refused until 04:00)."""
+    teacher = make_person("t512", "pw-teacher-512", role=Role.teacher)
+    for _ in _zone("Asia/Shanghai"):
+        with db.session() as session:
+            account = session.get(Account, teacher.account_id)
+            account.helped_at = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)  # 03-02 04:00 there
+            _at(monkeypatch, datetime(2026, 3, 20, tzinfo=UTC))
+            assert administrators.helped_until(account) == date(2026, 4, 2)
