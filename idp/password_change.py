@@ -83,18 +83,24 @@ def begin(request: Request, step: Step) -> Response:
     return STEPS.begin(request, step)
 
 
-def _page(request: Request, error: str = "", status: int = 200) -> Response:
+def _page(request: Request, step: Step, error: str = "", status: int = 200) -> Response:
+    from idp.oidc import authorize  # login starts this step: imported when used
+
+    # the answer may be the redirect to the app (with its code): Chromium applies the
+    # page's form-action to it, so the page allows the app's origin, as /login and /mfa do
+    pending = authorize.peek_interaction(request, step.ia)
     same_page(request, PAGE)  # the step is in its cookie
     response = render(request, "password_new.html", {
-        "error": error, "min_length": account_passwords.MIN_LENGTH}, status=status)
+        "error": error, "min_length": account_passwords.MIN_LENGTH}, status=status,
+        form_target=pending.redirect_uri if pending else None)
     response.headers["cache-control"] = "no-store"
     return response
 
 
 @router.get(PAGE)
 def new_password_form(request: Request) -> Response:
-    STEPS.load(request)
-    return _page(request)
+    _step_id, step = STEPS.load(request)
+    return _page(request, step)
 
 
 @router.post(PAGE)
@@ -103,7 +109,7 @@ def new_password(request: Request,
                  again: str = Form("", max_length=MAX_PASSWORD_LENGTH)) -> Response:
     step_id, step = STEPS.load(request)
     if password != again:
-        return _page(request, NOT_THE_SAME, 400)
+        return _page(request, step, NOT_THE_SAME, 400)
     from idp import login  # login starts this step: imported when used
 
     state = request.app.state
@@ -118,9 +124,9 @@ def new_password(request: Request,
             raise sessions.sign_in_stopped()
         if problem := account_passwords.problem_with(session, state.settings,
                                                      step.account_id, password):
-            return _page(request, problem, 400)
+            return _page(request, step, problem, 400)
         if hasher.verify(account.password_hash, password).ok:
-            return _page(request, SAME_AS_TEMPORARY, 400)
+            return _page(request, step, SAME_AS_TEMPORARY, 400)
         account_passwords.set_password(session, hasher, account, password, must_change=False,
                                        actor=f"account:{account.id}",
                                        action="account.password.change",

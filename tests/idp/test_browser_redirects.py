@@ -254,3 +254,34 @@ def test_chromium_single_page_app_reads_tokens_cross_origin(
         "method": "POST", "headers": {"Content-Type": "application/x-www-form-urlencoded"},
         "body": body}])
     assert "Failed to fetch" in str(refused)  # the browser keeps the answer from the page
+
+
+@pytest.mark.interop
+def test_chromium_reaches_the_app_after_a_new_password(live_server, app_origin, browser,  # noqa: F811
+                                                       make_client, make_person, db) -> None:
+    """Signed in with a temporary password, the person chooses a new one: the answer to
+    that form is the redirect to the app, which the page's CSP must allow."""
+    from directory.models import Account
+    from idp import password_change
+
+    redirect_uri = app_origin + "/callback"
+    client = make_client(first_party=True, redirect_uris=[redirect_uri])
+    person = make_person()
+    with db.session() as session:
+        temporary = password_change.reset(session, live_server.settings, None,
+                                          session.get(Account, person.account_id),
+                                          actor="operator:test")
+    page = browser.new_context(locale="zh-CN").new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.goto(_authorize_url(live_server.url, client.client_id, redirect_uri))
+    page.fill("#login", person.login)
+    page.fill("#password", temporary)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_selector("form[action='/password/new']")
+    page.fill("#password", "a-new-password-of-mine")
+    page.fill("#again", "a-new-password-of-mine")
+    page.click("form[action='/password/new'] button[type=submit]")
+    page.wait_for_url(redirect_uri + "?*", timeout=15_000)
+    assert parse_qs(urlsplit(page.url).query)["code"][0] and not blocked

@@ -432,3 +432,28 @@ def test_guesses_of_the_current_password_take_turns(live_server, make_person,  #
         tab.close()
     assert statuses.count(400) == guards.ACCOUNT.free_attempts, statuses
     assert statuses.count(429) == len(tabs) - guards.ACCOUNT.free_attempts
+
+
+def test_the_new_password_page_allows_the_app_its_answer_goes_to(
+        client: TestClient, make_client, make_person, db: Database,
+        settings: Settings) -> None:
+    """The new password's answer is the redirect to the app (with the code): Chromium
+    applies the page's form-action to it, so the page must allow the app's origin, as the
+    sign-in and second-factor pages do (an error shown again too)."""
+    registered = make_client()
+    make_person("s89", "pw-pupil-89", name="新密码同学")
+    temporary = _reset(client, db, settings, "新密码同学")
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s89", temporary).headers["location"] == "/password/new"
+    app_form_action = "form-action 'self' https://app.example.edu.cn;"
+    page = client.get("/password/new")
+    assert app_form_action in page.headers["content-security-policy"]
+    mistyped = client.post("/password/new", data={
+        "csrf_token": flow.csrf_of(page.text), "password": "a password of mine",
+        "again": "another password"})
+    assert mistyped.status_code == 400
+    assert app_form_action in mistyped.headers["content-security-policy"]
+    done = _new_password(client, "a password of mine")
+    assert done.status_code == 303 and done.headers["location"].startswith(REDIRECT_URI + "?")
+    plain = client.get("/login")  # no app request: 'self' only
+    assert "form-action 'self';" in plain.headers["content-security-policy"]
