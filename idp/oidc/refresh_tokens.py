@@ -228,15 +228,21 @@ def account_may_continue(db: Database, row: RefreshToken) -> bool:
 
 
 def _narrowed(grant: Grant, form: dict[str, str], client: ClientMetadata) -> Grant:
-    """The grant with the scope a refresh asks for: values the provider does not know are
-    ignored, as at the authorization endpoint (an app may send its whole scope again), and
-    so is an ``offline_access`` the grant does not hold: the authorization endpoint ignored
-    it without the person's consent (OIDC Core 11), and an app sending back what it asked
-    for must not fail for that."""
+    """The grant with the scope a refresh asks for, within what the app's registration
+    allows now (a scope the operators took from the app since the grant is dropped): values
+    the provider does not know are ignored, as at the authorization endpoint (an app may
+    send its whole scope again), and so is an ``offline_access`` the grant does not hold:
+    the authorization endpoint ignored it without the person's consent (OIDC Core 11), and
+    an app sending back what it asked for must not fail for that."""
+    held = {s for s in grant.scope.split() if s in client.allowed_scopes}
+    if held != set(grant.scope.split()):  # the operators took a scope from the app since:
+        if not held:  # it goes from the new tokens (the answer's scope says so)
+            raise invalid_grant("the client may no longer hold this grant's scopes")
+        grant = Grant.from_json({**grant.to_json(), "scope": " ".join(
+            s for s in grant.scope.split() if s in held)})
     asked = form.get("scope")
     if asked is None:
         return grant
-    held = set(grant.scope.split())
     try:
         wanted = [s for s in scopes.values(asked)
                   if (s in client.allowed_scopes or s in scopes.USER_SCOPES)
@@ -273,7 +279,8 @@ def rotate(request: Request, form: dict[str, str], client: ClientMetadata) -> di
     if not account_may_continue(state.db, row):
         revoke_family(state.db, state.store, row.family)
         raise invalid_grant("the account can no longer sign in, or was signed out")
-    offline = "offline_access" in original.scope.split()
+    offline = ("offline_access" in original.scope.split()  # and the app may still hold it
+               and "offline_access" in client.allowed_scopes)
     audience = resources.audience(state.resources, resources.for_one_token(  # RFC 8707: one
         state.resources, form, client.client_id), original.resources,  # of the grant's
         client.client_id, original.resource_owners)

@@ -92,3 +92,47 @@ def test_offline_access_alone_without_consent_is_invalid_scope(
     registered, person = make_client(), make_person()
     answer = flow.code_flow(client, registered.client_id, person, scope="offline_access")
     assert answer.params["error"] == "invalid_scope"
+
+
+def _refresh(client: TestClient, registered, token: str):
+    return client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                       data={"grant_type": "refresh_token", "refresh_token": token})
+
+
+def _allow_only(client: TestClient, db, registered, scope: str) -> None:
+    """The operators change the app's registered scope (``idp apps update``)."""
+    import json
+
+    from directory.apps import find_app
+
+    with db.session() as session:
+        app = find_app(session, registered.client_id)
+        app.metadata_json = json.dumps({**json.loads(app.metadata_json), "scope": scope})
+    client.app.state.clients.forget(registered.client_id)
+
+
+def test_a_refresh_drops_a_scope_taken_from_the_app_since(
+        client: TestClient, make_client, make_person, db) -> None:
+    """RFC 6749 6 bounds a refresh by the original grant; the app's registration bounds it
+    too: a scope the operators took from the app (its pupils' phone numbers, say) is not
+    handed out again by a refresh token issued before, and the answer's scope says so."""
+    registered, person = make_client(first_party=False), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid phone offline_access", prompt="consent").params["code"]
+    first = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                        data={"grant_type": "authorization_code", "code": code,
+                              "redirect_uri": REDIRECT_URI}).json()
+    assert set(first["scope"].split()) == {"openid", "phone", "offline_access"}
+    _allow_only(client, db, registered, "openid profile offline_access")
+    refreshed = _refresh(client, registered, first["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert set(refreshed.json()["scope"].split()) == {"openid", "offline_access"}
+    claims = client.get("/oauth2/userinfo", headers={
+        "authorization": f"Bearer {refreshed.json()['access_token']}"}).json()
+    assert "phone_number" not in claims and claims["sub"]
+
+    _allow_only(client, db, registered, "profile")  # nothing of the grant is left
+    emptied = _refresh(client, registered, refreshed.json()["refresh_token"])
+    assert emptied.status_code == 400 and emptied.json()["error"] == "invalid_grant"
+    _allow_only(client, db, registered, "openid profile offline_access")  # the token stays
+    assert _refresh(client, registered, refreshed.json()["refresh_token"]).status_code == 200
