@@ -88,6 +88,12 @@ def test_an_administrator_issues_a_token_sees_it_once_and_revokes_it(
     assert revoked.status_code == 303 and "done=revoked" in revoked.headers["location"]
     assert _lock_state(client, token, teacher_uid).status_code == 401
     assert "教务系统同步" not in client.get("/admin/tokens", params={"unit": "T-DIST"}).text
+    with db.session() as session:
+        event = session.scalar(select(AuditEvent).where(
+            AuditEvent.action == "api_token.revoke"))
+        assert event.target == f"api-token:{row.id}"
+        assert event.actor == f"account:{district.account_id}"
+        assert json.loads(event.detail) == {"as": "administrator@T-DIST"}
 
 
 def test_a_token_carries_no_more_than_the_console_and_reaches_no_further(

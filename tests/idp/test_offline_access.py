@@ -4,6 +4,8 @@ token lives with the SSO session)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi.testclient import TestClient
 
 from tests.idp import flow
@@ -136,3 +138,30 @@ def test_a_refresh_drops_a_scope_taken_from_the_app_since(
     assert emptied.status_code == 400 and emptied.json()["error"] == "invalid_grant"
     _allow_only(client, db, registered, "openid profile offline_access")  # the token stays
     assert _refresh(client, registered, refreshed.json()["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_after_offline_access_was_taken_lives_with_the_session(
+        client: TestClient, make_client, make_person, db) -> None:
+    """``offline_access`` taken from the app: the new refresh token keeps the end of the
+    one it replaces (the SSO session's) instead of 30 days from now."""
+    from sqlalchemy import select
+
+    from idp.oidc.refresh_tokens import RefreshToken
+
+    registered, person = make_client(first_party=False), make_person()
+    code = flow.code_flow(client, registered.client_id, person,
+                          scope="openid offline_access", prompt="consent").params["code"]
+    first = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                        data={"grant_type": "authorization_code", "code": code,
+                              "redirect_uri": REDIRECT_URI}).json()
+    with db.session() as session:  # an offline token that would end before 30 days
+        row = session.scalar(select(RefreshToken))
+        session_end = row.created_at + timedelta(days=7)
+        row.expires_at = session_end
+    _allow_only(client, db, registered, "openid profile")
+    refreshed = _refresh(client, registered, first["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "openid"
+    with db.session() as session:
+        newest = session.scalars(select(RefreshToken).order_by(RefreshToken.id.desc())).first()
+        assert newest.expires_at == session_end  # not 30 days from the refresh
