@@ -515,10 +515,16 @@ def _interaction_ids(request: Request) -> list[str]:
 
 
 def _interaction_cookie(response: Response, request: Request, ids: list[str]) -> None:
+    """Over https ``SameSite=None``, as the SSO cookie: an app's cross-site ``POST``
+    authorization request must *add* its pending request to those of the browser's other
+    tabs, which it can only do when it is sent the cookie; with ``Lax`` it came without it
+    and replaced the list, and every other tab's sign-in ended on the "expired" page. Its
+    pages' forms still need the ``Lax`` CSRF cookie and token; plain http keeps ``Lax``."""
+    https = request.url.scheme == "https"
     if ids:
         response.set_cookie(cookies.name(request, INTERACTION_COOKIE),
-                            ".".join(ids[-INTERACTIONS_PER_BROWSER:]),
-                            httponly=True, samesite="lax", secure=request.url.scheme == "https",
+                            ".".join(ids[-INTERACTIONS_PER_BROWSER:]), httponly=True,
+                            samesite="none" if https else "lax", secure=https,
                             max_age=INTERACTION_SECONDS, path="/")
     else:
         response.delete_cookie(cookies.name(request, INTERACTION_COOKIE), path="/",

@@ -969,7 +969,8 @@ def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client,
     """Over https the SSO cookie is SameSite=None (an app may POST its authorization
     request from its own site), always HttpOnly; plain http keeps Lax. Over https the
     session, CSRF and pending-request cookies are ``__Host-`` cookies: no sibling host can
-    plant them."""
+    plant them. The pending requests' cookie is SameSite=None over https too: a cross-site
+    POST request adds to the other tabs' requests instead of replacing them."""
     browser = TestClient(app, base_url=f"{scheme}://127.0.0.1:8000")
     registered, person = make_client(), make_person()
     start = flow.authorize(browser, client_id=registered.client_id)
@@ -979,6 +980,7 @@ def test_session_cookie_comes_with_cross_site_posts_over_https(app, make_client,
     pending = next(h for h in start.headers.get_list("set-cookie")
                    if h.startswith(f"{prefix}idp_ia="))  # the pending request's, too
     assert ("secure" in pending.lower()) == (scheme == "https")
+    assert ("samesite=none" if scheme == "https" else "samesite=lax") in pending.lower()
     signed_in = flow.login(browser, start, person.login, person.password)
     cookie = next(h for h in signed_in.headers.get_list("set-cookie")
                   if h.startswith(f"{prefix}idp_session="))
@@ -1206,6 +1208,43 @@ def test_two_tabs_sign_in_to_two_apps(client: TestClient, make_client, make_pers
                                            follow_redirects=False))
     redirect = flow.Redirect(done2.headers["location"])
     assert "code" in redirect.params and "idp_ia" not in client.cookies
+
+
+def test_a_cross_site_post_request_joins_the_other_tabs_over_https(app, make_client,
+                                                                  make_person) -> None:
+    """A browser sends only ``SameSite=None`` cookies with a cross-site ``POST`` (an app's
+    form posting its authorization request): over https the pending requests' cookie is
+    one of them, so the new request joins the open tab's instead of replacing it, and both
+    tabs' sign-ins go through."""
+    browser = TestClient(app, base_url="https://127.0.0.1:8000")
+    first_app, second_app, person = make_client(), make_client(), make_person()
+    tab1 = flow.authorize(browser, client_id=first_app.client_id)
+    cross_site = {name: value for name, value in browser.cookies.items()
+                  if _same_site(tab1, name) == "none"}  # what the browser sends along
+    assert "__Host-idp_ia" in cross_site and "__Host-csrf" not in cross_site
+    posted = TestClient(app, base_url="https://127.0.0.1:8000", cookies=cross_site).post(
+        "/oauth2/authorize", data={
+            "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+            "client_id": second_app.client_id, "state": "st-2", "nonce": "n-2"},
+        follow_redirects=False)
+    assert flow.is_login_page(posted)
+    browser.cookies.delete("__Host-idp_ia")  # the answer's cookie lands in the browser
+    browser.cookies.set("__Host-idp_ia", posted.cookies["__Host-idp_ia"])
+    ia1 = flow.ia_of(tab1)
+    assert browser.cookies["__Host-idp_ia"].split(".")[0] == ia1  # tab 1's is still there
+    done1 = flow.follow(browser, flow.login(browser, tab1, person.login, person.password))
+    assert "code" in flow.Redirect(done1.headers["location"]).params
+    ia2 = posted.headers["location"].split("ia=")[1]
+    done2 = flow.follow(browser, browser.get(f"/oauth2/authorize/resume?ia={ia2}",
+                                             follow_redirects=False))
+    assert flow.Redirect(done2.headers["location"]).params["state"] == "st-2"
+
+
+def _same_site(response, name: str) -> str:
+    header = next(h for h in response.headers.get_list("set-cookie")
+                  if h.startswith(name + "="))
+    return next(part.split("=")[1].strip().lower() for part in header.split(";")
+                if part.strip().lower().startswith("samesite="))
 
 
 def test_a_browser_keeps_its_five_latest_pending_requests(client: TestClient, make_client,
