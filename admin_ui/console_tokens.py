@@ -13,8 +13,14 @@ below it, and:
   once on a page of its own (post, redirect, get; kept five minutes in the store for this
   administrator's session, sealed), never stored but as its HMAC-SM3;
 - **revokes** a token issued in the console for their unit or below, whoever issued it (an
-  administrator who left leaves their tokens to the unit's others). The operators' tokens
+  administrator who left: theirs have stopped, and are the unit's others to revoke). The operators' tokens
   are listed without a button: they revoke them with ``idp tokens revoke``.
+
+A token issued here acts with its issuer's powers, so it stops when they end: their
+administrator's role over its unit, their account, their person's being active
+(``directory.api_tokens.issuer_administers``). The list marks such a token "stopped" so
+that the unit's other administrators see why a program lost its access, and can issue
+it a token of their own.
 
 A token reaches what the admin API allows inside its subtree: the people it *manages*
 (``directory.api.managed_person``), never an administrator of the subtree's root, so a
@@ -46,7 +52,14 @@ from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
 from directory.administrators import ROLE_FOR_KIND
-from directory.api_tokens import ApiToken, issue, issued_detail, issued_in_console, live
+from directory.api_tokens import (
+    ApiToken,
+    issue,
+    issued_detail,
+    issued_in_console,
+    issuer_administers,
+    live,
+)
 from directory.identifiers import has_invisible
 from directory.models import OrgUnit
 
@@ -86,7 +99,8 @@ def _listed(db: Session, admin: Administrator) -> list[dict[str, object]]:
              "expires": row.expires_at.date() if row.expires_at else None,
              "last_used": row.last_used_at.date() if row.last_used_at else None,
              "yours": row.issued_by == admin.scope.actor,
-             "console": issued_in_console(row)}
+             "console": issued_in_console(row),
+             "stopped": not issuer_administers(db, row)}  # its issuer's role has ended
             for row, unit in rows if live(row, now)]
 
 

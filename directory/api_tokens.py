@@ -22,7 +22,8 @@ from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.web.errors import Problem
-from directory.models import OrgUnit
+from directory.administrators import console_posts
+from directory.models import Account, OrgUnit, PersonStatus
 from directory.scopes import Scope
 
 TOKEN_PREFIX = "idp_"
@@ -90,6 +91,24 @@ def issued_in_console(row: ApiToken) -> bool:
     return (row.issued_by or "").startswith("account:")
 
 
+def issuer_administers(session: Session, row: ApiToken) -> bool:
+    """A token issued in the console acts with its issuer's powers, so only while they
+    hold them: an administrator's role (not the helpdesk's) at the token's unit or above,
+    their account open and their person active. When the role ends, or the person leaves
+    or is suspended, the token stops with it (as Okta's API tokens do): an administrator
+    who is let go keeps no way in through a token they issued. The operators' tokens
+    (``idp tokens issue``) answer to no one's role."""
+    if not issued_in_console(row):
+        return True
+    _kind, _, account_id = (row.issued_by or "").partition(":")
+    account = session.get(Account, int(account_id)) if account_id.isdigit() else None
+    if account is None or account.disabled or (
+            account.person.status != PersonStatus.active.value):
+        return False
+    return any(full and row.org_unit.path.startswith(unit.path)
+               for unit, full in console_posts(session, account.id))
+
+
 def live(row: ApiToken, now: datetime | None = None) -> bool:
     """Not revoked, not expired."""
     return row.revoked_at is None and (row.expires_at is None
@@ -118,6 +137,8 @@ def authenticate(session: Session, settings: Settings, token: str) -> TokenScope
     now = utcnow()
     if row is None or not live(row, now) or row.org_unit.status != "active":
         return None  # a closed unit's tokens end with it
+    if not issuer_administers(session, row):
+        return None  # answered as an unknown token: 401
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         row.last_used_at = now  # so that unused tokens can be found and revoked
     return TokenScope(row.org_unit.path, row.org_unit_id, frozenset(row.permissions.split()),

@@ -34,6 +34,7 @@ from typing import Any
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.db import utcnow
@@ -41,7 +42,15 @@ from core.settings import ConfigError
 from core.signing_keys import KeyRing
 from core.store import make_store
 from directory import administrators, people
-from directory.api_tokens import MAX_DAYS, PERMISSIONS, ApiToken, issue, issued_detail, live
+from directory.api_tokens import (
+    MAX_DAYS,
+    PERMISSIONS,
+    ApiToken,
+    issue,
+    issued_detail,
+    issuer_administers,
+    live,
+)
 from directory.models import OrgUnit
 from directory.people import find_login_account
 from idp import sessions
@@ -331,12 +340,19 @@ def tokens_list(
                 when = [f"{at:%Y-%m-%d}" if at else "-" for at in (
                     row.created_at, row.last_used_at, row.expires_at, row.revoked_at)]
                 table.add_row(str(row.id), row.org_unit.code, row.permissions.replace(" ", "\n"),
-                              when[0], row.issued_by or "-", when[1], when[2],
+                              when[0], _issuer(session, row), when[1], when[2],
                               *(when[3:] if every else []),
                               Text(printable(row.name)))  # a console administrator's words
     finally:
         database.dispose()
     out.print(table)
+
+
+def _issuer(session: Session, row: ApiToken) -> str:
+    """Who issued it; a console token whose issuer no longer administers its unit has
+    stopped (``directory.api_tokens.issuer_administers``) and says so."""
+    stopped = "" if issuer_administers(session, row) else "\n(stopped: no longer admin)"
+    return (row.issued_by or "-") + stopped
 
 
 @tokens_app.command("revoke")

@@ -16,7 +16,7 @@ from core.audit import AuditEvent
 from core.db import Database, utcnow
 from core.settings import Settings
 from core.store import Store
-from directory import api_tokens
+from directory import administrators, api_tokens
 from directory.api_tokens import ApiToken
 from directory.models import Account, OrgKind, OrgUnit, Role
 from tests.idp import flow
@@ -192,3 +192,49 @@ def test_the_command_line_issues_a_token_that_ends(
         assert timedelta(days=6) < row.expires_at - utcnow() <= timedelta(days=7)
     listed = CliRunner().invoke(app, ["tokens", "list"], env={"COLUMNS": "200"})
     assert "sync" in listed.output and row.expires_at.strftime("%Y-%m-%d") in listed.output
+
+
+def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
+        client: TestClient, db: Database, settings: Settings, store: Store, make_person,
+        monkeypatch, tmp_path) -> None:
+    """An administrator let go keeps no way in through a token they issued: it works while
+    they administer its unit with an open account and an active person, and stops (401,
+    as an unknown token) when any of that ends; the unit's other administrators see it
+    marked stopped, and so do the operators."""
+    from idp.cli import app
+
+    district = _district_administrator(db, make_person)
+    colleague = make_person("d101", "pw-district-101", name="区管理员二", role=Role.staff)
+    place(db, colleague.account_id, "T-DIST", Role.district_admin)
+    _teacher_at(db, make_person, "T-DS", "t602", "令牌老师")
+    sign_in(client, store, district.account_id)
+    token = TOKEN.search(client.get(_issue(client, "T-DS", "security:unlock")
+                                    .headers["location"]).text)[1]
+    teacher_uid = uid(db, "令牌老师")
+    assert _lock_state(client, token, teacher_uid).status_code == 200
+
+    def issuer(change) -> int:
+        with db.session() as session:
+            change(session.get(Account, district.account_id))
+        return _lock_state(client, token, teacher_uid).status_code
+
+    assert issuer(lambda a: setattr(a.person, "status", "left")) == 401
+    assert issuer(lambda a: setattr(a.person, "status", "active")) == 200  # not revoked
+    assert issuer(lambda a: setattr(a, "disabled", True)) == 401
+    assert issuer(lambda a: setattr(a, "disabled", False)) == 200
+    with db.session() as session:
+        district_unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "T-DIST"))
+        assert administrators.end(session, session.get(Account, district.account_id).person,
+                                  district_unit, actor="test")
+    assert _lock_state(client, token, teacher_uid).status_code == 401
+
+    sign_in(client, store, colleague.account_id)
+    page = client.get("/admin/tokens", params={"unit": "T-DIST"})
+    row = re.search(r'<tr data-token="\d+">.*?</tr>', page.text, re.S)[0]
+    assert "data-stopped" in row and "data-revoke" in row  # theirs to clean up
+    url = db.engine.url.render_as_string(hide_password=False)
+    for name, value in {"IDP_VAR_DIR": str(tmp_path), "IDP_DATABASE_URL": url,
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)
+    listed = CliRunner().invoke(app, ["tokens", "list"], env={"COLUMNS": "200"})
+    assert "(stopped" in listed.output, listed.output
