@@ -12,9 +12,10 @@ below it, and:
   administrator does: it stays with the operators' ``idp tokens issue``. The token is shown
   once on a page of its own (post, redirect, get; kept five minutes in the store for this
   administrator's session, sealed), never stored but as its HMAC-SM3;
-- **revokes** a token issued in the console for their unit or below, whoever issued it (an
-  administrator who left: theirs have stopped, and are the unit's others to revoke). The operators' tokens
-  are listed without a button: they revoke them with ``idp tokens revoke``.
+- **revokes** a token issued in the console for their unit or below, whoever issued it
+  (an administrator who left: theirs have stopped, and are the unit's others to revoke).
+  The operators' tokens are listed without a button: they revoke them with
+  ``idp tokens revoke``.
 
 A token issued here acts with its issuer's powers, so it stops when they end: their
 administrator's role over its unit, their account, their person's being active

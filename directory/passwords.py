@@ -101,14 +101,16 @@ def temporary_password() -> str:
 
 def set_password(session: Session, hasher: Passwords, account: Account, password: str, *,
                  must_change: bool, actor: str, action: str,
-                 context: Context | None = None) -> None:
+                 context: Context | None = None,
+                 detail: dict[str, str] | None = None) -> None:
     """Hash and store ``password``, sign the account out everywhere, audit ``action``
-    (never the password). ``must_change``: the next sign-in must set a new one first."""
+    (never the password; ``detail``: more for the event). ``must_change``: the next
+    sign-in must set a new one first."""
     account.password_hash = hasher.hash(password)
     account.password_changed_at = utcnow()
     account.must_change_password = must_change
     sign_out_everywhere(account)
     record(session, actor=actor, action=action, outcome="success",
            target=f"account:{account.id}", context=context,
-           detail={"must_change": must_change})
+           detail={"must_change": must_change, **(detail or {})})
     session.flush()

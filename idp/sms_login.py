@@ -9,8 +9,9 @@ that may sign in, goes on like the password form
 (:func:`idp.login.first_factor_done`), so the policy may still ask for a second
 factor. An account that may not sign in is refused with the plain-words reason
 only after a correct code. Every page carries ``ia``, the pending authorization
-request, and every form is CSRF-protected. With ``IDP_SMS_GATEWAY=none`` the pages
-answer 404.
+request, or without one ``next``, a page of this site to go to afterwards (a forgotten
+password: ``/account/security/password``), and every form is CSRF-protected. With
+``IDP_SMS_GATEWAY=none`` the pages answer 404.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from core.web.errors import PageError
 from core.web.i18n import N_
 from core.web.templates import locale_of, render, same_page
 from directory.models import Account
+from idp import sessions
 from idp.login import _pending, _refusal, first_factor_done
 from mfa import sms
 from mfa.sms_gateways import Gateway, app_gateway
@@ -50,43 +52,48 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _page(request: Request, name: str, ia: str, status: int, **context: object) -> Response:
+def _page(request: Request, name: str, ia: str, status: int, next_url: str = "",
+          **context: object) -> Response:
     """An SMS sign-in page: the app's name, and its redirect URI in the CSP (the code's
-    answer is the redirect to the app)."""
+    answer is the redirect to the app); without an app's request, ``next_url``: the page
+    of this site to go to after it (the forgotten password's new-password page)."""
     pending = _pending(request, ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
-    same_page(request, "/login/sms", ia=ia)  # the phone number is asked again
+    next_url = "" if ia else sessions.safe_next(next_url)
+    same_page(request, "/login/sms", ia=ia, next=next_url)  # the number is asked again
     return render(request, name, {"ia": ia, "app_name": client.name if client else None,
-                                  **context}, status=status,
+                                  "next": next_url, **context}, status=status,
                   form_target=pending.redirect_uri if pending else None)
 
 
 def _phone_page(request: Request, ia: str, phone: str = "", error: str = "",
-                status: int = 200, **params: object) -> Response:
-    return _page(request, "sms_login.html", ia, status, phone=phone, error=error,
+                status: int = 200, next_url: str = "", **params: object) -> Response:
+    return _page(request, "sms_login.html", ia, status, next_url, phone=phone, error=error,
                  error_params=params)
 
 
 def _code_page(request: Request, ia: str, phone: str, error: str = "",
-               status: int = 200, **params: object) -> Response:
-    return _page(request, "sms_code.html", ia, status, phone=phone, masked=sms.mask(phone),
-                 error=error, error_params=params, minutes=sms.CODE_SECONDS // 60)
+               status: int = 200, next_url: str = "", **params: object) -> Response:
+    return _page(request, "sms_code.html", ia, status, next_url, phone=phone,
+                 masked=sms.mask(phone), error=error, error_params=params,
+                 minutes=sms.CODE_SECONDS // 60)
 
 
 @router.get("/login/sms")
-def sms_login_form(request: Request, ia: str = "") -> Response:
+def sms_login_form(request: Request, ia: str = "", next: str = "") -> Response:
     gateway(request)
-    return _phone_page(request, ia)
+    return _phone_page(request, ia, next_url=next)
 
 
 @router.post("/login/sms")
 def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", max_length=100),
-             phone: str = Form("", max_length=40)) -> Response:
+             phone: str = Form("", max_length=40),
+             next: str = Form("", max_length=500)) -> Response:
     sender = gateway(request)
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next)
     with state.db.session() as session:
         account = sms.account_for_phone(session, state.settings, number)
         # codes to a stolen phone suspended (mfa.reset): as a number without an account
@@ -100,19 +107,21 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
     if result.deliver is not None:  # after the answer: registered or not, it takes as long
         background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:
-        return _phone_page(request, ia, number, SEND_WAIT, status=429, seconds=result.wait)
-    return _code_page(request, ia, number)
+        return _phone_page(request, ia, number, SEND_WAIT, status=429, next_url=next,
+                           seconds=result.wait)
+    return _code_page(request, ia, number, next_url=next)
 
 
 @router.post("/login/sms/verify")
 def sms_verify(request: Request, ia: str = Form("", max_length=100),
                phone: str = Form("", max_length=40),
-               code: str = Form("", max_length=20)) -> Response:
+               code: str = Form("", max_length=20),
+               next: str = Form("", max_length=500)) -> Response:
     gateway(request)
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400)
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next)
     pending = _pending(request, ia)  # an expired request: its page, and the code unspent
     with state.db.session() as session:
         result = sms.verify_code(session, state.settings, state.store, number,
@@ -121,15 +130,16 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
                    if result.status is sms.VerifyStatus.ok and result.account_id else None)
         if account is None:
             if result.status is sms.VerifyStatus.too_many:
-                return _code_page(request, ia, number, TOO_MANY, status=429)
-            return _code_page(request, ia, number, WRONG_CODE, status=400)
+                return _code_page(request, ia, number, TOO_MANY, status=429, next_url=next)
+            return _code_page(request, ia, number, WRONG_CODE, status=400, next_url=next)
         if refusal := _refusal(account):
             record(session, actor=f"account:{account.id}", action="login.sms",
                    outcome="refused", detail={"status": account.person.status},
                    context=Context.of(request))
-            return _phone_page(request, ia, "", refusal, status=403)
+            return _phone_page(request, ia, "", refusal, status=403, next_url=next)
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
         account_id, sub = account.id, account.sub
-    return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending)
+    return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending,
+                             next_url="" if ia else next)

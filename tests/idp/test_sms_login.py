@@ -336,3 +336,64 @@ def test_an_expired_request_leaves_the_code_unspent(client, outbox, make_person,
     assert expired.status_code == 400 and "登录已过期" in expired.text
     done = _enter_code(client, page, outbox.last_code())
     assert done.status_code == 303 and done.headers["location"] == "/"
+
+
+def test_a_forgotten_password_is_set_again_after_an_sms_code(
+        client, outbox, make_client, make_person, db, settings) -> None:
+    """The sign-in page's "forgot your password?" link: an SMS code to the account's
+    phone, then the password page without the current password (the sign-in proved the
+    phone, not the password), a new password that signs in and an old one that no longer
+    does; the audit names how it was proven. A sign-in with the password still asks it."""
+    registered, person = make_client(), make_person("s86", "pw-forgotten-86")
+    add_phone(db, settings, person.account_id)
+    link = re.search(r'href="([^"]+)" data-forgot-sms', client.get("/login").text)[1]
+    assert link == "/login/sms?next=%2Faccount%2Fsecurity%2Fpassword"
+    asked = client.get(link)
+    assert 'name="next" value="/account/security/password"' in asked.text
+    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
+                                           "phone": PHONE_NUMBER,
+                                           "next": "/account/security/password"})
+    assert 'name="next" value="/account/security/password"' in page.text
+    done = client.post("/login/sms/verify", data={
+        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "next": "/account/security/password"},
+        follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/account/security/password"
+    form = client.get(done.headers["location"])
+    assert "data-without-current" in form.text and 'id="current"' not in form.text
+    changed = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(form.text), "password": "a remembered one",
+        "again": "a remembered one"}, follow_redirects=False)
+    assert changed.status_code == 303
+    with db.session() as session:
+        event = session.scalar(select(AuditEvent).where(
+            AuditEvent.action == "account.password.change"))
+        assert json.loads(event.detail) == {"must_change": False, "proven_by": "sms"}
+
+    client.cookies.clear()  # and with the password: it is asked again
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s86", "pw-forgotten-86").status_code == 400
+    assert flow.login(client, start, "s86", "a remembered one").status_code == 303
+    form = client.get("/account/security/password")
+    assert 'id="current"' in form.text and "data-without-current" not in form.text
+    refused = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(form.text), "password": "yet another one",
+        "again": "yet another one"}, follow_redirects=False)
+    assert refused.status_code == 400  # no current password: wrong, and counted
+
+
+def test_the_sms_pages_keep_only_a_path_of_this_site_as_next(client, outbox, make_person,
+                                                             db, settings) -> None:
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    for hostile in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        page = client.get("/login/sms", params={"next": hostile})
+        assert 'name="next"' not in page.text, hostile
+    page = client.get("/login/sms")
+    code_page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(page.text),
+                                                "phone": PHONE_NUMBER,
+                                                "next": "https://evil.example/"})
+    done = client.post("/login/sms/verify", data={
+        "csrf_token": flow.csrf_of(code_page.text), "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "next": "https://evil.example/"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/"
