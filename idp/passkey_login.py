@@ -49,6 +49,7 @@ class OptionsBody(BaseModel):
 class VerifyBody(BaseModel):
     ia: str = Field("", max_length=100)
     credential: dict[str, Any]
+    next: str = Field("", max_length=500)  # without ``ia``: a page of this site to go to
 
 
 def _error(request: Request, message: str, status: int = 400, **params: object) -> Response:
@@ -115,7 +116,8 @@ def passkey_verify(request: Request, body: VerifyBody) -> Response:
         return _error(request, refusal, 403)
     amr = ["hwk", "user", "mfa"] if verified.user_verified else ["hwk"]
     if pending is None:  # the policy's level, a second factor first if needed, as a password
-        return _as_json(first_factor_done(request, account_id, sub, amr))
+        return _as_json(first_factor_done(request, account_id, sub, amr,
+                                          next_url=body.next))
     pending.logged_in_at = int(time.time())  # the app's request: resume applies the policy
     signed_in = sessions.instead_of_current(state.store, request, account_id=account_id,
                                             sub=sub, amr=amr)

@@ -1,7 +1,7 @@
 /* Passkeys: registration (security page) and sign-in (login page). No framework.
  * Buttons are wired by data attributes (the CSP forbids inline handlers):
  *   [data-passkey-register] data-options-url data-register-url data-csrf data-name-input
- *   [data-passkey-login]    data-options-url data-verify-url data-csrf data-ia
+ *   [data-passkey-login]    data-options-url data-verify-url data-csrf data-ia data-next
  * Errors go to the page's [data-passkey-error] element. */
 (function () {
   "use strict";
@@ -118,7 +118,8 @@
         signature: toB64url(r.signature),
         userHandle: toB64url(r.userHandle)
       };
-      return post(d.verifyUrl, d.csrf, { ia: d.ia || "", credential: out }, d.expired);
+      return post(d.verifyUrl, d.csrf, { ia: d.ia || "", next: d.next || "", credential: out },
+                  d.expired);
     }).then(function (data) {
       window.location.assign(data.redirect || "/");
     }).catch(function (error) {

@@ -351,6 +351,26 @@ def _passkey_sign_in(client, key: SoftKey, *, uv: bool):
                        json={"credential": key.get(options, uv=uv)})
 
 
+def test_a_passkey_sign_in_goes_back_to_the_page_that_asked(client, db, settings, store,
+                                                            person):
+    """On a sign-in page with ``next`` (a page that needs a recent sign-in sent the browser
+    there), the passkey button goes back to it, as the password form does; a ``next`` that
+    is not a path of this site leads to the start page. The password page then asks no
+    current password: the passkey proved the person without it."""
+    page = client.get("/login", params={"next": "/account/security/password"})
+    assert 'data-next="/account/security/password"' in page.text
+    key, _ = _enrol(db, settings, store, person, uv=True)
+    headers = _csrf(client)
+    for sent, landing in (("/account/security/password", "/account/security/password"),
+                          ("https://evil.example/", "/")):
+        options = client.post("/login/passkey/options", headers=headers, json={}).json()
+        signed = client.post("/login/passkey/verify", headers=headers, json={
+            "credential": key.get(options, uv=True), "next": sent})
+        assert signed.json() == {"redirect": landing}, sent
+    form = client.get("/account/security/password")
+    assert "data-without-current" in form.text and 'id="current"' not in form.text
+
+
 def test_passkey_sign_in_without_an_app_applies_the_policy(client, db, settings, store,
                                                            make_person):
     """A teacher's passkey that verified no one is one factor: like a password, it leads to
