@@ -48,6 +48,19 @@ def _lock_state(client: TestClient, token: str, person_uid: str):
                       headers={"authorization": f"Bearer {token}"})
 
 
+def _unlock_token(client: TestClient, db: Database, store: Store, make_person, district,
+                  login: str, name: str) -> tuple[str, str]:
+    """A ``security:unlock`` token the district administrator issued for T-DS, and the uid
+    of a teacher there, which it reaches."""
+    _teacher_at(db, make_person, "T-DS", login, name)
+    sign_in(client, store, district.account_id)
+    token = TOKEN.search(client.get(_issue(client, "T-DS", "security:unlock")
+                                    .headers["location"]).text)[1]
+    teacher_uid = uid(db, name)
+    assert _lock_state(client, token, teacher_uid).status_code == 200
+    return token, teacher_uid
+
+
 def test_an_administrator_issues_a_token_sees_it_once_and_revokes_it(
         client: TestClient, db: Database, store: Store, make_person) -> None:
     district = _district_administrator(db, make_person)
@@ -151,12 +164,8 @@ def test_an_expired_token_stops_and_leaves_the_list(
         client: TestClient, db: Database, settings: Settings, store: Store,
         make_person) -> None:
     district = _district_administrator(db, make_person)
-    _teacher_at(db, make_person, "T-DS", "t601", "过期测试老师")
-    sign_in(client, store, district.account_id)
-    token = TOKEN.search(client.get(_issue(client, "T-DS", "security:unlock")
-                                    .headers["location"]).text)[1]
-    teacher_uid = uid(db, "过期测试老师")
-    assert _lock_state(client, token, teacher_uid).status_code == 200
+    token, teacher_uid = _unlock_token(client, db, store, make_person, district,
+                                       "t601", "过期测试老师")
     with db.session() as session:
         session.scalar(select(ApiToken)).expires_at = utcnow() - timedelta(seconds=1)
     assert _lock_state(client, token, teacher_uid).status_code == 401
@@ -206,12 +215,8 @@ def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
     district = _district_administrator(db, make_person)
     colleague = make_person("d101", "pw-district-101", name="区管理员二", role=Role.staff)
     place(db, colleague.account_id, "T-DIST", Role.district_admin)
-    _teacher_at(db, make_person, "T-DS", "t602", "令牌老师")
-    sign_in(client, store, district.account_id)
-    token = TOKEN.search(client.get(_issue(client, "T-DS", "security:unlock")
-                                    .headers["location"]).text)[1]
-    teacher_uid = uid(db, "令牌老师")
-    assert _lock_state(client, token, teacher_uid).status_code == 200
+    token, teacher_uid = _unlock_token(client, db, store, make_person, district,
+                                       "t602", "令牌老师")
 
     def issuer(change) -> int:
         with db.session() as session:
