@@ -1,11 +1,8 @@
 """Self-service: change one's password, sign out everywhere.
 
 - ``/account/security/password`` (a recent sign-in, as for every page that changes how one
-  signs in): the current password, the new one twice (``directory.passwords.problem_with``).
-  The current password is asked only when the sign-in used it: one made without it (an SMS
-  code to the account's phone, a passkey; ``amr`` without ``pwd``) sets a new password on
-  its strength. That is the way back from a forgotten password (the sign-in page's link:
-  an SMS code, then this page), and how an account made without one (SCIM) sets its first.
+  signs in): the current password (none for an account that has none yet: made by SCIM,
+  signing in by SMS code or passkey), the new one twice (``directory.passwords.problem_with``).
   A wrong current password counts as a failed sign-in of the account (``mfa.guards``), so
   an open session cannot be used to guess it. The change signs the account out everywhere
   else: this browser's session goes on under a new cookie, begun after the change.
@@ -41,11 +38,11 @@ WRONG_CURRENT = N_("Your current password is not correct.")
 CHANGED = N_("Your password was changed. You were signed out on your other devices and apps.")
 
 
-def _page(request: Request, has_password: bool, asks_current: bool, *, error: str = "",
-          notice: str = "", status: int = 200, **params: object) -> Response:
+def _page(request: Request, has_password: bool, *, error: str = "", notice: str = "",
+          status: int = 200, **params: object) -> Response:
     response = render(request, "security_password.html", {
         "error": error, "notice": notice, "min_length": account_passwords.MIN_LENGTH,
-        "has_password": has_password, "asks_current": asks_current,
+        "has_password": has_password,
         "error_params": {"min": account_passwords.MIN_LENGTH, **params}}, status=status)
     response.headers["cache-control"] = "no-store"
     return response
@@ -59,24 +56,18 @@ def password_form(request: Request) -> Response:
     with request.app.state.db.sessions() as db:
         account = db.get(Account, session.account_id)
         has_password = account is not None and account.password_hash is not None
-    return _page(request, has_password, has_password and _signed_in_with_it(session),
+    return _page(request, has_password,
                  notice=CHANGED if request.query_params.get("done") else "")
 
 
-def _signed_in_with_it(session: sessions.SSOSession) -> bool:
-    """Whether the recent sign-in used the password (then it is asked again; one made with
-    an SMS code or a passkey instead proved the phone or the key, which is what a person
-    who forgot the password still has)."""
-    return "pwd" in session.amr
-
-
 def _refusal(request: Request, db: Session, account: Account, current: str, password: str,
-             again: str, asks_current: bool) -> dict[str, Any] | None:
+             again: str) -> dict[str, Any] | None:
     """Why the change is refused (the page's error, status and parameters), or None: the
-    sign-in lock or delay, a wrong current password (counted as a failed sign-in; asked
-    only when ``asks_current``), two different new passwords, the rule."""
+    sign-in lock or delay, a wrong current password (counted as a failed sign-in), two
+    different new passwords, the rule. An account made without a password (SCIM; signing
+    in by SMS code or passkey) sets its first one on the strength of the recent sign-in."""
     state, subject = request.app.state, str(account.id)
-    if asks_current:
+    if account.password_hash is not None:
         with guards.sole_check(state.store, guards.ACCOUNT, subject) as sole:  # as /login
             wrong = _wrong_current(request, db, account, current) if sole else {
                 "error": login.WAIT, "status": 429, "seconds": 1}
@@ -121,17 +112,15 @@ def change_password(request: Request,
         if account is None:
             return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
         had_password = account.password_hash is not None
-        asks_current = had_password and _signed_in_with_it(session)
-        refusal = _refusal(request, db, account, current, password, again, asks_current)
+        refusal = _refusal(request, db, account, current, password, again)
         if refusal is None:
             account_passwords.set_password(
                 db, login.passwords(state.settings.password_scheme), account, password,
                 must_change=False, actor=f"account:{account.id}",
-                action="account.password.change", context=Context.of(request),
-                detail={} if asks_current else {"proven_by": " ".join(session.amr)})
+                action="account.password.change", context=Context.of(request))
             signed_out = account.signed_out_at.timestamp()
     if refusal is not None:
-        return _page(request, had_password, asks_current, **refusal)
+        return _page(request, had_password, **refusal)
     token, kept = loaded
     kept.begun = time.time()  # begun after the change: this browser stays signed in
     response = RedirectResponse(f"{PAGE}?done=1", status_code=303)

@@ -11,6 +11,11 @@ same, not the temporary one), stores it and goes on to the app. When the policy 
 a second factor, that step comes first (``idp.mfa_step``, ``then_new_password``) and this
 one last: the temporary password alone never replaces the owner's. A step begun before the
 account was signed out everywhere (another reset) or disabled meanwhile stops.
+
+The same step serves a **forgotten password**: the sign-in page's link signs in by a code
+to the account's phone (``idp.sms_login``, ``forgot=1``), and the browser comes here
+instead of into a session (a step whose factors hold no password: ``Step.forgotten``).
+That one step may replace the password without the current one; no session ever may.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ class Step:
     proven_here: bool = True  # as in idp.mfa_step.Step
     began: float = 0.0  # a later "sign out everywhere" (another reset) stops the step
 
+    @property
+    def forgotten(self) -> bool:
+        """Begun by a sign-in without the password (an SMS code: the password forgotten),
+        not by an administrator's temporary one."""
+        return "pwd" not in self.amr
+
 
 STEPS = BoundStep("pw-step", COOKIE, PAGE, Step, STEP_SECONDS)
 
@@ -91,7 +102,8 @@ def _page(request: Request, step: Step, error: str = "", status: int = 200) -> R
     pending = authorize.peek_interaction(request, step.ia)
     same_page(request, PAGE)  # the step is in its cookie
     response = render(request, "password_new.html", {
-        "error": error, "min_length": account_passwords.MIN_LENGTH}, status=status,
+        "error": error, "min_length": account_passwords.MIN_LENGTH,
+        "forgotten": step.forgotten}, status=status,
         form_target=pending.redirect_uri if pending else None)
     response.headers["cache-control"] = "no-store"
     return response
@@ -118,19 +130,20 @@ def new_password(request: Request,
         raise sessions.sign_in_stopped()
     with state.db.session() as session:
         account = session.get(Account, step.account_id)
-        if account is None or not account.must_change_password:  # changed meanwhile
-            raise sessions.sign_in_expired()
+        if account is None or not (account.must_change_password or step.forgotten):
+            raise sessions.sign_in_expired()  # changed meanwhile
         if login._refusal(account):  # disabled or locked by an administrator meanwhile
             raise sessions.sign_in_stopped()
         if problem := account_passwords.problem_with(session, state.settings,
                                                      step.account_id, password):
             return _page(request, step, problem, 400)
-        if hasher.verify(account.password_hash, password).ok:
+        if not step.forgotten and hasher.verify(account.password_hash, password).ok:
             return _page(request, step, SAME_AS_TEMPORARY, 400)
-        account_passwords.set_password(session, hasher, account, password, must_change=False,
-                                       actor=f"account:{account.id}",
-                                       action="account.password.change",
-                                       context=Context.of(request))
+        account_passwords.set_password(
+            session, hasher, account, password, must_change=False,
+            actor=f"account:{account.id}", action="account.password.change",
+            context=Context.of(request),
+            detail={"forgotten": " ".join(step.amr)} if step.forgotten else None)
         signed_out = account.signed_out_at.timestamp()
     sessions.end_everywhere(state, step.account_id, begun_before=signed_out)
     STEPS.finish(request, step_id)  # of two forms sent at once, one goes on

@@ -9,9 +9,16 @@ that may sign in, goes on like the password form
 (:func:`idp.login.first_factor_done`), so the policy may still ask for a second
 factor. An account that may not sign in is refused with the plain-words reason
 only after a correct code. Every page carries ``ia``, the pending authorization
-request, or without one ``next``, a page of this site to go to afterwards (a forgotten
-password: ``/account/security/password``), and every form is CSRF-protected. With
-``IDP_SMS_GATEWAY=none`` the pages answer 404.
+request, or without one ``next``, a page of this site to go to afterwards, and every form
+is CSRF-protected. With ``IDP_SMS_GATEWAY=none`` the pages answer 404.
+
+A **forgotten password** (the sign-in page's link, ``forgot=1`` on every page here): after
+the code, and the second factor if the policy asks for one, the browser chooses a new
+password before going on (``idp.password_change``, the step an administrator's reset
+uses), and only there: the code proved the phone, for that one step. A session, however
+it began, never sets a password without the current one (``/account/security/password``
+asks for it), so a passkey or authenticator added from a session left open cannot be used
+to take the password over.
 """
 
 from __future__ import annotations
@@ -53,47 +60,54 @@ def _ip(request: Request) -> str:
 
 
 def _page(request: Request, name: str, ia: str, status: int, next_url: str = "",
-          **context: object) -> Response:
+          forgot: bool = False, **context: object) -> Response:
     """An SMS sign-in page: the app's name, and its redirect URI in the CSP (the code's
     answer is the redirect to the app); without an app's request, ``next_url``: the page
-    of this site to go to after it (the forgotten password's new-password page)."""
+    of this site to go to after it; ``forgot``: the sign-in of a forgotten password (a
+    new one is chosen before going on)."""
     pending = _pending(request, ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
     next_url = "" if ia else sessions.safe_next(next_url)
-    same_page(request, "/login/sms", ia=ia, next=next_url)  # the number is asked again
+    same_page(request, "/login/sms", ia=ia, next=next_url,  # the number is asked again
+              forgot="1" if forgot else "")
     return render(request, name, {"ia": ia, "app_name": client.name if client else None,
-                                  "next": next_url, **context}, status=status,
+                                  "next": next_url, "forgot": forgot, **context},
+                  status=status,
                   form_target=pending.redirect_uri if pending else None)
 
 
 def _phone_page(request: Request, ia: str, phone: str = "", error: str = "",
-                status: int = 200, next_url: str = "", **params: object) -> Response:
-    return _page(request, "sms_login.html", ia, status, next_url, phone=phone, error=error,
-                 error_params=params)
+                status: int = 200, next_url: str = "", forgot: bool = False,
+                **params: object) -> Response:
+    return _page(request, "sms_login.html", ia, status, next_url, forgot, phone=phone,
+                 error=error, error_params=params)
 
 
 def _code_page(request: Request, ia: str, phone: str, error: str = "",
-               status: int = 200, next_url: str = "", **params: object) -> Response:
-    return _page(request, "sms_code.html", ia, status, next_url, phone=phone,
+               status: int = 200, next_url: str = "", forgot: bool = False,
+               **params: object) -> Response:
+    return _page(request, "sms_code.html", ia, status, next_url, forgot, phone=phone,
                  masked=sms.mask(phone), error=error, error_params=params,
                  minutes=sms.CODE_SECONDS // 60)
 
 
 @router.get("/login/sms")
-def sms_login_form(request: Request, ia: str = "", next: str = "") -> Response:
+def sms_login_form(request: Request, ia: str = "", next: str = "",
+                   forgot: bool = False) -> Response:
     gateway(request)
-    return _phone_page(request, ia, next_url=next)
+    return _phone_page(request, ia, next_url=next, forgot=forgot)
 
 
 @router.post("/login/sms")
 def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", max_length=100),
              phone: str = Form("", max_length=40),
-             next: str = Form("", max_length=500)) -> Response:
+             next: str = Form("", max_length=500), forgot: bool = Form(False)) -> Response:
     sender = gateway(request)
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next)
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next,
+                           forgot=forgot)
     with state.db.session() as session:
         account = sms.account_for_phone(session, state.settings, number)
         # codes to a stolen phone suspended (mfa.reset): as a number without an account
@@ -108,20 +122,21 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
         background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:
         return _phone_page(request, ia, number, SEND_WAIT, status=429, next_url=next,
-                           seconds=result.wait)
-    return _code_page(request, ia, number, next_url=next)
+                           forgot=forgot, seconds=result.wait)
+    return _code_page(request, ia, number, next_url=next, forgot=forgot)
 
 
 @router.post("/login/sms/verify")
 def sms_verify(request: Request, ia: str = Form("", max_length=100),
                phone: str = Form("", max_length=40),
                code: str = Form("", max_length=20),
-               next: str = Form("", max_length=500)) -> Response:
+               next: str = Form("", max_length=500), forgot: bool = Form(False)) -> Response:
     gateway(request)
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next)
+        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next,
+                           forgot=forgot)
     pending = _pending(request, ia)  # an expired request: its page, and the code unspent
     with state.db.session() as session:
         result = sms.verify_code(session, state.settings, state.store, number,
@@ -130,16 +145,19 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
                    if result.status is sms.VerifyStatus.ok and result.account_id else None)
         if account is None:
             if result.status is sms.VerifyStatus.too_many:
-                return _code_page(request, ia, number, TOO_MANY, status=429, next_url=next)
-            return _code_page(request, ia, number, WRONG_CODE, status=400, next_url=next)
+                return _code_page(request, ia, number, TOO_MANY, status=429, next_url=next,
+                                  forgot=forgot)
+            return _code_page(request, ia, number, WRONG_CODE, status=400, next_url=next,
+                              forgot=forgot)
         if refusal := _refusal(account):
             record(session, actor=f"account:{account.id}", action="login.sms",
                    outcome="refused", detail={"status": account.person.status},
                    context=Context.of(request))
-            return _phone_page(request, ia, "", refusal, status=403, next_url=next)
+            return _phone_page(request, ia, "", refusal, status=403, next_url=next,
+                               forgot=forgot)
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
         account_id, sub = account.id, account.sub
     return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending,
-                             next_url="" if ia else next)
+                             next_url="" if ia else next, new_password=forgot)

@@ -341,45 +341,56 @@ def test_an_expired_request_leaves_the_code_unspent(client, outbox, make_person,
 def test_a_forgotten_password_is_set_again_after_an_sms_code(
         client, outbox, make_client, make_person, db, settings) -> None:
     """The sign-in page's "forgot your password?" link: an SMS code to the account's
-    phone, then the password page without the current password (the sign-in proved the
-    phone, not the password), a new password that signs in and an old one that no longer
-    does; the audit names how it was proven. A sign-in with the password still asks it."""
+    phone, then a new password chosen before going on (the step an administrator's reset
+    uses), then the app's request goes on; the old password no longer signs in and the new
+    one does; the audit says how it was proven. Only that step sets a password without the
+    current one: the session it starts still asks for it on the password page."""
     registered, person = make_client(), make_person("s86", "pw-forgotten-86")
     add_phone(db, settings, person.account_id)
-    link = re.search(r'href="([^"]+)" data-forgot-sms', client.get("/login").text)[1]
-    assert link == "/login/sms?next=%2Faccount%2Fsecurity%2Fpassword"
-    asked = client.get(link)
-    assert 'name="next" value="/account/security/password"' in asked.text
-    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
-                                           "phone": PHONE_NUMBER,
-                                           "next": "/account/security/password"})
-    assert 'name="next" value="/account/security/password"' in page.text
+    start = flow.authorize(client, client_id=registered.client_id)
+    ia = flow.ia_of(start)
+    link = re.search(r'href="([^"]+)" data-forgot-sms', start.text)[1]
+    assert link == f"/login/sms?forgot=1&amp;ia={ia}"
+    asked = client.get(link.replace("&amp;", "&"))
+    assert 'name="forgot" value="1"' in asked.text and "忘记密码" in asked.text
+    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text), "ia": ia,
+                                           "phone": PHONE_NUMBER, "forgot": "1"})
+    assert page.text.count('name="forgot" value="1"') == 2  # the code's form and "resend"
     done = client.post("/login/sms/verify", data={
-        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
-        "code": outbox.last_code(), "next": "/account/security/password"},
-        follow_redirects=False)
-    assert done.status_code == 303 and done.headers["location"] == "/account/security/password"
-    form = client.get(done.headers["location"])
-    assert "data-without-current" in form.text and 'id="current"' not in form.text
-    changed = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(page.text), "ia": ia, "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/password/new"
+    assert "idp_session" not in client.cookies  # no session before the new password
+    form = client.get("/password/new")
+    assert "data-forgotten" in form.text
+    chosen = client.post("/password/new", data={
         "csrf_token": flow.csrf_of(form.text), "password": "a remembered one",
         "again": "a remembered one"}, follow_redirects=False)
-    assert changed.status_code == 303
+    redirect = flow.Redirect(flow.follow(client, chosen).headers["location"])
+    assert redirect.params["state"] == "st-1" and "code" in redirect.params
     with db.session() as session:
         event = session.scalar(select(AuditEvent).where(
             AuditEvent.action == "account.password.change"))
-        assert json.loads(event.detail) == {"must_change": False, "proven_by": "sms"}
+        assert json.loads(event.detail) == {"must_change": False, "forgotten": "sms"}
+    mine = client.get("/account/security/password")  # the session asks for it, as always
+    assert 'id="current"' in mine.text
 
-    client.cookies.clear()  # and with the password: it is asked again
+    client.cookies.clear()
     start = flow.authorize(client, client_id=registered.client_id)
     assert flow.login(client, start, "s86", "pw-forgotten-86").status_code == 400
     assert flow.login(client, start, "s86", "a remembered one").status_code == 303
-    form = client.get("/account/security/password")
-    assert 'id="current"' in form.text and "data-without-current" not in form.text
-    refused = client.post("/account/security/password", data={
-        "csrf_token": flow.csrf_of(form.text), "password": "yet another one",
-        "again": "yet another one"}, follow_redirects=False)
-    assert refused.status_code == 400  # no current password: wrong, and counted
+
+
+def test_an_sms_sign_in_without_forgot_sets_no_password(client, outbox, make_person, db,
+                                                        settings) -> None:
+    """A plain SMS sign-in starts a session; the new-password step is not there to use,
+    and the password page asks the current password."""
+    person = make_person()
+    add_phone(db, settings, person.account_id)
+    done = _enter_code(client, _ask_code(client), outbox.last_code())
+    assert done.headers["location"] == "/" and "idp_session" in client.cookies
+    assert client.get("/password/new").status_code == 400  # no step of this browser
+    assert 'id="current"' in client.get("/account/security/password").text
 
 
 def test_the_sms_pages_keep_only_a_path_of_this_site_as_next(client, outbox, make_person,

@@ -32,9 +32,12 @@ from core.audit import AuditEvent
 from core.db import Database
 from core.settings import Settings
 from core.store import Store
+from directory.models import Account
+from idp.login import passwords
 from mfa import webauthn
 from mfa.credentials import MfaCredential
 from tests.conftest import make_settings
+from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI, make_client  # noqa: F401 - fixture
 from tests.idp.flow import pkce_pair
 from tests.idp.live import _wait_until_healthy
@@ -355,8 +358,8 @@ def test_a_passkey_sign_in_goes_back_to_the_page_that_asked(client, db, settings
                                                             person):
     """On a sign-in page with ``next`` (a page that needs a recent sign-in sent the browser
     there), the passkey button goes back to it, as the password form does; a ``next`` that
-    is not a path of this site leads to the start page. The password page then asks no
-    current password: the passkey proved the person without it."""
+    is not a path of this site leads to the start page. The password page still asks the
+    current password: a passkey added from a session left open must not take it over."""
     page = client.get("/login", params={"next": "/account/security/password"})
     assert 'data-next="/account/security/password"' in page.text
     key, _ = _enrol(db, settings, store, person, uv=True)
@@ -368,7 +371,7 @@ def test_a_passkey_sign_in_goes_back_to_the_page_that_asked(client, db, settings
             "credential": key.get(options, uv=True), "next": sent})
         assert signed.json() == {"redirect": landing}, sent
     form = client.get("/account/security/password")
-    assert "data-without-current" in form.text and 'id="current"' not in form.text
+    assert 'id="current"' in form.text
 
 
 def test_passkey_sign_in_without_an_app_applies_the_policy(client, db, settings, store,
@@ -640,3 +643,47 @@ def test_chromium_says_reload_when_the_sign_in_page_outlived_its_session(
     error.wait_for(state="visible")
     assert error.inner_text() == "页面已过期，请刷新页面后重试。"
     context.close()
+
+
+def test_a_passkey_added_from_an_open_session_does_not_take_the_password(
+        client, db, settings, store, make_person):
+    """Whoever sits down at a session left open (a recent password sign-in) may add a
+    passkey and sign in with it (``amr`` without ``pwd``), but the password page still
+    asks the current password: the owner is not locked out (found by a review of the
+    forgotten-password change, whose first version skipped it for such sign-ins)."""
+    victim = make_person("s77", "victims-own-password")
+    # the victim signs in with the password on a shared computer and walks away
+    page = client.get("/login")
+    signed = client.post("/login", data={"csrf_token": flow.csrf_of(page.text),
+                                         "login": "s77", "password": "victims-own-password"},
+                         follow_redirects=False)
+    assert signed.status_code == 303
+    form = client.get("/account/security/password")
+    assert 'id="current"' in form.text  # the page asks the current password ...
+
+    # ... but whoever sits down within 10 minutes adds their own passkey (no password asked)
+    keys = "/account/security/passkeys"
+    token = re.search(r'data-csrf="([^"]+)"', client.get(keys).text)[1]
+    headers = {"X-CSRF-Token": token}
+    options = client.post(keys + "/options", headers=headers).json()
+    key = SoftKey(webauthn.rp_id(settings), webauthn.origin(settings), victim.sub.encode())
+    assert client.post(keys + "/register", headers=headers,
+                       json={"name": "x", "credential": key.create(options, uv=False)}
+                       ).json() == {"redirect": keys}
+
+    # signs in with it (amr ["hwk"]) and sets a password without knowing the old one
+    token = re.search(r'data-csrf="([^"]+)"', client.get("/login").text)[1]
+    headers = {"X-CSRF-Token": token}
+    options = client.post("/login/passkey/options", headers=headers, json={}).json()
+    done = client.post("/login/passkey/verify", headers=headers, json={
+        "credential": key.get(options, uv=False), "next": "/account/security/password"})
+    assert done.json() == {"redirect": "/account/security/password"}
+    form = client.get("/account/security/password")
+    changed = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(form.text), "password": "attackers-password-1",
+        "again": "attackers-password-1"}, follow_redirects=False)
+    with db.session() as session:
+        hashed = session.get(Account, victim.account_id).password_hash
+    taken = passwords(settings.password_scheme).verify(hashed, "attackers-password-1").ok
+    assert changed.status_code == 400
+    assert not taken, "the current password was bypassed: the account is taken over"
