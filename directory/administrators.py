@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
@@ -91,6 +91,22 @@ def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool
         units[unit.id] = unit
         full[unit.id] = full.get(unit.id, False) or role in ADMIN_ROLES
     return [(unit, full[unit.id]) for unit in units.values()]
+
+
+def administers_since(session: Session, account_id: int, path: str, day: date) -> bool:
+    """Whether the account's person has held an administrator's role (not only the
+    helpdesk's) at the open unit of ``path`` or above it since ``day`` and holds it still:
+    one appointment, begun on ``day`` or before and not ended since. A role ended and given
+    again later is a new appointment, which does not count for what the old one did."""
+    return session.scalar(
+        select(Affiliation.id)
+        .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+        .join(Account, Account.person_id == Affiliation.person_id)
+        .where(Account.id == account_id, Affiliation.role.in_(ADMIN_ROLES),
+               Affiliation.valid_from <= day, Affiliation.valid_to.is_(None),
+               OrgUnit.status == "active",
+               literal(path).startswith(OrgUnit.path))
+        .limit(1)) is not None
 
 
 def administered(session: Session, account_id: int) -> list[OrgUnit]:

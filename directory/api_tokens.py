@@ -22,7 +22,7 @@ from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.web.errors import Problem
-from directory.administrators import console_posts
+from directory.administrators import administers_since
 from directory.models import Account, OrgUnit, PersonStatus
 from directory.scopes import Scope
 
@@ -93,11 +93,13 @@ def issued_in_console(row: ApiToken) -> bool:
 
 def issuer_administers(session: Session, row: ApiToken) -> bool:
     """A token issued in the console acts with its issuer's powers, so only while they
-    hold them: an administrator's role (not the helpdesk's) at the token's unit or above,
-    their account open and their person active. When the role ends, or the person leaves
-    or is suspended, the token stops with it (as Okta's API tokens do): an administrator
-    who is let go keeps no way in through a token they issued. The operators' tokens
-    (``idp tokens issue``) answer to no one's role."""
+    hold them: the administrator's role (not the helpdesk's) at the token's unit or above
+    that they held when they issued it, their account open and their person active. When
+    the role ends, or the person leaves or is suspended, the token stops with it (as Okta's
+    API tokens do): an administrator who is let go keeps no way in through a token they
+    issued. A suspension lifted brings it back; a role given again later does not (a new
+    appointment: ``administrators.administers_since``). The operators' tokens (``idp
+    tokens issue``) answer to no one's role."""
     if not issued_in_console(row):
         return True
     _kind, _, account_id = (row.issued_by or "").partition(":")
@@ -105,8 +107,8 @@ def issuer_administers(session: Session, row: ApiToken) -> bool:
     if account is None or account.disabled or (
             account.person.status != PersonStatus.active.value):
         return False
-    return any(full and row.org_unit.path.startswith(unit.path)
-               for unit, full in console_posts(session, account.id))
+    issued_on = row.created_at.astimezone().date()  # roles are dated in the server's zone
+    return administers_since(session, account.id, row.org_unit.path, issued_on)
 
 
 def live(row: ApiToken, now: datetime | None = None) -> bool:

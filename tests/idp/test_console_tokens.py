@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -232,6 +232,10 @@ def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
         assert administrators.end(session, session.get(Account, district.account_id).person,
                                   district_unit, actor="test")
     assert _lock_state(client, token, teacher_uid).status_code == 401
+    with db.session() as session:  # issued on an earlier day (roles are dated by the day)
+        session.scalar(select(ApiToken)).created_at -= timedelta(days=1)
+    place(db, district.account_id, "T-DIST", Role.district_admin, since=date.today())
+    assert _lock_state(client, token, teacher_uid).status_code == 401  # a new appointment
 
     sign_in(client, store, colleague.account_id)
     page = client.get("/admin/tokens", params={"unit": "T-DIST"})
