@@ -66,18 +66,26 @@ def _refusal(request: Request, db: Session, account: Account, current: str, pass
     sign-in lock or delay, a wrong current password (counted as a failed sign-in), two
     different new passwords, the rule. An account made without a password (SCIM; signing
     in by SMS code or passkey) sets its first one on the strength of the recent sign-in."""
-    state, subject = request.app.state, str(account.id)
-    if account.password_hash is not None:
-        with guards.sole_check(state.store, guards.ACCOUNT, subject) as sole:  # as /login
-            wrong = _wrong_current(request, db, account, current) if sole else {
-                "error": login.WAIT, "status": 429, "seconds": 1}
-        if wrong:
-            return wrong
+    if account.password_hash is not None and (
+            wrong := current_password_refusal(request, db, account, current)):
+        return wrong
     if password != again:
         return {"error": NOT_THE_SAME, "status": 400}
-    if problem := account_passwords.problem_with(db, state.settings, account.id, password):
+    if problem := account_passwords.problem_with(db, request.app.state.settings, account.id,
+                                                 password):
         return {"error": problem, "status": 400}
     return None
+
+
+def current_password_refusal(request: Request, db: Session, account: Account,
+                             current: str) -> dict[str, Any] | None:
+    """None when ``current`` is the account's password; else why not (the page's error,
+    status and parameters): the sign-in lock or delay, or a wrong password, counted as a
+    failed sign-in, one check at a time as at ``/login``. Also asked before a passkey is
+    added (``admin_ui.security_passkeys``)."""
+    with guards.sole_check(request.app.state.store, guards.ACCOUNT, str(account.id)) as sole:
+        return _wrong_current(request, db, account, current) if sole else {
+            "error": login.WAIT, "status": 429, "seconds": 1}
 
 
 def _wrong_current(request: Request, db: Session, account: Account,

@@ -1,6 +1,7 @@
 /* Passkeys: registration (security page) and sign-in (login page). No framework.
  * Buttons are wired by data attributes (the CSP forbids inline handlers):
  *   [data-passkey-register] data-options-url data-register-url data-csrf data-name-input
+ *                           data-password-input (the current password, when asked)
  *   [data-passkey-login]    data-options-url data-verify-url data-csrf data-ia data-next
  * Errors go to the page's [data-passkey-error] element. */
 (function () {
@@ -84,8 +85,11 @@
     var input = document.getElementById(d.nameInput);
     var name = input ? input.value.trim() : "";
     if (input && !name) { input.reportValidity(); return; }
+    var secret = d.passwordInput ? document.getElementById(d.passwordInput) : null;
+    if (secret && !secret.value) { secret.reportValidity(); return; }
     button.disabled = true;
-    post(d.optionsUrl, d.csrf, {}, d.expired).then(function (options) {
+    post(d.optionsUrl, d.csrf, secret ? { password: secret.value } : {}, d.expired)
+      .then(function (options) {
       return navigator.credentials.create({ publicKey: creationOptions(options) })
         .catch(function () { throw failure(d.cancelled); });
     }).then(function (credential) {

@@ -33,7 +33,8 @@ def test_a_passkey_from_an_origin_that_is_no_text_is_refused(client: TestClient,
     headers = _signed_in(client, person)
     key = SoftKey(rp_id(settings), origin(settings), person.sub.encode())
     for odd in ({"origin": "\ud800"}, {"origin": "http://x\udfff.example"}):
-        options = client.post(f"{PASSKEYS}/options", headers=headers).json()
+        options = client.post(f"{PASSKEYS}/options", headers=headers,
+                              json={"password": person.password}).json()
         answer = client.post(f"{PASSKEYS}/register", headers=headers,
                              json={"name": "key", "credential": key.create(options, **odd)})
         assert answer.status_code == 400, answer.text
