@@ -408,3 +408,19 @@ def test_the_sms_pages_keep_only_a_path_of_this_site_as_next(client, outbox, mak
         "csrf_token": flow.csrf_of(code_page.text), "phone": PHONE_NUMBER,
         "code": outbox.last_code(), "next": "https://evil.example/"}, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/"
+
+
+def test_a_teachers_forgotten_password_needs_the_second_factor_first(
+        client, outbox, make_person, db, settings) -> None:
+    """Those the policy asks two factors of go to the second-factor step first: the code
+    alone never replaces a teacher's password."""
+    teacher = make_person("t86", "pw-teacher-86", role=Role.teacher)
+    add_phone(db, settings, teacher.account_id)
+    asked = client.get("/login/sms", params={"forgot": "1"})
+    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
+                                           "phone": PHONE_NUMBER, "forgot": "1"})
+    done = client.post("/login/sms/verify", data={
+        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
+    assert done.headers["location"] == "/mfa" and "idp_pw" not in client.cookies
+    assert client.get("/password/new").status_code == 400  # not before the second factor
