@@ -35,7 +35,8 @@ from core.web.templates import locale_of, render, same_page
 from directory.models import Account
 from idp import sessions
 from idp.login import _pending, _refusal, first_factor_done
-from mfa import sms
+from idp.oidc.authorize import AuthorizationRequest, required_level
+from mfa import policy, sms
 from mfa.sms_gateways import Gateway, app_gateway
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
@@ -45,6 +46,9 @@ BAD_PHONE = N_("Please enter an 11-digit mainland mobile number.")
 SEND_WAIT = N_("Too many codes were asked for. Please wait and try again in %(seconds)s s.")
 WRONG_CODE = N_("The code is not correct or has expired. Check it, or ask for a new code.")
 TOO_MANY = N_("Too many wrong codes. Please ask for a new code.")
+FORGOT_NEEDS_TWO = N_("Your account signs in with two factors, and a code to your phone is "
+                      "only one: it cannot set a new password. Ask your school's "
+                      "administrator to reset your password.")
 
 
 def gateway(request: Request) -> Gateway:
@@ -89,6 +93,14 @@ def _code_page(request: Request, ia: str, phone: str, error: str = "",
     return _page(request, "sms_code.html", ia, status, next_url, forgot, phone=phone,
                  masked=sms.mask(phone), error=error, error_params=params,
                  minutes=sms.CODE_SECONDS // 60)
+
+
+def _needs_two(request: Request, account_id: int,
+               pending: AuthorizationRequest | None) -> bool:
+    """Whether the policy asks two factors of this sign-in: after an SMS code no one-time
+    code makes two (``idp.mfa_step``), so a forgotten password cannot be set this way."""
+    return required_level(request, account_id, pending, None) > policy.level(
+        policy.acr_for(["sms"]))
 
 
 @router.get("/login/sms")
@@ -155,9 +167,15 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
                    context=Context.of(request))
             return _phone_page(request, ia, "", refusal, status=403, next_url=next,
                                forgot=forgot)
+        account_id, sub = account.id, account.sub
+        if forgot and _needs_two(request, account_id, pending):
+            record(session, actor=f"account:{account_id}", action="login.sms",
+                   outcome="refused", detail={"forgotten": "needs two factors"},
+                   context=Context.of(request))
+            return _phone_page(request, ia, "", FORGOT_NEEDS_TWO, status=403, next_url=next,
+                               forgot=forgot)
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
-        account_id, sub = account.id, account.sub
     return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending,
                              next_url="" if ia else next, new_password=forgot)

@@ -410,10 +410,11 @@ def test_the_sms_pages_keep_only_a_path_of_this_site_as_next(client, outbox, mak
     assert done.status_code == 303 and done.headers["location"] == "/"
 
 
-def test_a_teachers_forgotten_password_needs_the_second_factor_first(
+def test_a_teachers_forgotten_password_is_not_set_by_a_code_alone(
         client, outbox, make_person, db, settings) -> None:
-    """Those the policy asks two factors of go to the second-factor step first: the code
-    alone never replaces a teacher's password."""
+    """Those the policy asks two factors of are told at once that a code to their phone
+    cannot set a new password (after an SMS code no one-time code makes two factors), and
+    whom to ask: no dead end on the second-factor page, no session, no new-password step."""
     teacher = make_person("t86", "pw-teacher-86", role=Role.teacher)
     add_phone(db, settings, teacher.account_id)
     asked = client.get("/login/sms", params={"forgot": "1"})
@@ -422,5 +423,7 @@ def test_a_teachers_forgotten_password_needs_the_second_factor_first(
     done = client.post("/login/sms/verify", data={
         "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
         "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
-    assert done.headers["location"] == "/mfa" and "idp_pw" not in client.cookies
-    assert client.get("/password/new").status_code == 400  # not before the second factor
+    assert done.status_code == 403 and "请联系学校管理员重置密码" in done.text
+    assert "idp_pw" not in client.cookies and "idp_mfa" not in client.cookies
+    assert "idp_session" not in client.cookies
+    assert client.get("/password/new").status_code == 400
