@@ -4,7 +4,8 @@
 calls made by ``/static/admin/webauthn.js``: ``POST .../options`` (``{"password"}``:
 the current password, for an account that has one; creation options) and ``POST
 .../register`` (``{"name", "credential"}``), answered with ``{"redirect": ...}`` or
-``{"error": ...}``. The current password is asked even right after a sign-in: a passkey
+``{"error": ...}``. The current password is asked even right after a sign-in (an account
+that has none sets one first, with a code to its phone: ``admin_ui.security_password``): a passkey
 signs in on its own (with user verification, as two factors), so one added by whoever sat
 down at a session left open on a classroom computer would be theirs for good, surviving a
 password change. (An authenticator app or recovery codes are second factors only: without
@@ -56,6 +57,8 @@ def _error(request: Request, message: str, status: int = 400, **params: object) 
 
 
 NOT_SIGNED_IN = i18n.N_("Please sign in again.")
+PASSWORD_FIRST = i18n.N_("Adding a passkey needs your password. Your account has none yet: "
+                         "set one first.")
 
 
 @router.get("")
@@ -87,8 +90,9 @@ def passkey_options(request: Request, body: OptionsBody | None = None) -> Respon
         account = db.get(Account, session.account_id)
         if account is None:
             return _error(request, NOT_SIGNED_IN, 401)
-        refusal = account.password_hash is not None and current_password_refusal(
-            request, db, account, body.password if body else "")
+        refusal = current_password_refusal(request, db, account, body.password if body
+                                           else "") if account.password_hash is not None \
+            else {"error": PASSWORD_FIRST, "status": 400}  # a fresh code sets one first
         if not refusal:
             options = passkeys.registration_options(
                 db, state.settings, state.store, account.id, user_name=account.sub,

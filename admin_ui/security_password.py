@@ -1,8 +1,11 @@
 """Self-service: change one's password, sign out everywhere.
 
 - ``/account/security/password`` (a recent sign-in, as for every page that changes how one
-  signs in): the current password (none for an account that has none yet: made by SCIM,
-  signing in by SMS code or passkey), the new one twice (``directory.passwords.problem_with``).
+  signs in): the current password and the new one twice
+  (``directory.passwords.problem_with``). An account that has none yet (made by SCIM,
+  signing in by SMS code or passkey) sets its first one with a fresh code to its phone
+  (the forgotten-password step, ``idp.password_change``), not on a recent sign-in alone:
+  whoever sat down at a session left open would otherwise choose it.
   A wrong current password counts as a failed sign-in of the account (``mfa.guards``), so
   an open session cannot be used to guess it. The change signs the account out everywhere
   else: this browser's session goes on under a new cookie, begun after the change.
@@ -35,6 +38,8 @@ PAGE = "/account/security/password"
 router = APIRouter(prefix="/account", include_in_schema=False,
                    dependencies=[Depends(require_csrf)])
 WRONG_CURRENT = N_("Your current password is not correct.")
+FIRST_BY_CODE = N_("Your account has no password yet. To set one, we text a code to the "
+                   "phone on your account first.")
 CHANGED = N_("Your password was changed. You were signed out on your other devices and apps.")
 
 
@@ -64,10 +69,8 @@ def _refusal(request: Request, db: Session, account: Account, current: str, pass
              again: str) -> dict[str, Any] | None:
     """Why the change is refused (the page's error, status and parameters), or None: the
     sign-in lock or delay, a wrong current password (counted as a failed sign-in), two
-    different new passwords, the rule. An account made without a password (SCIM; signing
-    in by SMS code or passkey) sets its first one on the strength of the recent sign-in."""
-    if account.password_hash is not None and (
-            wrong := current_password_refusal(request, db, account, current)):
+    different new passwords, the rule."""
+    if wrong := current_password_refusal(request, db, account, current):
         return wrong
     if password != again:
         return {"error": NOT_THE_SAME, "status": 400}
@@ -120,7 +123,8 @@ def change_password(request: Request,
         if account is None:
             return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
         had_password = account.password_hash is not None
-        refusal = _refusal(request, db, account, current, password, again)
+        refusal = _refusal(request, db, account, current, password, again) if had_password \
+            else {"error": FIRST_BY_CODE, "status": 400}
         if refusal is None:
             account_passwords.set_password(
                 db, login.passwords(state.settings.password_scheme), account, password,

@@ -277,7 +277,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
                       roles: frozenset[str] | None = None, next_url: str = "",
                       proven_here: bool = True,
                       pending: AuthorizationRequest | None = None,
-                      new_password: bool = False) -> Response:
+                      new_password: bool = False, phone_mac: str = "") -> Response:
     """A first factor (password, SMS code, QR approval ...) succeeded: go on.
 
     Marks the pending authorization request (``ia``) as freshly logged in; sends the
@@ -290,7 +290,11 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
     ``pending``: the request of ``ia``, when the caller has loaded it already (callers
     load it before they spend a factor, so that an expired request spends nothing);
     ``new_password``: the password was an administrator's temporary one: a new one is
-    chosen (``idp.password_change``) once the factors the policy asks for are shown."""
+    chosen (``idp.password_change``) once the factors the policy asks for are shown, or it
+    was forgotten (an SMS code: ``phone_mac`` names the number the code went to)."""
+    # a step still under way in this browser (someone else's second factor or new password,
+    # left open on a shared computer) must not finish for whoever signs in now
+    end_session.forget_pending_steps(request)
     pending = pending or _pending(request, ia)
     if pending is not None:
         pending.logged_in_at = int(time.time())
@@ -308,7 +312,7 @@ def first_factor_done(request: Request, account_id: int, sub: str, amr: list[str
             authorize.save_interaction(request, pending, ia)
         return password_change.begin(request, password_change.Step(
             account_id=account_id, sub=sub, ia=ia, next=next_url, amr=amr,
-            roles=sorted(roles or ()), proven_here=proven_here))
+            roles=sorted(roles or ()), proven_here=proven_here, phone_mac=phone_mac))
     store = request.app.state.store
     signed_in = sessions.instead_of_current(store, request, account_id=account_id, sub=sub,
                                             amr=amr, proven_here=proven_here)

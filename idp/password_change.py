@@ -20,6 +20,7 @@ That one step may replace the password without the current one; no session ever 
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import Context
 from core.db import utcnow
+from core.keyring import keyed_mac
 from core.passwords import MAX_PASSWORD_LENGTH
 from core.settings import Settings
 from core.store import Store
@@ -39,7 +41,7 @@ from directory.models import Account
 from directory.people import holds
 from idp import sessions
 from idp.bound_steps import BoundStep
-from mfa import guards
+from mfa import guards, sms
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
 STEP_SECONDS = 600
@@ -59,6 +61,7 @@ class Step:
     amr: list[str] = field(default_factory=lambda: ["pwd"])  # the factors shown so far
     proven_here: bool = True  # as in idp.mfa_step.Step
     began: float = 0.0  # a later "sign out everywhere" (another reset) stops the step
+    phone_mac: str = ""  # a forgotten password: the number the code went to (keyed MAC)
 
     @property
     def forgotten(self) -> bool:
@@ -87,6 +90,19 @@ def reset(session: Session, settings: Settings, store: Store | None, account: Ac
         guards.lift(session, store, guards.ACCOUNT, str(account.id), actor=actor,
                     context=context)
     return temporary
+
+
+def phone_mac(settings: Settings, number: str) -> str:
+    """A forgotten-password step's note of the number its code went to (no number kept)."""
+    return keyed_mac(settings, "forgotten-phone/v1", sms.normalise(number) or number)
+
+
+def _phone_still_theirs(session: Session, settings: Settings, step: Step) -> bool:
+    """Whether the number the code went to is still the account's phone, its codes not
+    suspended (a stolen phone): a code counts only while its number does."""
+    number = sms.phone_of(session, settings, step.account_id)
+    return bool(number and step.phone_mac) and hmac.compare_digest(
+        phone_mac(settings, number), step.phone_mac)
 
 
 def begin(request: Request, step: Step) -> Response:
@@ -132,8 +148,9 @@ def new_password(request: Request,
         account = session.get(Account, step.account_id)
         if account is None or not (account.must_change_password or step.forgotten):
             raise sessions.sign_in_expired()  # changed meanwhile
-        if login._refusal(account):  # disabled or locked by an administrator meanwhile
-            raise sessions.sign_in_stopped()
+        if login._refusal(account) or (  # disabled or locked by an administrator meanwhile,
+                step.forgotten and not _phone_still_theirs(session, state.settings, step)):
+            raise sessions.sign_in_stopped()  # or the number is no longer theirs
         if problem := account_passwords.problem_with(session, state.settings,
                                                      step.account_id, password):
             return _page(request, step, problem, 400)

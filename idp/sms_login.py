@@ -36,6 +36,7 @@ from directory.models import Account
 from idp import sessions
 from idp.login import _pending, _refusal, first_factor_done
 from idp.oidc.authorize import AuthorizationRequest, required_level
+from idp.password_change import phone_mac
 from mfa import policy, sms
 from mfa.sms_gateways import Gateway, app_gateway
 
@@ -105,16 +106,18 @@ def _needs_two(request: Request, account_id: int,
 
 @router.get("/login/sms")
 def sms_login_form(request: Request, ia: str = "", next: str = "",
-                   forgot: bool = False) -> Response:
+                   forgot: str = "") -> Response:
     gateway(request)
-    return _phone_page(request, ia, next_url=next, forgot=forgot)
+    return _phone_page(request, ia, next_url=next, forgot=forgot == "1")
 
 
 @router.post("/login/sms")
 def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", max_length=100),
              phone: str = Form("", max_length=40),
-             next: str = Form("", max_length=500), forgot: bool = Form(False)) -> Response:
+             next: str = Form("", max_length=500),
+             forgot_field: str = Form("", alias="forgot", max_length=10)) -> Response:
     sender = gateway(request)
+    forgot = forgot_field == "1"
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
@@ -142,8 +145,10 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
 def sms_verify(request: Request, ia: str = Form("", max_length=100),
                phone: str = Form("", max_length=40),
                code: str = Form("", max_length=20),
-               next: str = Form("", max_length=500), forgot: bool = Form(False)) -> Response:
+               next: str = Form("", max_length=500),
+               forgot_field: str = Form("", alias="forgot", max_length=10)) -> Response:
     gateway(request)
+    forgot = forgot_field == "1"
     state = request.app.state
     number = sms.normalise(phone)
     if number is None:
@@ -178,4 +183,5 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
     return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending,
-                             next_url="" if ia else next, new_password=forgot)
+                             next_url="" if ia else next, new_password=forgot,
+                             phone_mac=phone_mac(state.settings, number) if forgot else "")

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from core.audit import AuditEvent
 from core.gm import jose as gm_jose
-from directory.models import Role
+from directory.models import Account, Role
+from idp.login import passwords
 from mfa import sms
 from mfa.sms_gateways import HttpGateway
 from tests.idp import flow
@@ -427,3 +428,97 @@ def test_a_teachers_forgotten_password_is_not_set_by_a_code_alone(
     assert "idp_pw" not in client.cookies and "idp_mfa" not in client.cookies
     assert "idp_session" not in client.cookies
     assert client.get("/password/new").status_code == 400
+
+
+def _forgotten_step(client, outbox) -> None:
+    """Ask for a code with the sign-in page's "forgot your password?" link and enter it:
+    the browser is at the new-password step."""
+    asked = client.get("/login/sms", params={"forgot": "1"})
+    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
+                                           "phone": PHONE_NUMBER, "forgot": "1"})
+    done = client.post("/login/sms/verify", data={
+        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
+    assert done.headers["location"] == "/password/new"
+
+
+def _choose(client, password: str):
+    form = client.get("/password/new")
+    return client.post("/password/new", data={"csrf_token": flow.csrf_of(form.text),
+                                              "password": password, "again": password},
+                       follow_redirects=False)
+
+
+def test_a_forgotten_step_does_not_outlive_the_next_persons_sign_in(
+        client, outbox, make_person, db, settings) -> None:
+    """Pupil A gets to the new-password step on a classroom computer and walks away; pupil
+    B signs in there with B's own password: A's step is gone, B cannot set A's password
+    (from a review)."""
+    victim = make_person("s93", "victims-password")
+    add_phone(db, settings, victim.account_id)
+    make_person("s94", "other-password", name="钱同学")
+    _forgotten_step(client, outbox)
+    page = client.get("/login")
+    assert client.post("/login", data={"csrf_token": flow.csrf_of(page.text), "login": "s94",
+                                       "password": "other-password"},
+                       follow_redirects=False).status_code == 303
+    assert client.get("/password/new").status_code == 400
+    with db.session() as session:
+        hashed = session.get(Account, victim.account_id).password_hash
+    assert passwords(settings.password_scheme).verify(hashed, "victims-password").ok
+
+
+@pytest.mark.parametrize("change", ["another number", "codes suspended"])
+def test_a_forgotten_step_stops_when_the_number_is_no_longer_theirs(
+        client, outbox, make_person, db, settings, change: str) -> None:
+    """A code counts only while its number is the account's phone: the school gives the
+    account another number, or its codes are suspended after a stolen phone, and the step
+    begun with the old one stops (from a review)."""
+    from sqlalchemy import update
+
+    from core.db import utcnow
+    from directory.models import IdentifierKind, LoginIdentifier
+
+    person = make_person("s95", "pw-s95-old")
+    add_phone(db, settings, person.account_id)
+    _forgotten_step(client, outbox)
+    with db.session() as session:
+        if change == "another number":
+            session.execute(update(LoginIdentifier).where(
+                LoginIdentifier.account_id == person.account_id,
+                LoginIdentifier.kind == IdentifierKind.phone.value).values(
+                    value="13900139000"))
+        else:
+            session.get(Account, person.account_id).sms_suspended_at = utcnow()
+    stopped = _choose(client, "old-phone-holder-1")
+    assert stopped.status_code == 400 and "登录已中止" in stopped.text
+    with db.session() as session:
+        hashed = session.get(Account, person.account_id).password_hash
+    assert passwords(settings.password_scheme).verify(hashed, "pw-s95-old").ok
+
+
+def test_a_passwordless_account_sets_its_first_password_with_a_code(
+        client, outbox, make_person, db, settings) -> None:
+    """A SCIM-made account (no password) signed in by SMS: its open session can neither set
+    a first password nor add a passkey (both would let whoever sat down keep the account);
+    the password page's button asks a fresh code, then the password is chosen."""
+    person = make_person("s92", "unused")
+    add_phone(db, settings, person.account_id)
+    page = client.get("/login")  # stands in for its SMS sign-in (one code per minute)
+    client.post("/login", data={"csrf_token": flow.csrf_of(page.text), "login": "s92",
+                                "password": "unused"})
+    with db.session() as session:
+        session.get(Account, person.account_id).password_hash = None
+    keys = client.get("/account/security/passkeys")
+    assert "data-password-first" in keys.text and "data-passkey-register" not in keys.text
+    headers = {"X-CSRF-Token": flow.csrf_of(client.get("/account/security/password").text)}
+    refused = client.post("/account/security/passkeys/options", headers=headers, json={})
+    assert refused.status_code == 400 and "challenge" not in refused.json()
+    link = re.search(r'href="([^"]+)" data-first-by-code',
+                     client.get("/account/security/password").text)[1]
+    assert link == "/login/sms?forgot=1"
+    _forgotten_step(client, outbox)
+    assert _choose(client, "my first password").status_code == 303
+    with db.session() as session:
+        hashed = session.get(Account, person.account_id).password_hash
+    assert passwords(settings.password_scheme).verify(hashed, "my first password").ok
