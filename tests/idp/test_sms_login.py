@@ -411,6 +411,17 @@ def test_the_sms_pages_keep_only_a_path_of_this_site_as_next(client, outbox, mak
     assert done.status_code == 303 and done.headers["location"] == "/"
 
 
+def _forgotten_code(client, outbox):
+    """Ask for a code with the sign-in page's "forgot your password?" link and enter it;
+    the answer."""
+    asked = client.get("/login/sms", params={"forgot": "1"})
+    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
+                                           "phone": PHONE_NUMBER, "forgot": "1"})
+    return client.post("/login/sms/verify", data={
+        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
+        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
+
+
 def test_a_teachers_forgotten_password_is_not_set_by_a_code_alone(
         client, outbox, make_person, db, settings) -> None:
     """Those the policy asks two factors of are told at once that a code to their phone
@@ -418,12 +429,7 @@ def test_a_teachers_forgotten_password_is_not_set_by_a_code_alone(
     whom to ask: no dead end on the second-factor page, no session, no new-password step."""
     teacher = make_person("t86", "pw-teacher-86", role=Role.teacher)
     add_phone(db, settings, teacher.account_id)
-    asked = client.get("/login/sms", params={"forgot": "1"})
-    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
-                                           "phone": PHONE_NUMBER, "forgot": "1"})
-    done = client.post("/login/sms/verify", data={
-        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
-        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
+    done = _forgotten_code(client, outbox)
     assert done.status_code == 403 and "请联系学校管理员重置密码" in done.text
     assert "idp_pw" not in client.cookies and "idp_mfa" not in client.cookies
     assert "idp_session" not in client.cookies
@@ -431,15 +437,8 @@ def test_a_teachers_forgotten_password_is_not_set_by_a_code_alone(
 
 
 def _forgotten_step(client, outbox) -> None:
-    """Ask for a code with the sign-in page's "forgot your password?" link and enter it:
-    the browser is at the new-password step."""
-    asked = client.get("/login/sms", params={"forgot": "1"})
-    page = client.post("/login/sms", data={"csrf_token": flow.csrf_of(asked.text),
-                                           "phone": PHONE_NUMBER, "forgot": "1"})
-    done = client.post("/login/sms/verify", data={
-        "csrf_token": flow.csrf_of(page.text), "phone": PHONE_NUMBER,
-        "code": outbox.last_code(), "forgot": "1"}, follow_redirects=False)
-    assert done.headers["location"] == "/password/new"
+    """The browser at the new-password step (``_forgotten_code``)."""
+    assert _forgotten_code(client, outbox).headers["location"] == "/password/new"
 
 
 def _choose(client, password: str):
