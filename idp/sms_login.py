@@ -13,9 +13,10 @@ request, or without one ``next``, a page of this site to go to afterwards, and e
 is CSRF-protected. With ``IDP_SMS_GATEWAY=none`` the pages answer 404.
 
 A **forgotten password** (the sign-in page's link, ``forgot=1`` on every page here): after
-the code, and the second factor if the policy asks for one, the browser chooses a new
-password before going on (``idp.password_change``, the step an administrator's reset
-uses), and only there: the code proved the phone, for that one step. A session, however
+the code the browser chooses a new password before going on (``idp.password_change``, the
+step an administrator's reset uses), and only there: the code proved the phone, for that
+one step. Those the policy asks two factors of are refused right after the code (after an
+SMS code no one-time code makes a second factor): their administrator resets it. A session, however
 it began, never sets a password without the current one (``/account/security/password``
 asks for it), so a passkey or authenticator added from a session left open cannot be used
 to take the password over.

@@ -521,3 +521,15 @@ def test_a_passwordless_account_sets_its_first_password_with_a_code(
     with db.session() as session:
         hashed = session.get(Account, person.account_id).password_hash
     assert passwords(settings.password_scheme).verify(hashed, "my first password").ok
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0", "true"])
+def test_forgot_other_than_1_is_a_plain_sms_sign_in_page(client, outbox, value: str) -> None:
+    """Only ``forgot=1`` asks for the forgotten-password way; anything else is the plain
+    page (never a 400 JSON answer to a person's browser)."""
+    page = client.get("/login/sms", params={"forgot": value})
+    assert page.status_code == 200 and 'name="forgot"' not in page.text
+    assert "用短信验证码登录" in page.text
+    sent = client.post("/login/sms", data={"csrf_token": flow.csrf_of(page.text),
+                                           "phone": PHONE_NUMBER, "forgot": value})
+    assert sent.status_code == 200 and 'name="forgot"' not in sent.text
