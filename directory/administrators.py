@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import literal, select
+from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
@@ -93,20 +93,46 @@ def console_posts(session: Session, account_id: int) -> list[tuple[OrgUnit, bool
     return [(unit, full[unit.id]) for unit in units.values()]
 
 
+def _covering(account_id: int, path: str) -> Select[tuple[Affiliation]]:
+    """The account's person's current administrator's roles (not only the helpdesk's) at
+    the open unit of ``path`` or above it."""
+    return (select(Affiliation)
+            .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+            .join(Account, Account.person_id == Affiliation.person_id)
+            .where(Account.id == account_id, Affiliation.role.in_(ADMIN_ROLES),
+                   Affiliation.valid_from <= date.today(), Affiliation.valid_to.is_(None),
+                   OrgUnit.status == "active",
+                   literal(path).startswith(OrgUnit.path)))
+
+
+def appointment_over(session: Session, account_id: int, path: str) -> Affiliation | None:
+    """The appointment by which the account administers the unit of ``path`` now: of its
+    person's current administrator's roles there or above, the longest held (the highest
+    of those begun the same day); None: no such role."""
+    return session.scalar(_covering(account_id, path)
+                          .order_by(Affiliation.valid_from, OrgUnit.path, Affiliation.id)
+                          .limit(1))
+
+
+def holds_appointment(session: Session, account_id: int, path: str,
+                      appointment_id: int) -> bool:
+    """Whether the account's person still holds the appointment ``appointment_id`` (one
+    ``Affiliation``) and it still covers the unit of ``path``: a role ended and given again,
+    even the same day, is another appointment (another row) and does not count."""
+    return session.scalar(_covering(account_id, path)
+                          .where(Affiliation.id == appointment_id)
+                          .with_only_columns(Affiliation.id)) is not None
+
+
 def administers_since(session: Session, account_id: int, path: str, day: date) -> bool:
     """Whether the account's person has held an administrator's role (not only the
     helpdesk's) at the open unit of ``path`` or above it since ``day`` and holds it still:
-    one appointment, begun on ``day`` or before and not ended since. A role ended and given
-    again later is a new appointment, which does not count for what the old one did."""
-    return session.scalar(
-        select(Affiliation.id)
-        .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
-        .join(Account, Account.person_id == Affiliation.person_id)
-        .where(Account.id == account_id, Affiliation.role.in_(ADMIN_ROLES),
-               Affiliation.valid_from <= day, Affiliation.valid_to.is_(None),
-               OrgUnit.status == "active",
-               literal(path).startswith(OrgUnit.path))
-        .limit(1)) is not None
+    one appointment, begun on ``day`` or before and not ended since. Roles are dated by the
+    day, so a role ended and given again on ``day`` itself is not told apart
+    (``holds_appointment`` is exact; this serves what was recorded before it)."""
+    return session.scalar(_covering(account_id, path)
+                          .where(Affiliation.valid_from <= day)
+                          .with_only_columns(Affiliation.id).limit(1)) is not None
 
 
 def administered(session: Session, account_id: int) -> list[OrgUnit]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -232,10 +232,18 @@ def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
         assert administrators.end(session, session.get(Account, district.account_id).person,
                                   district_unit, actor="test")
     assert _lock_state(client, token, teacher_uid).status_code == 401
-    with db.session() as session:  # issued on an earlier day (roles are dated by the day)
+    with db.session() as session:  # given again the same day: a new appointment
+        administrators.appoint(session, session.get(Account, district.account_id).person,
+                               session.scalar(select(OrgUnit).where(OrgUnit.code == "T-DIST")),
+                               actor="test")
+    assert _lock_state(client, token, teacher_uid).status_code == 401
+    with db.session() as session:  # a token from before migration 0023, checked by the
+        row = session.scalar(select(ApiToken))  # day: only a role held since it was issued
+        row.appointment_id = None
+    assert _lock_state(client, token, teacher_uid).status_code == 200  # (same day: held)
+    with db.session() as session:
         session.scalar(select(ApiToken)).created_at -= timedelta(days=1)
-    place(db, district.account_id, "T-DIST", Role.district_admin, since=date.today())
-    assert _lock_state(client, token, teacher_uid).status_code == 401  # a new appointment
+    assert _lock_state(client, token, teacher_uid).status_code == 401
 
     sign_in(client, store, colleague.account_id)
     page = client.get("/admin/tokens", params={"unit": "T-DIST"})
