@@ -97,6 +97,12 @@ class Store(ABC):
         for key in keys:
             self.delete(key)
 
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        """Set each key to its value, all with ``ttl`` (Redis: one round trip, not atomic:
+        what must expire together, written together)."""
+        for key, value in items:
+            self.set(key, value, ttl)
+
     @abstractmethod
     def add_member(self, key: str, member: str, ttl: float) -> None:
         """Add ``member`` to the set ``key`` for ``ttl`` seconds (adding it again sets its
@@ -513,6 +519,12 @@ class RedisStore(Store):
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
             self._redis.delete(*(self._k(key) for key in keys))
+
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(self._k(key), value, px=self._ms(ttl))
+        pipe.execute()
 
     def ttl(self, key: str) -> float | None:
         left = self._redis.pttl(self._k(key))

@@ -9,7 +9,9 @@ random id that ID tokens carry (for logout), never the cookie value. Sessions
 expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all; a step-up moves the
 session to a new token (``renew``). Each account's session keys are also kept in a set
 (``sso-of:<account id>``), so that signing it out everywhere ends them all at once and
-tells their apps (``end_everywhere``).
+tells their apps (``end_everywhere``). Each session's ``sid`` has a key of its own,
+``sso-live:<sid>``, written and expiring with it and removed when it ends (not when it moves
+to a new token): what the refresh tokens that live with the session check (``is_live``).
 """
 
 from __future__ import annotations
@@ -89,9 +91,14 @@ def _index(account_id: int) -> str:
     return f"sso-of:{account_id}"
 
 
+def _live_key(sid: str) -> str:
+    return "sso-live:" + sid
+
+
 def save(store: Store, token: str, session: SSOSession) -> None:
     key = _key(token)
-    store.set(key, json.dumps(asdict(session)).encode(), ttl=_ttl(session))
+    store.set_many([(key, json.dumps(asdict(session)).encode()),
+                    (_live_key(session.sid), b"1")], ttl=_ttl(session))
     store.add_member(_index(session.account_id), key,
                      ttl=max(1.0, session.created + MAX_SECONDS - time.time()))
 
@@ -299,6 +306,7 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
                                  ttl=_ttl(session), only_existing=True)
         if not replaced:
             return False
+        store.set(_live_key(session.sid), b"1", ttl=_ttl(session))  # as long as it lives
         missing = [a for a in SSOSession.from_json(json.loads(replaced)).apps
                    if a not in session.apps]
         if not missing:
@@ -312,7 +320,10 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     ``request``, its apps are told (back-channel logout, in the background) and the
     refresh tokens that live with it (no ``offline_access``) are revoked."""
     if request is None:
+        raw = store.get(_key(token))
         store.delete(_key(token))
+        if raw:
+            store.delete(_live_key(SSOSession.from_json(json.loads(raw)).sid))
         return None
     return _end_stored(request.app.state, _key(token))
 
@@ -368,23 +379,29 @@ def _end_stored(state: Any, key: str) -> SSOSession | None:
         return None
     ended = SSOSession.from_json(json.loads(raw))
     store.remove_member(_index(ended.account_id), key)
-    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # before the revocation: a
-    backchannel_logout.tell(state, ended)  # token made meanwhile checks it (has_ended)
+    store.delete(_live_key(ended.sid))  # before the revocation: a token made meanwhile
+    backchannel_logout.tell(state, ended)  # checks it (is_live)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
     refresh_tokens.revoke_session(state.db, store, ended.sid)
     return ended
 
 
-def _ended_key(sid: str) -> str:
-    return "sso-ended:" + sid
-
-
-def has_ended(store: Store, sid: str) -> bool:
-    """Whether the session ``sid`` was ended (signed out, replaced by another person's
-    sign-in, suspended) within ``MAX_SECONDS``: a code minted before it ended, or a
-    refresh racing the end, brings no token that would outlive it (``idp.oidc.grants``)."""
-    return store.get(_ended_key(sid)) is not None
+def is_live(store: Store, account_id: int, sid: str) -> bool:
+    """Whether the session ``sid`` of the account still goes on: not ended (signed out,
+    replaced by another person's sign-in, suspended), not idle for ``IDLE_SECONDS``, not
+    past ``MAX_SECONDS``. A code minted before it ended, or a refresh token that lives with
+    it, brings no token that would outlive it (``idp.oidc.grants``). A session saved by a
+    version before ``sso-live`` keys is looked for among the account's sessions, and given
+    its key: an upgrade signs nobody out of their apps."""
+    if store.get(_live_key(sid)) is not None:
+        return True
+    keys = sorted(store.members(_index(account_id)))
+    for key, raw in zip(keys, store.get_many(keys), strict=True):
+        if raw and SSOSession.from_json(json.loads(raw)).sid == sid:
+            store.set(_live_key(sid), b"1", ttl=store.ttl(key) or 1.0)
+            return True
+    return False
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:

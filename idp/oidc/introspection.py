@@ -77,6 +77,8 @@ def _refresh(request: Request, token: str, client: ClientMetadata) -> dict[str, 
         grant = Grant.read(json_input.loads(row.grant_json))
     except (OAuthError, ValueError):  # one the token endpoint refuses too (another version's)
         return {"active": False}
+    if refresh_tokens.session_ended(state.store, grant):  # no offline_access, and its
+        return {"active": False}  # sign-in has ended (signed out, idled out)
     if grant.resources and not resources.held_as_granted(state.resources, grant.resources,
                                                           grant.resource_owners):
         return {"active": False}  # every API it names is another app's now

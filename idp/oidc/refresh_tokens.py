@@ -161,9 +161,10 @@ def _session_sid(grant: Grant) -> str | None:
 
 def session_ended(store: Store, grant: Grant) -> bool:
     """Whether ``grant``'s refresh tokens would live with a session that has ended (a code
-    redeemed, or a token refreshed, after a sign-out)."""
+    redeemed, or a token refreshed, after a sign-out, or once the session idled out or
+    reached its maximum age)."""
     sid = _session_sid(grant)
-    return sid is not None and sessions.has_ended(store, sid)
+    return sid is not None and not sessions.is_live(store, grant.account_id or 0, sid)
 
 
 def revoke_session(db: Database, store: Store, sid: str) -> None:

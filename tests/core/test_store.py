@@ -47,6 +47,17 @@ def test_get_many_and_delete_many(kv: Store) -> None:
     kv.delete_many([])
 
 
+def test_set_many_sets_each_with_the_one_ttl(kv: Store) -> None:
+    kv.set("s2", b"old")
+    kv.set_many([("s1", b"one"), ("s2", b"two")], ttl=60)
+    assert kv.get_many(["s1", "s2"]) == [b"one", b"two"]
+    assert all(50 < kv.ttl(key) <= 60 for key in ("s1", "s2"))
+    kv.set_many([("s3", b"short")], ttl=0.2)
+    kv.set_many([])
+    time.sleep(0.3)
+    assert kv.get("s3") is None
+
+
 def test_values_are_bytes_exactly(kv: Store) -> None:
     value = bytes(range(256))
     kv.set("bin", value)

@@ -1,10 +1,12 @@
 """Refresh tokens without ``offline_access`` live with the SSO session they were issued
-in (OIDC Core 11); signing in again as the same person keeps that session."""
+in (OIDC Core 11): a sign-out, an idle timeout or the session's maximum age ends them;
+signing in again as the same person keeps that session."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -139,6 +141,46 @@ def test_a_token_from_a_sessions_last_day_ends_with_the_session(
     again = client.post("/oauth2/introspect", auth=(registered.client_id, registered.secret),
                         data={"token": rotated["refresh_token"]}).json()
     assert abs(again["exp"] - ends) <= 2  # its heir too
+
+
+def _introspected(client: TestClient, registered, token: str) -> bool:
+    return client.post("/oauth2/introspect", auth=(registered.client_id, registered.secret),
+                       data={"token": token}).json()["active"]
+
+
+def test_a_session_that_idles_out_ends_its_refresh_tokens(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """Nobody signed out, but the person stopped using the browser's session until it
+    timed out (here after 3 s, by the store's own expiry): they are no longer signed in,
+    so a refresh token that lives with the session is refused and shown inactive; an
+    offline_access one goes on."""
+    monkeypatch.setattr(sessions, "IDLE_SECONDS", 3)
+    registered, person = make_client(), make_person()
+    began = time.monotonic()
+    bound = _tokens(client, registered, person, scope="openid")
+    kept = _tokens(client, registered, person, scope="openid offline_access",
+                   prompt="consent")
+    assert time.monotonic() - began < 3, "too slow to test a 3 s idle timeout"
+    assert _introspected(client, registered, bound["refresh_token"])
+    time.sleep(3.2)
+    assert not _introspected(client, registered, bound["refresh_token"])
+    gone = _refresh(client, registered, bound["refresh_token"])
+    assert gone.status_code == 400 and gone.json()["error_description"] == \
+        "the sign-in this grant came from has ended"
+    assert _refresh(client, registered, kept["refresh_token"]).status_code == 200
+
+
+def test_a_session_saved_before_its_live_key_keeps_its_refresh_tokens(
+        client: TestClient, make_client, make_person, app) -> None:
+    """A session an earlier version saved has no ``sso-live`` key: it is found among the
+    account's sessions and given one, so an upgrade signs nobody out of their apps."""
+    registered = make_client()
+    tokens = _tokens(client, registered, make_person(), scope="openid")
+    live = sessions._live_key(_payload(tokens["id_token"])["sid"])
+    app.state.store.delete(live)
+    assert _refresh(client, registered, tokens["refresh_token"]).status_code == 200
+    assert app.state.store.get(live) is not None
+    assert 0 < app.state.store.ttl(live) <= sessions.IDLE_SECONDS
 
 
 def _with_cookie(client: TestClient):

@@ -45,10 +45,11 @@ def test_use_pushes_the_idle_timeout_back(monkeypatch) -> None:
     monkeypatch.setattr(sessions.time, "time", lambda: later)
     loaded = sessions.load(store, _request(token))
     assert loaded is not None and loaded[1].touched == int(later)
-    [(written, ttl)] = store.writes
-    assert written == key and ttl == sessions.IDLE_SECONDS  # a full idle period from now
+    live = sessions._live_key(loaded[1].sid)  # what its refresh tokens check: the same
+    assert store.writes == [(key, sessions.IDLE_SECONDS),  # a full idle period from now
+                            (live, sessions.IDLE_SECONDS)]
     assert sessions.SSOSession(**json.loads(store.get(key))).touched == int(later)
-    assert sessions.load(store, _request(token)) is not None and len(store.writes) == 1
+    assert sessions.load(store, _request(token)) is not None and len(store.writes) == 2
 
 
 def test_a_session_ended_meanwhile_is_not_brought_back(monkeypatch) -> None:
@@ -88,8 +89,8 @@ def test_use_never_pushes_a_session_past_its_maximum(monkeypatch) -> None:
     monkeypatch.setattr(sessions.time, "time",
                         lambda: session.created + sessions.MAX_SECONDS - 60)
     assert sessions.load(store, _request(token)) is not None
-    [(_key, ttl)] = store.writes
-    assert ttl <= 60
+    [(_key, ttl), (_live, live_ttl)] = store.writes  # the session and its sso-live key
+    assert ttl <= 60 and live_ttl == ttl
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
