@@ -38,8 +38,6 @@ PAGE = "/account/security/password"
 router = APIRouter(prefix="/account", include_in_schema=False,
                    dependencies=[Depends(require_csrf)])
 WRONG_CURRENT = N_("Your current password is not correct.")
-FIRST_BY_CODE = N_("Your account has no password yet. To set one, we text a code to the "
-                   "phone on your account first.")
 CHANGED = N_("Your password was changed. You were signed out on your other devices and apps.")
 
 
@@ -124,7 +122,7 @@ def change_password(request: Request,
             return RedirectResponse(sessions.reauth_url(PAGE), status_code=303)
         had_password = account.password_hash is not None
         refusal = _refusal(request, db, account, current, password, again) if had_password \
-            else {"error": FIRST_BY_CODE, "status": 400}
+            else {"status": 400}  # the page says how a first one is set (once, not twice)
         if refusal is None:
             account_passwords.set_password(
                 db, login.passwords(state.settings.password_scheme), account, password,

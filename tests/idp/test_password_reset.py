@@ -243,6 +243,7 @@ def test_an_account_without_a_password_sets_its_first_only_with_a_code(
         "csrf_token": flow.csrf_of(page.text), "password": "my first password",
         "again": "my first password"}, follow_redirects=False)
     assert refused.status_code == 400 and "data-no-password" in refused.text
+    assert "role=\"alert\"" not in refused.text  # its sentence said once, not twice
     with db.session() as session:
         assert session.get(Account, pupil.account_id).password_hash is None
 
