@@ -83,9 +83,9 @@ NO_SUCH_PERSON = N_("No such person in the unit you administer, or the unit does
                     "manage how they sign in.")
 NO_SUCH_UNIT = N_("No such unit below the one you administer, for this person.")
 HELPED_RECENTLY = N_("Someone else gave this person a temporary password or removed their "
-                     "second factors less than 30 days ago; whoever did so could have enrolled "
-                     "an authenticator of their own. They can be appointed from the day this "
-                     "person's page gives.")
+                     "second factors less than %(days)s days ago; whoever did so could have "
+                     "enrolled an authenticator of their own. They can be appointed from the "
+                     "day this person's page gives.")
 NO_ACCOUNT = N_("This person has no account: there is no sign-in to help with.")
 NOT_HERE_NOW = N_("This person has no current place in %(unit)s: you see their history here.")
 ADMINISTERS_HERE = N_("This person administers %(unit)s: they are helped by the administrator "
@@ -483,7 +483,8 @@ def appoint(request: Request, uid: str, given: str, unit: str = Form("", max_len
             administrators.appoint(db, account.person, chosen, actor=admin.scope.actor,
                                    context=admin.context(request), helpdesk=helpdesk)
         except administrators.HelpedRecently:
-            raise PageError(409, HELPED_RECENTLY) from None
+            raise PageError(409, HELPED_RECENTLY, params={
+                "days": administrators.HELP_QUARANTINE_DAYS}) from None
     return _act(request, uid, unit, "helpdesk" if helpdesk else "appointed", make)
 
 

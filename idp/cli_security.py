@@ -251,7 +251,8 @@ def admin_appoint(login: str = typer.Option(..., help="Any login identifier of t
                   despite_help: bool = typer.Option(
                       False, "--despite-help", help="Appoint even though someone else gave "
                       "the account a temporary password or removed its second factors in "
-                      "the last 30 days (check with the person first).")) -> None:
+                      f"the last {administrators.HELP_QUARANTINE_DAYS} days (check with the "
+                      "person first).")) -> None:
     """Make a person an administrator of a unit (the city's first administrator; later,
     the unit above does it in the admin console), or put them on its helpdesk. They then
     sign in with two factors."""

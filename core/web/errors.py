@@ -34,10 +34,12 @@ class PageError(Exception):
     """An error shown to a person as a translated page. Texts are English msgids."""
 
     def __init__(
-        self, status: int, message: str, *, title: str = N_("Something went wrong")
+        self, status: int, message: str, *, title: str = N_("Something went wrong"),
+        params: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.title = status, message, title
+        self.params = params or {}  # the message's %(name)s values
 
 
 class Problem(Exception):
@@ -84,10 +86,12 @@ _STATUS_TEXT = {
 _FALLBACK = (N_("Something went wrong"), N_("Please try again later."))
 
 
-def _page(request: Request, status: int, title: str, message: str) -> Response:
+def _page(request: Request, status: int, title: str, message: str,
+          params: dict[str, object] | None = None) -> Response:
     from core.web.templates import render
 
-    return render(request, "error.html", {"title": title, "message": message}, status=status)
+    return render(request, "error.html", {"title": title, "message": message,
+                                          "params": params or {}}, status=status)
 
 
 def _for_status(request: Request, status: int, detail: str = "") -> Response:
@@ -99,7 +103,7 @@ def _for_status(request: Request, status: int, detail: str = "") -> Response:
 
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
-    return _page(request, exc.status, exc.title, exc.message)
+    return _page(request, exc.status, exc.title, exc.message, exc.params)
 
 
 async def _problem(request: Request, exc: Exception) -> Response:
