@@ -52,7 +52,7 @@ from core.db import utcnow
 from core.web.csrf import require_csrf
 from core.web.errors import PageError
 from core.web.i18n import N_
-from directory.administrators import ROLE_FOR_KIND, appointment_over
+from directory.administrators import ROLE_FOR_KIND, last_appointment_over
 from directory.api_tokens import (
     ApiToken,
     issue,
@@ -164,12 +164,12 @@ def issue_token(request: Request, unit: str = Form("", max_length=64),
             form = {"name": name, "at": at, "permission": sorted(chosen & GIVEN.keys()),
                     "days": days}
             return _page(request, db, admin, error=problem, form=form, status=400)
-        appointment = appointment_over(db, admin.scope.account_id, scope.path)
-        if appointment is None:  # cannot be (check_full, same transaction): refused all the same
+        appointed = last_appointment_over(db, admin.scope.account_id, scope.path)
+        if appointed is None:  # cannot be (check_full, same transaction): refused all the same
             return _page(request, db, admin, error=BAD_UNIT, status=400)
         row, token = issue(db, state.settings, name=name.strip(), scope=scope,
                            permissions=chosen, issued_by=admin.scope.actor, days=int(days),
-                           appointment_id=appointment.id)
+                           last_appointment_id=appointed)
         record(db, actor=admin.scope.actor, action="api_token.issue", outcome="success",
                target=f"api-token:{row.id}", detail=issued_detail(row, scope),
                context=admin.context(request))

@@ -133,8 +133,12 @@ def change_password(request: Request,
         return _page(request, had_password, **refusal)
     token, kept = loaded
     kept.begun = time.time()  # begun after the change: this browser stays signed in
+    renewed = sessions.renew(state.store, token, kept)
     response = RedirectResponse(f"{PAGE}?done=1", status_code=303)
-    sessions.set_cookie(response, request, sessions.renew(state.store, token, kept))
+    if renewed is None:  # signed out in another tab meanwhile: the change stands, and the
+        sessions.clear_cookie(response, request)  # page asks for a sign-in (with the new one)
+    else:
+        sessions.set_cookie(response, request, renewed)
     sessions.end_everywhere(state, kept.account_id, begun_before=signed_out)  # the others
     return response
 

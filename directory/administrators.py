@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import Select, literal, select
+from sqlalchemy import Select, func, literal, select
 from sqlalchemy.orm import Session
 
 from core.audit import Context, record
@@ -105,23 +105,23 @@ def _covering(account_id: int, path: str) -> Select[tuple[Affiliation]]:
                    literal(path).startswith(OrgUnit.path)))
 
 
-def appointment_over(session: Session, account_id: int, path: str) -> Affiliation | None:
-    """The appointment by which the account administers the unit of ``path`` now: of its
-    person's current administrator's roles there or above, the longest held (the highest
-    of those begun the same day); None: no such role."""
+def last_appointment_over(session: Session, account_id: int, path: str) -> int | None:
+    """The newest of the appointments by which the account administers the unit of
+    ``path`` now (its person's current administrator's roles there or above): the highest
+    ``Affiliation`` id, since ids only grow; None: no such role."""
     return session.scalar(_covering(account_id, path)
-                          .order_by(Affiliation.valid_from, OrgUnit.path, Affiliation.id)
-                          .limit(1))
+                          .with_only_columns(func.max(Affiliation.id)))
 
 
-def holds_appointment(session: Session, account_id: int, path: str,
-                      appointment_id: int) -> bool:
-    """Whether the account's person still holds the appointment ``appointment_id`` (one
-    ``Affiliation``) and it still covers the unit of ``path``: a role ended and given again,
-    even the same day, is another appointment (another row) and does not count."""
+def holds_appointment_up_to(session: Session, account_id: int, path: str,
+                            last_id: int) -> bool:
+    """Whether the account's person still holds, over the unit of ``path``, one of the
+    appointments it held when ``last_id`` was its newest (``last_appointment_over``): any
+    of them goes on, whichever ended; a role ended and given again, even the same day, is
+    a new appointment (a higher id) and does not count."""
     return session.scalar(_covering(account_id, path)
-                          .where(Affiliation.id == appointment_id)
-                          .with_only_columns(Affiliation.id)) is not None
+                          .where(Affiliation.id <= last_id)
+                          .with_only_columns(Affiliation.id).limit(1)) is not None
 
 
 def administers_since(session: Session, account_id: int, path: str, day: date) -> bool:
@@ -129,7 +129,7 @@ def administers_since(session: Session, account_id: int, path: str, day: date) -
     helpdesk's) at the open unit of ``path`` or above it since ``day`` and holds it still:
     one appointment, begun on ``day`` or before and not ended since. Roles are dated by the
     day, so a role ended and given again on ``day`` itself is not told apart
-    (``holds_appointment`` is exact; this serves what was recorded before it)."""
+    (``holds_appointment_up_to`` is exact; this serves what was recorded before it)."""
     return session.scalar(_covering(account_id, path)
                           .where(Affiliation.valid_from <= day)
                           .with_only_columns(Affiliation.id).limit(1)) is not None

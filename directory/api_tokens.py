@@ -22,7 +22,7 @@ from core.db import Base, UTCDateTime, utcnow
 from core.keyring import keyed_mac
 from core.settings import Settings
 from core.web.errors import Problem
-from directory.administrators import administers_since, holds_appointment
+from directory.administrators import administers_since, holds_appointment_up_to
 from directory.models import Account, OrgUnit, PersonStatus
 from directory.scopes import Scope
 
@@ -49,11 +49,12 @@ class ApiToken(Base):
     # the audit actor who issued it (``account:<id>`` in the console, ``cli:<user>``
     # on the command line); NULL: issued before this was recorded
     issued_by: Mapped[str | None] = mapped_column(String(200))
-    # the console's tokens: the issuer's appointment (an ``Affiliation`` id) that gave them
-    # the powers the token acts with (``issuer_administers``); no foreign key: a row gone
-    # (a person erased) is an appointment that has ended. NULL: the operators' tokens, and
-    # those issued before migration 0023 (checked by the day, ``administers_since``)
-    appointment_id: Mapped[int | None] = mapped_column()
+    # the console's tokens: the newest of the appointments (``Affiliation`` ids) that gave
+    # the issuer the powers the token acts with; it works while one of those goes on
+    # (``issuer_administers``). No foreign key: a row gone (a person erased) is an
+    # appointment that has ended. NULL: the operators' tokens, and those issued before
+    # migration 0023 (checked by the day, ``administers_since``)
+    last_appointment_id: Mapped[int | None] = mapped_column()
 
     org_unit: Mapped[OrgUnit] = relationship()
 
@@ -64,10 +65,11 @@ def token_mac(settings: Settings, token: str) -> str:
 
 def issue(
     session: Session, settings: Settings, *, name: str, scope: OrgUnit, permissions: set[str],
-    issued_by: str | None = None, days: int | None = None, appointment_id: int | None = None,
+    issued_by: str | None = None, days: int | None = None,
+    last_appointment_id: int | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token, valid ``days`` days (None: until revoked); the clear value is
-    returned once and never stored. ``appointment_id``: see ``ApiToken.appointment_id``."""
+    returned once and never stored. ``last_appointment_id``: see the column."""
     unknown = permissions - PERMISSIONS
     if unknown or not permissions:
         raise ValueError(f"permissions must be among {sorted(PERMISSIONS)}")
@@ -76,7 +78,7 @@ def issue(
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, token_mac=token_mac(settings, token), org_unit=scope,
                    permissions=" ".join(sorted(permissions)), issued_by=issued_by,
-                   appointment_id=appointment_id,
+                   last_appointment_id=last_appointment_id,
                    expires_at=None if days is None else utcnow() + timedelta(days=days))
     session.add(row)
     session.flush()
@@ -99,9 +101,9 @@ def issued_in_console(row: ApiToken) -> bool:
 
 def issuer_administers(session: Session, row: ApiToken) -> bool:
     """A token issued in the console acts with its issuer's powers, so only while they
-    hold them: the appointment (an administrator's role, not the helpdesk's, at the token's
-    unit or above) that gave them those powers when they issued it, their account open and
-    their person active. When the role ends, or the person leaves or is suspended, the
+    hold them: one of the appointments (an administrator's role, not the helpdesk's, at the
+    token's unit or above) that gave them those powers when they issued it, their account
+    open and their person active. When the role ends, or the person leaves or is suspended, the
     token stops with it (as Okta's API tokens do): an administrator who is let go keeps no
     way in through a token they issued. A suspension lifted brings it back; a role given
     again, even the same day, does not (a new appointment). The operators' tokens (``idp
@@ -113,8 +115,9 @@ def issuer_administers(session: Session, row: ApiToken) -> bool:
     if account is None or account.disabled or (
             account.person.status != PersonStatus.active.value):
         return False
-    if row.appointment_id is not None:
-        return holds_appointment(session, account.id, row.org_unit.path, row.appointment_id)
+    if row.last_appointment_id is not None:
+        return holds_appointment_up_to(session, account.id, row.org_unit.path,
+                                       row.last_appointment_id)
     issued_on = row.created_at.astimezone().date()  # roles are dated in the server's zone
     return administers_since(session, account.id, row.org_unit.path, issued_on)
 

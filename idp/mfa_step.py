@@ -328,7 +328,10 @@ def finish(request: Request, step: Step, method: str) -> Response:
     if loaded is not None:
         token, session = loaded
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
-        token, replaced = sessions.renew(store, token, session), None
+        renewed = sessions.renew(store, token, session)
+        if renewed is None:  # signed out in another tab meanwhile
+            raise sessions.sign_in_expired()
+        token, replaced = renewed, None
     else:
         signed_in = sessions.instead_of_current(
             store, request, account_id=step.account_id, sub=step.sub, amr=amr,

@@ -10,8 +10,9 @@ expire after ``IDLE_SECONDS`` without use and ``MAX_SECONDS`` in all; a step-up 
 session to a new token (``renew``). Each account's session keys are also kept in a set
 (``sso-of:<account id>``), so that signing it out everywhere ends them all at once and
 tells their apps (``end_everywhere``). Each session's ``sid`` has a key of its own,
-``sso-live:<sid>``, written and expiring with it and removed when it ends (not when it moves
-to a new token): what the refresh tokens that live with the session check (``is_live``).
+``sso-live:<sid>``, written and expiring with it (and before it moves to a new token), and
+removed when it ends, which also leaves ``sso-ended:<sid>``, the stronger of the two: what
+the refresh tokens that live with the session check (``is_live``).
 """
 
 from __future__ import annotations
@@ -139,9 +140,9 @@ def instead_of_current(store: Store, request: Request, *, account_id: int, sub: 
     session.proven_here = proven_here
     previous = load(store, request)
     if previous is not None and previous[1].account_id == account_id:
-        _retire(store, previous[0], account_id)  # nobody is told, nothing revoked
-        session.sid, session.apps = previous[1].sid, list(previous[1].apps)
-        return SignIn(token, session)
+        if _retire(store, *previous):  # nobody is told, nothing revoked
+            session.sid, session.apps = previous[1].sid, list(previous[1].apps)
+        return SignIn(token, session)  # (ended meanwhile: a session of its own)
     replaced = end(store, previous[0], request) if previous is not None else None
     return SignIn(token, session, replaced)
 
@@ -154,10 +155,12 @@ def start(store: Store, *, account_id: int, sub: str, amr: list[str], acr: str) 
     return token, session
 
 
-def renew(store: Store, token: str, session: SSOSession) -> str:
+def renew(store: Store, token: str, session: SSOSession) -> str | None:
     """Save ``session`` under a new cookie token and end the old one (the session keeps
-    its ``sid`` and apps): after a step-up, a token taken before it is worth nothing."""
-    _retire(store, token, session.account_id)
+    its ``sid`` and apps): after a step-up, a token taken before it is worth nothing.
+    None: the session ended meanwhile (a sign-out in another tab), and stays ended."""
+    if not _retire(store, token, session):
+        return None
     fresh = _new_token()
     save(store, fresh, session)
     return fresh
@@ -328,11 +331,17 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     return _end_stored(request.app.state, _key(token))
 
 
-def _retire(store: Store, token: str, account_id: int) -> None:
-    """The session moved to a new token (``renew``, the same person signing in again):
-    the old token is worth nothing, and nobody is told."""
-    store.delete(_key(token))
-    store.remove_member(_index(account_id), _key(token))
+def _retire(store: Store, token: str, session: SSOSession) -> bool:
+    """The session moves to a new token (``renew``, the same person signing in again):
+    the old token is worth nothing, and nobody is told. Its ``sso-live`` key stays (or
+    is written, for a session saved before those keys), so that its refresh tokens never
+    find it gone before the new token is saved. False: it had ended meanwhile (nothing
+    to move; a sign-out is never undone)."""
+    if not store.take(_key(token)):  # gone, or b"": being ended right now
+        return False
+    store.set(_live_key(session.sid), b"1", ttl=_ttl(session))
+    store.remove_member(_index(session.account_id), _key(token))
+    return True
 
 
 def end_everywhere(state: Any, account_id: int, *, begun_before: float) -> int:
@@ -379,12 +388,18 @@ def _end_stored(state: Any, key: str) -> SSOSession | None:
         return None
     ended = SSOSession.from_json(json.loads(raw))
     store.remove_member(_index(ended.account_id), key)
-    store.delete(_live_key(ended.sid))  # before the revocation: a token made meanwhile
-    backchannel_logout.tell(state, ended)  # checks it (is_live)
+    # before the revocation, a token made meanwhile checks these (is_live); sso-ended
+    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # wins over an sso-live
+    store.delete(_live_key(ended.sid))  # that a racing touch writes back
+    backchannel_logout.tell(state, ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
     refresh_tokens.revoke_session(state.db, store, ended.sid)
     return ended
+
+
+def _ended_key(sid: str) -> str:
+    return "sso-ended:" + sid
 
 
 def is_live(store: Store, account_id: int, sid: str) -> bool:
@@ -393,8 +408,13 @@ def is_live(store: Store, account_id: int, sid: str) -> bool:
     past ``MAX_SECONDS``. A code minted before it ended, or a refresh token that lives with
     it, brings no token that would outlive it (``idp.oidc.grants``). A session saved by a
     version before ``sso-live`` keys is looked for among the account's sessions, and given
-    its key: an upgrade signs nobody out of their apps."""
-    if store.get(_live_key(sid)) is not None:
+    its key: an upgrade signs nobody out of their apps. Ended is ended: ``sso-ended``
+    wins over an ``sso-live`` that a use racing the end wrote back, and over a copy of the
+    session left under another token (two tabs stepping up at once)."""
+    ended, live = store.get_many([_ended_key(sid), _live_key(sid)])
+    if ended is not None:
+        return False
+    if live is not None:
         return True
     keys = sorted(store.members(_index(account_id)))
     for key, raw in zip(keys, store.get_many(keys), strict=True):

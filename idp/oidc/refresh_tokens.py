@@ -8,9 +8,9 @@ NULL``, so of two concurrent refreshes exactly one wins and the other is
 treated as reuse. A refresh token is bound to its client; with
 ``offline_access`` it lives ``OFFLINE_SECONDS``, otherwise it lives with the SSO
 session it was issued in: revoked (with its access token) when that session ends
-by a sign-out, a new sign-in in its browser or a suspension, and expiring at the
-latest when the session could (``sessions.MAX_SECONDS``). Only ``HMAC-SM3`` of
-each token is stored.
+by a sign-out, a new sign-in in its browser or a suspension, refused once it idles
+out (``sessions.is_live``), and expiring at the latest when the session could
+(``sessions.MAX_SECONDS``). Only ``HMAC-SM3`` of each token is stored.
 """
 
 from __future__ import annotations

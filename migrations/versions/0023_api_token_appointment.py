@@ -1,5 +1,5 @@
-"""api_token.appointment_id: a console token stops with the very appointment its issuer
-held, even when the role is given again the same day
+"""api_token.last_appointment_id: a console token stops with the appointments its issuer
+held when they issued it, even when a role is given again the same day
 
 Revision ID: 0023
 Revises: 0022
@@ -20,8 +20,9 @@ def upgrade() -> None:
     # plain ADD COLUMN, also on SQLite (see 0012); no foreign key (an erased person's
     # affiliations go: an appointment that has ended). NULL: the operators' tokens and
     # those issued before, which keep being checked by the day
-    op.add_column('api_token', sa.Column('appointment_id', sa.Integer(), nullable=True))
+    op.add_column('api_token', sa.Column('last_appointment_id', sa.Integer(),
+                                         nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_column('api_token', 'appointment_id')
+    op.drop_column('api_token', 'last_appointment_id')

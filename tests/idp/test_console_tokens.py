@@ -239,7 +239,7 @@ def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
     assert _lock_state(client, token, teacher_uid).status_code == 401
     with db.session() as session:  # a token from before migration 0023, checked by the
         row = session.scalar(select(ApiToken))  # day: only a role held since it was issued
-        row.appointment_id = None
+        row.last_appointment_id = None
     assert _lock_state(client, token, teacher_uid).status_code == 200  # (same day: held)
     with db.session() as session:
         session.scalar(select(ApiToken)).created_at -= timedelta(days=1)
@@ -255,3 +255,26 @@ def test_a_token_acts_with_its_issuers_powers_and_stops_with_them(
         monkeypatch.setenv(name, value)
     listed = CliRunner().invoke(app, ["tokens", "list"], env={"COLUMNS": "200"})
     assert "(stopped" in listed.output, listed.output
+
+
+def test_a_token_goes_on_while_one_of_its_issuers_appointments_does(
+        client: TestClient, db: Database, store: Store, make_person) -> None:
+    """A district administrator also made administrator of one of its schools issues a
+    token for the school: when the district role ends, the school's still covers it."""
+    district = _district_administrator(db, make_person)
+    with db.session() as session:
+        administrators.appoint(session, session.get(Account, district.account_id).person,
+                               session.scalar(select(OrgUnit).where(OrgUnit.code == "T-DS")),
+                               actor="test")
+    token, teacher_uid = _unlock_token(client, db, store, make_person, district, "t990",
+                                       "双职老师")
+    with db.session() as session:
+        assert administrators.end(session, session.get(Account, district.account_id).person,
+                                  session.scalar(select(OrgUnit).where(
+                                      OrgUnit.code == "T-DIST")), actor="test")
+    assert _lock_state(client, token, teacher_uid).status_code == 200
+    with db.session() as session:
+        assert administrators.end(session, session.get(Account, district.account_id).person,
+                                  session.scalar(select(OrgUnit).where(
+                                      OrgUnit.code == "T-DS")), actor="test")
+    assert _lock_state(client, token, teacher_uid).status_code == 401

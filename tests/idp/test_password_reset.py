@@ -17,6 +17,7 @@ from core.db import Database
 from core.settings import Settings
 from directory import passwords
 from directory.models import Account, Role
+from idp import sessions
 from mfa import guards
 from tests.idp import flow
 from tests.idp.conftest import REDIRECT_URI
@@ -174,6 +175,31 @@ def test_own_change_keeps_this_browser_and_signs_out_the_others(
     start = flow.authorize(client, client_id=registered.client_id)
     assert flow.login(client, start, "s82", "pw-pupil-82-old").status_code == 400
     assert flow.login(client, start, "s82", "a brand new password").status_code == 303
+
+
+def test_a_change_whose_session_ended_meanwhile_stands_and_signs_in_again(
+        client: TestClient, make_client, make_person, monkeypatch) -> None:
+    """The browser's session ended (another tab signed out) between the check and the
+    move to a new cookie token: the new password stands, the cookie goes, no 500."""
+    registered = make_client()
+    pupil = make_person("s83", "pw-pupil-83-old")
+    flow.code_flow(client, registered.client_id, pupil)
+    page = client.get("/account/security/password")
+    real_renew = sessions.renew
+
+    def signed_out_meanwhile(store, token, session):
+        store.delete(sessions._key(token))  # the other tab's sign-out
+        return real_renew(store, token, session)
+
+    monkeypatch.setattr(sessions, "renew", signed_out_meanwhile)
+    done = client.post("/account/security/password", data={
+        "csrf_token": flow.csrf_of(page.text), "current": "pw-pupil-83-old",
+        "password": "another brand new one", "again": "another brand new one"},
+        follow_redirects=False)
+    assert done.status_code == 303 and not _signed_in(client)
+    client.cookies.clear()
+    start = flow.authorize(client, client_id=registered.client_id)
+    assert flow.login(client, start, "s83", "another brand new one").status_code == 303
 
 
 def test_the_password_page_needs_a_recent_sign_in(client: TestClient) -> None:

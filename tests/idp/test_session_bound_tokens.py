@@ -183,6 +183,23 @@ def test_a_session_saved_before_its_live_key_keeps_its_refresh_tokens(
     assert 0 < app.state.store.ttl(live) <= sessions.IDLE_SECONDS
 
 
+def test_a_sign_out_outweighs_a_live_key_written_back(
+        client: TestClient, make_client, make_person, app) -> None:
+    """A code minted just before a sign-out, whose session's sso-live key a page load
+    racing the sign-out wrote back: the sign-out's sso-ended still refuses the code."""
+    registered, person = make_client(), make_person()
+    sid = _payload(_tokens(client, registered, person, scope="openid")["id_token"])["sid"]
+    code = flow.code_flow(client, registered.client_id, person, scope="openid").params["code"]
+    store = app.state.store
+    [key] = store.members(sessions._index(person.account_id))
+    sessions._end_stored(app.state, key)  # signed out, and a racing touch then wrote
+    store.set(sessions._live_key(sid), b"1", ttl=60)  # the live key back
+    answer = client.post("/oauth2/token", auth=(registered.client_id, registered.secret),
+                         data={"grant_type": "authorization_code", "code": code,
+                               "redirect_uri": REDIRECT_URI})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
 def _with_cookie(client: TestClient):
     from starlette.requests import Request
 

@@ -177,3 +177,55 @@ def test_a_touch_keeps_an_app_another_tab_added_meanwhile(store: Store, monkeypa
     sessions.load(store, _request(token))  # tab one, any page: the touch
     monkeypatch.setattr(store, "get", real_get)
     assert sessions.load(store, _request(token))[1].apps == ["app-two"]
+
+
+def _started(store: Store) -> tuple[str, sessions.SSOSession]:
+    return sessions.start(store, account_id=1, sub="s", amr=["pwd"], acr="urn:edu:acr:sfa")
+
+
+def test_a_use_racing_a_sign_out_does_not_make_it_live_again(app, monkeypatch) -> None:
+    """A page load pushes the idle timeout back (the session, then its sso-live key) while
+    another tab signs out in between: the sso-live key written back does not count, the
+    sign-out's sso-ended does."""
+    state, store = app.state, app.state.store
+    token, session = _started(store)
+    key, real_replace, raced = sessions._key(token), store.replace, []
+
+    def replace(name, value, ttl=None, *, only_existing=False):
+        old = real_replace(name, value, ttl, only_existing=only_existing)
+        if name == key and value != b"" and not raced:
+            raced.append(1)
+            sessions._end_stored(state, key)  # a /logout in another tab lands here
+        return old
+
+    monkeypatch.setattr(store, "replace", replace)
+    later = time.time() + sessions.TOUCH_SECONDS + 1
+    monkeypatch.setattr(sessions.time, "time", lambda: later)
+    sessions.load(store, _request(token))
+    assert raced and store.get(key) is None
+    assert store.get(sessions._live_key(session.sid)) is not None  # written back ...
+    assert not sessions.is_live(store, 1, session.sid)  # ... and outweighed
+
+
+def test_two_tabs_stepping_up_at_once_leave_one_session(app) -> None:
+    """Both renew from the same cookie token: one moves the session, the other finds it
+    gone (no second copy under another token that a sign-out would leave behind)."""
+    state, store = app.state, app.state.store
+    token, session = _started(store)
+    first = sessions.renew(store, token, session)
+    assert first is not None and sessions.renew(store, token, session) is None
+    sessions._end_stored(state, sessions._key(first))  # the browser signs out
+    assert not sessions.is_live(store, 1, session.sid)
+
+
+def test_a_session_from_before_live_keys_stays_live_while_it_moves(app) -> None:
+    """The same person signing in again: the old token is retired at once and the new one
+    saved at the end of the sign-in; a session an earlier version saved (no sso-live key)
+    is live all the while, so a refresh meanwhile is not refused (nor its family revoked)."""
+    store = app.state.store
+    token, session = _started(store)
+    store.delete(sessions._live_key(session.sid))
+    signed_in = sessions.instead_of_current(store, _request(token), account_id=1, sub="s",
+                                            amr=["pwd"])
+    assert signed_in.session.sid == session.sid and store.get(sessions._key(token)) is None
+    assert sessions.is_live(store, 1, session.sid)
