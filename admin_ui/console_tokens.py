@@ -58,7 +58,7 @@ from directory.api_tokens import (
     issue,
     issued_detail,
     issued_in_console,
-    issuer_administers,
+    issuers_administer,
     live,
 )
 from directory.identifiers import has_invisible
@@ -91,18 +91,19 @@ def _tokens_url(unit_code: str, **more: str) -> str:
 def _listed(db: Session, admin: Administrator) -> list[dict[str, object]]:
     """The live tokens of the unit and the units below it, newest first."""
     now = utcnow()
-    rows = db.execute(
+    rows = [(row, unit) for row, unit in db.execute(
         select(ApiToken, OrgUnit).join(OrgUnit, OrgUnit.id == ApiToken.org_unit_id)
         .where(OrgUnit.path.startswith(admin.unit.path), ApiToken.revoked_at.is_(None))
-        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()))
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())) if live(row, now)]
+    administering = issuers_administer(db, [row for row, _unit in rows])
     return [{"id": row.id, "name": row.name, "unit": unit.name, "code": unit.code,
              "permissions": row.permissions.split(), "issued": row.created_at.date(),
              "expires": row.expires_at.date() if row.expires_at else None,
              "last_used": row.last_used_at.date() if row.last_used_at else None,
              "yours": row.issued_by == admin.scope.actor,
              "console": issued_in_console(row),
-             "stopped": not issuer_administers(db, row)}  # its issuer's role has ended
-            for row, unit in rows if live(row, now)]
+             "stopped": not administering[row.id]}  # its issuer's role has ended
+            for row, unit in rows]
 
 
 def _page(request: Request, db: Session, admin: Administrator, *, done: str = "",

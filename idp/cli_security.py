@@ -34,7 +34,6 @@ from typing import Any
 
 import typer
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.db import utcnow
@@ -48,7 +47,7 @@ from directory.api_tokens import (
     ApiToken,
     issue,
     issued_detail,
-    issuer_administers,
+    issuers_administer,
     live,
 )
 from directory.models import OrgUnit
@@ -335,13 +334,14 @@ def tokens_list(
             query = select(ApiToken).order_by(ApiToken.id)
             if not every:
                 query = query.where(ApiToken.revoked_at.is_(None))
-            for row in session.scalars(query):
-                if not every and not live(row):
-                    continue
+            rows = [row for row in session.scalars(query) if every or live(row)]
+            administering = issuers_administer(session, rows)
+            for row in rows:
                 when = [f"{at:%Y-%m-%d}" if at else "-" for at in (
                     row.created_at, row.last_used_at, row.expires_at, row.revoked_at)]
                 table.add_row(str(row.id), row.org_unit.code, row.permissions.replace(" ", "\n"),
-                              when[0], _issuer(session, row), when[1], when[2],
+                              when[0], _issuer(row, administering[row.id]), when[1],
+                              when[2],
                               *(when[3:] if every else []),
                               Text(printable(row.name)))  # a console administrator's words
     finally:
@@ -349,11 +349,10 @@ def tokens_list(
     out.print(table)
 
 
-def _issuer(session: Session, row: ApiToken) -> str:
+def _issuer(row: ApiToken, administers: bool) -> str:
     """Who issued it; a console token whose issuer no longer administers its unit has
     stopped (``directory.api_tokens.issuer_administers``) and says so."""
-    stopped = "" if issuer_administers(session, row) else "\n(stopped: no longer admin)"
-    return (row.issued_by or "-") + stopped
+    return (row.issued_by or "-") + ("" if administers else "\n(stopped: no longer admin)")
 
 
 @tokens_app.command("revoke")

@@ -278,3 +278,20 @@ def test_a_token_goes_on_while_one_of_its_issuers_appointments_does(
                                   session.scalar(select(OrgUnit).where(
                                       OrgUnit.code == "T-DS")), actor="test")
     assert _lock_state(client, token, teacher_uid).status_code == 401
+
+
+def test_a_list_asks_each_issuers_standing_once(
+        client: TestClient, db: Database, store: Store, make_person, monkeypatch) -> None:
+    """Three tokens of one administrator for one unit: the list asks once whether their
+    issuer still administers it, and marks none stopped."""
+    district = _district_administrator(db, make_person)
+    sign_in(client, store, district.account_id)
+    for _ in range(3):
+        assert _issue(client, "T-DS", "directory:read").status_code == 303
+    asked = []
+    real = api_tokens.issuer_administers
+    monkeypatch.setattr(api_tokens, "issuer_administers",
+                        lambda session, row: asked.append(row.id) or real(session, row))
+    page = client.get("/admin/tokens", params={"unit": "T-DIST"})
+    assert page.text.count("<tr data-token=") == 3 and "data-stopped" not in page.text
+    assert len(asked) == 1
