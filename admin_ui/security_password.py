@@ -134,10 +134,12 @@ def change_password(request: Request,
     token, kept = loaded
     kept.begun = time.time()  # begun after the change: this browser stays signed in
     renewed = sessions.renew(state.store, token, kept)
-    response = RedirectResponse(f"{PAGE}?done=1", status_code=303)
-    if renewed is None:  # signed out in another tab meanwhile: the change stands, and the
-        sessions.clear_cookie(response, request)  # page asks for a sign-in (with the new one)
+    if renewed is None:  # signed out in another tab meanwhile: the change stands; a sign-in
+        response = RedirectResponse(  # (with the new password), then the page that says so
+            sessions.reauth_url(f"{PAGE}?done=1"), status_code=303)
+        sessions.clear_cookie(response, request)
     else:
+        response = RedirectResponse(f"{PAGE}?done=1", status_code=303)
         sessions.set_cookie(response, request, renewed)
     sessions.end_everywhere(state, kept.account_id, begun_before=signed_out)  # the others
     return response

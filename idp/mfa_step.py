@@ -329,7 +329,7 @@ def finish(request: Request, step: Step, method: str) -> Response:
         token, session = loaded
         session.amr, session.acr, session.auth_time = amr, acr, int(time.time())
         renewed = sessions.renew(store, token, session)
-        if renewed is None:  # signed out in another tab meanwhile
+        if renewed is None:  # signed out in another tab meanwhile (a step-up there goes on)
             raise sessions.sign_in_expired()
         token, replaced = renewed, None
     else:

@@ -322,11 +322,13 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     """End the session of ``token`` and return it (``None``: it had ended already); with
     ``request``, its apps are told (back-channel logout, in the background) and the
     refresh tokens that live with it (no ``offline_access``) are revoked."""
-    if request is None:
-        raw = store.get(_key(token))
+    if request is None:  # nobody to tell, nothing revoked: the store's part of an end
+        raw = store.replace(_key(token), b"", ttl=1, only_existing=True)
         store.delete(_key(token))
         if raw:
-            store.delete(_live_key(SSOSession.from_json(json.loads(raw)).sid))
+            sid = SSOSession.from_json(json.loads(raw)).sid
+            store.set(_ended_key(sid), b"1", ttl=MAX_SECONDS)
+            store.delete(_live_key(sid))
         return None
     return _end_stored(request.app.state, _key(token))
 
@@ -335,12 +337,16 @@ def _retire(store: Store, token: str, session: SSOSession) -> bool:
     """The session moves to a new token (``renew``, the same person signing in again):
     the old token is worth nothing, and nobody is told. Its ``sso-live`` key stays (or
     is written, for a session saved before those keys), so that its refresh tokens never
-    find it gone before the new token is saved. False: it had ended meanwhile (nothing
-    to move; a sign-out is never undone)."""
-    if not store.take(_key(token)):  # gone, or b"": being ended right now
-        return False
+    find it gone before the new token is saved. False: it ended meanwhile (a sign-out in
+    another tab: never undone). Moved meanwhile by another tab of the browser (its
+    step-up), it goes on: this move makes a second copy under another token, and the
+    browser keeps one cookie; a sign-out ends the sid of both (``is_live``)."""
+    taken = store.take(_key(token))
+    if taken == b"" or (taken is None and store.get(_ended_key(session.sid)) is not None):
+        return False  # being ended right now, or ended
     store.set(_live_key(session.sid), b"1", ttl=_ttl(session))
-    store.remove_member(_index(session.account_id), _key(token))
+    if taken is not None:
+        store.remove_member(_index(session.account_id), _key(token))
     return True
 
 
@@ -383,14 +389,16 @@ def _begun_before(store: Store, account_id: int, begun_before: float) -> list[st
 def _end_stored(state: Any, key: str) -> SSOSession | None:
     store = state.store
     raw = store.replace(key, b"", ttl=1, only_existing=True)  # read and end at once
-    store.delete(key)
     if not raw:
+        store.delete(key)
         return None
     ended = SSOSession.from_json(json.loads(raw))
+    # before the key goes: a move racing this (_retire) finds it b"" or this mark; before
+    # the revocation: a token made meanwhile checks it (is_live), and it wins over an
+    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # sso-live a racing touch
+    store.delete(key)  # writes back
     store.remove_member(_index(ended.account_id), key)
-    # before the revocation, a token made meanwhile checks these (is_live); sso-ended
-    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # wins over an sso-live
-    store.delete(_live_key(ended.sid))  # that a racing touch writes back
+    store.delete(_live_key(ended.sid))
     backchannel_logout.tell(state, ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 

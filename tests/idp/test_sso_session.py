@@ -207,14 +207,47 @@ def test_a_use_racing_a_sign_out_does_not_make_it_live_again(app, monkeypatch) -
     assert not sessions.is_live(store, 1, session.sid)  # ... and outweighed
 
 
-def test_two_tabs_stepping_up_at_once_leave_one_session(app) -> None:
-    """Both renew from the same cookie token: one moves the session, the other finds it
-    gone (no second copy under another token that a sign-out would leave behind)."""
+def test_two_tabs_stepping_up_at_once_and_a_sign_out_end_the_sid(app) -> None:
+    """Both renew from the same cookie token: the second finds it moved, not ended, and
+    goes on (the browser keeps one of the two cookies); signing out ends the sid of both."""
     state, store = app.state, app.state.store
     token, session = _started(store)
     first = sessions.renew(store, token, session)
-    assert first is not None and sessions.renew(store, token, session) is None
-    sessions._end_stored(state, sessions._key(first))  # the browser signs out
+    second = sessions.renew(store, token, session)
+    assert first and second and first != second
+    sessions._end_stored(state, sessions._key(second))  # the browser signs out
+    assert not sessions.is_live(store, 1, session.sid)
+
+
+def test_a_move_racing_a_sign_out_does_not_undo_it(app) -> None:
+    """A step-up (or a re-sign-in of the same person) whose old token another tab signed
+    out meanwhile: nothing is moved, and nothing comes back."""
+    state, store = app.state, app.state.store
+    token, session = _started(store)
+    sessions._end_stored(state, sessions._key(token))
+    assert sessions.renew(store, token, session) is None
+    assert not sessions.is_live(store, 1, session.sid)
+    again = sessions.instead_of_current(store, _request(token), account_id=1, sub="s",
+                                        amr=["pwd"])
+    assert again.session.sid != session.sid  # a session of its own
+
+
+def test_a_step_up_racing_a_re_sign_in_keeps_one_sid(app, monkeypatch) -> None:
+    """Tab A steps up (the session moves to a new token) while tab B, which read the old
+    token, has the same person sign in again: B's session keeps the sid and apps, so the
+    browser's sign-out, whichever cookie it kept, ends the sid the apps' tokens live with."""
+    store = app.state.store
+    token, session = _started(store)
+    sessions.add_app(store, token, session, "app-one")
+    tab_b_read = sessions.load(store, _request(token))
+    assert sessions.renew(store, token, session) is not None  # tab A
+    monkeypatch.setattr(sessions, "load", lambda _store, _request: tab_b_read)
+    signed_in = sessions.instead_of_current(store, _request(token), account_id=1, sub="s",
+                                            amr=["pwd"])
+    monkeypatch.undo()
+    assert signed_in.session.sid == session.sid and signed_in.session.apps == ["app-one"]
+    sessions.save(store, signed_in.token, signed_in.session)
+    sessions._end_stored(app.state, sessions._key(signed_in.token))
     assert not sessions.is_live(store, 1, session.sid)
 
 
