@@ -24,6 +24,8 @@ to take the password over.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
 
@@ -65,34 +67,46 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _page(request: Request, name: str, ia: str, status: int, next_url: str = "",
-          forgot: bool = False, **context: object) -> Response:
+@dataclass(frozen=True)
+class Carried:
+    """What every page of an SMS sign-in carries to the next: ``ia``, the app's pending
+    request; without one, ``next``, the page of this site to go to afterwards (a path of
+    this site only); ``forgot``: the sign-in of a forgotten password (a new one is chosen
+    before going on)."""
+
+    ia: str
+    next: str
+    forgot: bool
+
+    @classmethod
+    def of(cls, ia: str, next_url: str, forgot: str) -> Carried:
+        return cls(ia, "" if ia else sessions.safe_next(next_url), forgot == "1")
+
+
+def _page(request: Request, name: str, carried: Carried, status: int,
+          **context: object) -> Response:
     """An SMS sign-in page: the app's name, and its redirect URI in the CSP (the code's
-    answer is the redirect to the app); without an app's request, ``next_url``: the page
-    of this site to go to after it; ``forgot``: the sign-in of a forgotten password (a
-    new one is chosen before going on)."""
-    pending = _pending(request, ia)
+    answer is the redirect to the app)."""
+    pending = _pending(request, carried.ia)
     client = request.app.state.clients.get(pending.client_id) if pending else None
-    next_url = "" if ia else sessions.safe_next(next_url)
-    same_page(request, "/login/sms", ia=ia, next=next_url,  # the number is asked again
-              forgot="1" if forgot else "")
-    return render(request, name, {"ia": ia, "app_name": client.name if client else None,
-                                  "next": next_url, "forgot": forgot, **context},
+    same_page(request, "/login/sms", ia=carried.ia, next=carried.next,  # the number is
+              forgot="1" if carried.forgot else "")  # asked again
+    return render(request, name, {"ia": carried.ia, "next": carried.next,
+                                  "forgot": carried.forgot,
+                                  "app_name": client.name if client else None, **context},
                   status=status,
                   form_target=pending.redirect_uri if pending else None)
 
 
-def _phone_page(request: Request, ia: str, phone: str = "", error: str = "",
-                status: int = 200, next_url: str = "", forgot: bool = False,
-                **params: object) -> Response:
-    return _page(request, "sms_login.html", ia, status, next_url, forgot, phone=phone,
-                 error=error, error_params=params)
+def _phone_page(request: Request, carried: Carried, phone: str = "", error: str = "",
+                status: int = 200, **params: object) -> Response:
+    return _page(request, "sms_login.html", carried, status, phone=phone, error=error,
+                 error_params=params)
 
 
-def _code_page(request: Request, ia: str, phone: str, error: str = "",
-               status: int = 200, next_url: str = "", forgot: bool = False,
-               **params: object) -> Response:
-    return _page(request, "sms_code.html", ia, status, next_url, forgot, phone=phone,
+def _code_page(request: Request, carried: Carried, phone: str, error: str = "",
+               status: int = 200, **params: object) -> Response:
+    return _page(request, "sms_code.html", carried, status, phone=phone,
                  masked=sms.mask(phone), error=error, error_params=params,
                  minutes=sms.CODE_SECONDS // 60)
 
@@ -109,7 +123,7 @@ def _needs_two(request: Request, account_id: int,
 def sms_login_form(request: Request, ia: str = "", next: str = "",
                    forgot: str = "") -> Response:
     gateway(request)
-    return _phone_page(request, ia, next_url=next, forgot=forgot == "1")
+    return _phone_page(request, Carried.of(ia, next, forgot))
 
 
 @router.post("/login/sms")
@@ -118,12 +132,10 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
              next: str = Form("", max_length=500),
              forgot_field: str = Form("", alias="forgot", max_length=10)) -> Response:
     sender = gateway(request)
-    forgot = forgot_field == "1"
-    state = request.app.state
+    carried, state = Carried.of(ia, next, forgot_field), request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next,
-                           forgot=forgot)
+        return _phone_page(request, carried, phone.strip(), BAD_PHONE, status=400)
     with state.db.session() as session:
         account = sms.account_for_phone(session, state.settings, number)
         # codes to a stolen phone suspended (mfa.reset): as a number without an account
@@ -137,9 +149,9 @@ def sms_send(request: Request, background: BackgroundTasks, ia: str = Form("", m
     if result.deliver is not None:  # after the answer: registered or not, it takes as long
         background.add_task(result.deliver, state.db)
     if result.status is sms.SendStatus.rate_limited:
-        return _phone_page(request, ia, number, SEND_WAIT, status=429, next_url=next,
-                           forgot=forgot, seconds=result.wait)
-    return _code_page(request, ia, number, next_url=next, forgot=forgot)
+        return _phone_page(request, carried, number, SEND_WAIT, status=429,
+                           seconds=result.wait)
+    return _code_page(request, carried, number)
 
 
 @router.post("/login/sms/verify")
@@ -149,12 +161,10 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
                next: str = Form("", max_length=500),
                forgot_field: str = Form("", alias="forgot", max_length=10)) -> Response:
     gateway(request)
-    forgot = forgot_field == "1"
-    state = request.app.state
+    carried, state = Carried.of(ia, next, forgot_field), request.app.state
     number = sms.normalise(phone)
     if number is None:
-        return _phone_page(request, ia, phone.strip(), BAD_PHONE, status=400, next_url=next,
-                           forgot=forgot)
+        return _phone_page(request, carried, phone.strip(), BAD_PHONE, status=400)
     pending = _pending(request, ia)  # an expired request: its page, and the code unspent
     with state.db.session() as session:
         result = sms.verify_code(session, state.settings, state.store, number,
@@ -163,26 +173,23 @@ def sms_verify(request: Request, ia: str = Form("", max_length=100),
                    if result.status is sms.VerifyStatus.ok and result.account_id else None)
         if account is None:
             if result.status is sms.VerifyStatus.too_many:
-                return _code_page(request, ia, number, TOO_MANY, status=429, next_url=next,
-                                  forgot=forgot)
-            return _code_page(request, ia, number, WRONG_CODE, status=400, next_url=next,
-                              forgot=forgot)
+                return _code_page(request, carried, number, TOO_MANY, status=429)
+            return _code_page(request, carried, number, WRONG_CODE, status=400)
         if refusal := _refusal(account):
             record(session, actor=f"account:{account.id}", action="login.sms",
                    outcome="refused", detail={"status": account.person.status},
                    context=Context.of(request))
-            return _phone_page(request, ia, "", refusal, status=403, next_url=next,
-                               forgot=forgot)
+            return _phone_page(request, carried, "", refusal, status=403)
         account_id, sub = account.id, account.sub
-        if forgot and _needs_two(request, account_id, pending):
+        if carried.forgot and _needs_two(request, account_id, pending):
             record(session, actor=f"account:{account_id}", action="login.sms",
                    outcome="refused", detail={"forgotten": "needs two factors"},
                    context=Context.of(request))
-            return _phone_page(request, ia, "", FORGOT_NEEDS_TWO, status=403, next_url=next,
-                               forgot=forgot)
+            return _phone_page(request, carried, "", FORGOT_NEEDS_TWO, status=403)
         account.last_login_at = utcnow()
         record(session, actor=f"account:{account.id}", action="login.sms", outcome="success",
                context=Context.of(request))
     return first_factor_done(request, account_id, sub, ["sms"], ia, pending=pending,
-                             next_url="" if ia else next, new_password=forgot,
-                             phone_mac=phone_mac(state.settings, number) if forgot else "")
+                             next_url=carried.next, new_password=carried.forgot,
+                             phone_mac=phone_mac(state.settings, number)
+                             if carried.forgot else "")
