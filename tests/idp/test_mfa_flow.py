@@ -256,6 +256,32 @@ def test_a_step_up_ends_with_the_sign_out(client: TestClient, make_client,
     assert "idp_session" not in client.cookies
 
 
+def test_a_step_up_whose_session_ends_as_it_finishes_brings_nothing_back(
+        client: TestClient, make_client, make_person, store, monkeypatch) -> None:
+    """Another tab signs out between the step-up's read of the session and its move to a
+    new token: the sign-in has expired (a page, no 500), and the session stays ended."""
+    from idp import sessions
+
+    registered, student = make_client(), make_person()
+    flow.code_flow(client, registered.client_id, student)
+    client.get(flow.authorize(client, client_id=registered.client_id,
+                              acr_values="urn:edu:acr:mfa").headers["location"])
+    page = client.get("/mfa")
+    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    real_renew = sessions.renew
+
+    def signed_out_meanwhile(store_, token, session):
+        sessions._end_stored(client.app.state, sessions._key(token))  # the other tab's
+        return real_renew(store_, token, session)  # sign-out lands here
+
+    monkeypatch.setattr(sessions, "renew", signed_out_meanwhile)
+    cookie = client.cookies.get(sessions.COOKIE)
+    left = _submit(client, page.text, _code(secret))
+    assert left.status_code == 400 and "已过期" in left.text
+    assert store.get(sessions._key(cookie)) is None and not store.members(
+        sessions._index(student.account_id))
+
+
 def test_a_step_up_does_not_finish_for_someone_else(client: TestClient, make_client,
                                                     make_person, store) -> None:
     """A step-up upgrades the session it began in, or nothing: after another person signed
