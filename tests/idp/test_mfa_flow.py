@@ -99,6 +99,15 @@ def test_step_up_with_acr_values_and_prompt_none(client: TestClient, make_client
     assert first_claims["sid"] == claims["sid"]  # the same session ...
 
 
+def _step_up_page(client: TestClient, registered) -> tuple:
+    """A signed-in browser's request for two factors: the step-up page and the secret to
+    enrol (the person has no authenticator yet)."""
+    client.get(flow.authorize(client, client_id=registered.client_id,
+                              acr_values="urn:edu:acr:mfa").headers["location"])
+    page = client.get("/mfa")
+    return page, SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+
+
 def test_step_up_gives_the_session_a_new_cookie(client: TestClient, make_client, make_person,
                                                 store) -> None:
     """... under a new cookie token: one taken before the step-up is worth nothing."""
@@ -108,10 +117,7 @@ def test_step_up_gives_the_session_a_new_cookie(client: TestClient, make_client,
     student = make_person()
     flow.code_flow(client, registered.client_id, student)
     before = client.cookies.get(sessions.COOKIE)
-    client.get(flow.authorize(client, client_id=registered.client_id,
-                              acr_values="urn:edu:acr:mfa").headers["location"])
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    page, secret = _step_up_page(client, registered)
     flow.follow(client, _submit(client, page.text, _code(secret)))
     after = client.cookies.get(sessions.COOKIE)
     assert after and after != before
@@ -246,10 +252,7 @@ def test_a_step_up_ends_with_the_sign_out(client: TestClient, make_client,
                                           make_person) -> None:
     registered, student = make_client(), make_person()
     flow.code_flow(client, registered.client_id, student)
-    client.get(flow.authorize(client, client_id=registered.client_id,
-                              acr_values="urn:edu:acr:mfa").headers["location"])
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    page, secret = _step_up_page(client, registered)
     client.post("/logout", data={"csrf_token": flow.csrf_of(client.get("/").text)})
     left = _submit(client, page.text, _code(secret))  # the next person at the computer
     assert left.status_code == 400 and "已过期" in left.text
@@ -264,10 +267,7 @@ def test_a_step_up_whose_session_ends_as_it_finishes_brings_nothing_back(
 
     registered, student = make_client(), make_person()
     flow.code_flow(client, registered.client_id, student)
-    client.get(flow.authorize(client, client_id=registered.client_id,
-                              acr_values="urn:edu:acr:mfa").headers["location"])
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    page, secret = _step_up_page(client, registered)
     real_renew = sessions.renew
 
     def signed_out_meanwhile(store_, token, session):
@@ -291,10 +291,7 @@ def test_a_step_up_does_not_finish_for_someone_else(client: TestClient, make_cli
     registered, first, second = make_client(), make_person(), make_person(
         "s20268888", "pw-second-88")
     flow.code_flow(client, registered.client_id, first)
-    client.get(flow.authorize(client, client_id=registered.client_id,
-                              acr_values="urn:edu:acr:mfa").headers["location"])
-    page = client.get("/mfa")
-    secret = SECRET_ON_PAGE.search(page.text).group(1).replace(" ", "")
+    page, secret = _step_up_page(client, registered)
     step_cookie = client.cookies.get("idp_mfa")
     flow.code_flow(client, registered.client_id, second, prompt="login")
     client.cookies.set("idp_mfa", step_cookie)
