@@ -154,20 +154,21 @@ def issue_token(request: Request, unit: str = Form("", max_length=64),
 
     def issued(db: Session, admin: Administrator) -> Response:
         scope = _scope_unit(db, admin, at)
+        # the appointments the token acts by (ApiToken.last_appointment_id): the
+        # administrator's own, over the unit chosen
+        appointed = (None if scope is None
+                     else last_appointment_over(db, admin.scope.account_id, scope.path))
         chosen = set(permission)
         problem = (BAD_NAME if not 0 < len(name.strip()) <= 100
                    or has_invisible(name)  # no control characters: a terminal shows the
                    # name (idp tokens list), and an escape there is a command
-                   else BAD_UNIT if scope is None
+                   else BAD_UNIT if scope is None or appointed is None
                    else BAD_PERMISSIONS if not chosen or not chosen <= GIVEN.keys()
                    else BAD_DAYS if days not in {str(d) for d in DAYS} else "")
-        if problem or scope is None:
+        if problem or scope is None or appointed is None:
             form = {"name": name, "at": at, "permission": sorted(chosen & GIVEN.keys()),
                     "days": days}
             return _page(request, db, admin, error=problem, form=form, status=400)
-        appointed = last_appointment_over(db, admin.scope.account_id, scope.path)
-        if appointed is None:  # cannot be (check_full, same transaction): refused all the same
-            return _page(request, db, admin, error=BAD_UNIT, status=400)
         row, token = issue(db, state.settings, name=name.strip(), scope=scope,
                            permissions=chosen, issued_by=admin.scope.actor, days=int(days),
                            last_appointment_id=appointed)

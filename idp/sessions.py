@@ -309,12 +309,12 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
                                  ttl=_ttl(session), only_existing=True)
         if not replaced:
             return False
-        store.set(_live_key(session.sid), b"1", ttl=_ttl(session))  # as long as it lives
         missing = [a for a in SSOSession.from_json(json.loads(replaced)).apps
                    if a not in session.apps]
         if not missing:
-            return True
+            break
         session.apps.extend(missing)
+    store.set(_live_key(session.sid), b"1", ttl=_ttl(session))  # as long as it lives
     return True
 
 
@@ -323,12 +323,7 @@ def end(store: Store, token: str, request: Request | None = None) -> SSOSession 
     ``request``, its apps are told (back-channel logout, in the background) and the
     refresh tokens that live with it (no ``offline_access``) are revoked."""
     if request is None:  # nobody to tell, nothing revoked: the store's part of an end
-        raw = store.replace(_key(token), b"", ttl=1, only_existing=True)
-        store.delete(_key(token))
-        if raw:
-            sid = SSOSession.from_json(json.loads(raw)).sid
-            store.set(_ended_key(sid), b"1", ttl=MAX_SECONDS)
-            store.delete(_live_key(sid))
+        _mark_ended(store, _key(token))
         return None
     return _end_stored(request.app.state, _key(token))
 
@@ -386,8 +381,9 @@ def _begun_before(store: Store, account_id: int, begun_before: float) -> list[st
     return wanted
 
 
-def _end_stored(state: Any, key: str) -> SSOSession | None:
-    store = state.store
+def _mark_ended(store: Store, key: str) -> SSOSession | None:
+    """The store's part of an end: the session of ``key`` read and ended at once, its
+    ``sso-ended`` mark, its keys gone. None: it had ended already."""
     raw = store.replace(key, b"", ttl=1, only_existing=True)  # read and end at once
     if not raw:
         store.delete(key)
@@ -396,9 +392,16 @@ def _end_stored(state: Any, key: str) -> SSOSession | None:
     # before the key goes: a move racing this (_retire) finds it b"" or this mark; before
     # the revocation: a token made meanwhile checks it (is_live), and it wins over an
     store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # sso-live a racing touch
-    store.delete(key)  # writes back
+    store.delete_many([key, _live_key(ended.sid)])  # writes back
     store.remove_member(_index(ended.account_id), key)
-    store.delete(_live_key(ended.sid))
+    return ended
+
+
+def _end_stored(state: Any, key: str) -> SSOSession | None:
+    store = state.store
+    ended = _mark_ended(store, key)
+    if ended is None:
+        return None
     backchannel_logout.tell(state, ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
