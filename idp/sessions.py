@@ -383,7 +383,9 @@ def _begun_before(store: Store, account_id: int, begun_before: float) -> list[st
 
 def _mark_ended(store: Store, key: str) -> SSOSession | None:
     """The store's part of an end: the session of ``key`` read and ended at once, its
-    ``sso-ended`` mark, its keys gone. None: it had ended already."""
+    ``sso-ended`` mark, its keys gone. None: it had ended already, or its ``sid`` had (a
+    second copy of the session, which two tabs stepping up at once leave: ``_retire``;
+    its apps were told when the first copy ended)."""
     raw = store.replace(key, b"", ttl=1, only_existing=True)  # read and end at once
     if not raw:
         store.delete(key)
@@ -391,10 +393,11 @@ def _mark_ended(store: Store, key: str) -> SSOSession | None:
     ended = SSOSession.from_json(json.loads(raw))
     # before the key goes: a move racing this (_retire) finds it b"" or this mark; before
     # the revocation: a token made meanwhile checks it (is_live), and it wins over an
-    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # sso-live a racing touch
-    store.delete_many([key, _live_key(ended.sid)])  # writes back
+    # sso-live a racing touch writes back
+    first = store.set_if_absent(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)
+    store.delete_many([key, _live_key(ended.sid)])
     store.remove_member(_index(ended.account_id), key)
-    return ended
+    return ended if first else None
 
 
 def _end_stored(state: Any, key: str) -> SSOSession | None:

@@ -207,16 +207,42 @@ def test_a_use_racing_a_sign_out_does_not_make_it_live_again(app, monkeypatch) -
     assert not sessions.is_live(store, 1, session.sid)  # ... and outweighed
 
 
-def test_two_tabs_stepping_up_at_once_and_a_sign_out_end_the_sid(app) -> None:
-    """Both renew from the same cookie token: the second finds it moved, not ended, and
-    goes on (the browser keeps one of the two cookies); signing out ends the sid of both."""
-    state, store = app.state, app.state.store
+def _told(monkeypatch) -> list[str]:
+    """The sids whose apps an end tells (back-channel logout), in order."""
+    told: list[str] = []
+    monkeypatch.setattr(sessions.backchannel_logout, "tell",
+                        lambda _state, ended: told.append(ended.sid))
+    return told
+
+
+def _two_tabs_stepped_up(store: Store) -> tuple[sessions.SSOSession, str, str]:
+    """Both tabs renew from the same cookie token: the second finds it moved, not ended,
+    and goes on; the browser keeps one of the two cookies, the other copy is nobody's."""
     token, session = _started(store)
     first = sessions.renew(store, token, session)
     second = sessions.renew(store, token, session)
     assert first and second and first != second
+    return session, first, second
+
+
+def test_two_tabs_stepping_up_at_once_and_a_sign_out_end_the_sid(app, monkeypatch) -> None:
+    """Signing out ends the sid of both copies; signed out everywhere later, the copy
+    nobody holds ends without its apps being told a second time."""
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    session, _first, second = _two_tabs_stepped_up(store)
     sessions._end_stored(state, sessions._key(second))  # the browser signs out
-    assert not sessions.is_live(store, 1, session.sid)
+    assert not sessions.is_live(store, 1, session.sid) and told == [session.sid]
+    assert sessions.end_everywhere(state, 1, begun_before=time.time() + 1) == 0
+    assert told == [session.sid] and store.members(sessions._index(1)) == set()
+
+
+def test_two_copies_of_a_session_signed_out_everywhere_tell_its_apps_once(
+        app, monkeypatch) -> None:
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    session, first, second = _two_tabs_stepped_up(store)
+    assert sessions.end_everywhere(state, 1, begun_before=time.time() + 1) == 1
+    assert told == [session.sid] and not sessions.is_live(store, 1, session.sid)
+    assert store.get(sessions._key(first)) is None and store.get(sessions._key(second)) is None
 
 
 def test_a_move_racing_a_sign_out_does_not_undo_it(app) -> None:
