@@ -143,7 +143,8 @@ def instead_of_current(store: Store, request: Request, *, account_id: int, sub: 
         if _retire(store, *previous):  # nobody is told, nothing revoked
             session.sid, session.apps = previous[1].sid, list(previous[1].apps)
         return SignIn(token, session)  # (ended meanwhile: a session of its own)
-    replaced = end(store, previous[0], request) if previous is not None else None
+    replaced = (end(store, previous[0], request, read=previous[1]) if previous is not None
+                else None)
     return SignIn(token, session, replaced)
 
 
@@ -163,6 +164,9 @@ def renew(store: Store, token: str, session: SSOSession) -> str | None:
         return None
     fresh = _new_token()
     save(store, fresh, session)
+    if store.get(_ended_key(session.sid)) is not None:  # a sign-out since the move began,
+        _mark_ended(store, _key(fresh))  # which found the old token gone: it stays ended
+        return None
     return fresh
 
 
@@ -318,14 +322,43 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
     return True
 
 
-def end(store: Store, token: str, request: Request | None = None) -> SSOSession | None:
+def end(store: Store, token: str, request: Request | None = None, *,
+        read: SSOSession | None = None) -> SSOSession | None:
     """End the session of ``token`` and return it (``None``: it had ended already); with
     ``request``, its apps are told (back-channel logout, in the background) and the
-    refresh tokens that live with it (no ``offline_access``) are revoked."""
+    refresh tokens that live with it (no ``offline_access``) are revoked.
+
+    With ``request``, what ends is the session's ``sid``, whichever token it lives under
+    by now: ``read`` (the session as this request read it) ends it even if another tab
+    moved it to a new token meanwhile (a step-up, the same person signing in again), and
+    every copy of it in the account's sessions ends too (two tabs stepping up at once
+    leave one). A move that saves its copy after this finds the sid ended (``renew``)."""
     if request is None:  # nobody to tell, nothing revoked: the store's part of an end
         _mark_ended(store, _key(token))
         return None
-    return _end_stored(request.app.state, _key(token))
+    state = request.app.state
+    ended = _mark_ended(store, _key(token))
+    if ended is None and read is not None and store.set_if_absent(
+            _ended_key(read.sid), b"1", ttl=MAX_SECONDS):  # moved, not ended
+        ended = read
+        store.delete(_live_key(read.sid))
+    if ended is None:
+        return None
+    _end_copies(store, ended)
+    _tell_and_revoke(state, ended)
+    return ended
+
+
+def _end_copies(store: Store, ended: SSOSession) -> None:
+    """End the account's other sessions with ``ended``'s sid (its sso-ended mark is set),
+    adding their apps to ``ended``'s: they are told with it."""
+    index = _index(ended.account_id)
+    keys = sorted(store.members(index))
+    for key, raw in zip(keys, store.get_many(keys), strict=True):
+        if raw and (copy := SSOSession.from_json(json.loads(raw))).sid == ended.sid:
+            ended.apps.extend(a for a in copy.apps if a not in ended.apps)
+            store.delete(key)
+            store.remove_member(index, key)
 
 
 def _retire(store: Store, token: str, session: SSOSession) -> bool:
@@ -335,7 +368,7 @@ def _retire(store: Store, token: str, session: SSOSession) -> bool:
     find it gone before the new token is saved. False: it ended meanwhile (a sign-out in
     another tab: never undone). Moved meanwhile by another tab of the browser (its
     step-up), it goes on: this move makes a second copy under another token, and the
-    browser keeps one cookie; a sign-out ends the sid of both (``is_live``)."""
+    browser keeps one cookie; a sign-out ends the sid and both copies (``end``)."""
     taken = store.take(_key(token))
     if taken == b"" or (taken is None and store.get(_ended_key(session.sid)) is not None):
         return False  # being ended right now, or ended
@@ -401,15 +434,18 @@ def _mark_ended(store: Store, key: str) -> SSOSession | None:
 
 
 def _end_stored(state: Any, key: str) -> SSOSession | None:
-    store = state.store
-    ended = _mark_ended(store, key)
-    if ended is None:
-        return None
+    ended = _mark_ended(state.store, key)
+    if ended is not None:
+        _tell_and_revoke(state, ended)
+    return ended
+
+
+def _tell_and_revoke(state: Any, ended: SSOSession) -> None:
+    """An ended session's apps are told, and its refresh tokens revoked."""
     backchannel_logout.tell(state, ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
-    refresh_tokens.revoke_session(state.db, store, ended.sid)
-    return ended
+    refresh_tokens.revoke_session(state.db, state.store, ended.sid)
 
 
 def _ended_key(sid: str) -> str:

@@ -180,7 +180,7 @@ def sign_out(request: Request, loaded: tuple[str, sessions.SSOSession],
     """End this browser's SSO session, record who signed out (and from which app), and
     tell the session's apps: back-channel logout in the background; the front-channel
     logout URLs that the signed-out page must load are returned."""
-    ended = sessions.end(request.app.state.store, loaded[0], request)
+    ended = sessions.end(request.app.state.store, loaded[0], request, read=loaded[1])
     with request.app.state.db.session() as session:
         record(session, actor=f"account:{loaded[1].account_id}", action="logout",
                outcome="success", target=f"app:{client.client_id}" if client else "",

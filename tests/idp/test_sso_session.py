@@ -230,10 +230,58 @@ def test_two_tabs_stepping_up_at_once_and_a_sign_out_end_the_sid(app, monkeypatc
     nobody holds ends without its apps being told a second time."""
     state, store, told = app.state, app.state.store, _told(monkeypatch)
     session, _first, second = _two_tabs_stepped_up(store)
-    sessions._end_stored(state, sessions._key(second))  # the browser signs out
+    sessions._end_stored(state, sessions._key(second))  # ended everywhere, this one first
     assert not sessions.is_live(store, 1, session.sid) and told == [session.sid]
     assert sessions.end_everywhere(state, 1, begun_before=time.time() + 1) == 0
     assert told == [session.sid] and store.members(sessions._index(1)) == set()
+
+
+def _signed_out(state, token: str, read: sessions.SSOSession) -> sessions.SSOSession | None:
+    """The browser's sign-out, with the cookie ``token`` and the session it read."""
+    request = _request(token)
+    request.scope["app"] = type("App", (), {"state": state})()
+    return sessions.end(state.store, token, request, read=read)
+
+
+def test_a_sign_out_ends_both_copies_of_two_tabs_stepping_up(app, monkeypatch) -> None:
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    session, first, second = _two_tabs_stepped_up(store)
+    assert _signed_out(state, second, session) is not None
+    assert told == [session.sid] and store.members(sessions._index(1)) == set()
+    assert store.get(sessions._key(first)) is None
+
+
+def test_a_sign_out_racing_a_step_up_ends_the_moved_session(app, monkeypatch) -> None:
+    """Tab A read the session, then tab B's step-up moved it to a new token (with an app
+    added since) before A's sign-out came: the sid ends all the same, the app is told."""
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    token, session = _started(store)
+    tab_a_read = sessions.load(store, _request(token))[1]
+    moved = sessions.renew(store, token, session)
+    sessions.add_app(store, moved, session, "app-one")
+    ended = _signed_out(state, token, tab_a_read)
+    assert ended is not None and ended.apps == ["app-one"] and told == [session.sid]
+    assert store.get(sessions._key(moved)) is None
+    assert not sessions.is_live(store, 1, session.sid)
+    assert _signed_out(state, moved, session) is None and told == [session.sid]
+
+
+def test_a_step_up_whose_session_is_signed_out_as_it_moves_stays_ended(app, monkeypatch
+                                                                       ) -> None:
+    """The sign-out comes after the step-up took the old token and before it saved the new
+    one: the sign-out finds no token, ends the sid; the step-up finds it ended."""
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    token, session = _started(store)
+    real_save = sessions.save
+
+    def save_after_a_sign_out(store_, fresh, moving):
+        _signed_out(state, token, session)
+        real_save(store_, fresh, moving)
+
+    monkeypatch.setattr(sessions, "save", save_after_a_sign_out)
+    assert sessions.renew(store, token, session) is None
+    assert told == [session.sid] and store.members(sessions._index(1)) == set()
+    assert not sessions.is_live(store, 1, session.sid)
 
 
 def test_two_copies_of_a_session_signed_out_everywhere_tell_its_apps_once(
