@@ -161,6 +161,7 @@ class Chunk:
     phone_owner: dict[str, int] = field(default_factory=dict)
     name_owner: dict[str, int] = field(default_factory=dict)  # numbers that name another
     current: dict[int, list[lookups.Current]] = field(default_factory=dict)
+    pupils: set[int] = field(default_factory=set)  # found guardians who are students now
     targets: dict[int, Unit] = field(default_factory=dict)  # row -> unit
     phone_logins: dict[int, tuple[int, str]] = field(default_factory=dict)  # by account
     students: dict[str, int] = field(default_factory=dict)  # student number -> person id
@@ -520,6 +521,8 @@ def find_guardians(chunk: Chunk) -> None:
     recall.aliases(chunk)
     chunk.current = lookups.current_affiliations(  # the known guardians' schools
         session, list(chunk.people), (Role.guardian.value,))
+    chunk.pupils = set(lookups.current_affiliations(session, list(chunk.people),
+                                                    (Role.student.value,)))
 
 
 Guardian = lookups.Known | NewPerson
@@ -618,7 +621,14 @@ def _known_guardian(chunk: Chunk, row: GuardianRow, phones: dict[str, Guardian],
         chunk.reject(row.row, "national_id", "national ID already belongs to another person "
                      "than the owner of this phone", _masked_nid(row.national_id))
         return None
-    return by_phone or by_nid, by_phone is not None
+    found = by_phone or by_nid
+    if isinstance(found, lookups.Known) and found.person_id in chunk.pupils:
+        # a child's own national ID typed in the parent's row: the child would be renamed
+        # and made a guardian (of themselves)
+        chunk.reject(row.row, "national_id", "national ID belongs to a student: a student "
+                     "cannot be a guardian", _masked_nid(row.national_id))
+        return None
+    return found, by_phone is not None
 
 
 def _same(one: Guardian, other: Guardian) -> bool:

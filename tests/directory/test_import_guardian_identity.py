@@ -18,7 +18,7 @@ from core.db import Database
 from core.settings import Settings
 from directory.importer import ImportResult, Kind
 from directory.models import GuardianLink, IdentifierKind, LoginIdentifier, Person
-from tests.directory.cityfiles import run, write
+from tests.directory.cityfiles import national_id, run, write
 from tests.directory.test_import_dry_run_counts import (
     HEADER,
     _check,
@@ -159,3 +159,22 @@ def test_a_rejected_file_writes_nothing(db: Database, settings: Settings, city: 
     assert real.status == "rejected" and _sizes(db) == before
     assert dry.diff.counts == real.diff.counts and real.diff.counts["invalid"] == 1
     assert [row for row, _ in _errors(real)] == [4]
+
+
+# --- a student's national ID in a guardian's row --------------------------------------------
+
+@pytest.mark.parametrize("whose", ["the child's own", "another pupil's"])
+def test_a_students_national_id_makes_no_guardian_of_the_student(
+        db: Database, settings: Settings, city: Path, whose: str) -> None:  # noqa: F811
+    """A parent's row carrying a pupil's national ID (the child's, typed in the wrong
+    column) is an error: the pupil is not renamed to the parent's name, given the parent's
+    phone as a login, or linked as a guardian (of themselves)."""
+    nid = national_id("20140305", 1 if whose == "the child's own" else 2)
+    row = ["张妈妈", "13700137099", "母亲", "K1", nid]
+    result = run(db, settings, write(city / "g.csv", (HEADER, [row])), Kind.guardians)
+    assert result.status == "rejected"
+    assert _errors(result) == [(2, "national ID belongs to a student: a student cannot be "
+                                   "a guardian")]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(GuardianLink)) == 0
+    assert _people(db, "学生1") == 1 and _people(db, "学生2") == 1 and _phone_logins(db) == 0
