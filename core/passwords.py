@@ -470,7 +470,8 @@ def import_legacy_hash(kind: str, value: str, salt: str | bytes | None = None) -
     '$legacy-sha256$YWI$0000000000000000000000000000000000000000000000000000000000000000'
     """
     if not isinstance(kind, str) or kind not in _IMPORT_KINDS:
-        raise ValueError(f"unknown legacy hash kind {kind!r}; expected one of {_IMPORT_KINDS}")
+        # not the kind read: a password typed into the column would be echoed
+        raise ValueError(f"unknown legacy hash kind; expected one of {', '.join(_IMPORT_KINDS)}")
     if not isinstance(value, str):
         raise ValueError(f"{kind} value must be a str, not {type(value).__name__}")
     value = value.strip()

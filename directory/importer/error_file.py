@@ -2,7 +2,7 @@
 
 Written as UTF-8 with a byte-order mark so that Excel on Chinese Windows shows
 it correctly. Created only when there is a problem; values of personal data
-are already masked by the row checks.
+are already masked by the row checks, and no cell can start a formula (``inert``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from directory.importer.formats import FileProblem
 from directory.importer.rows import RowError
 
 HEADER = ["row", "column", "message", "value"]
+
+
+def inert(cell: str) -> str:
+    """A cell that Excel and WPS show as text, never run as a formula: one beginning with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe
+    (OWASP's advice against CSV injection; the file repeats what an import file held)."""
+    return "'" + cell if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
 
 
 def default_path(source: Path) -> Path:
@@ -40,7 +47,8 @@ class ErrorFile:
             self._writer = csv.writer(self._handle)
             self._writer.writerow(HEADER)
         for error in sorted(errors, key=lambda e: e.row):
-            self._writer.writerow([error.row, error.column, error.message, error.value])
+            self._writer.writerow([error.row, error.column, inert(error.message),
+                                   inert(error.value)])
         self.count += len(errors)
 
     def close(self) -> None:

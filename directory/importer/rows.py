@@ -31,7 +31,7 @@ from datetime import date
 from core.passwords import import_legacy_hash
 from directory.identifiers import has_invisible, normalise
 from directory.importer.columns import Columns, Kind, label
-from directory.models import IdentifierKind, Role
+from directory.models import Account, IdentifierKind, OrgUnit, Role
 from directory.pii import (
     mask_name,
     mask_national_id,
@@ -167,6 +167,10 @@ _TEACHER_ROLES = {"教师": Role.teacher.value, "teacher": Role.teacher.value,
                   "职工": Role.staff.value, "教职工": Role.staff.value, "staff": Role.staff.value}
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\Z|^(\d{4})(\d{2})(\d{2})\Z")
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,63}\Z")
+_CODE_LENGTH = OrgUnit.__table__.c.code.type.length
+# a school's code leaves room for its classes' (class_code: "-G12-99" at most)
+SCHOOL_CODE_LENGTH = _CODE_LENGTH - len(class_code("", FINAL_GRADE, 99))
+_HASH_LENGTH = Account.__table__.c.password_hash.type.length
 
 
 def _text(raw: str) -> str:
@@ -189,7 +193,15 @@ def _name(raw: str) -> str:
 def _code(raw: str) -> str:
     text = _text(_required(raw))
     if not _CODE.match(text):
-        raise ValueError("must be letters, digits, '-', '_' or '.' (at most 64)")
+        raise ValueError(f"must be letters, digits, '-', '_' or '.' (at most {_CODE_LENGTH})")
+    return text
+
+
+def _school_code(raw: str) -> str:
+    text = _code(raw)
+    if len(text) > SCHOOL_CODE_LENGTH:
+        raise ValueError(f"is longer than {SCHOOL_CODE_LENGTH} characters (the codes of its "
+                         "classes add -G<grade>-<class>)")
     return text
 
 
@@ -281,8 +293,16 @@ def _password_hash(raw: str) -> str | None:
     kind, _, rest = raw.partition(":")
     if kind in ("sha256", "sha256-ps"):
         salt, _, digest = rest.rpartition(":")
-        return import_legacy_hash(kind, digest, salt=salt)
-    return import_legacy_hash(kind, rest)
+        stored = import_legacy_hash(kind, digest, salt=salt)
+    else:
+        stored = import_legacy_hash(kind, rest)
+    if len(stored) > _HASH_LENGTH:
+        raise ValueError(f"is too long to store (a salt of at most {_SALT_LENGTH} bytes)")
+    return stored
+
+
+# the longest salt whose stored form fits: "$legacy-sha256-ps$<salt, base64url>$<64 hex>"
+_SALT_LENGTH = (_HASH_LENGTH - len("$legacy-sha256-ps$$") - 64) * 3 // 4
 
 
 def shown(column: str, raw: str) -> str:
@@ -295,7 +315,17 @@ def shown(column: str, raw: str) -> str:
         return "***" if raw else ""
     if column in ("name", "guardian_name"):
         return mask_name(raw)
-    return raw[:60]
+    return _ID_OR_PHONE.sub(_masked_match, raw[:60])
+
+
+# a national ID or a mobile number in another column (a row that lost a cell, a student
+# number made of a national ID): masked all the same
+_ID_OR_PHONE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[0-9]{10})(?![0-9Xx])")
+
+
+def _masked_match(found: re.Match[str]) -> str:
+    text = found.group()
+    return mask_phone(text) if len(text) == 11 else mask_national_id(text)
 
 
 class _Cells:
@@ -317,20 +347,20 @@ class _Cells:
 
 
 def _school(c: _Cells) -> SchoolRow:
-    return SchoolRow(c.row, c.get("school_code", _code), c.get("name", _name),
+    return SchoolRow(c.row, c.get("school_code", _school_code), c.get("name", _name),
                      c.get("district_code", lambda r: _code(r) if r else ""),
                      c.get("district_name", lambda r: _name(r) if r else ""))
 
 
 def _class(c: _Cells) -> ClassRow:
-    return ClassRow(c.row, c.get("school_code", _code), c.get("grade", _grade),
+    return ClassRow(c.row, c.get("school_code", _school_code), c.get("grade", _grade),
                     c.get("class", _class_number),
                     c.get("class_name", lambda r: _name(r) if r else ""))
 
 
 def _person_fields(c: _Cells) -> dict[str, object]:
     return {
-        "name": c.get("name", _name), "school_code": c.get("school_code", _code),
+        "name": c.get("name", _name), "school_code": c.get("school_code", _school_code),
         "gender": c.get("gender", _gender), "birth_date": c.get("birth_date", parse_date),
         "national_id": c.get("national_id", _national_id), "phone": c.get("phone", _phone),
         "password_hash": c.get("password_hash", _password_hash),

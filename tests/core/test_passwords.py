@@ -447,9 +447,9 @@ def test_import_normalises_case_and_whitespace() -> None:
 @pytest.mark.parametrize(
     ("kind", "value", "salt", "message"),
     [
-        ("sha512", "0" * 128, None, "unknown legacy hash kind"),
-        ("MD5", "0" * 32, None, "unknown legacy hash kind"),
-        ("", "0" * 32, None, "unknown legacy hash kind"),
+        ("sha512", "0" * 128, None, "unknown legacy hash kind;"),
+        ("MD5", "0" * 32, None, "unknown legacy hash kind;"),
+        ("", "0" * 32, None, "unknown legacy hash kind;"),
         ("md5", "0" * 31, None, "32 hex digits"),
         ("md5", "0" * 33, None, "32 hex digits"),
         ("md5", "g" * 32, None, "32 hex digits"),

@@ -312,6 +312,60 @@ def test_bad_cells_are_explained_in_plain_words_with_pii_masked(
     assert bad_check not in text and "丙丙丙" not in text and "12345" not in text
 
 
+def test_a_row_that_lost_a_cell_shows_no_national_id_or_phone_in_full(
+        db: Database, settings: Settings, city: Path) -> None:
+    """Without its gender cell the row's national ID lands in the birth date column and its
+    phone in the national ID's: masked all the same, by their shape."""
+    nid = national_id("20140305", 210)
+    errors = _rejected(db, settings, city, [
+        ["3100000001", "1", "1", "S210", "张小明", "2014-03-05", nid, "13800138001"]])
+    text = (city / "bad.errors.csv").read_text(encoding="utf-8-sig")
+    assert errors and nid not in text and "13800138001" not in text
+    assert nid[:3] + "*" * 11 + nid[-4:] in text
+
+
+def test_a_password_in_the_hash_column_is_never_shown(
+        db: Database, settings: Settings, city: Path) -> None:
+    errors = _rejected(db, settings, city, [[*student("S211", "张小明", seq=211),
+                                             "Secret-Pa55word"]],
+                       header=[*STUDENT_HEADER, "password_hash"])
+    assert errors[0]["message"].startswith("password_hash (密码哈希) unknown legacy hash kind;")
+    text = (city / "bad.errors.csv").read_text(encoding="utf-8-sig")
+    assert "Secret" not in text and "Pa55word" not in text
+
+
+@pytest.mark.parametrize("payload", ['=HYPERLINK("http://evil.example/","x")',
+                                     "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)",
+                                     "\t=1+1"])
+def test_no_cell_of_the_error_file_is_a_formula(db: Database, settings: Settings,
+                                                city: Path, payload: str) -> None:
+    """What an import file held comes back in the error file as text that Excel and WPS
+    never run (a school code, a name whose mask keeps its first character)."""
+    _rejected(db, settings, city, [[payload, "第一小学"]], header=["学校标识码", "学校名称"])
+    _rejected(db, settings, city, [student("S212", payload + "x" * 200, seq=212)])
+    for error in _errors(city / "bad.errors.csv"):
+        assert not error["value"].startswith(("=", "+", "-", "@", "\t")), error
+        assert error["value"].startswith("'") or not error["value"], error
+
+
+def test_codes_and_hashes_too_long_to_store_are_row_errors(
+        db: Database, settings: Settings, city: Path) -> None:
+    """Found by the row checks, the dry run's too, not by the database as it writes
+    (PostgreSQL refused them in the middle of the import)."""
+    long_school = "A" * 58  # its class 7-10 would be 64 + 1 characters
+    errors = _rejected(db, settings, city, [[long_school, "长代码学校"]],
+                       header=["学校标识码", "学校名称"])
+    assert "longer than 57 characters" in errors[0]["message"]
+    assert run(db, settings, write(city / "ok.csv", (["学校标识码", "学校名称"],
+                                                     [["A" * 57, "长代码学校"]]))).ok
+    assert run(db, settings, write(city / "c.csv", (["学校标识码", "年级", "班级"],
+                                                    [["A" * 57, "12", "99"]]))).ok
+    salted = "sha256:" + "s" * 300 + ":" + "0" * 64
+    errors = _rejected(db, settings, city, [[*student("S213", "张小明", seq=213), salted]],
+                       header=[*STUDENT_HEADER, "password_hash"])
+    assert "too long to store" in errors[0]["message"]
+
+
 def test_skip_invalid_applies_the_valid_rows(db: Database, settings: Settings, city: Path
                                              ) -> None:
     rows = [student("S300", "好", seq=300), student("S301", "", seq=301)]
