@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from directory.importer import FileProblem, ImportOptions, ImportResult, Kind, import_file
 
@@ -33,7 +34,7 @@ def _actor() -> str:
 
 
 def _fail(message: str) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)  # it may name the file
     return typer.Exit(2)
 
 
@@ -97,18 +98,20 @@ def _with_progress(work: Callable[[Callable[[int], None]], ImportResult], file: 
 
 
 def _report(result: ImportResult) -> None:
-    out.print(f"{result.path.name}: {result.kind.value}, {result.encoding}, "
-              f"{result.rows} rows")
+    out.print(Text(f"{printable(result.path.name)}: {result.kind.value}, {result.encoding}, "
+                   f"{result.rows} rows"))
     for column in result.ignored_columns:
-        out.print(f"[yellow]warning:[/] column {column!r} is not used and was ignored")
+        out.print(Text.assemble(("warning:", "yellow"),
+                                f" column {printable(repr(column))} is not used and was ignored"))
     if result.previous_run_id:
         out.print(f"this file was already imported in run {result.previous_run_id}; "
                   "only the differences are applied")
     out.print(result.diff.summary())
-    for line in result.diff.lines():
-        out.print(line, markup=False, highlight=False)
+    for line in result.diff.lines():  # names and codes from the file: no escape sequences
+        out.print(printable(line), markup=False, highlight=False)
     if result.errors:
-        out.print(f"[red]{result.errors} problems[/] in invalid rows; see {result.errors_path}")
+        out.print(Text.assemble((f"{result.errors} problems", "red"), " in invalid rows; see ",
+                                printable(str(result.errors_path))))
     message = {
         "dry-run": "dry run: nothing was written",
         "applied": f"applied (import run {result.run_id})",
@@ -148,8 +151,8 @@ def rollover_command(
     finally:
         database.dispose()
     out.print(result.diff.summary())
-    for line in result.diff.lines():
-        out.print(line, markup=False, highlight=False)
+    for line in result.diff.lines():  # names and codes from the file: no escape sequences
+        out.print(printable(line), markup=False, highlight=False)
     out.print("dry run: nothing was written" if dry_run else f"school year {year} started")
     if result.graduated_accounts:  # they may no longer sign in: their apps are told now
         from idp.cli_security import end_sessions

@@ -184,6 +184,8 @@ def _required(raw: str) -> str:
 
 
 def _name(raw: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and not ch.isspace() for ch in raw):
+        raise ValueError("holds a control character (an escape or a bell, say)")
     text = re.sub(r"\s+", " ", _text(_required(raw)))
     if len(text) > MAX_NAME:
         raise ValueError(f"is longer than {MAX_NAME} characters")

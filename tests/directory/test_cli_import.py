@@ -37,6 +37,22 @@ def test_file_problems_are_one_line(env: dict[str, str], tmp_path: Path, content
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def test_nothing_from_the_file_reaches_the_terminal_as_an_escape(env: dict[str, str],
+                                                                  tmp_path: Path) -> None:
+    """A file's name and its cells are shown with control characters replaced: an escape
+    sequence is a command to the operator's terminal (retitle, clear, worse); a name that
+    holds one is a row error."""
+    path = write(tmp_path / "in\x1b]0;owned\x07.csv", (["学校标识码", "学校名称", "[/x]"], [
+        ["3100000001", "第一小学\x1b[2J"], ["3100000002", "第二小学"]]))
+    result = idp("import", str(path), "--dry-run", env=env)
+    assert result.returncode == 1, result.stderr  # the row error rejects the file
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout
+    errors = (tmp_path / "in\x1b]0;owned\x07.errors.csv").read_text(encoding="utf-8-sig")
+    assert "holds a control character" in errors
+    missing = idp("import", str(tmp_path / "gone\x1b[2J.csv"), env=env)
+    assert missing.returncode == 2 and "\x1b" not in missing.stderr
+
+
 def test_import_dry_run_apply_and_rejection(env: dict[str, str], tmp_path: Path) -> None:
     schools = write(tmp_path / "schools.csv", SCHOOLS, "gbk")
     dry = idp("import", str(schools), "--dry-run", env=env)
