@@ -22,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from directory.importer import FileProblem, ImportOptions, ImportResult, Kind, import_file
+from directory.importer.snapshot import LEAVERS_FREE, LEAVERS_PERCENT
 
 out = Console()
 
@@ -53,6 +54,10 @@ def import_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff; write nothing."),
     snapshot: bool = typer.Option(False, "--snapshot", help="The file is complete for its "
                                   "schools: people missing from it have left."),
+    leavers_limit: int = typer.Option(
+        LEAVERS_PERCENT, "--leavers-limit", min=0, max=100,
+        help="--snapshot: refuse a file that would mark more than this percentage of a "
+        f"school's people as left (and more than {LEAVERS_FREE} of them)."),
     errors: Path | None = typer.Option(None, "--errors", help="Where to write row errors "
                                        "(default: FILE.errors.csv next to the file)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Apply the valid rows "
@@ -68,6 +73,7 @@ def import_command(
     settings = _settings()
     database = _database(settings)
     options = ImportOptions(kind=kind, dry_run=dry_run, snapshot=snapshot,
+                            leavers_percent=leavers_limit,
                             skip_invalid=skip_invalid, errors_path=errors, actor=_actor(),
                             examples=show, workers=workers)
     try:

@@ -69,6 +69,7 @@ from directory.importer.formats import FileProblem, Progress, Table, content_has
 from directory.importer.ledger import Ledger
 from directory.importer.lock import hold_import_lock
 from directory.importer.runs import ImportRun, RunStatus, previous_run
+from directory.importer.snapshot import LEAVERS_PERCENT
 from directory.importer.units import Units
 from directory.importer.workers import Checked, Checker, default_workers
 from directory.people import accounts_of
@@ -83,6 +84,7 @@ class ImportOptions:
     kind: Kind | None = None
     dry_run: bool = False
     snapshot: bool = False
+    leavers_percent: int = LEAVERS_PERCENT  # --snapshot: the most a school may lose
     skip_invalid: bool = False
     errors_path: Path | None = None
     actor: str = "cli"
@@ -316,8 +318,9 @@ def _valid_rows(run: Run, checked: Checked) -> list:
 
 def deactivate_missing(run: Run) -> None:
     if run.options.snapshot:
-        run.left_people = snapshot.deactivate_missing(run.context, run.diff,
-                                                      write=run.writing)
+        run.left_people = snapshot.deactivate_missing(
+            run.context, run.diff, write=run.writing,
+            leavers_percent=run.options.leavers_percent)
 
 
 STEPS: list[Callable[[Run], None]] = [

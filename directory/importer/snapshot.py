@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 
 from directory.importer import lookups
 from directory.importer.diff import Change, Diff
+from directory.importer.formats import FileProblem
 from directory.importer.plan import PEOPLE, Context
 from directory.models import (
     Account,
@@ -68,23 +69,44 @@ def _members(context: Context, school_path: str) -> Iterator[list[Member]]:
         last = batch[-1].affiliation_id
 
 
-def deactivate_missing(context: Context, diff: Diff, *, write: bool) -> set[int]:
+# A file missing more than this share of a school's people (and more than LEAVERS_FREE of
+# them) is refused: a truncated file or an export of one grade would mark the rest as left
+# and sign them out (Microsoft Entra Connect's "prevent accidental deletes" is the model)
+LEAVERS_PERCENT = 10
+LEAVERS_FREE = 20
+
+
+def deactivate_missing(context: Context, diff: Diff, *, write: bool,
+                       leavers_percent: int = LEAVERS_PERCENT) -> set[int]:
     """Close the affiliations of people missing from the file, in every covered school;
-    the people who have left (no current affiliation remains), when ``write``."""
+    the people who have left (no current affiliation remains), when ``write``. A school
+    that would lose more than ``leavers_percent`` of its people (and more than
+    ``LEAVERS_FREE``) stops the run (``FileProblem``): nothing is written."""
     left: set[int] = set()
     for code in sorted(context.covered_schools):
         school = context.units.get(code)
         if school is None or not school.path:
             continue
+        members, missing = 0, []
         for batch in _members(context, school.path):
             present = context.ledger.seen("key", [m.number for m in batch])
-            missing = [m for m in batch if m.number not in present]
-            for member in missing:
-                diff.add(Change.deactivated, f"{member.number} {mask_name(member.name)}: "
-                         f"left {member.unit_code}")
-            if write and missing:
-                left.update(_close(context, missing))
+            members += len(batch)
+            missing += [m for m in batch if m.number not in present]
+        _check_leavers(code, len(missing), members, leavers_percent)
+        for member in missing:
+            diff.add(Change.deactivated, f"{member.number} {mask_name(member.name)}: "
+                     f"left {member.unit_code}")
+        for start in range(0, len(missing) if write else 0, BATCH):
+            left.update(_close(context, missing[start:start + BATCH]))
     return left
+
+
+def _check_leavers(code: str, leaving: int, members: int, percent: int) -> None:
+    if leaving > LEAVERS_FREE and leaving * 100 > members * percent:
+        raise FileProblem(
+            f"--snapshot would mark {leaving} of the {members} people of school {code} as "
+            f"left (more than {percent}%): is the file complete? To see who, add --dry-run "
+            f"--leavers-limit 100; to apply it, --leavers-limit 100")
 
 
 def _close(context: Context, missing: list[Member]) -> list[int]:

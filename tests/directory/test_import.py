@@ -12,7 +12,7 @@ from core.audit import AuditEvent
 from core.db import Database
 from core.field_crypto import open_
 from core.settings import Settings
-from directory.importer import Kind, apply
+from directory.importer import FileProblem, Kind, apply
 from directory.importer.runs import ImportRun
 from directory.models import (
     NATIONAL_ID,
@@ -217,6 +217,26 @@ def test_a_rejected_snapshot_names_nobody_who_left(db: Database, settings: Setti
         STUDENTS[1][0], broken])), snapshot=True)
     assert result.status == "rejected" and result.left_accounts == ()
     assert _current(db, "S002") != []
+
+
+def test_a_snapshot_missing_most_of_a_school_is_refused(db: Database, settings: Settings,
+                                                        city: Path) -> None:
+    """A truncated file, or an export of one class, would mark the rest of the school as
+    left and sign them out: more than 10 % of a school's people (and more than 20) leaving
+    refuses the run, dry or real, until the operator says it is meant."""
+    pupils = [student(f"P{n:03d}", "学生", seq=500 + n) for n in range(30)]
+    assert run(db, settings, write(city / "all.csv", (STUDENT_HEADER, pupils))).ok
+    few = write(city / "few.csv", (STUDENT_HEADER, [STUDENTS[1][0], *pupils[:8]]))
+    before = _snapshot_of_directory(db)
+    for dry_run in (True, False):  # 23 of the school's 32 pupils would leave
+        with pytest.raises(FileProblem, match=r"would mark 23 of the 32 people of school "
+                                              r"3100000001 as left \(more than 10%\)"):
+            run(db, settings, few, snapshot=True, dry_run=dry_run)
+    assert _snapshot_of_directory(db) == before
+    dry = run(db, settings, few, snapshot=True, dry_run=True, leavers_percent=100)
+    assert dry.diff.counts["deactivated"] == 23
+    assert run(db, settings, few, snapshot=True, leavers_percent=75).diff.counts[
+        "deactivated"] == 23
 
 
 def test_snapshot_is_for_people_only(db: Database, settings: Settings, tmp_path: Path) -> None:
