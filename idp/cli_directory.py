@@ -13,6 +13,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def import_command(
             database, settings, file, options, progress), file)
     except FileProblem as exc:
         raise _fail(str(exc)) from None
+    except BrokenProcessPool:  # the run rolled back and was recorded as failed
+        raise _fail("a process checking the rows ended unexpectedly (killed, or out of "
+                    "memory?): nothing was written; run again, or with --workers 0") from None
     finally:
         database.dispose()
     _report(result)

@@ -94,3 +94,25 @@ def test_a_snapshot_says_how_the_sessions_of_those_who_left_end(env: dict[str, s
     alone = idp("import", str(snapshot), "--snapshot", env=env)
     assert alone.returncode == 0 and "the sessions end when next used (without IDP_REDIS_URL" \
         in alone.stderr
+
+
+def test_a_worker_that_dies_ends_in_one_line(env: dict[str, str], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process checking rows killed (the OOM killer, say): the run rolls back and is
+    recorded as failed (``import_file``), and the command says so in one line, exit 2."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from typer.testing import CliRunner
+
+    from idp import cli_directory
+    from idp.cli import app
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cli_directory, "import_file", killed)
+    result = CliRunner().invoke(app, ["import", str(write(tmp_path / "s.csv", SCHOOLS))])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "ended unexpectedly" in result.output and "Traceback" not in result.output
