@@ -46,7 +46,8 @@ def _comma_list(value: object) -> object:
     return value
 
 _NOT_SETTINGS = {"IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_GM_VECTORS",
-                 "IDP_FUZZ_EXAMPLES", "IDP_FUZZ_SEED"}  # read by the tests, not the service
+                 "IDP_FUZZ_EXAMPLES", "IDP_FUZZ_SEED", "IDP_SCREENSHOTS",
+                 "IDP_BENCH_DATABASE_URL"}  # read by the tests and benchmarks, not the service
 
 
 class ConfigError(Exception):

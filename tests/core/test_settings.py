@@ -20,6 +20,14 @@ def test_defaults_run_locally_and_generate_a_master_key_once(tmp_path: Path) -> 
     assert len(settings.master_key_bytes) == 32
 
 
+@pytest.mark.parametrize("name", ["IDP_TEST_DATABASE_URL", "IDP_BENCH_DATABASE_URL",
+                                  "IDP_SCREENSHOTS", "IDP_FUZZ_SEED"])
+def test_the_tests_and_benchmarks_variables_are_not_unknown_settings(tmp_path: Path,
+                                                                     name: str) -> None:
+    """Exported for a test or a benchmark run, they must not stop every idp command."""
+    assert load_settings({"IDP_VAR_DIR": str(tmp_path), name: "x"}).mode == "dev"
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
