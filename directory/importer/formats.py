@@ -12,6 +12,13 @@ Decisions:
   bytes without a BOM mean UTF-16/32 without BOM or a binary file: rejected.
   A later byte that does not decode in the chosen encoding stops the import
   with the byte offset (a file that mixes encodings).
+- **No NUL character** anywhere (CSV): the sample's check sees only the first
+  megabyte, and none of a file with a BOM (UTF-16/32 hold NUL bytes), while the
+  csv module reads NUL as any other character and PostgreSQL refuses it in text
+  when the row is written. So every decoded header and record is checked: a NUL
+  stops the import (:class:`FileProblem` naming the row), nothing written. It is
+  not a row error: NUL is no typo, but a damaged or binary file. (XLSX cannot
+  hold one: XML refuses the character.)
 - **Delimiter**: comma, tab or semicolon, whichever the header line holds most.
 - **Cells** are text. XLSX numbers that are whole become ``"42"`` (never
   ``"42.0"``), dates become ``YYYY-MM-DD``. Long numbers such as national IDs
@@ -40,6 +47,9 @@ _BOMS = (
 )
 _XLSX_MAGIC = b"PK\x03\x04"
 _MAX_FIELD = 1 << 16
+_NUL = "\x00"
+_NUL_PROBLEM = ("the file is not text: it holds a NUL character (a damaged or binary file); "
+                "remove it, or save the file again as CSV in UTF-8")
 
 Progress = Callable[[int], None]  # called with the bytes or rows done so far
 
@@ -127,6 +137,9 @@ def _open_csv(path: Path, head: bytes, progress: Progress | None) -> Table:
     if not header or not any(cell.strip() for cell in header):
         text.close()
         raise FileProblem(f"{path}: the first line must be the column headers")
+    if _NUL in "".join(header):
+        text.close()
+        raise FileProblem(f"{path}: row 1: {_NUL_PROBLEM}")
     return Table([cell.strip() for cell in header],
                  _csv_records(reader, text, raw, path, encoding, progress), encoding, size)
 
@@ -147,6 +160,8 @@ def _csv_records(
             if progress and row % 1000 == 0:
                 progress(raw.tell())
             if any(map(str.strip, cells)):
+                if _NUL in "".join(cells):
+                    raise FileProblem(f"{path}: row {row}: {_NUL_PROBLEM}")
                 yield Record(row, cells)
         if progress:
             progress(raw.tell())

@@ -7,12 +7,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from core.db import Database
 from core.settings import Settings
 from directory.importer import FileProblem, Kind
 from directory.importer.columns import detect_kind, resolve
 from directory.importer.formats import open_table
+from directory.models import OrgUnit
 from tests.directory.cityfiles import (
     CLASSES,
     GUARDIANS,
@@ -38,10 +40,53 @@ def test_utf8_with_or_without_bom_and_gbk_are_read(tmp_path: Path, encoding: str
                               "gbk": "gb18030", "gb18030": "gb18030"}[encoding]
 
 
-def test_utf16_with_a_bom_is_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bom", "encoding"), [
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+])
+def test_utf16_and_utf32_with_a_bom_are_read(tmp_path: Path, bom: bytes, encoding: str) -> None:
     path = tmp_path / "s.csv"
-    path.write_bytes(codecs.BOM_UTF16_LE + csv_text(*STUDENTS).encode("utf-16-le"))
-    assert open_table(path).header == STUDENT_HEADER
+    path.write_bytes(bom + csv_text(*STUDENTS).encode(encoding))
+    table = open_table(path)
+    assert table.header == STUDENT_HEADER
+    assert [r.cells[4] for r in table.records] == ["张小明", "陈小红", "刘小刚"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])  # with a BOM
+@pytest.mark.parametrize("row", [1, 3])
+def test_a_nul_character_in_a_file_with_a_bom_refuses_the_file_at_its_row(
+        tmp_path: Path, encoding: str, row: int) -> None:
+    """A BOM skips the sample's NUL check (UTF-16/32 text is full of NUL bytes): the
+    decoded text is checked, header and rows."""
+    header, rows = list(STUDENT_HEADER), [list(r) for r in STUDENTS[1]]
+    if row == 1:
+        header[4] = "姓\x00名"
+    else:
+        rows[1][4] = "陈\x00小红"
+    path = tmp_path / "s.csv"
+    path.write_bytes(csv_text(header, rows).encode(encoding))
+    with pytest.raises(FileProblem, match=f"s.csv: row {row}: the file is not text: it holds "
+                                          "a NUL character"):
+        for _ in open_table(path).records:
+            pass
+
+
+def test_a_nul_character_after_the_first_megabyte_refuses_the_file(
+        db: Database, settings: Settings, tmp_path: Path) -> None:
+    """The sample is the first megabyte: a NUL further on was read as text, and PostgreSQL
+    refused it when the row was written (a traceback). Now the run stops at the row,
+    writing nothing."""
+    path = tmp_path / "schools.csv"
+    note = "备注" * 200
+    filler = "".join(f"31{n:08d},学校{n},{note}\n" for n in range(1000)).encode()  # > 1 MB
+    assert len(filler) > 1 << 20
+    path.write_bytes("学校标识码,学校名称,备注\n".encode() + filler
+                     + "3100000009,第九\x00小学,\n".encode())
+    for dry_run in (True, False):  # chunks of 100: the first rows are written, then undone
+        with pytest.raises(FileProblem, match="row 1002: the file is not text: it holds a NUL"):
+            run(db, settings, path, Kind.schools, dry_run=dry_run, chunk_size=100)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(OrgUnit)) == 0
 
 
 @pytest.mark.parametrize(("content", "message"), [
