@@ -20,6 +20,10 @@ Decisions:
   not a row error: NUL is no typo, but a damaged or binary file. (XLSX cannot
   hold one: XML refuses the character.)
 - **Delimiter**: comma, tab or semicolon, whichever the header line holds most.
+- **XLSX is known by its content**: a file that starts as a zip archive is read as a
+  workbook whatever its name (a workbook renamed ``students.csv``); a damaged
+  workbook (broken zip, missing part, broken XML), found as it is opened or
+  while its rows are read, is a :class:`FileProblem`, never a parser's traceback.
 - **Cells** are text. XLSX numbers that are whole become ``"42"`` (never
   ``"42.0"``), dates become ``YYYY-MM-DD``. Long numbers such as national IDs
   must be stored as text in the sheet: as numbers Excel has already lost digits.
@@ -33,6 +37,8 @@ import codecs
 import csv
 import hashlib
 import io
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -46,6 +52,17 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _XLSX_MAGIC = b"PK\x03\x04"
+# What zipfile, zlib and openpyxl raise on a damaged workbook, as they open it or while its
+# rows are read (found by corrupting workbooks byte by byte and part by part): a broken zip
+# (BadZipFile, a bad CRC), a broken deflate stream (zlib.error), a truncated member
+# (EOFError, OSError), broken XML (ElementTree's ParseError and lxml's XMLSyntaxError, both
+# SyntaxError), a missing part (KeyError) or sheet (IndexError), an unsupported compression
+# (NotImplementedError, a RuntimeError), an encrypted member (RuntimeError), values
+# openpyxl cannot convert (ValueError, TypeError); ArithmeticError and AttributeError in case.
+DAMAGED_XLSX: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zlib.error, EOFError, OSError, SyntaxError, LookupError, RuntimeError,
+    ValueError, TypeError, ArithmeticError, AttributeError,
+)
 _MAX_FIELD = 1 << 16
 _NUL = "\x00"
 _NUL_PROBLEM = ("the file is not text: it holds a NUL character (a damaged or binary file); "
@@ -190,29 +207,51 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _open_xlsx(path: Path, progress: Progress | None) -> Table:
-    from zipfile import BadZipFile
+def _damaged(path: Path, exc: BaseException, where: str = "") -> FileProblem:
+    detail = (str(exc).splitlines() or [""])[0].strip() or type(exc).__name__
+    return FileProblem(f"{path}: {where}not a readable XLSX workbook ({detail}); open it in "
+                       "Excel and save it again, or save it as CSV in UTF-8")
 
+
+def _open_xlsx(path: Path, progress: Progress | None) -> Table:
     from openpyxl import load_workbook
 
+    handle = path.open("rb")  # a file, not a name: openpyxl refuses names not ending in .xlsx
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileProblem(f"{path}: not a readable XLSX workbook ({exc})") from None
-    sheet = workbook.worksheets[0]
-    rows = sheet.iter_rows(values_only=True)
-    header = next(rows, None)
-    if not header or not any(cell is not None for cell in header):
+        workbook = load_workbook(handle, read_only=True, data_only=True)
+    except DAMAGED_XLSX as exc:
+        handle.close()
+        raise _damaged(path, exc) from None
+
+    def close() -> None:
         workbook.close()
+        handle.close()
+
+    try:
+        if not workbook.worksheets:
+            raise _damaged(path, LookupError("it has no worksheet"))
+        sheet = workbook.worksheets[0]
+        rows = sheet.iter_rows(values_only=True)
+        header = next(rows, None)
+        size = sheet.max_row or 0
+    except FileProblem:
+        close()
+        raise
+    except DAMAGED_XLSX as exc:
+        close()
+        raise _damaged(path, exc) from None
+    if not header or not any(cell is not None for cell in header):
+        close()
         raise FileProblem(f"{path}: the first row must be the column headers")
     cells = [cell_text(c).strip() for c in header]
     while cells and not cells[-1]:
         cells.pop()
-    return Table(cells, _xlsx_records(rows, workbook, progress), "xlsx", sheet.max_row or 0)
+    return Table(cells, _xlsx_records(rows, path, close, progress), "xlsx", size)
 
 
-def _xlsx_records(rows: Iterator[tuple], workbook: object, progress: Progress | None
-                  ) -> Iterator[Record]:
+def _xlsx_records(rows: Iterator[tuple], path: Path, close: Callable[[], None],
+                  progress: Progress | None) -> Iterator[Record]:
+    number = 1
     try:
         for number, values in enumerate(rows, start=2):
             cells = [cell_text(v) for v in values]
@@ -220,5 +259,7 @@ def _xlsx_records(rows: Iterator[tuple], workbook: object, progress: Progress | 
                 progress(number)
             if any(map(str.strip, cells)):
                 yield Record(number, cells)
+    except DAMAGED_XLSX as exc:
+        raise _damaged(path, exc, f"after row {number}: ") from None
     finally:
-        workbook.close()  # type: ignore[attr-defined]
+        close()

@@ -21,6 +21,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(("content", "args", "message"), [
     (None, [], "error: {path}: no such file"),
     (b"\x00\x01binary", [], "error: the file is not text"),
+    (b"PK\x03\x04" + b"\x00" * 100, [], "error: {path}: not a readable XLSX workbook"),
     ("学校标识码,年级\n1,2\n".encode(), ["--kind", "students"],
      "error: missing columns for students: class (班级), student_number (学号), name (姓名)"),
     (b"a,b\n1,2\n", [], "error: cannot tell what the file holds"),

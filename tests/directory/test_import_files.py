@@ -131,6 +131,100 @@ def test_xlsx_is_read(db: Database, settings: Settings, tmp_path: Path) -> None:
     assert result.diff.counts["created"] == 1 and result.errors == 0
 
 
+def _workbook(path: Path, table: tuple[list[str], list[list[str]]]) -> Path:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    for row in (table[0], *table[1]):
+        workbook.active.append(row)
+    workbook.save(path)
+    return path
+
+
+def test_a_workbook_is_read_whatever_its_name(db: Database, settings: Settings,
+                                              tmp_path: Path) -> None:
+    """A zip archive is read as a workbook: openpyxl refused a name not ending in .xlsx
+    (InvalidFileException, a traceback)."""
+    book = _workbook(tmp_path / "book.xlsx", SCHOOLS)
+    renamed = tmp_path / "schools.csv"
+    renamed.write_bytes(book.read_bytes())
+    result = run(db, settings, renamed)
+    assert (result.kind, result.encoding, result.status) == (Kind.schools, "xlsx", "applied")
+    assert result.diff.counts["created"] >= 3
+
+
+def _rewrite(book: Path, out: Path, part: str, change) -> Path:
+    """``book`` with one part changed (``change`` gets its bytes, returns None to drop it)."""
+    import zipfile
+
+    with zipfile.ZipFile(book) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == part:
+                data = change(data)
+            if data is not None:
+                target.writestr(item.filename, data)
+    return out
+
+
+def _corrupt_deflate(book: Path, out: Path) -> Path:
+    """``book`` with bytes in the middle of the sheet's compressed data overwritten."""
+    import zipfile
+
+    with zipfile.ZipFile(book) as archive:
+        item = archive.getinfo("xl/worksheets/sheet1.xml")
+    data = bytearray(book.read_bytes())
+    name_length, extra_length = (int.from_bytes(data[item.header_offset + at:][:2], "little")
+                                 for at in (26, 28))
+    start = item.header_offset + 30 + name_length + extra_length + item.compress_size // 2
+    data[start:start + 16] = b"\xff" * 16
+    out.write_bytes(bytes(data))
+    return out
+
+
+SHEET = "xl/worksheets/sheet1.xml"
+MANY_SCHOOLS = (SCHOOLS[0], [[f"31{n:08d}", f"学校{n}", "310101", "黄浦区"] for n in range(3000)])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda book, out: _rewrite(book, out, SHEET, lambda xml: xml[: len(xml) // 2]),
+    lambda book, out: _rewrite(book, out, SHEET, lambda xml: b"<worksheet>" + xml[200:]),
+    lambda book, out: _rewrite(book, out, SHEET, lambda xml: None),
+    lambda book, out: _rewrite(book, out, "[Content_Types].xml", lambda xml: None),
+    lambda book, out: _rewrite(book, out, "xl/workbook.xml", lambda xml: xml[:-40]),
+    _corrupt_deflate,
+    lambda book, out: out.write_bytes(book.read_bytes()[: book.stat().st_size // 2]),
+    lambda book, out: out.write_bytes(b"PK\x03\x04" + b"\x00" * 100),
+], ids=["sheet-xml-cut-short", "sheet-xml-broken", "no-sheet", "no-content-types",
+        "workbook-xml-cut-short", "deflate-broken", "zip-cut-short", "zip-magic-only"])
+@pytest.mark.parametrize("name", ["schools.xlsx", "schools.csv"])
+def test_a_damaged_workbook_is_a_file_problem(db: Database, settings: Settings, tmp_path: Path,
+                                              damage, name: str) -> None:
+    """As it is opened or while its rows are read (broken zip, missing part, broken XML):
+    one line, whatever openpyxl, zipfile or zlib raised, and nothing written."""
+    book = _workbook(tmp_path / "good.xlsx", MANY_SCHOOLS)
+    path = tmp_path / name
+    damage(book, path)
+    for dry_run in (True, False):
+        with pytest.raises(FileProblem, match=f"{name}: .*not a readable XLSX workbook") as raised:
+            run(db, settings, path, Kind.schools, dry_run=dry_run, chunk_size=500)
+        assert "\n" not in str(raised.value)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(OrgUnit)) == 0
+
+
+def test_a_workbook_broken_after_its_header_names_the_last_row_read(tmp_path: Path) -> None:
+    book = _workbook(tmp_path / "good.xlsx", MANY_SCHOOLS)
+    path = _rewrite(book, tmp_path / "cut.xlsx", SHEET, lambda xml: xml[: len(xml) // 2])
+    table = open_table(path)
+    assert table.header == SCHOOLS[0]
+    with pytest.raises(FileProblem, match=r"cut.xlsx: after row \d+: not a readable XLSX") \
+            as raised:
+        for _ in table.records:
+            pass
+    assert 100 < int(str(raised.value).split("after row ")[1].split(":")[0]) < 3000
+
+
 def test_missing_columns_reject_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileProblem, match=r"missing columns for students: name \(姓名\)"):
         resolve(Kind.students, ["学校标识码", "年级", "班级", "学号"])
