@@ -16,6 +16,10 @@ Decisions:
   ``chunk_size`` (5,000) rows; keys seen so far live in an on-disk
   :class:`Ledger`; the diff keeps counts and a few examples only.
 - **Dry run**: the same steps without writing anything, not even the run.
+- **``--kind`` must not contradict the headers**: a kind given whose columns are a
+  part of another kind's that the file has (a students file given as ``classes``
+  or ``schools``) is refused; otherwise ``--kind`` wins over detection (a students
+  export with guardian columns, which detection calls guardians).
 - **Rare full garbage collections** while the run lasts (``core.gc_policy``): each
   chunk's objects outlive many young collections and would otherwise trigger a
   full collection of the whole process every few chunks.
@@ -62,7 +66,7 @@ from core.gc_policy import batch_collections
 from core.settings import Settings
 from directory.importer import apply, plan, recall, snapshot
 from directory.importer.bulk import Statistics, serial_plans
-from directory.importer.columns import Columns, Kind, detect_kind, resolve
+from directory.importer.columns import Columns, Kind, detect_kind, label, resolve
 from directory.importer.diff import Change, Diff
 from directory.importer.error_file import ErrorFile, default_path
 from directory.importer.formats import FileProblem, Progress, Table, content_hash, open_table
@@ -184,8 +188,37 @@ def read_header(run: Run) -> None:
     run.table = open_table(run.path, run.progress)
     kind = run.options.kind or detect_kind(run.table.header)
     run.columns = resolve(kind, run.table.header)
+    if run.options.kind is not None:
+        _refuse_another_kinds_file(run.columns, run.table.header)
     if run.options.snapshot and kind not in SNAPSHOT_KINDS:
         raise FileProblem(f"--snapshot applies to students and teachers, not {kind.value}")
+
+
+def _refuse_another_kinds_file(columns: Columns, header: list[str]) -> None:
+    """:class:`FileProblem` if the headers are those of another kind than ``--kind``: one
+    whose required columns are all there, and which would use every column the given kind
+    uses, and more (a students file given as classes would rename every class after its
+    students, their numbers ignored). A file that fits the given kind and also holds
+    another kind's columns the given kind does not use (a students file with a guardian's
+    phone and relation) is the given kind's, with extra columns."""
+    ours = set(columns.index.values())
+    richest: Columns | None = None
+    for kind in Kind:
+        if kind is columns.kind:
+            continue
+        try:
+            theirs = resolve(kind, header)
+        except FileProblem:
+            continue
+        if ours < set(theirs.index.values()) and (
+                richest is None or len(theirs.index) > len(richest.index)):
+            richest = theirs
+    if richest is not None:
+        unused = ", ".join(label(column) for column, at in richest.index.items()
+                           if at not in ours)
+        raise FileProblem(f"--kind {columns.kind.value} does not match the headers: they are "
+                          f"those of a {richest.kind.value} file ({unused} would be ignored); "
+                          f"give --kind {richest.kind.value}, or leave --kind out")
 
 
 def note_previous_run(run: Run) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_MASTER_KEY
-from tests.directory.cityfiles import CLASSES, SCHOOLS, STUDENT_HEADER, STUDENTS, write
+from tests.directory.cityfiles import (
+    CLASSES,
+    SCHOOLS,
+    STUDENT_HEADER,
+    STUDENTS,
+    csv_text,
+    write,
+)
 from tests.idp.test_cli import idp
 
 
@@ -25,6 +32,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     ("学校标识码,年级\n1,2\n".encode(), ["--kind", "students"],
      "error: missing columns for students: class (班级), student_number (学号), name (姓名)"),
     (b"a,b\n1,2\n", [], "error: cannot tell what the file holds"),
+    (csv_text(*STUDENTS).encode(), ["--kind", "classes"],
+     "error: --kind classes does not match the headers: they are those of a students file"),
     ("学校标识码,学校名称\n1,x\n".encode(), ["--snapshot"], "error: --snapshot applies to"),
 ])
 def test_file_problems_are_one_line(env: dict[str, str], tmp_path: Path, content: bytes | None,

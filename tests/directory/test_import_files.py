@@ -240,6 +240,45 @@ def test_extra_columns_are_ignored_with_a_warning(db: Database, settings: Settin
     assert result.ignored_columns == ("民族", "备注") and result.status == "applied"
 
 
+@pytest.mark.parametrize(("table", "kind", "message"), [
+    (STUDENTS, Kind.classes, "they are those of a students file (student_number (学号), "),
+    (STUDENTS, Kind.schools, "they are those of a students file (grade (年级), class (班级), "),
+    (TEACHERS, Kind.schools, "they are those of a teachers file (teacher_number (工号), "),
+])
+def test_a_kind_that_contradicts_the_headers_is_a_file_problem(
+        db: Database, settings: Settings, tmp_path: Path, table, kind: Kind, message: str
+) -> None:
+    """--kind classes on a students file took 姓名 for the class name and ignored the rest:
+    every class was renamed after a student."""
+    seed_city(db, settings, tmp_path, people=False)
+    with db.session() as session:
+        before = sorted(session.scalars(select(OrgUnit.name)))
+    path = write(tmp_path / "in.csv", table)
+    for dry_run in (True, False):
+        with pytest.raises(FileProblem) as raised:
+            run(db, settings, path, kind, dry_run=dry_run)
+        assert str(raised.value).startswith(f"--kind {kind.value} does not match the headers: "
+                                            + message), raised.value
+    with db.session() as session:
+        assert sorted(session.scalars(select(OrgUnit.name))) == before
+
+
+def test_a_kind_given_keeps_a_file_with_another_kinds_extra_columns(
+        db: Database, settings: Settings, tmp_path: Path) -> None:
+    """A students export with a guardian's phone and relation (detected as guardians, which
+    it does not fit: two phones) is the students file --kind says, extra columns ignored."""
+    seed_city(db, settings, tmp_path, people=False)
+    header, rows = STUDENTS
+    table = ([*header, "监护人手机号", "关系"], [[*r, "13700137001", "父亲"] for r in rows])
+    path = write(tmp_path / "s.csv", table)
+    with pytest.raises(FileProblem, match="phone"):
+        run(db, settings, path)
+    result = run(db, settings, path, Kind.students)
+    assert result.status == "applied" and result.ignored_columns == ("监护人手机号", "关系")
+    schools = write(tmp_path / "schools.csv", ([*SCHOOLS[0], "民族"], [[*SCHOOLS[1][0], "汉"]]))
+    assert run(db, settings, schools, Kind.schools).ignored_columns == ("民族",)
+
+
 def test_a_row_with_more_cells_than_the_header_is_an_error(db: Database, settings: Settings,
                                                             tmp_path: Path) -> None:
     header, rows = SCHOOLS
