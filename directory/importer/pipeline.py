@@ -16,6 +16,8 @@ Decisions:
   ``chunk_size`` (5,000) rows; keys seen so far live in an on-disk
   :class:`Ledger`; the diff keeps counts and a few examples only.
 - **Dry run**: the same steps without writing anything, not even the run.
+- **The error file is never the input** (``--errors`` naming it, through any path or
+  link): refused before anything is read or written.
 - **``--kind`` must not contradict the headers**: a kind given whose columns are a
   part of another kind's that the file has (a students file given as ``classes``
   or ``schools``) is refused; otherwise ``--kind`` wins over detection (a students
@@ -51,6 +53,7 @@ Decisions:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -167,6 +170,20 @@ class Run:
 
 
 # --- steps ----------------------------------------------------------------------------------
+
+def refuse_overwriting_the_input(run: Run) -> None:
+    """The error file must not be the file imported (``--errors`` naming it, or another
+    path to it: a symlink, a hard link): it would be truncated while it is read."""
+    assert run.errors is not None
+    target = run.errors.path
+    try:
+        same = os.path.samefile(target, run.path)
+    except OSError:  # one does not exist: not the same (a missing input is found next)
+        same = False
+    if same:
+        raise FileProblem(f"the error file {target} is the file being imported: it would be "
+                          "overwritten; choose another place with --errors")
+
 
 def lock(run: Run) -> None:
     if not run.options.dry_run:
@@ -357,8 +374,8 @@ def deactivate_missing(run: Run) -> None:
 
 
 STEPS: list[Callable[[Run], None]] = [
-    lock, hash_content, read_header, note_previous_run, plan_ahead, prepare,
-    stream_chunks, deactivate_missing,
+    refuse_overwriting_the_input, lock, hash_content, read_header, note_previous_run,
+    plan_ahead, prepare, stream_chunks, deactivate_missing,
 ]
 
 

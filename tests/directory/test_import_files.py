@@ -26,6 +26,7 @@ from tests.directory.cityfiles import (
     national_id,
     run,
     seed_city,
+    student,
     write,
 )
 
@@ -223,6 +224,38 @@ def test_a_workbook_broken_after_its_header_names_the_last_row_read(tmp_path: Pa
         for _ in table.records:
             pass
     assert 100 < int(str(raised.value).split("after row ")[1].split(":")[0]) < 3000
+
+
+@pytest.mark.parametrize("alias", ["same", "dotted", "symlink", "hardlink"])
+def test_an_error_file_that_is_the_input_is_refused_before_anything_is_read(
+        db: Database, settings: Settings, tmp_path: Path, alias: str) -> None:
+    """--errors naming the file imported (by any path) truncated it while it was read: the
+    run then saw a part of it, and the file was lost."""
+    from directory.importer.runs import ImportRun
+
+    seed_city(db, settings, tmp_path, people=False)
+    rows = [student("S000", "")]  # invalid: an empty name, so an error file is written
+    rows += [[*student(f"S{n:04d}", "张小明")[:7], "", ""] for n in range(1, 2000)]
+    path = write(tmp_path / "students.csv", (STUDENT_HEADER, rows))
+    original = path.read_bytes()
+    errors = {"same": path, "dotted": tmp_path / "." / "students.csv",
+              "symlink": tmp_path / "link.csv", "hardlink": tmp_path / "hard.csv"}[alias]
+    if alias == "symlink":
+        errors.symlink_to(path)
+    elif alias == "hardlink":
+        errors.hardlink_to(path)
+    with db.session() as session:
+        runs = session.scalar(select(func.count()).select_from(ImportRun))
+    for dry_run in (True, False):
+        with pytest.raises(FileProblem, match=f"the error file {errors} is the file being "
+                                              "imported: it would be overwritten; choose"):
+            run(db, settings, path, Kind.students, errors_path=errors, skip_invalid=True,
+                dry_run=dry_run, chunk_size=500)
+    assert path.read_bytes() == original
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImportRun)) == runs
+    elsewhere = run(db, settings, path, Kind.students, errors_path=tmp_path / "e.csv")
+    assert elsewhere.errors == 1 and elsewhere.rows == 2000
 
 
 def test_missing_columns_reject_the_file(tmp_path: Path) -> None:
