@@ -25,6 +25,12 @@ promoted, and the new ones begin on that day, so a second run for the same
 year finds nothing to do. Run the rollover *before* importing the new
 year's students. Each run is one transaction, audited; ``dry_run`` writes
 nothing and reports the same diff.
+
+One writer at a time: a run takes the import lock (``importer.lock``) as its
+first statement, as an import and ``idp erase-departed`` do, and fails at once
+with :class:`ImportBusy` while one of them (or another rollover) holds it: two
+rollovers at once both read the same placements and promoted every student
+twice. A dry run, like an import's, takes no lock.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import Database
 from directory.importer.diff import Diff
+from directory.importer.lock import hold_import_lock
 from directory.importer.rows import (
     CLASS_CODE,
     FINAL_GRADE,
@@ -199,6 +206,8 @@ def _disable_due(session: Session, options: RolloverOptions, diff: Diff) -> None
 def rollover(database: Database, options: RolloverOptions) -> RolloverResult:
     diff = Diff(options.examples, CATEGORIES, CATEGORIES[:3])
     with database.sessions() as session:
+        if not options.dry_run:  # as an import's: ImportBusy at once if one is running
+            hold_import_lock(session)
         work = _Rollover(session, options, diff, Units(session))
         for batch in _placements(session, options.year_start):
             work.handle(batch)

@@ -158,6 +158,8 @@ def rollover_command(
     try:
         with out.status(f"rolling over to the {year} school year..."):
             result = rollover(database, options)
+    except FileProblem as busy:  # ImportBusy: an import or another rollover is running
+        raise _fail(str(busy)) from None
     finally:
         database.dispose()
     out.print(result.diff.summary())

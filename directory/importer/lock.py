@@ -1,5 +1,9 @@
 """One import at a time: a writing run holds a database-wide lock until it ends.
 
+The same lock is taken by the other bulk writers of the directory: ``idp
+rollover`` (``directory.rollover``) and each batch of ``idp erase-departed``
+(``directory.retention``).
+
 Two ``idp import`` runs writing at once would plan against a directory the
 other is changing (both create the same person, one closes what the other
 opened). So a writing run takes a lock as the first statement of its

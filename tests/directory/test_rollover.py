@@ -95,3 +95,72 @@ def test_final_grades_are_configurable(db: Database, school_year: Path) -> None:
     result = _roll(db, final_grades=frozenset({12}))
     assert result.diff.counts["graduated"] == 1  # only grade 12
     assert _state(db, "R6")[2] == ["3100000001-G7-1"]
+
+
+def test_a_rollover_fails_at_once_while_an_import_runs(db: Database, settings: Settings,
+                                                       school_year: Path, monkeypatch) -> None:
+    """The import lock held (an import, erase-departed or another rollover): ImportBusy,
+    nothing written, and `idp rollover` says so in one line with exit code 2. A dry run
+    takes no lock, as an import's."""
+    from typer.testing import CliRunner
+
+    from directory.importer.lock import MESSAGE, ImportBusy, hold_import_lock
+    from idp.cli import app
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    for name, value in {"IDP_VAR_DIR": str(school_year), "IDP_DATABASE_URL": url,
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)
+    with db.sessions.begin() as importing:
+        hold_import_lock(importing)
+        with pytest.raises(ImportBusy, match="another import is running"):
+            _roll(db)
+        assert _roll(db, dry_run=True).diff.counts["promoted"] == 2
+        result = CliRunner().invoke(app, ["rollover", "--year", "2027"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.strip() == f"error: {MESSAGE}"
+    assert _state(db, "R1") == ("active", False, ["3100000001-G1-2"])
+    assert _roll(db).diff.counts["promoted"] == 2
+
+
+def test_two_rollovers_at_once_promote_once(db: Database, school_year: Path,
+                                            monkeypatch) -> None:
+    """Both read the same placements: each student was promoted twice (two current
+    classes). The second now stops at once (ImportBusy); the first finishes."""
+    import threading
+
+    from directory import rollover as rollover_module
+    from directory.importer.lock import ImportBusy
+
+    first_read, second_done = threading.Event(), threading.Event()
+    handle = rollover_module._Rollover.handle
+
+    def slow_handle(self, batch):  # the first run waits, its placements read, for the second
+        if threading.current_thread().name == "first":
+            first_read.set()
+            second_done.wait(30)
+        return handle(self, batch)
+
+    monkeypatch.setattr(rollover_module._Rollover, "handle", slow_handle)
+    outcome: dict[str, object] = {}
+
+    def roll(name: str) -> None:
+        try:
+            outcome[name] = _roll(db)
+        except ImportBusy as busy:
+            outcome[name] = busy
+        finally:
+            if name == "second":
+                second_done.set()
+
+    first = threading.Thread(target=roll, args=("first",), name="first")
+    first.start()
+    assert first_read.wait(30)
+    roll("second")
+    first.join(60)
+    assert isinstance(outcome["second"], ImportBusy)
+    assert outcome["first"].diff.counts["promoted"] == 2
+    with db.session() as session:
+        current = session.scalars(select(Affiliation.person_id).where(
+            Affiliation.role == "student", Affiliation.valid_to.is_(None))).all()
+    assert len(current) == len(set(current)) == 2  # R1 and R7, once each
