@@ -23,6 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from directory.importer import FileProblem, ImportOptions, ImportResult, Kind, import_file
+from directory.importer.formats import is_workbook
 from directory.importer.snapshot import LEAVERS_FREE, LEAVERS_PERCENT
 
 out = Console()
@@ -98,7 +99,7 @@ def import_command(
 
 def _with_progress(work: Callable[[Callable[[int], None]], ImportResult], file: Path
                    ) -> ImportResult:
-    size = file.stat().st_size if file.is_file() and file.suffix.lower() != ".xlsx" else None
+    size = file.stat().st_size if file.is_file() and not is_workbook(file) else None
     columns = [TextColumn("[bold]importing"), BarColumn(),
                DownloadColumn() if size else TextColumn("{task.completed} rows"),
                TimeRemainingColumn()]

@@ -112,9 +112,21 @@ def open_table(path: Path, progress: Progress | None = None) -> Table:
         raise FileProblem(f"{path}: cannot be read ({exc.strerror})") from None
     if not head:
         raise FileProblem(f"{path}: the file is empty")
-    if head.startswith(_XLSX_MAGIC) or path.suffix.lower() in (".xlsx", ".xlsm"):
+    if is_workbook(path, head):
         return _open_xlsx(path, progress)
     return _open_csv(path, head, progress)
+
+
+def is_workbook(path: Path, head: bytes | None = None) -> bool:
+    """Whether ``path`` is read as a workbook: a zip archive whatever its name, or named
+    ``.xlsx``/``.xlsm``. ``head``: its first bytes, if read already."""
+    if head is None:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_XLSX_MAGIC))
+        except OSError:
+            head = b""
+    return head.startswith(_XLSX_MAGIC) or path.suffix.lower() in (".xlsx", ".xlsm")
 
 
 def detect_encoding(head: bytes, *, complete: bool) -> str:
