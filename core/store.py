@@ -97,11 +97,15 @@ class Store(ABC):
         for key in keys:
             self.delete(key)
 
-    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None, *,
+                 then_get: str | None = None) -> bytes | None:
         """Set each key to its value, all with ``ttl`` (Redis: one round trip, not atomic:
-        what must expire together, written together)."""
+        what must expire together, written together); then read ``then_get`` in the same
+        round trip, and return it (None without ``then_get``): whether something that
+        outweighs the writes appeared before them."""
         for key, value in items:
             self.set(key, value, ttl)
+        return self.get(then_get) if then_get is not None else None
 
     @abstractmethod
     def add_member(self, key: str, member: str, ttl: float) -> None:
@@ -520,11 +524,15 @@ class RedisStore(Store):
         if keys:
             self._redis.delete(*(self._k(key) for key in keys))
 
-    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None, *,
+                 then_get: str | None = None) -> bytes | None:
         pipe = self._redis.pipeline(transaction=False)
         for key, value in items:
             pipe.set(self._k(key), value, px=self._ms(ttl))
-        pipe.execute()
+        if then_get is not None:
+            pipe.get(self._k(then_get))
+        answers = pipe.execute()
+        return answers[-1] if then_get is not None else None
 
     def ttl(self, key: str) -> float | None:
         left = self._redis.pttl(self._k(key))

@@ -96,12 +96,21 @@ def _live_key(sid: str) -> str:
     return "sso-live:" + sid
 
 
-def save(store: Store, token: str, session: SSOSession) -> None:
+def save(store: Store, token: str, session: SSOSession) -> bool:
+    """Put the session in the store under ``token``. False: its ``sid`` was signed out
+    meanwhile (a sign-out in another tab while this one moved the session to a new token:
+    a step-up, the same person signing in again), and the copy just written is ended at
+    once, the sign-out standing (the ``sso-ended`` mark is read in the same round trip)."""
     key = _key(token)
-    store.set_many([(key, json.dumps(asdict(session)).encode()),
-                    (_live_key(session.sid), b"1")], ttl=_ttl(session))
+    ended = store.set_many([(key, json.dumps(asdict(session)).encode()),
+                            (_live_key(session.sid), b"1")], ttl=_ttl(session),
+                           then_get=_ended_key(session.sid))
+    if ended is not None:
+        _mark_ended(store, key)
+        return False
     store.add_member(_index(session.account_id), key,
                      ttl=max(1.0, session.created + MAX_SECONDS - time.time()))
+    return True
 
 
 def new(*, account_id: int, sub: str, amr: list[str], acr: str) -> tuple[str, SSOSession]:
@@ -163,11 +172,7 @@ def renew(store: Store, token: str, session: SSOSession) -> str | None:
     if not _retire(store, token, session):
         return None
     fresh = _new_token()
-    save(store, fresh, session)
-    if store.get(_ended_key(session.sid)) is not None:  # a sign-out since the move began,
-        _mark_ended(store, _key(fresh))  # which found the old token gone: it stays ended
-        return None
-    return fresh
+    return fresh if save(store, fresh, session) else None  # (signed out as it moved)
 
 
 def load(store: Store, request: Request) -> tuple[str, SSOSession] | None:
@@ -332,7 +337,7 @@ def end(store: Store, token: str, request: Request | None = None, *,
     by now: ``read`` (the session as this request read it) ends it even if another tab
     moved it to a new token meanwhile (a step-up, the same person signing in again), and
     every copy of it in the account's sessions ends too (two tabs stepping up at once
-    leave one). A move that saves its copy after this finds the sid ended (``renew``)."""
+    leave one). A move that saves its copy after this finds the sid ended (``save``)."""
     if request is None:  # nobody to tell, nothing revoked: the store's part of an end
         _mark_ended(store, _key(token))
         return None

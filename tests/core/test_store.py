@@ -58,6 +58,14 @@ def test_set_many_sets_each_with_the_one_ttl(kv: Store) -> None:
     assert kv.get("s3") is None
 
 
+def test_set_many_reads_a_key_after_its_writes(kv: Store) -> None:
+    assert kv.set_many([("w1", b"one")], ttl=60, then_get="mark") is None
+    kv.set("mark", b"ended", ttl=60)
+    assert kv.set_many([("w2", b"two")], ttl=60, then_get="mark") == b"ended"
+    assert kv.set_many([("w1", b"three")], ttl=60, then_get="w1") == b"three"
+    assert kv.get("w2") == b"two"
+
+
 def test_values_are_bytes_exactly(kv: Store) -> None:
     value = bytes(range(256))
     kv.set("bin", value)

@@ -336,3 +336,22 @@ def test_a_session_from_before_live_keys_stays_live_while_it_moves(app) -> None:
                                             amr=["pwd"])
     assert signed_in.session.sid == session.sid and store.get(sessions._key(token)) is None
     assert sessions.is_live(store, 1, session.sid)
+
+
+def test_a_re_sign_in_racing_a_sign_out_leaves_no_session_with_an_ended_sid(
+        app, monkeypatch) -> None:
+    """Tab B has the same person sign in again (its old token retired at once, the new
+    session, which keeps the sid, saved at the end of the sign-in); tab A's sign-out, which
+    read the session, lands in between and ends the sid. The save finds it ended and ends
+    its copy: no session the provider shows as signed in under an ended sid (every app's
+    code exchange would fail until it idled out)."""
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    token, session = _started(store)
+    tab_a_read = sessions.load(store, _request(token))[1]
+    signed_in = sessions.instead_of_current(store, _request(token), account_id=1, sub="s",
+                                            amr=["pwd"])
+    assert _signed_out(state, token, tab_a_read) is not None and told == [session.sid]
+    assert not sessions.save(store, signed_in.token, signed_in.session)
+    assert sessions.load(store, _request(signed_in.token)) is None
+    assert store.members(sessions._index(1)) == set()
+    assert not sessions.is_live(store, 1, session.sid) and told == [session.sid]
