@@ -60,6 +60,24 @@ def mask_phone(value: str | None) -> str:
 
 
 
+# a national ID (or the digits of one, cut short or run on: 15 and more) or a mobile number
+# inside any text
+_ID_OR_PHONE = re.compile(r"(?<![0-9])(?:[0-9]{14,}[0-9Xx]|1[0-9]{10})(?![0-9Xx])")
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every national-ID-like run of 15 digits or more and every mobile
+    number in it masked (``110***********1234``, ``138****5678``): a value read from a
+    file, wherever it came from (a row that lost a cell, a student number made of a
+    national ID) and a message that repeats one."""
+    return _ID_OR_PHONE.sub(_masked_match, text)
+
+
+def _masked_match(found: re.Match[str]) -> str:
+    text = found.group()
+    return mask_phone(text) if len(text) == 11 else mask_national_id(text)
+
+
 def mask_name(name: str) -> str:
     """``张小明`` -> ``张*明``, ``李雷`` -> ``李*``: enough to recognise, not to identify (an
     import report's row, whose phone approved a QR sign-in)."""

@@ -2,7 +2,9 @@
 
 Written as UTF-8 with a byte-order mark so that Excel on Chinese Windows shows
 it correctly. Created only when there is a problem; values of personal data
-are already masked by the row checks, and no cell can start a formula (``inert``).
+are already masked by the row checks, every national ID or mobile number in a message or
+value is masked here (``directory.pii.mask_numbers``: the checks against the directory
+quote cells), and no cell can start a formula (``inert``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import IO
 
 from directory.importer.formats import FileProblem
 from directory.importer.rows import RowError
+from directory.pii import mask_numbers
 
 HEADER = ["row", "column", "message", "value"]
 
@@ -46,9 +49,10 @@ class ErrorFile:
                                   "choose another place with --errors") from None
             self._writer = csv.writer(self._handle)
             self._writer.writerow(HEADER)
-        for error in sorted(errors, key=lambda e: e.row):
-            self._writer.writerow([error.row, error.column, inert(error.message),
-                                   inert(error.value)])
+        for error in sorted(errors, key=lambda e: e.row):  # a check against the directory
+            self._writer.writerow([error.row, error.column,  # may quote a cell in either
+                                   inert(mask_numbers(error.message)),
+                                   inert(mask_numbers(error.value))])
         self.count += len(errors)
 
     def close(self) -> None:

@@ -152,6 +152,7 @@ class Run:
     previous_id: int | None = None  # an earlier run of the same bytes
     run_id: int | None = None
     left_people: set[int] = field(default_factory=set)  # snapshot mode: they left
+    affiliations_before: int = 0  # snapshot mode: the newest affiliation before any write
     left_accounts: tuple[int, ...] = ()  # their accounts, once the run is applied
     seal_ahead: bool = True  # the last chunk was mostly new people
     reader: Session | None = None  # plans ahead of the writes (``plan_ahead``), if not None
@@ -256,6 +257,8 @@ def prepare(run: Run) -> None:
     planning = run.reader or run.session
     run.context = plan.Context(planning, run.settings, run.kind, run.ledger,
                                Units(planning), run.today, sealer(run.settings))
+    if run.options.snapshot:  # before any write: what each school had (the leavers' limit)
+        run.affiliations_before = snapshot.affiliations_before(run.session)
 
 
 Pending = tuple[Future[None], plan.ChunkPlan] | None  # the chunk in the writer's hands
@@ -369,7 +372,7 @@ def _valid_rows(run: Run, checked: Checked) -> list:
 def deactivate_missing(run: Run) -> None:
     if run.options.snapshot:
         run.left_people = snapshot.deactivate_missing(
-            run.context, run.diff, write=run.writing,
+            run.context, run.diff, write=run.writing, before=run.affiliations_before,
             leavers_percent=run.options.leavers_percent)
 
 

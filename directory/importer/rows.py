@@ -35,6 +35,7 @@ from directory.models import Account, IdentifierKind, OrgUnit, Role
 from directory.pii import (
     mask_name,
     mask_national_id,
+    mask_numbers,
     mask_phone,
     normalise_mobile,
     normalise_national_id,
@@ -317,17 +318,7 @@ def shown(column: str, raw: str) -> str:
         return "***" if raw else ""
     if column in ("name", "guardian_name"):
         return mask_name(raw)
-    return _ID_OR_PHONE.sub(_masked_match, raw[:60])
-
-
-# a national ID or a mobile number in another column (a row that lost a cell, a student
-# number made of a national ID): masked all the same
-_ID_OR_PHONE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[0-9]{10})(?![0-9Xx])")
-
-
-def _masked_match(found: re.Match[str]) -> str:
-    text = found.group()
-    return mask_phone(text) if len(text) == 11 else mask_national_id(text)
+    return mask_numbers(raw)[:60]  # masked first: a number cut short is still one
 
 
 class _Cells:

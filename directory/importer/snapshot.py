@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from directory.importer import lookups
 from directory.importer.diff import Change, Diff
@@ -76,29 +77,48 @@ LEAVERS_PERCENT = 10
 LEAVERS_FREE = 20
 
 
-def deactivate_missing(context: Context, diff: Diff, *, write: bool,
+def affiliations_before(session: Session) -> int:
+    """The newest affiliation's id before the run writes (``deactivate_missing``)."""
+    return session.scalar(select(func.max(Affiliation.id))) or 0
+
+
+def deactivate_missing(context: Context, diff: Diff, *, write: bool, before: int,
                        leavers_percent: int = LEAVERS_PERCENT) -> set[int]:
     """Close the affiliations of people missing from the file, in every covered school;
     the people who have left (no current affiliation remains), when ``write``. A school
-    that would lose more than ``leavers_percent`` of its people (and more than
-    ``LEAVERS_FREE``) stops the run (``FileProblem``): nothing is written."""
+    that would lose more than ``leavers_percent`` of the people it had before the run
+    (``before``: ``affiliations_before``; and more than ``LEAVERS_FREE``) stops the run
+    (``FileProblem``): nothing is written."""
     left: set[int] = set()
     for code in sorted(context.covered_schools):
         school = context.units.get(code)
         if school is None or not school.path:
             continue
-        members, missing = 0, []
+        missing = []
         for batch in _members(context, school.path):
             present = context.ledger.seen("key", [m.number for m in batch])
-            members += len(batch)
             missing += [m for m in batch if m.number not in present]
-        _check_leavers(code, len(missing), members, leavers_percent)
+        _check_leavers(code, len(missing), _had(context, school.path, before),
+                       leavers_percent)
         for member in missing:
             diff.add(Change.deactivated, f"{member.number} {mask_name(member.name)}: "
                      f"left {member.unit_code}")
         for start in range(0, len(missing) if write else 0, BATCH):
             left.update(_close(context, missing[start:start + BATCH]))
     return left
+
+
+def _had(context: Context, school_path: str, before: int) -> int:
+    """The school's people before the run, the same in a dry and a real run: the
+    affiliations current then (a real run has written its new ones since, with higher ids,
+    and closed those of the pupils it moved: ended today, they count)."""
+    spec = PEOPLE[context.kind]
+    return context.session.scalar(
+        select(func.count()).select_from(Affiliation)
+        .join(OrgUnit, OrgUnit.id == Affiliation.org_unit_id)
+        .where(OrgUnit.path.startswith(school_path), Affiliation.role.in_(spec.roles),
+               Affiliation.id <= before,
+               or_(Affiliation.valid_to.is_(None), Affiliation.valid_to >= context.today)))
 
 
 def _check_leavers(code: str, leaving: int, members: int, percent: int) -> None:

@@ -239,6 +239,20 @@ def test_a_snapshot_missing_most_of_a_school_is_refused(db: Database, settings: 
         "deactivated"] == 23
 
 
+def test_the_leavers_limit_counts_a_school_as_it_was_before_the_run(
+        db: Database, settings: Settings, city: Path) -> None:
+    """The real run has written the file's new pupils when it counts who leaves: they do
+    not raise the limit (10 new pupils would let one more leave), the dry run and the real
+    run refuse the same file."""
+    pupils = [student(f"P{n:03d}", "学生", seq=300 + n) for n in range(200)]
+    assert run(db, settings, write(city / "all.csv", (STUDENT_HEADER, pupils))).ok
+    new = [student(f"N{n:03d}", "新生", seq=600 + n) for n in range(10)]
+    path = write(city / "snap.csv", (STUDENT_HEADER, [*STUDENTS[1][:2], *pupils[:179], *new]))
+    for dry_run in (True, False):  # 21 of the 202 (10.4 %)
+        with pytest.raises(FileProblem, match="would mark 21 of the 202 people"):
+            run(db, settings, path, snapshot=True, dry_run=dry_run)
+
+
 def test_snapshot_is_for_people_only(db: Database, settings: Settings, tmp_path: Path) -> None:
     from directory.importer import FileProblem
 
@@ -342,6 +356,28 @@ def test_a_row_that_lost_a_cell_shows_no_national_id_or_phone_in_full(
     text = (city / "bad.errors.csv").read_text(encoding="utf-8-sig")
     assert errors and nid not in text and "13800138001" not in text
     assert nid[:3] + "*" * 11 + nid[-4:] in text
+
+
+def test_a_national_id_quoted_by_a_check_against_the_directory_is_masked(
+        db: Database, settings: Settings, city: Path) -> None:
+    """A guardian's row whose student number is a national ID nobody has: the error
+    ("student ... is not in the directory") quotes it, masked like the cell checks'."""
+    from tests.directory.cityfiles import GUARDIANS
+
+    nid = national_id("20140305", 901)
+    result = run(db, settings, write(city / "g.csv", (GUARDIANS[0], [
+        ["张大伟", "13700137001", "父亲", nid]])), Kind.guardians)
+    text = result.errors_path.read_text(encoding="utf-8-sig")
+    assert nid not in text and nid[:3] + "*" * 11 + nid[-4:] in text
+
+
+@pytest.mark.parametrize("cell", ["备注" * 21 + "x" + national_id("20140305", 902),  # past 60
+                                  national_id("20140305", 903) + "7"])  # a digit too many
+def test_a_national_id_cut_short_or_run_on_is_masked(cell: str) -> None:
+    from directory.importer.rows import shown
+
+    digits = "".join(ch for ch in cell if ch.isdigit())
+    assert digits[:17] not in shown("birth_date", cell)  # 17 digits give the 18th
 
 
 def test_a_password_in_the_hash_column_is_never_shown(
