@@ -349,7 +349,11 @@ def end(store: Store, token: str, request: Request | None = None, *,
         store.delete(_live_key(read.sid))
     if ended is None:
         return None
-    _end_copies(store, ended)
+    try:
+        _end_copies(store, ended)
+    except store.errors:  # the sid has ended (its copies are worth nothing): tell its apps
+        log.warning("the other copies of an ended session could not be removed now; "
+                    "they idle out")
     _tell_and_revoke(state, ended)
     return ended
 

@@ -355,3 +355,19 @@ def test_a_re_sign_in_racing_a_sign_out_leaves_no_session_with_an_ended_sid(
     assert sessions.load(store, _request(signed_in.token)) is None
     assert store.members(sessions._index(1)) == set()
     assert not sessions.is_live(store, 1, session.sid) and told == [session.sid]
+
+
+def test_a_store_failure_ending_the_copies_still_tells_the_apps(app, monkeypatch) -> None:
+    """Only the first end of a sid tells its apps: a store failure after its mark, while
+    the other copies are looked for, must not leave them untold for good."""
+    from core.store import StoreUnavailable
+
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    token, session = _started(store)
+
+    def unavailable(_key):
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(store, "members", unavailable)
+    assert _signed_out(state, token, session) is not None and told == [session.sid]
+    assert not sessions.is_live(store, 1, session.sid)
