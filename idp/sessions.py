@@ -343,10 +343,10 @@ def end(store: Store, token: str, request: Request | None = None, *,
         return None
     state = request.app.state
     ended = _mark_ended(store, _key(token))
-    if ended is None and read is not None and store.set_if_absent(
-            _ended_key(read.sid), b"1", ttl=MAX_SECONDS):  # moved, not ended
-        ended = read
+    if ended is None and read is not None:  # moved to another token meanwhile (or ended)
+        store.set(_ended_key(read.sid), b"1", ttl=MAX_SECONDS)
         store.delete(_live_key(read.sid))
+        ended = read
     if ended is None:
         return None
     try:
@@ -425,9 +425,7 @@ def _begun_before(store: Store, account_id: int, begun_before: float) -> list[st
 
 def _mark_ended(store: Store, key: str) -> SSOSession | None:
     """The store's part of an end: the session of ``key`` read and ended at once, its
-    ``sso-ended`` mark, its keys gone. None: it had ended already, or its ``sid`` had (a
-    second copy of the session, which two tabs stepping up at once leave: ``_retire``;
-    its apps were told when the first copy ended)."""
+    ``sso-ended`` mark, its keys gone. None: it had ended already."""
     raw = store.replace(key, b"", ttl=1, only_existing=True)  # read and end at once
     if not raw:
         store.delete(key)
@@ -435,30 +433,39 @@ def _mark_ended(store: Store, key: str) -> SSOSession | None:
     ended = SSOSession.from_json(json.loads(raw))
     # before the key goes: a move racing this (_retire) finds it b"" or this mark; before
     # the revocation: a token made meanwhile checks it (is_live), and it wins over an
-    # sso-live a racing touch writes back
-    first = store.set_if_absent(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)
-    store.delete_many([key, _live_key(ended.sid)])
+    store.set(_ended_key(ended.sid), b"1", ttl=MAX_SECONDS)  # sso-live a racing touch
+    store.delete_many([key, _live_key(ended.sid)])  # writes back
     store.remove_member(_index(ended.account_id), key)
-    return ended if first else None
-
-
-def _end_stored(state: Any, key: str) -> SSOSession | None:
-    ended = _mark_ended(state.store, key)
-    if ended is not None:
-        _tell_and_revoke(state, ended)
     return ended
 
 
-def _tell_and_revoke(state: Any, ended: SSOSession) -> None:
-    """An ended session's apps are told, and its refresh tokens revoked."""
-    backchannel_logout.tell(state, ended)
+def _end_stored(state: Any, key: str) -> SSOSession | None:
+    """End the session of ``key``, tell its apps, revoke its refresh tokens. None: it had
+    ended, or its sid had (a second copy, which two tabs stepping up at once leave)."""
+    ended = _mark_ended(state.store, key)
+    return ended if ended is not None and _tell_and_revoke(state, ended) else None
+
+
+def _tell_and_revoke(state: Any, ended: SSOSession) -> bool:
+    """An ended session's apps are told, once per sid (False: told already, when another
+    copy of it ended), and its refresh tokens revoked. Told once, not "ended first": a
+    store failure between the mark and the telling leaves them to the next end of it (the
+    next use, ``load_standing``), not untold for good."""
+    first = state.store.set_if_absent(_told_key(ended.sid), b"1", ttl=MAX_SECONDS)
+    if first:
+        backchannel_logout.tell(state, ended)
     from idp.oidc import refresh_tokens  # it reads MAX_SECONDS from here
 
     refresh_tokens.revoke_session(state.db, state.store, ended.sid)
+    return first
 
 
 def _ended_key(sid: str) -> str:
     return "sso-ended:" + sid
+
+
+def _told_key(sid: str) -> str:
+    return "sso-told:" + sid
 
 
 def is_live(store: Store, account_id: int, sid: str) -> bool:

@@ -263,7 +263,8 @@ def test_a_sign_out_racing_a_step_up_ends_the_moved_session(app, monkeypatch) ->
     assert ended is not None and ended.apps == ["app-one"] and told == [session.sid]
     assert store.get(sessions._key(moved)) is None
     assert not sessions.is_live(store, 1, session.sid)
-    assert _signed_out(state, moved, session) is None and told == [session.sid]
+    _signed_out(state, moved, session)  # the other tab signs out too: nobody told again
+    assert told == [session.sid]
 
 
 def test_a_step_up_whose_session_is_signed_out_as_it_moves_stays_ended(app, monkeypatch
@@ -371,3 +372,26 @@ def test_a_store_failure_ending_the_copies_still_tells_the_apps(app, monkeypatch
     monkeypatch.setattr(store, "members", unavailable)
     assert _signed_out(state, token, session) is not None and told == [session.sid]
     assert not sessions.is_live(store, 1, session.sid)
+
+
+def test_a_store_failure_before_the_apps_are_told_leaves_them_to_the_next_sign_out(
+        app, monkeypatch) -> None:
+    """The sign-out marks the sid ended, then the store fails before its apps are told
+    (the person sees a 503): signing out again tells them, the sid being ended already."""
+    from core.store import StoreUnavailable
+
+    state, store, told = app.state, app.state.store, _told(monkeypatch)
+    token, session = _started(store)
+    real_delete_many = store.delete_many
+
+    def unavailable(_keys):
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(store, "delete_many", unavailable)
+    with pytest.raises(StoreUnavailable):
+        sessions._end_stored(state, sessions._key(token))
+    assert told == [] and not sessions.is_live(store, 1, session.sid)
+    monkeypatch.setattr(store, "delete_many", real_delete_many)
+    assert _signed_out(state, token, session) is not None and told == [session.sid]
+    _signed_out(state, token, session)
+    assert told == [session.sid]
