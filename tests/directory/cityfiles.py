@@ -84,3 +84,12 @@ def seed_city(db: Database, settings: Settings, folder: Path, *, people: bool = 
     for name, table in tables:
         result = run(db, settings, write(folder / f"{name}.csv", table), Kind(name))
         assert result.status == "applied", (name, result.diff.summary(), result.errors)
+
+
+def cli_env(monkeypatch, db: Database, settings: Settings, var_dir: Path) -> None:
+    """The environment of an in-process ``idp`` command (typer's ``CliRunner``) working on
+    the test's database."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    for name, value in {"IDP_VAR_DIR": str(var_dir), "IDP_DATABASE_URL": url,
+                        "IDP_MASTER_KEY": settings.master_key}.items():
+        monkeypatch.setenv(name, value)

@@ -26,7 +26,7 @@ from directory.people import find_login_account
 from directory.retention import erase_departed
 from mfa.credentials import MfaCredential
 from tests.conftest import PG_ADMIN_URL
-from tests.directory.cityfiles import run, seed_city, write
+from tests.directory.cityfiles import cli_env, run, seed_city, write
 from tests.idp.test_cli import idp
 
 TODAY = date(2027, 11, 1)
@@ -272,10 +272,7 @@ def test_nothing_is_erased_while_an_import_runs(db: Database, settings: Settings
     from directory.importer.lock import ImportBusy, hold_import_lock
     from idp.cli import app
 
-    url = db.engine.url.render_as_string(hide_password=False)
-    for name, value in {"IDP_VAR_DIR": str(tmp_path), "IDP_DATABASE_URL": url,
-                        "IDP_MASTER_KEY": settings.master_key}.items():
-        monkeypatch.setenv(name, value)
+    cli_env(monkeypatch, db, settings, tmp_path)
     with db.sessions.begin() as importing:
         hold_import_lock(importing)
         with pytest.raises(ImportBusy):

@@ -14,7 +14,7 @@ from core.settings import Settings
 from directory.models import Affiliation, IdentifierKind, OrgUnit
 from directory.people import find_account
 from directory.rollover import RolloverOptions, rollover
-from tests.directory.cityfiles import STUDENT_HEADER, run, seed_city, student, write
+from tests.directory.cityfiles import STUDENT_HEADER, cli_env, run, seed_city, student, write
 
 START = date(2027, 9, 1)
 
@@ -107,10 +107,7 @@ def test_a_rollover_fails_at_once_while_an_import_runs(db: Database, settings: S
     from directory.importer.lock import MESSAGE, ImportBusy, hold_import_lock
     from idp.cli import app
 
-    url = db.engine.url.render_as_string(hide_password=False)
-    for name, value in {"IDP_VAR_DIR": str(school_year), "IDP_DATABASE_URL": url,
-                        "IDP_MASTER_KEY": settings.master_key}.items():
-        monkeypatch.setenv(name, value)
+    cli_env(monkeypatch, db, settings, school_year)
     with db.sessions.begin() as importing:
         hold_import_lock(importing)
         with pytest.raises(ImportBusy, match="another import is running"):
