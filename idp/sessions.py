@@ -329,7 +329,8 @@ def _write_merging(store: Store, token: str, session: SSOSession) -> bool:
 
 def end(store: Store, token: str, request: Request | None = None, *,
         read: SSOSession | None = None) -> SSOSession | None:
-    """End the session of ``token`` and return it (``None``: it had ended already); with
+    """End the session of ``token`` and return it (``None``: it had ended already, and no
+    ``read`` says which sid it was); with
     ``request``, its apps are told (back-channel logout, in the background) and the
     refresh tokens that live with it (no ``offline_access``) are revoked.
 
@@ -449,8 +450,8 @@ def _end_stored(state: Any, key: str) -> SSOSession | None:
 def _tell_and_revoke(state: Any, ended: SSOSession) -> bool:
     """An ended session's apps are told, once per sid (False: told already, when another
     copy of it ended), and its refresh tokens revoked. Told once, not "ended first": a
-    store failure between the mark and the telling leaves them to the next end of it (the
-    next use, ``load_standing``), not untold for good."""
+    store failure between the mark and the telling (a 503) leaves them to the browser's
+    next sign-out, which reads the sid again (``end``), not untold for good."""
     first = state.store.set_if_absent(_told_key(ended.sid), b"1", ttl=MAX_SECONDS)
     if first:
         backchannel_logout.tell(state, ended)
