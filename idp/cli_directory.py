@@ -23,6 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from directory.importer import FileProblem, ImportOptions, ImportResult, Kind, import_file
+from directory.importer.diff import Diff
 from directory.importer.formats import is_workbook
 from directory.importer.snapshot import LEAVERS_FREE, LEAVERS_PERCENT
 
@@ -47,6 +48,13 @@ def printable(text: str) -> str:
     markup."""
     return "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
                    for c in text)
+
+
+def _print_diff(diff: Diff) -> None:
+    """The examples of a diff, one per line: names and codes that came from files, shown
+    with no escape sequence and no rich markup."""
+    for line in diff.lines():
+        out.print(printable(line), markup=False, highlight=False)
 
 
 def import_command(
@@ -118,8 +126,7 @@ def _report(result: ImportResult) -> None:
         out.print(f"this file was already imported in run {result.previous_run_id}; "
                   "only the differences are applied")
     out.print(result.diff.summary())
-    for line in result.diff.lines():  # names and codes from the file: no escape sequences
-        out.print(printable(line), markup=False, highlight=False)
+    _print_diff(result.diff)
     if result.errors:
         out.print(Text.assemble((f"{result.errors} problems", "red"), " in invalid rows; see ",
                                 printable(str(result.errors_path))))
@@ -164,8 +171,7 @@ def rollover_command(
     finally:
         database.dispose()
     out.print(result.diff.summary())
-    for line in result.diff.lines():  # names and codes from the file: no escape sequences
-        out.print(printable(line), markup=False, highlight=False)
+    _print_diff(result.diff)
     out.print("dry run: nothing was written" if dry_run else f"school year {year} started")
     if result.graduated_accounts:  # they may no longer sign in: their apps are told now
         from idp.cli_security import end_sessions
